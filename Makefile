@@ -1,0 +1,36 @@
+# Every target sets up its own virtualenv first, so each works on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo serve lint format bench soak clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Until the live monitor lands: the headless engine with a simulated campaign flowing into it.
+demo: $(STAMP)
+	@tmp=$$(mktemp -d); \
+	$(BIN)/smswatch serve --db $$tmp/demo.db --port 8787 & pid=$$!; sleep 1.5; \
+	$(BIN)/smswatch simulate --provider mixed --messages 20 --recipients 30 --spread 30; \
+	kill -INT $$pid; wait $$pid; echo "demo database: $$tmp/demo.db"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+"""smswatch: a terminal monitor for SMS delivery webhooks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from smswatch.cli import main
+
+main()

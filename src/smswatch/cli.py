@@ -1,0 +1,549 @@
+"""Command line: `smswatch` (live monitor) and its subcommands. See DESIGN.md for the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from smswatch import __version__
+from smswatch import config as settings
+from smswatch.config import Credentials, parse_basic_auth
+
+if TYPE_CHECKING:
+    from smswatch.engine import EngineConfig
+
+# Heavy modules (aiohttp, pydantic, textual) are imported inside the commands that need them,
+# so `inspect`, `export` and `stats` start quickly.
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SUBCOMMANDS = ["serve", "simulate", "replay", "inspect", "export", "stats"]
+
+
+# --- shared options ---------------------------------------------------------------------------
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    try:
+        loaded = settings.load(value)
+    except settings.ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    ctx.meta["settings"] = loaded
+    ctx.default_map = settings.default_map(loaded, SUBCOMMANDS if ctx.parent is None else [])
+    return value
+
+
+def config_option(f: F) -> F:
+    return click.option(
+        "--config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="SMSWATCH_CONFIG",
+        is_eager=True,
+        expose_value=False,
+        callback=_load_config,
+        help="TOML config file (default: ~/.config/smswatch/config.toml if it exists).",
+    )(f)
+
+
+def _basic_auth(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, str] | None:
+    if not value:
+        return None
+    try:
+        return parse_basic_auth(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def credential_options(f: F) -> F:
+    f = click.option(
+        "--yebolink-secret",
+        envvar="SMSWATCH_YEBOLINK_SECRET",
+        metavar="SECRET",
+        help="YeboLink webhook secret; X-YeboLink-Signature is verified with it.",
+    )(f)
+    return click.option(
+        "--basic-auth",
+        envvar="SMSWATCH_BASIC_AUTH",
+        metavar="USER:PASS",
+        callback=_basic_auth,
+        help="Lisoloo webhook Basic auth credentials.",
+    )(f)
+
+
+def db_option(f: F) -> F:
+    return click.option(
+        "--db",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="SMSWATCH_DB",
+        default=Path("smswatch.db"),
+        show_default=True,
+        help="SQLite database file.",
+    )(f)
+
+
+def listener_options(f: F) -> F:
+    options = [
+        click.option(
+            "--host",
+            envvar="SMSWATCH_HOST",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address to listen on.",
+        ),
+        click.option(
+            "--port",
+            envvar="SMSWATCH_PORT",
+            type=click.IntRange(0, 65535),
+            default=8787,
+            show_default=True,
+            help="Webhook port (0 picks a free one).",
+        ),
+        db_option,
+        credential_options,
+        click.option(
+            "--insecure",
+            is_flag=True,
+            help="Accept unauthenticated webhooks on a non-loopback address.",
+        ),
+        click.option(
+            "--durability",
+            type=click.Choice(["full", "normal"]),
+            default="full",
+            show_default=True,
+            help="full: fsync every commit (survives power loss); normal: survives a crash of "
+            "smswatch, may lose the last commits on power loss.",
+        ),
+        click.option(
+            "--max-body",
+            type=click.IntRange(1024),
+            default=1024 * 1024,
+            show_default=True,
+            help="Largest webhook body in bytes (larger: 413).",
+        ),
+        click.option(
+            "--max-db-mb",
+            type=click.IntRange(1),
+            default=None,
+            help="Cap the database size; at the cap webhooks get 503 until it is raised.",
+        ),
+        click.option(
+            "--read-timeout",
+            type=click.FloatRange(0.1),
+            default=10.0,
+            show_default=True,
+            help="Seconds a client may take to send a body (else 408).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def engine_config(opts: dict[str, Any]) -> EngineConfig:
+    from smswatch.engine import EngineConfig
+
+    return EngineConfig(
+        db_path=opts["db"],
+        host=opts["host"],
+        port=opts["port"],
+        credentials=Credentials(opts["basic_auth"], opts["yebolink_secret"] or None),
+        insecure=opts["insecure"],
+        durability=opts["durability"],
+        max_body=opts["max_body"],
+        read_timeout=opts["read_timeout"],
+        max_db_bytes=opts["max_db_mb"] * 1024 * 1024 if opts["max_db_mb"] else None,
+    )
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"smswatch: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_store_errors(f: F) -> F:
+    """Read commands: a missing or foreign database is a one-line error, not a traceback."""
+    from smswatch.store import NoDatabase
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except NoDatabase as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --- smswatch (the live monitor) --------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True, context_settings=CONTEXT)
+@config_option
+@listener_options
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run simulated campaigns against the monitor, with a temporary database.",
+)
+@click.option(
+    "--theme",
+    envvar="SMSWATCH_THEME",
+    default=None,
+    help="Theme name (dark, light, high-contrast, or one of yours).",
+)
+@click.version_option(__version__, prog_name="smswatch")
+@click.pass_context
+def main(ctx: click.Context, demo: bool, theme: str | None, **opts: Any) -> None:
+    """smswatch: watch SMS delivery webhooks live in the terminal.
+
+    Without a subcommand it runs the webhook listener and the live monitor in one process.
+    Point your gateway's webhook URL at the address it shows.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from smswatch.engine import BindRefused
+    from smswatch.tui.run import run_monitor
+
+    try:
+        code = run_monitor(
+            engine_config(opts), demo=demo, theme=theme, settings=ctx.meta.get("settings", {})
+        )
+    except BindRefused as exc:
+        fail(str(exc), 2)
+    sys.exit(code)
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@listener_options
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, for log shippers.",
+)
+@click.option(
+    "--summary-interval",
+    type=click.FloatRange(0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds between summary lines while events arrive.",
+)
+def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
+    """Run the webhook listener and store without a UI.
+
+    Prints the URL to paste into each gateway, then a summary line every few seconds.
+    Every 200 it answers means the event is committed to the database.
+    """
+    from smswatch import serve as headless
+    from smswatch.engine import BindRefused, Engine
+
+    try:
+        engine = Engine(engine_config(opts))
+    except BindRefused as exc:
+        fail(str(exc), 2)
+    sys.exit(asyncio.run(headless.run(engine, log_format, summary_interval)))
+
+
+# --- simulate ---------------------------------------------------------------------------------
+
+
+def sender_options(f: F) -> F:
+    options = [
+        click.option(
+            "--url",
+            envvar="SMSWATCH_URL",
+            default="http://127.0.0.1:8787",
+            show_default=True,
+            help="smswatch listener (root URL, /webhooks, or a gateway's webhook URL).",
+        ),
+        credential_options,
+        click.option(
+            "--rate",
+            type=click.FloatRange(0.1),
+            default=500.0,
+            show_default=True,
+            help="At most this many requests per second.",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 512),
+            default=16,
+            show_default=True,
+            help="Requests in flight at once.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1),
+            default=8,
+            show_default=True,
+            help="Tries per event on 5xx or connection failure before giving up.",
+        ),
+        click.option(
+            "--acked",
+            type=click.File("w"),
+            default=None,
+            help="Write one JSON line per event that got a 2xx (to check that nothing "
+            "acknowledged was lost).",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, title: str) -> Any:
+    from smswatch.progress import send_with_progress
+
+    result = asyncio.run(send_with_progress(deliveries, config, acked, quiet, title))
+    line = (
+        f"{title}: {result.acked} acknowledged ({result.acked_duplicate} as duplicates) of "
+        f"{result.planned} deliveries, {result.retried} retried, {result.rejected} rejected, "
+        f"{result.dropped} given up"
+    )
+    click.echo(line, err=True)
+    for detail in result.first_errors:
+        click.echo(f"  {detail}", err=True)
+    return result
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@sender_options
+@click.option(
+    "--provider",
+    type=click.Choice(["lisoloo", "yebolink", "mixed"]),
+    default="lisoloo",
+    show_default=True,
+    help="Gateway to imitate (mixed: alternate per message).",
+)
+@click.option(
+    "--messages",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Messages (Lisoloo) or bulk sends (YeboLink) to run.",
+)
+@click.option(
+    "--recipients",
+    type=click.IntRange(1, 100_000),
+    default=20,
+    show_default=True,
+    help="Recipients per message or bulk send.",
+)
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.08,
+    show_default=True,
+    help="Share of recipients that fail.",
+)
+@click.option(
+    "--duplicate-rate",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of events sent twice (same event id), as gateway retries do.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Random seed: the same seed plans the same campaign."
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(0.01),
+    default=1.0,
+    show_default=True,
+    help="Divide realistic delays (seconds to minutes) by this.",
+)
+@click.option(
+    "--spread",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Spread message starts over this many seconds (before --speed).",
+)
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the expected final state of every recipient as JSON lines.",
+)
+def simulate(**opts: Any) -> None:
+    """Send a realistic simulated campaign to a running smswatch over HTTP.
+
+    Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
+    auth / signatures (from --basic-auth / --yebolink-secret or SMSWATCH_* variables).
+    Exit status 1 if any event was rejected or given up.
+    """
+    from smswatch.simulate import SimConfig, plan_campaign, write_truth
+
+    config = SimConfig(
+        url=opts["url"],
+        provider=opts["provider"],
+        messages=opts["messages"],
+        recipients=opts["recipients"],
+        rate=opts["rate"],
+        fail_rate=opts["fail_rate"],
+        duplicate_rate=opts["duplicate_rate"],
+        seed=opts["seed"],
+        speed=opts["speed"],
+        spread=opts["spread"],
+        concurrency=opts["concurrency"],
+        max_attempts=opts["max_attempts"],
+        basic_auth=opts["basic_auth"],
+        yebolink_secret=opts["yebolink_secret"] or None,
+    )
+    plan = plan_campaign(config)
+    if opts["truth"]:
+        write_truth(plan.truth, opts["truth"])
+    result = run_sender(plan.deliveries, config, opts["acked"], opts["quiet"], "simulate")
+    sys.exit(0 if result.ok else 1)
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@sender_options
+@click.option(
+    "--speed",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Replay this many times faster than recorded (0: as fast as --rate allows).",
+)
+def replay(file: Any, speed: float, **opts: Any) -> None:
+    """Post recorded webhook traffic (JSON lines: export output or bare bodies) again.
+
+    Timing follows each line's received_at. Exit status 1 if any event was rejected or given up.
+    """
+    from smswatch.replay import ReplayError, load
+    from smswatch.simulate import SimConfig
+
+    try:
+        deliveries = load(file, speed)
+    except ReplayError as exc:
+        fail(str(exc), 2)
+    config = SimConfig(
+        url=opts["url"],
+        rate=opts["rate"],
+        concurrency=opts["concurrency"],
+        max_attempts=opts["max_attempts"],
+        basic_auth=opts["basic_auth"],
+        yebolink_secret=opts["yebolink_secret"] or None,
+    )
+    result = run_sender(deliveries, config, opts["acked"], opts["quiet"], "replay")
+    sys.exit(0 if result.ok else 1)
+
+
+# --- inspect / export / stats -----------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.argument("message_id")
+@db_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (shape in DESIGN.md)."
+)
+@handles_store_errors
+def inspect(message_id: str, db: Path, as_json: bool) -> None:
+    """Show one message: totals, cost, latency and every recipient with its timeline.
+
+    MESSAGE_ID may be a unique prefix of the id.
+    """
+    from smswatch.records import message_record
+    from smswatch.report import console, message_view
+    from smswatch.store import Reader
+
+    async def work() -> Any:
+        async with await Reader.open(db) as reader:
+            found = await reader.resolve_message_id(message_id)
+            if found is None:
+                return None
+            msg = await reader.message(found)
+            assert msg is not None
+            recipients = await reader.recipients(found)
+            if as_json:
+                return message_record(msg, recipients, await reader.message_events(found))
+            return message_view(msg, recipients, await reader.latency(found))
+
+    result = asyncio.run(work())
+    if result is None:
+        fail(f"no message {message_id!r} in {db} (try `smswatch stats` or `smswatch export`)")
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        console().print(result)
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@db_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option("--message", "message_id", default=None, help="Only this message's events.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    default="-",
+    help="Output file (default: stdout).",
+)
+@handles_store_errors
+def export(db: Path, fmt: str, message_id: str | None, out: Path) -> None:
+    """Write every stored event, one per line, in storage order (each unique event once)."""
+    from smswatch.records import write_csv, write_jsonl
+    from smswatch.store import Reader
+
+    async def work(stream: Any) -> int:
+        async with await Reader.open(db) as reader:
+            events = reader.iter_events(message_id)
+            return await (
+                write_jsonl(events, stream) if fmt == "jsonl" else write_csv(events, stream)
+            )
+
+    if str(out) == "-":
+        count = asyncio.run(work(sys.stdout))
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as stream:
+            count = asyncio.run(work(stream))
+        click.echo(f"exported {count} events to {out}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_store_errors
+def stats(db: Path, as_json: bool) -> None:
+    """Totals: events, messages, recipients per state, delivery rate, latency, failures by code."""
+    from smswatch.report import console, stats_view
+    from smswatch.stats import gather, stats_record
+
+    data = asyncio.run(gather(db))
+    if as_json:
+        click.echo(json.dumps(stats_record(*data), ensure_ascii=False, indent=2))
+    else:
+        console().print(stats_view(*data))
+
+
+if __name__ == "__main__":
+    main()

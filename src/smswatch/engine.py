@@ -1,0 +1,131 @@
+"""The engine: listener + gateway adapters + store writer + hub, runnable with or without a UI.
+
+`smswatch serve` runs it headless; the TUI embeds it. Either way it is started and stopped on one
+asyncio loop, and everything a UI needs comes out of `hub` (live) and a `Reader` (queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smswatch import providers as gateways
+from smswatch.hub import Hub
+from smswatch.listener import Listener, ListenerConfig, is_loopback
+from smswatch.providers import Credentials
+from smswatch.store import Reader, Writer
+
+
+class BindRefused(Exception):
+    """A non-loopback bind with no credentials at all."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    db_path: Path = Path("smswatch.db")
+    host: str = "127.0.0.1"
+    port: int = 8787
+    credentials: Credentials = field(default_factory=Credentials)
+    insecure: bool = False
+    durability: str = "full"
+    max_body: int = 1024 * 1024
+    read_timeout: float = 10.0
+    max_db_bytes: int | None = None
+    hub_tick: float = 0.1
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    name: str
+    title: str
+    url: str
+    auth: str  # what the status bar shows
+    verified: bool
+    accepting: bool
+
+
+def open_gateways(config: EngineConfig) -> frozenset[str]:
+    """Gateways that may post without credentials: all of them on loopback; on a public bind none,
+    unless --insecure. With no credentials at all, a public bind is refused outright."""
+    if is_loopback(config.host) or config.insecure:
+        return frozenset(gateways.NAMES)
+    if not config.credentials.any:
+        raise BindRefused(
+            f"refusing to listen on {config.host} with no credentials: anyone who can reach it "
+            "could post fake delivery reports. Set --basic-auth USER:PASS (Lisoloo) and/or "
+            "--yebolink-secret SECRET, bind to 127.0.0.1 behind a tunnel, or pass --insecure."
+        )
+    return frozenset()
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.open = open_gateways(config)
+        self.providers = gateways.build(config.credentials)
+        self.hub = Hub(tick=config.hub_tick)
+        self.writer = Writer(
+            config.db_path,
+            durability=config.durability,
+            max_db_bytes=config.max_db_bytes,
+            on_commit=self.hub.commit,
+            on_health=self.hub.store_health,
+        )
+        self.listener = Listener(
+            ListenerConfig(
+                host=config.host,
+                port=config.port,
+                max_body=config.max_body,
+                read_timeout=config.read_timeout,
+                open_gateways=self.open,
+            ),
+            self.providers,
+            self.writer,
+            self.hub,
+        )
+        self.running = False
+
+    async def start(self) -> None:
+        await self.writer.open()
+        try:
+            async with await Reader.open(self.config.db_path) as reader:
+                self.hub.seed(await reader.totals())
+            self.hub.start()
+            await self.listener.start()
+        except BaseException:
+            await self.hub.stop()
+            await self.writer.close()
+            raise
+        self.running = True
+
+    async def stop(self) -> None:
+        """Stop taking requests, then commit what is queued and close the database."""
+        await self.listener.stop()
+        await self.writer.close()
+        await self.hub.stop()
+        self.running = False
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def gateways(self) -> list[GatewayStatus]:
+        result = []
+        for name, provider in self.providers.items():
+            mode = provider.auth_mode()
+            if mode.verified:
+                auth, accepting = mode.label, True
+            elif name in self.open:
+                where = "loopback only" if is_loopback(self.config.host) else "--insecure"
+                auth, accepting = f"open: {mode.label} ({where})", True
+            else:
+                auth, accepting = f"refusing: {mode.label} on a public bind", False
+            result.append(
+                GatewayStatus(
+                    name, provider.title, self.listener.url(name), auth, mode.verified, accepting
+                )
+            )
+        return result

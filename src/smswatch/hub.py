@@ -1,0 +1,240 @@
+"""In-process fan-out of what the store committed, coalesced into one delta per tick.
+
+The writer reports every committed batch and the listener every rejected request. Subscribers
+(the TUI, the feed server) never see individual events as they happen: every `tick` seconds the
+hub hands each of them one `Delta` with the latest state of what changed, a bounded list of the
+newest transitions, and the running counters. That bounds the UI's work per second whatever the
+ingest rate, and a subscriber on another thread's loop is called on its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from smswatch.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.store.reader import Totals
+from smswatch.store.writer import Commit, Rejection, Transition
+from smswatch.timefmt import now_us
+
+RATE_WINDOW = 60  # seconds of events/s history kept for sparklines
+MAX_TRANSITIONS = 500  # per delta; older ones in a burst are counted as dropped from view
+MAX_RECIPIENTS = 2000  # per delta
+MAX_REJECTIONS = 100  # per delta
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    events: int
+    duplicates: int
+    rejected: int
+    rejected_by_code: dict[str, int]
+    funnel: dict[State, int]
+    messages: int
+    in_flight: int
+    conflicts: int
+    rate: tuple[int, ...]  # events stored in each of the last RATE_WINDOW seconds, oldest first
+    last_request_at: int | None  # any request to a webhook route, accepted or not
+    last_event_at: int | None  # the last event stored
+    store_error: str | None
+    started_at: int
+
+    @property
+    def delivery_rate(self) -> float | None:
+        done = self.funnel[State.DELIVERED] + self.funnel[State.FAILED]
+        return self.funnel[State.DELIVERED] / done if done else None
+
+    @property
+    def events_per_second(self) -> float:
+        recent = self.rate[-6:-1]  # the last five whole seconds
+        return sum(recent) / len(recent) if recent else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    at: int
+    counters: Counters
+    transitions: tuple[Transition, ...] = ()
+    dropped: int = 0
+    messages: tuple[MessageState, ...] = ()
+    recipients: tuple[RecipientState, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.transitions or self.messages or self.recipients or self.rejections)
+
+
+@dataclass(slots=True)
+class _Pending:
+    transitions: deque[Transition] = field(default_factory=lambda: deque(maxlen=MAX_TRANSITIONS))
+    seen_transitions: int = 0
+    messages: dict[str, MessageState] = field(default_factory=dict)
+    recipients: dict[tuple[str, str], RecipientState] = field(default_factory=dict)
+    rejections: deque[Rejection] = field(default_factory=lambda: deque(maxlen=MAX_REJECTIONS))
+    changed: bool = False
+
+
+Subscriber = Callable[[Delta], Any]
+
+
+class Hub:
+    def __init__(self, tick: float = 0.1) -> None:
+        self.tick = tick
+        self.started_at = now_us()
+        self.events = self.messages = self.in_flight = self.conflicts = 0
+        self.funnel: dict[State, int] = dict.fromkeys(FUNNEL, 0)
+        self.last_event_at: int | None = None
+        self.duplicates = 0
+        self.rejected = 0
+        self.rejected_by_code: dict[str, int] = {}
+        self.last_request_at: int | None = None
+        self.store_error: str | None = None
+        self._rate: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW + 1)
+        self._pending = _Pending()
+        self._subscribers: tuple[tuple[Subscriber, asyncio.AbstractEventLoop | None], ...] = ()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_emit = 0.0
+
+    def seed(self, totals: Totals) -> None:
+        """Start the counters from what the database already holds."""
+        self.events = totals.events
+        self.messages = totals.messages
+        self.in_flight = totals.in_flight
+        self.conflicts = totals.conflicts
+        self.funnel = dict(totals.funnel)
+        self.last_event_at = totals.last_received_at
+
+    # --- producers (engine loop) ----------------------------------------------------------------
+
+    def commit(self, c: Commit) -> None:
+        self.events += len(c.events)
+        self.duplicates += c.duplicates
+        self.messages += c.new_messages
+        self.in_flight += c.in_flight_delta
+        for state, n in c.funnel_delta.items():
+            self.funnel[state] += n
+        if c.events:
+            self.last_event_at = max(ev.received_at for ev in c.events)
+            self._count_rate(len(c.events))
+        p = self._pending
+        for t in c.transitions:
+            p.transitions.append(t)
+        p.seen_transitions += len(c.transitions)
+        self.conflicts += c.conflicts_delta
+        for m in c.messages:
+            p.messages[m.message_id] = m
+        for r in c.recipients:
+            p.recipients.pop(r.key, None)
+            p.recipients[r.key] = r
+            if len(p.recipients) > MAX_RECIPIENTS:
+                p.recipients.pop(next(iter(p.recipients)))
+        p.changed = True
+
+    def request_seen(self, at: int) -> None:
+        self.last_request_at = at
+
+    def rejected_request(self, r: Rejection) -> None:
+        self.rejected += 1
+        self.rejected_by_code[r.code] = self.rejected_by_code.get(r.code, 0) + 1
+        self._pending.rejections.append(r)
+        self._pending.changed = True
+
+    def store_health(self, error: str | None) -> None:
+        self.store_error = error
+        self._pending.changed = True
+
+    def _count_rate(self, n: int) -> None:
+        second = int(asyncio.get_running_loop().time())
+        if self._rate and self._rate[-1][0] == second:
+            self._rate[-1] = (second, self._rate[-1][1] + n)
+        else:
+            self._rate.append((second, n))
+
+    # --- consumers ------------------------------------------------------------------------------
+
+    def counters(self) -> Counters:
+        return Counters(
+            events=self.events,
+            duplicates=self.duplicates,
+            rejected=self.rejected,
+            rejected_by_code=dict(self.rejected_by_code),
+            funnel=dict(self.funnel),
+            messages=self.messages,
+            in_flight=self.in_flight,
+            conflicts=self.conflicts,
+            rate=self._rate_series(),
+            last_request_at=self.last_request_at,
+            last_event_at=self.last_event_at,
+            store_error=self.store_error,
+            started_at=self.started_at,
+        )
+
+    def _rate_series(self) -> tuple[int, ...]:
+        if self._loop is None:
+            return (0,) * RATE_WINDOW
+        now = int(self._loop.time())
+        by_second = dict(self._rate)
+        return tuple(by_second.get(s, 0) for s in range(now - RATE_WINDOW + 1, now + 1))
+
+    def subscribe(
+        self, callback: Subscriber, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Callable[[], None]:
+        """Call `callback(delta)` every tick that has news (and at least once a second).
+        With `loop`, the call is made on that loop (thread-safe). Returns an unsubscribe
+        function."""
+        entry = (callback, loop)
+        self._subscribers = (*self._subscribers, entry)
+
+        def unsubscribe() -> None:
+            self._subscribers = tuple(s for s in self._subscribers if s is not entry)
+
+        return unsubscribe
+
+    # --- the tick -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="smswatch-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            if self._pending.changed or now - self._last_emit >= 1.0:
+                self._last_emit = now
+                self.emit()
+
+    def emit(self) -> Delta:
+        """Hand the coalesced changes to every subscriber now."""
+        p, self._pending = self._pending, _Pending()
+        delta = Delta(
+            at=now_us(),
+            counters=self.counters(),
+            transitions=tuple(p.transitions),
+            dropped=p.seen_transitions - len(p.transitions),
+            messages=tuple(p.messages.values()),
+            recipients=tuple(p.recipients.values()),
+            rejections=tuple(p.rejections),
+        )
+        here = self._loop
+        for callback, loop in self._subscribers:
+            if loop is None or loop is here:
+                callback(delta)
+            elif not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(callback, delta)
+        return delta

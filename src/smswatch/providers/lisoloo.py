@@ -1,0 +1,236 @@
+"""Lisoloo: five `sms.*` event types in an envelope, optional HTTP Basic auth.
+
+Envelope: {event_id, event_type, timestamp, message_id, data}. `sms.queued` is per message
+(totals, cost); processing/sent/delivered/failed are per recipient (`data.recipient_phone`).
+The docs' own examples omit envelope fields, so every envelope field but `event_type` is
+optional: a missing `event_id` is derived from the body, a missing time falls back to the receive
+time, and a missing `message_id` is resolved by the store from the recipient.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+
+from smswatch.domain import Event, MessageInfo, State
+from smswatch.providers.base import (
+    AuthMode,
+    EnvelopeTime,
+    Flag,
+    Integer,
+    Number,
+    Rejected,
+    Text,
+    Time,
+    body_digest,
+    decode_payload,
+    derived_id,
+    reject_non_json_numbers,
+    validation_detail,
+)
+
+Id = Annotated[str, StringConstraints(max_length=256)]
+TypeName = Annotated[str, StringConstraints(max_length=128)]
+
+STATES = {
+    "sms.queued": State.QUEUED,
+    "sms.processing": State.PROCESSING,
+    "sms.sent": State.SENT,
+    "sms.delivered": State.DELIVERED,
+    "sms.failed": State.FAILED,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=False)
+
+
+class QueuedData(_Model):
+    total_recipients: Integer = None
+    total_messages: Integer = None
+    total_cost: Number = None
+    currency: Text = None
+    scheduled_at: Time = None
+
+
+class RecipientData(_Model):
+    recipient_phone: Text = None
+    carrier: Text = None
+
+
+class SentData(RecipientData):
+    sent_at: Time = None
+
+
+class DeliveredData(RecipientData):
+    delivered_at: Time = None
+    segments: Integer = None
+
+
+class FailedData(RecipientData):
+    failed_at: Time = None
+    error_code: Text = None
+    error_message: Text = None
+    retryable: Flag = None
+
+
+class _Envelope(_Model):
+    event_id: Id | None = None
+    timestamp: EnvelopeTime = None
+    message_id: Id | None = None
+
+
+class Queued(_Envelope):
+    event_type: Literal["sms.queued"]
+    data: QueuedData = QueuedData()
+
+
+class Processing(_Envelope):
+    event_type: Literal["sms.processing"]
+    data: RecipientData = RecipientData()
+
+
+class Sent(_Envelope):
+    event_type: Literal["sms.sent"]
+    data: SentData = SentData()
+
+
+class Delivered(_Envelope):
+    event_type: Literal["sms.delivered"]
+    data: DeliveredData = DeliveredData()
+
+
+class Failed(_Envelope):
+    event_type: Literal["sms.failed"]
+    data: FailedData = FailedData()
+
+
+class Other(_Envelope):
+    """Any event type we do not know yet: stored as `unknown`, never rejected."""
+
+    event_type: TypeName
+    data: RecipientData = RecipientData()
+
+
+def _tag(value: Any) -> str:
+    kind = value.get("event_type") if isinstance(value, dict) else None
+    return kind if kind in STATES else "other"
+
+
+LisolooEvent = Annotated[
+    Annotated[Queued, Tag("sms.queued")]
+    | Annotated[Processing, Tag("sms.processing")]
+    | Annotated[Sent, Tag("sms.sent")]
+    | Annotated[Delivered, Tag("sms.delivered")]
+    | Annotated[Failed, Tag("sms.failed")]
+    | Annotated[Other, Tag("other")],
+    Discriminator(_tag),
+]
+ADAPTER: TypeAdapter[Any] = TypeAdapter(LisolooEvent)
+TAGS = (*STATES, "other")
+
+
+class Lisoloo:
+    name: ClassVar[str] = "lisoloo"
+    title: ClassVar[str] = "Lisoloo"
+
+    def __init__(self, basic_auth: tuple[str, str] | None = None) -> None:
+        self._credentials = basic_auth
+        if basic_auth:
+            self._user = basic_auth[0].encode()
+            self._password = basic_auth[1].encode()
+
+    def auth_mode(self) -> AuthMode:
+        if self._credentials:
+            return AuthMode(True, f"Basic auth (user {self._credentials[0]})")
+        return AuthMode(False, "no auth configured")
+
+    def check_auth(self, headers: Mapping[str, str], body: bytes) -> None:
+        if not self._credentials:
+            return
+        header = headers.get("Authorization")
+        if header is None:
+            raise Rejected(401, "unauthorized", "missing Basic auth (Authorization header)")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise Rejected(401, "unauthorized", f"Authorization scheme is not Basic: {scheme!r}")
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise Rejected(401, "unauthorized", "Basic auth token is not base64") from None
+        user, sep, password = decoded.partition(b":")
+        # Both comparisons always run, so timing does not tell which part was wrong.
+        user_ok = hmac.compare_digest(user, self._user)
+        password_ok = hmac.compare_digest(password, self._password)
+        if not (sep and user_ok and password_ok):
+            raise Rejected(401, "unauthorized", "wrong Basic auth username or password")
+
+    def claims_headers(self, headers: Mapping[str, str]) -> bool:
+        return False  # Basic auth is not specific to Lisoloo
+
+    def claims_body(self, obj: dict[str, Any]) -> bool:
+        return "event_type" in obj
+
+    def parse(self, body: bytes, received_at: int) -> list[Event]:
+        reject_non_json_numbers(body)
+        try:
+            ev = ADAPTER.validate_json(body)
+        except ValidationError as exc:
+            raise validation_detail(exc, TAGS) from None
+        return [self._normalize(ev, body, received_at)]
+
+    def _normalize(self, ev: Any, body: bytes, received_at: int) -> Event:
+        data = ev.data
+        state = STATES.get(ev.event_type, State.UNKNOWN)
+        specific = getattr(data, "sent_at", None) or getattr(data, "delivered_at", None)
+        specific = specific or getattr(data, "failed_at", None)
+        occurred = specific or ev.timestamp
+        if ev.event_id:
+            event_id, dedupe = ev.event_id, f"lisoloo|{ev.event_id}"
+        else:
+            digest = body_digest(body)
+            event_id, dedupe = derived_id("lisoloo", digest), f"lisoloo|sha256:{digest}"
+        info = None
+        recipient = None
+        if isinstance(data, QueuedData):
+            info = MessageInfo(
+                total_recipients=data.total_recipients,
+                total_messages=data.total_messages,
+                total_cost=data.total_cost,
+                currency=data.currency,
+                scheduled_at=data.scheduled_at,
+                channel="sms",
+            )
+        else:
+            recipient = data.recipient_phone
+        return Event(
+            provider=self.name,
+            event_id=event_id,
+            dedupe_key=dedupe,
+            event_type=ev.event_type,
+            state=state,
+            message_id=ev.message_id,
+            recipient=recipient,
+            occurred_at=occurred if occurred is not None else received_at,
+            received_at=received_at,
+            time_estimated=occurred is None,
+            payload=decode_payload(body),
+            carrier=getattr(data, "carrier", None),
+            error_code=getattr(data, "error_code", None),
+            error_message=getattr(data, "error_message", None),
+            retryable=getattr(data, "retryable", None),
+            message_info=info,
+        )

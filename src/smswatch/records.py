@@ -1,0 +1,145 @@
+"""The JSON shapes of `export` and `inspect --json` (DESIGN.md), and the export writers.
+
+Both shapes are a stable interface: fields may be added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator, Iterable
+from itertools import groupby
+from typing import Any, TextIO
+
+from smswatch.catalogue import explain
+from smswatch.domain import FUNNEL, MessageState, RecipientState
+from smswatch.store.rows import StoredEvent
+from smswatch.timefmt import iso
+
+EXPORT_FIELDS = (
+    "event_id",
+    "provider",
+    "event_type",
+    "state",
+    "message_id",
+    "recipient",
+    "occurred_at",
+    "received_at",
+    "carrier",
+    "error_code",
+    "error_message",
+    "payload",
+)
+
+
+def event_fields(ev: StoredEvent) -> dict[str, Any]:
+    """An event's export record without its payload."""
+    return {
+        "event_id": ev.event_id,
+        "provider": ev.provider,
+        "event_type": ev.event_type,
+        "state": ev.state.value,
+        "message_id": ev.message_id,
+        "recipient": ev.recipient,
+        "occurred_at": iso(ev.occurred_at),
+        "received_at": iso(ev.received_at),
+        "carrier": ev.carrier,
+        "error_code": ev.error_code,
+        "error_message": ev.error_message,
+    }
+
+
+def export_line(ev: StoredEvent) -> str:
+    """One JSONL line. The payload is the stored body, spliced in as received when it is on
+    one line (it is valid JSON: it was parsed before it was stored), re-encoded otherwise."""
+    head = json.dumps(event_fields(ev), ensure_ascii=False)
+    payload = ev.payload
+    if "\n" in payload or "\r" in payload:
+        payload = json.dumps(json.loads(payload), ensure_ascii=False, separators=(",", ":"))
+    return f'{head[:-1]}, "payload": {payload.strip()}}}'
+
+
+async def write_jsonl(events: AsyncIterator[StoredEvent], out: TextIO) -> int:
+    n = 0
+    async for ev in events:
+        out.write(export_line(ev) + "\n")
+        n += 1
+    return n
+
+
+async def write_csv(events: AsyncIterator[StoredEvent], out: TextIO) -> int:
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_FIELDS)
+    n = 0
+    async for ev in events:
+        fields = event_fields(ev)
+        payload = json.dumps(json.loads(ev.payload), ensure_ascii=False, separators=(",", ":"))
+        writer.writerow([*(fields[k] for k in EXPORT_FIELDS[:-1]), payload])
+        n += 1
+    return n
+
+
+def timeline_entry(ev: StoredEvent) -> dict[str, Any]:
+    return {
+        "event_id": ev.event_id,
+        "event_type": ev.event_type,
+        "state": ev.state.value,
+        "occurred_at": iso(ev.occurred_at),
+        "received_at": iso(ev.received_at),
+        "time_estimated": ev.time_estimated,
+    }
+
+
+def recipient_record(r: RecipientState, events: Iterable[StoredEvent]) -> dict[str, Any]:
+    info = explain(r.provider, r.error_code, r.retryable)
+    return {
+        "recipient": r.recipient,
+        "state": r.state.value if r.state else "unknown",
+        "carrier": r.carrier,
+        "error_code": r.error_code,
+        "error_message": r.error_message,
+        "error_name": info.name if info else None,
+        "retry": info.retry if info else None,
+        "conflict": r.conflict,
+        "state_at": iso(r.state_at),
+        "times": {s.value: iso(r.first_at.get(s)) for s in FUNNEL},
+        "events": [timeline_entry(ev) for ev in events],
+    }
+
+
+def message_record(
+    msg: MessageState,
+    recipients: list[RecipientState],
+    events: list[StoredEvent],
+) -> dict[str, Any]:
+    """The `inspect --json` shape. `events` are the message's events sorted by recipient."""
+    by_recipient: dict[str | None, list[StoredEvent]] = {
+        key: sorted(group, key=lambda e: (e.occurred_at, e.id))
+        for key, group in groupby(events, key=lambda e: e.recipient)
+    }
+    return {
+        "message_id": msg.message_id,
+        "provider": msg.provider,
+        "total_recipients": msg.expected_recipients,
+        "total_cost": msg.total_cost,
+        "currency": msg.currency,
+        "counts": {s.value: msg.count(s) for s in FUNNEL},
+        "channel": msg.channel,
+        "metadata": json.loads(msg.metadata) if _is_json(msg.metadata) else msg.metadata,
+        "conflicts": msg.conflicts,
+        "finished": msg.finished,
+        "first_received_at": iso(msg.first_received_at),
+        "last_received_at": iso(msg.last_received_at),
+        "message_events": [timeline_entry(ev) for ev in by_recipient.get(None, [])],
+        "recipients": [recipient_record(r, by_recipient.get(r.recipient, [])) for r in recipients],
+    }
+
+
+def _is_json(text: str | None) -> bool:
+    if not text:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

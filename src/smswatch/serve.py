@@ -1,0 +1,209 @@
+"""`smswatch serve`: the engine without a UI, for servers and scripts.
+
+Prints the URLs to paste into each gateway, then one summary line every few seconds while
+anything changes (and a heartbeat a minute when idle), a warning the first time each kind of
+rejection or store failure shows up, and the same as JSON lines with `--log-format json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+from typing import Any, TextIO
+
+from smswatch import __version__
+from smswatch.engine import Engine
+from smswatch.hub import Counters, Delta
+from smswatch.sanitize import safe
+from smswatch.timefmt import iso, now_us
+
+HEARTBEAT_S = 60.0
+
+
+def public_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, for a wildcard bind's banner."""
+    found: list[str] = []
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return found
+    for info in infos:
+        addr = str(info[4][0])
+        if not addr.startswith("127.") and addr not in found:
+            found.append(addr)
+    return found
+
+
+class Log:
+    """Writes human lines or JSON lines to a stream."""
+
+    def __init__(self, stream: TextIO, fmt: str) -> None:
+        self.stream = stream
+        self.json = fmt == "json"
+
+    def emit(self, level: str, event: str, text: str, **fields: Any) -> None:
+        if self.json:
+            record = {"ts": iso(now_us()), "level": level, "event": event, "msg": text, **fields}
+            self.stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        else:
+            stamp = iso(now_us())[11:19]  # type: ignore[index]
+            prefix = "" if level == "info" else f"{level}: "
+            self.stream.write(f"{stamp}  {prefix}{text}\n")
+        self.stream.flush()
+
+
+def banner(engine: Engine) -> list[str]:
+    cfg = engine.config
+    lines = [
+        f"smswatch {__version__} serving webhooks on {engine.listener.base_url}",
+        f"  database  {cfg.db_path.resolve()} (durability {cfg.durability})",
+        "",
+        "  Paste into each gateway's webhook setting:",
+    ]
+    hosts = [engine.listener.base_url]
+    if cfg.host in ("0.0.0.0", "", "::"):
+        hosts += [f"http://{a}:{engine.listener.port}" for a in public_addresses()]
+    for gw in engine.gateways():
+        for i, base in enumerate(hosts):
+            name = gw.title if i == 0 else ""
+            auth = gw.auth if i == 0 else ""
+            lines.append(f"    {name:<9} {base}/webhooks/{gw.name:<10} {auth}".rstrip())
+    lines += [
+        "",
+        "  Lisoloo and YeboLink only call https:// URLs: put a TLS reverse proxy or tunnel in",
+        "  front of this address and give the gateway its public https URL with the same path.",
+        f"  Health check: {engine.listener.base_url}/healthz    Stop: Ctrl-C",
+    ]
+    return lines
+
+
+def summary(c: Counters, previous_events: int, seconds: float) -> str:
+    f = c.funnel
+    rate = (c.events - previous_events) / seconds if seconds > 0 else 0.0
+    parts = [
+        f"events {c.events} (+{c.events - previous_events}, {rate:.1f}/s)",
+        f"dup {c.duplicates}",
+    ]
+    if c.rejected:
+        by_code = ", ".join(f"{code} {n}" for code, n in sorted(c.rejected_by_code.items()))
+        parts.append(f"rejected {c.rejected} ({by_code})")
+    else:
+        parts.append("rejected 0")
+    parts.append(f"| messages {c.messages}, in flight {c.in_flight}")
+    rate_text = f" ({c.delivery_rate:.1%})" if c.delivery_rate is not None else ""
+    parts.append(
+        f"| queued {f['queued']} processing {f['processing']} sent {f['sent']} "
+        f"delivered {f['delivered']} failed {f['failed']}{rate_text}"
+    )
+    if c.store_error:
+        parts.append(f"| STORE FAILING: {c.store_error}")
+    return " ".join(parts)
+
+
+class Reporter:
+    """Turns hub deltas into log lines."""
+
+    def __init__(self, log: Log, interval: float, events: int, now: float) -> None:
+        self.log = log
+        self.interval = interval
+        self.seen_codes: set[str] = set()
+        self.store_error: str | None = None
+        self.last_counters: Counters | None = None
+        self.reported_events = events
+        self.reported_rejected = 0
+        self.last_line = now
+
+    def on_delta(self, delta: Delta) -> None:
+        for r in delta.rejections:
+            if r.code not in self.seen_codes:
+                self.seen_codes.add(r.code)
+                self.log.emit(
+                    "warning",
+                    "rejected",
+                    f"{r.status} {r.code} from {r.remote} on {safe(r.path, 80)}: "
+                    f"{safe(r.reason, 160)}"
+                    " (further ones are counted in the summary)",
+                    status=r.status,
+                    code=r.code,
+                    remote=r.remote,
+                    path=r.path,
+                    reason=r.reason,
+                )
+        c = delta.counters
+        if c.store_error != self.store_error:
+            self.store_error = c.store_error
+            if c.store_error:
+                self.log.emit("error", "store", f"store failing, answering 503: {c.store_error}")
+            else:
+                self.log.emit("info", "store", "store recovered")
+        self.last_counters = c
+
+    def tick(self, now: float) -> None:
+        c = self.last_counters
+        if c is None:
+            return
+        changed = c.events != self.reported_events or c.rejected != self.reported_rejected
+        elapsed = now - self.last_line
+        if (changed and elapsed >= self.interval) or elapsed >= HEARTBEAT_S:
+            fields = {
+                "events": c.events,
+                "duplicates": c.duplicates,
+                "rejected": c.rejected,
+                "rejected_by_code": c.rejected_by_code,
+                "messages": c.messages,
+                "in_flight": c.in_flight,
+                "recipients": {str(k): v for k, v in c.funnel.items()},
+                "store_error": c.store_error,
+            }
+            self.log.emit("info", "summary", summary(c, self.reported_events, elapsed), **fields)
+            self.reported_events, self.reported_rejected = c.events, c.rejected
+            self.last_line = now
+
+
+async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sys.stdout) -> int:
+    log = Log(out, log_format)
+    try:
+        await engine.start()
+    except OSError as exc:
+        log.emit(
+            "error",
+            "bind",
+            f"cannot listen on {engine.config.host}:{engine.config.port}: {exc.strerror or exc}. "
+            "Is another smswatch running? Pick another port with --port.",
+        )
+        return 2
+    if log_format == "json":
+        log.emit(
+            "info",
+            "listening",
+            f"listening on {engine.listener.base_url}",
+            urls={g.name: g.url for g in engine.gateways()},
+            auth={g.name: g.auth for g in engine.gateways()},
+            db=str(engine.config.db_path.resolve()),
+        )
+    else:
+        out.write("\n".join(banner(engine)) + "\n\n")
+        out.flush()
+    loop = asyncio.get_running_loop()
+    reporter = Reporter(log, interval, engine.hub.events, loop.time())
+    engine.hub.subscribe(reporter.on_delta)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            reporter.tick(loop.time())
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await engine.stop()
+        log.emit(
+            "info", "stopped", f"stopped; {engine.hub.events} events in {engine.config.db_path}"
+        )
+    return 0

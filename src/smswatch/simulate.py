@@ -1,0 +1,493 @@
+"""Realistic campaign traffic for Lisoloo and YeboLink, sent over real HTTP.
+
+A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
+can say exactly how every recipient must end:
+
+- Lisoloo: one `sms.queued` per message (totals, cost), then per recipient `sms.processing` →
+  `sms.sent` → `sms.delivered`, or `sms.failed` (before or after sent) with 15xx codes.
+- YeboLink: a bulk send is one message per recipient, each `message.queued` → `message.sent` →
+  `message.delivered | message.failed` with Twilio-style codes and the sender's `metadata`.
+
+Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
+handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
+seconds, so arrival order differs from event order as the Lisoloo docs warn; `--duplicate-rate`
+resends some events with the same bytes (same event_id), as a gateway retry would. Like a
+gateway, the sender retries on 5xx, timeouts and refused connections with backoff, and gives up
+after `--max-attempts`; a 4xx is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import json
+import math
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+from smswatch.providers.yebolink import SIGNATURE_HEADER, sign
+from smswatch.timefmt import iso, now_us
+
+PROVIDERS = ("lisoloo", "yebolink")
+
+# Lisoloo serves the DRC: carrier connector slugs by mobile prefix (+243 XX).
+LISOLOO_CARRIERS = {
+    "vodacom_drc": ("81", "82", "83"),
+    "airtel_drc": ("97", "98", "99"),
+    "orange_drc": ("84", "85", "89"),
+    "africell_drc": ("90", "91"),
+}
+# A carrier's delivery receipts come more or less quickly.
+CARRIER_PACE = {"vodacom_drc": 1.0, "airtel_drc": 1.4, "orange_drc": 1.2, "africell_drc": 2.0}
+# Failure codes in rough real-world proportions; one unnamed code shows pass-through.
+LISOLOO_FAILURES = (
+    ("1502", "Number unreachable", False, 0.55),
+    ("1503", "Delivery receipt timeout", True, 0.30),
+    ("1502", "Rejected by carrier: sender ID not registered", False, 0.10),
+    ("1504", "Carrier congestion", True, 0.05),
+)
+YEBOLINK_FAILURES = (
+    ("30003", "Unreachable destination handset", 0.35),
+    ("30005", "Unknown destination handset", 0.15),
+    ("30006", "Landline or unreachable carrier", 0.15),
+    ("30007", "Message filtered (spam)", 0.10),
+    ("30008", "Unknown destination", 0.10),
+    ("21610", "Attempt to send to unsubscribed recipient", 0.10),
+    ("30034", "Exceeded max price", 0.05),
+)
+YEBOLINK_PREFIXES = ("+26876", "+26878", "+26879", "+2782", "+2783", "+2772")
+CAMPAIGNS = ("black-friday", "otp-resend", "payday-reminder", "clinic-recall", "stock-alert")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    url: str = "http://127.0.0.1:8787"
+    provider: str = "lisoloo"  # lisoloo | yebolink | mixed
+    messages: int = 10
+    recipients: int = 20
+    rate: float = 500.0  # events per second at most
+    fail_rate: float = 0.08
+    duplicate_rate: float = 0.05
+    seed: int | None = None
+    speed: float = 1.0  # divide realistic delays by this
+    spread: float = 0.0  # seconds over which message starts are spread (before --speed)
+    concurrency: int = 16
+    max_attempts: int = 8
+    timeout: float = 10.0
+    basic_auth: tuple[str, str] | None = None
+    yebolink_secret: str | None = None
+
+
+@dataclass(order=True)
+class Delivery:
+    """One POST to make: a webhook body and when to send it."""
+
+    due: float  # seconds after the run starts
+    seq: int
+    provider: str = field(compare=False)
+    body: bytes = field(compare=False)
+    label: str = field(compare=False)
+    attempt: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True)
+class Truth:
+    provider: str
+    message_id: str
+    recipient: str
+    state: str
+    error_code: str | None
+    carrier: str | None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "state": self.state,
+            "error_code": self.error_code,
+            "carrier": self.carrier,
+        }
+
+
+@dataclass
+class Plan:
+    deliveries: list[Delivery]
+    truth: list[Truth]
+    events: int  # unique events (deliveries minus duplicate copies)
+
+
+@dataclass
+class Result:
+    planned: int = 0
+    attempts: int = 0
+    acked: int = 0
+    acked_duplicate: int = 0
+    retried: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected == 0 and self.dropped == 0
+
+    def note(self, kind: str, detail: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if len(self.first_errors) < 5:
+            self.first_errors.append(detail)
+
+
+class _Planner:
+    def __init__(self, config: SimConfig, t0_us: int) -> None:
+        self.c = config
+        self.rng = random.Random(config.seed)
+        self.t0 = t0_us
+        self.events: list[
+            tuple[float, str, dict[str, Any], str]
+        ] = []  # (sim time, provider, body, label)
+        self.truth: list[Truth] = []
+
+    def uuid4(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def stamp(self, sim_s: float) -> str:
+        # Event times follow the compressed clock, so they never lie in the future.
+        return iso(self.t0 + int(sim_s / self.c.speed * 1e6) // 1000 * 1000) or ""
+
+    def handset_delay(self, pace: float = 1.0) -> float:
+        return min(self.rng.lognormvariate(math.log(3.0 * pace), 0.6), 25.0)
+
+    def pick(self, table: tuple[Any, ...]) -> Any:
+        weights = [row[-1] for row in table]
+        return self.rng.choices(table, weights=weights)[0]
+
+    def plan(self) -> None:
+        for i in range(self.c.messages):
+            provider = self.c.provider
+            if provider == "mixed":
+                provider = PROVIDERS[i % 2]
+            start = self.rng.uniform(0, self.c.spread) if self.c.spread else 0.0
+            if provider == "lisoloo":
+                self.lisoloo_message(start)
+            else:
+                self.yebolink_bulk(start)
+
+    # --- Lisoloo ----------------------------------------------------------------------------
+
+    def lisoloo_phone(self, taken: set[str]) -> tuple[str, str]:
+        while True:
+            carrier = self.rng.choice(list(LISOLOO_CARRIERS))
+            phone = (
+                f"+243{self.rng.choice(LISOLOO_CARRIERS[carrier])}{self.rng.randrange(10**7):07d}"
+            )
+            if phone not in taken:
+                taken.add(phone)
+                return phone, carrier
+
+    def lisoloo_event(
+        self, at: float, message_id: str, kind: str, data: dict[str, Any], label: str
+    ) -> None:
+        body = {
+            "event_id": self.uuid4(),
+            "event_type": kind,
+            "timestamp": self.stamp(at),
+            "message_id": message_id,
+            "data": data,
+        }
+        self.events.append((at, "lisoloo", body, label))
+
+    def lisoloo_message(self, start: float) -> None:
+        n = self.c.recipients
+        message_id = f"{self.rng.getrandbits(96):024x}"
+        segments = self.rng.choice((1, 1, 1, 2))
+        self.lisoloo_event(
+            start,
+            message_id,
+            "sms.queued",
+            {
+                "total_recipients": n,
+                "total_messages": n * segments,
+                "total_cost": round(n * segments * 0.02, 2),
+                "currency": "USD",
+                "scheduled_at": None,
+            },
+            f"sms.queued {message_id}",
+        )
+        taken: set[str] = set()
+        for _ in range(n):
+            phone, carrier = self.lisoloo_phone(taken)
+            base = {"recipient_phone": phone, "carrier": carrier}
+            t = start + self.rng.uniform(0.3, 2.5)
+            self.lisoloo_event(
+                t, message_id, "sms.processing", dict(base), f"sms.processing {phone}"
+            )
+            failing = self.rng.random() < self.c.fail_rate
+            code, text, retryable, _ = self.pick(LISOLOO_FAILURES)
+            if failing and self.rng.random() < 0.3:  # refused before the SMSC took it
+                t += self.rng.uniform(0.5, 2.0)
+                self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
+                self.truth.append(Truth("lisoloo", message_id, phone, "failed", code, carrier))
+                continue
+            t += self.rng.uniform(0.5, 3.0)
+            self.lisoloo_event(
+                t, message_id, "sms.sent", {**base, "sent_at": self.stamp(t)}, f"sms.sent {phone}"
+            )
+            t += self.handset_delay(CARRIER_PACE[carrier])
+            if failing:
+                self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
+                self.truth.append(Truth("lisoloo", message_id, phone, "failed", code, carrier))
+            else:
+                data = {**base, "delivered_at": self.stamp(t), "segments": segments}
+                self.lisoloo_event(t, message_id, "sms.delivered", data, f"sms.delivered {phone}")
+                self.truth.append(Truth("lisoloo", message_id, phone, "delivered", None, carrier))
+
+    def lisoloo_failed(
+        self,
+        t: float,
+        message_id: str,
+        base: dict[str, Any],
+        code: str,
+        text: str,
+        retryable: bool,
+        phone: str,
+    ) -> None:
+        data = {
+            **base,
+            "failed_at": self.stamp(t),
+            "error_code": code,
+            "error_message": text,
+            "retryable": retryable,
+        }
+        self.lisoloo_event(t, message_id, "sms.failed", data, f"sms.failed {phone}")
+
+    # --- YeboLink ---------------------------------------------------------------------------
+
+    def yebolink_bulk(self, start: float) -> None:
+        campaign = self.rng.choice(CAMPAIGNS)
+        batch = f"bulk_{self.rng.getrandbits(32):08x}"
+        taken: set[str] = set()
+        for i in range(self.c.recipients):
+            while True:
+                phone = f"{self.rng.choice(YEBOLINK_PREFIXES)}{self.rng.randrange(10**6):06d}"
+                if phone not in taken:
+                    taken.add(phone)
+                    break
+            message_id = self.uuid4()
+            metadata = {"campaign": campaign, "batch": batch, "user_id": str(10000 + i)}
+            base = {"message_id": message_id, "channel": "sms", "recipient": phone}
+            t = start + self.rng.uniform(0.05, 1.0)
+            self.yebolink_event(
+                t,
+                "message.queued",
+                {**base, "status": "queued", "credits_used": 1, "metadata": metadata},
+                phone,
+            )
+            sid = f"SM{self.rng.getrandbits(128):032x}"
+            t += self.rng.uniform(0.5, 3.0)
+            self.yebolink_event(
+                t,
+                "message.sent",
+                {**base, "status": "sent", "provider_message_id": sid, "metadata": metadata},
+                phone,
+            )
+            t += self.handset_delay(1.1)
+            if self.rng.random() < self.c.fail_rate:
+                code, text, _ = self.pick(YEBOLINK_FAILURES)
+                data = {
+                    **base,
+                    "status": "failed",
+                    "error_code": code,
+                    "error_message": text,
+                    "provider_message_id": sid,
+                    "metadata": metadata,
+                }
+                self.yebolink_event(t, "message.failed", data, phone)
+                self.truth.append(Truth("yebolink", message_id, phone, "failed", code, None))
+            else:
+                data = {
+                    **base,
+                    "status": "delivered",
+                    "provider_message_id": sid,
+                    "delivered_at": self.stamp(t),
+                    "metadata": metadata,
+                }
+                self.yebolink_event(t, "message.delivered", data, phone)
+                self.truth.append(Truth("yebolink", message_id, phone, "delivered", None, None))
+
+    def yebolink_event(self, at: float, kind: str, data: dict[str, Any], phone: str) -> None:
+        body = {"event": kind, "timestamp": self.stamp(at), "data": data}
+        self.events.append((at, "yebolink", body, f"{kind} {phone}"))
+
+    # --- arrival order ----------------------------------------------------------------------
+
+    def deliveries(self) -> list[Delivery]:
+        out: list[Delivery] = []
+        seq = 0
+        for at, provider, body, label in self.events:
+            raw = json.dumps(body, separators=(",", ":")).encode()
+            arrive = at + self.rng.expovariate(1 / 0.15)
+            if self.rng.random() < 0.05:  # held back: a slow response upstream
+                arrive += self.rng.uniform(0.5, 4.0)
+            copies = [arrive]
+            if self.rng.random() < self.c.duplicate_rate:
+                copies.append(arrive + self.rng.uniform(0.05, 2.0))
+            for when in copies:
+                out.append(Delivery(when / self.c.speed, seq, provider, raw, label))
+                seq += 1
+        out.sort()
+        return out
+
+
+def plan_campaign(config: SimConfig, t0_us: int | None = None) -> Plan:
+    planner = _Planner(config, now_us() if t0_us is None else t0_us)
+    planner.plan()
+    return Plan(planner.deliveries(), planner.truth, len(planner.events))
+
+
+def webhook_url(base: str, provider: str) -> str:
+    """The URL to post a gateway's events to: `base` may be the server's root, its /webhooks
+    route, or a full gateway URL."""
+    base = base.rstrip("/")
+    if base.endswith("/webhooks"):
+        return f"{base}/{provider}"
+    if "/webhooks/" in base:
+        return base
+    return f"{base}/webhooks/{provider}"
+
+
+def request_headers(
+    provider: str, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
+) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": "smswatch-simulate"}
+    if provider == "lisoloo" and basic_auth:
+        token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    if provider == "yebolink" and secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    return headers
+
+
+def backoff(attempt: int) -> float:
+    """A gateway's 30s → 2m → 10m → 1h schedule, compressed to seconds."""
+    return min(0.25 * 2 ** (attempt - 1), 8.0)
+
+
+class Sender:
+    """Sends planned deliveries in due order at a capped rate, retrying like a gateway."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        acked_out: TextIO | None = None,
+        on_progress: Callable[[Result], None] | None = None,
+    ) -> None:
+        self.c = config
+        self.acked_out = acked_out
+        self.on_progress = on_progress
+        self.result = Result()
+
+    async def run(self, deliveries: list[Delivery]) -> Result:
+        heap = list(deliveries)
+        heapq.heapify(heap)
+        self.result.planned = len(heap)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        next_slot = start
+        wake = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        active = 0
+        limit = asyncio.Semaphore(self.c.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.c.timeout)
+        connector = aiohttp.TCPConnector(limit=self.c.concurrency, force_close=False)
+        seq = len(heap)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def post(d: Delivery) -> None:
+                nonlocal seq, active
+                try:
+                    retry = await self._post(session, d)
+                finally:
+                    limit.release()
+                    active -= 1
+                    wake.set()
+                if retry:
+                    if d.attempt >= self.c.max_attempts:
+                        self.result.dropped += 1
+                    else:
+                        self.result.retried += 1
+                        due = loop.time() - start + backoff(d.attempt)
+                        heapq.heappush(
+                            heap, Delivery(due, seq, d.provider, d.body, d.label, d.attempt + 1)
+                        )
+                        seq += 1
+                        wake.set()
+                if self.on_progress:
+                    self.on_progress(self.result)
+
+            while heap or active:
+                if not heap:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                send_at = max(start + heap[0].due, next_slot)
+                delay = send_at - loop.time()
+                if delay > 0:
+                    wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=delay)
+                    continue
+                d = heapq.heappop(heap)
+                next_slot = max(next_slot, loop.time()) + 1.0 / self.c.rate
+                await limit.acquire()
+                active += 1
+                task = asyncio.create_task(post(d))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        return self.result
+
+    async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
+        """Send one delivery; True if it should be retried."""
+        self.result.attempts += 1
+        url = webhook_url(self.c.url, d.provider)
+        headers = request_headers(d.provider, d.body, self.c.basic_auth, self.c.yebolink_secret)
+        try:
+            async with session.post(url, data=d.body, headers=headers) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.result.note("connection", f"{d.label}: {type(exc).__name__}: {exc}")
+            return True
+        if 200 <= status < 300:
+            self.result.acked += 1
+            try:
+                answer = json.loads(text)
+            except ValueError:
+                answer = {}
+            if answer.get("status") == "duplicate":
+                self.result.acked_duplicate += 1
+            if self.acked_out is not None:
+                record = {"provider": d.provider, "label": d.label, "status": status, **answer}
+                self.acked_out.write(json.dumps(record) + "\n")
+            return False
+        if status >= 500 or status in (408, 429):
+            self.result.note(f"http {status}", f"{d.label}: {status} {text[:200]}")
+            return True
+        self.result.rejected += 1
+        self.result.note(f"http {status}", f"{d.label}: {status} {text[:200]}")
+        return False
+
+
+def write_truth(truth: list[Truth], path: Path) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for t in truth:
+            f.write(json.dumps(t.record()) + "\n")

@@ -1,0 +1,26 @@
+"""Durable storage: schema, the group-commit writer, and read queries."""
+
+from smswatch.store.reader import NoDatabase, Reader
+from smswatch.store.rows import StoredEvent
+from smswatch.store.writer import (
+    Commit,
+    Outcome,
+    Rejection,
+    StoreUnavailable,
+    Transition,
+    Unstorable,
+    Writer,
+)
+
+__all__ = [
+    "Commit",
+    "NoDatabase",
+    "Outcome",
+    "Reader",
+    "Rejection",
+    "StoreUnavailable",
+    "StoredEvent",
+    "Transition",
+    "Unstorable",
+    "Writer",
+]

@@ -1,0 +1,399 @@
+"""Read queries over the store: what inspect, export, stats and the TUI's data source ask.
+
+A separate connection in query-only mode; in WAL mode it reads alongside the writer without
+waiting for it. Every list is bounded by a `limit` or streamed, so no query loads all events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from smswatch.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
+from smswatch.store.rows import (
+    MESSAGE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    STORED_EVENT_COLUMNS,
+    StoredEvent,
+    message_from_row,
+    recipient_from_row,
+    stored_event,
+)
+from smswatch.store.schema import SCHEMA_VERSION
+
+
+class NoDatabase(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    events: int
+    messages: int
+    in_flight: int
+    funnel: dict[State, int]
+    conflicts: int
+    first_received_at: int | None
+    last_received_at: int | None
+    by_provider: dict[str, int]  # events per gateway
+
+
+@dataclass(frozen=True, slots=True)
+class FailureGroup:
+    provider: str
+    error_code: str | None
+    count: int
+    last_at: int | None
+    error_message: str | None  # the latest message seen for the code
+    retryable: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    count: int
+    p50: int | None
+    p95: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    queued_to_sent: Percentiles
+    sent_to_delivered: Percentiles
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRequest:
+    id: int
+    received_at: int
+    remote: str | None
+    method: str | None
+    path: str | None
+    provider: str | None
+    status: int
+    code: str
+    reason: str
+    content_type: str | None
+    body_size: int | None
+    body: bytes | None
+
+
+def percentiles(values: Sequence[int]) -> Percentiles:
+    """Nearest-rank p50 and p95."""
+    if not values:
+        return Percentiles(0, None, None)
+    ordered = sorted(values)
+
+    def rank(p: float) -> int:
+        return ordered[max(math.ceil(p * len(ordered)) - 1, 0)]
+
+    return Percentiles(len(ordered), rank(0.50), rank(0.95))
+
+
+class Reader:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Reader:
+        path = Path(path)
+        if not path.is_file():
+            raise NoDatabase(f"no smswatch database at {path}")
+        db = await aiosqlite.connect(path)
+        try:
+            await db.execute("PRAGMA query_only=1")
+            await db.execute("PRAGMA busy_timeout=5000")
+            version = await cls._scalar(db, "PRAGMA user_version")
+            if version == 0:
+                raise NoDatabase(f"{path} is not an smswatch database (or is empty)")
+            if version > SCHEMA_VERSION:
+                raise NoDatabase(
+                    f"{path} was written by a newer smswatch (schema {version}); upgrade smswatch"
+                )
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Reader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @staticmethod
+    async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with db.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- messages -------------------------------------------------------------------------------
+
+    async def resolve_message_id(self, text: str) -> str | None:
+        """An exact message id, or the one message whose id starts with `text`."""
+        if await self._scalar(self._db, "SELECT 1 FROM messages WHERE message_id = ?", (text,)):
+            return text
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = await self._all(
+            "SELECT message_id FROM messages WHERE message_id LIKE ? ESCAPE '\\' LIMIT 2",
+            (escaped + "%",),
+        )
+        return rows[0][0] if len(rows) == 1 else None
+
+    async def message(self, message_id: str) -> MessageState | None:
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    async def recent_messages(
+        self, limit: int = 200, unfinished_only: bool = False
+    ) -> list[MessageState]:
+        where = "WHERE finished_at IS NULL" if unfinished_only else ""
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages {where} "
+            "ORDER BY last_received_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [message_from_row(r) for r in rows]
+
+    async def search_messages(self, query: str, limit: int = 200) -> list[MessageState]:
+        """Messages matching a filter: message id (prefix), recipient phone (substring), state,
+        error code, gateway or channel. Newest activity first."""
+        q = query.strip()
+        if not q:
+            return await self.recent_messages(limit)
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses = ["m.message_id LIKE ? ESCAPE '\\'", "m.provider = ?", "m.channel = ?"]
+        params: list[Any] = [like, q.lower(), q.lower()]
+        clauses.append(
+            "m.message_id IN (SELECT message_id FROM recipients WHERE recipient LIKE ? ESCAPE '\\' "
+            "OR error_code = ? OR carrier = ?)"
+        )
+        params += [like, q, q]
+        if q.lower() in {s.value for s in FUNNEL}:
+            column = f"n_{q.lower()}"
+            clauses.append(f"m.{column} > 0")
+        sql = (
+            f"SELECT {', '.join('m.' + c.strip() for c in MESSAGE_COLUMNS.split(','))} "
+            f"FROM messages m WHERE {' OR '.join(clauses)} "
+            "ORDER BY m.last_received_at DESC LIMIT ?"
+        )
+        rows = await self._all(sql, (*params, limit))
+        return [message_from_row(r) for r in rows]
+
+    # --- recipients and events ------------------------------------------------------------------
+
+    async def recipients(
+        self,
+        message_id: str,
+        *,
+        state: State | None = None,
+        text: str | None = None,
+        failed_only: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RecipientState]:
+        clauses = ["message_id = ?"]
+        params: list[Any] = [message_id]
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state.value)
+        if failed_only:
+            clauses.append("(state = 'failed' OR conflict = 1)")
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append(
+                "(recipient LIKE ? ESCAPE '\\' OR state = ? OR error_code = ? OR carrier LIKE ? "
+                "ESCAPE '\\')"
+            )
+            params += [like, text.lower(), text, like]
+        sql = (
+            f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE {' AND '.join(clauses)} "
+            "ORDER BY recipient LIMIT ? OFFSET ?"
+        )
+        rows = await self._all(sql, (*params, -1 if limit is None else limit, offset))
+        return [recipient_from_row(r) for r in rows]
+
+    async def recipient(self, message_id: str, recipient: str) -> RecipientState | None:
+        rows = await self._all(
+            f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? AND recipient = ?",
+            (message_id, recipient),
+        )
+        return recipient_from_row(rows[0]) if rows else None
+
+    async def timeline(self, message_id: str, recipient: str | None) -> list[StoredEvent]:
+        """A recipient's events (or the message-level ones, for None) in event-time order."""
+        op = "IS" if recipient is None else "="
+        rows = await self._all(
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? AND recipient {op} ? "
+            "ORDER BY occurred_at, id",
+            (message_id, recipient),
+        )
+        return [stored_event(r) for r in rows]
+
+    async def message_events(self, message_id: str) -> list[StoredEvent]:
+        rows = await self._all(
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? "
+            "ORDER BY recipient, occurred_at, id",
+            (message_id,),
+        )
+        return [stored_event(r) for r in rows]
+
+    async def recent_events(self, limit: int = 200) -> list[StoredEvent]:
+        """The newest stored events, oldest first (for filling a live log at start)."""
+        rows = await self._all(
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [stored_event(r) for r in reversed(rows)]
+
+    async def iter_events(
+        self, message_id: str | None = None, chunk: int = 1000
+    ) -> AsyncIterator[StoredEvent]:
+        """Every stored event in storage order, a chunk at a time (keyset pagination)."""
+        last = 0
+        where = "AND message_id = ?" if message_id else ""
+        while True:
+            params: tuple[Any, ...] = (last, message_id, chunk) if message_id else (last, chunk)
+            rows = await self._all(
+                f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? {where} "
+                "ORDER BY id LIMIT ?",
+                params,
+            )
+            for row in rows:
+                yield stored_event(row)
+            if len(rows) < chunk:
+                return
+            last = rows[-1][0]
+
+    # --- aggregates -----------------------------------------------------------------------------
+
+    async def totals(self) -> Totals:
+        funnel = dict.fromkeys(FUNNEL, 0)
+        for state, n in await self._all(
+            "SELECT state, count(*) FROM recipients WHERE state IS NOT NULL GROUP BY state"
+        ):
+            funnel[State(state)] += n
+        unseen = await self._scalar(
+            self._db,
+            "SELECT total(max(coalesce(total_recipients, 0) - known_recipients, 0)) FROM messages",
+        )
+        funnel[State.QUEUED] += int(unseen or 0)
+        by_provider = dict(
+            await self._all("SELECT provider, count(*) FROM events GROUP BY provider")
+        )
+        row = (
+            await self._all(
+                "SELECT count(*), total(finished_at IS NULL), total(conflicts), "
+                "min(first_received_at), max(last_received_at) FROM messages"
+            )
+        )[0]
+        return Totals(
+            events=sum(by_provider.values()),
+            messages=row[0],
+            in_flight=int(row[1]),
+            funnel=funnel,
+            conflicts=int(row[2]),
+            first_received_at=row[3],
+            last_received_at=row[4],
+            by_provider=by_provider,
+        )
+
+    async def failures(self, limit: int = 50, message_id: str | None = None) -> list[FailureGroup]:
+        """Failed recipients grouped by gateway and error code, most frequent first."""
+        where = "state = 'failed'" + (" AND message_id = ?" if message_id else "")
+        params: tuple[Any, ...] = (message_id, limit) if message_id else (limit,)
+        rows = await self._all(
+            "SELECT provider, error_code, count(*), max(error_at), "
+            "(SELECT r2.error_message FROM recipients r2 WHERE r2.state = 'failed' "
+            " AND r2.provider = r.provider AND r2.error_code IS r.error_code "
+            " ORDER BY r2.error_at DESC LIMIT 1), "
+            "max(retryable) "
+            f"FROM recipients r WHERE {where} GROUP BY provider, error_code "
+            "ORDER BY count(*) DESC LIMIT ?",
+            params,
+        )
+        return [
+            FailureGroup(p, code, n, at, msg, None if retry is None else bool(retry))
+            for p, code, n, at, msg, retry in rows
+        ]
+
+    async def stuck(
+        self, deadlines: dict[State, int], now: int, limit: int = 200
+    ) -> list[RecipientState]:
+        """Recipients still queued/processing/sent longer than their state's deadline (µs)."""
+        parts, params = [], []
+        for state, deadline in deadlines.items():
+            parts.append("(state = ? AND state_at < ?)")
+            params += [state.value, now - deadline]
+        if not parts:
+            return []
+        rows = await self._all(
+            f"SELECT {RECIPIENT_COLUMNS} FROM recipients "
+            f"WHERE state IN ('queued', 'processing', 'sent') AND ({' OR '.join(parts)}) "
+            "ORDER BY state_at LIMIT ?",
+            (*params, limit),
+        )
+        return [recipient_from_row(r) for r in rows]
+
+    async def count_stuck(self, deadlines: dict[State, int], now: int) -> int:
+        total = 0
+        for state, deadline in deadlines.items():
+            total += await self._scalar(
+                self._db,
+                "SELECT count(*) FROM recipients WHERE state = ? AND state_at < ?",
+                (state.value, now - deadline),
+            )
+        return total
+
+    async def latency(self, message_id: str | None = None) -> Latency:
+        if message_id is None:
+            rows = await self._all(
+                "SELECT coalesce(r.queued_at, m.queued_at), r.sent_at, r.delivered_at "
+                "FROM recipients r JOIN messages m USING (message_id)"
+            )
+        else:
+            rows = await self._all(
+                "SELECT coalesce(r.queued_at, m.queued_at), r.sent_at, r.delivered_at "
+                "FROM recipients r JOIN messages m USING (message_id) WHERE message_id = ?",
+                (message_id,),
+            )
+        to_sent = [s - q for q, s, _ in rows if q is not None and s is not None and s >= q]
+        to_delivered = [d - s for _, s, d in rows if s is not None and d is not None and d >= s]
+        return Latency(percentiles(to_sent), percentiles(to_delivered))
+
+    async def quarantine(self, limit: int = 100) -> list[QuarantinedRequest]:
+        rows = await self._all(
+            "SELECT id, received_at, remote, method, path, provider, status, code, reason, "
+            "content_type, body_size, body FROM quarantine ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [QuarantinedRequest(*r) for r in rows]
+
+    async def quarantine_count(self) -> int:
+        return int(await self._scalar(self._db, "SELECT count(*) FROM quarantine") or 0)
+
+
+__all__ = [
+    "UNATTRIBUTED",
+    "FailureGroup",
+    "Latency",
+    "NoDatabase",
+    "Percentiles",
+    "QuarantinedRequest",
+    "Reader",
+    "Totals",
+    "percentiles",
+]

@@ -1,0 +1,200 @@
+"""Conversions between domain objects and table rows, shared by the writer and the reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from smswatch.domain import FUNNEL, Event, MessageState, RecipientState, State
+
+EVENT_COLUMNS = (
+    "dedupe_key, event_id, provider, event_type, state, message_id, recipient, occurred_at, "
+    "received_at, time_estimated, carrier, error_code, error_message, payload"
+)
+
+
+def event_row(ev: Event) -> tuple[Any, ...]:
+    return (
+        ev.dedupe_key,
+        ev.event_id,
+        ev.provider,
+        ev.event_type,
+        ev.state.value,
+        ev.message_id,
+        ev.recipient,
+        ev.occurred_at,
+        ev.received_at,
+        int(ev.time_estimated),
+        ev.carrier,
+        ev.error_code,
+        ev.error_message,
+        ev.payload,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the database."""
+
+    id: int
+    event_id: str
+    provider: str
+    event_type: str
+    state: State
+    message_id: str
+    recipient: str | None
+    occurred_at: int
+    received_at: int
+    time_estimated: bool
+    carrier: str | None
+    error_code: str | None
+    error_message: str | None
+    payload: str
+
+
+STORED_EVENT_COLUMNS = (
+    "id, event_id, provider, event_type, state, message_id, recipient, occurred_at, received_at, "
+    "time_estimated, carrier, error_code, error_message, payload"
+)
+
+
+def stored_event(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(
+        id=row[0],
+        event_id=row[1],
+        provider=row[2],
+        event_type=row[3],
+        state=State(row[4]),
+        message_id=row[5],
+        recipient=row[6],
+        occurred_at=row[7],
+        received_at=row[8],
+        time_estimated=bool(row[9]),
+        carrier=row[10],
+        error_code=row[11],
+        error_message=row[12],
+        payload=row[13],
+    )
+
+
+_FIRST = (State.QUEUED, State.PROCESSING, State.SENT, State.DELIVERED, State.FAILED)
+
+RECIPIENT_COLUMNS = (
+    "message_id, recipient, provider, state, state_at, queued_at, processing_at, sent_at, "
+    "delivered_at, failed_at, carrier, carrier_at, error_code, error_message, retryable, "
+    "error_at, conflict, events, last_event_at, updated_at"
+)
+
+
+def recipient_row(r: RecipientState) -> tuple[Any, ...]:
+    return (
+        r.message_id,
+        r.recipient,
+        r.provider,
+        r.state.value if r.state else None,
+        r.state_at,
+        *(r.first_at.get(s) for s in _FIRST),
+        r.carrier,
+        r.carrier_at,
+        r.error_code,
+        r.error_message,
+        None if r.retryable is None else int(r.retryable),
+        r.error_at,
+        int(r.conflict),
+        r.events,
+        r.last_event_at,
+        r.updated_at,
+    )
+
+
+def recipient_from_row(row: tuple[Any, ...]) -> RecipientState:
+    first = {s: t for s, t in zip(_FIRST, row[5:10], strict=True) if t is not None}
+    return RecipientState(
+        message_id=row[0],
+        recipient=row[1],
+        provider=row[2],
+        state=State(row[3]) if row[3] else None,
+        state_at=row[4],
+        first_at=first,
+        carrier=row[10],
+        carrier_at=row[11],
+        error_code=row[12],
+        error_message=row[13],
+        retryable=None if row[14] is None else bool(row[14]),
+        error_at=row[15],
+        conflict=bool(row[16]),
+        events=row[17],
+        last_event_at=row[18],
+        updated_at=row[19],
+    )
+
+
+MESSAGE_COLUMNS = (
+    "message_id, provider, total_recipients, total_messages, total_cost, currency, scheduled_at, "
+    "channel, metadata, n_queued, n_processing, n_sent, n_delivered, n_failed, known_recipients, "
+    "conflicts, events, queued_at, first_at, last_at, first_received_at, last_received_at, "
+    "finished_at"
+)
+
+
+def message_row(m: MessageState) -> tuple[Any, ...]:
+    return (
+        m.message_id,
+        m.provider,
+        m.total_recipients,
+        m.total_messages,
+        m.total_cost,
+        m.currency,
+        m.scheduled_at,
+        m.channel,
+        m.metadata,
+        *(m.counts[s] for s in FUNNEL),
+        m.known_recipients,
+        m.conflicts,
+        m.events,
+        m.queued_at,
+        m.first_at,
+        m.last_at,
+        m.first_received_at,
+        m.last_received_at,
+        m.finished_at,
+    )
+
+
+def message_from_row(row: tuple[Any, ...]) -> MessageState:
+    return MessageState(
+        message_id=row[0],
+        provider=row[1],
+        total_recipients=row[2],
+        total_messages=row[3],
+        total_cost=row[4],
+        currency=row[5],
+        scheduled_at=row[6],
+        channel=row[7],
+        metadata=row[8],
+        counts=dict(zip(FUNNEL, row[9:14], strict=True)),
+        known_recipients=row[14],
+        conflicts=row[15],
+        events=row[16],
+        queued_at=row[17],
+        first_at=row[18],
+        last_at=row[19],
+        first_received_at=row[20],
+        last_received_at=row[21],
+        finished_at=row[22],
+    )
+
+
+def placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def upsert(table: str, columns: str, key: str) -> str:
+    """INSERT … ON CONFLICT(key) DO UPDATE SET every other column (full-row state writes)."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    sets = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders(len(names))}) "
+        f"ON CONFLICT({key}) DO UPDATE SET {sets}"
+    )

@@ -1,0 +1,128 @@
+"""Shared fixtures: a real engine on 127.0.0.1:0 with a real SQLite file, and an HTTP client."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from smswatch.config import Credentials
+from smswatch.engine import Engine, EngineConfig
+from smswatch.providers.yebolink import sign
+from smswatch.store import Reader
+
+SECRET = "whsec_test_0123456789"
+BASIC = ("lisoloo-hook", "s3cret:with:colons")
+
+
+def basic_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class Client:
+    """Posts webhooks to a running engine over real HTTP."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def post(
+        self,
+        path: str,
+        body: bytes | str,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = "application/json",
+    ) -> tuple[int, dict[str, Any], Any]:
+        data = body.encode() if isinstance(body, str) else body
+        hdrs = dict(headers or {})
+        if content_type is not None:
+            hdrs.setdefault("Content-Type", content_type)
+        async with self.session.post(self.base + path, data=data, headers=hdrs) as resp:
+            try:
+                answer = await resp.json(content_type=None)
+            except ValueError:
+                answer = await resp.text()
+            return resp.status, dict(resp.headers), answer
+
+    async def lisoloo(
+        self, body: bytes | str, auth: tuple[str, str] | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": basic_header(*auth)} if auth else None
+        status, _, answer = await self.post("/webhooks/lisoloo", body, headers)
+        return status, answer
+
+    async def yebolink(self, body: bytes | str, secret: str | None = None) -> tuple[int, Any]:
+        data = body.encode() if isinstance(body, str) else body
+        headers = {"X-YeboLink-Signature": sign(secret, data)} if secret else None
+        status, _, answer = await self.post("/webhooks/yebolink", data, headers)
+        return status, answer
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "smswatch.db"
+
+
+@pytest.fixture
+def make_engine(db_path: Path) -> Callable[..., Engine]:
+    def make(**overrides: Any) -> Engine:
+        values: dict[str, Any] = {"db_path": db_path, "port": 0, "hub_tick": 0.05}
+        values.update(overrides)
+        return Engine(EngineConfig(**values))
+
+    return make
+
+
+@pytest.fixture
+async def engine(make_engine: Callable[..., Engine]) -> AsyncIterator[Engine]:
+    eng = make_engine()
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+@pytest.fixture
+async def secured_engine(make_engine: Callable[..., Engine]) -> AsyncIterator[Engine]:
+    eng = make_engine(credentials=Credentials(BASIC, SECRET))
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def client(engine: Engine, session: aiohttp.ClientSession) -> Client:
+    return Client(session, engine.listener.base_url)
+
+
+@pytest.fixture
+def secured_client(secured_engine: Engine, session: aiohttp.ClientSession) -> Client:
+    return Client(session, secured_engine.listener.base_url)
+
+
+@pytest.fixture
+async def reader(db_path: Path) -> AsyncIterator[Callable[[], Any]]:
+    """Opens a reader on demand (after the engine has created the file)."""
+    opened: list[Reader] = []
+
+    async def open_reader() -> Reader:
+        r = await Reader.open(db_path)
+        opened.append(r)
+        return r
+
+    yield open_reader
+    for r in opened:
+        await r.close()

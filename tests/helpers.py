@@ -1,0 +1,90 @@
+"""Running the real `smswatch` command as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+SMSWATCH = [sys.executable, "-m", "smswatch"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(
+    *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SMSWATCH, *args], capture_output=True, text=True, timeout=timeout, check=check, env=env
+    )
+
+
+class Server:
+    """`smswatch serve` in a child process."""
+
+    def __init__(self, db: Path, port: int, *extra: str) -> None:
+        self.db, self.port, self.extra = db, port, extra
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = db.with_suffix(f".{port}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        out = self.log.open("a")
+        self.proc = subprocess.Popen(
+            [
+                *SMSWATCH,
+                "serve",
+                "--db",
+                str(self.db),
+                "--port",
+                str(self.port),
+                "--summary-interval",
+                "0.5",
+                *self.extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("serve did not come up")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> str:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(20)
+        return self.log.read_text()
+
+
+def export_records(db: Path) -> list[dict[str, Any]]:
+    out = run("export", "--db", str(db)).stdout
+    return [json.loads(line) for line in out.splitlines()]
