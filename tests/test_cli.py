@@ -1,0 +1,159 @@
+"""The command line: serve's banner and logs, bind refusal, read commands and their errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.seeds import LISOLOO
+from tests.helpers import Server, free_port, run
+
+pytestmark = pytest.mark.slow
+
+
+def post(url: str, body: str, headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_serve_prints_the_urls_and_summarises(tmp_path: Path) -> None:
+    server = Server(tmp_path / "s.db", free_port(), "--basic-auth", "ops:pw").start()
+    try:
+        for body in LISOLOO.values():
+            assert (
+                post(server.url + "/webhooks/lisoloo", body, {"Authorization": "Basic b3BzOnB3"})
+                == 200
+            )
+        assert post(server.url + "/webhooks/lisoloo", LISOLOO["sms.sent"]) == 401
+        import time
+
+        time.sleep(1.5)
+    finally:
+        log = server.stop()
+    assert f"{server.url}/webhooks/lisoloo" in log
+    assert f"{server.url}/webhooks/yebolink" in log
+    assert "Basic auth (user ops)" in log
+    assert "open: no secret configured (loopback only)" in log
+    assert "warning: 401 unauthorized" in log
+    assert "events 5 " in log
+    assert "stopped; 5 events" in log
+
+
+def test_serve_json_logs(tmp_path: Path) -> None:
+    server = Server(tmp_path / "j.db", free_port(), "--log-format", "json").start()
+    try:
+        assert post(server.url + "/webhooks/lisoloo", "{oops") == 400
+        assert post(server.url + "/webhooks/lisoloo", LISOLOO["sms.queued"]) == 200
+        import time
+
+        time.sleep(1.5)
+    finally:
+        log = server.stop()
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    kinds = [r["event"] for r in records]
+    assert kinds[0] == "listening"
+    assert records[0]["urls"]["lisoloo"].endswith("/webhooks/lisoloo")
+    assert "rejected" in kinds and "summary" in kinds
+    summary = [r for r in records if r["event"] == "summary"][-1]
+    assert summary["events"] == 1 and summary["rejected"] == 1
+
+
+def test_public_bind_without_credentials_is_refused_with_advice(tmp_path: Path) -> None:
+    result = run("serve", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db"), check=False)
+    assert result.returncode == 2
+    assert "--basic-auth" in result.stderr and "--insecure" in result.stderr
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    server = Server(tmp_path / "a.db", free_port()).start()
+    try:
+        result = run(
+            "serve",
+            "--db",
+            str(tmp_path / "b.db"),
+            "--port",
+            str(server.port),
+            check=False,
+            timeout=30,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 2
+    assert "cannot listen" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+def test_read_commands(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    server = Server(db, free_port()).start()
+    try:
+        for body in LISOLOO.values():
+            assert post(server.url + "/webhooks/lisoloo", body) == 200
+    finally:
+        server.stop()
+    human = run("inspect", "507f1f77", "--db", str(db)).stdout
+    assert "+243998857000" in human and "delivered" in human and "!conflict" in human
+    assert "SMS_REJECTED_BY_CARRIER" in human
+    rows = list(
+        csv.DictReader(io.StringIO(run("export", "--db", str(db), "--format", "csv").stdout))
+    )
+    assert len(rows) == 5 and json.loads(rows[0]["payload"])["event_type"] == "sms.queued"
+    out = tmp_path / "e.jsonl"
+    result = run(
+        "export", "--db", str(db), "--message", "507f1f77bcf86cd799439011", "--out", str(out)
+    )
+    assert "exported 5 events" in result.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert set(lines[0]) == {
+        "event_id",
+        "provider",
+        "event_type",
+        "state",
+        "message_id",
+        "recipient",
+        "occurred_at",
+        "received_at",
+        "carrier",
+        "error_code",
+        "error_message",
+        "payload",
+    }
+    assert lines[0]["payload"] == json.loads(LISOLOO["sms.queued"])
+    stats = json.loads(run("stats", "--db", str(db), "--json").stdout)
+    assert (
+        stats["events"] == 5 and stats["recipients"]["delivered"] == 1 and stats["conflicts"] == 1
+    )
+    assert "delivery rate" in run("stats", "--db", str(db)).stdout
+
+
+def test_read_commands_explain_a_missing_database_or_message(tmp_path: Path) -> None:
+    for args in (["stats"], ["export"], ["inspect", "abc"]):
+        result = run(*args, "--db", str(tmp_path / "none.db"), check=False)
+        assert result.returncode == 1
+        assert "no smswatch database" in result.stderr and "Traceback" not in result.stderr
+    db = tmp_path / "r.db"
+    Server(db, free_port()).start().stop()
+    result = run("inspect", "abc", "--db", str(db), check=False)
+    assert result.returncode == 1 and "no message 'abc'" in result.stderr
+
+
+def test_config_file_feeds_every_command(tmp_path: Path) -> None:
+    db = tmp_path / "cfg.db"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'db = "{db}"\n')
+    Server(db, free_port()).start().stop()
+    result = run("stats", "--config", str(cfg), "--json")
+    assert json.loads(result.stdout)["events"] == 0
+    cfg.write_text('colour = "red"\n')
+    result = run("stats", "--config", str(cfg), check=False)
+    assert result.returncode == 2 and "unknown setting 'colour'" in result.stderr

@@ -1,0 +1,121 @@
+"""Catalogue, sanitizer, config, time formatting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smswatch import config
+from smswatch.catalogue import catalogue, explain
+from smswatch.domain import State
+from smswatch.sanitize import safe, safe_block
+from smswatch.timefmt import iso, span
+
+
+def test_catalogue_named_grouped_and_unknown_codes() -> None:
+    named = explain("lisoloo", "1502")
+    assert (named.name, named.group, named.retry) == (
+        "SMS_REJECTED_BY_CARRIER",
+        "Carrier / SMS processor",
+        "no",
+    )
+    grouped = explain("lisoloo", "1504")
+    assert (
+        grouped.name is None
+        and grouped.group == "Carrier / SMS processor"
+        and grouped.retry == "maybe"
+    )
+    unknown = explain("lisoloo", "ABC")
+    assert (unknown.name, unknown.retry) == (None, "unknown")
+    assert explain("lisoloo", None) is None
+
+
+def test_the_gateways_retryable_flag_overrides_the_catalogue() -> None:
+    assert explain("lisoloo", "1503").retry == "maybe"
+    assert explain("lisoloo", "1503", retryable=False).retry == "no"
+    assert explain("lisoloo", "1503", retryable=False).source == "gateway"
+
+
+def test_yebolink_codes_use_twilio_meanings_and_note_the_disagreement() -> None:
+    info = explain("yebolink", "30008")
+    assert info.name == "UNKNOWN_ERROR"
+    assert "30005" in info.note
+    assert explain("yebolink", "30006").retry == "no"
+    assert explain("yebolink", "63016").group is None  # outside every range: passes through
+
+
+def test_every_catalogue_entry_is_complete() -> None:
+    for provider in ("lisoloo", "yebolink"):
+        cat = catalogue(provider)
+        assert cat.codes and cat.groups
+        for code, entry in cat.codes.items():
+            assert code.isdigit()
+            assert entry["retry"] in ("yes", "no", "maybe")
+            assert entry["name"] and entry["meaning"] and entry["action"]
+
+
+def test_user_catalogue_files_add_codes(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "catalogue").mkdir()
+    (tmp_path / "catalogue" / "lisoloo.toml").write_text(
+        '[codes.1505]\nname = "CARRIER_BUSY"\nmeaning = "busy"\nretry = "yes"\naction = "later"\n'
+    )
+    monkeypatch.setenv("SMSWATCH_CONFIG_DIR", str(tmp_path))
+    catalogue.cache_clear()
+    try:
+        assert explain("lisoloo", "1505").name == "CARRIER_BUSY"
+        assert explain("lisoloo", "1502").name == "SMS_REJECTED_BY_CARRIER"
+    finally:
+        catalogue.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("[bold red]x[/]", "[bold red]x[/]"),
+        ("\x1b[31mred\x1b[0m", "␛[31mred␛[0m"),
+        ("a\nb\rc\td", "a␤b␍c␉d"),
+        ("\x07\x08\x9b", "\\u0007\\u0008\\u009b"),
+        ("abc\u202edcba", "abc\\u202edcba"),
+        ("Zodwa Dlamini-Nkosi 🌍 用户", "Zodwa Dlamini-Nkosi 🌍 用户"),
+        (None, ""),
+        (12, "12"),
+    ],
+)
+def test_safe_neutralises_control_characters_and_keeps_the_rest(raw, shown) -> None:
+    assert safe(raw) == shown
+
+
+def test_safe_bounds_length() -> None:
+    assert safe("x" * 10_000, 20) == "x" * 19 + "…"
+    assert len(safe("\x1b" * 10_000, 50)) == 50
+    assert safe_block('{\n  "a": "\x1b[2J"\n}') == '{\n  "a": "␛[2J"\n}'
+
+
+def test_config_file_keys_and_stuck_table(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('port = 9000\nbasic-auth = "a:b"\n[stuck]\nsent = 60\n')
+    loaded = config.load(path)
+    assert loaded["port"] == 9000 and loaded["basic_auth"] == "a:b"
+    assert config.stuck_deadlines(loaded)[State.SENT] == 60_000_000
+    assert config.stuck_deadlines({})[State.QUEUED] == 300_000_000
+    path.write_text("prot = 9000\n")
+    with pytest.raises(config.ConfigError, match="unknown setting 'prot'"):
+        config.load(path)
+    path.write_text("[stuck]\ndelivered = 5\n")
+    with pytest.raises(config.ConfigError):
+        config.load(path)
+    with pytest.raises(config.ConfigError, match="does not exist"):
+        config.load(tmp_path / "missing.toml")
+
+
+def test_iso_and_span() -> None:
+    assert iso(0) == "1970-01-01T00:00:00Z"
+    assert iso(1_500_000) == "1970-01-01T00:00:01.500Z"
+    assert iso(1_000_001) == "1970-01-01T00:00:01.000001Z"
+    assert [span(x) for x in (850_000, 12_300_000, 245_000_000, 7_980_000_000)] == [
+        "850ms",
+        "12.3s",
+        "4m05s",
+        "2h13m",
+    ]
