@@ -215,6 +215,10 @@ class MessageState:
         return self.counts[State.DELIVERED] + self.counts[State.FAILED]
 
     @property
+    def has_failures(self) -> bool:
+        return self.counts[State.FAILED] > 0 or self.conflicts > 0
+
+    @property
     def finished(self) -> bool:
         return self.known_recipients > 0 and self.terminal >= self.expected_recipients
 

@@ -6,6 +6,7 @@ asyncio loop, and everything a UI needs comes out of `hub` (live) and a `Reader`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from smswatch.hub import Hub
 from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
 from smswatch.store import Reader, Writer
+from smswatch.timefmt import now_us
 
 
 class BindRefused(Exception):
@@ -32,6 +34,7 @@ class EngineConfig:
     read_timeout: float = 10.0
     max_db_bytes: int | None = None
     hub_tick: float = 0.1
+    clock: Callable[[], int] = now_us  # microseconds since the epoch; tests freeze it
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,14 @@ class Engine:
         self.config = config
         self.open = open_gateways(config)
         self.providers = gateways.build(config.credentials)
-        self.hub = Hub(tick=config.hub_tick)
+        self.hub = Hub(tick=config.hub_tick, clock=config.clock)
         self.writer = Writer(
             config.db_path,
             durability=config.durability,
             max_db_bytes=config.max_db_bytes,
             on_commit=self.hub.commit,
             on_health=self.hub.store_health,
+            clock=config.clock,
         )
         self.listener = Listener(
             ListenerConfig(
@@ -82,6 +86,7 @@ class Engine:
             self.providers,
             self.writer,
             self.hub,
+            config.clock,
         )
         self.running = False
 

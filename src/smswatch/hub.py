@@ -83,9 +83,10 @@ Subscriber = Callable[[Delta], Any]
 
 
 class Hub:
-    def __init__(self, tick: float = 0.1) -> None:
+    def __init__(self, tick: float = 0.1, clock: Callable[[], int] = now_us) -> None:
         self.tick = tick
-        self.started_at = now_us()
+        self.clock = clock
+        self.started_at = clock()
         self.events = self.messages = self.in_flight = self.conflicts = 0
         self.funnel: dict[State, int] = dict.fromkeys(FUNNEL, 0)
         self.last_event_at: int | None = None
@@ -150,7 +151,7 @@ class Hub:
         self._pending.changed = True
 
     def _count_rate(self, n: int) -> None:
-        second = int(asyncio.get_running_loop().time())
+        second = self.clock() // 1_000_000
         if self._rate and self._rate[-1][0] == second:
             self._rate[-1] = (second, self._rate[-1][1] + n)
         else:
@@ -176,9 +177,7 @@ class Hub:
         )
 
     def _rate_series(self) -> tuple[int, ...]:
-        if self._loop is None:
-            return (0,) * RATE_WINDOW
-        now = int(self._loop.time())
+        now = self.clock() // 1_000_000
         by_second = dict(self._rate)
         return tuple(by_second.get(s, 0) for s in range(now - RATE_WINDOW + 1, now + 1))
 
@@ -222,7 +221,7 @@ class Hub:
         """Hand the coalesced changes to every subscriber now."""
         p, self._pending = self._pending, _Pending()
         delta = Delta(
-            at=now_us(),
+            at=self.clock(),
             counters=self.counters(),
             transitions=tuple(p.transitions),
             dropped=p.seen_transitions - len(p.transitions),

@@ -95,13 +95,19 @@ async def _json_errors(
 
 class Listener:
     def __init__(
-        self, config: ListenerConfig, providers: dict[str, Provider], writer: Writer, hub: Hub
+        self,
+        config: ListenerConfig,
+        providers: dict[str, Provider],
+        writer: Writer,
+        hub: Hub,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         self.config = config
         self.providers = providers
         self.writer = writer
         self.hub = hub
-        self.started_at = now_us()
+        self.clock = clock
+        self.started_at = clock()
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
 
@@ -164,7 +170,7 @@ class Listener:
                 "version": __version__,
                 "events": self.hub.events,
                 "store": "ok" if error is None else error,
-                "uptime_s": round((now_us() - self.started_at) / 1e6, 1),
+                "uptime_s": round((self.clock() - self.started_at) / 1e6, 1),
             },
         )
 
@@ -180,7 +186,7 @@ class Listener:
         return await self._handle(request, None)
 
     async def _handle(self, request: web.Request, provider: Provider | None) -> web.Response:
-        received_at = now_us()
+        received_at = self.clock()
         self.hub.request_seen(received_at)
         body: bytes | None = None
         try:

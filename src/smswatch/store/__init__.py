@@ -1,11 +1,10 @@
 """Durable storage: schema, the group-commit writer, and read queries."""
 
 from smswatch.store.reader import NoDatabase, Reader
-from smswatch.store.rows import StoredEvent
+from smswatch.store.rows import Rejection, StoredEvent
 from smswatch.store.writer import (
     Commit,
     Outcome,
-    Rejection,
     StoreUnavailable,
     Transition,
     Unstorable,

@@ -19,6 +19,7 @@ from smswatch.store.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     STORED_EVENT_COLUMNS,
+    Rejection,
     StoredEvent,
     message_from_row,
     recipient_from_row,
@@ -64,22 +65,6 @@ class Percentiles:
 class Latency:
     queued_to_sent: Percentiles
     sent_to_delivered: Percentiles
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantinedRequest:
-    id: int
-    received_at: int
-    remote: str | None
-    method: str | None
-    path: str | None
-    provider: str | None
-    status: int
-    code: str
-    reason: str
-    content_type: str | None
-    body_size: int | None
-    body: bytes | None
 
 
 def percentiles(values: Sequence[int]) -> Percentiles:
@@ -169,12 +154,14 @@ class Reader:
         )
         return [message_from_row(r) for r in rows]
 
-    async def search_messages(self, query: str, limit: int = 200) -> list[MessageState]:
-        """Messages matching a filter: message id (prefix), recipient phone (substring), state,
-        error code, gateway or channel. Newest activity first."""
+    async def search_messages(
+        self, query: str, limit: int = 200, failed_only: bool = False
+    ) -> list[MessageState]:
+        """Messages matching a filter: message id (substring), recipient phone (substring),
+        state, error code, carrier, gateway or channel. Newest activity first."""
         q = query.strip()
         if not q:
-            return await self.recent_messages(limit)
+            return await self.recent_messages(limit, failed_only=failed_only)
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         clauses = ["m.message_id LIKE ? ESCAPE '\\'", "m.provider = ?", "m.channel = ?"]
         params: list[Any] = [like, q.lower(), q.lower()]
@@ -186,15 +173,23 @@ class Reader:
         if q.lower() in {s.value for s in FUNNEL}:
             column = f"n_{q.lower()}"
             clauses.append(f"m.{column} > 0")
+        failed = " AND (m.n_failed > 0 OR m.conflicts > 0)" if failed_only else ""
         sql = (
             f"SELECT {', '.join('m.' + c.strip() for c in MESSAGE_COLUMNS.split(','))} "
-            f"FROM messages m WHERE {' OR '.join(clauses)} "
+            f"FROM messages m WHERE ({' OR '.join(clauses)}){failed} "
             "ORDER BY m.last_received_at DESC LIMIT ?"
         )
         rows = await self._all(sql, (*params, limit))
         return [message_from_row(r) for r in rows]
 
     # --- recipients and events ------------------------------------------------------------------
+
+    async def count_recipients(self, message_id: str) -> int:
+        return int(
+            await self._scalar(
+                self._db, "SELECT count(*) FROM recipients WHERE message_id = ?", (message_id,)
+            )
+        )
 
     async def recipients(
         self,
@@ -374,13 +369,14 @@ class Reader:
         to_delivered = [d - s for _, s, d in rows if s is not None and d is not None and d >= s]
         return Latency(percentiles(to_sent), percentiles(to_delivered))
 
-    async def quarantine(self, limit: int = 100) -> list[QuarantinedRequest]:
+    async def quarantine(self, limit: int = 100) -> list[Rejection]:
+        """The newest rejected requests first."""
         rows = await self._all(
-            "SELECT id, received_at, remote, method, path, provider, status, code, reason, "
+            "SELECT received_at, status, code, reason, remote, method, path, provider, "
             "content_type, body_size, body FROM quarantine ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [QuarantinedRequest(*r) for r in rows]
+        return [Rejection(*r) for r in rows]
 
     async def quarantine_count(self) -> int:
         return int(await self._scalar(self._db, "SELECT count(*) FROM quarantine") or 0)
@@ -392,7 +388,6 @@ __all__ = [
     "Latency",
     "NoDatabase",
     "Percentiles",
-    "QuarantinedRequest",
     "Reader",
     "Totals",
     "percentiles",

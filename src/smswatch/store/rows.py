@@ -77,6 +77,23 @@ def stored_event(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request the listener refused, kept (bounded) so the TUI can show why."""
+
+    received_at: int
+    status: int
+    code: str
+    reason: str
+    remote: str | None = None
+    method: str | None = None
+    path: str | None = None
+    provider: str | None = None
+    content_type: str | None = None
+    body_size: int | None = None
+    body: bytes | None = None
+
+
 _FIRST = (State.QUEUED, State.PROCESSING, State.SENT, State.DELIVERED, State.FAILED)
 
 RECIPIENT_COLUMNS = (

@@ -41,6 +41,7 @@ from smswatch.store.rows import (
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
+    Rejection,
     event_row,
     message_from_row,
     message_row,
@@ -85,29 +86,13 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """What one stored event did to its recipient."""
+    """What one stored event did to its recipient (before = after = None for a message-level
+    event)."""
 
     event: Event
     before: State | None
     after: State | None
     since: int | None  # microseconds since the recipient entered `before`, by event time
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A request the listener refused, kept (bounded) so the TUI can show why."""
-
-    received_at: int
-    status: int
-    code: str
-    reason: str
-    remote: str | None = None
-    method: str | None = None
-    path: str | None = None
-    provider: str | None = None
-    content_type: str | None = None
-    body_size: int | None = None
-    body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +183,7 @@ class Writer:
         busy_timeout_ms: int = 5000,
         on_commit: Callable[[Commit], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError("durability must be 'full' or 'normal'")
@@ -210,6 +196,7 @@ class Writer:
         self.busy_timeout_ms = busy_timeout_ms
         self.on_commit = on_commit
         self.on_health = on_health
+        self.clock = clock
         self.failing: str | None = None
         self._db: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
@@ -317,7 +304,7 @@ class Writer:
             funnel, new_messages, in_flight, conflicts = work.deltas()
             self.on_commit(
                 Commit(
-                    at=now_us(),
+                    at=self.clock(),
                     events=tuple(work.new_events),
                     duplicates=work.duplicates,
                     transitions=tuple(work.transitions),
@@ -420,6 +407,8 @@ class Writer:
             apply_transition(msg, before, after, rec.conflict and not had_conflict)
             since = ev.occurred_at - entered if entered is not None else None
             work.transitions.append(Transition(ev, before, after, since))
+        else:
+            work.transitions.append(Transition(ev, None, None, None))
         if msg.finished:
             if msg.finished_at is None:
                 msg.finished_at = ev.received_at

@@ -1,0 +1,177 @@
+"""The data-source seam: everything a UI may ask of an engine, local or remote.
+
+The TUI holds a `DataSource` and nothing else: live deltas through `subscribe`, and bounded
+queries (a message with its recipients, a recipient's timeline, filters, alerts). `LocalSource`
+answers from the engine's hub and a query-only connection to its database. A remote source
+(the WebSocket feed) implements the same protocol, so every screen works in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from smswatch.domain import MessageState, RecipientState, State
+from smswatch.engine import GatewayStatus
+from smswatch.engine_thread import EngineThread
+from smswatch.hub import Counters, Delta
+from smswatch.records import write_jsonl
+from smswatch.store import Reader, Rejection, StoredEvent
+from smswatch.store.reader import FailureGroup, Latency
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    label: str  # "local" or the feed's address
+    db_path: str | None
+    gateways: list[GatewayStatus] = field(default_factory=list)
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a UI draws first: counters, recent messages, recent events, recent rejections."""
+
+    counters: Counters
+    messages: list[MessageState]
+    events: list[StoredEvent]
+    rejections: list[Rejection]
+
+
+@dataclass(frozen=True)
+class MessageDetail:
+    message: MessageState
+    recipients: list[RecipientState]
+    shown_of: int  # recipients matching the filter, of which `recipients` is the first part
+    latency: Latency
+
+
+@dataclass(frozen=True)
+class RecipientDetail:
+    recipient: RecipientState
+    message: MessageState | None
+    events: list[StoredEvent]
+
+
+@dataclass(frozen=True)
+class Stuck:
+    count: int
+    oldest: list[RecipientState]
+
+
+class DataSource(Protocol):
+    info: SourceInfo
+
+    async def open(self) -> Snapshot: ...
+
+    async def close(self) -> None: ...
+
+    def subscribe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
+        """Deltas are delivered on the caller's event loop. Returns an unsubscribe function."""
+
+    async def messages(
+        self, query: str = "", failed_only: bool = False, limit: int = 200
+    ) -> list[MessageState]: ...
+
+    async def message(
+        self, message_id: str, query: str = "", failed_only: bool = False, limit: int = 5000
+    ) -> MessageDetail | None: ...
+
+    async def recipient(self, message_id: str, recipient: str) -> RecipientDetail | None: ...
+
+    async def failures(self, limit: int = 20) -> list[FailureGroup]: ...
+
+    async def stuck(self, deadlines: dict[State, int], now: int, limit: int = 20) -> Stuck: ...
+
+    async def rejections(self, limit: int = 50) -> list[Rejection]: ...
+
+    async def export(self, path: Path) -> int: ...
+
+
+class LocalSource:
+    """The engine running in this process (on its own thread) and its database."""
+
+    def __init__(self, engine: EngineThread, recent: int = 300) -> None:
+        self.engine = engine
+        self.recent = recent
+        config = engine.engine.config
+        self.info = SourceInfo(
+            label="local", db_path=str(config.db_path), gateways=engine.engine.gateways()
+        )
+        self._reader: Reader | None = None
+
+    @property
+    def reader(self) -> Reader:
+        assert self._reader is not None, "open() first"
+        return self._reader
+
+    async def open(self) -> Snapshot:
+        self._reader = await Reader.open(self.engine.engine.config.db_path)
+        counters = await asyncio.wrap_future(self.engine.call(self.engine.engine.hub.counters))
+        return Snapshot(
+            counters=counters,
+            messages=await self.reader.recent_messages(self.recent),
+            events=await self.reader.recent_events(self.recent),
+            rejections=await self.reader.quarantine(50),
+        )
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    def subscribe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
+        return self.engine.engine.hub.subscribe(callback, asyncio.get_running_loop())
+
+    async def messages(
+        self, query: str = "", failed_only: bool = False, limit: int = 200
+    ) -> list[MessageState]:
+        return await self.reader.search_messages(query, limit, failed_only=failed_only)
+
+    async def message(
+        self, message_id: str, query: str = "", failed_only: bool = False, limit: int = 5000
+    ) -> MessageDetail | None:
+        msg = await self.reader.message(message_id)
+        if msg is None:
+            return None
+        recipients = await self.reader.recipients(
+            message_id, text=query or None, failed_only=failed_only, limit=limit + 1
+        )
+        shown_of = len(recipients)
+        if shown_of > limit:
+            recipients = recipients[:limit]
+            shown_of = (
+                await self.reader.count_recipients(message_id)
+                if not query and not failed_only
+                else shown_of
+            )
+        return MessageDetail(msg, recipients, shown_of, await self.reader.latency(message_id))
+
+    async def recipient(self, message_id: str, recipient: str) -> RecipientDetail | None:
+        rec = await self.reader.recipient(message_id, recipient)
+        if rec is None:
+            return None
+        return RecipientDetail(
+            rec,
+            await self.reader.message(message_id),
+            await self.reader.timeline(message_id, recipient),
+        )
+
+    async def failures(self, limit: int = 20) -> list[FailureGroup]:
+        return await self.reader.failures(limit)
+
+    async def stuck(self, deadlines: dict[State, int], now: int, limit: int = 20) -> Stuck:
+        return Stuck(
+            await self.reader.count_stuck(deadlines, now),
+            await self.reader.stuck(deadlines, now, limit),
+        )
+
+    async def rejections(self, limit: int = 50) -> list[Rejection]:
+        return await self.reader.quarantine(limit)
+
+    async def export(self, path: Path) -> int:
+        with path.open("w", encoding="utf-8") as out:
+            return await write_jsonl(self.reader.iter_events(), out)
