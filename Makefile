@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo serve lint format bench soak clean
+.PHONY: setup test demo lint format clean
 
 setup: $(STAMP)
 
@@ -17,12 +17,8 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Until the live monitor lands: the headless engine with a simulated campaign flowing into it.
 demo: $(STAMP)
-	@tmp=$$(mktemp -d); \
-	$(BIN)/smswatch serve --db $$tmp/demo.db --port 8787 & pid=$$!; sleep 1.5; \
-	$(BIN)/smswatch simulate --provider mixed --messages 20 --recipients 30 --spread 30; \
-	kill -INT $$pid; wait $$pid; echo "demo database: $$tmp/demo.db"
+	$(BIN)/smswatch --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

@@ -1,0 +1,221 @@
+"""The live monitor: a Textual app over a `DataSource`.
+
+The app never touches SQL or the engine: it reads through the data source, and live changes
+arrive as hub deltas on this loop, at most ~10 a second however fast webhooks come in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
+from textual.message import Message
+
+from smswatch import config as settings_mod
+from smswatch.datasource import DataSource, Snapshot
+from smswatch.hub import Delta
+from smswatch.timefmt import now_us
+from smswatch.tui.commands import SmsWatchCommands
+from smswatch.tui.model import LiveModel
+from smswatch.tui.screens.dashboard import DashboardScreen
+from smswatch.tui.screens.help import HelpScreen
+from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
+from smswatch.tui.screens.message import MessageScreen
+from smswatch.tui.screens.recipient import RecipientScreen
+from smswatch.tui.themes import DEFAULT, Palette, load_themes, remember, remembered
+from smswatch.tui.widgets.rowtable import RowTable
+from smswatch.tui.widgets.transitions import TransitionLog
+
+DEFAULT_SILENCE_S = 60
+
+
+class DeltaArrived(Message):
+    """A hub delta, handed into Textual's message queue so it is handled in the app's context."""
+
+    def __init__(self, delta: Delta) -> None:
+        super().__init__()
+        self.delta = delta
+
+
+class SmsWatchApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "smswatch"
+    COMMANDS: ClassVar = App.COMMANDS | {SmsWatchCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help"),
+        Binding("m", "mask", "mask"),
+        Binding("t", "next_theme", "theme"),
+    ]
+
+    def __init__(
+        self,
+        source: DataSource,
+        *,
+        theme: str | None = None,
+        settings: dict[str, Any] | None = None,
+        clock: Callable[[], int] = now_us,
+        remember_theme: bool = True,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.clock = clock
+        self.masked = False
+        self.paused = False
+        self.remember_theme = remember_theme
+        settings = settings or {}
+        self.stuck_deadlines = settings_mod.stuck_deadlines(settings)
+        self.silence_after = int(
+            float(settings.get("silence_after", DEFAULT_SILENCE_S)) * 1_000_000
+        )
+        self.loaded_themes, self.theme_problems = load_themes()
+        for loaded in self.loaded_themes.values():
+            self.register_theme(loaded.theme)
+        wanted = theme or remembered() or DEFAULT
+        if wanted not in self.available_themes:
+            self.theme_problems.append(f"no theme named {wanted!r}; using {DEFAULT}")
+            wanted = DEFAULT
+        self.theme = wanted
+        self.snapshot: Snapshot
+        self.model: LiveModel
+        self._unsubscribe: Callable[[], None] | None = None
+        self.first_paint_s: float | None = None
+        self._started = time.perf_counter()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        # Subscribe first: deltas wait in the message queue until the snapshot is in the model,
+        # and the model drops what the snapshot already had.
+        self._unsubscribe = self.source.subscribe(lambda d: self.post_message(DeltaArrived(d)))
+        self.snapshot = await self.source.open()
+        self.model = LiveModel.from_snapshot(self.snapshot)
+        await self.push_screen(DashboardScreen())
+        self.call_after_refresh(self._painted)
+        for problem in self.theme_problems:
+            self.notify(problem, severity="warning", timeout=8)
+
+    def _painted(self) -> None:
+        self.first_paint_s = time.perf_counter() - self._started
+
+    async def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await self.source.close()
+
+    def on_delta_arrived(self, message: DeltaArrived) -> None:
+        delta = self.model.apply(message.delta)
+        for screen in self.screen_stack:
+            update = getattr(screen, "live_update", None)
+            if update is not None and screen.is_mounted:
+                # NoMatches: the screen is being torn down (quitting): nothing left to update.
+                with contextlib.suppress(NoMatches):
+                    update(delta)
+
+    # --- themes -----------------------------------------------------------------------------
+
+    @property
+    def palette(self) -> Palette:
+        loaded = self.loaded_themes.get(self.theme)
+        if loaded is not None:
+            return loaded.palette
+        # A Textual theme picked from the palette: borrow our states' colours for its mode.
+        fallback = self.loaded_themes.get(DEFAULT if self.current_theme.dark else "light")
+        if fallback is not None:
+            return Palette(fallback.palette.states, self.current_theme.dark)
+        return next(iter(self.loaded_themes.values())).palette
+
+    def theme_names(self) -> list[str]:
+        builtin = [n for n in ("dark", "light", "high-contrast") if n in self.loaded_themes]
+        return builtin + sorted(n for n in self.loaded_themes if n not in builtin)
+
+    def use_theme(self, name: str) -> None:
+        self.theme = name
+
+    def action_next_theme(self) -> None:
+        names = self.theme_names()
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def _theme_changed(self, _theme: object) -> None:
+        if self.remember_theme:
+            remember(self.theme)
+        self.restyle()
+
+    def restyle(self) -> None:
+        """Redraw everything that renders its own colours (Line-API widgets, Rich tables)."""
+        for screen in self.screen_stack:
+            for widget in screen.query("RowTable, TransitionLog"):
+                widget.refresh()
+            restyle = getattr(screen, "refresh_styles", None)
+            if restyle is not None:
+                self.call_later(restyle)
+            if isinstance(screen, DashboardScreen):
+                screen.query_one("StatusBar").restyle()  # type: ignore[attr-defined]
+                screen.refresh_all()
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def action_mask(self) -> None:
+        self.masked = not self.masked
+        self.notify("phone numbers masked" if self.masked else "phone numbers shown", timeout=2)
+        for screen in self.screen_stack:
+            for widget in screen.query(RowTable):
+                widget.refresh()
+            for widget in screen.query(TransitionLog):
+                widget.refresh()
+            restyle = getattr(screen, "refresh_styles", None)
+            if restyle is not None:
+                self.call_later(restyle)
+            if isinstance(screen, DashboardScreen):
+                screen.refresh_status()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_failures(self) -> None:
+        self._dashboard().action_failures()
+
+    def action_pause(self) -> None:
+        self._dashboard().action_pause()
+
+    @work(exclusive=True, group="export")
+    async def action_export(self) -> None:
+        path = Path.cwd() / f"smswatch-export-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        self.notify(f"exporting to {path} …", timeout=3)
+        try:
+            count = await self.source.export(path)
+        except OSError as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.notify(f"exported {count:,} events to {path}", timeout=8)
+
+    def _dashboard(self) -> DashboardScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, DashboardScreen):
+                return screen
+        raise RuntimeError("no dashboard")
+
+    # --- navigation -------------------------------------------------------------------------
+
+    def open_message(self, message_id: str) -> None:
+        self.push_screen(MessageScreen(message_id))
+
+    def open_recipient(self, message_id: str, recipient: str) -> None:
+        self.push_screen(RecipientScreen(message_id, recipient))
+
+    def open_rejections(self, code: str | None = None) -> None:
+        self.push_screen(RejectionsScreen(code))
+
+    def open_stuck(self) -> None:
+        self.push_screen(StuckScreen())

@@ -1,0 +1,70 @@
+"""Command palette (ctrl+p): go to a message, export, mask, themes, failures only, pause."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from smswatch.sanitize import safe
+
+if TYPE_CHECKING:
+    from smswatch.tui.app import SmsWatchApp
+
+
+class SmsWatchCommands(Provider):
+    @property
+    def sw(self) -> SmsWatchApp:
+        return self.app  # type: ignore[return-value]
+
+    def _commands(self) -> list[tuple[str, str, object]]:
+        sw = self.sw
+        items: list[tuple[str, str, object]] = [
+            (
+                "Export all events to a JSONL file",
+                "writes smswatch-export-<time>.jsonl in the current directory",
+                sw.action_export,
+            ),
+            (
+                "Mask phone numbers" if not sw.masked else "Show phone numbers",
+                "for screen sharing",
+                sw.action_mask,
+            ),
+            (
+                "Failures only (toggle)",
+                "messages with failed or conflicting recipients",
+                sw.action_failures,
+            ),
+            ("Pause / resume the live scroll", "counters keep counting", sw.action_pause),
+            (
+                "Rejected requests",
+                "bad auth, bad signature, malformed bodies, with the body",
+                partial(sw.open_rejections, None),
+            ),
+            ("Stuck recipients", "past their state's deadline", sw.open_stuck),
+            ("Help", "keys and what the panels mean", sw.action_help),
+        ]
+        for name in sw.theme_names():
+            items.append(
+                (f"Theme: {name}", "switch theme (remembered)", partial(sw.use_theme, name))
+            )
+        return items
+
+    async def discover(self) -> Hits:
+        for title, help_text, command in self._commands():
+            yield DiscoveryHit(title, command, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, command in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), command, help=help_text)  # type: ignore[arg-type]
+        needle = query.strip()
+        if len(needle) < 2:
+            return
+        for msg in await self.sw.source.messages(needle, limit=12):
+            title = f"Go to message {safe(msg.message_id, 40)}"
+            detail = f"{msg.provider} · {msg.expected_recipients} recipients"
+            yield Hit(0.9, title, partial(self.sw.open_message, msg.message_id), help=detail)

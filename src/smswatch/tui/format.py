@@ -1,0 +1,121 @@
+"""Turning domain values into short, safe, styled text for the panels.
+
+Everything that came from a webhook passes through `safe()` here; the panels draw the result
+as Rich `Text`, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from rich.highlighter import JSONHighlighter
+from rich.text import Text
+
+from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.sanitize import safe, safe_block
+from smswatch.timefmt import span
+from smswatch.tui.themes import Palette
+
+_PHONE = re.compile(r"^(\+?\d{3})(\d+)(\d{2})$")
+_EMAIL = re.compile(r"^([^@\s])[^@\s]*(@.+)$")
+_JSON_PHONE = re.compile(r'"(\+?\d{3})(\d{2,})(\d{2})"')
+_JSON_EMAIL = re.compile(r'"([^"@\s])[^"@\s]*(@[^"\s]+)"')
+
+
+def mask(value: str) -> str:
+    """Hide the middle of a phone number or an email's local part, for screen sharing."""
+    m = _PHONE.match(value)
+    if m:
+        return f"{m.group(1)}{'•' * len(m.group(2))}{m.group(3)}"
+    m = _EMAIL.match(value)
+    if m:
+        return f"{m.group(1)}•••{m.group(2)}"
+    return value
+
+
+def mask_json(text: str) -> str:
+    text = _JSON_PHONE.sub(lambda m: f'"{m.group(1)}{"•" * len(m.group(2))}{m.group(3)}"', text)
+    return _JSON_EMAIL.sub(lambda m: f'"{m.group(1)}•••{m.group(2)}"', text)
+
+
+def recipient_text(value: str | None, masked: bool, limit: int = 24) -> Text:
+    if value is None:
+        return Text("—", style="dim")
+    shown = safe(value, limit)
+    return Text(mask(shown) if masked else shown)
+
+
+def untrusted(value: object, limit: int = 40, style: str = "") -> Text:
+    return Text(safe(value, limit), style=style)
+
+
+def state_text(state: State | None, palette: Palette, bold: bool = False) -> Text:
+    s = state or State.UNKNOWN
+    return Text(s.value, style=f"{'bold ' if bold else ''}{palette.state(s)}")
+
+
+def age(now: int, then: int | None) -> str:
+    if then is None:
+        return "-"
+    return span(max(now - then, 0))
+
+
+def cost(msg: MessageState) -> str:
+    if msg.total_cost is None:
+        return "-"
+    currency = safe(msg.currency, 8) if msg.currency else ""
+    if currency == "credits":
+        return f"{msg.total_cost:g} cr"
+    return f"{msg.total_cost:.2f} {currency}".strip()
+
+
+def state_bar(msg: MessageState, width: int, palette: Palette) -> Text:
+    """A bar split by recipient state: delivered, failed, sent, processing, then queued."""
+    total = max(msg.expected_recipients, 1)
+    bar = Text()
+    used = 0
+    order = (State.DELIVERED, State.FAILED, State.SENT, State.PROCESSING)
+    for state in order:
+        cells = round(msg.count(state) / total * width)
+        cells = min(cells, width - used)
+        if cells:
+            bar.append("█" * cells, style=palette.state(state))
+            used += cells
+    if used < width:
+        bar.append("░" * (width - used), style=palette.state(State.QUEUED))
+    return bar
+
+
+def counts_text(msg: MessageState, palette: Palette) -> Text:
+    text = Text()
+    for state in FUNNEL:
+        n = msg.count(state)
+        if n:
+            if text:
+                text.append(" ")
+            text.append(f"{state.value[:4]} {n}", style=palette.state(state))
+    return text or Text("-", style="dim")
+
+
+def short_id(message_id: str, width: int) -> str:
+    text = safe(message_id, 64)
+    if len(text) <= width:
+        return text
+    return text[: max(width - 1, 1)] + "…"
+
+
+_JSON = JSONHighlighter()
+
+
+def pretty_json(raw: str, masked: bool, limit: int = 20_000) -> Text:
+    """Untrusted JSON text, indented when it parses, control characters neutralised, highlighted
+    (as styles on plain text: nothing in it is read as markup)."""
+    try:
+        text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    except ValueError:
+        text = raw
+    text = safe_block(text, limit)
+    if masked:
+        text = mask_json(text)
+    return _JSON(Text(text))

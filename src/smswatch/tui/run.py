@@ -1,0 +1,72 @@
+"""`smswatch` (and `--demo`): start the engine on its thread, then the monitor."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from smswatch.config import Credentials
+from smswatch.datasource import LocalSource
+from smswatch.demo import DemoTraffic
+from smswatch.engine import EngineConfig
+from smswatch.engine_thread import EngineThread
+from smswatch.tui.app import SmsWatchApp
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_config(config: EngineConfig) -> tuple[EngineConfig, Path]:
+    """A throwaway database, real credentials (so auth shows as verified) and a free port."""
+    workdir = Path(tempfile.mkdtemp(prefix="smswatch-demo-"))
+    credentials = Credentials(("demo", secrets.token_urlsafe(12)), secrets.token_urlsafe(24))
+    port = config.port if port_free(config.host, config.port) else 0
+    return replace(config, db_path=workdir / "demo.db", credentials=credentials, port=port), workdir
+
+
+def run_monitor(
+    config: EngineConfig, *, demo: bool, theme: str | None, settings: dict[str, Any]
+) -> int:
+    workdir = None
+    if demo:
+        config, workdir = demo_config(config)
+    engine = EngineThread(config)
+    try:
+        engine.start()
+    except OSError as exc:
+        print(
+            f"smswatch: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}. "
+            "Is another smswatch running? Pick another port with --port.",
+            file=sys.stderr,
+        )
+        return 2
+    traffic = None
+    if demo:
+        traffic = DemoTraffic(engine.engine.listener.base_url, config.credentials).start()
+    app = SmsWatchApp(LocalSource(engine), theme=theme, settings=settings)
+    try:
+        code = app.run()
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        engine.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"smswatch: {engine.engine.hub.events:,} events in {config.db_path}"
+        if not demo
+        else "smswatch: demo over"
+    )
+    return code or 0

@@ -1,0 +1,349 @@
+"""The dashboard: status bar, funnel, failures & alerts, in-flight messages, live transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input
+
+from smswatch.domain import MessageState, State
+from smswatch.hub import Delta
+from smswatch.sanitize import safe
+from smswatch.timefmt import span
+from smswatch.tui.format import age, cost, short_id, state_bar
+from smswatch.tui.widgets.alerts import Alert, AlertsPanel, failure_alert
+from smswatch.tui.widgets.funnel import Funnel
+from smswatch.tui.widgets.rowtable import Column, RowTable
+from smswatch.tui.widgets.status import StatusBar
+from smswatch.tui.widgets.transitions import Entry, TransitionLog
+
+if TYPE_CHECKING:
+    from smswatch.tui.app import SmsWatchApp
+
+FILTER_HELP = (
+    "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
+)
+
+
+class MessagesTable(RowTable):
+    def __init__(self, app: SmsWatchApp) -> None:
+        self.sw = app
+        super().__init__(
+            [
+                Column("message", None, 10),
+                Column("gateway", 8, priority=4),
+                Column("rcpts", 6, align="right"),
+                Column("progress", 12, priority=2),
+                Column("queued", 6, align="right", priority=5),
+                Column("proc", 5, align="right", priority=6),
+                Column("sent", 5, align="right", priority=3),
+                Column("deliv", 6, align="right"),
+                Column("failed", 6, align="right"),
+                Column("age", 6, align="right", priority=1),
+                Column("cost", 10, align="right", priority=7),
+            ],
+            self._cells,
+            key=lambda m: m.message_id,
+            empty="no messages in flight — waiting for webhooks",
+            id="messages",
+        )
+
+    def _cells(self, m: MessageState) -> Sequence[Text]:
+        pal = self.sw.palette
+        now = self.sw.clock()
+
+        def n(state: State) -> Text:
+            value = m.count(state)
+            return Text(f"{value:,}" if value else "·", style=pal.state(state) if value else "dim")
+
+        ident = Text(short_id(m.message_id, 40))
+        if m.finished:
+            ident.stylize("dim")
+        return [
+            ident,
+            Text(m.provider, style="dim"),
+            Text(f"{m.expected_recipients:,}"),
+            state_bar(m, 12, pal),
+            n(State.QUEUED),
+            n(State.PROCESSING),
+            n(State.SENT),
+            n(State.DELIVERED),
+            n(State.FAILED),
+            Text(age(now, m.first_received_at), style="dim"),
+            Text(cost(m), style="dim"),
+        ]
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "filter"),
+        Binding("f", "failures", "failures only"),
+        Binding("space", "pause", "pause"),
+        Binding("escape", "clear_filter", "clear", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_text = ""
+        self.failed_only = False
+        self.search_rows: dict[str, MessageState] | None = None
+        self._debounce: Timer | None = None
+        self._failed_seen = -1
+        self._codes_seen: set[str] = set()
+
+    @property
+    def sw(self) -> SmsWatchApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        sw = self.sw
+        yield StatusBar(sw.source.info, lambda: sw.palette)
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                funnel = Funnel(lambda: sw.palette, id="funnel")
+                funnel.border_title = "Recipients"
+                yield funnel
+                alerts = AlertsPanel(lambda: sw.palette, id="alerts")
+                alerts.border_title = "Failures & alerts"
+                yield alerts
+            with Vertical(id="right"):
+                table = MessagesTable(sw)
+                table.border_title = "In flight"
+                table.border_subtitle = "enter: open"
+                yield table
+                log = TransitionLog(lambda: sw.palette, lambda: sw.masked, id="log")
+                log.border_title = "Live transitions"
+                yield log
+        filter_input = Input(placeholder=FILTER_HELP, id="filter")
+        filter_input.display = False
+        yield filter_input
+        yield Footer()
+
+    def on_mount(self) -> None:
+        sw = self.sw
+        self.query_one(TransitionLog).add(Entry.stored(e) for e in sw.snapshot.events)
+        self.refresh_all()
+        self.query_one(MessagesTable).focus()
+        self.set_interval(1.0, self.tick)
+        self.set_interval(2.0, self.refresh_failures)
+        self.set_interval(5.0, self.refresh_stuck)
+        self.refresh_failures()
+        self.refresh_stuck()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < 110
+        self.set_class(narrow, "-narrow")
+        self.query_one(StatusBar).set_class(narrow, "-narrow")
+
+    # --- live updates ---------------------------------------------------------------------
+
+    def live_update(self, delta: Delta) -> None:
+        log = self.query_one(TransitionLog)
+        log.add((Entry.live(t) for t in delta.transitions), delta.dropped)
+        if self.search_rows is not None:
+            for m in delta.messages:
+                if m.message_id in self.search_rows:
+                    self.search_rows[m.message_id] = m
+        for r in delta.rejections:
+            if r.code not in self._codes_seen:
+                self._codes_seen.add(r.code)
+                self.app.notify(
+                    f"{r.status} {r.code} on {safe(r.path, 40)}: {safe(r.reason, 160)}",
+                    title="Webhook rejected",
+                    severity="error",
+                    timeout=10,
+                )
+        self.refresh_all()
+
+    def tick(self) -> None:
+        self.refresh_status()
+        self.refresh_alerts()
+        if not self.sw.paused:
+            self.query_one(MessagesTable).refresh()  # ages move on
+
+    def refresh_all(self) -> None:
+        self.refresh_status()
+        self.query_one(Funnel).show(self.sw.model.counters)
+        self.refresh_alerts()
+        if not self.sw.paused:
+            self.refresh_messages()
+
+    def refresh_status(self) -> None:
+        sw = self.sw
+        self.query_one(StatusBar).show(sw.model.counters, sw.clock(), sw.paused, sw.masked)
+
+    def refresh_messages(self) -> None:
+        table = self.query_one(MessagesTable)
+        if self.search_rows is not None:
+            rows = list(self.search_rows.values())
+            table.border_title = f"Messages matching {safe(self.query_text, 30)!r}"
+            table.set_empty("no message matches — esc clears the filter")
+        else:
+            rows = self.sw.model.in_flight(self.sw.clock(), self.failed_only)
+            table.border_title = "In flight" + (" — with failures" if self.failed_only else "")
+            table.set_empty(
+                "no message with failures in flight"
+                if self.failed_only
+                else "no messages in flight — waiting for webhooks"
+            )
+        table.set_rows(rows)
+        finished = sum(1 for m in rows if m.finished)
+        table.border_subtitle = f"{len(rows)} shown, {finished} finished · enter: open"
+
+    def refresh_alerts(self) -> None:
+        sw = self.sw
+        model, now = sw.model, sw.clock()
+        c = model.counters
+        alerts: list[Alert] = []
+        if c.store_error:
+            alerts.append(
+                Alert(
+                    "store",
+                    "store",
+                    "error",
+                    "STORE FAILING — webhooks get 503",
+                    safe(c.store_error, 80),
+                )
+            )
+        for code, count, r in model.rejections_by_code():
+            when = span(max(now - r.received_at, 0))
+            detail = f"{safe(r.reason, 90)} ({safe(r.path, 30)}, {when} ago)"
+            alerts.append(
+                Alert(
+                    "rejected",
+                    f"rejected:{code}",
+                    "error",
+                    f"{r.status} {code}",
+                    detail,
+                    count,
+                    code,
+                )
+            )
+        if c.in_flight and c.last_request_at is not None:
+            quiet = now - c.last_request_at
+            if quiet > sw.silence_after:
+                alerts.append(
+                    Alert(
+                        "silence",
+                        "silence",
+                        "warning",
+                        f"no webhook for {span(quiet)}",
+                        f"{c.in_flight} message(s) still in flight",
+                    )
+                )
+        if model.stuck and model.stuck.count:
+            oldest = model.stuck.oldest[0] if model.stuck.oldest else None
+            detail = ""
+            if oldest and oldest.state and oldest.state_at:
+                detail = f"oldest {oldest.state.value} for {span(now - oldest.state_at)}"
+            alerts.append(
+                Alert("stuck", "stuck", "warning", "recipients stuck", detail, model.stuck.count)
+            )
+        for f in model.failures:
+            alerts.append(failure_alert(f.provider, f.error_code, f.count, f.retryable))
+        self.query_one(AlertsPanel).set_rows(alerts)
+
+    @work(exclusive=True, group="failures")
+    async def refresh_failures(self) -> None:
+        failed = self.sw.model.counters.funnel[State.FAILED]
+        if failed == self._failed_seen:
+            return
+        self._failed_seen = failed
+        self.sw.model.failures = await self.sw.source.failures(20)
+        self.refresh_alerts()
+
+    @work(exclusive=True, group="stuck")
+    async def refresh_stuck(self) -> None:
+        self.sw.model.stuck = await self.sw.source.stuck(self.sw.stuck_deadlines, self.sw.clock())
+        self.refresh_alerts()
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.value or box.display:
+            box.value = ""
+            box.display = False
+            self.query_one(MessagesTable).focus()
+            self.set_query("")
+
+    def action_failures(self) -> None:
+        self.failed_only = not self.failed_only
+        self.run_search()
+        self.app.notify("failures only" if self.failed_only else "all messages", timeout=2)
+
+    def action_pause(self) -> None:
+        self.sw.paused = not self.sw.paused
+        self.query_one(TransitionLog).set_paused(self.sw.paused)
+        if not self.sw.paused:
+            self.refresh_messages()
+        self.refresh_status()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        value = event.value
+        self._debounce = self.set_timer(0.15, lambda: self.set_query(value))
+
+    @on(Input.Submitted, "#filter")
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        self.set_query(event.value)
+        box = self.query_one("#filter", Input)
+        box.display = bool(event.value)
+        self.query_one(MessagesTable).focus()
+
+    def set_query(self, text: str) -> None:
+        self.query_text = text.strip()
+        self.run_search()
+
+    @work(exclusive=True, group="search")
+    async def run_search(self) -> None:
+        q = self.query_text
+        self.query_one(TransitionLog).set_filter(q, self.failed_only)
+        if q:
+            found = await self.sw.source.messages(q, failed_only=self.failed_only, limit=500)
+            self.search_rows = {m.message_id: m for m in found}
+        else:
+            self.search_rows = None
+        self.refresh_messages()
+
+    # --- drilling in ----------------------------------------------------------------------
+
+    @on(RowTable.Selected, "#messages")
+    def open_message(self, event: RowTable.Selected) -> None:
+        self.sw.open_message(event.row.message_id)
+
+    @on(TransitionLog.Opened)
+    def open_from_log(self, event: TransitionLog.Opened) -> None:
+        e = event.entry
+        if e.recipient:
+            self.sw.open_recipient(e.message_id, e.recipient)
+        else:
+            self.sw.open_message(e.message_id)
+
+    @on(RowTable.Selected, "#alerts")
+    def open_alert(self, event: RowTable.Selected) -> None:
+        alert: Alert = event.row
+        if alert.kind == "failure" and alert.target:
+            box = self.query_one("#filter", Input)
+            box.display = True
+            box.value = alert.target
+            self.set_query(alert.target)
+        elif alert.kind in ("rejected", "store"):
+            self.sw.open_rejections(alert.target)
+        elif alert.kind == "stuck":
+            self.sw.open_stuck()

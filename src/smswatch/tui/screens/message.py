@@ -1,0 +1,239 @@
+"""One message: totals, cost, latency percentiles, and every recipient with its own filter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+
+from smswatch.catalogue import explain
+from smswatch.datasource import MessageDetail
+from smswatch.domain import FUNNEL, RecipientState, State
+from smswatch.hub import Delta
+from smswatch.sanitize import safe
+from smswatch.store.reader import Percentiles
+from smswatch.timefmt import iso, span
+from smswatch.tui.format import cost, recipient_text, state_bar, state_text, untrusted
+from smswatch.tui.widgets.rowtable import Column, RowTable
+
+if TYPE_CHECKING:
+    from smswatch.tui.app import SmsWatchApp
+
+
+def percentiles_text(p: Percentiles) -> Text:
+    if not p.count:
+        return Text("-", style="dim")
+    text = Text()
+    text.append("p50 ", style="dim")
+    text.append(span(p.p50), style="bold")
+    text.append("  p95 ", style="dim")
+    text.append(span(p.p95), style="bold")
+    text.append(f"  (n={p.count:,})", style="dim")
+    return text
+
+
+class RecipientsTable(RowTable):
+    def __init__(self, app: SmsWatchApp) -> None:
+        self.sw = app
+        self.queued_at: int | None = None
+        super().__init__(
+            [
+                Column("recipient", 18, 12),
+                Column("state", 18),
+                Column("carrier", 14, priority=3),
+                Column("error", 7, priority=2),
+                Column("meaning", None, 10, priority=4),
+                Column("sent after", 10, align="right", priority=5),
+                Column("final after", 11, align="right", priority=1),
+                Column("events", 6, align="right", priority=6),
+            ],
+            self._cells,
+            key=lambda r: r.recipient,
+            empty="no recipients yet",
+            id="recipients",
+        )
+
+    def _cells(self, r: RecipientState) -> Sequence[Text]:
+        pal = self.sw.palette
+        start = r.first_at.get(State.QUEUED, self.queued_at)
+        sent = r.first_at.get(State.SENT)
+        final = r.state_at if r.state and r.state.terminal else None
+        state = state_text(r.state, pal)
+        if r.conflict:
+            state.append(" ⚡conflict", style=pal.state(State.UNKNOWN))
+        info = explain(r.provider, r.error_code, r.retryable)
+        meaning = (
+            Text(safe(info.title, 40) + f" · retry {info.retry}", style="dim") if info else Text("")
+        )
+        return [
+            recipient_text(r.recipient, self.sw.masked),
+            state,
+            untrusted(r.carrier, 20, "dim"),
+            untrusted(r.error_code, 8, pal.state(State.FAILED)),
+            meaning,
+            Text(span(sent - start) if sent and start else "-", style="dim"),
+            Text(span(final - start) if final and start else "-"),
+            Text(str(r.events), style="dim"),
+        ]
+
+
+class MessageScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "back"),
+        Binding("slash", "filter", "filter"),
+        Binding("f", "failures", "failures only"),
+    ]
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.detail: MessageDetail | None = None
+        self.query_text = ""
+        self.failed_only = False
+        self._reload: Timer | None = None
+
+    @property
+    def sw(self) -> SmsWatchApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        header = Static(id="message-header")
+        header.border_title = f"Message {safe(self.message_id, 60)}"
+        yield header
+        table = RecipientsTable(self.sw)
+        table.border_title = "Recipients"
+        yield table
+        box = Input(
+            placeholder="filter recipients: phone, state, error code, carrier — esc clears",
+            id="recipient-filter",
+        )
+        box.display = False
+        yield box
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RecipientsTable).focus()
+        self.load()
+
+    @work(exclusive=True, group="message")
+    async def load(self) -> None:
+        detail = await self.sw.source.message(self.message_id, self.query_text, self.failed_only)
+        if detail is None:
+            self.query_one("#message-header", Static).update(
+                Text(f"no message {safe(self.message_id, 60)} in the database", style="bold")
+            )
+            return
+        self.detail = detail
+        self.show()
+
+    def show(self) -> None:
+        d = self.detail
+        if d is None:
+            return
+        self.query_one("#message-header", Static).update(self.header(d))
+        table = self.query_one(RecipientsTable)
+        table.queued_at = d.message.queued_at
+        table.set_rows(d.recipients)
+        shown = f"{len(d.recipients):,}"
+        if d.shown_of > len(d.recipients):
+            more = "+" if self.query_text or self.failed_only else ""
+            shown += f" of {d.shown_of:,}{more} (filter to narrow)"
+        what = []
+        if self.query_text:
+            what.append(f"matching {safe(self.query_text, 30)!r}")
+        if self.failed_only:
+            what.append("failed or conflicting")
+        table.border_title = " ".join(["Recipients", *what])
+        table.border_subtitle = f"{shown} · enter: timeline"
+        table.set_empty("no recipient matches" if what else "no recipient has reported yet")
+
+    def header(self, d: MessageDetail) -> Table:
+        m, pal = d.message, self.sw.palette
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(style="dim", width=15)
+        grid.add_column(ratio=1)
+        grid.add_column(style="dim", width=15)
+        grid.add_column(ratio=1)
+        gateway = Text(m.provider)
+        if m.channel:
+            gateway.append(f" · {safe(m.channel, 12)}", style="dim")
+        counts = Text()
+        for s in FUNNEL:
+            counts.append(f"{s.value} {m.count(s):,}  ", style=pal.state(s))
+        status = (
+            Text("finished", style=pal.state(State.DELIVERED))
+            if m.finished
+            else Text("in flight", style="bold")
+        )
+        if m.conflicts:
+            status.append(f"  ⚡ {m.conflicts} conflict(s)", style=pal.state(State.UNKNOWN))
+        grid.add_row("gateway", gateway, "recipients", Text(f"{m.expected_recipients:,}"))
+        grid.add_row("status", status, "cost", Text(cost(m)))
+        grid.add_row("states", counts, "progress", state_bar(m, 30, pal))
+        grid.add_row(
+            "queued → sent",
+            percentiles_text(d.latency.queued_to_sent),
+            "sent → deliv.",
+            percentiles_text(d.latency.sent_to_delivered),
+        )
+        seen = Text(f"{iso(m.first_received_at)} … {iso(m.last_received_at)}", style="dim")
+        grid.add_row("received", seen, "events", Text(f"{m.events:,}"))
+        if m.metadata:
+            grid.add_row("metadata", untrusted(m.metadata, 200), "", Text(""))
+        return grid
+
+    def live_update(self, delta: Delta) -> None:
+        if any(m.message_id == self.message_id for m in delta.messages) and self._reload is None:
+            # At most two reloads a second, however busy the message is.
+            self._reload = self.set_timer(0.5, self._reload_now)
+
+    def _reload_now(self) -> None:
+        self._reload = None
+        self.load()
+
+    def refresh_styles(self) -> None:
+        self.show()
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        box = self.query_one("#recipient-filter", Input)
+        if box.display or self.query_text:
+            box.value = ""
+            box.display = False
+            self.query_text = ""
+            self.query_one(RecipientsTable).focus()
+            self.load()
+        else:
+            self.app.pop_screen()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#recipient-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_failures(self) -> None:
+        self.failed_only = not self.failed_only
+        self.load()
+
+    @on(Input.Changed, "#recipient-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.load()
+
+    @on(Input.Submitted, "#recipient-filter")
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#recipient-filter", Input).display = bool(event.value)
+        self.query_one(RecipientsTable).focus()
+
+    @on(RowTable.Selected, "#recipients")
+    def open_recipient(self, event: RowTable.Selected) -> None:
+        self.sw.open_recipient(self.message_id, event.row.recipient)

@@ -1,0 +1,255 @@
+"""A virtual table: renders only the rows on screen, so 10,000 rows cost what 40 do.
+
+Textual's DataTable re-renders every visible cell on any change and takes seconds to fill with
+thousands of rows; this Line-API widget keeps rows as plain objects and turns only the visible
+ones into cells when drawn. It has a sticky header, a cursor that stays on the same row (by key)
+across updates, columns that drop out by priority when the widget is narrow, and posts
+`RowTable.Selected` on enter or double click.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    width: int | None = None  # None: share the leftover width
+    min_width: int = 6
+    align: str = "left"
+    priority: int = 0  # higher numbers are dropped first when the table is narrow
+
+
+class RowTable(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    RowTable { height: 1fr; overflow-x: hidden; }
+    RowTable > .rowtable--header { text-style: bold; color: $text-muted; background: $panel; }
+    RowTable > .rowtable--cursor { background: $boost; }
+    RowTable:focus > .rowtable--cursor { background: $primary 40%; }
+    RowTable > .rowtable--empty { color: $text-muted; text-style: italic; }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "rowtable--header",
+        "rowtable--cursor",
+        "rowtable--empty",
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "up", show=False),
+        Binding("down,j", "cursor(1)", "down", show=False),
+        Binding("pageup", "page(-1)", "page up", show=False),
+        Binding("pagedown", "page(1)", "page down", show=False),
+        Binding("home", "jump(0)", "first", show=False),
+        Binding("end", "jump(-1)", "last", show=False),
+        Binding("enter", "select", "open"),
+    ]
+
+    cursor: reactive[int] = reactive(0, always_update=True)
+
+    class Selected(Message):
+        """Enter or double click on a row."""
+
+        def __init__(self, table: RowTable, row: Any) -> None:
+            super().__init__()
+            self.table = table
+            self.row = row
+
+        @property
+        def control(self) -> RowTable:
+            return self.table
+
+    class Highlighted(Selected):
+        """The cursor moved to another row."""
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        cells: Callable[[Any], Sequence[Text]],
+        key: Callable[[Any], Hashable],
+        empty: str = "nothing yet",
+        *,
+        detail: Callable[[Any], Text] | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.columns = list(columns)
+        self.cells = cells
+        self.key = key
+        self.empty = empty
+        # With `detail`, every row takes a second, full-width line under its cells.
+        self.detail = detail
+        self.lines_per_row = 2 if detail else 1
+        self.rows: list[Any] = []
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def set_rows(self, rows: Sequence[Any]) -> None:
+        """Replace the rows; the cursor stays on the row with the same key if it is still there."""
+        current = self.current
+        current_key = self.key(current) if current is not None else None
+        self.rows = list(rows)
+        index = self.cursor
+        if current_key is not None:
+            for i, row in enumerate(self.rows):
+                if self.key(row) == current_key:
+                    index = i
+                    break
+        self.virtual_size = Size(self.size.width, self._height())
+        self.set_reactive(RowTable.cursor, self._clamp(index))
+        self._scroll_cursor_into_view()
+        self.refresh()
+
+    def set_empty(self, text: str) -> None:
+        self.empty = text
+        if not self.rows:
+            self.refresh()
+
+    @property
+    def current(self) -> Any | None:
+        if 0 <= self.cursor < len(self.rows):
+            return self.rows[self.cursor]
+        return None
+
+    def _height(self) -> int:
+        return len(self.rows) * self.lines_per_row + 1
+
+    def _clamp(self, index: int) -> int:
+        return max(0, min(index, len(self.rows) - 1)) if self.rows else 0
+
+    # --- keys and mouse -------------------------------------------------------------------------
+
+    def action_cursor(self, step: int) -> None:
+        self.cursor = self._clamp(self.cursor + step)
+
+    def action_page(self, direction: int) -> None:
+        page = max((self.size.height - 2) // self.lines_per_row, 1)
+        self.cursor = self._clamp(self.cursor + direction * page)
+
+    def action_jump(self, where: int) -> None:
+        self.cursor = self._clamp(where if where >= 0 else len(self.rows) - 1)
+
+    def action_select(self) -> None:
+        row = self.current
+        if row is not None:
+            self.post_message(self.Selected(self, row))
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._scroll_cursor_into_view()
+        self.refresh()
+        if old != new and self.current is not None:
+            self.post_message(self.Highlighted(self, self.current))
+
+    def _scroll_cursor_into_view(self) -> None:
+        visible = max(self.size.height - 1, 1)
+        top = int(self.scroll_y)
+        first = self.cursor * self.lines_per_row
+        last = first + self.lines_per_row - 1
+        if first < top:
+            self.scroll_to(y=first, animate=False)
+        elif last >= top + visible:
+            self.scroll_to(y=last - visible + 1, animate=False)
+
+    async def _on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            return
+        index = (int(self.scroll_y) + event.y - 1) // self.lines_per_row
+        if 0 <= index < len(self.rows):
+            self.cursor = index
+            if event.chain >= 2:
+                self.action_select()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, self._height())
+
+    # --- drawing --------------------------------------------------------------------------------
+
+    def layout_columns(self, width: int) -> list[tuple[int, int]]:
+        """(column index, width) for the columns that fit, dropping by priority."""
+        shown = list(range(len(self.columns)))
+
+        def needed(idx: list[int]) -> int:
+            return (
+                sum(self.columns[i].width or self.columns[i].min_width for i in idx) + len(idx) - 1
+            )
+
+        while len(shown) > 1 and needed(shown) > width:
+            drop = max(shown, key=lambda i: (self.columns[i].priority, i))
+            if self.columns[drop].priority == 0:
+                break
+            shown.remove(drop)
+        fixed = sum(self.columns[i].width or 0 for i in shown) + len(shown) - 1
+        flexible = [i for i in shown if self.columns[i].width is None]
+        spare = max(width - fixed, 0)
+        widths = {}
+        for n, i in enumerate(flexible):
+            share = spare // len(flexible) + (1 if n < spare % len(flexible) else 0)
+            widths[i] = max(share, self.columns[i].min_width)
+        return [(i, self.columns[i].width or widths[i]) for i in shown]
+
+    def _line(self, cells: Sequence[Text], layout: list[tuple[int, int]], style: Style) -> Text:
+        line = Text(no_wrap=True, end="")
+        for n, (i, width) in enumerate(layout):
+            if n:
+                line.append(" ")
+            cell = cells[i].copy() if i < len(cells) else Text()
+            cell.no_wrap = True
+            cell.truncate(width, overflow="ellipsis")
+            pad = width - cell.cell_len
+            if self.columns[i].align == "right":
+                line.append(" " * pad)
+                line.append_text(cell)
+            else:
+                line.append_text(cell)
+                line.append(" " * pad)
+        # Under the cells' own styles: Text.render ignores a Text's base style if it has no spans.
+        line.stylize_before(style)
+        return line
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        layout = self.layout_columns(width)
+        if y == 0:
+            header = self.get_component_rich_style("rowtable--header")
+            titles = [Text(c.title) for c in self.columns]
+            text = self._line(titles, layout, base + header)
+        else:
+            line = int(self.scroll_y) + y - 1
+            index, part = divmod(line, self.lines_per_row)
+            if index >= len(self.rows):
+                if line == 0 and not self.rows:
+                    style = base + self.get_component_rich_style("rowtable--empty")
+                    text = Text(f" {self.empty}")
+                    text.stylize_before(style)
+                else:
+                    return Strip.blank(width, base)
+            else:
+                style = base
+                if index == self.cursor:
+                    style = base + self.get_component_rich_style("rowtable--cursor")
+                row = self.rows[index]
+                if part == 0:
+                    text = self._line(self.cells(row), layout, style)
+                else:
+                    assert self.detail is not None
+                    text = Text("  ", no_wrap=True, end="")
+                    detail = self.detail(row)
+                    detail.truncate(max(width - 2, 1), overflow="ellipsis")
+                    text.append_text(detail)
+                    text.append(" " * max(width - text.cell_len, 0))
+                    text.stylize_before(style)
+        strip = Strip(text.render(self.app.console), text.cell_len)
+        return strip.crop_extend(0, width, base)

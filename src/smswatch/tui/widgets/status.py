@@ -1,0 +1,84 @@
+"""The status bar: where to point each gateway, how it authenticates, and the pulse of ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from smswatch.datasource import SourceInfo
+from smswatch.domain import State
+from smswatch.hub import Counters
+from smswatch.timefmt import span
+from smswatch.tui.themes import Palette
+
+
+def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
+    """One line per gateway: its webhook URL and how its requests are checked."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for n, gw in enumerate(info.gateways):
+        if n:
+            text.append("\n")
+        text.append(f"{gw.title:<9}", style="bold")
+        text.append(gw.url, style="underline")
+        if gw.verified:
+            text.append(f"  ✓ {gw.auth}", style=palette.state(State.DELIVERED))
+        elif gw.accepting:
+            text.append(f"  · {gw.auth}", style="dim")
+        else:
+            text.append(f"  ✗ {gw.auth}", style=f"bold {palette.state(State.FAILED)}")
+    return text
+
+
+def pulse(c: Counters, now: int, info: SourceInfo, paused: bool, masked: bool) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{c.events:,}", style="bold")
+    text.append(" events  ", style="dim")
+    text.append(f"{c.events_per_second:.1f}/s", style="bold")
+    text.append("  last webhook ", style="dim")
+    if c.last_request_at is None:
+        text.append("never", style="bold")
+    else:
+        text.append(f"{span(max(now - c.last_request_at, 0))} ago", style="bold")
+    if c.store_error:
+        text.append("  STORE FAILING", style="bold reverse")
+    if paused:
+        text.append("  PAUSED", style="bold reverse")
+    if masked:
+        text.append("  MASKED", style="bold")
+    if info.db_path:
+        text.append("   db ", style="dim")
+        text.append(info.db_path, style="dim")
+    return text
+
+
+class StatusBar(Vertical):
+    DEFAULT_CSS = """
+    StatusBar { height: auto; background: $panel; padding: 0 1; }
+    StatusBar #gateways { height: auto; }
+    StatusBar #pulse-row { height: 1; }
+    StatusBar #pulse { width: 1fr; }
+    StatusBar Sparkline { width: 32; margin-left: 1; }
+    StatusBar.-narrow Sparkline { width: 12; }
+    """
+
+    def __init__(self, info: SourceInfo, palette: Callable[[], Palette]) -> None:
+        super().__init__()
+        self.info = info
+        self.palette = palette
+
+    def compose(self) -> ComposeResult:
+        yield Static(gateway_lines(self.info, self.palette()), id="gateways")
+        with Horizontal(id="pulse-row"):
+            yield Static(id="pulse")
+            yield Sparkline([], id="rate")
+
+    def restyle(self) -> None:
+        self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
+
+    def show(self, c: Counters, now: int, paused: bool, masked: bool) -> None:
+        self.query_one("#pulse", Static).update(pulse(c, now, self.info, paused, masked))
+        self.query_one("#rate", Sparkline).data = list(c.rate)

@@ -1,0 +1,265 @@
+"""The live transitions stream: one line per stored event, newest at the bottom.
+
+Entries are kept as data (bounded), not as rendered text, so masking, filtering and theme
+changes re-render instantly. While paused, new entries wait in a bounded buffer and the view
+stays still; the counters elsewhere keep counting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from smswatch.domain import State
+from smswatch.sanitize import safe
+from smswatch.store import StoredEvent, Transition
+from smswatch.timefmt import clock, span
+from smswatch.tui.format import mask, short_id
+from smswatch.tui.themes import Palette
+
+MAX_ENTRIES = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    received_at: int
+    provider: str
+    message_id: str
+    recipient: str | None
+    event_type: str
+    state: State
+    before: State | None
+    after: State | None
+    carrier: str | None
+    error_code: str | None
+    since: int | None  # time since the recipient's previous state, by event time
+    from_history: bool = False  # loaded from the database at start: before/after unknown
+
+    @classmethod
+    def live(cls, t: Transition) -> Entry:
+        ev = t.event
+        return cls(
+            ev.received_at,
+            ev.provider,
+            ev.message_id or "",
+            ev.recipient,
+            ev.event_type,
+            ev.state,
+            t.before,
+            t.after,
+            ev.carrier,
+            ev.error_code,
+            t.since,
+        )
+
+    @classmethod
+    def stored(cls, ev: StoredEvent) -> Entry:
+        return cls(
+            ev.received_at,
+            ev.provider,
+            ev.message_id,
+            ev.recipient,
+            ev.event_type,
+            ev.state,
+            None,
+            ev.state if ev.state != State.UNKNOWN else None,
+            ev.carrier,
+            ev.error_code,
+            None,
+            from_history=True,
+        )
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def matches(self, needle: str) -> bool:
+        fields = (
+            self.message_id,
+            self.recipient,
+            self.state.value,
+            self.error_code,
+            self.carrier,
+            self.event_type,
+        )
+        return any(needle in f.lower() for f in fields if f)
+
+
+class TransitionLog(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    TransitionLog { height: 1fr; overflow-x: hidden; }
+    TransitionLog > .log--dim { color: $text-muted; }
+    TransitionLog > .log--paused { background: $warning 25%; text-style: bold; }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"log--dim", "log--paused"}
+
+    class Opened(Message):
+        """A line was clicked: open its message."""
+
+        def __init__(self, entry: Entry) -> None:
+            super().__init__()
+            self.entry = entry
+
+    def __init__(
+        self, palette: Callable[[], Palette], masked: Callable[[], bool], *, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self.palette = palette
+        self.masked = masked
+        self.entries: deque[Entry] = deque(maxlen=MAX_ENTRIES)
+        self.shown: deque[Entry] = deque(maxlen=MAX_ENTRIES)
+        self.waiting: deque[Entry] = deque(maxlen=MAX_ENTRIES)
+        self.waiting_total = 0
+        self.dropped = 0  # burst lines the hub did not forward (counted, never shown)
+        self.paused = False
+        self.needle = ""
+        self.failures_only = False
+        # Follow new lines until the reader scrolls up; scrolling back to the bottom resumes.
+        self.tail = True
+        self._autoscrolling = False
+
+    # --- data -------------------------------------------------------------------------------
+
+    def _wanted(self, e: Entry) -> bool:
+        if self.failures_only and e.state != State.FAILED:
+            return False
+        return not self.needle or e.matches(self.needle)
+
+    def add(self, entries: Iterable[Entry], dropped: int = 0) -> None:
+        self.dropped += dropped
+        if self.paused:
+            for e in entries:
+                self.waiting.append(e)
+                self.waiting_total += 1
+            self.refresh()
+            return
+        added = False
+        for e in entries:
+            self.entries.append(e)
+            if self._wanted(e):
+                self.shown.append(e)
+                added = True
+        if added:
+            self._resize()
+            self._follow()
+            self.refresh()
+
+    def _follow(self) -> None:
+        if self.tail:
+            self._autoscrolling = True
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._autoscrolling = False
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if not self._autoscrolling:
+            self.tail = new >= self.max_scroll_y - 0.5
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if not paused and self.waiting:
+            waiting, self.waiting = list(self.waiting), deque(maxlen=MAX_ENTRIES)
+            self.waiting_total = 0
+            self.add(waiting)
+        self.waiting_total = 0 if not paused else self.waiting_total
+        self.refresh()
+
+    def set_filter(self, needle: str, failures_only: bool) -> None:
+        self.needle = needle.strip().lower()
+        self.failures_only = failures_only
+        self.shown = deque((e for e in self.entries if self._wanted(e)), maxlen=MAX_ENTRIES)
+        self._resize()
+        self.tail = True
+        self._follow()
+        self.refresh()
+
+    def _resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.shown) + (1 if self.paused else 0))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._resize()
+        self._follow()
+
+    async def _on_click(self, event: events.Click) -> None:
+        index = int(self.scroll_y) + event.y
+        if 0 <= index < len(self.shown):
+            self.post_message(self.Opened(self.shown[index]))
+
+    # --- drawing ------------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if self.paused and y == self.size.height - 1:
+            note = f" ⏸ paused: {self.waiting_total} new event(s) waiting — space to resume "
+            text = Text(note)
+            text.stylize_before(base + self.get_component_rich_style("log--paused"))
+        else:
+            index = int(self.scroll_y) + y
+            if index >= len(self.shown):
+                if index == 0 and not self.shown:
+                    hint = (
+                        "waiting for webhooks…"
+                        if not self.needle and not self.failures_only
+                        else "no matching events"
+                    )
+                    text = Text(f" {hint}")
+                    text.stylize_before(base + self.get_component_rich_style("log--dim"))
+                else:
+                    return Strip.blank(width, base)
+            else:
+                text = self._entry_text(self.shown[index], width)
+                text.stylize_before(base)
+        return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, base)
+
+    def _entry_text(self, e: Entry, width: int) -> Text:
+        """time, [message], recipient, what changed, error, time since the previous state,
+        [carrier, gateway]: the parts in brackets only when there is room, and the most
+        important first so a narrow panel cuts only the least important."""
+        pal = self.palette()
+        dim = self.get_component_rich_style("log--dim")
+        wide = width >= 90
+        t = Text(no_wrap=True, end="")
+        t.append(clock(e.received_at), style=dim)
+        t.append(" ")
+        if wide:
+            t.append(f" {short_id(e.message_id, 14):<14} ", style=dim)
+        who = safe(e.recipient, 22) if e.recipient else "(message)"
+        if e.recipient and self.masked():
+            who = mask(who)
+        t.append(f"{who:<{15 if wide else 13}} ", style="dim" if e.recipient is None else "")
+        if e.state == State.UNKNOWN:
+            t.append(f"? {safe(e.event_type, 24)}", style=pal.state(State.UNKNOWN))
+        elif e.from_history or e.recipient is None:
+            t.append("→ ", style=dim)
+            t.append(e.state.value, style=pal.state(e.state))
+        elif e.changed:
+            if e.before is not None:
+                t.append(e.before.value, style=pal.state(e.before))
+                t.append(" → ", style=dim)
+            else:
+                t.append("→ ", style=dim)
+            t.append(e.after.value if e.after else "?", style=f"bold {pal.state(e.after)}")
+        else:
+            # A late or repeated state: stored and shown, but the recipient did not move.
+            stays = e.after.value if e.after else "?"
+            t.append(f"{e.state.value} (late, stays {stays})", style=dim)
+        if e.error_code:
+            t.append(f"  {safe(e.error_code, 8)}", style=pal.state(State.FAILED))
+        if e.since is not None and e.changed:
+            t.append(f"  +{span(e.since)}", style=dim)
+        if not wide:
+            t.append(f"  {short_id(e.message_id, 12)}", style=dim)
+        if e.carrier:
+            t.append(f"  {safe(e.carrier, 20)}", style=dim)
+        t.append(f"  {e.provider}", style=dim)
+        return t

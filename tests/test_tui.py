@@ -1,0 +1,371 @@
+"""The live monitor under Pilot: each key flow, with webhooks posted over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from smswatch.domain import State
+from smswatch.tui.app import SmsWatchApp
+from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
+from smswatch.tui.screens.help import HelpScreen
+from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
+from smswatch.tui.screens.message import MessageScreen, RecipientsTable
+from smswatch.tui.screens.recipient import RecipientScreen
+from smswatch.tui.widgets.alerts import AlertsPanel
+from smswatch.tui.widgets.transitions import TransitionLog
+from tests.tui_support import Env, campaign, lisoloo_event
+
+MID = "65a1b2c3d4e5f60718293a4b"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSWATCH_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    e.stop()
+
+
+async def until(pilot, condition: Callable[[], bool], within: float = 8.0) -> None:
+    """Let the app run until `condition()` holds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+@contextlib.asynccontextmanager
+async def dashboard(
+    env: Env, size: tuple[int, int] = (160, 45), *, data: bool = True, **app_options: Any
+) -> AsyncIterator[tuple[SmsWatchApp, Any]]:
+    """The app on its dashboard, optionally over the fixed campaign."""
+    if data:
+        campaign(env)
+    app = env.app(**app_options)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        yield app, pilot
+
+
+async def open_alert(pilot: Any, alerts: AlertsPanel, alert: Any) -> None:
+    alerts.focus()
+    alerts.cursor = alerts.rows.index(alert)
+    await pilot.press("enter")
+
+
+def log_lines(app: SmsWatchApp) -> list[str]:
+    log = app.screen.query_one(TransitionLog)
+    return [log._entry_text(e, 200).plain for e in log.shown]
+
+
+def plain(widget) -> str:
+    """The text a Static shows, as plain characters."""
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def table_lines(table) -> list[str]:
+    return [" ".join(c.plain for c in table.cells(row)) for row in table.rows]
+
+
+async def test_a_webhook_over_http_appears_on_the_dashboard_and_in_the_message_screen(
+    env: Env,
+) -> None:
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        status = await env.alisoloo(
+            lisoloo_event(1, "sms.queued", MID, 1_795_400_000_000_000, total_recipients=2)
+        )
+        assert status == 200
+        await env.alisoloo(
+            lisoloo_event(
+                2,
+                "sms.sent",
+                MID,
+                1_795_400_001_000_000,
+                recipient_phone="+243810000001",
+                carrier="vodacom_drc",
+            )
+        )
+        table = app.screen.query_one(MessagesTable)
+        await until(
+            pilot, lambda: any(m.message_id == MID and m.count(State.SENT) == 1 for m in table.rows)
+        )
+        await until(
+            pilot,
+            lambda: any("+243810000001" in line and "sent" in line for line in log_lines(app)),
+        )
+        assert app.model.counters.events == 2
+        table.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+        recipients = app.screen.query_one(RecipientsTable)
+        await until(pilot, lambda: len(recipients.rows) == 1)
+        # A later webhook reaches the open message screen too.
+        await env.alisoloo(
+            lisoloo_event(
+                3, "sms.delivered", MID, 1_795_400_005_000_000, recipient_phone="+243810000001"
+            )
+        )
+        await until(pilot, lambda: recipients.rows and recipients.rows[0].state == State.DELIVERED)
+        assert app.screen.detail.message.count(State.QUEUED) == 1  # announced, not named yet
+        await pilot.press("enter")
+        await until(
+            pilot, lambda: isinstance(app.screen, RecipientScreen) and app.screen.detail is not None
+        )
+        assert [e.event_type for e in app.screen.detail.events] == ["sms.sent", "sms.delivered"]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_filter_by_error_code_and_phone_then_escape_clears(env: Env) -> None:
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: len(table.rows) == 2)
+        await pilot.press("slash")
+        await pilot.press(*"30006")
+        await until(pilot, lambda: [m.provider for m in table.rows] == ["yebolink"])
+        assert all("30006" in line for line in log_lines(app))
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert app.screen.query_one("#filter").display
+        await pilot.press("escape")
+        await until(pilot, lambda: len(table.rows) == 2)
+        await pilot.press("slash", *"+24381000000", "4")
+        await until(pilot, lambda: [m.message_id for m in table.rows] == [MID])
+        await pilot.press("escape")
+        await until(
+            pilot, lambda: len(table.rows) == 2 and not app.screen.query_one("#filter").display
+        )
+
+
+async def test_failures_only(env: Env) -> None:
+    campaign(env)
+    env.lisoloo(
+        lisoloo_event(
+            99, "sms.sent", "aaaaaaaaaaaaaaaaaaaaaaaa", 1_795_400_000_000_000, recipient_phone="+1"
+        )
+    )
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: len(table.rows) == 3)
+        await pilot.press("f")
+        await until(pilot, lambda: len(table.rows) == 2)
+        assert all(m.has_failures for m in table.rows)
+        assert all("failed" in line for line in log_lines(app))
+        await pilot.press("f")
+        await until(pilot, lambda: len(table.rows) == 3)
+
+
+async def test_pause_freezes_the_scroll_but_not_the_counters(env: Env) -> None:
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        await env.alisoloo(
+            lisoloo_event(1, "sms.sent", MID, 1_795_400_000_000_000, recipient_phone="+1")
+        )
+        await until(pilot, lambda: len(log_lines(app)) == 1)
+        await pilot.press("space")
+        assert app.paused
+        await env.alisoloo(
+            lisoloo_event(2, "sms.sent", MID, 1_795_400_000_000_000, recipient_phone="+2")
+        )
+        await until(pilot, lambda: app.model.counters.events == 2)
+        log = app.screen.query_one(TransitionLog)
+        assert len(log_lines(app)) == 1
+        assert log.waiting_total == 1
+        status = plain(app.screen.query_one("#pulse"))
+        assert "2 events" in status and "PAUSED" in status
+        await pilot.press("space")
+        await until(pilot, lambda: len(log_lines(app)) == 2)
+
+
+async def test_mask_hides_phone_numbers_everywhere(env: Env) -> None:
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        assert any("+243810000001" in line for line in log_lines(app))
+        await pilot.press("m")
+        assert app.masked
+        lines = log_lines(app)
+        assert not any("+243810000001" in line for line in lines)
+        assert any("+243•••••••01" in line for line in lines)
+        app.open_message(MID)
+        await until(
+            pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None
+        )
+        table = app.screen.query_one(RecipientsTable)
+        assert all("•" in line.split()[0] for line in table_lines(table))
+        app.open_recipient(MID, "+243810000001")
+        await until(
+            pilot, lambda: isinstance(app.screen, RecipientScreen) and app.screen.detail is not None
+        )
+        await pilot.pause()
+        shown = "".join(plain(s) for s in app.screen.query(".event"))
+        assert "+243810000001" not in shown
+        assert "+243•••••••01" in shown
+
+
+async def test_theme_cycles_and_is_remembered(env: Env, tmp_path: Path) -> None:
+    async with dashboard(env, (120, 40), data=False, remember_theme=True) as (app, pilot):
+        assert app.theme == "dark"
+        await pilot.press("t")
+        assert app.theme == "light"
+        await pilot.press("t")
+        assert app.theme == "high-contrast"
+        await pilot.press("t")
+        assert app.theme == "dark"
+        await pilot.press("t")
+    assert '"theme": "light"' in (tmp_path / "config" / "state.json").read_text()
+    again = env.app(theme=None)
+    assert again.theme == "light"
+
+
+async def test_user_theme_files_are_loaded_and_bad_ones_reported(env: Env, tmp_path: Path) -> None:
+    themes = tmp_path / "config" / "themes"
+    themes.mkdir(parents=True)
+    (themes / "sunset.toml").write_text(
+        'primary = "#ff8800"\ndark = true\n[states]\ndelivered = "#00aa00"\n'
+    )
+    (themes / "broken.toml").write_text('primary = "not-a-colour"\n')
+    async with dashboard(env, (120, 40), data=False, theme="sunset") as (app, _):
+        assert app.theme == "sunset"
+        assert app.palette.state(State.DELIVERED) == "#00aa00"
+        assert "sunset" in app.theme_names()
+        assert any("broken.toml" in p for p in app.theme_problems)
+
+
+async def test_help_opens_and_closes(env: Env) -> None:
+    async with dashboard(env, (100, 30), data=False) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_a_bad_signature_is_obvious_within_seconds(env: Env) -> None:
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        body = {
+            "event": "message.sent",
+            "timestamp": "2026-11-23T10:00:00Z",
+            "data": {"message_id": "m", "recipient": "+1"},
+        }
+        assert await env.ayebolink(body, secret="the-old-secret") == 401
+        alerts = app.screen.query_one(AlertsPanel)
+        await until(
+            pilot, lambda: any(a.key == "rejected:bad_signature" for a in alerts.rows), within=3
+        )
+        [alert] = [a for a in alerts.rows if a.kind == "rejected"]
+        assert alert.severity == "error" and "secret" in alert.detail
+        assert any("bad_signature" in n.message for n in app._notifications)
+        await open_alert(pilot, alerts, alert)
+        await until(pilot, lambda: isinstance(app.screen, RejectionsScreen))
+        table = app.screen.query_one("#rejections")
+        await until(pilot, lambda: len(table.rows) == 1)
+        shown = plain(app.screen.query_one("#rejection-body"))
+        assert "the body" in shown and '"message.sent"' in shown
+
+
+async def test_stuck_and_silence_alerts(env: Env) -> None:
+    async with dashboard(
+        env, (160, 45), settings={"stuck": {"processing": 0.5, "sent": 0.5}, "silence_after": 0.5}
+    ) as (app, pilot):
+        alerts = app.screen.query_one(AlertsPanel)
+        await until(pilot, lambda: {"stuck", "silence"} <= {a.kind for a in alerts.rows})
+        stuck = next(a for a in alerts.rows if a.kind == "stuck")
+        assert stuck.count == 2  # one processing, one sent (the conflict is terminal)
+        await open_alert(pilot, alerts, stuck)
+        await until(pilot, lambda: isinstance(app.screen, StuckScreen))
+        table = app.screen.query_one("#stuck")
+        await until(pilot, lambda: len(table.rows) == 2)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RecipientScreen))
+
+
+async def test_a_failure_group_filters_by_its_code(env: Env) -> None:
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        alerts = app.screen.query_one(AlertsPanel)
+        await until(pilot, lambda: any(a.kind == "failure" for a in alerts.rows))
+        codes = {a.target for a in alerts.rows if a.kind == "failure"}
+        assert codes == {"1502", "1503", "30006"}
+        group = next(a for a in alerts.rows if a.target == "30006")
+        await open_alert(pilot, alerts, group)
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: [m.provider for m in table.rows] == ["yebolink"])
+
+
+async def test_store_failure_shows_in_the_status_bar(env: Env, tmp_path: Path) -> None:
+    env.thread.engine.writer.busy_timeout_ms = 50
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        blocker = sqlite3.connect(tmp_path / "tui.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            assert (
+                await env.alisoloo(lisoloo_event(1, "sms.sent", MID, 1, recipient_phone="+1"))
+                == 503
+            )
+            await until(pilot, lambda: "STORE FAILING" in plain(app.screen.query_one("#pulse")))
+            assert any(a.kind == "store" for a in app.screen.query_one(AlertsPanel).rows)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert await env.alisoloo(lisoloo_event(1, "sms.sent", MID, 1, recipient_phone="+1")) == 200
+        await until(pilot, lambda: "STORE FAILING" not in plain(app.screen.query_one("#pulse")))
+
+
+async def test_command_palette_goes_to_a_message(env: Env) -> None:
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await pilot.press(*"65a1b2")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+        assert app.screen.message_id == MID
+
+
+async def test_mouse_double_click_opens_a_message(env: Env) -> None:
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: len(table.rows) == 2)
+        await pilot.click(MessagesTable, offset=(5, 2), times=2)
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+
+
+async def test_resizing_keeps_everything_on_screen(env: Env) -> None:
+    async with dashboard(env, (80, 24)) as (app, pilot):
+        assert app.screen.has_class("-narrow")
+        for size in ((160, 45), (100, 30), (80, 24), (200, 60)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            for widget in app.screen.query("#funnel, #alerts, #messages, #log"):
+                region = widget.region
+                assert region.width > 10 and region.height >= 3, (size, widget.id, region)
+                assert region.right <= size[0] and region.bottom <= size[1]
+        assert not app.screen.has_class("-narrow")
+
+
+async def test_hostile_strings_are_drawn_literally(env: Env) -> None:
+    campaign(env)
+    app = env.app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        app.open_recipient(MID, "+243810000004")
+        await until(
+            pilot, lambda: isinstance(app.screen, RecipientScreen) and app.screen.detail is not None
+        )
+        await pilot.pause()
+        header = plain(app.screen.query_one("#recipient-header"))
+        assert "\x1b" not in header
+        assert "␛[31m[bold]boom[/]" in header  # markup and escapes shown as text
+        screenshot = app.export_screenshot()
+        assert "[bold]boom[/]" in screenshot.replace("&#160;", " ")
