@@ -1,5 +1,10 @@
 """The single writer: group commit of webhook events into SQLite.
 
+The transaction runs on one dedicated thread with its own `sqlite3` connection, one call per
+batch: the loop hands the whole batch over and gets the outcome back. (Through aiosqlite every
+statement is a round trip between threads, each waiting for the GIL; at eight statements a batch
+that capped ingest at a tenth of what the HTTP server alone can do.)
+
 Request handlers call `submit(events)` and await it. The writer task drains everything queued into
 one batch, folds it into recipient and message state, writes it in one transaction and resolves
 every waiting handler only after COMMIT returns, so an HTTP 2xx always means "on disk". While one
@@ -21,10 +26,10 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from smswatch.domain import (
     FUNNEL,
@@ -54,6 +59,7 @@ from smswatch.store.schema import migrate
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # SQLite's default limit on host parameters is 32766 here, but stay far below it.
 _CHUNK = 400
@@ -198,7 +204,8 @@ class Writer:
         self.on_health = on_health
         self.clock = clock
         self.failing: str | None = None
-        self._db: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # used only on the writer thread
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._rejections: list[Rejection] = []
         self._task: asyncio.Task[None] | None = None
@@ -206,30 +213,45 @@ class Writer:
     # --- life cycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await asyncio.to_thread(prepare_database, self.path)
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="smswatch-writer")
         try:
-            await db.execute(f"PRAGMA synchronous={self.durability.upper()}")
-            await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            if self.max_db_bytes:
-                page_size = (await (await db.execute("PRAGMA page_size")).fetchone())[0]
-                await db.execute(f"PRAGMA max_page_count={max(self.max_db_bytes // page_size, 1)}")
+            await self._on_thread(self._connect)
         except BaseException:
-            await db.close()
+            self._executor.shutdown()
+            self._executor = None
             raise
-        self._db = db
         self._task = asyncio.create_task(self._run(), name="smswatch-writer")
 
+    def _connect(self) -> None:
+        prepare_database(self.path)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            if self.max_db_bytes:
+                page_size = db.execute("PRAGMA page_size").fetchone()[0]
+                db.execute(f"PRAGMA max_page_count={max(self.max_db_bytes // page_size, 1)}")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     async def close(self) -> None:
-        """Commit what is queued, then close the connection (its thread is not a daemon)."""
+        """Commit what is queued, then close the connection and its thread."""
         if self._task is not None:
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._executor is not None:
+            if self._db is not None:
+                await self._on_thread(self._db.close)
+                self._db = None
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     # --- API for the listener -----------------------------------------------------------------
 
@@ -276,7 +298,7 @@ class Writer:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         rejections, self._rejections = self._rejections, []
         try:
-            work, outcomes = await self._transaction(batch, rejections)
+            work, outcomes = await self._on_thread(self._transaction, batch, rejections)
         except _DATA_ERRORS as exc:
             if len(batch) > 1:
                 for one in batch:  # isolate the request that cannot be stored
@@ -332,46 +354,47 @@ class Writer:
                 if not pending.events:
                     pending.future.exception()
 
-    async def _transaction(
+    def _transaction(
         self, batch: list[_Pending], rejections: list[Rejection]
     ) -> tuple[_Batch, list[list[Outcome]]]:
+        """One transaction for the whole batch, on the writer thread."""
         db = self._db
         assert db is not None
         work = _Batch()
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = await self._fold_batch(db, batch, work)
+            outcomes = self._fold_batch(db, batch, work)
             if work.new_events:
-                await db.executemany(
+                db.executemany(
                     f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders(14)}) "
                     "ON CONFLICT(dedupe_key) DO NOTHING",
                     [event_row(ev) for ev in work.new_events],
                 )
             if work.recipients:
-                await db.executemany(
+                db.executemany(
                     upsert("recipients", RECIPIENT_COLUMNS, "message_id, recipient"),
                     [recipient_row(r) for r in work.recipients.values()],
                 )
             if work.baseline:
-                await db.executemany(
+                db.executemany(
                     upsert("messages", MESSAGE_COLUMNS, "message_id"),
                     [message_row(work.messages[mid]) for mid in work.baseline],
                 )
             if rejections:
-                await self._store_rejections(db, rejections)
-            await db.execute("COMMIT")
+                self._store_rejections(db, rejections)
+            db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                await db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             raise
         return work, outcomes
 
-    async def _fold_batch(
-        self, db: aiosqlite.Connection, batch: list[_Pending], work: _Batch
+    def _fold_batch(
+        self, db: sqlite3.Connection, batch: list[_Pending], work: _Batch
     ) -> list[list[Outcome]]:
         events = [ev for pending in batch for ev in pending.events]
-        existing = await self._existing_keys(db, {ev.dedupe_key for ev in events})
-        await self._load_state(db, [ev for ev in events if ev.dedupe_key not in existing], work)
+        existing = self._existing_keys(db, {ev.dedupe_key for ev in events})
+        self._load_state(db, [ev for ev in events if ev.dedupe_key not in existing], work)
         outcomes: list[list[Outcome]] = []
         for pending in batch:
             result = []
@@ -381,7 +404,7 @@ class Writer:
                     result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
                     continue
                 if ev.message_id is None:
-                    ev = ev.with_message_id(await self._attribute(db, ev, work))
+                    ev = ev.with_message_id(self._attribute(db, ev, work))
                 existing[ev.dedupe_key] = ev.message_id
                 self._apply(ev, work)
                 result.append(Outcome(ev.event_id, ev.message_id or UNATTRIBUTED, False))
@@ -415,7 +438,7 @@ class Writer:
         else:
             msg.finished_at = None
 
-    async def _existing_keys(self, db: aiosqlite.Connection, keys: set[str]) -> dict[str, str]:
+    def _existing_keys(self, db: sqlite3.Connection, keys: set[str]) -> dict[str, str]:
         """Dedupe keys already stored, with the message each was attributed to."""
         found: dict[str, str] = {}
         ordered = list(keys)
@@ -425,13 +448,10 @@ class Writer:
                 "SELECT dedupe_key, message_id FROM events "
                 f"WHERE dedupe_key IN ({placeholders(len(chunk))})"
             )
-            async with db.execute(sql, chunk) as cur:
-                found.update(await cur.fetchall())
+            found.update(db.execute(sql, chunk).fetchall())
         return found
 
-    async def _load_state(
-        self, db: aiosqlite.Connection, events: list[Event], work: _Batch
-    ) -> None:
+    def _load_state(self, db: sqlite3.Connection, events: list[Event], work: _Batch) -> None:
         """Read the current state of every message and recipient the batch touches."""
         message_ids = list({ev.message_id for ev in events if ev.message_id})
         pairs = list(
@@ -443,22 +463,22 @@ class Writer:
                 f"SELECT {MESSAGE_COLUMNS} FROM messages "
                 f"WHERE message_id IN ({placeholders(len(chunk))})"
             )
-            async with db.execute(sql, chunk) as cur:
-                for row in await cur.fetchall():
-                    work.messages[row[0]] = message_from_row(row)
+            for row in db.execute(sql, chunk):
+                work.messages[row[0]] = message_from_row(row)
         for i in range(0, len(pairs), _CHUNK):
             chunk = pairs[i : i + _CHUNK]
             values = ",".join("(?,?)" for _ in chunk)
+            # A join on a VALUES list uses the primary key; `(a, b) IN (VALUES …)` scans the table.
+            columns = ", ".join("r." + c.strip() for c in RECIPIENT_COLUMNS.split(","))
             sql = (
-                f"SELECT {RECIPIENT_COLUMNS} FROM recipients "
-                f"WHERE (message_id, recipient) IN (VALUES {values})"
+                f"WITH k(m, p) AS (VALUES {values}) SELECT {columns} FROM k "
+                "JOIN recipients r ON r.message_id = k.m AND r.recipient = k.p"
             )
-            async with db.execute(sql, [x for pair in chunk for x in pair]) as cur:
-                for row in await cur.fetchall():
-                    rec = recipient_from_row(row)
-                    work.recipients[rec.key] = rec
+            for row in db.execute(sql, [x for pair in chunk for x in pair]):
+                rec = recipient_from_row(row)
+                work.recipients[rec.key] = rec
 
-    async def _attribute(self, db: aiosqlite.Connection, ev: Event, work: _Batch) -> str:
+    def _attribute(self, db: sqlite3.Connection, ev: Event, work: _Batch) -> str:
         """Find the message an event without a message id belongs to.
 
         Lisoloo's docs say to correlate on the recipient: the latest message of the same gateway
@@ -467,7 +487,7 @@ class Writer:
         on, and guessing would overwrite another message's totals.
         """
         if ev.recipient is None:
-            return await self._loaded(db, UNATTRIBUTED, None, work)
+            return self._loaded(db, UNATTRIBUTED, None, work)
         for (mid, rcpt), rec in reversed(work.recipients.items()):
             if rcpt == ev.recipient and rec.provider == ev.provider:
                 return mid
@@ -475,10 +495,9 @@ class Writer:
             "SELECT message_id FROM recipients WHERE recipient = ? AND provider = ? "
             "ORDER BY updated_at DESC LIMIT 1"
         )
-        async with db.execute(sql, (ev.recipient, ev.provider)) as cur:
-            row = await cur.fetchone()
+        row = db.execute(sql, (ev.recipient, ev.provider)).fetchone()
         if row:
-            return await self._loaded(db, row[0], ev.recipient, work)
+            return self._loaded(db, row[0], ev.recipient, work)
         for mid, msg in reversed(work.messages.items()):
             if msg.provider == ev.provider and not msg.finished and mid != UNATTRIBUTED:
                 return mid
@@ -486,37 +505,32 @@ class Writer:
             "SELECT message_id FROM messages WHERE provider = ? AND finished_at IS NULL "
             "AND message_id != ? ORDER BY last_received_at DESC LIMIT 1"
         )
-        async with db.execute(sql, (ev.provider, UNATTRIBUTED)) as cur:
-            row = await cur.fetchone()
+        row = db.execute(sql, (ev.provider, UNATTRIBUTED)).fetchone()
         mid = row[0] if row else UNATTRIBUTED
-        return await self._loaded(db, mid, ev.recipient, work)
+        return self._loaded(db, mid, ev.recipient, work)
 
-    async def _loaded(
-        self, db: aiosqlite.Connection, message_id: str, recipient: str | None, work: _Batch
+    def _loaded(
+        self, db: sqlite3.Connection, message_id: str, recipient: str | None, work: _Batch
     ) -> str:
         """Make sure the batch holds the stored state of a message (and recipient) it now
         touches."""
         if message_id not in work.messages:
             sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?"
-            async with db.execute(sql, (message_id,)) as cur:
-                row = await cur.fetchone()
+            row = db.execute(sql, (message_id,)).fetchone()
             if row:
                 work.messages[message_id] = message_from_row(row)
         if recipient is not None and (message_id, recipient) not in work.recipients:
             sql = (
                 f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? AND recipient = ?"
             )
-            async with db.execute(sql, (message_id, recipient)) as cur:
-                row = await cur.fetchone()
+            row = db.execute(sql, (message_id, recipient)).fetchone()
             if row:
                 work.recipients[(message_id, recipient)] = recipient_from_row(row)
         return message_id
 
-    async def _store_rejections(
-        self, db: aiosqlite.Connection, rejections: list[Rejection]
-    ) -> None:
+    def _store_rejections(self, db: sqlite3.Connection, rejections: list[Rejection]) -> None:
         keep = rejections[-self.quarantine_keep :]
-        await db.executemany(
+        db.executemany(
             "INSERT INTO quarantine (received_at, remote, method, path, provider, status, code, "
             "reason, content_type, body_size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
@@ -536,7 +550,7 @@ class Writer:
                 for r in keep
             ],
         )
-        await db.execute(
+        db.execute(
             "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ?",
             (self.quarantine_keep,),
         )
