@@ -32,6 +32,7 @@ class EngineConfig:
     durability: str = "full"
     max_body: int = 1024 * 1024
     read_timeout: float = 10.0
+    idle_timeout: float = 15.0  # headers must arrive, and a kept-alive connection be used, within
     max_db_bytes: int | None = None
     hub_tick: float = 0.1
     clock: Callable[[], int] = now_us  # microseconds since the epoch; tests freeze it
@@ -81,6 +82,7 @@ class Engine:
                 port=config.port,
                 max_body=config.max_body,
                 read_timeout=config.read_timeout,
+                idle_timeout=config.idle_timeout,
                 open_gateways=self.open,
             ),
             self.providers,

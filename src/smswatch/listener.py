@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from smswatch import __version__
 from smswatch.hub import Hub
@@ -121,6 +122,9 @@ class Listener:
         return app
 
     async def start(self) -> None:
+        # aiohttp logs a traceback for every request it cannot even parse (bad framing, too many
+        # headers); it has already answered those 400, so the traceback is only noise.
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
         runner = web.AppRunner(
             self.app(),
             access_log=None,
@@ -205,6 +209,10 @@ class Listener:
             )
         except StoreUnavailable as exc:
             return _error(503, "store_unavailable", str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+        except Exception:
+            # Never expected; answered so the gateway retries, logged once, server keeps serving.
+            log.exception("unexpected error handling a webhook")
+            return _error(500, "internal_error", "unexpected error; the event was not stored")
         first = outcomes[0]
         return _answer(
             200,
@@ -241,6 +249,11 @@ class Listener:
             raise Rejected(
                 413, "payload_too_large", f"body is over the {self.config.max_body}-byte limit"
             ) from None
+        except (RequestPayloadError, ClientPayloadError) as exc:
+            # A broken chunked encoding or a Content-Encoding that does not decode.
+            cause = exc.__cause__ or exc
+            reason = str(getattr(cause, "message", None) or cause).strip()
+            raise Rejected(400, "unreadable_body", f"body could not be read: {reason}") from None
         if not body.strip():
             raise Rejected(400, "malformed_json", "empty body")
         return body
@@ -282,6 +295,6 @@ class Listener:
         if exc.status == 401 and exc.code in ("unauthorized",):
             headers = {"WWW-Authenticate": 'Basic realm="smswatch", charset="UTF-8"'}
         response = _error(exc.status, exc.code, exc.detail, headers)
-        if exc.status in (408, 413):
-            response.force_close()  # the rest of the body may still be on its way
+        if exc.status in (408, 413) or exc.code == "unreadable_body":
+            response.force_close()  # the rest of the body may still be on its way, or be garbage
         return response

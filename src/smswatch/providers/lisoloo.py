@@ -127,7 +127,7 @@ class Other(_Envelope):
 
 def _tag(value: Any) -> str:
     kind = value.get("event_type") if isinstance(value, dict) else None
-    return kind if kind in STATES else "other"
+    return kind if isinstance(kind, str) and kind in STATES else "other"
 
 
 LisolooEvent = Annotated[
