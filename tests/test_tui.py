@@ -369,3 +369,20 @@ async def test_hostile_strings_are_drawn_literally(env: Env) -> None:
         assert "␛[31m[bold]boom[/]" in header  # markup and escapes shown as text
         screenshot = app.export_screenshot()
         assert "[bold]boom[/]" in screenshot.replace("&#160;", " ")
+
+
+async def test_opening_messages_one_after_another_reuses_the_screen(env: Env) -> None:
+    async with dashboard(env) as (app, pilot):
+        for mid, count in ((MID, 7), ("550e8400-e29b-41d4-a716-446655440000", 1), (MID, 7)):
+            app.open_message(mid)
+            await until(
+                pilot,
+                lambda mid=mid, count=count: (
+                    isinstance(app.screen, MessageScreen)
+                    and app.screen.message_id == mid
+                    and app.screen.detail is not None
+                    and len(app.screen.query_one(RecipientsTable).rows) == count
+                ),
+            )
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -99,6 +100,7 @@ class MessageScreen(Screen[None]):
         self.query_text = ""
         self.failed_only = False
         self._reload: Timer | None = None
+        self.shown_at: float | None = None  # perf_counter of the first frame with the data
 
     @property
     def sw(self) -> SmsWatchApp:
@@ -121,18 +123,44 @@ class MessageScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(RecipientsTable).focus()
-        self.load()
+        if self.message_id:
+            self.load()
+
+    def show_message(self, message_id: str, detail: MessageDetail | None) -> None:
+        """Point this (already built) screen at another message, with its data already loaded:
+        building a screen costs more than loading a thousand recipients, so the app keeps one
+        and reuses it."""
+        self.message_id = message_id
+        self.detail = detail
+        self.query_text = ""
+        self.failed_only = False
+        self.shown_at = None
+        self.query_one("#message-header", Static).border_title = f"Message {safe(message_id, 60)}"
+        box = self.query_one("#recipient-filter", Input)
+        box.value = ""
+        box.display = False
+        table = self.query_one(RecipientsTable)
+        table.set_rows([])
+        table.cursor = 0
+        table.focus()
+        if detail is None:
+            self.missing()
+        else:
+            self.show()
 
     @work(exclusive=True, group="message")
     async def load(self) -> None:
         detail = await self.sw.source.message(self.message_id, self.query_text, self.failed_only)
         if detail is None:
-            self.query_one("#message-header", Static).update(
-                Text(f"no message {safe(self.message_id, 60)} in the database", style="bold")
-            )
+            self.missing()
             return
         self.detail = detail
         self.show()
+
+    def missing(self) -> None:
+        self.query_one("#message-header", Static).update(
+            Text(f"no message {safe(self.message_id, 60)} in the database", style="bold")
+        )
 
     def show(self) -> None:
         d = self.detail
@@ -154,6 +182,11 @@ class MessageScreen(Screen[None]):
         table.border_title = " ".join(["Recipients", *what])
         table.border_subtitle = f"{shown} · enter: timeline"
         table.set_empty("no recipient matches" if what else "no recipient has reported yet")
+        if self.shown_at is None:
+            self.call_after_refresh(self._first_frame)
+
+    def _first_frame(self) -> None:
+        self.shown_at = time.perf_counter()
 
     def header(self, d: MessageDetail) -> Table:
         m, pal = d.message, self.sw.palette

@@ -25,8 +25,14 @@ class Funnel(Static):
         self.counters: Counters | None = None
 
     def show(self, counters: Counters) -> None:
+        old = self.counters
+        shown = (counters.funnel, counters.in_flight, counters.messages, counters.conflicts)
+        if old is not None and shown == (old.funnel, old.in_flight, old.messages, old.conflicts):
+            return
         self.counters = counters
-        self.update(self.table())
+        # The height changes only when the conflicts line appears.
+        relayout = old is None or bool(old.conflicts) != bool(counters.conflicts)
+        self.update(self.table(), layout=relayout)
 
     def table(self) -> Table | Group:
         pal = self.palette()

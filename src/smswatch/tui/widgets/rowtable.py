@@ -97,7 +97,12 @@ class RowTable(ScrollView, can_focus=True):
     # --- data ---------------------------------------------------------------------------------
 
     def set_rows(self, rows: Sequence[Any]) -> None:
-        """Replace the rows; the cursor stays on the row with the same key if it is still there."""
+        """Replace the rows; the cursor stays on the row with the same key if it is still there.
+        Unchanged rows (the same objects, or equal ones) cost nothing: no redraw."""
+        if len(rows) == len(self.rows) and all(
+            a is b or a == b for a, b in zip(rows, self.rows, strict=True)
+        ):
+            return
         current = self.current
         current_key = self.key(current) if current is not None else None
         self.rows = list(rows)

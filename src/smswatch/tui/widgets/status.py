@@ -69,6 +69,8 @@ class StatusBar(Vertical):
         super().__init__()
         self.info = info
         self.palette = palette
+        self._last_pulse: Text | None = None
+        self._last_rate: tuple[int, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static(gateway_lines(self.info, self.palette()), id="gateways")
@@ -80,5 +82,10 @@ class StatusBar(Vertical):
         self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
 
     def show(self, c: Counters, now: int, paused: bool, masked: bool) -> None:
-        self.query_one("#pulse", Static).update(pulse(c, now, self.info, paused, masked))
-        self.query_one("#rate", Sparkline).data = list(c.rate)
+        text = pulse(c, now, self.info, paused, masked)
+        if text != self._last_pulse:
+            self._last_pulse = text
+            self.query_one("#pulse", Static).update(text, layout=False)
+        if c.rate != self._last_rate:
+            self._last_rate = c.rate
+            self.query_one("#rate", Sparkline).data = list(c.rate)
