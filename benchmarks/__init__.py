@@ -1,0 +1,1 @@
+"""Throughput, latency and scale benchmarks (`make bench`); results in RESULTS.md."""

@@ -1,0 +1,294 @@
+"""Run the benchmarks and write benchmarks/RESULTS.md.
+
+    python -m benchmarks.run [--only NAME ...] [--seconds S] [--out FILE]
+
+Every figure is compared with a baseline measured in the same run on the same machine: a bare
+aiohttp server that answers 200 and does nothing (throughput, latency), a low rate (event to
+screen), or an empty database (scale). The server under test runs on CPU 0, the load on CPU 1.
+Load: wrk with unique bodies (keep-alive) if installed, else the built-in asyncio client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+PY = sys.executable
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+
+def pinned(cpu: str, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *cmd] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else cmd
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iterator[str]:
+    """Start `bare`, `serve` or `tui` on CPU 0; yields the webhook URL; stops it gracefully."""
+    port = free_port()
+    if kind == "serve":
+        cmd = [PY, "-m", "smswatch", "serve", "--db", str(db), "--port", str(port), "--durability", "full", "--log-format", "json"]
+    else:
+        cmd = [PY, "-m", "benchmarks.servers", kind, str(port)]
+        if kind == "tui":
+            cmd += [str(db), *([str(drawn)] if drawn else [])]
+    proc = subprocess.Popen(pinned(SERVER_CPU, cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=HERE.parent)
+    url = f"http://127.0.0.1:{port}/webhooks/lisoloo"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind} server exited with {proc.returncode}")
+            try:
+                req = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(req, timeout=1).close()
+                break
+            except urllib.error.HTTPError:
+                break  # answering (400 for an empty envelope): up
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(1.0)  # let it settle (the TUI's first paint, the hub's first tick)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wrk(url: str, seconds: int, connections: int, acked: Path | None = None) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "wrk_unique.lua"), url]
+    if acked:
+        cmd += ["--", str(acked)]
+    out = subprocess.run(pinned(LOAD_CPU, cmd), capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    data = json.loads(line[len("WRKJSON "):])
+    data["rps"] = (data["requests"] - data["non2xx"]) / (data["duration_us"] / 1e6)
+    data["tool"] = "wrk"
+    return data
+
+
+def loadgen(mode: str, url: str, *args: Any) -> dict[str, Any]:
+    cmd = [PY, "-m", "benchmarks.loadgen", mode, url, *map(str, args)]
+    out = subprocess.run(pinned(LOAD_CPU, cmd), capture_output=True, text=True, check=True, cwd=HERE.parent).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def throughput(url: str, seconds: int, acked: Path | None) -> dict[str, Any]:
+    if shutil.which("wrk"):
+        return wrk(url, seconds, 32, acked)
+    data = loadgen("closed", url, seconds, 32)
+    data["tool"] = "asyncio client"
+    return data
+
+
+def stored_ids(db: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return {row[0] for row in conn.execute("SELECT event_id FROM events")}
+
+
+def acked_ids(prefix: Path) -> set[str]:
+    ids: set[str] = set()
+    for path in prefix.parent.glob(prefix.name + "*"):
+        ids.update(line.split()[-1] for line in path.read_text().splitlines() if line.strip())
+    return ids
+
+
+@dataclass
+class Row:
+    name: str
+    measured: str
+    baseline: str
+    ratio: float | None
+    goal: str
+    ok: bool | None
+    notes: list[str] = field(default_factory=list)
+
+
+def ingest(kind: str, seconds: int, rounds: int) -> Row:
+    """Throughput of `serve` (or the TUI) against the bare server, best of `rounds` each."""
+    bare, ours, checks = [], [], []
+    for n in range(rounds):
+        with server("bare") as url:
+            bare.append(throughput(url, seconds, None))
+        with tempfile.TemporaryDirectory() as tmp:
+            db, acked = Path(tmp) / "b.db", Path(tmp) / "acked"
+            with server(kind, db) as url:
+                ours.append(throughput(url, seconds, acked))
+            got, stored = acked_ids(acked), stored_ids(db)
+            checks.append((len(got), len(got - stored)))
+    best_bare = max(r["rps"] for r in bare)
+    best = max(r["rps"] for r in ours)
+    ratio = best / best_bare
+    ours_rps = ", ".join(f"{r['rps']:,.0f}" for r in ours)
+    bare_rps = ", ".join(f"{r['rps']:,.0f}" for r in bare)
+    notes = [
+        f"rounds (req/s): smswatch {ours_rps}; bare {bare_rps} "
+        f"({ours[0]['tool']}, 32 connections, {seconds}s)",
+    ]
+    lost = sum(missing for _, missing in checks)
+    if shutil.which("wrk"):
+        notes.append(f"2xx answers checked against the database: {sum(n for n, _ in checks):,}, missing {lost}")
+    title = "Ingest throughput, headless (`serve`, durability full)" if kind == "serve" else "Ingest throughput with the TUI drawing"
+    return Row(title, f"{best:,.0f} req/s", f"{best_bare:,.0f} req/s", ratio, ">= 1.0x bare", ratio >= 1.0 and lost == 0, notes)
+
+
+def latency(rate: int, seconds: int) -> Row:
+    with server("bare") as url:
+        bare = loadgen("open", url, rate, seconds)
+    with tempfile.TemporaryDirectory() as tmp, server("serve", Path(tmp) / "l.db") as url:
+        ours = loadgen("open", url, rate, seconds)
+    ratio = ours["p99_ms"] / bare["p99_ms"] if bare["p99_ms"] else None
+    goal_ok = ours["p99_ms"] <= 25 if rate >= 2000 else None
+    return Row(
+        f"Ack latency at {rate:,} events/s (`serve`)",
+        f"p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms",
+        f"p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms",
+        ratio,
+        "p99 <= 25 ms at 2,000/s" if rate >= 2000 else "(reference)",
+        goal_ok,
+        [f"open loop, {seconds}s, {ours['ok']:,} answered, {ours['errors']} errors; max {ours['max_ms']:.1f} ms"],
+    )
+
+
+def event_to_screen(rate: int, seconds: int) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        drawn, acked = Path(tmp) / "drawn", Path(tmp) / "acked"
+        with server("tui", Path(tmp) / "e.db", drawn) as url:
+            loadgen("open", url, rate, seconds, acked)
+            time.sleep(1.0)
+        acks = {}
+        for line in acked.read_text().splitlines():
+            at, event_id = line.split()
+            acks[event_id] = float(at)
+        delays = []
+        for line in drawn.read_text().splitlines():
+            at, *ids = line.split()
+            delays += [(float(at) - acks[i]) * 1000 for i in ids if i in acks]
+    delays.sort()
+    return delays[min(int(0.95 * len(delays)), len(delays) - 1)], len(delays)
+
+
+def screen_latency(seconds: int) -> Row:
+    base, n_base = event_to_screen(50, seconds)
+    p95, n = event_to_screen(1000, seconds)
+    return Row(
+        "Event to screen at 1,000 events/s (2xx → frame drawn)",
+        f"p95 {p95:.0f} ms ({n:,} events)",
+        f"p95 {base:.0f} ms at 50/s ({n_base:,} events)",
+        p95 / base if base else None,
+        "p95 <= 250 ms",
+        p95 <= 250,
+        ["the hub coalesces to one delta per 100 ms tick; the app records the first frame after each"],
+    )
+
+
+def scale(events: int) -> Row:
+    OUT.mkdir(exist_ok=True)
+    big = OUT / f"scale-{events // 1000}k.db"
+    if not big.exists():
+        subprocess.run([PY, "-m", "benchmarks.scale", "generate", str(big), str(events)], check=True, cwd=HERE.parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.db"
+        subprocess.run([PY, "-m", "benchmarks.scale", "generate", str(empty), "1001"], check=True, cwd=HERE.parent, stderr=subprocess.DEVNULL)
+        base = json.loads(subprocess.run(pinned(SERVER_CPU, [PY, "-m", "benchmarks.scale", "measure", str(empty)]), capture_output=True, text=True, check=True, cwd=HERE.parent).stdout)
+    runs = [
+        json.loads(subprocess.run(pinned(SERVER_CPU, [PY, "-m", "benchmarks.scale", "measure", str(big)]), capture_output=True, text=True, check=True, cwd=HERE.parent).stdout)
+        for _ in range(3)
+    ]
+    paint = statistics.median(r["first_paint_s"] for r in runs)
+    opened = statistics.median(r["open_message_ms"] for r in runs)
+    first_open = statistics.median(r["open_message_first_ms"] for r in runs)
+    rss = max(r["rss_mb"] for r in runs)
+    ok = paint <= 1.5 and opened <= 100 and first_open <= 100 and rss <= 250
+    size_mb = big.stat().st_size / 1e6
+    return Row(
+        f"Scale: {events:,}-event database ({size_mb:,.0f} MB)",
+        f"first paint {paint:.2f} s; open a 1,000-recipient message {opened:.0f} ms (first open {first_open:.0f} ms); RSS {rss:.0f} MB",
+        f"empty database (one 1,000-recipient message): first paint {base['first_paint_s']:.2f} s; open {base['open_message_ms']:.0f} ms; RSS {base['rss_mb']:.0f} MB",
+        paint / base["first_paint_s"],
+        "first paint <= 1.5 s, open <= 100 ms, RSS <= 250 MB",
+        ok,
+        [f"median of 3 runs; open = median of 5 opens each; ratio is first paint against the empty database"],
+    )
+
+
+def render(rows: list[Row], command: str) -> str:
+    host = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({host}). Server under test on CPU 0,",
+        "load on CPU 1. Each figure is compared with a baseline measured in the same run; absolute",
+        "numbers drift on shared machines, the ratios much less.",
+        "",
+        "| benchmark | measured | baseline (same run) | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "—" if r.ok is None else ("yes" if r.ok else "**no**")
+        ratio = "—" if r.ratio is None else f"{r.ratio:.2f}x"
+        lines.append(f"| {r.name} | {r.measured} | {r.baseline} | {ratio} | {r.goal} | {met} |")
+    lines.append("")
+    for r in rows:
+        if r.notes:
+            lines.append(f"- **{r.name}**: " + "; ".join(r.notes))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=["headless", "tui", "latency", "screen", "scale"])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=None, help="write RESULTS.md here (default: print only)")
+    args = parser.parse_args()
+    wanted = set(args.only or ["headless", "tui", "latency", "screen", "scale"])
+    rows: list[Row] = []
+    if "headless" in wanted:
+        rows.append(ingest("serve", args.seconds, args.rounds))
+    if "tui" in wanted:
+        rows.append(ingest("tui", args.seconds, args.rounds))
+    if "latency" in wanted:
+        rows.append(latency(500, args.seconds))
+        rows.append(latency(2000, args.seconds))
+    if "screen" in wanted:
+        rows.append(screen_latency(args.seconds))
+    if "scale" in wanted:
+        rows.append(scale(args.events))
+    command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
+    text = render(rows, "make bench" if not sys.argv[1:] or sys.argv[1:] == ["--out", str(args.out)] else command.strip())
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

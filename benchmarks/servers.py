@@ -1,0 +1,73 @@
+"""Servers under test, each run as its own process and pinned to one core by the runner.
+
+    python -m benchmarks.servers bare PORT            aiohttp answering 200, doing nothing
+    python -m benchmarks.servers tui PORT DB [DRAWN]  the live monitor, headless, dashboard up
+
+Each prints `READY` once it listens. `tui` writes one line per drawn delta to DRAWN:
+`<wall time of the first frame after it> <event id> …`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+
+async def bare(port: int) -> None:
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "stored"})
+
+    app = web.Application()
+    app.router.add_post("/webhooks/{gateway}", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("READY", flush=True)
+    await asyncio.Event().wait()
+
+
+def tui(port: int, db: Path, drawn_path: Path | None) -> None:
+    from smswatch.datasource import LocalSource
+    from smswatch.engine import EngineConfig
+    from smswatch.engine_thread import EngineThread
+    from smswatch.tui.app import SmsWatchApp
+
+    engine = EngineThread(EngineConfig(db_path=db, port=port)).start()
+    out: TextIO | None = drawn_path.open("w") if drawn_path else None
+
+    def drawn(ids: list[str], at: float) -> None:
+        assert out is not None
+        out.write(f"{at:.6f} {' '.join(ids)}\n")
+
+    app = SmsWatchApp(
+        LocalSource(engine), theme="dark", remember_theme=False, drawn=drawn if out else None
+    )
+
+    async def announce(pilot: object) -> None:
+        print("READY", flush=True)
+
+    try:
+        app.run(headless=True, size=(160, 45), auto_pilot=announce)
+    finally:
+        engine.stop()
+        if out:
+            out.close()
+
+
+def main() -> None:
+    kind, port = sys.argv[1], int(sys.argv[2])
+    if kind == "bare":
+        asyncio.run(bare(port))
+    elif kind == "tui":
+        tui(port, Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None)
+    else:
+        raise SystemExit(f"unknown server {kind}")
+
+
+if __name__ == "__main__":
+    main()
