@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint format clean
+.PHONY: setup test demo lint format bench soak clean
 
 setup: $(STAMP)
 
@@ -20,13 +20,21 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/smswatch --demo
 
+# wrk is the load generator; without it (not root, no apt) the built-in asyncio client is used.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1; } || echo "wrk not installed: using the asyncio client"
+	$(BIN)/python -m benchmarks.run --out benchmarks/RESULTS.md
+
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak -v
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests scripts
-	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts benchmarks
+	$(BIN)/ruff check --fix src tests scripts benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

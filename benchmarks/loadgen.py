@@ -44,7 +44,9 @@ async def closed(url: str, seconds: float, connections: int) -> dict[str, object
         async def worker() -> None:
             nonlocal ok, bad
             while time.perf_counter() < stop:
-                async with s.post(url, data=body("c", next(counter)), headers={"Content-Type": "application/json"}) as r:
+                async with s.post(
+                    url, data=body("c", next(counter)), headers={"Content-Type": "application/json"}
+                ) as r:
                     await r.read()
                     if r.status < 300:
                         ok += 1
@@ -57,10 +59,12 @@ async def closed(url: str, seconds: float, connections: int) -> dict[str, object
     return {"requests": ok + bad, "ok": ok, "non2xx": bad, "rps": ok / elapsed}
 
 
-async def open_loop(url: str, rate: float, seconds: float, acked_path: str | None) -> dict[str, object]:
+async def open_loop(
+    url: str, rate: float, seconds: float, acked_path: str | None
+) -> dict[str, object]:
     latencies: list[float] = []
     errors = 0
-    acked = open(acked_path, "w") if acked_path else None  # noqa: SIM115 - written from callbacks
+    acked = open(acked_path, "w") if acked_path else None  # noqa: SIM115 - closed below
     total = int(rate * seconds)
     connector = aiohttp.TCPConnector(limit=512)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -69,7 +73,9 @@ async def open_loop(url: str, rate: float, seconds: float, acked_path: str | Non
         async def one(n: int, due: float) -> None:
             nonlocal errors
             try:
-                async with s.post(url, data=body("o", n), headers={"Content-Type": "application/json"}) as r:
+                async with s.post(
+                    url, data=body("o", n), headers={"Content-Type": "application/json"}
+                ) as r:
                     answer = await r.read()
                     done = time.perf_counter()
                     if r.status < 300:

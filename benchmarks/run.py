@@ -37,7 +37,11 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 
 
 def pinned(cpu: str, cmd: list[str]) -> list[str]:
-    return ["taskset", "-c", cpu, *cmd] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else cmd
+    return (
+        ["taskset", "-c", cpu, *cmd]
+        if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1
+        else cmd
+    )
 
 
 def free_port() -> int:
@@ -51,12 +55,31 @@ def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iter
     """Start `bare`, `serve` or `tui` on CPU 0; yields the webhook URL; stops it gracefully."""
     port = free_port()
     if kind == "serve":
-        cmd = [PY, "-m", "smswatch", "serve", "--db", str(db), "--port", str(port), "--durability", "full", "--log-format", "json"]
+        cmd = [
+            PY,
+            "-m",
+            "smswatch",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--durability",
+            "full",
+            "--log-format",
+            "json",
+        ]
     else:
         cmd = [PY, "-m", "benchmarks.servers", kind, str(port)]
         if kind == "tui":
             cmd += [str(db), *([str(drawn)] if drawn else [])]
-    proc = subprocess.Popen(pinned(SERVER_CPU, cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=HERE.parent)
+    proc = subprocess.Popen(
+        pinned(SERVER_CPU, cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=HERE.parent,
+    )
     url = f"http://127.0.0.1:{port}/webhooks/lisoloo"
     try:
         deadline = time.monotonic() + 60
@@ -64,7 +87,9 @@ def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iter
             if proc.poll() is not None:
                 raise RuntimeError(f"{kind} server exited with {proc.returncode}")
             try:
-                req = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    url, data=b"{}", headers={"Content-Type": "application/json"}
+                )
                 urllib.request.urlopen(req, timeout=1).close()
                 break
             except urllib.error.HTTPError:
@@ -83,12 +108,21 @@ def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iter
 
 
 def wrk(url: str, seconds: int, connections: int, acked: Path | None = None) -> dict[str, Any]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "wrk_unique.lua"), url]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(HERE / "wrk_unique.lua"),
+        url,
+    ]
     if acked:
         cmd += ["--", str(acked)]
     out = subprocess.run(pinned(LOAD_CPU, cmd), capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
-    data = json.loads(line[len("WRKJSON "):])
+    data = json.loads(line[len("WRKJSON ") :])
     data["rps"] = (data["requests"] - data["non2xx"]) / (data["duration_us"] / 1e6)
     data["tool"] = "wrk"
     return data
@@ -96,7 +130,9 @@ def wrk(url: str, seconds: int, connections: int, acked: Path | None = None) -> 
 
 def loadgen(mode: str, url: str, *args: Any) -> dict[str, Any]:
     cmd = [PY, "-m", "benchmarks.loadgen", mode, url, *map(str, args)]
-    out = subprocess.run(pinned(LOAD_CPU, cmd), capture_output=True, text=True, check=True, cwd=HERE.parent).stdout
+    out = subprocess.run(
+        pinned(LOAD_CPU, cmd), capture_output=True, text=True, check=True, cwd=HERE.parent
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -134,7 +170,7 @@ class Row:
 def ingest(kind: str, seconds: int, rounds: int) -> Row:
     """Throughput of `serve` (or the TUI) against the bare server, best of `rounds` each."""
     bare, ours, checks = [], [], []
-    for n in range(rounds):
+    for _ in range(rounds):
         with server("bare") as url:
             bare.append(throughput(url, seconds, None))
         with tempfile.TemporaryDirectory() as tmp:
@@ -154,9 +190,24 @@ def ingest(kind: str, seconds: int, rounds: int) -> Row:
     ]
     lost = sum(missing for _, missing in checks)
     if shutil.which("wrk"):
-        notes.append(f"2xx answers checked against the database: {sum(n for n, _ in checks):,}, missing {lost}")
-    title = "Ingest throughput, headless (`serve`, durability full)" if kind == "serve" else "Ingest throughput with the TUI drawing"
-    return Row(title, f"{best:,.0f} req/s", f"{best_bare:,.0f} req/s", ratio, ">= 1.0x bare", ratio >= 1.0 and lost == 0, notes)
+        notes.append(
+            f"2xx answers checked against the database: {sum(n for n, _ in checks):,}, "
+            f"missing {lost}"
+        )
+    title = (
+        "Ingest throughput, headless (`serve`, durability full)"
+        if kind == "serve"
+        else "Ingest throughput with the TUI drawing"
+    )
+    return Row(
+        title,
+        f"{best:,.0f} req/s",
+        f"{best_bare:,.0f} req/s",
+        ratio,
+        ">= 1.0x bare",
+        ratio >= 1.0 and lost == 0,
+        notes,
+    )
 
 
 def latency(rate: int, seconds: int) -> Row:
@@ -173,7 +224,10 @@ def latency(rate: int, seconds: int) -> Row:
         ratio,
         "p99 <= 25 ms at 2,000/s" if rate >= 2000 else "(reference)",
         goal_ok,
-        [f"open loop, {seconds}s, {ours['ok']:,} answered, {ours['errors']} errors; max {ours['max_ms']:.1f} ms"],
+        [
+            f"open loop, {seconds}s, {ours['ok']:,} answered, {ours['errors']} errors; "
+            f"max {ours['max_ms']:.1f} ms"
+        ],
     )
 
 
@@ -205,23 +259,39 @@ def screen_latency(seconds: int) -> Row:
         p95 / base if base else None,
         "p95 <= 250 ms",
         p95 <= 250,
-        ["the hub coalesces to one delta per 100 ms tick; the app records the first frame after each"],
+        [
+            "the hub coalesces to one delta per 100 ms tick; "
+            "the app records the first frame after each"
+        ],
     )
+
+
+def measure_scale(db: Path) -> dict[str, Any]:
+    """One fresh monitor process on `db`, pinned like the servers."""
+    cmd = pinned(SERVER_CPU, [PY, "-m", "benchmarks.scale", "measure", str(db)])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=HERE.parent)
+    return json.loads(done.stdout)
 
 
 def scale(events: int) -> Row:
     OUT.mkdir(exist_ok=True)
     big = OUT / f"scale-{events // 1000}k.db"
     if not big.exists():
-        subprocess.run([PY, "-m", "benchmarks.scale", "generate", str(big), str(events)], check=True, cwd=HERE.parent)
+        subprocess.run(
+            [PY, "-m", "benchmarks.scale", "generate", str(big), str(events)],
+            check=True,
+            cwd=HERE.parent,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.db"
-        subprocess.run([PY, "-m", "benchmarks.scale", "generate", str(empty), "1001"], check=True, cwd=HERE.parent, stderr=subprocess.DEVNULL)
-        base = json.loads(subprocess.run(pinned(SERVER_CPU, [PY, "-m", "benchmarks.scale", "measure", str(empty)]), capture_output=True, text=True, check=True, cwd=HERE.parent).stdout)
-    runs = [
-        json.loads(subprocess.run(pinned(SERVER_CPU, [PY, "-m", "benchmarks.scale", "measure", str(big)]), capture_output=True, text=True, check=True, cwd=HERE.parent).stdout)
-        for _ in range(3)
-    ]
+        subprocess.run(
+            [PY, "-m", "benchmarks.scale", "generate", str(empty), "1001"],
+            check=True,
+            cwd=HERE.parent,
+            stderr=subprocess.DEVNULL,
+        )
+        base = measure_scale(empty)
+    runs = [measure_scale(big) for _ in range(3)]
     paint = statistics.median(r["first_paint_s"] for r in runs)
     opened = statistics.median(r["open_message_ms"] for r in runs)
     first_open = statistics.median(r["open_message_first_ms"] for r in runs)
@@ -230,12 +300,18 @@ def scale(events: int) -> Row:
     size_mb = big.stat().st_size / 1e6
     return Row(
         f"Scale: {events:,}-event database ({size_mb:,.0f} MB)",
-        f"first paint {paint:.2f} s; open a 1,000-recipient message {opened:.0f} ms (first open {first_open:.0f} ms); RSS {rss:.0f} MB",
-        f"empty database (one 1,000-recipient message): first paint {base['first_paint_s']:.2f} s; open {base['open_message_ms']:.0f} ms; RSS {base['rss_mb']:.0f} MB",
+        f"first paint {paint:.2f} s; open a 1,000-recipient message {opened:.0f} ms "
+        f"(first open {first_open:.0f} ms); RSS {rss:.0f} MB",
+        f"empty database (one 1,000-recipient message): first paint "
+        f"{base['first_paint_s']:.2f} s; open {base['open_message_ms']:.0f} ms; "
+        f"RSS {base['rss_mb']:.0f} MB",
         paint / base["first_paint_s"],
         "first paint <= 1.5 s, open <= 100 ms, RSS <= 250 MB",
         ok,
-        [f"median of 3 runs; open = median of 5 opens each; ratio is first paint against the empty database"],
+        [
+            "median of 3 runs; open = median of 5 opens each; "
+            "ratio is first paint against the empty database"
+        ],
     )
 
 
@@ -244,7 +320,8 @@ def render(rows: list[Row], command: str) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({host}). Server under test on CPU 0,",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({host}).",
+        "Server under test on CPU 0,",
         "load on CPU 1. Each figure is compared with a baseline measured in the same run; absolute",
         "numbers drift on shared machines, the ratios much less.",
         "",
@@ -263,12 +340,18 @@ def render(rows: list[Row], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", choices=["headless", "tui", "latency", "screen", "scale"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", nargs="*", choices=["headless", "tui", "latency", "screen", "scale"]
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=None, help="write RESULTS.md here (default: print only)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write RESULTS.md here (default: print only)"
+    )
     args = parser.parse_args()
     wanted = set(args.only or ["headless", "tui", "latency", "screen", "scale"])
     rows: list[Row] = []
@@ -284,7 +367,12 @@ def main() -> None:
     if "scale" in wanted:
         rows.append(scale(args.events))
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
-    text = render(rows, "make bench" if not sys.argv[1:] or sys.argv[1:] == ["--out", str(args.out)] else command.strip())
+    text = render(
+        rows,
+        "make bench"
+        if not sys.argv[1:] or sys.argv[1:] == ["--out", str(args.out)]
+        else command.strip(),
+    )
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -36,7 +36,8 @@ def payload(kind: str, mid: str, n: int, phone: str, carrier: str) -> str:
 
 
 def events(total: int, t0: int):
-    """Lisoloo-style messages: the first has 1,000 recipients, the rest 250; 3 events a recipient."""
+    """Lisoloo-style messages: the first has 1,000 recipients, the rest 250; three events a
+    recipient."""
     rng = random.Random(7)
     n = 0
     msg = 0
@@ -46,8 +47,19 @@ def events(total: int, t0: int):
         at = t0 + msg * 1_000_000
         info = MessageInfo(total_recipients=size, total_cost=size * 0.02, currency="USD")
         n += 1
-        yield Event("lisoloo", f"s{n}", f"lisoloo|s{n}", "sms.queued", State.QUEUED, mid, None, at, at,
-                    payload("sms.queued", mid, n, "", ""), message_info=info)
+        yield Event(
+            "lisoloo",
+            f"s{n}",
+            f"lisoloo|s{n}",
+            "sms.queued",
+            State.QUEUED,
+            mid,
+            None,
+            at,
+            at,
+            payload("sms.queued", mid, n, "", ""),
+            message_info=info,
+        )
         for r in range(size):
             phone = f"+2438{msg:04d}{r:05d}"
             carrier = rng.choice(CARRIERS)
@@ -56,9 +68,20 @@ def events(total: int, t0: int):
                 n += 1
                 t = at + (r + step * 2) * 1000
                 kind = f"sms.{state.value}"
-                yield Event("lisoloo", f"s{n}", f"lisoloo|s{n}", kind, state, mid, phone, t, t,
-                            payload(kind, mid, n, phone, carrier), carrier=carrier,
-                            error_code="1502" if state == State.FAILED else None)
+                yield Event(
+                    "lisoloo",
+                    f"s{n}",
+                    f"lisoloo|s{n}",
+                    kind,
+                    state,
+                    mid,
+                    phone,
+                    t,
+                    t,
+                    payload(kind, mid, n, phone, carrier),
+                    carrier=carrier,
+                    error_code="1502" if state == State.FAILED else None,
+                )
                 if n >= total:
                     return
         msg += 1
@@ -105,7 +128,9 @@ def measure(path: Path) -> dict[str, float | None]:
             while not isinstance(app.screen, MessageScreen) or app.screen.shown_at is None:
                 await asyncio.sleep(0.001)
             times.append((app.screen.shown_at - opened) * 1000)
-            result["recipients_shown"] = len(app.screen.detail.recipients) if app.screen.detail else 0
+            result["recipients_shown"] = (
+                len(app.screen.detail.recipients) if app.screen.detail else 0
+            )
             app.pop_screen()
         result["open_message_first_ms"] = times[0]
         result["open_message_ms"] = sorted(times)[len(times) // 2]

@@ -10,6 +10,7 @@ Each prints `READY` once it listens. `tui` writes one line per drawn delta to DR
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -49,6 +50,10 @@ def tui(port: int, db: Path, drawn_path: Path | None) -> None:
     )
 
     async def announce(pilot: object) -> None:
+        # Headless Textual does not turn SIGINT into an exit: do it, so the runner can stop us.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, app.exit)
         print("READY", flush=True)
 
     try:

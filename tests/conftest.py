@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -77,24 +78,25 @@ def make_engine(db_path: Path) -> Callable[..., Engine]:
     return make
 
 
+@contextlib.asynccontextmanager
+async def running(engine: Engine) -> AsyncIterator[Engine]:
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
 @pytest.fixture
 async def engine(make_engine: Callable[..., Engine]) -> AsyncIterator[Engine]:
-    eng = make_engine()
-    await eng.start()
-    try:
+    async with running(make_engine()) as eng:
         yield eng
-    finally:
-        await eng.stop()
 
 
 @pytest.fixture
 async def secured_engine(make_engine: Callable[..., Engine]) -> AsyncIterator[Engine]:
-    eng = make_engine(credentials=Credentials(BASIC, SECRET))
-    await eng.start()
-    try:
+    async with running(make_engine(credentials=Credentials(BASIC, SECRET))) as eng:
         yield eng
-    finally:
-        await eng.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from smswatch.config import Credentials
 from smswatch.engine import Engine
 from smswatch.providers.yebolink import sign
 from smswatch.store import Reader
-from tests.conftest import BASIC, SECRET, basic_header
+from tests.conftest import BASIC, SECRET, basic_header, running
 
 VALID = json.dumps(
     {
@@ -362,11 +362,8 @@ RAW = [
 @pytest.fixture
 async def hostile_engine(make_engine) -> AsyncIterator[Engine]:
     eng = make_engine(credentials=Credentials(BASIC, SECRET), read_timeout=0.5, idle_timeout=1.0)
-    await eng.start()
-    try:
+    async with running(eng):
         yield eng
-    finally:
-        await eng.stop()
 
 
 def credentials(case: Case, body: bytes) -> dict[str, str]:
