@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-SUBCOMMANDS = ["serve", "simulate", "replay", "inspect", "export", "stats"]
+SUBCOMMANDS = ["serve", "attach", "simulate", "replay", "inspect", "export", "stats"]
 
 
 # --- shared options ---------------------------------------------------------------------------
@@ -149,9 +149,50 @@ def listener_options(f: F) -> F:
     return f
 
 
+def feed_options(default_port: int | None) -> Callable[[F], F]:
+    """The WebSocket feed for `smswatch attach` (on by default for serve, opt-in for the TUI)."""
+
+    def decorate(f: F) -> F:
+        options = [
+            click.option(
+                "--feed-host",
+                envvar="SMSWATCH_FEED_HOST",
+                default="127.0.0.1",
+                show_default=True,
+                help="Address of the viewers' feed; it exposes everything, so keep it private.",
+            ),
+            click.option(
+                "--feed-port",
+                envvar="SMSWATCH_FEED_PORT",
+                type=click.IntRange(0, 65535),
+                default=default_port,
+                show_default=True,
+                help="Port of the viewers' feed"
+                + (" (off unless given)." if default_port is None else "."),
+            ),
+            click.option(
+                "--feed-token",
+                envvar="SMSWATCH_FEED_TOKEN",
+                default=None,
+                help="Token viewers must present (default: one made once and kept beside "
+                "the database).",
+            ),
+        ]
+        if default_port is not None:
+            options.append(
+                click.option("--no-feed", is_flag=True, help="Do not serve the viewers' feed.")
+            )
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.engine import EngineConfig
 
+    feed_port = None if opts.get("no_feed") else opts.get("feed_port")
     return EngineConfig(
         db_path=opts["db"],
         host=opts["host"],
@@ -162,6 +203,9 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         max_body=opts["max_body"],
         read_timeout=opts["read_timeout"],
         max_db_bytes=opts["max_db_mb"] * 1024 * 1024 if opts["max_db_mb"] else None,
+        feed_host=opts.get("feed_host", "127.0.0.1"),
+        feed_port=feed_port,
+        feed_token=opts.get("feed_token") or None,
     )
 
 
@@ -190,6 +234,7 @@ def handles_store_errors(f: F) -> F:
 @click.group(invoke_without_command=True, context_settings=CONTEXT)
 @config_option
 @listener_options
+@feed_options(default_port=None)
 @click.option(
     "--demo",
     is_flag=True,
@@ -229,6 +274,7 @@ def main(ctx: click.Context, demo: bool, theme: str | None, **opts: Any) -> None
 @main.command(context_settings=CONTEXT)
 @config_option
 @listener_options
+@feed_options(default_port=8788)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -247,7 +293,8 @@ def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
     """Run the webhook listener and store without a UI.
 
     Prints the URL to paste into each gateway, then a summary line every few seconds.
-    Every 200 it answers means the event is committed to the database.
+    Every 200 it answers means the event is committed to the database. Viewers watch it live
+    with `smswatch attach` through the feed (port 8788, loopback, token required).
     """
     from smswatch import serve as headless
     from smswatch.engine import BindRefused, Engine
@@ -257,6 +304,37 @@ def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
     except BindRefused as exc:
         fail(str(exc), 2)
     sys.exit(asyncio.run(headless.run(engine, log_format, summary_interval)))
+
+
+# --- attach -----------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.argument("url", default="ws://127.0.0.1:8788")
+@click.option(
+    "--token",
+    envvar="SMSWATCH_FEED_TOKEN",
+    default=None,
+    help="The feed token `serve` printed (or SMSWATCH_FEED_TOKEN).",
+)
+@click.option("--theme", envvar="SMSWATCH_THEME", default=None, help="Theme name.")
+@click.pass_context
+def attach(ctx: click.Context, url: str, token: str | None, theme: str | None) -> None:
+    """Watch a running `smswatch serve` from anywhere: the same screens, read-only.
+
+    URL is the feed's address (ws://HOST:PORT). Reconnects by itself, and says so plainly
+    while it is not connected.
+    """
+    from smswatch.feed.client import RemoteSource
+    from smswatch.tui.app import SmsWatchApp
+
+    if not url.startswith(("ws://", "wss://")):
+        fail(f"{url!r} is not a feed address (ws://HOST:PORT)", 2)
+    if not token:
+        fail("a feed token is needed: --token (serve prints it) or SMSWATCH_FEED_TOKEN", 2)
+    app = SmsWatchApp(RemoteSource(url, token), theme=theme, settings=ctx.meta.get("settings", {}))
+    sys.exit(app.run() or 0)
 
 
 # --- simulate ---------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """The data-source seam: everything a UI may ask of an engine, local or remote.
 
-The TUI holds a `DataSource` and nothing else: live deltas through `subscribe`, and bounded
+The TUI holds a `DataSource` and nothing else: live updates through `subscribe`, and bounded
 queries (a message with its recipients, a recipient's timeline, filters, alerts). `LocalSource`
-answers from the engine's hub and a query-only connection to its database. A remote source
-(the WebSocket feed) implements the same protocol, so every screen works in both.
+answers from the engine's hub and `StoreQueries` over the engine's database; `RemoteSource`
+(smswatch.feed.client) answers the same questions over the WebSocket feed, whose server runs the
+same `StoreQueries`. So every screen works in both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +23,8 @@ from smswatch.records import write_jsonl
 from smswatch.store import Reader, Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup, Latency
 
+RECENT = 300  # messages and events a snapshot carries
+
 
 @dataclass(frozen=True)
 class SourceInfo:
@@ -33,12 +36,29 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What a UI draws first: counters, recent messages, recent events, recent rejections."""
+    """What a UI draws first, and again after a resync."""
 
     counters: Counters
     messages: list[MessageState]
     events: list[StoredEvent]
     rejections: list[Rejection]
+    info: SourceInfo | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a remote source is doing; a local source is always live."""
+
+    state: str  # connecting | live | reconnecting | refused
+    detail: str = ""
+    retry_in: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state == "live"
+
+
+Update = Delta | Snapshot | Connection
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,10 @@ class Stuck:
     oldest: list[RecipientState]
 
 
+class SourceUnavailable(Exception):
+    """A remote source is not connected; the query could not be answered."""
+
+
 class DataSource(Protocol):
     info: SourceInfo
 
@@ -69,8 +93,8 @@ class DataSource(Protocol):
 
     async def close(self) -> None: ...
 
-    def subscribe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
-        """Deltas are delivered on the caller's event loop. Returns an unsubscribe function."""
+    def subscribe(self, callback: Callable[[Update], None]) -> Callable[[], None]:
+        """Updates are delivered on the caller's event loop. Returns an unsubscribe function."""
 
     async def messages(
         self, query: str = "", failed_only: bool = False, limit: int = 200
@@ -91,40 +115,25 @@ class DataSource(Protocol):
     async def export(self, path: Path) -> int: ...
 
 
-class LocalSource:
-    """The engine running in this process (on its own thread) and its database."""
+class StoreQueries:
+    """The bounded queries of the seam, answered from a database."""
 
-    def __init__(self, engine: EngineThread, recent: int = 300) -> None:
-        self.engine = engine
-        self.recent = recent
-        config = engine.engine.config
-        self.info = SourceInfo(
-            label="local", db_path=str(config.db_path), gateways=engine.engine.gateways()
-        )
-        self._reader: Reader | None = None
+    def __init__(self, reader: Reader | None = None) -> None:
+        self._reader = reader
 
     @property
     def reader(self) -> Reader:
         assert self._reader is not None, "open() first"
         return self._reader
 
-    async def open(self) -> Snapshot:
-        self._reader = await Reader.open(self.engine.engine.config.db_path)
-        counters = await asyncio.wrap_future(self.engine.call(self.engine.engine.hub.counters))
+    async def recent(self, counters: Counters, info: SourceInfo | None) -> Snapshot:
         return Snapshot(
             counters=counters,
-            messages=await self.reader.recent_messages(self.recent),
-            events=await self.reader.recent_events(self.recent),
+            messages=await self.reader.recent_messages(RECENT),
+            events=await self.reader.recent_events(RECENT),
             rejections=await self.reader.quarantine(50),
+            info=info,
         )
-
-    async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
-
-    def subscribe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
-        return self.engine.engine.hub.subscribe(callback, asyncio.get_running_loop())
 
     async def messages(
         self, query: str = "", failed_only: bool = False, limit: int = 200
@@ -143,11 +152,8 @@ class LocalSource:
         shown_of = len(recipients)
         if shown_of > limit:
             recipients = recipients[:limit]
-            shown_of = (
-                await self.reader.count_recipients(message_id)
-                if not query and not failed_only
-                else shown_of
-            )
+            if not query and not failed_only:
+                shown_of = await self.reader.count_recipients(message_id)
         return MessageDetail(msg, recipients, shown_of, await self.reader.latency(message_id))
 
     async def recipient(self, message_id: str, recipient: str) -> RecipientDetail | None:
@@ -172,6 +178,49 @@ class LocalSource:
     async def rejections(self, limit: int = 50) -> list[Rejection]:
         return await self.reader.quarantine(limit)
 
+    async def events(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Stored events with an id above `after`, in storage order (pages of an export)."""
+        return await self.reader.events_after(after, limit)
+
+
+async def pages(
+    fetch: Callable[[int, int], Awaitable[list[StoredEvent]]],
+) -> AsyncIterator[StoredEvent]:
+    """Every stored event, a page at a time, from `fetch(after, limit)`."""
+    after = 0
+    while True:
+        page = await fetch(after, 1000)
+        for ev in page:
+            yield ev
+        if len(page) < 1000:
+            return
+        after = page[-1].id
+
+
+class LocalSource(StoreQueries):
+    """The engine running in this process (on its own thread) and its database."""
+
+    def __init__(self, engine: EngineThread) -> None:
+        super().__init__()
+        config = engine.engine.config
+        self.engine = engine
+        self.info = SourceInfo(
+            label="local", db_path=str(config.db_path), gateways=engine.engine.gateways()
+        )
+
+    async def open(self) -> Snapshot:
+        self._reader = await Reader.open(self.engine.engine.config.db_path)
+        counters = await asyncio.wrap_future(self.engine.call(self.engine.engine.hub.counters))
+        return await self.recent(counters, self.info)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    def subscribe(self, callback: Callable[[Update], None]) -> Callable[[], None]:
+        return self.engine.engine.hub.subscribe(callback, asyncio.get_running_loop())
+
     async def export(self, path: Path) -> int:
         with path.open("w", encoding="utf-8") as out:
-            return await write_jsonl(self.reader.iter_events(), out)
+            return await write_jsonl(pages(self.events), out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smswatch import providers as gateways
 from smswatch.hub import Hub
@@ -16,6 +17,9 @@ from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
 from smswatch.store import Reader, Writer
 from smswatch.timefmt import now_us
+
+if TYPE_CHECKING:
+    from smswatch.feed.server import FeedServer
 
 
 class BindRefused(Exception):
@@ -36,6 +40,10 @@ class EngineConfig:
     max_db_bytes: int | None = None
     hub_tick: float = 0.1
     clock: Callable[[], int] = now_us  # microseconds since the epoch; tests freeze it
+    # The WebSocket feed for `smswatch attach`: off unless a port is given (0: any free port).
+    feed_host: str = "127.0.0.1"
+    feed_port: int | None = None
+    feed_token: str | None = None  # None: the token kept beside the database (made once)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Engine:
             self.hub,
             config.clock,
         )
+        self.feed: FeedServer | None = None
         self.running = False
 
     async def start(self) -> None:
@@ -98,8 +107,20 @@ class Engine:
             async with await Reader.open(self.config.db_path) as reader:
                 self.hub.seed(await reader.totals())
             self.hub.start()
+            # The feed first: once webhooks are answered (and /healthz), viewers can attach.
+            if self.config.feed_port is not None:
+                from smswatch.feed.server import FeedServer, load_or_create_token
+
+                token = self.config.feed_token or load_or_create_token(self.config.db_path)
+                feed = FeedServer(self, self.config.feed_host, self.config.feed_port, token)
+                await feed.start()
+                self.feed = feed
             await self.listener.start()
         except BaseException:
+            if self.feed is not None:
+                await self.feed.stop()
+                self.feed = None
+            await self.listener.stop()
             await self.hub.stop()
             await self.writer.close()
             raise
@@ -107,6 +128,9 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop taking requests, then commit what is queued and close the database."""
+        if self.feed is not None:
+            await self.feed.stop()
+            self.feed = None
         await self.listener.stop()
         await self.writer.close()
         await self.hub.stop()

@@ -72,6 +72,12 @@ def banner(engine: Engine) -> list[str]:
             name = gw.title if i == 0 else ""
             auth = gw.auth if i == 0 else ""
             lines.append(f"    {name:<9} {base}/webhooks/{gw.name:<10} {auth}".rstrip())
+    if engine.feed is not None:
+        lines += [
+            "",
+            "  Watch it live (read-only; the feed is on loopback: tunnel it for other machines):",
+            f"    smswatch attach {engine.feed.url} --token {engine.feed.token}",
+        ]
     lines += [
         "",
         "  Lisoloo and YeboLink only call https:// URLs: put a TLS reverse proxy or tunnel in",
@@ -172,8 +178,9 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
         log.emit(
             "error",
             "bind",
-            f"cannot listen on {engine.config.host}:{engine.config.port}: {exc.strerror or exc}. "
-            "Is another smswatch running? Pick another port with --port.",
+            f"cannot listen ({exc.strerror or exc}) on {engine.config.host}:{engine.config.port} "
+            f"or on the feed port {engine.config.feed_port}. Is another smswatch running? "
+            "Pick other ports with --port / --feed-port (or --no-feed).",
         )
         return 2
     if log_format == "json":
@@ -184,6 +191,8 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
             urls={g.name: g.url for g in engine.gateways()},
             auth={g.name: g.auth for g in engine.gateways()},
             db=str(engine.config.db_path.resolve()),
+            # The token itself stays out of logs that may be shipped elsewhere.
+            feed=engine.feed.url if engine.feed else None,
         )
     else:
         out.write("\n".join(banner(engine)) + "\n\n")

@@ -254,6 +254,14 @@ class Reader:
         )
         return [stored_event(r) for r in reversed(rows)]
 
+    async def events_after(self, after: int, limit: int = 1000) -> list[StoredEvent]:
+        """Up to `limit` stored events with an id above `after`, in storage order."""
+        rows = await self._all(
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [stored_event(r) for r in rows]
+
     async def iter_events(
         self, message_id: str | None = None, chunk: int = 1000
     ) -> AsyncIterator[StoredEvent]:

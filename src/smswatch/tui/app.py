@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import work
 from textual.app import App
@@ -20,8 +20,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 
 from smswatch import config as settings_mod
-from smswatch.datasource import DataSource, Snapshot
-from smswatch.hub import Delta
+from smswatch.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.timefmt import now_us
 from smswatch.tui.commands import SmsWatchCommands
 from smswatch.tui.model import LiveModel
@@ -35,14 +34,16 @@ from smswatch.tui.widgets.rowtable import RowTable
 from smswatch.tui.widgets.transitions import TransitionLog
 
 DEFAULT_SILENCE_S = 60
+T = TypeVar("T")
 
 
-class DeltaArrived(Message):
-    """A hub delta, handed into Textual's message queue so it is handled in the app's context."""
+class UpdateArrived(Message):
+    """An update from the data source (a delta, a fresh snapshot, a connection change), handed
+    into Textual's message queue so it is handled in the app's context."""
 
-    def __init__(self, delta: Delta) -> None:
+    def __init__(self, update: Update) -> None:
         super().__init__()
-        self.delta = delta
+        self.update = update
 
 
 class SmsWatchApp(App[int]):
@@ -94,6 +95,7 @@ class SmsWatchApp(App[int]):
         self.first_paint_s: float | None = None
         self.painted_at: float | None = None
         self._message_screen: MessageScreen | None = None
+        self.connection: Connection | None = None  # None: a local engine, always live
         self._started = time.perf_counter()
 
     # --- life cycle -----------------------------------------------------------------------
@@ -102,7 +104,7 @@ class SmsWatchApp(App[int]):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         # Subscribe first: deltas wait in the message queue until the snapshot is in the model,
         # and the model drops what the snapshot already had.
-        self._unsubscribe = self.source.subscribe(lambda d: self.post_message(DeltaArrived(d)))
+        self._unsubscribe = self.source.subscribe(lambda u: self.post_message(UpdateArrived(u)))
         self.snapshot = await self.source.open()
         self.model = LiveModel.from_snapshot(self.snapshot)
         # Build the message screen once, before anything is drawn: composing and styling a
@@ -129,18 +131,57 @@ class SmsWatchApp(App[int]):
             self._unsubscribe()
         await self.source.close()
 
-    def on_delta_arrived(self, message: DeltaArrived) -> None:
-        delta = self.model.apply(message.delta)
+    def on_update_arrived(self, message: UpdateArrived) -> None:
+        update = message.update
+        if isinstance(update, Connection):
+            self._connection_changed(update)
+            return
+        if isinstance(update, Snapshot):
+            # A (re)connected feed: start over from the server's picture.
+            self.snapshot = update
+            self.model = LiveModel.from_snapshot(update)
+            self._each_screen("resync", update)
+            return
+        delta = self.model.apply(update)
         if self.drawn is not None and delta.transitions:
             ids = [t.event.event_id for t in delta.transitions]
             drawn = self.drawn
             self.call_after_refresh(lambda: drawn(ids, time.time()))
+        self._each_screen("live_update", delta)
+
+    def _each_screen(self, method: str, arg: object) -> None:
         for screen in self.screen_stack:
-            update = getattr(screen, "live_update", None)
-            if update is not None and screen.is_mounted:
+            handler = getattr(screen, method, None)
+            if handler is not None and screen.is_mounted:
                 # NoMatches: the screen is being torn down (quitting): nothing left to update.
                 with contextlib.suppress(NoMatches):
-                    update(delta)
+                    handler(arg)
+
+    def _connection_changed(self, connection: Connection) -> None:
+        before = self.connection
+        self.connection = connection
+        if before is not None and before.state != connection.state:
+            if connection.state == "live":
+                self.notify(connection.detail, title="Connected", timeout=4)
+            elif connection.state == "refused":
+                self.notify(connection.detail, title="Refused", severity="error", timeout=30)
+            elif before.state == "live":
+                self.notify(
+                    connection.detail, title="Connection lost", severity="warning", timeout=6
+                )
+        self._each_screen("connection_changed", connection)
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is None or self.connection.live
+
+    async def ask(self, query: Awaitable[T]) -> T | None:
+        """Run a data-source query; if the source is not connected, say so instead of failing."""
+        try:
+            return await query
+        except SourceUnavailable as exc:
+            self.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            return None
 
     # --- themes -----------------------------------------------------------------------------
 
@@ -217,7 +258,7 @@ class SmsWatchApp(App[int]):
         self.notify(f"exporting to {path} …", timeout=3)
         try:
             count = await self.source.export(path)
-        except OSError as exc:
+        except (OSError, SourceUnavailable) as exc:
             self.notify(f"export failed: {exc}", severity="error")
             return
         self.notify(f"exported {count:,} events to {path}", timeout=8)
@@ -238,7 +279,11 @@ class SmsWatchApp(App[int]):
         if screen is None or screen in self.screen_stack:
             self.push_screen(MessageScreen(message_id))
             return
-        detail = await self.source.message(message_id)
+        try:
+            detail = await self.source.message(message_id)
+        except SourceUnavailable as exc:
+            self.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            return
         screen.show_message(message_id, detail)
         self.push_screen(screen)
 

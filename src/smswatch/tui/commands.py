@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from smswatch.datasource import SourceUnavailable
 from smswatch.sanitize import safe
 
 if TYPE_CHECKING:
@@ -64,7 +65,11 @@ class SmsWatchCommands(Provider):
         needle = query.strip()
         if len(needle) < 2:
             return
-        for msg in await self.sw.source.messages(needle, limit=12):
+        try:
+            found = await self.sw.source.messages(needle, limit=12)
+        except SourceUnavailable:
+            return
+        for msg in found:
             title = f"Go to message {safe(msg.message_id, 40)}"
             detail = f"{msg.provider} · {msg.expected_recipients} recipients"
             yield Hit(0.9, title, partial(self.sw.open_message, msg.message_id), help=detail)

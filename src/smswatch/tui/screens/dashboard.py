@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -14,6 +15,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
+from smswatch.datasource import Connection, Snapshot, SourceUnavailable
 from smswatch.domain import MessageState, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
@@ -178,7 +180,9 @@ class DashboardScreen(Screen[None]):
 
     def refresh_status(self) -> None:
         sw = self.sw
-        self.query_one(StatusBar).show(sw.model.counters, sw.clock(), sw.paused, sw.masked)
+        self.query_one(StatusBar).show(
+            sw.model.counters, sw.clock(), sw.paused, sw.masked, sw.connection
+        )
 
     def refresh_messages(self) -> None:
         table = self.query_one(MessagesTable)
@@ -254,16 +258,38 @@ class DashboardScreen(Screen[None]):
     @work(exclusive=True, group="failures")
     async def refresh_failures(self) -> None:
         failed = self.sw.model.counters.funnel[State.FAILED]
-        if failed == self._failed_seen:
+        if failed == self._failed_seen or not self.sw.connected:
             return
-        self._failed_seen = failed
-        self.sw.model.failures = await self.sw.source.failures(20)
-        self.refresh_alerts()
+        with contextlib.suppress(SourceUnavailable):
+            self.sw.model.failures = await self.sw.source.failures(20)
+            self._failed_seen = failed
+            self.refresh_alerts()
 
     @work(exclusive=True, group="stuck")
     async def refresh_stuck(self) -> None:
-        self.sw.model.stuck = await self.sw.source.stuck(self.sw.stuck_deadlines, self.sw.clock())
-        self.refresh_alerts()
+        if not self.sw.connected:
+            return
+        with contextlib.suppress(SourceUnavailable):
+            self.sw.model.stuck = await self.sw.source.stuck(
+                self.sw.stuck_deadlines, self.sw.clock()
+            )
+            self.refresh_alerts()
+
+    def resync(self, snapshot: Snapshot) -> None:
+        """Start over from a fresh snapshot (a feed that reconnected or fell behind)."""
+        log = self.query_one(TransitionLog)
+        log.clear()
+        log.add(Entry.stored(e) for e in snapshot.events)
+        self._failed_seen = -1
+        self.query_one(StatusBar).set_info(self.sw.source.info)
+        self.refresh_all()
+        self.refresh_failures()
+        self.refresh_stuck()
+        if self.query_text or self.failed_only:
+            self.run_search()
+
+    def connection_changed(self, connection: Connection) -> None:
+        self.refresh_status()
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -315,8 +341,10 @@ class DashboardScreen(Screen[None]):
         q = self.query_text
         self.query_one(TransitionLog).set_filter(q, self.failed_only)
         if q:
-            found = await self.sw.source.messages(q, failed_only=self.failed_only, limit=500)
-            self.search_rows = {m.message_id: m for m in found}
+            found = await self.sw.ask(
+                self.sw.source.messages(q, failed_only=self.failed_only, limit=500)
+            )
+            self.search_rows = {m.message_id: m for m in found or []}
         else:
             self.search_rows = None
         self.refresh_messages()

@@ -89,7 +89,7 @@ class RejectionsScreen(Screen[None]):
 
     @work(exclusive=True)
     async def load(self) -> None:
-        stored = await self.sw.source.rejections(200)
+        stored = await self.sw.ask(self.sw.source.rejections(200)) or []
         live = list(reversed(self.sw.model.rejections))
         seen, rows = set(), []
         for r in [*live, *stored]:  # the live ones may not have reached the database yet
@@ -172,7 +172,11 @@ class StuckScreen(Screen[None]):
 
     @work(exclusive=True)
     async def load(self) -> None:
-        stuck = await self.sw.source.stuck(self.sw.stuck_deadlines, self.sw.clock(), limit=500)
+        stuck = await self.sw.ask(
+            self.sw.source.stuck(self.sw.stuck_deadlines, self.sw.clock(), limit=500)
+        )
+        if stuck is None:
+            return
         table = self.query_one(RowTable)
         table.set_rows(stuck.oldest)
         table.border_subtitle = (

@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from smswatch.catalogue import explain
-from smswatch.datasource import MessageDetail
+from smswatch.datasource import MessageDetail, SourceUnavailable
 from smswatch.domain import FUNNEL, RecipientState, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
@@ -150,7 +150,13 @@ class MessageScreen(Screen[None]):
 
     @work(exclusive=True, group="message")
     async def load(self) -> None:
-        detail = await self.sw.source.message(self.message_id, self.query_text, self.failed_only)
+        try:
+            detail = await self.sw.source.message(
+                self.message_id, self.query_text, self.failed_only
+            )
+        except SourceUnavailable as exc:
+            self.sw.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            return
         if detail is None:
             self.missing()
             return
@@ -234,6 +240,10 @@ class MessageScreen(Screen[None]):
 
     def refresh_styles(self) -> None:
         self.show()
+
+    def resync(self, _snapshot: object) -> None:
+        if self.message_id:
+            self.load()
 
     # --- keys -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from smswatch.catalogue import explain
-from smswatch.datasource import RecipientDetail
+from smswatch.datasource import RecipientDetail, SourceUnavailable
 from smswatch.domain import FUNNEL, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
@@ -59,8 +59,15 @@ class RecipientScreen(Screen[None]):
 
     @work(exclusive=True, group="recipient")
     async def load(self) -> None:
-        self.detail = await self.sw.source.recipient(self.message_id, self.recipient)
+        try:
+            self.detail = await self.sw.source.recipient(self.message_id, self.recipient)
+        except SourceUnavailable as exc:
+            self.sw.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            return
         await self.show()
+
+    def resync(self, _snapshot: object) -> None:
+        self.load()
 
     async def show(self) -> None:
         header = self.query_one("#recipient-header", Static)

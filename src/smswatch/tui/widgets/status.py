@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from smswatch.datasource import SourceInfo
+from smswatch.datasource import Connection, SourceInfo
 from smswatch.domain import State
 from smswatch.hub import Counters
 from smswatch.timefmt import span
@@ -19,6 +19,8 @@ from smswatch.tui.themes import Palette
 def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
     """One line per gateway: its webhook URL and how its requests are checked."""
     text = Text(no_wrap=True, overflow="ellipsis")
+    if not info.gateways:
+        text.append(f"viewer of {info.label}: waiting for the server to say who it is", style="dim")
     for n, gw in enumerate(info.gateways):
         if n:
             text.append("\n")
@@ -33,8 +35,32 @@ def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
     return text
 
 
-def pulse(c: Counters, now: int, info: SourceInfo, paused: bool, masked: bool) -> Text:
+def link(connection: Connection, palette: Palette) -> Text:
+    """A remote viewer's connection, first on the line: it must never look live when it is not."""
+    if connection.state == "live":
+        return Text("● live  ", style=f"bold {palette.state(State.DELIVERED)}")
+    if connection.state == "refused":
+        return Text(f"✗ {connection.detail}  ", style=f"bold reverse {palette.state(State.FAILED)}")
+    when = f" in {connection.retry_in:g}s" if connection.retry_in else "…"
+    text = Text(f"○ {connection.state}{when}", style=f"bold reverse {palette.state(State.SENT)}")
+    if connection.detail and connection.state != "connecting":
+        text.append(f" ({connection.detail})", style=palette.state(State.SENT))
+    text.append("  stale: ", style="dim")
+    return text
+
+
+def pulse(
+    c: Counters,
+    now: int,
+    info: SourceInfo,
+    paused: bool,
+    masked: bool,
+    connection: Connection | None = None,
+    palette: Palette | None = None,
+) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
+    if connection is not None and palette is not None:
+        text.append_text(link(connection, palette))
     text.append(f"{c.events:,}", style="bold")
     text.append(" events  ", style="dim")
     text.append(f"{c.events_per_second:.1f}/s", style="bold")
@@ -49,6 +75,8 @@ def pulse(c: Counters, now: int, info: SourceInfo, paused: bool, masked: bool) -
         text.append("  PAUSED", style="bold reverse")
     if masked:
         text.append("  MASKED", style="bold")
+    if info.read_only:
+        text.append(f"   viewer of {info.label}", style="dim")
     if info.db_path:
         text.append("   db ", style="dim")
         text.append(info.db_path, style="dim")
@@ -81,8 +109,15 @@ class StatusBar(Vertical):
     def restyle(self) -> None:
         self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
 
-    def show(self, c: Counters, now: int, paused: bool, masked: bool) -> None:
-        text = pulse(c, now, self.info, paused, masked)
+    def set_info(self, info: SourceInfo) -> None:
+        """The server told us who it is (a viewer learns its gateways on connect)."""
+        self.info = info
+        self.restyle()
+
+    def show(
+        self, c: Counters, now: int, paused: bool, masked: bool, connection: Connection | None
+    ) -> None:
+        text = pulse(c, now, self.info, paused, masked, connection, self.palette())
         if text != self._last_pulse:
             self._last_pulse = text
             self.query_one("#pulse", Static).update(text, layout=False)

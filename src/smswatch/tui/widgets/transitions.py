@@ -164,6 +164,14 @@ class TransitionLog(ScrollView, can_focus=True):
         if not self._autoscrolling:
             self.tail = new >= self.max_scroll_y - 0.5
 
+    def clear(self) -> None:
+        self.entries.clear()
+        self.shown.clear()
+        self.waiting.clear()
+        self.waiting_total = 0
+        self._resize()
+        self.refresh()
+
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         if not paused and self.waiting:
