@@ -50,10 +50,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+FEED_TOKEN = "bench-token"
+
+
+def stuck_viewer(feed_port: int) -> socket.socket:
+    """A feed viewer that completes the handshake and then never reads a byte."""
+    sock = socket.create_connection(("127.0.0.1", feed_port))
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Authorization: Bearer " + FEED_TOKEN.encode() + b"\r\n\r\n"
+    )
+    assert sock.recv(12) == b"HTTP/1.1 101"
+    return sock
+
+
 @contextlib.contextmanager
-def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iterator[str]:
-    """Start `bare`, `serve` or `tui` on CPU 0; yields the webhook URL; stops it gracefully."""
+def server(
+    kind: str, db: Path | None = None, drawn: Path | None = None, viewer: bool = False
+) -> Iterator[str]:
+    """Start `bare`, `serve` or `tui` on CPU 0; yields the webhook URL; stops it gracefully.
+    `serve` runs with its viewers' feed (as by default); `viewer` attaches a stuck viewer."""
     port = free_port()
+    feed_port = free_port()
     if kind == "serve":
         cmd = [
             PY,
@@ -68,6 +87,10 @@ def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iter
             "full",
             "--log-format",
             "json",
+            "--feed-port",
+            str(feed_port),
+            "--feed-token",
+            FEED_TOKEN,
         ]
     else:
         cmd = [PY, "-m", "benchmarks.servers", kind, str(port)]
@@ -97,7 +120,10 @@ def server(kind: str, db: Path | None = None, drawn: Path | None = None) -> Iter
             except OSError:
                 time.sleep(0.1)
         time.sleep(1.0)  # let it settle (the TUI's first paint, the hub's first tick)
+        held = stuck_viewer(feed_port) if viewer else None
         yield url
+        if held is not None:
+            held.close()
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -207,6 +233,36 @@ def ingest(kind: str, seconds: int, rounds: int) -> Row:
         ">= 1.0x bare",
         ratio >= 1.0 and lost == 0,
         notes,
+    )
+
+
+def slow_viewer(seconds: int, rounds: int) -> Row:
+    """`serve` with a viewer that stopped reading against `serve` with none, same run."""
+    alone: list[dict[str, Any]] = []
+    watched: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        for results, viewer in ((alone, False), (watched, True)):
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                server("serve", Path(tmp) / "v.db", viewer=viewer) as url,
+            ):
+                results.append(throughput(url, seconds, None))
+    best_alone = max(r["rps"] for r in alone)
+    best = max(r["rps"] for r in watched)
+    ratio = best / best_alone
+    watched_rps = ", ".join(f"{r['rps']:,.0f}" for r in watched)
+    alone_rps = ", ".join(f"{r['rps']:,.0f}" for r in alone)
+    return Row(
+        "Ingest while a feed viewer has stopped reading (`serve`)",
+        f"{best:,.0f} req/s",
+        f"{best_alone:,.0f} req/s with no viewer",
+        ratio,
+        ">= 0.9x (no viewer)",
+        ratio >= 0.9,
+        [
+            "the viewer completes the WebSocket handshake and never reads; its bounded queue "
+            f"overflows and it is told to resync; rounds (req/s): {watched_rps} vs {alone_rps}"
+        ],
     )
 
 
@@ -344,7 +400,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", nargs="*", choices=["headless", "tui", "latency", "screen", "scale"]
+        "--only", nargs="*", choices=["headless", "tui", "viewer", "latency", "screen", "scale"]
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -353,12 +409,14 @@ def main() -> None:
         "--out", type=Path, default=None, help="write RESULTS.md here (default: print only)"
     )
     args = parser.parse_args()
-    wanted = set(args.only or ["headless", "tui", "latency", "screen", "scale"])
+    wanted = set(args.only or ["headless", "tui", "viewer", "latency", "screen", "scale"])
     rows: list[Row] = []
     if "headless" in wanted:
         rows.append(ingest("serve", args.seconds, args.rounds))
     if "tui" in wanted:
         rows.append(ingest("tui", args.seconds, args.rounds))
+    if "viewer" in wanted:
+        rows.append(slow_viewer(args.seconds, args.rounds))
     if "latency" in wanted:
         rows.append(latency(500, args.seconds))
         rows.append(latency(2000, args.seconds))

@@ -243,7 +243,6 @@ async def test_a_viewer_that_falls_behind_is_told_to_resync(
     feed_engine: Engine, monkeypatch
 ) -> None:
     client = feed_server._Client(ws=None)  # type: ignore[arg-type]
-    monkeypatch.setattr(feed_server, "QUEUE_FRAMES", 3)
     client.queue = asyncio.Queue(3)
     for n in range(10):
         client.push(f"delta {n}")
@@ -251,6 +250,12 @@ async def test_a_viewer_that_falls_behind_is_told_to_resync(
     assert client.resyncs >= 1
     assert Resync.model_validate_json(frames[-2]).reason
     assert frames[-1] is feed_server.SNAPSHOT  # a fresh snapshot follows the resync
+    # Big frames hit the byte budget before the frame count.
+    monkeypatch.setattr(feed_server, "QUEUE_BYTES", 1000)
+    client = feed_server._Client(ws=None)  # type: ignore[arg-type]
+    for _ in range(3):
+        client.push("x" * 400)
+    assert client.resyncs == 1 and client.queued_bytes == 0
 
 
 async def test_a_stuck_viewer_does_not_hold_up_ingest(

@@ -46,7 +46,8 @@ from smswatch.store import Reader
 
 log = logging.getLogger(__name__)
 
-QUEUE_FRAMES = 256  # per client: ~25 s of deltas at 10 a second
+QUEUE_FRAMES = 256  # per client: ~25 s of deltas at 10 a second …
+QUEUE_BYTES = 8 * 1024 * 1024  # … or this much text, whichever comes first (busy deltas are big)
 MAX_QUERY_BYTES = 64 * 1024
 SNAPSHOT = object()  # queued marker: build and send a fresh snapshot here
 
@@ -69,20 +70,29 @@ class _Client:
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_FRAMES)
+        self.queued_bytes = 0
         self.lock = asyncio.Lock()  # one sender at a time: the writer loop or a query reply
         self.resyncs = 0
         self.queries: set[asyncio.Task[None]] = set()  # answers being prepared
 
     def push(self, frame: str) -> None:
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if self.queue.full() or self.queued_bytes + len(frame) > QUEUE_BYTES:
             # Behind by a whole queue: drop it and start over from a snapshot.
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.queued_bytes = 0
             self.resyncs += 1
             self.queue.put_nowait(Resync(reason="the viewer fell behind").model_dump_json())
             self.queue.put_nowait(SNAPSHOT)
+            return
+        self.queue.put_nowait(frame)
+        self.queued_bytes += len(frame)
+
+    async def next_frame(self) -> Any:
+        frame = await self.queue.get()
+        if isinstance(frame, str):
+            self.queued_bytes -= len(frame)
+        return frame
 
     async def send(self, frame: str) -> None:
         async with self.lock:
@@ -196,7 +206,7 @@ class FeedServer:
     async def _write(self, client: _Client) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                frame = await client.queue.get()
+                frame = await client.next_frame()
                 if frame is SNAPSHOT:
                     frame = await self._snapshot()
                 await client.send(frame)
