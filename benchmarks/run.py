@@ -392,6 +392,9 @@ def render(rows: list[Row], command: str) -> str:
     for r in rows:
         if r.notes:
             lines.append(f"- **{r.name}**: " + "; ".join(r.notes))
+    notes = HERE / "PROFILE.md"  # hand-written: kept across runs
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 

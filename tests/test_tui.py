@@ -386,3 +386,11 @@ async def test_opening_messages_one_after_another_reuses_the_screen(env: Env) ->
             )
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_q_quits_cleanly(env: Env) -> None:
+    async with dashboard(env, data=False) as (app, pilot):
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code in (0, None)
+    assert not app.is_running

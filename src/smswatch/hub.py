@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smswatch.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.store.reader import Totals
 from smswatch.store.writer import Commit, Rejection, Transition
 from smswatch.timefmt import now_us
 
 RATE_WINDOW = 60  # seconds of events/s history kept for sparklines
 MAX_TRANSITIONS = 500  # per delta; older ones in a burst are counted as dropped from view
-MAX_RECIPIENTS = 2000  # per delta
 MAX_REJECTIONS = 100  # per delta
 
 
@@ -60,13 +59,12 @@ class Delta:
     counters: Counters
     transitions: tuple[Transition, ...] = ()
     dropped: int = 0
-    messages: tuple[MessageState, ...] = ()
-    recipients: tuple[RecipientState, ...] = ()
+    messages: tuple[MessageState, ...] = ()  # the latest state of each message that changed
     rejections: tuple[Rejection, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.transitions or self.messages or self.recipients or self.rejections)
+        return not (self.transitions or self.messages or self.rejections)
 
 
 @dataclass(slots=True)
@@ -74,7 +72,6 @@ class _Pending:
     transitions: deque[Transition] = field(default_factory=lambda: deque(maxlen=MAX_TRANSITIONS))
     seen_transitions: int = 0
     messages: dict[str, MessageState] = field(default_factory=dict)
-    recipients: dict[tuple[str, str], RecipientState] = field(default_factory=dict)
     rejections: deque[Rejection] = field(default_factory=lambda: deque(maxlen=MAX_REJECTIONS))
     changed: bool = False
 
@@ -130,11 +127,6 @@ class Hub:
         self.conflicts += c.conflicts_delta
         for m in c.messages:
             p.messages[m.message_id] = m
-        for r in c.recipients:
-            p.recipients.pop(r.key, None)
-            p.recipients[r.key] = r
-            if len(p.recipients) > MAX_RECIPIENTS:
-                p.recipients.pop(next(iter(p.recipients)))
         p.changed = True
 
     def request_seen(self, at: int) -> None:
@@ -226,7 +218,6 @@ class Hub:
             transitions=tuple(p.transitions),
             dropped=p.seen_transitions - len(p.transitions),
             messages=tuple(p.messages.values()),
-            recipients=tuple(p.recipients.values()),
             rejections=tuple(p.rejections),
         )
         here = self._loop

@@ -125,7 +125,7 @@ def message_record(
         "currency": msg.currency,
         "counts": {s.value: msg.count(s) for s in FUNNEL},
         "channel": msg.channel,
-        "metadata": json.loads(msg.metadata) if _is_json(msg.metadata) else msg.metadata,
+        "metadata": _metadata(msg.metadata),
         "conflicts": msg.conflicts,
         "finished": msg.finished,
         "first_received_at": iso(msg.first_received_at),
@@ -135,11 +135,11 @@ def message_record(
     }
 
 
-def _is_json(text: str | None) -> bool:
+def _metadata(text: str | None) -> Any:
+    """The sender's metadata as JSON again; as text if it was cut to fit the column."""
     if not text:
-        return False
+        return None
     try:
-        json.loads(text)
+        return json.loads(text)
     except ValueError:
-        return False
-    return True
+        return text

@@ -18,6 +18,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,9 @@ class FeedServer:
     def _on_delta(self, delta: Delta) -> None:
         if not self.clients:
             return
-        frame = DeltaFrame(data=delta).model_dump_json()  # encoded once for every viewer
+        # Viewers draw transitions, not raw bodies (a timeline asks for those): send them slim.
+        slim = tuple(replace(t, event=replace(t.event, payload="")) for t in delta.transitions)
+        frame = DeltaFrame(data=replace(delta, transitions=slim)).model_dump_json()
         for client in self.clients:
             client.push(frame)
 

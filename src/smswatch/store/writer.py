@@ -27,7 +27,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,7 +109,6 @@ class Commit:
     events: tuple[Event, ...]
     duplicates: int
     transitions: tuple[Transition, ...]
-    recipients: tuple[RecipientState, ...]
     messages: tuple[MessageState, ...]
     funnel_delta: dict[State, int]  # change in recipients per state, over all messages
     new_messages: int
@@ -330,13 +329,8 @@ class Writer:
                     events=tuple(work.new_events),
                     duplicates=work.duplicates,
                     transitions=tuple(work.transitions),
-                    recipients=tuple(
-                        replace(r, first_at=dict(r.first_at)) for r in work.recipients.values()
-                    ),
-                    messages=tuple(
-                        replace(work.messages[mid], counts=dict(work.messages[mid].counts))
-                        for mid in work.baseline
-                    ),
+                    # The batch's state objects are never touched again: no copies needed.
+                    messages=tuple(work.messages[mid] for mid in work.baseline),
                     funnel_delta=funnel,
                     new_messages=new_messages,
                     in_flight_delta=in_flight,
