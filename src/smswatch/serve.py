@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import socket
@@ -183,6 +184,9 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
             "Pick other ports with --port / --feed-port (or --no-feed).",
         )
         return 2
+    # Everything built so far lives as long as the process: keep full collections from walking
+    # it again and again under load (their pauses show up in the acknowledgement latency).
+    gc.freeze()
     if log_format == "json":
         log.emit(
             "info",

@@ -20,7 +20,7 @@ def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
     """One line per gateway: its webhook URL and how its requests are checked."""
     text = Text(no_wrap=True, overflow="ellipsis")
     if not info.gateways:
-        text.append(f"viewer of {info.label}: waiting for the server to say who it is", style="dim")
+        text.append(f"viewer of {info.label}: not connected yet", style="dim")
     for n, gw in enumerate(info.gateways):
         if n:
             text.append("\n")
