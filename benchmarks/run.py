@@ -376,10 +376,9 @@ def render(rows: list[Row], command: str) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({host}).",
-        "Server under test on CPU 0,",
-        "load on CPU 1. Each figure is compared with a baseline measured in the same run; absolute",
-        "numbers drift on shared machines, the ratios much less.",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({host}). The server under",
+        "test runs on CPU 0 and the load on CPU 1. Each figure is compared with a baseline",
+        "measured in the same run: absolute numbers drift on shared machines, ratios much less.",
         "",
         "| benchmark | measured | baseline (same run) | ratio | goal | met |",
         "|---|---|---|---|---|---|",
