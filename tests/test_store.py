@@ -127,3 +127,16 @@ async def test_reader_refuses_missing_and_foreign_files(tmp_path: Path) -> None:
     sqlite3.connect(other).close()
     with pytest.raises(NoDatabase, match="not an smswatch database"):
         await Reader.open(other)
+
+
+async def test_an_empty_search_lists_recent_messages_and_can_keep_only_failures(
+    tmp_path: Path,
+) -> None:
+    writer = Writer(tmp_path / "s.db")
+    await writer.open()
+    await writer.submit([event(1, message_id="ok")])
+    await writer.submit([event(2, message_id="bad", state=State.FAILED, event_type="sms.failed")])
+    await writer.close()
+    async with await Reader.open(tmp_path / "s.db") as r:
+        assert [m.message_id for m in await r.search_messages("")] == ["bad", "ok"]
+        assert [m.message_id for m in await r.search_messages("", failed_only=True)] == ["bad"]

@@ -144,9 +144,10 @@ class Reader:
         return message_from_row(rows[0]) if rows else None
 
     async def recent_messages(
-        self, limit: int = 200, unfinished_only: bool = False
+        self, limit: int = 200, failed_only: bool = False
     ) -> list[MessageState]:
-        where = "WHERE finished_at IS NULL" if unfinished_only else ""
+        """Newest activity first; `failed_only`: with failed or conflicting recipients."""
+        where = "WHERE n_failed > 0 OR conflicts > 0" if failed_only else ""
         rows = await self._all(
             f"SELECT {MESSAGE_COLUMNS} FROM messages {where} "
             "ORDER BY last_received_at DESC LIMIT ?",
@@ -254,32 +255,31 @@ class Reader:
         )
         return [stored_event(r) for r in reversed(rows)]
 
-    async def events_after(self, after: int, limit: int = 1000) -> list[StoredEvent]:
-        """Up to `limit` stored events with an id above `after`, in storage order."""
+    async def events_after(
+        self, after: int, limit: int = 1000, message_id: str | None = None
+    ) -> list[StoredEvent]:
+        """Up to `limit` stored events with an id above `after`, in storage order: one page of
+        a keyset pagination."""
+        where = "AND message_id = ?" if message_id else ""
+        params: tuple[Any, ...] = (after, message_id, limit) if message_id else (after, limit)
         rows = await self._all(
-            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-            (after, limit),
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? {where} ORDER BY id LIMIT ?",
+            params,
         )
         return [stored_event(r) for r in rows]
 
     async def iter_events(
         self, message_id: str | None = None, chunk: int = 1000
     ) -> AsyncIterator[StoredEvent]:
-        """Every stored event in storage order, a chunk at a time (keyset pagination)."""
+        """Every stored event (of one message, if given) in storage order, a page at a time."""
         last = 0
-        where = "AND message_id = ?" if message_id else ""
         while True:
-            params: tuple[Any, ...] = (last, message_id, chunk) if message_id else (last, chunk)
-            rows = await self._all(
-                f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? {where} "
-                "ORDER BY id LIMIT ?",
-                params,
-            )
-            for row in rows:
-                yield stored_event(row)
-            if len(rows) < chunk:
+            page = await self.events_after(last, chunk, message_id)
+            for ev in page:
+                yield ev
+            if len(page) < chunk:
                 return
-            last = rows[-1][0]
+            last = page[-1].id
 
     # --- aggregates -----------------------------------------------------------------------------
 
