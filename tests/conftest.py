@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,35 @@ class Client:
         headers = {"X-YeboLink-Signature": sign(secret, data)} if secret else None
         status, _, answer = await self.post("/webhooks/yebolink", data, headers)
         return status, answer
+
+
+async def fill_until_503(
+    client: Client, prefix: str, pad: int, posts: int = 400, refusals: int = 5
+) -> tuple[list[str], list[str]]:
+    """Post padded Lisoloo events until the store has refused `refusals` of them. Every answer
+    must be 200, or 503 with a Retry-After. Returns (acknowledged ids, refused ids)."""
+    acked: list[str] = []
+    refused: list[str] = []
+    for i in range(posts):
+        event_id = f"{prefix}{i}"
+        body = json.dumps(
+            {
+                "event_id": event_id,
+                "event_type": "sms.sent",
+                "message_id": "m",
+                "data": {"recipient_phone": f"+{i}", "pad": "x" * pad},
+            }
+        )
+        status, headers, _ = await client.post("/webhooks/lisoloo", body)
+        if status == 200:
+            acked.append(event_id)
+            continue
+        assert status == 503
+        assert int(headers["Retry-After"]) > 0
+        refused.append(event_id)
+        if len(refused) >= refusals:
+            break
+    return acked, refused
 
 
 @pytest.fixture

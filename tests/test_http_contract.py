@@ -10,7 +10,7 @@ import pytest
 
 from smswatch.config import Credentials
 from smswatch.domain import State
-from tests.conftest import BASIC, SECRET, Client, basic_header
+from tests.conftest import BASIC, SECRET, Client, basic_header, fill_until_503
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
 
 EVENT = json.dumps(
@@ -345,27 +345,10 @@ async def test_503_when_the_database_is_full_and_no_2xx_before_commit(
 ) -> None:
     eng = make_engine(max_db_bytes=200 * 1024)
     await eng.start()
-    acked, refused = [], 0
     try:
-        c = Client(session, eng.listener.base_url)
-        for i in range(200):
-            body = json.dumps(
-                {
-                    "event_id": f"e{i}",
-                    "event_type": "sms.sent",
-                    "message_id": "big",
-                    "data": {"recipient_phone": f"+{i}", "pad": "x" * 4000},
-                }
-            )
-            status, headers, _ = await c.post("/webhooks/lisoloo", body)
-            if status == 200:
-                acked.append(f"e{i}")
-            else:
-                assert status == 503
-                assert "Retry-After" in headers
-                refused += 1
+        acked, refused = await fill_until_503(Client(session, eng.listener.base_url), "e", 4000)
     finally:
         await eng.stop()
-    assert refused > 0 and acked
+    assert refused and acked
     r = await reader()
     assert [e.event_id async for e in r.iter_events()] == acked

@@ -32,7 +32,7 @@ from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
 from smswatch.store import Reader
 from smswatch.store.rows import EVENT_COLUMNS, event_row, placeholders
 from smswatch.store.schema import migrate
-from tests.conftest import Client
+from tests.conftest import Client, fill_until_503
 
 # --- a full disk ------------------------------------------------------------------------------
 
@@ -64,25 +64,7 @@ async def test_a_full_disk_answers_503_never_2xx_and_recovers_when_space_returns
     try:
         client = Client(session, eng.listener.base_url)
         filler.write_bytes(b"\0" * 3_000_000)  # leave well under a megabyte free
-        acked, refused = [], []
-        for i in range(400):
-            body = json.dumps(
-                {
-                    "event_id": f"d{i}",
-                    "event_type": "sms.sent",
-                    "message_id": "m",
-                    "data": {"recipient_phone": f"+{i}", "pad": "x" * 3000},
-                }
-            )
-            status, headers, _ = await client.post("/webhooks/lisoloo", body)
-            if status == 200:
-                acked.append(f"d{i}")
-            else:
-                assert status == 503
-                assert int(headers["Retry-After"]) > 0
-                refused.append(f"d{i}")
-                if len(refused) >= 5:
-                    break
+        acked, refused = await fill_until_503(client, "d", 3000)
         assert refused, "the disk never filled up"
         assert eng.hub.store_error and "full" in eng.hub.store_error
         async with session.get(eng.listener.base_url + "/healthz") as resp:

@@ -10,7 +10,7 @@ same `StoreQueries`. So every screen works in both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -183,20 +183,6 @@ class StoreQueries:
         return await self.reader.events_after(after, limit)
 
 
-async def pages(
-    fetch: Callable[[int, int], Awaitable[list[StoredEvent]]],
-) -> AsyncIterator[StoredEvent]:
-    """Every stored event, a page at a time, from `fetch(after, limit)`."""
-    after = 0
-    while True:
-        page = await fetch(after, 1000)
-        for ev in page:
-            yield ev
-        if len(page) < 1000:
-            return
-        after = page[-1].id
-
-
 class LocalSource(StoreQueries):
     """The engine running in this process (on its own thread) and its database."""
 
@@ -223,4 +209,4 @@ class LocalSource(StoreQueries):
 
     async def export(self, path: Path) -> int:
         with path.open("w", encoding="utf-8") as out:
-            return await write_jsonl(pages(self.events), out)
+            return await write_jsonl(self.reader.iter_events(), out)

@@ -115,6 +115,19 @@ class RecipientState:
     def key(self) -> tuple[str, str]:
         return (self.message_id, self.recipient)
 
+    def since_queued(self, message_queued_at: int | None) -> tuple[int | None, int | None]:
+        """(time to sent, time to its final state) from when it was queued: its own queued
+        event (YeboLink) or, as Lisoloo queues per message, the message's."""
+        start = self.first_at.get(State.QUEUED, message_queued_at)
+        if start is None:
+            return None, None
+        sent = self.first_at.get(State.SENT)
+        final = self.state_at if self.state and self.state.terminal else None
+        return (
+            sent - start if sent is not None else None,
+            final - start if final is not None else None,
+        )
+
 
 def _terminal_beats(new: State, new_at: int, old: State, old_at: int) -> bool:
     """Between two terminal outcomes the later event time wins; on a tie, failed wins.

@@ -62,10 +62,6 @@ class Delta:
     messages: tuple[MessageState, ...] = ()  # the latest state of each message that changed
     rejections: tuple[Rejection, ...] = ()
 
-    @property
-    def empty(self) -> bool:
-        return not (self.transitions or self.messages or self.rejections)
-
 
 @dataclass(slots=True)
 class _Pending:

@@ -82,9 +82,7 @@ def message_view(msg: MessageState, recipients: list[RecipientState], latency: L
     for name in ("recipient", "code", "meaning", "retry?", "gateway's message"):
         failures.add_column(name, overflow="fold")
     for r in recipients:
-        start = r.first_at.get(State.QUEUED, msg.queued_at)
-        sent = r.first_at.get(State.SENT)
-        final = r.state_at if r.state and r.state.terminal else None
+        to_sent, to_final = r.since_queued(msg.queued_at)
         state = state_text(r.state)
         if r.conflict:
             state.append(" !conflict", style="magenta")
@@ -93,8 +91,8 @@ def message_view(msg: MessageState, recipients: list[RecipientState], latency: L
             state,
             t(r.carrier, 20),
             t(r.error_code, 8),
-            Text(span(sent - start) if sent and start else "-"),
-            Text(span(final - start) if final and start else "-"),
+            Text(span(to_sent)),
+            Text(span(to_final)),
             Text(str(r.events)),
         )
         info = explain(r.provider, r.error_code, r.retryable)

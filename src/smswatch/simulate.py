@@ -128,7 +128,6 @@ class Plan:
 @dataclass
 class Result:
     planned: int = 0
-    attempts: int = 0
     acked: int = 0
     acked_duplicate: int = 0
     retried: int = 0
@@ -457,7 +456,6 @@ class Sender:
 
     async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
         """Send one delivery; True if it should be retried."""
-        self.result.attempts += 1
         url = webhook_url(self.c.url, d.provider)
         headers = request_headers(d.provider, d.body, self.c.basic_auth, self.c.yebolink_secret)
         try:

@@ -16,7 +16,6 @@ from typing import Any
 from smswatch.paths import config_dir
 
 HERE = Path(__file__).parent
-RETRY_VALUES = ("yes", "no", "maybe", "unknown")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from smswatch.datasource import (
     SourceUnavailable,
     Stuck,
     Update,
-    pages,
 )
 from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.feed.protocol import (
@@ -137,8 +136,16 @@ class RemoteSource:
         with path.open("w", encoding="utf-8") as out:
             return await write_jsonl(self._pages(), out)
 
-    def _pages(self) -> AsyncIterator[StoredEvent]:
-        return pages(self.events)
+    async def _pages(self) -> AsyncIterator[StoredEvent]:
+        """Every stored event on the server, a page at a time."""
+        after = 0
+        while True:
+            page = await self.events(after, 1000)
+            for ev in page:
+                yield ev
+            if len(page) < 1000:
+                return
+            after = page[-1].id
 
     # --- the connection -----------------------------------------------------------------------
 

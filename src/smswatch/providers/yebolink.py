@@ -51,7 +51,6 @@ class Data(BaseModel):
     recipient: Text = None
     status: Text = None
     credits_used: Number = None
-    provider_message_id: Text = None
     delivered_at: Time = None
     error_code: Text = None
     error_message: Text = None

@@ -30,8 +30,6 @@ from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
 from smswatch.tui.screens.message import MessageScreen
 from smswatch.tui.screens.recipient import RecipientScreen
 from smswatch.tui.themes import DEFAULT, Palette, load_themes, remember, remembered
-from smswatch.tui.widgets.rowtable import RowTable
-from smswatch.tui.widgets.transitions import TransitionLog
 
 DEFAULT_SILENCE_S = 60
 T = TypeVar("T")
@@ -92,7 +90,6 @@ class SmsWatchApp(App[int]):
         self.snapshot: Snapshot
         self.model: LiveModel
         self._unsubscribe: Callable[[], None] | None = None
-        self.first_paint_s: float | None = None
         self.painted_at: float | None = None
         self._message_screen: MessageScreen | None = None
         self.connection: Connection | None = None  # None: a local engine, always live
@@ -120,7 +117,6 @@ class SmsWatchApp(App[int]):
 
     def _painted(self) -> None:
         self.painted_at = time.perf_counter()
-        self.first_paint_s = self.painted_at - self._started
         # Everything built so far (widgets, styles, catalogue) lives as long as the app: take it
         # out of the collector's reach, or every full collection walks it again. Measured: the
         # worst of 12 message opens went from 211 ms to 90 ms (benchmarks/RESULTS.md).
@@ -180,8 +176,11 @@ class SmsWatchApp(App[int]):
         try:
             return await query
         except SourceUnavailable as exc:
-            self.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            self.not_connected(exc)
             return None
+
+    def not_connected(self, exc: SourceUnavailable) -> None:
+        self.notify(str(exc), title="Not connected", severity="warning", timeout=4)
 
     # --- themes -----------------------------------------------------------------------------
 
@@ -212,10 +211,11 @@ class SmsWatchApp(App[int]):
     def _theme_changed(self, _theme: object) -> None:
         if self.remember_theme:
             remember(self.theme)
-        self.restyle()
+        self.redraw()
 
-    def restyle(self) -> None:
-        """Redraw everything that renders its own colours (Line-API widgets, Rich tables)."""
+    def redraw(self) -> None:
+        """Redraw everything that renders its own colours or text (Line-API widgets, Rich
+        tables): after a theme change, or masking."""
         for screen in self.screen_stack:
             for widget in screen.query("RowTable, TransitionLog"):
                 widget.refresh()
@@ -231,16 +231,7 @@ class SmsWatchApp(App[int]):
     def action_mask(self) -> None:
         self.masked = not self.masked
         self.notify("phone numbers masked" if self.masked else "phone numbers shown", timeout=2)
-        for screen in self.screen_stack:
-            for widget in screen.query(RowTable):
-                widget.refresh()
-            for widget in screen.query(TransitionLog):
-                widget.refresh()
-            restyle = getattr(screen, "refresh_styles", None)
-            if restyle is not None:
-                self.call_later(restyle)
-            if isinstance(screen, DashboardScreen):
-                screen.refresh_status()
+        self.redraw()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -282,7 +273,7 @@ class SmsWatchApp(App[int]):
         try:
             detail = await self.source.message(message_id)
         except SourceUnavailable as exc:
-            self.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            self.not_connected(exc)
             return
         screen.show_message(message_id, detail)
         self.push_screen(screen)

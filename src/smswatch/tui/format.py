@@ -12,7 +12,7 @@ import re
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
-from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.domain import MessageState, State
 from smswatch.sanitize import safe, safe_block
 from smswatch.timefmt import span
 from smswatch.tui.themes import Palette
@@ -85,17 +85,6 @@ def state_bar(msg: MessageState, width: int, palette: Palette) -> Text:
     if used < width:
         bar.append("░" * (width - used), style=palette.state(State.QUEUED))
     return bar
-
-
-def counts_text(msg: MessageState, palette: Palette) -> Text:
-    text = Text()
-    for state in FUNNEL:
-        n = msg.count(state)
-        if n:
-            if text:
-                text.append(" ")
-            text.append(f"{state.value[:4]} {n}", style=palette.state(state))
-    return text or Text("-", style="dim")
 
 
 def short_id(message_id: str, width: int) -> str:

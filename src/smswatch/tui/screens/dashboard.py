@@ -11,7 +11,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
@@ -21,6 +20,7 @@ from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.timefmt import span
 from smswatch.tui.format import age, cost, short_id, state_bar
+from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.alerts import Alert, AlertsPanel, failure_alert
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
@@ -84,7 +84,7 @@ class MessagesTable(RowTable):
         ]
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "filter"),
         Binding("f", "failures", "failures only"),
@@ -100,10 +100,6 @@ class DashboardScreen(Screen[None]):
         self._debounce: Timer | None = None
         self._failed_seen = -1
         self._codes_seen: set[str] = set()
-
-    @property
-    def sw(self) -> SmsWatchApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         sw = self.sw

@@ -11,7 +11,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from smswatch.domain import RecipientState, State
@@ -19,10 +18,11 @@ from smswatch.sanitize import safe
 from smswatch.store import Rejection
 from smswatch.timefmt import clock, iso, span
 from smswatch.tui.format import pretty_json, recipient_text, short_id, state_text, untrusted
+from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 if TYPE_CHECKING:
-    from smswatch.tui.app import SmsWatchApp
+    pass
 
 
 def body_preview(body: bytes | None, masked: bool) -> Text:
@@ -38,7 +38,7 @@ def body_preview(body: bytes | None, masked: bool) -> Text:
         return text
 
 
-class RejectionsScreen(Screen[None]):
+class RejectionsScreen(AppScreen):
     """Every rejected request kept in the quarantine, newest first, with the body."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
@@ -46,10 +46,6 @@ class RejectionsScreen(Screen[None]):
     def __init__(self, code: str | None = None) -> None:
         super().__init__()
         self.code = code
-
-    @property
-    def sw(self) -> SmsWatchApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         table = RowTable(
@@ -129,14 +125,10 @@ class RejectionsScreen(Screen[None]):
         self.query_one("#rejection-body", Static).update(Group(head, body))
 
 
-class StuckScreen(Screen[None]):
+class StuckScreen(AppScreen):
     """Recipients still queued, processing or sent past their state's deadline, oldest first."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "back")]
-
-    @property
-    def sw(self) -> SmsWatchApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         table = RowTable(

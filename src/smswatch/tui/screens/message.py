@@ -11,7 +11,6 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
@@ -23,6 +22,7 @@ from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
 from smswatch.timefmt import iso, span
 from smswatch.tui.format import cost, recipient_text, state_bar, state_text, untrusted
+from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ class RecipientsTable(RowTable):
 
     def _cells(self, r: RecipientState) -> Sequence[Text]:
         pal = self.sw.palette
-        start = r.first_at.get(State.QUEUED, self.queued_at)
-        sent = r.first_at.get(State.SENT)
-        final = r.state_at if r.state and r.state.terminal else None
+        to_sent, to_final = r.since_queued(self.queued_at)
         state = state_text(r.state, pal)
         if r.conflict:
             state.append(" ⚡conflict", style=pal.state(State.UNKNOWN))
@@ -80,13 +78,13 @@ class RecipientsTable(RowTable):
             untrusted(r.carrier, 20, "dim"),
             untrusted(r.error_code, 8, pal.state(State.FAILED)),
             meaning,
-            Text(span(sent - start) if sent and start else "-", style="dim"),
-            Text(span(final - start) if final and start else "-"),
+            Text(span(to_sent), style="dim"),
+            Text(span(to_final)),
             Text(str(r.events), style="dim"),
         ]
 
 
-class MessageScreen(Screen[None]):
+class MessageScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
         Binding("slash", "filter", "filter"),
@@ -101,10 +99,6 @@ class MessageScreen(Screen[None]):
         self.failed_only = False
         self._reload: Timer | None = None
         self.shown_at: float | None = None  # perf_counter of the first frame with the data
-
-    @property
-    def sw(self) -> SmsWatchApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         header = Static(id="message-header")
@@ -155,7 +149,7 @@ class MessageScreen(Screen[None]):
                 self.message_id, self.query_text, self.failed_only
             )
         except SourceUnavailable as exc:
-            self.sw.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            self.sw.not_connected(exc)
             return
         if detail is None:
             self.missing()

@@ -12,7 +12,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
@@ -24,12 +23,13 @@ from smswatch.sanitize import safe
 from smswatch.store import StoredEvent
 from smswatch.timefmt import iso, span
 from smswatch.tui.format import mask, pretty_json, state_text, untrusted
+from smswatch.tui.screens.base import AppScreen
 
 if TYPE_CHECKING:
-    from smswatch.tui.app import SmsWatchApp
+    pass
 
 
-class RecipientScreen(Screen[None]):
+class RecipientScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),
         Binding("r", "raw", "raw JSON on/off"),
@@ -42,10 +42,6 @@ class RecipientScreen(Screen[None]):
         self.detail: RecipientDetail | None = None
         self.show_raw = True
         self._reload: Timer | None = None
-
-    @property
-    def sw(self) -> SmsWatchApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         header = Static(id="recipient-header")
@@ -62,7 +58,7 @@ class RecipientScreen(Screen[None]):
         try:
             self.detail = await self.sw.source.recipient(self.message_id, self.recipient)
         except SourceUnavailable as exc:
-            self.sw.notify(str(exc), title="Not connected", severity="warning", timeout=4)
+            self.sw.not_connected(exc)
             return
         await self.show()
 
