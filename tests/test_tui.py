@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from smswatch.domain import State
-from smswatch.tui.app import SmsWatchApp
+from smswatch.tui.app import SmsWatchApp, UpdateArrived
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
 from smswatch.tui.screens.help import HelpScreen
 from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
@@ -394,3 +394,13 @@ async def test_q_quits_cleanly(env: Env) -> None:
         await pilot.pause()
     assert app.return_code in (0, None)
     assert not app.is_running
+
+
+async def test_a_burst_too_big_for_one_delta_says_how_many_lines_it_left_out(env: Env) -> None:
+    from smswatch.hub import Delta
+
+    async with dashboard(env, data=False) as (app, pilot):
+        app.post_message(UpdateArrived(Delta(at=0, counters=app.model.counters, dropped=1234)))
+        log = app.screen.query_one(TransitionLog)
+        await until(pilot, lambda: "1,234 lines" in str(log.border_subtitle))
+        assert "all stored" in str(log.border_subtitle)

@@ -146,6 +146,11 @@ class DashboardScreen(AppScreen):
     def live_update(self, delta: Delta) -> None:
         log = self.query_one(TransitionLog)
         log.add((Entry.live(t) for t in delta.transitions), delta.dropped)
+        if delta.dropped:
+            # A burst larger than a delta carries: say so rather than look complete.
+            log.border_subtitle = (
+                f"{log.dropped:,} lines of bursts not listed — all stored; / finds them"
+            )
         if self.search_rows is not None:
             for m in delta.messages:
                 if m.message_id in self.search_rows:

@@ -119,7 +119,7 @@ class TransitionLog(ScrollView, can_focus=True):
         self.shown: deque[Entry] = deque(maxlen=MAX_ENTRIES)
         self.waiting: deque[Entry] = deque(maxlen=MAX_ENTRIES)
         self.waiting_total = 0
-        self.dropped = 0  # burst lines the hub did not forward (counted, never shown)
+        self.dropped = 0  # burst lines the hub did not forward (the dashboard says how many)
         self.paused = False
         self.needle = ""
         self.failures_only = False
