@@ -395,6 +395,9 @@ def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, titl
         f"{result.dropped} given up"
     )
     click.echo(line, err=True)
+    if result.first_errors:
+        settled = "all retried until answered" if result.ok else "some were not accepted"
+        click.echo(f"first problems seen ({settled}):", err=True)
     for detail in result.first_errors:
         click.echo(f"  {detail}", err=True)
     return result
