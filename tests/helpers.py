@@ -30,6 +30,21 @@ def run(
     )
 
 
+def start_simulate(*args: str) -> subprocess.Popen[str]:
+    """`smswatch simulate` in the background, for tests that kill the server under it."""
+    return subprocess.Popen(
+        [*SMSWATCH, "simulate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def acked_ids(path: Path) -> set[str]:
+    """The event ids a simulator's `--acked` file says got a 2xx."""
+    return {json.loads(line)["event_id"] for line in path.read_text().splitlines() if line.strip()}
+
+
 class Server:
     """`smswatch serve` in a child process."""
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from smswatch.simulate import SimConfig, plan_campaign
-from tests.helpers import SMSWATCH, Server, export_records, free_port, run
+from tests.helpers import Server, acked_ids, export_records, free_port, run, start_simulate
 
 pytestmark = pytest.mark.slow
 
@@ -88,37 +87,30 @@ def test_kill_9_mid_campaign_loses_no_acknowledged_event(tmp_path: Path) -> None
     db, acked = tmp_path / "k.db", tmp_path / "acked.jsonl"
     port = free_port()
     server = Server(db, port).start()
-    sim = subprocess.Popen(
-        [
-            *SMSWATCH,
-            "simulate",
-            "--url",
-            server.url,
-            "--messages",
-            "40",
-            "--recipients",
-            "50",
-            "--speed",
-            "20",
-            "--rate",
-            "1500",
-            "--seed",
-            "9",
-            "--acked",
-            str(acked),
-            "--max-attempts",
-            "30",
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    sim = start_simulate(
+        "--url",
+        server.url,
+        "--messages",
+        "40",
+        "--recipients",
+        "50",
+        "--speed",
+        "20",
+        "--rate",
+        "1500",
+        "--seed",
+        "9",
+        "--acked",
+        str(acked),
+        "--max-attempts",
+        "30",
+        "-q",
     )
     try:
         time.sleep(2.0)
         assert sim.poll() is None, "the campaign finished before the kill"
         server.kill9()
-        acked_before = {json.loads(x)["event_id"] for x in acked.read_text().splitlines()}
+        acked_before = acked_ids(acked)
         assert acked_before, "the campaign had not started"
         time.sleep(1.0)  # the simulator keeps retrying against a dead port
         server = Server(db, port).start()
@@ -130,6 +122,6 @@ def test_kill_9_mid_campaign_loses_no_acknowledged_event(tmp_path: Path) -> None
         if sim.poll() is None:
             sim.kill()
     stored = {r["event_id"] for r in export_records(db)}
-    acked_all = {json.loads(x)["event_id"] for x in acked.read_text().splitlines()}
+    acked_all = acked_ids(acked)
     assert acked_before <= stored
     assert acked_all <= stored

@@ -10,19 +10,14 @@ import collections
 import json
 import random
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SMSWATCH, Server, free_port
+from tests.helpers import Server, acked_ids, free_port, start_simulate
 
 pytestmark = pytest.mark.soak
-
-
-def acked_ids(path: Path) -> set[str]:
-    return {json.loads(line)["event_id"] for line in path.read_text().splitlines() if line.strip()}
 
 
 def stored(db: Path) -> collections.Counter[str]:
@@ -37,37 +32,30 @@ def test_five_rounds_of_kill_9_under_load_lose_nothing_acknowledged(tmp_path: Pa
     db, acked, truth = tmp_path / "soak.db", tmp_path / "acked.jsonl", tmp_path / "truth.jsonl"
     port = free_port()
     server = Server(db, port).start()
-    sim = subprocess.Popen(
-        [
-            *SMSWATCH,
-            "simulate",
-            "--url",
-            server.url,
-            "--provider",
-            "mixed",
-            "--messages",
-            "60",
-            "--recipients",
-            "40",
-            "--speed",
-            "15",
-            "--rate",
-            "600",
-            "--seed",
-            "2026",
-            "--duplicate-rate",
-            "0.1",
-            "--truth",
-            str(truth),
-            "--acked",
-            str(acked),
-            "--max-attempts",
-            "60",
-            "-q",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    sim = start_simulate(
+        "--url",
+        server.url,
+        "--provider",
+        "mixed",
+        "--messages",
+        "60",
+        "--recipients",
+        "40",
+        "--speed",
+        "15",
+        "--rate",
+        "600",
+        "--seed",
+        "2026",
+        "--duplicate-rate",
+        "0.1",
+        "--truth",
+        str(truth),
+        "--acked",
+        str(acked),
+        "--max-attempts",
+        "60",
+        "-q",
     )
     rng = random.Random(11)
     try:
