@@ -266,23 +266,32 @@ def slow_viewer(seconds: int, rounds: int) -> Row:
     )
 
 
-def latency(rate: int, seconds: int) -> Row:
-    with server("bare") as url:
-        bare = loadgen("open", url, rate, seconds)
-    with tempfile.TemporaryDirectory() as tmp, server("serve", Path(tmp) / "l.db") as url:
-        ours = loadgen("open", url, rate, seconds)
-    ratio = ours["p99_ms"] / bare["p99_ms"] if bare["p99_ms"] else None
-    goal_ok = ours["p99_ms"] <= 25 if rate >= 2000 else None
+def latency(rate: int, seconds: int, rounds: int) -> Row:
+    """Open-loop ack latency of `serve` against the bare server; judged on the worst round."""
+    bare, ours = [], []
+    for _ in range(rounds):
+        with server("bare") as url:
+            bare.append(loadgen("open", url, rate, seconds))
+        with tempfile.TemporaryDirectory() as tmp, server("serve", Path(tmp) / "l.db") as url:
+            ours.append(loadgen("open", url, rate, seconds))
+    worst = max(ours, key=lambda r: r["p99_ms"])
+    worst_bare = max(bare, key=lambda r: r["p99_ms"])
+    ratio = worst["p99_ms"] / worst_bare["p99_ms"] if worst_bare["p99_ms"] else None
+    goal_ok = worst["p99_ms"] <= 25 if rate >= 2000 else None
+    p99s = ", ".join(f"{r['p99_ms']:.1f}" for r in ours)
+    bare_p99s = ", ".join(f"{r['p99_ms']:.1f}" for r in bare)
     return Row(
         f"Ack latency at {rate:,} events/s (`serve`)",
-        f"p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms",
-        f"p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms",
+        f"p50 {worst['p50_ms']:.1f} ms, p99 {worst['p99_ms']:.1f} ms",
+        f"p50 {worst_bare['p50_ms']:.1f} ms, p99 {worst_bare['p99_ms']:.1f} ms",
         ratio,
         "p99 <= 25 ms at 2,000/s" if rate >= 2000 else "(reference)",
         goal_ok,
         [
-            f"open loop, {seconds}s, {ours['ok']:,} answered, {ours['errors']} errors; "
-            f"max {ours['max_ms']:.1f} ms"
+            f"open loop, {rounds} rounds of {seconds}s, the worst p99 shown; p99 per round "
+            f"(ms): smswatch {p99s}; bare {bare_p99s}; "
+            f"{sum(r['ok'] for r in ours):,} answered, {sum(r['errors'] for r in ours)} errors; "
+            f"max {max(r['max_ms'] for r in ours):.1f} ms"
         ],
     )
 
@@ -420,8 +429,8 @@ def main() -> None:
     if "viewer" in wanted:
         rows.append(slow_viewer(args.seconds, args.rounds))
     if "latency" in wanted:
-        rows.append(latency(500, args.seconds))
-        rows.append(latency(2000, args.seconds))
+        rows.append(latency(500, args.seconds, args.rounds))
+        rows.append(latency(2000, args.seconds, args.rounds + 1))
     if "screen" in wanted:
         rows.append(screen_latency(args.seconds))
     if "scale" in wanted:
