@@ -65,11 +65,22 @@ def stuck_viewer(feed_port: int) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class Running:
+    url: str  # the webhook URL
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far, all its threads, user and system."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def server(
     kind: str, db: Path | None = None, drawn: Path | None = None, viewer: bool = False
-) -> Iterator[str]:
-    """Start `bare`, `serve` or `tui` on CPU 0; yields the webhook URL; stops it gracefully.
+) -> Iterator[Running]:
+    """Start `bare`, `serve` or `tui` on CPU 0; yields it once it answers; stops it gracefully.
     `serve` runs with its viewers' feed (as by default); `viewer` attaches a stuck viewer."""
     port = free_port()
     feed_port = free_port()
@@ -121,7 +132,7 @@ def server(
                 time.sleep(0.1)
         time.sleep(1.0)  # let it settle (the TUI's first paint, the hub's first tick)
         held = stuck_viewer(feed_port) if viewer else None
-        yield url
+        yield Running(url, proc.pid)  # taskset execs the server: same pid
         if held is not None:
             held.close()
     finally:
@@ -162,11 +173,15 @@ def loadgen(mode: str, url: str, *args: Any) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def throughput(url: str, seconds: int, acked: Path | None) -> dict[str, Any]:
+def throughput(srv: Running, seconds: int, acked: Path | None) -> dict[str, Any]:
+    """Requests answered per second, and the server's CPU time per answered request."""
+    cpu = srv.cpu_seconds()
     if shutil.which("wrk"):
-        return wrk(url, seconds, 32, acked)
-    data = loadgen("closed", url, seconds, 32)
-    data["tool"] = "asyncio client"
+        data = wrk(srv.url, seconds, 32, acked)
+    else:
+        data = loadgen("closed", srv.url, seconds, 32)
+        data["tool"] = "asyncio client"
+    data["cpu_us"] = (srv.cpu_seconds() - cpu) / max(data["requests"], 1) * 1e6
     return data
 
 
@@ -197,12 +212,12 @@ def ingest(kind: str, seconds: int, rounds: int) -> Row:
     """Throughput of `serve` (or the TUI) against the bare server, best of `rounds` each."""
     bare, ours, checks = [], [], []
     for _ in range(rounds):
-        with server("bare") as url:
-            bare.append(throughput(url, seconds, None))
+        with server("bare") as srv:
+            bare.append(throughput(srv, seconds, None))
         with tempfile.TemporaryDirectory() as tmp:
             db, acked = Path(tmp) / "b.db", Path(tmp) / "acked"
-            with server(kind, db) as url:
-                ours.append(throughput(url, seconds, acked))
+            with server(kind, db) as srv:
+                ours.append(throughput(srv, seconds, acked))
             got, stored = acked_ids(acked), stored_ids(db)
             checks.append((len(got), len(got - stored)))
     best_bare = max(r["rps"] for r in bare)
@@ -214,6 +229,15 @@ def ingest(kind: str, seconds: int, rounds: int) -> Row:
         f"rounds (req/s): smswatch {ours_rps}; bare {bare_rps} "
         f"({ours[0]['tool']}, 32 connections, {seconds}s)",
     ]
+    # On one core, requests/s can be at most 1 / (CPU time per request): the ratio of the two
+    # CPU costs is the ceiling of the throughput ratio, whatever the concurrency.
+    cpu_ours = statistics.median(r["cpu_us"] for r in ours)
+    cpu_bare = statistics.median(r["cpu_us"] for r in bare)
+    notes.append(
+        f"server CPU time per request (all threads, median of rounds): smswatch "
+        f"{cpu_ours:,.0f} µs, bare {cpu_bare:,.0f} µs: at that cost one core caps the ratio at "
+        f"{cpu_bare / cpu_ours:.2f}x"
+    )
     lost = sum(missing for _, missing in checks)
     if shutil.which("wrk"):
         notes.append(
@@ -244,9 +268,9 @@ def slow_viewer(seconds: int, rounds: int) -> Row:
         for results, viewer in ((alone, False), (watched, True)):
             with (
                 tempfile.TemporaryDirectory() as tmp,
-                server("serve", Path(tmp) / "v.db", viewer=viewer) as url,
+                server("serve", Path(tmp) / "v.db", viewer=viewer) as srv,
             ):
-                results.append(throughput(url, seconds, None))
+                results.append(throughput(srv, seconds, None))
     best_alone = max(r["rps"] for r in alone)
     best = max(r["rps"] for r in watched)
     ratio = best / best_alone
@@ -270,10 +294,10 @@ def latency(rate: int, seconds: int, rounds: int) -> Row:
     """Open-loop ack latency of `serve` against the bare server; judged on the worst round."""
     bare, ours = [], []
     for _ in range(rounds):
-        with server("bare") as url:
-            bare.append(loadgen("open", url, rate, seconds))
-        with tempfile.TemporaryDirectory() as tmp, server("serve", Path(tmp) / "l.db") as url:
-            ours.append(loadgen("open", url, rate, seconds))
+        with server("bare") as srv:
+            bare.append(loadgen("open", srv.url, rate, seconds))
+        with tempfile.TemporaryDirectory() as tmp, server("serve", Path(tmp) / "l.db") as srv:
+            ours.append(loadgen("open", srv.url, rate, seconds))
     worst = max(ours, key=lambda r: r["p99_ms"])
     worst_bare = max(bare, key=lambda r: r["p99_ms"])
     ratio = worst["p99_ms"] / worst_bare["p99_ms"] if worst_bare["p99_ms"] else None
@@ -296,11 +320,32 @@ def latency(rate: int, seconds: int, rounds: int) -> Row:
     )
 
 
+def costs(events: int) -> Row:
+    """Where smswatch's CPU per request goes, stage by stage (reference for the ingest rows)."""
+    cmd = pinned(SERVER_CPU, [PY, "-m", "benchmarks.costs", str(events)])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=HERE.parent)
+    c = json.loads(done.stdout)
+    return Row(
+        "CPU per event of smswatch's own stages, each measured alone",
+        f"adapter {c['adapter_us']:.0f} µs per request; store {c['store_us']:.0f} µs per event",
+        "— (a breakdown of the ingest rows' CPU per request)",
+        None,
+        "(reference)",
+        None,
+        [
+            f"{c['events']:,} Lisoloo events; adapter = Basic auth, JSON validation and "
+            f"normalisation; store = fold into recipient and message state, SQLite statements "
+            f"and the fsync'd commit, in batches of {c['batch']} (as 32 concurrent senders form "
+            "them); `python -m benchmarks.costs`"
+        ],
+    )
+
+
 def event_to_screen(rate: int, seconds: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         drawn, acked = Path(tmp) / "drawn", Path(tmp) / "acked"
-        with server("tui", Path(tmp) / "e.db", drawn) as url:
-            loadgen("open", url, rate, seconds, acked)
+        with server("tui", Path(tmp) / "e.db", drawn) as srv:
+            loadgen("open", srv.url, rate, seconds, acked)
             time.sleep(1.0)
         acks = {}
         for line in acked.read_text().splitlines():
@@ -411,7 +456,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", nargs="*", choices=["headless", "tui", "viewer", "latency", "screen", "scale"]
+        "--only",
+        nargs="*",
+        choices=["headless", "tui", "costs", "viewer", "latency", "screen", "scale"],
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -420,12 +467,14 @@ def main() -> None:
         "--out", type=Path, default=None, help="write RESULTS.md here (default: print only)"
     )
     args = parser.parse_args()
-    wanted = set(args.only or ["headless", "tui", "viewer", "latency", "screen", "scale"])
+    wanted = set(args.only or ["headless", "tui", "costs", "viewer", "latency", "screen", "scale"])
     rows: list[Row] = []
     if "headless" in wanted:
         rows.append(ingest("serve", args.seconds, args.rounds))
     if "tui" in wanted:
         rows.append(ingest("tui", args.seconds, args.rounds))
+    if "costs" in wanted:
+        rows.append(costs(30_000))
     if "viewer" in wanted:
         rows.append(slow_viewer(args.seconds, args.rounds))
     if "latency" in wanted:

@@ -1,0 +1,85 @@
+"""CPU cost of each stage of one webhook's work, measured alone (no HTTP, no other threads).
+
+    python -m benchmarks.costs [EVENTS]
+
+The ingest rows measure the whole server's CPU time per request; this splits smswatch's own
+part: the gateway adapter (credentials, JSON validation, normalisation) per request, and the
+store (fold into recipient and message state, the SQLite statements and the fsync'd commit) per
+event, in batches of 32 as the group commit forms them under 32 concurrent senders. Prints one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from smswatch.providers.lisoloo import Lisoloo
+from smswatch.store.writer import Writer, _Pending
+
+BATCH = 32
+CREDENTIALS = ("bench", "secret")
+HEADERS = {"Authorization": "Basic " + base64.b64encode(b"bench:secret").decode()}
+
+
+def body(n: int) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"cost-{n}",
+            "event_type": "sms.sent",
+            "timestamp": "2026-11-23T10:00:00Z",
+            "message_id": f"cost{n % 2000:05d}",
+            "data": {
+                "recipient_phone": f"+2439{n:08d}",
+                "carrier": "vodacom_drc",
+                "sent_at": "2026-11-23T10:00:00Z",
+            },
+        }
+    ).encode()
+
+
+def cpu_us_each(count: int, work: object) -> float:
+    started = time.process_time()
+    work()  # type: ignore[operator]
+    return (time.process_time() - started) / count * 1e6
+
+
+def measure(events: int) -> dict[str, float]:
+    adapter = Lisoloo(CREDENTIALS)
+    bodies = [body(n) for n in range(events)]
+    parsed = []
+
+    def adapt() -> None:
+        for raw in bodies:
+            adapter.check_auth(HEADERS, raw)
+            parsed.extend(adapter.parse(raw, 1_795_000_000_000_000))
+
+    adapter_us = cpu_us_each(events, adapt)
+    loop = asyncio.new_event_loop()
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = Writer(Path(tmp) / "cost.db", durability="full")
+        writer._connect()  # the writer thread's own set-up, run here on the caller's thread
+
+        def store() -> None:
+            for i in range(0, len(parsed), BATCH):
+                batch = [_Pending([ev], loop.create_future()) for ev in parsed[i : i + BATCH]]
+                writer._transaction(batch, [])
+
+        store_us = cpu_us_each(events, store)
+        assert writer._db is not None
+        writer._db.close()
+    loop.close()
+    return {"events": events, "adapter_us": adapter_us, "store_us": store_us, "batch": BATCH}
+
+
+def main() -> None:
+    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 30_000)))
+
+
+if __name__ == "__main__":
+    main()
