@@ -1,0 +1,46 @@
+"""The benchmark tools measure what they say (a small run; the figures come from `make bench`)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from benchmarks import costs, run
+from benchmarks.loadgen import percentile
+
+
+def test_costs_measures_both_stages_and_stores_every_event(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(costs.tempfile, "TemporaryDirectory", lambda: _Keep(tmp_path))
+    result = costs.measure(200)
+    assert result["events"] == 200
+    assert result["adapter_us"] > 0
+    assert result["store_us"] > 0
+    with sqlite3.connect(tmp_path / "cost.db") as db:
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 200
+        assert db.execute("SELECT count(*) FROM recipients").fetchone()[0] == 200
+
+
+def test_cpu_seconds_reads_this_process() -> None:
+    me = run.Running("http://127.0.0.1:1/", os.getpid())
+    before = me.cpu_seconds()
+    sum(i * i for i in range(300_000))  # burn a little CPU
+    assert me.cpu_seconds() >= before >= 0
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 0.99) is None
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert percentile([float(i) for i in range(100)], 0.99) == 99.0
+
+
+class _Keep:
+    """A TemporaryDirectory stand-in that keeps the database for the test to read."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __enter__(self) -> str:
+        return str(self.path)
+
+    def __exit__(self, *exc: object) -> None:
+        return None
