@@ -404,3 +404,34 @@ async def test_a_burst_too_big_for_one_delta_says_how_many_lines_it_left_out(env
         log = app.screen.query_one(TransitionLog)
         await until(pilot, lambda: "1,234 lines" in str(log.border_subtitle))
         assert "all stored" in str(log.border_subtitle)
+
+
+async def test_moving_the_cursor_opens_nothing_until_enter(env: Env) -> None:
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        other = "75a1b2c3d4e5f60718293a4c"
+        await env.alisoloo(lisoloo_event(900, "sms.queued", other, 1_795_400_000_000_000))
+        table = app.screen.query_one(MessagesTable)
+        alerts = app.screen.query_one(AlertsPanel)
+        await until(pilot, lambda: len(table.rows) == 2 and len(alerts.rows) >= 2)
+        for panel in (alerts, table):
+            panel.focus()
+            await pilot.press("down", "pagedown", "up", "end", "home", "down")
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen)
+            assert panel.cursor == 1
+        chosen = table.rows[1].message_id
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+        assert app.screen.message_id == chosen
+        await pilot.press("escape")
+        app.open_message(MID)
+        await until(
+            pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.message_id == MID
+        )
+        recipients = app.screen.query_one(RecipientsTable)
+        await until(pilot, lambda: len(recipients.rows) >= 2)
+        recipients.focus()
+        await pilot.press("down")
+        await pilot.pause()
+        assert isinstance(app.screen, MessageScreen)
+        assert recipients.cursor == 1

@@ -186,7 +186,10 @@ class DashboardScreen(AppScreen):
         )
 
     def refresh_messages(self) -> None:
-        table = self.query_one(MessagesTable)
+        tables = self.query(MessagesTable)
+        if not tables:
+            return  # the app is closing: a search that was answered meanwhile has nowhere to go
+        table = tables.first()
         if self.search_rows is not None:
             rows = list(self.search_rows.values())
             table.border_title = f"Messages matching {safe(self.query_text, 30)!r}"

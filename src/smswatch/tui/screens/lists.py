@@ -103,7 +103,7 @@ class RejectionsScreen(AppScreen):
 
     @on(RowTable.Highlighted)
     @on(RowTable.Selected)
-    def highlighted(self, event: RowTable.Selected) -> None:
+    def highlighted(self, event: RowTable.RowMessage) -> None:
         self.show(event.row)
 
     def show(self, r: Rejection) -> None:

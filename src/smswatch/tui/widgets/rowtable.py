@@ -58,9 +58,7 @@ class RowTable(ScrollView, can_focus=True):
 
     cursor: reactive[int] = reactive(0, always_update=True)
 
-    class Selected(Message):
-        """Enter or double click on a row."""
-
+    class RowMessage(Message):
         def __init__(self, table: RowTable, row: Any) -> None:
             super().__init__()
             self.table = table
@@ -70,7 +68,12 @@ class RowTable(ScrollView, can_focus=True):
         def control(self) -> RowTable:
             return self.table
 
-    class Highlighted(Selected):
+    # Siblings, not parent and child: Textual hands a message to the handlers of its base classes
+    # too, so a cursor move would otherwise open the row as if enter had been pressed.
+    class Selected(RowMessage):
+        """Enter or double click on a row."""
+
+    class Highlighted(RowMessage):
         """The cursor moved to another row."""
 
     def __init__(
