@@ -359,6 +359,35 @@ def event_to_screen(rate: int, seconds: int) -> tuple[float, int]:
     return delays[min(int(0.95 * len(delays)), len(delays) - 1)], len(delays)
 
 
+def monitor_cpu(rate: int, seconds: int, rounds: int) -> Row:
+    """What leaving the monitor open costs: CPU of the TUI against `serve` at a campaign's rate."""
+    shares: dict[str, list[float]] = {"tui": [], "serve": []}
+    for _ in range(rounds):
+        for kind in shares:
+            with tempfile.TemporaryDirectory() as tmp, server(kind, Path(tmp) / "c.db") as srv:
+                cpu = srv.cpu_seconds()
+                started = time.monotonic()
+                loadgen("open", srv.url, rate, seconds)
+                used = srv.cpu_seconds() - cpu
+                shares[kind].append(100 * used / (time.monotonic() - started))
+    tui, serve = min(shares["tui"]), min(shares["serve"])
+    return Row(
+        f"CPU of the live monitor at {rate} events/s (dashboard drawing, 160x45)",
+        f"{tui:.0f}% of a core",
+        f"`serve` at the same rate: {serve:.0f}% of a core",
+        tui / serve if serve else None,
+        "(reference)",
+        None,
+        [
+            f"open loop, {rounds} rounds of {seconds}s, the lowest of each shown; "
+            f"rounds (% of a core): monitor "
+            + ", ".join(f"{x:.0f}" for x in shares["tui"])
+            + "; serve "
+            + ", ".join(f"{x:.0f}" for x in shares["serve"])
+        ],
+    )
+
+
 def screen_latency(seconds: int) -> Row:
     base, n_base = event_to_screen(50, seconds)
     p95, n = event_to_screen(1000, seconds)
@@ -458,7 +487,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["headless", "tui", "costs", "viewer", "latency", "screen", "scale"],
+        choices=["headless", "tui", "costs", "viewer", "latency", "screen", "idle", "scale"],
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -482,6 +511,8 @@ def main() -> None:
         rows.append(latency(2000, args.seconds, args.rounds + 1))
     if "screen" in wanted:
         rows.append(screen_latency(args.seconds))
+    if "idle" in wanted:
+        rows.append(monitor_cpu(50, args.seconds, args.rounds))
     if "scale" in wanted:
         rows.append(scale(args.events))
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:])

@@ -11,6 +11,7 @@ from smswatch.catalogue import catalogue, explain
 from smswatch.domain import State
 from smswatch.sanitize import safe, safe_block
 from smswatch.timefmt import iso, span
+from smswatch.tui.format import age
 
 
 def test_catalogue_named_grouped_and_unknown_codes() -> None:
@@ -119,3 +120,15 @@ def test_iso_and_span() -> None:
         "4m05s",
         "2h13m",
     ]
+
+
+def test_ages_move_by_the_second() -> None:
+    now = 1_795_400_000_000_000
+    assert [age(now, now - x) for x in (400_000, 12_300_000, 12_900_000, 75_000_000)] == [
+        "0s",
+        "12s",
+        "12s",
+        "1m15s",
+    ]
+    assert age(now, None) == "-"
+    assert age(now, now + 5_000_000) == "0s"  # a clock that runs behind the event's

@@ -406,6 +406,89 @@ async def test_a_burst_too_big_for_one_delta_says_how_many_lines_it_left_out(env
         assert "all stored" in str(log.border_subtitle)
 
 
+def drawn(widget) -> list[str]:
+    """What a Line-API widget draws now, line by line, as plain text."""
+    return [widget.render_line(y).text for y in range(widget.size.height)]
+
+
+async def test_drawn_lines_follow_their_rows_the_theme_and_masking(env: Env) -> None:
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        phone = "+243810000001"
+        await env.alisoloo(
+            lisoloo_event(1, "sms.sent", MID, 1_795_400_001_000_000, recipient_phone=phone)
+        )
+        table = app.screen.query_one(MessagesTable)
+        log = app.screen.query_one(TransitionLog)
+
+        def message_line() -> str:
+            return next((line for line in drawn(table) if MID[:12] in line), "")
+
+        await until(pilot, lambda: bool(message_line()) and any(phone in x for x in drawn(log)))
+        sent = message_line()
+        # An unchanged row is not drawn again: its line is the same object as before.
+        assert table.render_line(1) is table.render_line(1)
+        await env.alisoloo(
+            lisoloo_event(2, "sms.delivered", MID, 1_795_400_002_000_000, recipient_phone=phone)
+        )
+        await until(pilot, lambda: message_line() != sent)
+        assert table.rows[0].count(State.DELIVERED) == 1
+        row = next(y for y, line in enumerate(drawn(log)) if "delivered" in line)
+        dark = log.render_line(row)
+        await pilot.press("t")
+        light = log.render_line(row)
+        assert light.text == dark.text
+        assert [s.style for s in light] != [s.style for s in dark]
+        await pilot.press("m")
+        assert not any(phone in line for line in drawn(log))
+        assert any("+243•••••••01" in line for line in drawn(log))
+
+
+async def test_live_panels_grow_without_a_relayout_of_the_screen(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A layout re-renders every panel, not only the one that grew: at ten ticks a second that
+    cost most of a core. Once their scrollbars show, the log and the table grow by repainting
+    themselves alone."""
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        screen = app.screen
+        log = screen.query_one(TransitionLog)
+        table = screen.query_one(MessagesTable)
+
+        async def waves(first: int, count: int, messages: int) -> None:
+            for start in range(first, first + count * 10, 10):
+                for n in range(start, start + 10):
+                    body = lisoloo_event(
+                        n + 1,
+                        "sms.sent",
+                        f"{n % messages:024x}",
+                        1_795_400_000_000_000 + n * 1000,
+                        recipient_phone=f"+24381{n:07d}",
+                    )
+                    assert await env.alisoloo(body) == 200
+                await until(pilot, lambda sent=start + 10: len(log.shown) == sent)
+
+        await waves(0, 6, messages=60)  # enough for both panels to need their scrollbars
+        await until(pilot, lambda: len(table.rows) == 60)
+        await pilot.pause()
+        assert log.show_vertical_scrollbar and table.show_vertical_scrollbar
+        layouts = 0
+        real = screen._refresh_layout
+
+        def counting(*args: Any, **kwargs: Any) -> None:
+            nonlocal layouts
+            layouts += 1
+            real(*args, **kwargs)
+
+        monkeypatch.setattr(screen, "_refresh_layout", counting)
+        await waves(60, 6, messages=90)  # 30 more messages, 60 more log lines, in 6 deltas
+        await until(pilot, lambda: len(table.rows) == 90)
+        await pilot.pause()
+        assert layouts == 0
+        assert log.virtual_size.height == 120
+        assert log.scroll_y == log.max_scroll_y > 0  # still following the newest line
+        assert "+243810000119" in drawn(log)[-1]
+
+
 async def test_moving_the_cursor_opens_nothing_until_enter(env: Env) -> None:
     async with dashboard(env, (160, 45)) as (app, pilot):
         other = "75a1b2c3d4e5f60718293a4c"

@@ -218,7 +218,7 @@ class SmsWatchApp(App[int]):
         tables): after a theme change, or masking."""
         for screen in self.screen_stack:
             for widget in screen.query("RowTable, TransitionLog"):
-                widget.refresh()
+                widget.restyle()  # type: ignore[attr-defined]
             restyle = getattr(screen, "refresh_styles", None)
             if restyle is not None:
                 self.call_later(restyle)

@@ -56,9 +56,12 @@ def state_text(state: State | None, palette: Palette, bold: bool = False) -> Tex
 
 
 def age(now: int, then: int | None) -> str:
+    """How long ago, to the second under a minute: a column of ages in tenths would change on
+    every tick and redraw every row of its table for nothing."""
     if then is None:
         return "-"
-    return span(max(now - then, 0))
+    us = max(now - then, 0)
+    return f"{us // 1_000_000}s" if us < 60_000_000 else span(us)
 
 
 def cost(msg: MessageState) -> str:

@@ -55,12 +55,15 @@ class MessagesTable(RowTable):
             self._cells,
             key=lambda m: m.message_id,
             empty="no messages in flight — waiting for webhooks",
+            volatile=self._age,
             id="messages",
         )
 
+    def _age(self, m: MessageState) -> str:
+        return age(self.sw.clock(), m.first_received_at)
+
     def _cells(self, m: MessageState) -> Sequence[Text]:
         pal = self.sw.palette
-        now = self.sw.clock()
 
         def n(state: State) -> Text:
             value = m.count(state)
@@ -79,7 +82,7 @@ class MessagesTable(RowTable):
             n(State.SENT),
             n(State.DELIVERED),
             n(State.FAILED),
-            Text(age(now, m.first_received_at), style="dim"),
+            Text(self._age(m), style="dim"),
             Text(cost(m), style="dim"),
         ]
 

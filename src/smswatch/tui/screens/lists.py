@@ -142,6 +142,7 @@ class StuckScreen(AppScreen):
             self._cells,
             key=lambda r: r.key,
             empty="no stuck recipients",
+            volatile=self._for,
             id="stuck",
         )
         deadlines = ", ".join(f"{s.value} {span(d)}" for s, d in self.sw.stuck_deadlines.items())
@@ -149,12 +150,15 @@ class StuckScreen(AppScreen):
         yield table
         yield Footer()
 
+    def _for(self, r: RecipientState) -> str:
+        return span(self.sw.clock() - r.state_at) if r.state_at else "-"
+
     def _cells(self, r: RecipientState) -> Sequence[Text]:
         return [
             Text(short_id(r.message_id, 14), style="dim"),
             recipient_text(r.recipient, self.sw.masked),
             state_text(r.state, self.sw.palette),
-            Text(span(self.sw.clock() - r.state_at) if r.state_at else "-"),
+            Text(self._for(r)),
             untrusted(r.carrier, 30, "dim"),
         ]
 

@@ -5,6 +5,11 @@ thousands of rows; this Line-API widget keeps rows as plain objects and turns on
 ones into cells when drawn. It has a sticky header, a cursor that stays on the same row (by key)
 across updates, columns that drop out by priority when the widget is narrow, and posts
 `RowTable.Selected` on enter or double click.
+
+Each drawn line is kept until its row changes: a live table shifts or updates a few rows per tick,
+and without the cache every visible line was rebuilt ten times a second. A line is assumed to
+depend only on its row, the width, the styles and the cursor; a table whose cells also depend
+on something else (the clock, say) passes `volatile`, which returns that part for a row.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from smswatch.tui.widgets.scrolling import set_virtual_size
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class RowTable(ScrollView, can_focus=True):
         empty: str = "nothing yet",
         *,
         detail: Callable[[Any], Text] | None = None,
+        volatile: Callable[[Any], Hashable] | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
@@ -95,7 +103,10 @@ class RowTable(ScrollView, can_focus=True):
         # With `detail`, every row takes a second, full-width line under its cells.
         self.detail = detail
         self.lines_per_row = 2 if detail else 1
+        self.volatile = volatile
         self.rows: list[Any] = []
+        # (row key, line of the row) -> (row, what else it was drawn with, the strip)
+        self._lines: dict[tuple[Hashable, int], tuple[Any, tuple[Any, ...], Strip]] = {}
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -109,15 +120,22 @@ class RowTable(ScrollView, can_focus=True):
         current = self.current
         current_key = self.key(current) if current is not None else None
         self.rows = list(rows)
+        keys = {self.key(row) for row in self.rows}
+        self._lines = {k: v for k, v in self._lines.items() if k[0] in keys}
         index = self.cursor
         if current_key is not None:
             for i, row in enumerate(self.rows):
                 if self.key(row) == current_key:
                     index = i
                     break
-        self.virtual_size = Size(self.size.width, self._height())
+        set_virtual_size(self, Size(self.size.width, self._height()))
         self.set_reactive(RowTable.cursor, self._clamp(index))
         self._scroll_cursor_into_view()
+        self.refresh()
+
+    def restyle(self) -> None:
+        """Colours or masking changed: draw every line afresh."""
+        self._lines.clear()
         self.refresh()
 
     def set_empty(self, text: str) -> None:
@@ -180,7 +198,7 @@ class RowTable(ScrollView, can_focus=True):
                 self.action_select()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, self._height())
+        set_virtual_size(self, Size(event.size.width, self._height()))
 
     # --- drawing --------------------------------------------------------------------------------
 
@@ -229,35 +247,44 @@ class RowTable(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         base = self.rich_style
-        layout = self.layout_columns(width)
         if y == 0:
             header = self.get_component_rich_style("rowtable--header")
             titles = [Text(c.title) for c in self.columns]
-            text = self._line(titles, layout, base + header)
-        else:
-            line = int(self.scroll_y) + y - 1
-            index, part = divmod(line, self.lines_per_row)
-            if index >= len(self.rows):
-                if line == 0 and not self.rows:
-                    style = base + self.get_component_rich_style("rowtable--empty")
-                    text = Text(f" {self.empty}")
-                    text.stylize_before(style)
-                else:
-                    return Strip.blank(width, base)
-            else:
-                style = base
-                if index == self.cursor:
-                    style = base + self.get_component_rich_style("rowtable--cursor")
-                row = self.rows[index]
-                if part == 0:
-                    text = self._line(self.cells(row), layout, style)
-                else:
-                    assert self.detail is not None
-                    text = Text("  ", no_wrap=True, end="")
-                    detail = self.detail(row)
-                    detail.truncate(max(width - 2, 1), overflow="ellipsis")
-                    text.append_text(detail)
-                    text.append(" " * max(width - text.cell_len, 0))
-                    text.stylize_before(style)
+            return self._strip(self._line(titles, self.layout_columns(width), base + header))
+        line = int(self.scroll_y) + y - 1
+        index, part = divmod(line, self.lines_per_row)
+        if index >= len(self.rows):
+            if line == 0 and not self.rows:
+                text = Text(f" {self.empty}")
+                text.stylize_before(base + self.get_component_rich_style("rowtable--empty"))
+                return self._strip(text)
+            return Strip.blank(width, base)
+        row = self.rows[index]
+        style = base
+        if index == self.cursor:
+            style = base + self.get_component_rich_style("rowtable--cursor")
+        drawn_with = (width, style, self.volatile(row) if self.volatile else None)
+        key = (self.key(row), part)
+        kept = self._lines.get(key)
+        if kept is not None and (kept[0] is row or kept[0] == row) and kept[1] == drawn_with:
+            return kept[2]
+        strip = self._strip(self._row_line(row, part, width, style))
+        self._lines[key] = (row, drawn_with, strip)
+        return strip
+
+    def _row_line(self, row: Any, part: int, width: int, style: Style) -> Text:
+        if part == 0:
+            return self._line(self.cells(row), self.layout_columns(width), style)
+        assert self.detail is not None
+        text = Text("  ", no_wrap=True, end="")
+        detail = self.detail(row)
+        detail.truncate(max(width - 2, 1), overflow="ellipsis")
+        text.append_text(detail)
+        text.append(" " * max(width - text.cell_len, 0))
+        text.stylize_before(style)
+        return text
+
+    def _strip(self, text: Text) -> Strip:
+        width = self.scrollable_content_region.width
         strip = Strip(text.render(self.app.console), text.cell_len)
-        return strip.crop_extend(0, width, base)
+        return strip.crop_extend(0, width, self.rich_style)

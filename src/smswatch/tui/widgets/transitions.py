@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.geometry import Size
@@ -25,6 +26,7 @@ from smswatch.store import StoredEvent, Transition
 from smswatch.timefmt import clock, span
 from smswatch.tui.format import mask, short_id
 from smswatch.tui.themes import Palette
+from smswatch.tui.widgets.scrolling import set_virtual_size
 
 MAX_ENTRIES = 5000
 
@@ -126,6 +128,9 @@ class TransitionLog(ScrollView, can_focus=True):
         # Follow new lines until the reader scrolls up; scrolling back to the bottom resumes.
         self.tail = True
         self._autoscrolling = False
+        # id(entry) -> (entry, what it was drawn with, strip): a scrolling log moves every line
+        # on every tick, but each entry looks the same wherever it is.
+        self._drawn: dict[int, tuple[Entry, tuple[object, ...], Strip]] = {}
 
     # --- data -------------------------------------------------------------------------------
 
@@ -191,7 +196,7 @@ class TransitionLog(ScrollView, can_focus=True):
         self.refresh()
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.shown) + (1 if self.paused else 0))
+        set_virtual_size(self, Size(self.size.width, len(self.shown) + (1 if self.paused else 0)))
 
     def on_resize(self, event: events.Resize) -> None:
         self._resize()
@@ -225,9 +230,26 @@ class TransitionLog(ScrollView, can_focus=True):
                 else:
                     return Strip.blank(width, base)
             else:
-                text = self._entry_text(self.shown[index], width)
-                text.stylize_before(base)
+                return self._entry_strip(self.shown[index], width, base)
         return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, base)
+
+    def _entry_strip(self, entry: Entry, width: int, base: Style) -> Strip:
+        drawn_with = (width, base, self.masked())
+        kept = self._drawn.get(id(entry))
+        if kept is not None and kept[0] is entry and kept[1] == drawn_with:
+            return kept[2]
+        if len(self._drawn) > 2 * MAX_ENTRIES:
+            self._drawn.clear()
+        text = self._entry_text(entry, width)
+        text.stylize_before(base)
+        strip = Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, base)
+        self._drawn[id(entry)] = (entry, drawn_with, strip)
+        return strip
+
+    def restyle(self) -> None:
+        """Colours or masking changed: draw every line afresh."""
+        self._drawn.clear()
+        self.refresh()
 
     def _entry_text(self, e: Entry, width: int) -> Text:
         """time, [message], recipient, what changed, error, time since the previous state,
