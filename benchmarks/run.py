@@ -480,6 +480,9 @@ def render(rows: list[Row], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+BENCHMARKS = ["headless", "tui", "costs", "viewer", "latency", "screen", "idle", "scale"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -487,7 +490,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["headless", "tui", "costs", "viewer", "latency", "screen", "idle", "scale"],
+        choices=BENCHMARKS,
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -496,7 +499,7 @@ def main() -> None:
         "--out", type=Path, default=None, help="write RESULTS.md here (default: print only)"
     )
     args = parser.parse_args()
-    wanted = set(args.only or ["headless", "tui", "costs", "viewer", "latency", "screen", "scale"])
+    wanted = set(args.only or BENCHMARKS)
     rows: list[Row] = []
     if "headless" in wanted:
         rows.append(ingest("serve", args.seconds, args.rounds))
@@ -505,7 +508,7 @@ def main() -> None:
     if "costs" in wanted:
         rows.append(costs(30_000))
     if "viewer" in wanted:
-        rows.append(slow_viewer(args.seconds, args.rounds))
+        rows.append(slow_viewer(args.seconds, args.rounds + 1))
     if "latency" in wanted:
         rows.append(latency(500, args.seconds, args.rounds))
         rows.append(latency(2000, args.seconds, args.rounds + 1))
