@@ -29,6 +29,9 @@ from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.scrolling import set_virtual_size
 
 MAX_ENTRIES = 5000
+# Drawn lines kept for reuse. A following log only ever shows the newest screenful, so this only
+# bounds memory (a strip is a few hundred bytes to a few KB); clearing costs one full redraw.
+DRAWN_KEPT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +241,7 @@ class TransitionLog(ScrollView, can_focus=True):
         kept = self._drawn.get(id(entry))
         if kept is not None and kept[0] is entry and kept[1] == drawn_with:
             return kept[2]
-        if len(self._drawn) > 2 * MAX_ENTRIES:
+        if len(self._drawn) > DRAWN_KEPT:
             self._drawn.clear()
         text = self._entry_text(entry, width)
         text.stylize_before(base)
