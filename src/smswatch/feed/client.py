@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from smswatch.feed.protocol import (
 from smswatch.hub import Counters
 from smswatch.records import write_jsonl
 from smswatch.store import Rejection, StoredEvent
-from smswatch.store.reader import FailureGroup
+from smswatch.store.reader import FailureGroup, paged
 
 log = logging.getLogger(__name__)
 
@@ -134,18 +134,7 @@ class RemoteSource:
     async def export(self, path: Path) -> int:
         """The server's events, a page at a time, into a local file."""
         with path.open("w", encoding="utf-8") as out:
-            return await write_jsonl(self._pages(), out)
-
-    async def _pages(self) -> AsyncIterator[StoredEvent]:
-        """Every stored event on the server, a page at a time."""
-        after = 0
-        while True:
-            page = await self.events(after, 1000)
-            for ev in page:
-                yield ev
-            if len(page) < 1000:
-                return
-            after = page[-1].id
+            return await write_jsonl(paged(self.events), out)
 
     # --- the connection -----------------------------------------------------------------------
 

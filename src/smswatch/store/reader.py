@@ -7,7 +7,7 @@ waiting for it. Every list is bounded by a `limit` or streamed, so no query load
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,14 +272,8 @@ class Reader:
         self, message_id: str | None = None, chunk: int = 1000
     ) -> AsyncIterator[StoredEvent]:
         """Every stored event (of one message, if given) in storage order, a page at a time."""
-        last = 0
-        while True:
-            page = await self.events_after(last, chunk, message_id)
-            for ev in page:
-                yield ev
-            if len(page) < chunk:
-                return
-            last = page[-1].id
+        async for ev in paged(lambda after, n: self.events_after(after, n, message_id), chunk):
+            yield ev
 
     # --- aggregates -----------------------------------------------------------------------------
 
@@ -404,3 +398,17 @@ __all__ = [
     "Totals",
     "percentiles",
 ]
+
+
+async def paged(
+    fetch: Callable[[int, int], Awaitable[list[StoredEvent]]], size: int = 1000
+) -> AsyncIterator[StoredEvent]:
+    """Walk a keyset pagination: `fetch(after_id, size)` returns the next page in id order."""
+    after = 0
+    while True:
+        page = await fetch(after, size)
+        for ev in page:
+            yield ev
+        if len(page) < size:
+            return
+        after = page[-1].id

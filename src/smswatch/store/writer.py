@@ -63,6 +63,7 @@ T = TypeVar("T")
 
 # SQLite's default limit on host parameters is 32766 here, but stay far below it.
 _CHUNK = 400
+_JOINED_RECIPIENT_COLUMNS = ", ".join("r." + c.strip() for c in RECIPIENT_COLUMNS.split(","))
 _DATA_ERRORS = (
     sqlite3.IntegrityError,
     sqlite3.DataError,
@@ -463,9 +464,8 @@ class Writer:
             chunk = pairs[i : i + _CHUNK]
             values = ",".join("(?,?)" for _ in chunk)
             # A join on a VALUES list uses the primary key; `(a, b) IN (VALUES …)` scans the table.
-            columns = ", ".join("r." + c.strip() for c in RECIPIENT_COLUMNS.split(","))
             sql = (
-                f"WITH k(m, p) AS (VALUES {values}) SELECT {columns} FROM k "
+                f"WITH k(m, p) AS (VALUES {values}) SELECT {_JOINED_RECIPIENT_COLUMNS} FROM k "
                 "JOIN recipients r ON r.message_id = k.m AND r.recipient = k.p"
             )
             for row in db.execute(sql, [x for pair in chunk for x in pair]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.console import Group
 from rich.text import Text
@@ -20,9 +20,6 @@ from smswatch.timefmt import clock, iso, span
 from smswatch.tui.format import pretty_json, recipient_text, short_id, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.rowtable import Column, RowTable
-
-if TYPE_CHECKING:
-    pass
 
 
 def body_preview(body: bytes | None, masked: bool) -> Text:

@@ -3,7 +3,7 @@ code explained from the catalogue."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -24,9 +24,6 @@ from smswatch.store import StoredEvent
 from smswatch.timefmt import iso, span
 from smswatch.tui.format import mask, pretty_json, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen
-
-if TYPE_CHECKING:
-    pass
 
 
 class RecipientScreen(AppScreen):
