@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/smswatch --demo
+	exec $(BIN)/smswatch --demo
 
 # wrk is the load generator; without it (not root, no apt) the built-in asyncio client is used.
 bench: $(STAMP)

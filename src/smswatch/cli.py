@@ -209,6 +209,12 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
     )
 
 
+def print_json(value: Any) -> None:
+    """JSON on stdout. On a terminal every non-ASCII character is escaped: the same value to a
+    JSON reader, but webhook text can neither hide (zero-width) nor act (C1 controls)."""
+    click.echo(json.dumps(value, ensure_ascii=sys.stdout.isatty(), indent=2))
+
+
 def fail(message: str, code: int = 1) -> None:
     click.echo(f"smswatch: {message}", err=True)
     sys.exit(code)
@@ -328,13 +334,17 @@ def attach(ctx: click.Context, url: str, token: str | None, theme: str | None) -
     """
     from smswatch.feed.client import RemoteSource
     from smswatch.tui.app import SmsWatchApp
+    from smswatch.tui.terminal import quiet_dead_terminal
 
     if not url.startswith(("ws://", "wss://")):
         fail(f"{url!r} is not a feed address (ws://HOST:PORT)", 2)
     if not token:
         fail("a feed token is needed: --token (serve prints it) or SMSWATCH_FEED_TOKEN", 2)
     app = SmsWatchApp(RemoteSource(url, token), theme=theme, settings=ctx.meta.get("settings", {}))
-    sys.exit(app.run() or 0)
+    code = app.run() or 0
+    if app.gone_reason is not None:
+        quiet_dead_terminal()
+    sys.exit(code)
 
 
 # --- simulate ---------------------------------------------------------------------------------
@@ -570,7 +580,7 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
     if result is None:
         fail(f"no message {message_id!r} in {db} (try `smswatch stats` or `smswatch export`)")
     if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        print_json(result)
     else:
         console().print(result)
 
@@ -594,15 +604,17 @@ def export(db: Path, fmt: str, message_id: str | None, out: Path) -> None:
     from smswatch.records import write_csv, write_jsonl
     from smswatch.store import Reader
 
-    async def work(stream: Any) -> int:
+    async def work(stream: Any, terminal: bool = False) -> int:
         async with await Reader.open(db) as reader:
             events = reader.iter_events(message_id)
             return await (
-                write_jsonl(events, stream) if fmt == "jsonl" else write_csv(events, stream)
+                write_jsonl(events, stream, terminal)
+                if fmt == "jsonl"
+                else write_csv(events, stream, terminal)
             )
 
     if str(out) == "-":
-        count = asyncio.run(work(sys.stdout))
+        count = asyncio.run(work(sys.stdout, sys.stdout.isatty()))
     else:
         with open(out, "w", encoding="utf-8", newline="") as stream:
             count = asyncio.run(work(stream))
@@ -621,7 +633,7 @@ def stats(db: Path, as_json: bool) -> None:
 
     data = asyncio.run(gather(db))
     if as_json:
-        click.echo(json.dumps(stats_record(*data), ensure_ascii=False, indent=2))
+        print_json(stats_record(*data))
     else:
         console().print(stats_view(*data))
 

@@ -190,11 +190,15 @@ class Hub:
         self._task = asyncio.create_task(self._run(), name="smswatch-hub")
 
     async def stop(self) -> None:
+        """Stop ticking; what changed since the last tick is handed out now, so the last
+        commits and rejections before a shutdown still reach the log and the viewers."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            if self._pending.changed:
+                self.emit()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -45,11 +45,24 @@ class Log:
     def __init__(self, stream: TextIO, fmt: str) -> None:
         self.stream = stream
         self.json = fmt == "json"
+        self.broken = False
 
     def emit(self, level: str, event: str, text: str, **fields: Any) -> None:
+        if self.broken:
+            return
+        try:
+            self._write(level, event, text, fields)
+        except (OSError, ValueError):
+            # The terminal or the pipe behind stdout is gone. The log is advisory and the
+            # webhooks are not: keep serving, silently (SIGHUP, a closed terminal, stops it).
+            self.broken = True
+
+    def _write(self, level: str, event: str, text: str, fields: dict[str, Any]) -> None:
         if self.json:
             record = {"ts": iso(now_us()), "level": level, "event": event, "msg": text, **fields}
-            self.stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            # ASCII only: the values stay exact for a log shipper, and a log tailed in a
+            # terminal shows webhook text's control and invisible characters as escapes.
+            self.stream.write(json.dumps(record, ensure_ascii=True, default=str) + "\n")
         else:
             stamp = iso(now_us())[11:19]  # type: ignore[index]
             prefix = "" if level == "info" else f"{level}: "
@@ -111,6 +124,19 @@ def summary(c: Counters, previous_events: int, seconds: float) -> str:
     return " ".join(parts)
 
 
+def counter_fields(c: Counters) -> dict[str, Any]:
+    return {
+        "events": c.events,
+        "duplicates": c.duplicates,
+        "rejected": c.rejected,
+        "rejected_by_code": c.rejected_by_code,
+        "messages": c.messages,
+        "in_flight": c.in_flight,
+        "recipients": {str(k): v for k, v in c.funnel.items()},
+        "store_error": c.store_error,
+    }
+
+
 class Reporter:
     """Turns hub deltas into log lines."""
 
@@ -156,17 +182,9 @@ class Reporter:
         changed = c.events != self.reported_events or c.rejected != self.reported_rejected
         elapsed = now - self.last_line
         if (changed and elapsed >= self.interval) or elapsed >= HEARTBEAT_S:
-            fields = {
-                "events": c.events,
-                "duplicates": c.duplicates,
-                "rejected": c.rejected,
-                "rejected_by_code": c.rejected_by_code,
-                "messages": c.messages,
-                "in_flight": c.in_flight,
-                "recipients": {str(k): v for k, v in c.funnel.items()},
-                "store_error": c.store_error,
-            }
-            self.log.emit("info", "summary", summary(c, self.reported_events, elapsed), **fields)
+            self.log.emit(
+                "info", "summary", summary(c, self.reported_events, elapsed), **counter_fields(c)
+            )
             self.reported_events, self.reported_rejected = c.events, c.rejected
             self.last_line = now
 
@@ -199,13 +217,16 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
             feed=engine.feed.url if engine.feed else None,
         )
     else:
-        out.write("\n".join(banner(engine)) + "\n\n")
-        out.flush()
+        with contextlib.suppress(OSError):
+            out.write("\n".join(banner(engine)) + "\n\n")
+            out.flush()
     loop = asyncio.get_running_loop()
     reporter = Reporter(log, interval, engine.hub.events, loop.time())
     engine.hub.subscribe(reporter.on_delta)
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP: the terminal serve was started in closed. Stop as cleanly as on ^C.
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in stop_signals:
         loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set():
@@ -213,10 +234,14 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             reporter.tick(loop.time())
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stop_signals:
             loop.remove_signal_handler(sig)
         await engine.stop()
+        # The final counters, which no summary may have carried yet.
         log.emit(
-            "info", "stopped", f"stopped; {engine.hub.events} events in {engine.config.db_path}"
+            "info",
+            "stopped",
+            f"stopped; {engine.hub.events} events in {engine.config.db_path}",
+            **counter_fields(engine.hub.counters()),
         )
     return 0

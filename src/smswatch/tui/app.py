@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.driver import Driver
 from textual.message import Message
 
 from smswatch import config as settings_mod
@@ -29,6 +30,7 @@ from smswatch.tui.screens.help import HelpScreen
 from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
 from smswatch.tui.screens.message import MessageScreen
 from smswatch.tui.screens.recipient import RecipientScreen
+from smswatch.tui.terminal import TerminalWatchDriver
 from smswatch.tui.themes import DEFAULT, Palette, load_themes, remember, remembered
 
 DEFAULT_SILENCE_S = 60
@@ -94,6 +96,15 @@ class SmsWatchApp(App[int]):
         self._message_screen: MessageScreen | None = None
         self.connection: Connection | None = None  # None: a local engine, always live
         self._started = time.perf_counter()
+        # Set by the driver when the terminal went away (hang-up, SIGTERM, dead tty): the
+        # caller then shuts down without writing to it.
+        self.gone_reason: str | None = None
+
+    def get_driver_class(self) -> type[Driver]:
+        chosen = super().get_driver_class()
+        if TerminalWatchDriver is not None and chosen is TerminalWatchDriver.__base__:
+            return TerminalWatchDriver
+        return chosen
 
     # --- life cycle -----------------------------------------------------------------------
 

@@ -17,10 +17,15 @@ from smswatch.demo import DemoTraffic
 from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
 from smswatch.tui.app import SmsWatchApp
+from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
 
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As the listener binds (asyncio sets SO_REUSEADDR on POSIX): connections of a run
+        # that just ended linger in TIME_WAIT and must not push the demo onto a random port.
+        if sys.platform != "win32":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -59,11 +64,16 @@ def run_monitor(
     try:
         code = app.run()
     finally:
+        if app.gone_reason is not None:
+            quiet_dead_terminal()
         if traffic is not None:
             traffic.stop()
+        # Lets the commits in flight finish, then closes the database.
         engine.stop()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+    if app.gone_reason is not None:
+        return code or GONE_EXIT_CODE
     print(
         f"smswatch: {engine.engine.hub.events:,} events in {config.db_path}"
         if not demo
