@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Protocol
 
 import pydantic_core
-from pydantic import BeforeValidator, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, TypeAdapter, ValidationError
 
 from smswatch.domain import Event
 from smswatch.timefmt import to_us
@@ -139,7 +139,20 @@ def _json(value: Any) -> str | None:
     return text if len(text) <= 2048 else text[:2047] + "…"
 
 
+def absent_if_blank(value: str | None) -> str | None:
+    """The one rule for identifiers from a webhook (event id, message id, recipient): empty or
+    all whitespace means absent. An absent event id is derived from the body, an absent message
+    id is resolved from the recipient, and an event with no recipient is message-level; so a
+    blank id never becomes a message or recipient of its own, and the answer, the store and
+    every counter name the same thing."""
+    if value is None or not value.strip():
+        return None
+    return value
+
+
 Text = Annotated[str | None, BeforeValidator(_text)]
+# An identifier: lenient like Text, and blank is absent.
+Identifier = Annotated[str | None, BeforeValidator(_text), AfterValidator(absent_if_blank)]
 Number = Annotated[float | None, BeforeValidator(_number)]
 Integer = Annotated[int | None, BeforeValidator(_integer)]
 Flag = Annotated[bool | None, BeforeValidator(_flag)]

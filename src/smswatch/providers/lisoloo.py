@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -30,11 +31,13 @@ from smswatch.providers.base import (
     AuthMode,
     EnvelopeTime,
     Flag,
+    Identifier,
     Integer,
     Number,
     Rejected,
     Text,
     Time,
+    absent_if_blank,
     body_digest,
     decode_payload,
     derived_id,
@@ -42,7 +45,9 @@ from smswatch.providers.base import (
     validation_detail,
 )
 
-Id = Annotated[str, StringConstraints(max_length=256)]
+# Envelope ids are strict about type and length (a wrong one is a malformed envelope), and
+# blank is absent, as everywhere (providers.base.absent_if_blank).
+Id = Annotated[str, StringConstraints(max_length=256), AfterValidator(absent_if_blank)]
 TypeName = Annotated[str, StringConstraints(max_length=128)]
 
 STATES = {
@@ -67,7 +72,7 @@ class QueuedData(_Model):
 
 
 class RecipientData(_Model):
-    recipient_phone: Text = None
+    recipient_phone: Identifier = None
     carrier: Text = None
 
 

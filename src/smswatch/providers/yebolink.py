@@ -22,6 +22,7 @@ from smswatch.domain import Event, MessageInfo, State
 from smswatch.providers.base import (
     AuthMode,
     EnvelopeTime,
+    Identifier,
     JsonText,
     Number,
     Rejected,
@@ -46,9 +47,9 @@ STATES = {
 
 class Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
-    message_id: Text = None
+    message_id: Identifier = None
     channel: Text = None
-    recipient: Text = None
+    recipient: Identifier = None
     status: Text = None
     credits_used: Number = None
     delivered_at: Time = None

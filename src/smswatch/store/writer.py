@@ -398,11 +398,12 @@ class Writer:
                     work.duplicates += 1
                     result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
                     continue
-                if ev.message_id is None:
+                if not ev.message_id:  # absent or blank: providers.base.absent_if_blank
                     ev = ev.with_message_id(self._attribute(db, ev, work))
                 existing[ev.dedupe_key] = ev.message_id
                 self._apply(ev, work)
-                result.append(Outcome(ev.event_id, ev.message_id or UNATTRIBUTED, False))
+                # The answer names the message the event was stored under, attributed or not.
+                result.append(Outcome(ev.event_id, ev.message_id, False))
             outcomes.append(result)
         return outcomes
 
@@ -411,7 +412,7 @@ class Writer:
         work.new_events.append(ev)
         msg = work.message(ev.message_id, ev.provider)
         apply_event_to_message(msg, ev)
-        if ev.recipient is not None:
+        if ev.recipient:
             key = (ev.message_id, ev.recipient)
             rec = work.recipients.get(key)
             if rec is None:
@@ -480,7 +481,7 @@ class Writer:
         the placeholder message `unattributed`. Without a recipient there is nothing to correlate
         on, and guessing would overwrite another message's totals.
         """
-        if ev.recipient is None:
+        if not ev.recipient:
             return self._loaded(db, UNATTRIBUTED, None, work)
         for (mid, rcpt), rec in reversed(work.recipients.items()):
             if rcpt == ev.recipient and rec.provider == ev.provider:
