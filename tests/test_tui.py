@@ -369,6 +369,61 @@ async def test_hostile_strings_are_drawn_literally(env: Env) -> None:
         assert "␛[31m[bold]boom[/]" in header  # markup and escapes shown as text
         screenshot = app.export_screenshot()
         assert "[bold]boom[/]" in screenshot.replace("&#160;", " ")
+        # Invisible characters are shown as code points; the Zalgo run keeps two marks.
+        assert "zero\\u200bwidth soft\\u00adhyphen" in header
+        assert "Z\u0336\u0336[+10 marks]algo" in header
+        assert not INVISIBLE & set(header)
+
+
+INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\ufe0f", "\U000e0041"}
+
+
+async def test_invisible_characters_are_shown_and_marks_keep_the_columns_aligned(
+    env: Env,
+) -> None:
+    mid = "1nv151b1e0000000000000a1"
+    twin, plain_phone = "+24399885\u200b7000", "+243998857000"
+    carriers = ["zalgo" + "\u0301" * 40, "tag\U000e0041\U000e007f", "\u0300orphan", "plain"]
+    phones = [twin, plain_phone, "+24399885\u20607001", "+243998857002"]
+    for n, (phone, carrier) in enumerate(zip(phones, carriers, strict=True), 1):
+        body = lisoloo_event(n, "sms.sent", mid, T0_SENT, recipient_phone=phone, carrier=carrier)
+        assert await env.alisoloo(body) == 200
+    app = env.app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        app.open_message(mid)
+        await until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, MessageScreen)
+                and len(app.screen.query_one(RecipientsTable).rows) == 4
+            ),
+        )
+        await pilot.pause()
+        table = app.screen.query_one(RecipientsTable)
+        lines = [table.render_line(y) for y in range(1, 5)]  # under the header
+        texts = [line.text for line in lines]
+        # The twin that differs by a zero-width space is drawn differently, as its code point.
+        assert any(t.startswith("+24399885\\u200b70") for t in texts)
+        assert any(t.startswith("+243998857000 ") for t in texts)
+        assert any(t.startswith("+24399885\\u206070") for t in texts)
+        for text in texts:
+            assert not INVISIBLE & set(text)
+            assert "\u0301\u0301\u0301" not in text  # never more than two marks in a row
+        assert any("◌\u0300orphan" in t for t in texts)  # a leading mark gets its own base
+        # Every line fills the same cells, and the state column starts at the same cell.
+        assert len({line.cell_length for line in lines}) == 1
+        assert len({state_column(line) for line in lines}) == 1
+
+
+T0_SENT = 1_795_400_000_000_000
+
+
+def state_column(line: Any) -> int:
+    """The cell where the word `sent` starts on a drawn line."""
+    from rich.cells import cell_len
+
+    text = line.text
+    return cell_len(text[: text.index(" sent ") + 1])
 
 
 async def test_opening_messages_one_after_another_reuses_the_screen(env: Env) -> None:

@@ -136,10 +136,14 @@ def campaign(
                 "sms.failed",
                 t + 6 * s,
                 recipient_phone=phone,
-                carrier="[bold red]x[/]",
+                carrier="[bold red]x[/]\u200b\ufe0f",
                 failed_at=iso(t + 6 * s),
                 error_code="1502",
-                error_message="Number unreachable \x1b[31m[bold]boom[/]",
+                # Markup, an escape, zero-width and soft-hyphen characters, and Zalgo marks.
+                error_message="Number unreachable \x1b[31m[bold]boom[/] "
+                + "zero\u200bwidth soft\u00adhyphen Z"
+                + "\u0336" * 12
+                + "algo",
                 retryable=False,
             )
         elif i == 4:  # delivered, then a later failure: a conflict

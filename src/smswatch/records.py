@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from smswatch.catalogue import explain
 from smswatch.domain import FUNNEL, MessageState, RecipientState
+from smswatch.sanitize import visible
 from smswatch.store.rows import StoredEvent
 from smswatch.timefmt import iso
 
@@ -49,32 +50,43 @@ def event_fields(ev: StoredEvent) -> dict[str, Any]:
     }
 
 
-def export_line(ev: StoredEvent) -> str:
+def export_line(ev: StoredEvent, ascii_only: bool = False) -> str:
     """One JSONL line. The payload is the stored body, spliced in as received when it is on
-    one line (it is valid JSON: it was parsed before it was stored), re-encoded otherwise."""
-    head = json.dumps(event_fields(ev), ensure_ascii=False)
+    one line (it is valid JSON: it was parsed before it was stored), re-encoded otherwise.
+    `ascii_only` (for a terminal): every non-ASCII character as a JSON escape, which reads back
+    as the same value but cannot hide (zero-width characters) or act (C1 controls) on screen."""
+    head = json.dumps(event_fields(ev), ensure_ascii=ascii_only)
     payload = ev.payload
-    if "\n" in payload or "\r" in payload:
-        payload = json.dumps(json.loads(payload), ensure_ascii=False, separators=(",", ":"))
+    if (ascii_only and not payload.isascii()) or "\n" in payload or "\r" in payload:
+        payload = json.dumps(json.loads(payload), ensure_ascii=ascii_only, separators=(",", ":"))
     return f'{head[:-1]}, "payload": {payload.strip()}}}'
 
 
-async def write_jsonl(events: AsyncIterator[StoredEvent], out: TextIO) -> int:
+async def write_jsonl(
+    events: AsyncIterator[StoredEvent], out: TextIO, ascii_only: bool = False
+) -> int:
     n = 0
     async for ev in events:
-        out.write(export_line(ev) + "\n")
+        out.write(export_line(ev, ascii_only) + "\n")
         n += 1
     return n
 
 
-async def write_csv(events: AsyncIterator[StoredEvent], out: TextIO) -> int:
+async def write_csv(
+    events: AsyncIterator[StoredEvent], out: TextIO, for_terminal: bool = False
+) -> int:
+    """CSV with the values as stored; `for_terminal` shows control and invisible characters as
+    their code points instead (sanitize.visible), as a screen must."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_FIELDS)
     n = 0
     async for ev in events:
         fields = event_fields(ev)
         payload = json.dumps(json.loads(ev.payload), ensure_ascii=False, separators=(",", ":"))
-        writer.writerow([*(fields[k] for k in EXPORT_FIELDS[:-1]), payload])
+        row = [*(fields[k] for k in EXPORT_FIELDS[:-1]), payload]
+        if for_terminal:
+            row = [visible(v) if isinstance(v, str) else v for v in row]
+        writer.writerow(row)
         n += 1
     return n
 
