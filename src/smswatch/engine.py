@@ -37,6 +37,9 @@ class EngineConfig:
     max_body: int = 1024 * 1024
     read_timeout: float = 10.0
     idle_timeout: float = 15.0  # headers must arrive, and a kept-alive connection be used, within
+    tls_cert: Path | None = None  # both set: the listener speaks HTTPS itself
+    tls_key: Path | None = None
+    max_queue: int = 4096  # requests waiting for the writer before the listener stops reading
     max_db_bytes: int | None = None
     hub_tick: float = 0.1
     clock: Callable[[], int] = now_us  # microseconds since the epoch; tests freeze it
@@ -92,6 +95,9 @@ class Engine:
                 read_timeout=config.read_timeout,
                 idle_timeout=config.idle_timeout,
                 open_gateways=self.open,
+                tls_cert=config.tls_cert,
+                tls_key=config.tls_key,
+                max_queue=config.max_queue,
             ),
             self.providers,
             self.writer,

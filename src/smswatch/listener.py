@@ -17,6 +17,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientPayloadError, web
@@ -62,6 +63,9 @@ class ListenerConfig:
     # Gateways accepted without credentials (all of them on a loopback bind; on a public bind only
     # with --insecure). A gateway with credentials configured always checks them.
     open_gateways: frozenset[str] = frozenset()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_queue: int = 4096  # stop reading requests while the writer has this many queued
 
 
 def _answer(

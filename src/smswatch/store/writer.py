@@ -255,6 +255,11 @@ class Writer:
 
     # --- API for the listener -----------------------------------------------------------------
 
+    @property
+    def depth(self) -> int:
+        """Requests queued and not yet committed: the listener stops reading above a limit."""
+        return self._queue.qsize()
+
     async def submit(self, events: Sequence[Event]) -> list[Outcome]:
         """Store events; returns once they are committed. Raises StoreUnavailable/Unstorable."""
         if self._task is None:
