@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from smswatch import loops
 from smswatch.engine import Engine, EngineConfig
 
 T = TypeVar("T")
@@ -22,7 +23,7 @@ T = TypeVar("T")
 class EngineThread:
     def __init__(self, config: EngineConfig) -> None:
         self.engine = Engine(config)
-        self.loop = asyncio.new_event_loop()
+        self.loop = loops.new_event_loop()  # uvloop where installed: the listener's hot path
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="smswatch-engine", daemon=True)
