@@ -143,10 +143,45 @@ def listener_options(f: F) -> F:
             show_default=True,
             help="Seconds a client may take to send a body (else 408).",
         ),
+        click.option(
+            "--tls-cert",
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            envvar="SMSWATCH_TLS_CERT",
+            default=None,
+            metavar="FILE",
+            help="Serve HTTPS with this PEM certificate (chain first); needs --tls-key.",
+        ),
+        click.option(
+            "--tls-key",
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            envvar="SMSWATCH_TLS_KEY",
+            default=None,
+            metavar="FILE",
+            help="The PEM private key of --tls-cert.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def tls_files(opts: dict[str, Any]) -> tuple[Path | None, Path | None]:
+    """--tls-cert and --tls-key: both or neither, and usable, or a usage error now rather than
+    a failed start later (a bad file would read as a port that cannot be bound)."""
+    cert, key = opts.get("tls_cert"), opts.get("tls_key")
+    if (cert is None) != (key is None):
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise click.UsageError(
+            f"{given} needs {missing} too: HTTPS takes a certificate and its key"
+        )
+    if cert is not None and key is not None:
+        from smswatch.listener import TLSError, tls_context
+
+        try:
+            tls_context(cert, key)
+        except TLSError as exc:
+            raise click.UsageError(str(exc)) from None
+    return cert, key
 
 
 def feed_options(default_port: int | None) -> Callable[[F], F]:
@@ -193,6 +228,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.engine import EngineConfig
 
     feed_port = None if opts.get("no_feed") else opts.get("feed_port")
+    tls_cert, tls_key = tls_files(opts)
     return EngineConfig(
         db_path=opts["db"],
         host=opts["host"],
@@ -202,6 +238,8 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         durability=opts["durability"],
         max_body=opts["max_body"],
         read_timeout=opts["read_timeout"],
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         max_db_bytes=opts["max_db_mb"] * 1024 * 1024 if opts["max_db_mb"] else None,
         feed_host=opts.get("feed_host", "127.0.0.1"),
         feed_port=feed_port,
@@ -302,6 +340,7 @@ def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
     Every 200 it answers means the event is committed to the database. Viewers watch it live
     with `smswatch attach` through the feed (port 8788, loopback, token required).
     """
+    from smswatch import loops
     from smswatch import serve as headless
     from smswatch.engine import BindRefused, Engine
 
@@ -309,7 +348,9 @@ def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
         engine = Engine(engine_config(opts))
     except BindRefused as exc:
         fail(str(exc), 2)
-    sys.exit(asyncio.run(headless.run(engine, log_format, summary_interval)))
+    with asyncio.Runner(loop_factory=loops.new_event_loop) as runner:  # uvloop where installed
+        code = runner.run(headless.run(engine, log_format, summary_interval))
+    sys.exit(code)
 
 
 # --- attach -----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Precedence, highest first: command-line flag, environment variable, config file, built-in
 default. The file is flat TOML whose keys are the long option names with dashes or underscores
-(`port = 8787`, `basic_auth = "ops:secret"`, `yebolink_secret = "…"`, `db = "campaign.db"`);
+(`port = 8787`, `basic_auth = "ops:secret"`, `yebolink_secret = "…"`, `db = "campaign.db"`,
+`tls_cert = "/etc/smswatch/cert.pem"`);
 click applies it as each command's `default_map`, so every command reads the keys it has.
 A `[stuck]` table sets the stuck-recipient deadlines in seconds per state.
 """
@@ -29,6 +30,8 @@ KNOWN_KEYS = {
     "max_body",
     "max_db_mb",
     "read_timeout",
+    "tls_cert",
+    "tls_key",
     "log_format",
     "summary_interval",
     "theme",
