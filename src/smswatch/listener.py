@@ -250,42 +250,25 @@ class _Stop(Exception):
 class _Request:
     """One request from its headers to its answer, and its place in the answer queue."""
 
-    __slots__ = (
-        "body",
-        "close",
-        "conn",
-        "content_length",
-        "content_type",
-        "data",
-        "encoding",
-        "head",
-        "interim",
-        "linger",
-        "path",
-        "provider",
-        "received_at",
-        "task",
-        "v10",
-        "webhook",
-    )
+    # Defaults on the class: a request sets only what differs (this is made per request).
+    data: bytes | None = None  # the answer, once known
+    linger = False  # close only after reading what is left of the body for a moment
+    interim: bytes | None = None  # 100 Continue, sent when this request is first in line
+    webhook = False
+    provider: Provider | None = None
+    received_at = 0
+    path = ""
+    content_type: str | None = None
+    content_length: int | None = None
+    encoding: str | None = None
+    body: bytes | None = None
+    task: asyncio.Task[Any] | None = None  # the submit, held until it is answered
 
     def __init__(self, conn: _Connection, keep_alive: bool, v10: bool, head: bool) -> None:
         self.conn = conn
-        self.data: bytes | None = None  # the answer, once known
         self.close = not keep_alive  # the connection closes after the answer
-        self.linger = False  # ...after reading what is left of the body for a moment
-        self.interim: bytes | None = None  # 100 Continue, sent when this request is first in line
         self.v10 = v10
         self.head = head
-        self.webhook = False
-        self.provider: Provider | None = None
-        self.received_at = 0
-        self.path = ""
-        self.content_type: str | None = None
-        self.content_length: int | None = None
-        self.encoding: str | None = None
-        self.body: bytes | None = None
-        self.task: asyncio.Task[Any] | None = None  # the submit, held until it is answered
 
     def stored(self, task: asyncio.Task[Any]) -> None:
         """The writer is done with this request's events: answer it."""
@@ -336,6 +319,7 @@ class _Connection(asyncio.Protocol):
         self.req: _Request | None = None  # the request whose body is being read
         self.closing = False  # no further request is read
         self.closed = False
+        self.flush_soon = False
         self.paused = 0
         self.phase = _IDLE
         self.deadline = _NEVER
@@ -495,7 +479,7 @@ class _Connection(asyncio.Protocol):
         r.content_type = content_type = _get(headers, "content-type")
         expect = _get(headers, "expect") if version == "1.1" else None
         try:
-            if content_type is not None and not is_json_content_type(content_type):
+            if content_type is not None and not listener._is_json(content_type):
                 raise Rejected(
                     415, "unsupported_media_type", f"content type {content_type!r} is not JSON"
                 )
@@ -586,7 +570,7 @@ class _Connection(asyncio.Protocol):
             if not body.strip():
                 raise Rejected(400, "malformed_json", "empty body")
         except Rejected as exc:
-            self._reject(r, exc, None)  # as a body that could not be read: not quarantined
+            self._reject(r, exc, None)  # kept without its body, as one that could not be read
             return
         try:
             provider = r.provider
@@ -680,10 +664,17 @@ class _Connection(asyncio.Protocol):
             self.closing = True
         queue = self.queue
         if queue and queue[0] is r:
-            self._flush()
+            if len(queue) == 1:
+                self._flush()
+            elif not self.flush_soon:
+                # Pipelined: the answers after this one are often completed by the same commit,
+                # in this same turn of the loop. One write for all of them, a moment later.
+                self.flush_soon = True
+                self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Write the answers ready at the front of the queue."""
+        self.flush_soon = False
         queue = self.queue
         out: list[bytes] = []
         end = False
@@ -786,7 +777,10 @@ class _Connection(asyncio.Protocol):
             self._close_after_queue(linger=False)
         else:  # idle, headers that never end (slowloris), or the end of lingering
             self.closing = True
-            self.transport.close()
+            if self.paused & _WRITE:
+                self.transport.abort()  # its client has not read in all that time: nor will it
+            else:
+                self.transport.close()
 
     def shutdown(self) -> None:
         """The listener stops: answer what is owed (requests still arriving are not), close."""
@@ -853,6 +847,14 @@ class Listener:
         self._read_timeout = config.read_timeout
         self._idle_timeout = config.idle_timeout
         self._sweep_every = max(0.05, min(1.0, min(config.read_timeout, config.idle_timeout) / 5))
+        # Gateways whose requests are accepted once check_auth passes: credentials are fixed for
+        # the life of the process, so this is decided once.
+        self._accepting = frozenset(
+            name
+            for name, provider in providers.items()
+            if provider.auth_mode().verified or name in config.open_gateways
+        )
+        self._json_types: dict[str, bool] = {}  # is_json_content_type, per Content-Type seen
         self._routes: dict[bytes, _Route] = {b"/healthz": (_HEALTH, None, "/healthz", "")}
         for path in ("/webhooks", "/webhooks/"):
             self._routes[path.encode()] = (_WEBHOOK, None, path, "")
@@ -954,6 +956,14 @@ class Listener:
                 return (_WEBHOOK, provider, path, name)
         return (_NOT_FOUND, None, path, "")
 
+    def _is_json(self, content_type: str) -> bool:
+        known = self._json_types.get(content_type)
+        if known is None:
+            if len(self._json_types) > 64:  # senders use one or two; anyone else, uncached
+                return is_json_content_type(content_type)
+            known = self._json_types[content_type] = is_json_content_type(content_type)
+        return known
+
     def _health(self) -> dict[str, Any]:
         error = self.writer.failing
         return {
@@ -966,7 +976,7 @@ class Listener:
 
     def _check_auth(self, provider: Provider, headers: Headers, body: bytes) -> None:
         provider.check_auth(headers, body)
-        if not provider.auth_mode().verified and provider.name not in self.config.open_gateways:
+        if provider.name not in self._accepting:
             raise Rejected(
                 401,
                 "auth_required",
