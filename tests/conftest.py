@@ -147,11 +147,12 @@ def secured_client(secured_engine: Engine, session: aiohttp.ClientSession) -> Cl
 
 @pytest.fixture
 async def reader(db_path: Path) -> AsyncIterator[Callable[[], Any]]:
-    """Opens a reader on demand (after the engine has created the file)."""
+    """Opens a reader on demand (after the engine has created the file). It sees the state as
+    of the newest stored event, as the command-line tools do, not only the last checkpoint."""
     opened: list[Reader] = []
 
     async def open_reader() -> Reader:
-        r = await Reader.open(db_path)
+        r = await Reader.open(db_path, current=True)
         opened.append(r)
         return r
 

@@ -124,6 +124,14 @@ def listener_options(f: F) -> F:
             "smswatch, may lose the last commits on power loss.",
         ),
         click.option(
+            "--checkpoint-interval",
+            type=click.FloatRange(0.01, 60),
+            default=1.0,
+            show_default=True,
+            help="Seconds between writes of the folded state (the event log itself is "
+            "committed before every answer): longer costs less CPU, screens may lag by one.",
+        ),
+        click.option(
             "--max-body",
             type=click.IntRange(1024),
             default=1024 * 1024,
@@ -236,6 +244,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         credentials=Credentials(opts["basic_auth"], opts["yebolink_secret"] or None),
         insecure=opts["insecure"],
         durability=opts["durability"],
+        checkpoint_interval=opts["checkpoint_interval"],
         max_body=opts["max_body"],
         read_timeout=opts["read_timeout"],
         tls_cert=tls_cert,
@@ -606,7 +615,7 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
     from smswatch.store import Reader
 
     async def work() -> Any:
-        async with await Reader.open(db) as reader:
+        async with await Reader.open(db, current=True) as reader:
             found = await reader.resolve_message_id(message_id)
             if found is None:
                 return None

@@ -24,6 +24,7 @@ KNOWN_KEYS = {
     "port",
     "db",
     "durability",
+    "checkpoint_interval",
     "basic_auth",
     "yebolink_secret",
     "insecure",

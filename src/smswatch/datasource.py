@@ -10,7 +10,7 @@ same `StoreQueries`. So every screen works in both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -116,10 +116,26 @@ class DataSource(Protocol):
 
 
 class StoreQueries:
-    """The bounded queries of the seam, answered from a database."""
+    """The bounded queries of the seam, answered from a database.
 
-    def __init__(self, reader: Reader | None = None) -> None:
+    The state tables may lag the log by one checkpoint (store/writer.py). Where the engine runs
+    in this process, `settle` asks its writer to checkpoint first, so that a screen opened or a
+    filter typed right after a webhook already shows it, as the live panels did.
+    """
+
+    def __init__(
+        self,
+        reader: Reader | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._reader = reader
+        self._settle = settle
+
+    async def settled(self) -> Reader:
+        """The reader, once the state tables have caught up with the log."""
+        if self._settle is not None:
+            await self._settle()
+        return self.reader
 
     @property
     def reader(self) -> Reader:
@@ -138,41 +154,45 @@ class StoreQueries:
     async def messages(
         self, query: str = "", failed_only: bool = False, limit: int = 200
     ) -> list[MessageState]:
-        return await self.reader.search_messages(query, limit, failed_only=failed_only)
+        reader = await self.settled()
+        return await reader.search_messages(query, limit, failed_only=failed_only)
 
     async def message(
         self, message_id: str, query: str = "", failed_only: bool = False, limit: int = 5000
     ) -> MessageDetail | None:
-        msg = await self.reader.message(message_id)
+        reader = await self.settled()
+        msg = await reader.message(message_id)
         if msg is None:
             return None
-        recipients = await self.reader.recipients(
+        recipients = await reader.recipients(
             message_id, text=query or None, failed_only=failed_only, limit=limit + 1
         )
         shown_of = len(recipients)
         if shown_of > limit:
             recipients = recipients[:limit]
             if not query and not failed_only:
-                shown_of = await self.reader.count_recipients(message_id)
-        return MessageDetail(msg, recipients, shown_of, await self.reader.latency(message_id))
+                shown_of = await reader.count_recipients(message_id)
+        return MessageDetail(msg, recipients, shown_of, await reader.latency(message_id))
 
     async def recipient(self, message_id: str, recipient: str) -> RecipientDetail | None:
-        rec = await self.reader.recipient(message_id, recipient)
+        reader = await self.settled()
+        rec = await reader.recipient(message_id, recipient)
         if rec is None:
             return None
         return RecipientDetail(
             rec,
-            await self.reader.message(message_id),
-            await self.reader.timeline(message_id, recipient),
+            await reader.message(message_id),
+            await reader.timeline(message_id, recipient),
         )
 
     async def failures(self, limit: int = 20) -> list[FailureGroup]:
-        return await self.reader.failures(limit)
+        return await (await self.settled()).failures(limit)
 
     async def stuck(self, deadlines: dict[State, int], now: int, limit: int = 20) -> Stuck:
+        reader = await self.settled()
         return Stuck(
-            await self.reader.count_stuck(deadlines, now),
-            await self.reader.stuck(deadlines, now, limit),
+            await reader.count_stuck(deadlines, now),
+            await reader.stuck(deadlines, now, limit),
         )
 
     async def rejections(self, limit: int = 50) -> list[Rejection]:
@@ -196,6 +216,8 @@ class LocalSource(StoreQueries):
 
     async def open(self) -> Snapshot:
         self._reader = await Reader.open(self.engine.engine.config.db_path)
+        writer = self.engine.engine.writer
+        self._settle = lambda: asyncio.wrap_future(writer.settle())
         counters = await asyncio.wrap_future(self.engine.call(self.engine.engine.hub.counters))
         return await self.recent(counters, self.info)
 

@@ -34,6 +34,7 @@ class EngineConfig:
     credentials: Credentials = field(default_factory=Credentials)
     insecure: bool = False
     durability: str = "full"
+    checkpoint_interval: float = 1.0  # seconds between writes of the folded state
     max_body: int = 1024 * 1024
     read_timeout: float = 10.0
     idle_timeout: float = 15.0  # headers must arrive, and a kept-alive connection be used, within
@@ -82,6 +83,7 @@ class Engine:
         self.writer = Writer(
             config.db_path,
             durability=config.durability,
+            checkpoint_interval=config.checkpoint_interval,
             max_db_bytes=config.max_db_bytes,
             on_commit=self.hub.commit,
             on_health=self.hub.store_health,

@@ -20,6 +20,7 @@ from smswatch import __version__
 from smswatch.engine import Engine
 from smswatch.hub import Counters, Delta
 from smswatch.sanitize import safe
+from smswatch.store.writer import DatabaseInUse
 from smswatch.timefmt import iso, now_us
 
 HEARTBEAT_S = 60.0
@@ -193,6 +194,9 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
     log = Log(out, log_format)
     try:
         await engine.start()
+    except DatabaseInUse as exc:
+        log.emit("error", "database", str(exc))
+        return 2
     except OSError as exc:
         log.emit(
             "error",

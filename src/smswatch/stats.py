@@ -13,7 +13,7 @@ from smswatch.timefmt import iso
 
 
 async def gather(db: Path) -> tuple[Totals, list[FailureGroup], Latency, int]:
-    async with await Reader.open(db) as reader:
+    async with await Reader.open(db, current=True) as reader:
         return (
             await reader.totals(),
             await reader.failures(limit=50),

@@ -125,7 +125,11 @@ class FeedServer:
         )
 
     async def start(self) -> None:
-        self.queries = StoreQueries(await Reader.open(self.engine.config.db_path))
+        writer = self.engine.writer
+        self.queries = StoreQueries(
+            await Reader.open(self.engine.config.db_path),
+            lambda: asyncio.wrap_future(writer.settle()),
+        )
         try:
             self._server = await serve(
                 self._handle,

@@ -2,11 +2,20 @@
 
 A separate connection in query-only mode; in WAL mode it reads alongside the writer without
 waiting for it. Every list is bounded by a `limit` or streamed, so no query loads all events.
+
+The state tables are written at checkpoints (store/writer.py), so on their own they may lag the
+log by up to one checkpoint; a live screen is fed by the hub and can afford that. Timelines
+always add the log after the checkpoint, so they never lag. A reader opened with
+`current=True` (the command-line tools) folds that part of the log itself at open and lays it
+over the tables through temporary views of the same names, so every query sees the state as of
+the newest stored event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +34,20 @@ from smswatch.store.rows import (
     recipient_from_row,
     stored_event,
 )
-from smswatch.store.schema import SCHEMA_VERSION
+from smswatch.store.schema import SCHEMA_VERSION, read_checkpoint
 
 
 class NoDatabase(Exception):
     pass
+
+
+# The log after the last checkpoint is newer than the state tables and the timeline.
+_CHECKPOINT = "(SELECT value FROM meta WHERE key = 'checkpoint')"
+# The ids of a message's events (?1): through the timeline, plus the log after the checkpoint.
+_OF_MESSAGE = (
+    "SELECT event FROM timeline WHERE message_id = ?1 UNION ALL "
+    f"SELECT id FROM events WHERE id > {_CHECKPOINT} AND message_id = ?1"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +103,14 @@ class Reader:
         self.path = path
 
     @classmethod
-    async def open(cls, path: str | Path) -> Reader:
+    async def open(cls, path: str | Path, *, current: bool = False) -> Reader:
+        """`current`: see the state as of the newest stored event, not of the last checkpoint
+        (costs a fold of the log after it, once, at open)."""
         path = Path(path)
         if not path.is_file():
             raise NoDatabase(f"no smswatch database at {path}")
         db = await aiosqlite.connect(path)
         try:
-            await db.execute("PRAGMA query_only=1")
             await db.execute("PRAGMA busy_timeout=5000")
             version = await cls._scalar(db, "PRAGMA user_version")
             if version == 0:
@@ -100,6 +119,15 @@ class Reader:
                 raise NoDatabase(
                     f"{path} was written by a newer smswatch (schema {version}); upgrade smswatch"
                 )
+            if version < SCHEMA_VERSION:
+                # Written by an older smswatch: upgrade it in place (what a writer would do
+                # when it opens it), then read it.
+                from smswatch.store.writer import prepare_database
+
+                await asyncio.to_thread(prepare_database, path)
+            if current:
+                await overlay_tail(db, path)
+            await db.execute("PRAGMA query_only=1")
         except BaseException:
             await db.close()
             raise
@@ -232,17 +260,18 @@ class Reader:
 
     async def timeline(self, message_id: str, recipient: str | None) -> list[StoredEvent]:
         """A recipient's events (or the message-level ones, for None) in event-time order."""
-        op = "IS" if recipient is None else "="
         rows = await self._all(
-            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? AND recipient {op} ? "
-            "ORDER BY occurred_at, id",
-            (message_id, recipient),
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id IN ("
+            "SELECT event FROM timeline WHERE message_id = ?1 AND recipient = ?2 UNION ALL "
+            f"SELECT id FROM events WHERE id > {_CHECKPOINT} AND message_id = ?1 "
+            "AND coalesce(recipient, '') = ?2) ORDER BY occurred_at, id",
+            (message_id, recipient or ""),
         )
         return [stored_event(r) for r in rows]
 
     async def message_events(self, message_id: str) -> list[StoredEvent]:
         rows = await self._all(
-            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? "
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id IN ({_OF_MESSAGE}) "
             "ORDER BY recipient, occurred_at, id",
             (message_id,),
         )
@@ -260,12 +289,16 @@ class Reader:
     ) -> list[StoredEvent]:
         """Up to `limit` stored events with an id above `after`, in storage order: one page of
         a keyset pagination."""
-        where = "AND message_id = ?" if message_id else ""
-        params: tuple[Any, ...] = (after, message_id, limit) if message_id else (after, limit)
-        rows = await self._all(
-            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? {where} ORDER BY id LIMIT ?",
-            params,
-        )
+        if message_id:
+            sql = (
+                f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ?2 "
+                f"AND id IN ({_OF_MESSAGE}) ORDER BY id LIMIT ?3"
+            )
+            params: tuple[Any, ...] = (message_id, after, limit)
+        else:
+            sql = f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
+            params = (after, limit)
+        rows = await self._all(sql, params)
         return [stored_event(r) for r in rows]
 
     async def iter_events(
@@ -398,6 +431,56 @@ __all__ = [
     "Totals",
     "percentiles",
 ]
+
+
+async def overlay_tail(db: aiosqlite.Connection, path: Path) -> int:
+    """Fold the log after the last checkpoint (on a connection of its own, in a thread) and lay
+    the result over the state tables as temporary views named like them. Returns the number of
+    events folded; with none, the tables are current and nothing is laid over them."""
+    recipients, messages, folded = await asyncio.to_thread(fold_tail, path)
+    if not folded:
+        return 0
+    for name, columns, rows, key in (
+        ("recipients", RECIPIENT_COLUMNS, recipients, ("message_id", "recipient")),
+        ("messages", MESSAGE_COLUMNS, messages, ("message_id",)),
+    ):
+        await db.execute(f"CREATE TEMP TABLE tail_{name} AS SELECT * FROM main.{name} WHERE 0")
+        await db.execute(
+            f"CREATE UNIQUE INDEX temp.tail_{name}_key ON tail_{name} ({', '.join(key)})"
+        )
+        await db.executemany(
+            f"INSERT INTO tail_{name} ({columns}) VALUES ({','.join('?' * len(rows[0]))})"
+            if rows
+            else "SELECT 1 WHERE 0",
+            rows,
+        )
+        same = " AND ".join(f"t.{k} = m.{k}" for k in key)
+        await db.execute(
+            f"CREATE TEMP VIEW {name} AS SELECT * FROM main.{name} m WHERE NOT EXISTS "
+            f"(SELECT 1 FROM tail_{name} t WHERE {same}) UNION ALL SELECT * FROM tail_{name}"
+        )
+    await db.commit()
+    return folded
+
+
+def fold_tail(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    """(recipient rows, message rows, events folded): the state the log after the last
+    checkpoint leads to, for what it touched."""
+    from smswatch.store.state import StateCache
+    from smswatch.store.writer import stored_after
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute("BEGIN")  # one snapshot: the checkpoint and the log after it agree
+        state = StateCache()
+        folded = 0
+        for _upto, chunk in stored_after(conn, read_checkpoint(conn)):
+            folded += state.replay(conn, chunk)
+        conn.execute("COMMIT")
+        recipient_rows, message_rows = state.dirty_rows()
+        return recipient_rows, message_rows, folded
+    finally:
+        conn.close()
 
 
 async def paged(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from typing import Any
 
-from smswatch.domain import FUNNEL, Event, MessageState, RecipientState, State
+from smswatch.domain import FUNNEL, Event, MessageInfo, MessageState, RecipientState, State
 
 EVENT_COLUMNS = (
     "dedupe_key, event_id, provider, event_type, state, message_id, recipient, occurred_at, "
     "received_at, time_estimated, carrier, error_code, error_message, payload"
 )
+# A log row holds the whole normalized event, so that the state can be folded again from the
+# log alone (after a crash), without the gateway adapters: these two columns hold the rest.
+LOG_COLUMNS = EVENT_COLUMNS + ", retryable, info"
 
 
 def event_row(ev: Event) -> tuple[Any, ...]:
@@ -29,6 +34,38 @@ def event_row(ev: Event) -> tuple[Any, ...]:
         ev.error_code,
         ev.error_message,
         ev.payload,
+    )
+
+
+def log_row(ev: Event) -> tuple[Any, ...]:
+    """An event's row in the log, in LOG_COLUMNS order."""
+    info = ev.message_info
+    return (
+        *event_row(ev),
+        None if ev.retryable is None else int(ev.retryable),
+        None if info is None else json.dumps(astuple(info), separators=(",", ":")),
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """The event a `log_row` was made of (columns in LOG_COLUMNS order)."""
+    return Event(
+        dedupe_key=row[0],
+        event_id=row[1],
+        provider=row[2],
+        event_type=row[3],
+        state=State(row[4]),
+        message_id=row[5],
+        recipient=row[6],
+        occurred_at=row[7],
+        received_at=row[8],
+        time_estimated=bool(row[9]),
+        carrier=row[10],
+        error_code=row[11],
+        error_message=row[12],
+        payload=row[13],
+        retryable=None if row[14] is None else bool(row[14]),
+        message_info=None if row[15] is None else MessageInfo(*json.loads(row[15])),
     )
 
 

@@ -4,16 +4,19 @@ The schema version lives in `PRAGMA user_version`. `MIGRATIONS[n]` takes a datab
 n to n+1, so a file written by an older smswatch is upgraded in place when it is opened; a file
 from a newer smswatch is refused rather than misread.
 
-Times are INTEGER microseconds since the epoch (UTC). `events` holds every unique event with its
-raw payload; `recipients` and `messages` hold the folded current state so that no screen ever has
-to scan events; `quarantine` holds a bounded sample of rejected requests.
+Times are INTEGER microseconds since the epoch (UTC). `events` is the append-only log of every
+unique event with its raw payload, and the only table written before a webhook is answered;
+`recipients` and `messages` hold the folded state and `timeline` a recipient's events in event
+time, so that no screen ever has to scan the log. Those three are written at checkpoints (see
+store/writer.py), and `meta.checkpoint` is the id of the last event they cover: the log after
+it is newer than they are. `quarantine` holds a bounded sample of rejected requests.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE events (
@@ -106,8 +109,29 @@ CREATE TABLE quarantine (
 );
 """
 
+# Version 2: the log's per-event secondary index goes; a recipient's events are found through
+# `timeline`, written at checkpoints. The log keeps the last two fields of an event it lacked,
+# so that the state can be folded from it alone. A version-1 file has its state tables up to
+# date: its checkpoint covers every event it holds.
+_V2 = """
+DROP INDEX events_by_recipient;
+ALTER TABLE events ADD COLUMN retryable INTEGER;
+ALTER TABLE events ADD COLUMN info TEXT;  -- the event's message facts (JSON array), if any
+CREATE TABLE timeline (
+    message_id   TEXT NOT NULL,
+    recipient    TEXT NOT NULL,  -- '' for the message's own events
+    occurred_at  INTEGER NOT NULL,
+    event        INTEGER NOT NULL,
+    PRIMARY KEY (message_id, recipient, occurred_at, event)
+) WITHOUT ROWID;
+INSERT INTO timeline
+    SELECT message_id, coalesce(recipient, ''), occurred_at, id FROM events;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta VALUES ('checkpoint', (SELECT coalesce(max(id), 0) FROM events));
+"""
+
 # MIGRATIONS[n] upgrades a version-n database to n+1. Version 0 is an empty file.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 
 
 class SchemaError(Exception):
@@ -131,3 +155,9 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         version += 1
     return version
+
+
+def read_checkpoint(conn: sqlite3.Connection) -> int:
+    """The id of the last event the state tables and the timeline cover."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+    return int(row[0]) if row else 0

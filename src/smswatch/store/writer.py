@@ -1,20 +1,32 @@
-"""The single writer: group commit of webhook events into SQLite.
+"""The single writer: group commit of webhook events into an append-only log in SQLite.
 
 The transaction runs on one dedicated thread with its own `sqlite3` connection, one call per
 batch: the loop hands the whole batch over and gets the outcome back. (Through aiosqlite every
-statement is a round trip between threads, each waiting for the GIL; at eight statements a batch
-that capped ingest at a tenth of what the HTTP server alone can do.)
+statement is a round trip between threads, each waiting for the GIL.)
 
 Request handlers call `submit(events)` and await it. The writer task drains everything queued into
-one batch, folds it into recipient and message state, writes it in one transaction and resolves
-every waiting handler only after COMMIT returns, so an HTTP 2xx always means "on disk". While one
-batch commits the next one queues up behind it, which is what makes the commit cost per event fall
-as load rises.
+one batch; on its thread it drops duplicates (the log's unique dedupe key), folds the new events
+into the in-memory state (`state.StateCache`), appends them to the `events` log and commits.
+Every waiting handler is resolved only after COMMIT returns, so an HTTP 2xx always means "on
+disk". While one batch commits the next one queues up behind it, which is what makes the commit
+cost per event fall as load rises.
+
+Only the log and its dedupe key are written before a 2xx. Recipient and message state, and the
+`timeline` index the screens read a recipient's events through, are derived from the log: they
+are written at a checkpoint, about once a second, in one transaction that also records the last
+event id it covers. Random-key index pages rewritten on every commit were two thirds of the
+per-event SQLite cost; written once a second they are shared by every event of that second.
+On start the state is the last checkpoint plus the log after it, folded again, so a crash at
+any point (a checkpoint included: it is one transaction) loses nothing that was acknowledged.
+
+One process writes a database at a time (a lock file beside it says which): the state in
+memory is only right if nobody else appends to the log.
 
 Failure policy:
 - The database cannot write (disk full, size cap, locked, I/O error): the whole batch is rolled
-  back and every waiter gets `StoreUnavailable` (HTTP 503). The next batch simply tries again, so
-  ingest recovers by itself once space returns.
+  back and every waiter gets `StoreUnavailable` (HTTP 503). The state folded for it is thrown away
+  (rebuilt from the last checkpoint and the log), and the next batch simply tries again, so ingest
+  recovers by itself once space returns.
 - A value the database refuses (should not happen: adapters bound every field): the batch is
   retried one request at a time so that only the offending request fails, with `Unstorable`.
 """
@@ -22,48 +34,42 @@ Failure policy:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smswatch.domain import (
-    FUNNEL,
-    UNATTRIBUTED,
-    Event,
-    MessageState,
-    RecipientState,
-    State,
-    apply_event_to_message,
-    apply_transition,
-    fold,
-)
+from smswatch.domain import Event, MessageState, State
 from smswatch.store.rows import (
-    EVENT_COLUMNS,
+    LOG_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     Rejection,
-    event_row,
-    message_from_row,
-    message_row,
+    event_from_row,
+    log_row,
     placeholders,
-    recipient_from_row,
-    recipient_row,
     upsert,
 )
-from smswatch.store.schema import migrate
+from smswatch.store.schema import migrate, read_checkpoint
+from smswatch.store.state import (
+    CHUNK,
+    BatchEffects,
+    StateCache,
+    Transition,
+    message_copies,
+)
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# SQLite's default limit on host parameters is 32766 here, but stay far below it.
-_CHUNK = 400
-_JOINED_RECIPIENT_COLUMNS = ", ".join("r." + c.strip() for c in RECIPIENT_COLUMNS.split(","))
 _DATA_ERRORS = (
     sqlite3.IntegrityError,
     sqlite3.DataError,
@@ -74,6 +80,15 @@ _DATA_ERRORS = (
     TypeError,
     UnicodeError,
 )
+_INSERT_EVENTS = f"INSERT INTO events (id, {LOG_COLUMNS}) VALUES ({placeholders(17)})"
+_UPSERT_RECIPIENTS = upsert("recipients", RECIPIENT_COLUMNS, "message_id, recipient")
+_UPSERT_MESSAGES = upsert("messages", MESSAGE_COLUMNS, "message_id")
+_TIMELINE = (
+    "INSERT OR IGNORE INTO timeline (message_id, recipient, occurred_at, event) "
+    "SELECT message_id, coalesce(recipient, ''), occurred_at, id FROM events "
+    "WHERE id > ? AND id <= ?"
+)
+REPLAY_CHECKPOINT_EVERY = 50_000  # events folded again between checkpoints on a long replay
 
 
 class StoreUnavailable(Exception):
@@ -84,22 +99,15 @@ class Unstorable(Exception):
     """This request's data cannot be stored (answer 400)."""
 
 
+class DatabaseInUse(Exception):
+    """Another process is writing to this database."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     event_id: str
     message_id: str
     duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """What one stored event did to its recipient (before = after = None for a message-level
-    event)."""
-
-    event: Event
-    before: State | None
-    after: State | None
-    since: int | None  # microseconds since the recipient entered `before`, by event time
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,48 +132,6 @@ class _Pending:
     future: asyncio.Future[list[Outcome]]
 
 
-@dataclass(slots=True)
-class _Batch:
-    """Working state of one batch; thrown away if the transaction fails."""
-
-    messages: dict[str, MessageState] = field(default_factory=dict)
-    recipients: dict[tuple[str, str], RecipientState] = field(default_factory=dict)
-    new_events: list[Event] = field(default_factory=list)
-    transitions: list[Transition] = field(default_factory=list)
-    # Each touched message's (counts, finished, conflicts) before the batch; None if it is new.
-    baseline: dict[str, tuple[dict[State, int], bool, int] | None] = field(default_factory=dict)
-    duplicates: int = 0
-
-    def message(self, message_id: str, provider: str) -> MessageState:
-        msg = self.messages.get(message_id)
-        if msg is None:
-            msg = self.messages[message_id] = MessageState(message_id, provider)
-        if message_id not in self.baseline:
-            existed = msg.events > 0
-            self.baseline[message_id] = (
-                ({s: msg.count(s) for s in FUNNEL}, msg.finished, msg.conflicts)
-                if existed
-                else None
-            )
-        return msg
-
-    def deltas(self) -> tuple[dict[State, int], int, int, int]:
-        """(funnel change, new messages, in-flight change, new conflicts) over the messages this
-        batch touched."""
-        funnel = dict.fromkeys(FUNNEL, 0)
-        new = in_flight = conflicts = 0
-        for mid, base in self.baseline.items():
-            msg = self.messages[mid]
-            if base is None:
-                new += 1
-                base = (dict.fromkeys(FUNNEL, 0), True, 0)
-            for s in FUNNEL:
-                funnel[s] += msg.count(s) - base[0][s]
-            in_flight += int(not msg.finished) - int(not base[1])
-            conflicts += msg.conflicts - base[2]
-        return funnel, new, in_flight, conflicts
-
-
 def prepare_database(path: str | Path) -> None:
     """Create or migrate the database file and switch it to WAL (persistent). Blocking."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -174,6 +140,51 @@ def prepare_database(path: str | Path) -> None:
         migrate(conn)
     finally:
         conn.close()
+
+
+def stored_after(db: sqlite3.Connection, after: int) -> Iterator[tuple[int, list[Event]]]:
+    """The log after an id, as events again, in chunks (with the last id of each)."""
+    while True:
+        rows = db.execute(
+            f"SELECT id, {LOG_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT 2000",
+            (after,),
+        ).fetchall()
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield after, [event_from_row(row[1:]) for row in rows]
+
+
+class _WriterLock:
+    """An exclusive lock on `<db>-writer`, held while this process writes the database."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = db.with_name(db.name + "-writer")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: one writer is the user's business
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DatabaseInUse(
+                f"another smswatch (pid {holder}) is writing to {self.path.name[:-7]}; "
+                "stop it, or give this one another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Writer:
@@ -187,6 +198,8 @@ class Writer:
         quarantine_keep: int = 500,
         quarantine_body_max: int = 64 * 1024,
         busy_timeout_ms: int = 5000,
+        checkpoint_interval: float = 1.0,
+        checkpoint_dirty: int = 50_000,
         on_commit: Callable[[Commit], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,
         clock: Callable[[], int] = now_us,
@@ -200,11 +213,21 @@ class Writer:
         self.quarantine_keep = quarantine_keep
         self.quarantine_body_max = quarantine_body_max
         self.busy_timeout_ms = busy_timeout_ms
+        self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_dirty = checkpoint_dirty
         self.on_commit = on_commit
         self.on_health = on_health
         self.clock = clock
         self.failing: str | None = None
-        self._db: sqlite3.Connection | None = None  # used only on the writer thread
+        # Everything below is used only on the writer thread.
+        self._db: sqlite3.Connection | None = None
+        self._lock = _WriterLock(self.path)
+        self.state = StateCache()
+        self._stale = False  # a failed batch left folded state that is not in the log
+        self._last_id = 0  # the newest event in the log
+        self._checkpoint_id = 0  # the newest event the tables cover
+        self._checkpoint_at = time.monotonic()
+        self.replayed = 0  # events folded again at the last open (crash recovery)
         self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._rejections: list[Rejection] = []
@@ -217,41 +240,80 @@ class Writer:
         try:
             await self._on_thread(self._connect)
         except BaseException:
+            await self._on_thread(self._disconnect)
             self._executor.shutdown()
             self._executor = None
             raise
         self._task = asyncio.create_task(self._run(), name="smswatch-writer")
 
     def _connect(self) -> None:
+        self._lock.acquire()
         prepare_database(self.path)
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
-            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            if self.max_db_bytes:
-                page_size = db.execute("PRAGMA page_size").fetchone()[0]
-                db.execute(f"PRAGMA max_page_count={max(self.max_db_bytes // page_size, 1)}")
-        except BaseException:
-            db.close()
-            raise
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db = db
+        db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        if self.max_db_bytes:
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count={max(self.max_db_bytes // page_size, 1)}")
+        self._recover()
+
+    def _recover(self) -> None:
+        """The state is the last checkpoint plus the log after it, folded again."""
+        db = self._db
+        assert db is not None
+        self.state.clear()
+        self._checkpoint_id = read_checkpoint(db)
+        self._last_id = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        self.replayed = 0
+        if self._last_id > self._checkpoint_id:
+            for upto, chunk in stored_after(db, self._checkpoint_id):
+                self.replayed += self.state.replay(db, chunk)
+                if self.state.dirty >= REPLAY_CHECKPOINT_EVERY:
+                    self._checkpoint(upto)
+            self._checkpoint(self._last_id)
+        self._stale = False
+
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._lock.release()
 
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def close(self) -> None:
-        """Commit what is queued, then close the connection and its thread."""
+        """Commit what is queued, checkpoint, then close the connection and its thread."""
         if self._task is not None:
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         if self._executor is not None:
-            if self._db is not None:
-                await self._on_thread(self._db.close)
-                self._db = None
+            with contextlib.suppress(sqlite3.Error):
+                await self._on_thread(self._checkpoint_now)
+            await self._on_thread(self._disconnect)
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    def settle(self) -> concurrent.futures.Future[None]:
+        """Checkpoint now if anything changed, so that queries of the state tables see every
+        event stored so far: a screen asking right after a webhook then shows it. Callable from
+        any thread (it runs on the writer's, between batches). A checkpoint that fails leaves the
+        tables one checkpoint behind, which a screen can live with: the result is still None."""
+        if self._executor is None:
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+        return self._executor.submit(self._settle)
+
+    def _settle(self) -> None:
+        if self._db is not None and (self.state.dirty or self._stale):
+            try:
+                self._checkpoint_now()
+            except sqlite3.Error as exc:
+                log.warning("checkpoint failed: %s", exc)
 
     # --- API for the listener -----------------------------------------------------------------
 
@@ -281,7 +343,11 @@ class Writer:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
-            item = await self._queue.get()
+            try:
+                item = await asyncio.wait_for(self._queue.get(), self.checkpoint_interval)
+            except TimeoutError:
+                await self._maybe_checkpoint()  # quiet: let the screens catch up with the log
+                continue
             batch: list[_Pending] = []
             if item is None:
                 stopping = True
@@ -299,11 +365,24 @@ class Writer:
                 except Exception as exc:  # keep the writer alive whatever happens
                     log.exception("writer batch failed")
                     self._fail(batch, StoreUnavailable(f"internal error: {exc}"))
+            await self._maybe_checkpoint()
+
+    async def _maybe_checkpoint(self) -> None:
+        due = time.monotonic() - self._checkpoint_at >= self.checkpoint_interval
+        if self.state.dirty and (due or self.state.dirty >= self.checkpoint_dirty):
+            try:
+                await self._on_thread(self._checkpoint_now)
+            except sqlite3.Error as exc:
+                # The log is safe and the state stays in memory; the next one tries again.
+                log.warning("checkpoint failed: %s", exc)
+                self._checkpoint_at = time.monotonic()
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         rejections, self._rejections = self._rejections, []
         try:
-            work, outcomes = await self._on_thread(self._transaction, batch, rejections)
+            effects, outcomes, messages = await self._on_thread(
+                self._transaction, batch, rejections
+            )
         except _DATA_ERRORS as exc:
             if len(batch) > 1:
                 for one in batch:  # isolate the request that cannot be stored
@@ -327,16 +406,17 @@ class Writer:
         for pending, result in zip(batch, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
-        if self.on_commit and (work.new_events or work.duplicates or rejections):
-            funnel, new_messages, in_flight, conflicts = work.deltas()
+        if self.on_commit and (effects.new_events or effects.duplicates or rejections):
+            funnel, new_messages, in_flight, conflicts = effects.deltas(
+                {m.message_id: m for m in messages}
+            )
             self.on_commit(
                 Commit(
                     at=self.clock(),
-                    events=tuple(work.new_events),
-                    duplicates=work.duplicates,
-                    transitions=tuple(work.transitions),
-                    # The batch's state objects are never touched again: no copies needed.
-                    messages=tuple(work.messages[mid] for mid in work.baseline),
+                    events=tuple(effects.new_events),
+                    duplicates=effects.duplicates,
+                    transitions=tuple(effects.transitions),
+                    messages=messages,
                     funnel_delta=funnel,
                     new_messages=new_messages,
                     in_flight_delta=in_flight,
@@ -354,97 +434,67 @@ class Writer:
                 if not pending.events:
                     pending.future.exception()
 
+    # --- on the writer thread -----------------------------------------------------------------
+
     def _transaction(
         self, batch: list[_Pending], rejections: list[Rejection]
-    ) -> tuple[_Batch, list[list[Outcome]]]:
-        """One transaction for the whole batch, on the writer thread."""
+    ) -> tuple[BatchEffects, list[list[Outcome]], tuple[MessageState, ...]]:
+        """One transaction for the whole batch: the new events appended to the log."""
         db = self._db
         assert db is not None
-        work = _Batch()
+        if self._stale:
+            self._recover()
+        effects = BatchEffects()
+        first_id = self._last_id + 1
         db.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = self._fold_batch(db, batch, work)
-            if work.new_events:
+            outcomes = self._fold_batch(db, batch, effects)
+            if effects.new_events:
                 db.executemany(
-                    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({placeholders(14)}) "
-                    "ON CONFLICT(dedupe_key) DO NOTHING",
-                    [event_row(ev) for ev in work.new_events],
-                )
-            if work.recipients:
-                db.executemany(
-                    upsert("recipients", RECIPIENT_COLUMNS, "message_id, recipient"),
-                    [recipient_row(r) for r in work.recipients.values()],
-                )
-            if work.baseline:
-                db.executemany(
-                    upsert("messages", MESSAGE_COLUMNS, "message_id"),
-                    [message_row(work.messages[mid]) for mid in work.baseline],
+                    _INSERT_EVENTS,
+                    [(first_id + i, *log_row(ev)) for i, ev in enumerate(effects.new_events)],
                 )
             if rejections:
                 self._store_rejections(db, rejections)
             db.execute("COMMIT")
         except BaseException:
+            # The state has folded events the log does not have: rebuild it before the next.
+            self._stale = True
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        return work, outcomes
+        self._last_id += len(effects.new_events)
+        return effects, outcomes, message_copies(self.state, effects.baseline)
 
     def _fold_batch(
-        self, db: sqlite3.Connection, batch: list[_Pending], work: _Batch
+        self, db: sqlite3.Connection, batch: list[_Pending], effects: BatchEffects
     ) -> list[list[Outcome]]:
         events = [ev for pending in batch for ev in pending.events]
         existing = self._existing_keys(db, {ev.dedupe_key for ev in events})
-        self._load_state(db, [ev for ev in events if ev.dedupe_key not in existing], work)
+        self.state.load(db, [ev for ev in events if ev.dedupe_key not in existing])
         outcomes: list[list[Outcome]] = []
         for pending in batch:
             result = []
             for ev in pending.events:
                 if ev.dedupe_key in existing:
-                    work.duplicates += 1
+                    effects.duplicates += 1
                     result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
                     continue
                 if not ev.message_id:  # absent or blank: providers.base.absent_if_blank
-                    ev = ev.with_message_id(self._attribute(db, ev, work))
+                    ev = ev.with_message_id(self.state.attribute(db, ev))
                 existing[ev.dedupe_key] = ev.message_id
-                self._apply(ev, work)
+                self.state.apply(ev, effects)
                 # The answer names the message the event was stored under, attributed or not.
                 result.append(Outcome(ev.event_id, ev.message_id, False))
             outcomes.append(result)
         return outcomes
 
-    def _apply(self, ev: Event, work: _Batch) -> None:
-        assert ev.message_id is not None
-        work.new_events.append(ev)
-        msg = work.message(ev.message_id, ev.provider)
-        apply_event_to_message(msg, ev)
-        if ev.recipient:
-            key = (ev.message_id, ev.recipient)
-            rec = work.recipients.get(key)
-            if rec is None:
-                rec = work.recipients[key] = RecipientState(
-                    ev.message_id, ev.recipient, ev.provider
-                )
-            had_conflict = rec.conflict
-            entered = rec.first_at.get(rec.state) if rec.state else None
-            before = fold(rec, ev)
-            after = rec.state
-            apply_transition(msg, before, after, rec.conflict and not had_conflict)
-            since = ev.occurred_at - entered if entered is not None else None
-            work.transitions.append(Transition(ev, before, after, since))
-        else:
-            work.transitions.append(Transition(ev, None, None, None))
-        if msg.finished:
-            if msg.finished_at is None:
-                msg.finished_at = ev.received_at
-        else:
-            msg.finished_at = None
-
     def _existing_keys(self, db: sqlite3.Connection, keys: set[str]) -> dict[str, str]:
         """Dedupe keys already stored, with the message each was attributed to."""
         found: dict[str, str] = {}
         ordered = list(keys)
-        for i in range(0, len(ordered), _CHUNK):
-            chunk = ordered[i : i + _CHUNK]
+        for i in range(0, len(ordered), CHUNK):
+            chunk = ordered[i : i + CHUNK]
             sql = (
                 "SELECT dedupe_key, message_id FROM events "
                 f"WHERE dedupe_key IN ({placeholders(len(chunk))})"
@@ -452,81 +502,35 @@ class Writer:
             found.update(db.execute(sql, chunk).fetchall())
         return found
 
-    def _load_state(self, db: sqlite3.Connection, events: list[Event], work: _Batch) -> None:
-        """Read the current state of every message and recipient the batch touches."""
-        message_ids = list({ev.message_id for ev in events if ev.message_id})
-        pairs = list(
-            {(ev.message_id, ev.recipient) for ev in events if ev.message_id and ev.recipient}
-        )
-        for i in range(0, len(message_ids), _CHUNK):
-            chunk = message_ids[i : i + _CHUNK]
-            sql = (
-                f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                f"WHERE message_id IN ({placeholders(len(chunk))})"
-            )
-            for row in db.execute(sql, chunk):
-                work.messages[row[0]] = message_from_row(row)
-        for i in range(0, len(pairs), _CHUNK):
-            chunk = pairs[i : i + _CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            # A join on a VALUES list uses the primary key; `(a, b) IN (VALUES …)` scans the table.
-            sql = (
-                f"WITH k(m, p) AS (VALUES {values}) SELECT {_JOINED_RECIPIENT_COLUMNS} FROM k "
-                "JOIN recipients r ON r.message_id = k.m AND r.recipient = k.p"
-            )
-            for row in db.execute(sql, [x for pair in chunk for x in pair]):
-                rec = recipient_from_row(row)
-                work.recipients[rec.key] = rec
+    def _checkpoint_now(self) -> None:
+        if self._stale:
+            self._recover()
+        self._checkpoint(self._last_id)
 
-    def _attribute(self, db: sqlite3.Connection, ev: Event, work: _Batch) -> str:
-        """Find the message an event without a message id belongs to.
-
-        Lisoloo's docs say to correlate on the recipient: the latest message of the same gateway
-        that already has this recipient; else the latest of its messages still in flight; else
-        the placeholder message `unattributed`. Without a recipient there is nothing to correlate
-        on, and guessing would overwrite another message's totals.
-        """
-        if not ev.recipient:
-            return self._loaded(db, UNATTRIBUTED, None, work)
-        for (mid, rcpt), rec in reversed(work.recipients.items()):
-            if rcpt == ev.recipient and rec.provider == ev.provider:
-                return mid
-        sql = (
-            "SELECT message_id FROM recipients WHERE recipient = ? AND provider = ? "
-            "ORDER BY updated_at DESC LIMIT 1"
-        )
-        row = db.execute(sql, (ev.recipient, ev.provider)).fetchone()
-        if row:
-            return self._loaded(db, row[0], ev.recipient, work)
-        for mid, msg in reversed(work.messages.items()):
-            if msg.provider == ev.provider and not msg.finished and mid != UNATTRIBUTED:
-                return mid
-        sql = (
-            "SELECT message_id FROM messages WHERE provider = ? AND finished_at IS NULL "
-            "AND message_id != ? ORDER BY last_received_at DESC LIMIT 1"
-        )
-        row = db.execute(sql, (ev.provider, UNATTRIBUTED)).fetchone()
-        mid = row[0] if row else UNATTRIBUTED
-        return self._loaded(db, mid, ev.recipient, work)
-
-    def _loaded(
-        self, db: sqlite3.Connection, message_id: str, recipient: str | None, work: _Batch
-    ) -> str:
-        """Make sure the batch holds the stored state of a message (and recipient) it now
-        touches."""
-        if message_id not in work.messages:
-            sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?"
-            row = db.execute(sql, (message_id,)).fetchone()
-            if row:
-                work.messages[message_id] = message_from_row(row)
-        if recipient is not None and (message_id, recipient) not in work.recipients:
-            sql = (
-                f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? AND recipient = ?"
-            )
-            row = db.execute(sql, (message_id, recipient)).fetchone()
-            if row:
-                work.recipients[(message_id, recipient)] = recipient_from_row(row)
-        return message_id
+    def _checkpoint(self, upto: int) -> None:
+        """Write the state changed since the last checkpoint and the timeline entries of the
+        events since then, and record `upto` as covered: one transaction, so a crash leaves
+        either the old checkpoint or the new one."""
+        db = self._db
+        assert db is not None
+        recipients, messages = self.state.dirty_rows()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if recipients:
+                db.executemany(_UPSERT_RECIPIENTS, recipients)
+            if messages:
+                db.executemany(_UPSERT_MESSAGES, messages)
+            if upto > self._checkpoint_id:
+                db.execute(_TIMELINE, (self._checkpoint_id, upto))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (upto,))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        self._checkpoint_id = upto
+        self._checkpoint_at = time.monotonic()
+        self.state.checkpointed()
 
     def _store_rejections(self, db: sqlite3.Connection, rejections: list[Rejection]) -> None:
         keep = rejections[-self.quarantine_keep :]

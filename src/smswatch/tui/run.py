@@ -16,6 +16,7 @@ from smswatch.datasource import LocalSource
 from smswatch.demo import DemoTraffic
 from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
+from smswatch.store.writer import DatabaseInUse
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
 
@@ -50,6 +51,9 @@ def run_monitor(
     engine = EngineThread(config)
     try:
         engine.start()
+    except DatabaseInUse as exc:
+        print(f"smswatch: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"smswatch: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}. "

@@ -1,0 +1,323 @@
+"""Recipient and message state in memory, owned by the SQLite writer's thread.
+
+The event log is what must be durable before a 2xx; the folded state is derived from it. So the
+writer keeps the state here, folds each batch into it, and writes it to the `recipients` and
+`messages` tables only at a checkpoint: every recipient once, however many events it had since
+the last one. A checkpoint also records the id of the last event it covers, so after a crash the
+state is the checkpoint plus the log after that id, folded again (`replay`).
+
+Entries are loaded from the tables on first use. Dirty ones (changed since the last checkpoint)
+are never evicted: the tables do not have them yet. After a checkpoint all are clean, and the
+oldest are dropped to bound memory.
+
+Not thread-safe: only the writer's thread touches a `StateCache`. What leaves it for other
+threads (the hub, the UI) is a copy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from smswatch.domain import (
+    FUNNEL,
+    UNATTRIBUTED,
+    Event,
+    MessageState,
+    RecipientState,
+    State,
+    apply_event_to_message,
+    apply_transition,
+    fold,
+)
+from smswatch.store.rows import (
+    MESSAGE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    message_from_row,
+    message_row,
+    placeholders,
+    recipient_from_row,
+    recipient_row,
+)
+
+# SQLite's default limit on host parameters is 32766 here, but stay far below it.
+CHUNK = 400
+_JOINED_RECIPIENT_COLUMNS = ", ".join("r." + c.strip() for c in RECIPIENT_COLUMNS.split(","))
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one stored event did to its recipient (before = after = None for a message-level
+    event)."""
+
+    event: Event
+    before: State | None
+    after: State | None
+    since: int | None  # microseconds since the recipient entered `before`, by event time
+
+
+@dataclass(slots=True)
+class BatchEffects:
+    """What folding one batch did: the events it stored, their transitions, and each touched
+    message's (counts, finished, conflicts) from before the batch (None: the message is new)."""
+
+    new_events: list[Event] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    baseline: dict[str, MessageState | None] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def deltas(self, messages: dict[str, MessageState]) -> tuple[dict[State, int], int, int, int]:
+        """(funnel change, new messages, in-flight change, new conflicts) over the messages this
+        batch touched."""
+        funnel = dict.fromkeys(FUNNEL, 0)
+        new = in_flight = conflicts = 0
+        for mid, base in self.baseline.items():
+            msg = messages[mid]
+            if base is None:
+                new += 1
+                base = _NOTHING
+            for s in FUNNEL:
+                funnel[s] += msg.count(s) - base.count(s)
+            in_flight += int(not msg.finished) - int(not (base is _NOTHING or base.finished))
+            conflicts += msg.conflicts - base.conflicts
+        return funnel, new, in_flight, conflicts
+
+
+_NOTHING = MessageState("", "")
+
+
+def copy_message(m: MessageState) -> MessageState:
+    # By hand: dataclasses.replace costs several times as much, once per message and batch.
+    return MessageState(
+        m.message_id,
+        m.provider,
+        m.total_recipients,
+        m.total_messages,
+        m.total_cost,
+        m.currency,
+        m.scheduled_at,
+        m.channel,
+        m.metadata,
+        dict(m.counts),
+        m.known_recipients,
+        m.conflicts,
+        m.events,
+        m.queued_at,
+        m.first_at,
+        m.last_at,
+        m.first_received_at,
+        m.last_received_at,
+        m.finished_at,
+    )
+
+
+class StateCache:
+    def __init__(self, keep_recipients: int = 50_000, keep_messages: int = 20_000) -> None:
+        self.recipients: dict[Key, RecipientState] = {}
+        self.messages: dict[str, MessageState] = {}
+        self.dirty_recipients: set[Key] = set()
+        self.dirty_messages: set[str] = set()
+        self.keep_recipients = keep_recipients
+        self.keep_messages = keep_messages
+
+    @property
+    def dirty(self) -> int:
+        return len(self.dirty_recipients) + len(self.dirty_messages)
+
+    def clear(self) -> None:
+        self.recipients.clear()
+        self.messages.clear()
+        self.dirty_recipients.clear()
+        self.dirty_messages.clear()
+
+    # --- loading --------------------------------------------------------------------------------
+
+    def load(self, db: sqlite3.Connection, events: Iterable[Event]) -> None:
+        """Bring in from the tables every message and recipient these events touch and the cache
+        does not hold yet: a few statements for the whole batch."""
+        # Membership tests, not `set - dict.keys()`: that walks the whole cache.
+        messages, recipients = self.messages, self.recipients
+        message_ids = {
+            ev.message_id for ev in events if ev.message_id and ev.message_id not in messages
+        }
+        pairs = {
+            key
+            for ev in events
+            if ev.message_id
+            and ev.recipient
+            and (key := (ev.message_id, ev.recipient)) not in recipients
+        }
+        ordered = list(message_ids)
+        for i in range(0, len(ordered), CHUNK):
+            chunk = ordered[i : i + CHUNK]
+            sql = (
+                f"SELECT {MESSAGE_COLUMNS} FROM messages "
+                f"WHERE message_id IN ({placeholders(len(chunk))})"
+            )
+            for row in db.execute(sql, chunk):
+                self.messages[row[0]] = message_from_row(row)
+        listed = list(pairs)
+        for i in range(0, len(listed), CHUNK):
+            chunk = listed[i : i + CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            # A join on a VALUES list uses the primary key; `(a, b) IN (VALUES …)` scans the table.
+            sql = (
+                f"WITH k(m, p) AS (VALUES {values}) SELECT {_JOINED_RECIPIENT_COLUMNS} FROM k "
+                "JOIN recipients r ON r.message_id = k.m AND r.recipient = k.p"
+            )
+            for row in db.execute(sql, [x for pair in chunk for x in pair]):
+                rec = recipient_from_row(row)
+                self.recipients[rec.key] = rec
+
+    def _loaded_message(self, db: sqlite3.Connection, message_id: str) -> None:
+        if message_id not in self.messages:
+            sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?"
+            row = db.execute(sql, (message_id,)).fetchone()
+            if row:
+                self.messages[message_id] = message_from_row(row)
+
+    def _loaded_recipient(self, db: sqlite3.Connection, key: Key) -> None:
+        if key not in self.recipients:
+            sql = (
+                f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? AND recipient = ?"
+            )
+            row = db.execute(sql, key).fetchone()
+            if row:
+                self.recipients[key] = recipient_from_row(row)
+
+    # --- attribution ----------------------------------------------------------------------------
+
+    def attribute(self, db: sqlite3.Connection, ev: Event) -> str:
+        """Find the message an event without a message id belongs to.
+
+        Lisoloo's docs say to correlate on the recipient: the latest message of the same gateway
+        that already has this recipient; else the latest of its messages still in flight; else
+        the placeholder message `unattributed`. Without a recipient there is nothing to correlate
+        on, and guessing would overwrite another message's totals. Rare, so the in-memory part
+        is a plain scan of what changed since the last checkpoint (newer than the tables).
+        """
+        if not ev.recipient:
+            self._loaded_message(db, UNATTRIBUTED)
+            return UNATTRIBUTED
+        mine = [
+            self.recipients[k]
+            for k in self.dirty_recipients
+            if k[1] == ev.recipient and self.recipients[k].provider == ev.provider
+        ]
+        if mine:
+            return max(mine, key=lambda r: r.updated_at or 0).message_id
+        sql = (
+            "SELECT message_id FROM recipients WHERE recipient = ? AND provider = ? "
+            "ORDER BY updated_at DESC LIMIT 1"
+        )
+        row = db.execute(sql, (ev.recipient, ev.provider)).fetchone()
+        if row:
+            self._loaded_message(db, row[0])
+            self._loaded_recipient(db, (row[0], ev.recipient))
+            return str(row[0])
+        open_ = [
+            self.messages[m]
+            for m in self.dirty_messages
+            if m != UNATTRIBUTED
+            and self.messages[m].provider == ev.provider
+            and not self.messages[m].finished
+        ]
+        if open_:
+            return max(open_, key=lambda m: m.last_received_at or 0).message_id
+        sql = (
+            "SELECT message_id FROM messages WHERE provider = ? AND finished_at IS NULL "
+            "AND message_id != ? ORDER BY last_received_at DESC LIMIT 1"
+        )
+        row = db.execute(sql, (ev.provider, UNATTRIBUTED)).fetchone()
+        mid = str(row[0]) if row else UNATTRIBUTED
+        self._loaded_message(db, mid)
+        self._loaded_recipient(db, (mid, ev.recipient))
+        return mid
+
+    # --- folding --------------------------------------------------------------------------------
+
+    def apply(self, ev: Event, effects: BatchEffects) -> None:
+        """Fold one new event (its message id already resolved) into the state."""
+        mid = ev.message_id
+        assert mid is not None
+        effects.new_events.append(ev)
+        msg = self.messages.get(mid)
+        if msg is None:
+            msg = self.messages[mid] = MessageState(mid, ev.provider)
+        if mid not in effects.baseline:
+            effects.baseline[mid] = copy_message(msg) if msg.events > 0 else None
+        self.dirty_messages.add(mid)
+        apply_event_to_message(msg, ev)
+        if ev.recipient:
+            key = (mid, ev.recipient)
+            rec = self.recipients.get(key)
+            if rec is None:
+                rec = self.recipients[key] = RecipientState(mid, ev.recipient, ev.provider)
+            self.dirty_recipients.add(key)
+            had_conflict = rec.conflict
+            entered = rec.first_at.get(rec.state) if rec.state else None
+            before = fold(rec, ev)
+            after = rec.state
+            apply_transition(msg, before, after, rec.conflict and not had_conflict)
+            since = ev.occurred_at - entered if entered is not None else None
+            effects.transitions.append(Transition(ev, before, after, since))
+        else:
+            effects.transitions.append(Transition(ev, None, None, None))
+        if msg.finished:
+            if msg.finished_at is None:
+                msg.finished_at = ev.received_at
+        else:
+            msg.finished_at = None
+
+    def replay(self, db: sqlite3.Connection, events: Iterable[Event]) -> int:
+        """Fold stored events again (the log after the last checkpoint), in log order: the
+        result is the state as it was when they were first folded."""
+        effects = BatchEffects()
+        n = 0
+        chunk: list[Event] = []
+        for ev in events:
+            chunk.append(ev)
+            if len(chunk) >= 2000:
+                n += self._replay_chunk(db, chunk, effects)
+                chunk = []
+                effects = BatchEffects()
+        return n + self._replay_chunk(db, chunk, effects)
+
+    def _replay_chunk(self, db: sqlite3.Connection, chunk: list[Event], fx: BatchEffects) -> int:
+        self.load(db, chunk)
+        for ev in chunk:
+            self.apply(ev, fx)
+        return len(chunk)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def dirty_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """(recipient rows, message rows) of everything changed since the last checkpoint."""
+        recipients = [recipient_row(self.recipients[k]) for k in self.dirty_recipients]
+        messages = [message_row(self.messages[m]) for m in self.dirty_messages]
+        return recipients, messages
+
+    def checkpointed(self) -> None:
+        """The dirty rows are in the tables now: all is clean; drop the oldest entries."""
+        self.dirty_recipients.clear()
+        self.dirty_messages.clear()
+        _trim(self.recipients, self.keep_recipients)
+        _trim(self.messages, self.keep_messages)
+
+
+def _trim(entries: dict[Any, Any], keep: int) -> None:
+    """Drop the oldest half when over the limit (dicts keep insertion order): clean entries
+    reload from the tables if they are needed again."""
+    if len(entries) > keep:
+        for key in list(entries)[: len(entries) - keep // 2]:
+            del entries[key]
+
+
+def message_copies(state: StateCache, message_ids: Iterable[str]) -> tuple[MessageState, ...]:
+    """Copies of the messages a batch touched, for other threads: the writer keeps changing its
+    own objects."""
+    return tuple(copy_message(state.messages[mid]) for mid in message_ids)
