@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from smswatch.config import Credentials
@@ -139,3 +142,24 @@ def test_detect_by_header_then_by_shape() -> None:
     assert detect(providers, CIMultiDict(), YEBOLINK["message.sent"].encode()).name == "yebolink"
     with pytest.raises(Rejected):
         detect(providers, CIMultiDict(), b'{"type": "sms"}')
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.timezones(),
+    ),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
+def test_the_fast_time_path_reads_rfc3339_as_pydantic_does(moment: datetime, spec: str) -> None:
+    from smswatch.providers.base import _DATETIME, _time
+
+    text = moment.isoformat(timespec=spec)
+    if moment.utcoffset() == timedelta(0):
+        text = text.replace("+00:00", "Z")
+    try:
+        expected = to_us(_DATETIME.validate_python(text))
+    except ValueError:
+        return  # e.g. offsets with seconds, which neither path reads as RFC 3339
+    assert _time(text) == expected

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -118,12 +119,17 @@ def _flag(value: Any) -> bool | None:
 
 
 _DATETIME = TypeAdapter(datetime)
+# The shape gateways send (RFC 3339 with a zone), which the standard library reads the same way
+# pydantic does, ten times faster; anything else goes to pydantic.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 
 
 def _time(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     try:
+        if isinstance(value, str) and _RFC3339.fullmatch(value):
+            return to_us(datetime.fromisoformat(value))
         return to_us(_DATETIME.validate_python(value))
     except (ValidationError, OverflowError, ValueError):
         return None

@@ -72,20 +72,15 @@ class QueuedData(_Model):
 
 
 class RecipientData(_Model):
+    """The data of every per-recipient event type, known or not. One model for all of them: the
+    normalizer reads each field directly (a missing attribute on a pydantic model costs an
+    exception) and takes only what the event's type defines (`sent_at` for sms.sent, …)."""
+
     recipient_phone: Identifier = None
     carrier: Text = None
-
-
-class SentData(RecipientData):
     sent_at: Time = None
-
-
-class DeliveredData(RecipientData):
     delivered_at: Time = None
     segments: Integer = None
-
-
-class FailedData(RecipientData):
     failed_at: Time = None
     error_code: Text = None
     error_message: Text = None
@@ -110,17 +105,17 @@ class Processing(_Envelope):
 
 class Sent(_Envelope):
     event_type: Literal["sms.sent"]
-    data: SentData = SentData()
+    data: RecipientData = RecipientData()
 
 
 class Delivered(_Envelope):
     event_type: Literal["sms.delivered"]
-    data: DeliveredData = DeliveredData()
+    data: RecipientData = RecipientData()
 
 
 class Failed(_Envelope):
     event_type: Literal["sms.failed"]
-    data: FailedData = FailedData()
+    data: RecipientData = RecipientData()
 
 
 class Other(_Envelope):
@@ -200,42 +195,56 @@ class Lisoloo:
     def _normalize(self, ev: Any, body: bytes, received_at: int) -> Event:
         data = ev.data
         state = STATES.get(ev.event_type, State.UNKNOWN)
-        specific = getattr(data, "sent_at", None) or getattr(data, "delivered_at", None)
-        specific = specific or getattr(data, "failed_at", None)
-        occurred = specific or ev.timestamp
         if ev.event_id:
             event_id, dedupe = ev.event_id, f"lisoloo|{ev.event_id}"
         else:
             digest = body_digest(body)
             event_id, dedupe = derived_id("lisoloo", digest), f"lisoloo|sha256:{digest}"
-        info = None
-        recipient = None
-        if isinstance(data, QueuedData):
-            info = MessageInfo(
-                total_recipients=data.total_recipients,
-                total_messages=data.total_messages,
-                total_cost=data.total_cost,
-                currency=data.currency,
-                scheduled_at=data.scheduled_at,
-                channel="sms",
+        if type(data) is QueuedData:
+            return Event(
+                self.name,
+                event_id,
+                dedupe,
+                ev.event_type,
+                state,
+                ev.message_id,
+                None,
+                ev.timestamp if ev.timestamp is not None else received_at,
+                received_at,
+                decode_payload(body),
+                ev.timestamp is None,
+                message_info=MessageInfo(
+                    total_recipients=data.total_recipients,
+                    total_messages=data.total_messages,
+                    total_cost=data.total_cost,
+                    currency=data.currency,
+                    scheduled_at=data.scheduled_at,
+                    channel="sms",
+                ),
             )
+        if state is State.SENT:
+            occurred = data.sent_at or ev.timestamp
+        elif state is State.DELIVERED:
+            occurred = data.delivered_at or ev.timestamp
+        elif state is State.FAILED:
+            occurred = data.failed_at or ev.timestamp
         else:
-            recipient = data.recipient_phone
+            occurred = ev.timestamp
+        failed = state is State.FAILED
         return Event(
-            provider=self.name,
-            event_id=event_id,
-            dedupe_key=dedupe,
-            event_type=ev.event_type,
-            state=state,
-            message_id=ev.message_id,
-            recipient=recipient,
-            occurred_at=occurred if occurred is not None else received_at,
-            received_at=received_at,
-            time_estimated=occurred is None,
-            payload=decode_payload(body),
-            carrier=getattr(data, "carrier", None),
-            error_code=getattr(data, "error_code", None),
-            error_message=getattr(data, "error_message", None),
-            retryable=getattr(data, "retryable", None),
-            message_info=info,
+            self.name,
+            event_id,
+            dedupe,
+            ev.event_type,
+            state,
+            ev.message_id,
+            data.recipient_phone,
+            occurred if occurred is not None else received_at,
+            received_at,
+            decode_payload(body),
+            occurred is None,
+            data.carrier,
+            data.error_code if failed else None,
+            data.error_message if failed else None,
+            data.retryable if failed else None,
         )
