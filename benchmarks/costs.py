@@ -75,10 +75,10 @@ def measure(events: int) -> dict[str, float]:
                 writer._transaction(batch, [])
                 if (i // BATCH + 1) * BATCH % CHECKPOINT_EVERY < BATCH:
                     started = time.process_time()
-                    writer._checkpoint_now()
+                    writer._checkpoint_here(writer._last_id)
                     checkpoint_cpu += time.process_time() - started
             started = time.process_time()
-            writer._checkpoint_now()
+            writer._checkpoint_here(writer._last_id)
             checkpoint_cpu += time.process_time() - started
 
         store_us = cpu_us_each(events, store)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sqlite3
 
 from benchmarks import costs, run
 from benchmarks.loadgen import percentile
+
+from smswatch.store.writer import connect_log
 
 
 def test_costs_measures_both_stages_and_stores_every_event(tmp_path, monkeypatch) -> None:
@@ -15,9 +17,11 @@ def test_costs_measures_both_stages_and_stores_every_event(tmp_path, monkeypatch
     assert result["events"] == 200
     assert result["adapter_us"] > 0
     assert result["store_us"] > 0
-    with sqlite3.connect(tmp_path / "cost.db") as db:
+    assert 0 < result["checkpoint_us"] < result["store_us"]
+    with contextlib.closing(connect_log(tmp_path / "cost.db")) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 200
         assert db.execute("SELECT count(*) FROM recipients").fetchone()[0] == 200
+        assert db.execute("SELECT count(*) FROM timeline").fetchone()[0] == 200
 
 
 def test_cpu_seconds_reads_this_process() -> None:

@@ -104,19 +104,27 @@ async def test_an_older_database_is_migrated_in_place(tmp_path: Path, monkeypatc
     await writer.open()
     await writer.submit([event(1)])
     await writer.close()
-    # A made-up next version: the mechanism must apply it once and keep the data.
+    # A made-up next version of each file: the mechanism must apply it once and keep the data.
     monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
     monkeypatch.setitem(
-        schema.MIGRATIONS, schema.SCHEMA_VERSION - 1, "ALTER TABLE messages ADD COLUMN note TEXT;"
+        schema.MIGRATIONS, schema.SCHEMA_VERSION - 1, "ALTER TABLE events ADD COLUMN note TEXT;"
+    )
+    monkeypatch.setattr(schema, "STATE_SCHEMA_VERSION", schema.STATE_SCHEMA_VERSION + 1)
+    monkeypatch.setitem(
+        schema.STATE_MIGRATIONS,
+        schema.STATE_SCHEMA_VERSION - 1,
+        "ALTER TABLE messages ADD COLUMN note TEXT;",
     )
     writer = Writer(path)
     await writer.open()
     await writer.close()
     conn = sqlite3.connect(path)
+    conn.execute("ATTACH DATABASE ? AS state", (str(schema.state_path(path)),))
     assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert conn.execute("PRAGMA state.user_version").fetchone()[0] == schema.STATE_SCHEMA_VERSION
     assert conn.execute(
-        "SELECT count(*), min(note) FROM events JOIN messages USING (message_id)"
-    ).fetchone() == (1, None)
+        "SELECT count(*), min(e.note), min(m.note) FROM events e JOIN messages m USING (message_id)"
+    ).fetchone() == (1, None, None)
     conn.close()
 
 

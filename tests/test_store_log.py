@@ -5,6 +5,7 @@ run without one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from smswatch.store import Reader, Writer
 from smswatch.store.rows import MESSAGE_COLUMNS, RECIPIENT_COLUMNS
 from smswatch.store.schema import read_checkpoint
 from smswatch.store.state import StateCache, copy_message
-from smswatch.store.writer import DatabaseInUse, stored_after
+from smswatch.store.writer import DatabaseInUse, connect_log, stored_after
 
 T0 = 1_795_400_000_000_000
 
@@ -90,7 +91,7 @@ async def store(path: Path, events: list[Event], **options: Any) -> Writer:
 
 
 def tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(connect_log(path)) as db:
         return {
             "recipients": db.execute(
                 f"SELECT {RECIPIENT_COLUMNS} FROM recipients ORDER BY 1, 2"
@@ -103,9 +104,9 @@ def tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def folded_from_scratch(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """The state the whole log leads to, folded in a fresh cache (never from the tables)."""
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TEMP TABLE recipients AS SELECT * FROM main.recipients WHERE 0")
-        db.execute("CREATE TEMP TABLE messages AS SELECT * FROM main.messages WHERE 0")
+    with contextlib.closing(connect_log(path)) as db:
+        db.execute("CREATE TEMP TABLE recipients AS SELECT * FROM state.recipients WHERE 0")
+        db.execute("CREATE TEMP TABLE messages AS SELECT * FROM state.messages WHERE 0")
         state = StateCache(keep_recipients=10**9, keep_messages=10**9)
         for _, chunk in stored_after(db, 0):
             state.replay(db, chunk)
@@ -117,7 +118,7 @@ def assert_state_is_the_fold_of_the_log(path: Path) -> None:
     got, want = tables(path), folded_from_scratch(path)
     assert got["recipients"] == want["recipients"]
     assert got["messages"] == want["messages"]
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(connect_log(path)) as db:
         events = db.execute("SELECT count(*) FROM events").fetchone()[0]
         assert len(got["timeline"]) == events  # every event, once, in the timeline
         assert read_checkpoint(db) == db.execute("SELECT max(id) FROM events").fetchone()[0]
@@ -135,7 +136,7 @@ async def test_the_answer_comes_before_the_checkpoint_and_the_log_has_it(tmp_pat
     events = campaign(1, 3)
     writer = await store(db, events[:4], checkpoint_interval=3600)
     try:
-        with sqlite3.connect(db) as conn:
+        with contextlib.closing(connect_log(db)) as conn:
             assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 4
             assert read_checkpoint(conn) == 0  # nothing folded into the tables yet
         # A reader of the tables alone lags; a current one and every timeline do not.
@@ -194,8 +195,8 @@ KILL_IN_CHECKPOINT = textwrap.dedent(
         await writer.open()
         for ev in events:
             await writer.submit([ev])
-        writer._db = KillAtMarker(writer._db)
-        await writer._on_thread(writer._checkpoint_now)
+        writer._state_db = KillAtMarker(writer._state_db)
+        await asyncio.wrap_future(writer.settle())
 
     asyncio.run(main())
     """
@@ -223,7 +224,7 @@ async def test_kill_in_the_middle_of_a_checkpoint_ends_in_the_state_of_a_run_wit
         timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(connect_log(db)) as conn:
         before = read_checkpoint(conn)
         assert before < conn.execute("SELECT max(id) FROM events").fetchone()[0]
 
@@ -325,7 +326,7 @@ def test_kill_9_at_random_points_under_load_ends_in_the_truth(tmp_path: Path) ->
             sim.kill()
     assert acked_ids(acked) <= {r["event_id"] for r in export_records(db)}
     assert_state_is_the_fold_of_the_log(db)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(connect_log(db)) as conn:
         got = {
             (m, r): (s, e)
             for m, r, s, e in conn.execute(

@@ -143,11 +143,12 @@ class StoreQueries:
         return self._reader
 
     async def recent(self, counters: Counters, info: SourceInfo | None) -> Snapshot:
+        reader = await self.settled()
         return Snapshot(
             counters=counters,
-            messages=await self.reader.recent_messages(RECENT),
-            events=await self.reader.recent_events(RECENT),
-            rejections=await self.reader.quarantine(50),
+            messages=await reader.recent_messages(RECENT),
+            events=await reader.recent_events(RECENT),
+            rejections=await reader.quarantine(50),
             info=info,
         )
 

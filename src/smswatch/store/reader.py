@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from smswatch.store.rows import (
     recipient_from_row,
     stored_event,
 )
-from smswatch.store.schema import SCHEMA_VERSION, read_checkpoint
+from smswatch.store.schema import SCHEMA_VERSION, read_checkpoint, state_path
 
 
 class NoDatabase(Exception):
@@ -42,7 +41,7 @@ class NoDatabase(Exception):
 
 
 # The log after the last checkpoint is newer than the state tables and the timeline.
-_CHECKPOINT = "(SELECT value FROM meta WHERE key = 'checkpoint')"
+_CHECKPOINT = "(SELECT value FROM state.meta WHERE key = 'checkpoint')"
 # The ids of a message's events (?1): through the timeline, plus the log after the checkpoint.
 _OF_MESSAGE = (
     "SELECT event FROM timeline WHERE message_id = ?1 UNION ALL "
@@ -119,12 +118,15 @@ class Reader:
                 raise NoDatabase(
                     f"{path} was written by a newer smswatch (schema {version}); upgrade smswatch"
                 )
-            if version < SCHEMA_VERSION:
-                # Written by an older smswatch: upgrade it in place (what a writer would do
-                # when it opens it), then read it.
+            if version < SCHEMA_VERSION or not state_path(path).is_file():
+                # Written by an older smswatch, or copied without its state file: do what a
+                # writer does when it opens it (upgrade in place, the state folded from the
+                # log), then read it.
                 from smswatch.store.writer import prepare_database
 
                 await asyncio.to_thread(prepare_database, path)
+                current = True
+            await db.execute("ATTACH DATABASE ? AS state", (str(state_path(path)),))
             if current:
                 await overlay_tail(db, path)
             await db.execute("PRAGMA query_only=1")
@@ -444,19 +446,16 @@ async def overlay_tail(db: aiosqlite.Connection, path: Path) -> int:
         ("recipients", RECIPIENT_COLUMNS, recipients, ("message_id", "recipient")),
         ("messages", MESSAGE_COLUMNS, messages, ("message_id",)),
     ):
-        await db.execute(f"CREATE TEMP TABLE tail_{name} AS SELECT * FROM main.{name} WHERE 0")
+        await db.execute(f"CREATE TEMP TABLE tail_{name} AS SELECT * FROM state.{name} WHERE 0")
         await db.execute(
             f"CREATE UNIQUE INDEX temp.tail_{name}_key ON tail_{name} ({', '.join(key)})"
         )
-        await db.executemany(
-            f"INSERT INTO tail_{name} ({columns}) VALUES ({','.join('?' * len(rows[0]))})"
-            if rows
-            else "SELECT 1 WHERE 0",
-            rows,
-        )
+        if rows:
+            marks = ",".join("?" * len(rows[0]))
+            await db.executemany(f"INSERT INTO tail_{name} ({columns}) VALUES ({marks})", rows)
         same = " AND ".join(f"t.{k} = m.{k}" for k in key)
         await db.execute(
-            f"CREATE TEMP VIEW {name} AS SELECT * FROM main.{name} m WHERE NOT EXISTS "
+            f"CREATE TEMP VIEW {name} AS SELECT * FROM state.{name} m WHERE NOT EXISTS "
             f"(SELECT 1 FROM tail_{name} t WHERE {same}) UNION ALL SELECT * FROM tail_{name}"
         )
     await db.commit()
@@ -467,10 +466,11 @@ def fold_tail(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
     """(recipient rows, message rows, events folded): the state the log after the last
     checkpoint leads to, for what it touched."""
     from smswatch.store.state import StateCache
-    from smswatch.store.writer import stored_after
+    from smswatch.store.writer import connect_log, stored_after
 
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect_log(path)
     try:
+        conn.execute("PRAGMA query_only=1")
         conn.execute("BEGIN")  # one snapshot: the checkpoint and the log after it agree
         state = StateCache()
         folded = 0

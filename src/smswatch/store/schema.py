@@ -1,20 +1,26 @@
-"""SQLite schema and migrations.
+"""SQLite schema and migrations, for the two files of a database.
 
-The schema version lives in `PRAGMA user_version`. `MIGRATIONS[n]` takes a database from version
-n to n+1, so a file written by an older smswatch is upgraded in place when it is opened; a file
-from a newer smswatch is refused rather than misread.
+The database (`--db PATH`) holds the log: `events`, the append-only record of every unique
+event with its raw payload and the only table written before a webhook is answered, and
+`quarantine`, a bounded sample of rejected requests. Beside it, `PATH-state` holds what is
+derived from the log: `recipients` and `messages` (the folded state) and `timeline` (each
+recipient's events in event time), so that no screen ever has to scan the log. The state file
+is written at checkpoints (store/writer.py) by a thread of its own, which is why it is a file of
+its own: SQLite has one write lock per file, and a checkpoint must not hold up the commits that
+webhooks are waiting for. Its `meta.checkpoint` is the id of the last event it covers (the log
+after it is newer), and `meta.log_id` names the log it was derived from; a state file that does
+not match its log is rebuilt from the log.
 
-Times are INTEGER microseconds since the epoch (UTC). `events` is the append-only log of every
-unique event with its raw payload, and the only table written before a webhook is answered;
-`recipients` and `messages` hold the folded state and `timeline` a recipient's events in event
-time, so that no screen ever has to scan the log. Those three are written at checkpoints (see
-store/writer.py), and `meta.checkpoint` is the id of the last event they cover: the log after
-it is newer than they are. `quarantine` holds a bounded sample of rejected requests.
+Each file's schema version lives in its `PRAGMA user_version`. `MIGRATIONS[n]` (and
+`STATE_MIGRATIONS[n]`) take a file from version n to n+1, so a file written by an older smswatch
+is upgraded in place when it is opened; a file from a newer smswatch is refused rather than
+misread. Times are INTEGER microseconds since the epoch (UTC).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 SCHEMA_VERSION = 2
 
@@ -109,14 +115,26 @@ CREATE TABLE quarantine (
 );
 """
 
-# Version 2: the log's per-event secondary index goes; a recipient's events are found through
-# `timeline`, written at checkpoints. The log keeps the last two fields of an event it lacked,
-# so that the state can be folded from it alone. A version-1 file has its state tables up to
-# date: its checkpoint covers every event it holds.
+# Version 2: the log's file holds the log alone. The per-event secondary index goes (a
+# recipient's events are found through the state file's `timeline`), the log keeps the two
+# fields of an event it lacked so that the state can be folded from it alone, and it gets a
+# name. A version-1 file's `recipients` and `messages` are current; the writer moves them into
+# the state file (`adopt_legacy_state`).
 _V2 = """
 DROP INDEX events_by_recipient;
 ALTER TABLE events ADD COLUMN retryable INTEGER;
 ALTER TABLE events ADD COLUMN info TEXT;  -- the event's message facts (JSON array), if any
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+INSERT INTO meta VALUES ('log_id', lower(hex(randomblob(16))));
+"""
+
+# MIGRATIONS[n] upgrades a version-n log file to n+1. Version 0 is an empty file.
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+
+STATE_SCHEMA_VERSION = 1
+_STATE_V1 = (
+    _V1[_V1.index("CREATE TABLE messages") : _V1.index("CREATE TABLE quarantine")]
+    + """
 CREATE TABLE timeline (
     message_id   TEXT NOT NULL,
     recipient    TEXT NOT NULL,  -- '' for the message's own events
@@ -124,30 +142,34 @@ CREATE TABLE timeline (
     event        INTEGER NOT NULL,
     PRIMARY KEY (message_id, recipient, occurred_at, event)
 ) WITHOUT ROWID;
-INSERT INTO timeline
-    SELECT message_id, coalesce(recipient, ''), occurred_at, id FROM events;
-CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO meta VALUES ('checkpoint', (SELECT coalesce(max(id), 0) FROM events));
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+INSERT INTO meta VALUES ('checkpoint', 0), ('log_id', '');
 """
-
-# MIGRATIONS[n] upgrades a version-n database to n+1. Version 0 is an empty file.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+)
+STATE_MIGRATIONS: dict[int, str] = {0: _STATE_V1}
 
 
 class SchemaError(Exception):
     pass
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring a database to SCHEMA_VERSION. Runs in the connection's own thread."""
+def migrate(
+    conn: sqlite3.Connection,
+    version_now: int | None = None,
+    migrations: dict[int, str] | None = None,
+) -> int:
+    """Bring a log file (or, given the state's versions, a state file) to its current version.
+    Runs in the connection's own thread."""
+    target = SCHEMA_VERSION if version_now is None else version_now
+    steps = MIGRATIONS if migrations is None else migrations
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
+    if version > target:
         raise SchemaError(
             f"database schema version {version} is newer than this smswatch understands "
-            f"({SCHEMA_VERSION}); upgrade smswatch"
+            f"({target}); upgrade smswatch"
         )
-    while version < SCHEMA_VERSION:
-        script = MIGRATIONS[version] + f"\nPRAGMA user_version = {version + 1};"
+    while version < target:
+        script = steps[version] + f"\nPRAGMA user_version = {version + 1};"
         try:
             conn.executescript(f"BEGIN;\n{script}\nCOMMIT;")
         except sqlite3.Error:
@@ -157,7 +179,64 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
-def read_checkpoint(conn: sqlite3.Connection) -> int:
-    """The id of the last event the state tables and the timeline cover."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+def migrate_state(conn: sqlite3.Connection) -> int:
+    return migrate(conn, STATE_SCHEMA_VERSION, STATE_MIGRATIONS)
+
+
+def state_path(log: str | Path) -> Path:
+    """The state file that belongs to a log file."""
+    log = Path(log)
+    return log.with_name(log.name + "-state")
+
+
+def log_id(conn: sqlite3.Connection, schema: str = "main") -> str:
+    row = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'log_id'").fetchone()
+    return str(row[0]) if row else ""
+
+
+def read_checkpoint(conn: sqlite3.Connection, schema: str = "state") -> int:
+    """The id of the last event the state file covers."""
+    row = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'checkpoint'").fetchone()
     return int(row[0]) if row else 0
+
+
+def has_legacy_state(conn: sqlite3.Connection) -> bool:
+    """A version-1 log file still holds its folded state."""
+    sql = "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'recipients'"
+    return conn.execute(sql).fetchone() is not None
+
+
+def adopt_legacy_state(conn: sqlite3.Connection) -> None:
+    """Move a version-1 file's state (current up to its last event) into the attached state
+    file, then out of the log. Two commits, in that order: interrupted, it is simply done
+    again on the next open."""
+    conn.execute("BEGIN IMMEDIATE")
+    for table in ("timeline", "recipients", "messages"):
+        conn.execute(f"DELETE FROM state.{table}")
+    conn.execute("INSERT INTO state.recipients SELECT * FROM main.recipients")
+    conn.execute("INSERT INTO state.messages SELECT * FROM main.messages")
+    conn.execute(
+        "INSERT INTO state.timeline SELECT message_id, coalesce(recipient, ''), occurred_at, id "
+        "FROM main.events"
+    )
+    conn.execute(
+        "UPDATE state.meta SET value = (SELECT coalesce(max(id), 0) FROM main.events) "
+        "WHERE key = 'checkpoint'"
+    )
+    conn.execute("UPDATE state.meta SET value = ? WHERE key = 'log_id'", (log_id(conn),))
+    conn.execute("COMMIT")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DROP TABLE main.recipients")
+    conn.execute("DROP TABLE main.messages")
+    conn.execute("COMMIT")
+
+
+def reset_state(conn: sqlite3.Connection) -> None:
+    """Empty the attached state file and bind it to this log: it will be folded from the log
+    again (it was made from another log, or is missing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    for table in ("timeline", "recipients", "messages"):
+        conn.execute(f"DELETE FROM state.{table}")
+    conn.execute("UPDATE state.meta SET value = 0 WHERE key = 'checkpoint'")
+    conn.execute("UPDATE state.meta SET value = ? WHERE key = 'log_id'", (log_id(conn),))
+    conn.execute("COMMIT")

@@ -1,14 +1,14 @@
 """Recipient and message state in memory, owned by the SQLite writer's thread.
 
 The event log is what must be durable before a 2xx; the folded state is derived from it. So the
-writer keeps the state here, folds each batch into it, and writes it to the `recipients` and
-`messages` tables only at a checkpoint: every recipient once, however many events it had since
-the last one. A checkpoint also records the id of the last event it covers, so after a crash the
-state is the checkpoint plus the log after that id, folded again (`replay`).
+writer keeps the state here, folds each batch into it, and writes it to the state file's
+`recipients` and `messages` only at a checkpoint: every recipient once, however many events it
+had since the last one. A checkpoint also records the id of the last event it covers, so after a
+crash the state is the checkpoint plus the log after that id, folded again (`replay`).
 
-Entries are loaded from the tables on first use. Dirty ones (changed since the last checkpoint)
-are never evicted: the tables do not have them yet. After a checkpoint all are clean, and the
-oldest are dropped to bound memory.
+Entries are loaded from the state file on first use. Dirty ones (changed since the last
+snapshot) are never evicted, nor is anything before the checkpoint that took it is written; the
+oldest clean ones are dropped to bound memory.
 
 Not thread-safe: only the writer's thread touches a `StateCache`. What leaves it for other
 threads (the hub, the UI) is a copy.
@@ -295,26 +295,58 @@ class StateCache:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
+    def snapshot(self, after: int, upto: int) -> Snapshot:
+        """The rows of everything changed since the last snapshot, as of log id `upto`; they
+        count as clean from now on (changed again, they are dirty again)."""
+        recipients, messages = self.dirty_recipients, self.dirty_messages
+        self.dirty_recipients, self.dirty_messages = set(), set()
+        return Snapshot(
+            [recipient_row(self.recipients[k]) for k in recipients],
+            [message_row(self.messages[m]) for m in messages],
+            recipients,
+            messages,
+            after,
+            upto,
+        )
+
+    def redirty(self, snapshot: Snapshot) -> None:
+        """A snapshot that could not be written: its entries are dirty again."""
+        self.dirty_recipients |= snapshot.recipient_keys & self.recipients.keys()
+        self.dirty_messages |= snapshot.message_ids & self.messages.keys()
+
     def dirty_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """(recipient rows, message rows) of everything changed since the last checkpoint."""
+        """(recipient rows, message rows) of everything changed and not yet snapshotted."""
         recipients = [recipient_row(self.recipients[k]) for k in self.dirty_recipients]
         messages = [message_row(self.messages[m]) for m in self.dirty_messages]
         return recipients, messages
 
-    def checkpointed(self) -> None:
-        """The dirty rows are in the tables now: all is clean; drop the oldest entries."""
-        self.dirty_recipients.clear()
-        self.dirty_messages.clear()
-        _trim(self.recipients, self.keep_recipients)
-        _trim(self.messages, self.keep_messages)
+    def trim(self) -> None:
+        """Drop the oldest clean entries to bound memory; only after a checkpoint is written,
+        so that what is dropped is in the state file."""
+        _trim(self.recipients, self.keep_recipients, self.dirty_recipients)
+        _trim(self.messages, self.keep_messages, self.dirty_messages)
 
 
-def _trim(entries: dict[Any, Any], keep: int) -> None:
-    """Drop the oldest half when over the limit (dicts keep insertion order): clean entries
-    reload from the tables if they are needed again."""
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a checkpoint writes: rows of the changed state, good up to log id `upto`, and the
+    timeline entries of the events in (`after`, `upto`]."""
+
+    recipients: list[tuple[Any, ...]]
+    messages: list[tuple[Any, ...]]
+    recipient_keys: set[Key]
+    message_ids: set[str]
+    after: int
+    upto: int
+
+
+def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> None:
+    """Drop the oldest half when over the limit (dicts keep insertion order), never a dirty one:
+    clean entries reload from the state file if they are needed again."""
     if len(entries) > keep:
         for key in list(entries)[: len(entries) - keep // 2]:
-            del entries[key]
+            if key not in dirty:
+                del entries[key]
 
 
 def message_copies(state: StateCache, message_ids: Iterable[str]) -> tuple[MessageState, ...]:
