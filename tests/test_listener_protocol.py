@@ -393,6 +393,39 @@ async def test_a_header_that_never_ends_is_refused_before_it_grows_large(eng: En
     assert not sender.done() or sender.cancelled()
 
 
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        pytest.param(b"GET /healthz\r\n\r\n", "bad_request", id="http-0.9"),
+        pytest.param(b"GET /healthz HTTP/2.0\r\n\r\n", "bad_request", id="http-2.0"),
+        pytest.param(b"GET /healthz HTTP/1.1\nHost: x\n\n", "bad_request", id="bare-lf"),
+        pytest.param(post(b"{}", extra=b"X-A: a\r\n folded\r\n"), "bad_request", id="obs-fold"),
+        pytest.param(
+            post(b"{}", extra=b"Content-Length: 2\r\n"), "bad_request", id="content-length-twice"
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n", "bad_request", id="space-in-name"
+        ),
+        # The headers pass, then the body's framing cannot be read: the webhook's own refusal.
+        pytest.param(
+            b"POST /webhooks/lisoloo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+            "unreadable_body",
+            id="transfer-encoding-not-chunked",
+        ),
+    ],
+)
+async def test_requests_httptools_refuses_get_http_1_0_400_and_a_close(
+    eng: Engine, raw: bytes, code: str
+) -> None:
+    reader, writer = await connect(eng.listener.port)
+    writer.write(raw + GET_HEALTH)  # nothing after a request that cannot be read is answered
+    answer = await read_answer(reader)
+    assert (answer.version, answer.status, answer.json()["error"]) == ("HTTP/1.0", 400, code)
+    assert answer.headers["connection"] == "close"
+    assert await closed(reader)
+    assert await stored_ids(eng) == []
+
+
 # --- backpressure -----------------------------------------------------------------------------
 
 
