@@ -11,6 +11,7 @@ Order of checks: path and method, then content type, declared size, Content-Enco
 (headers only), then the body is read under a time limit, then credentials on the raw bytes, then
 parsing. `Expect: 100-continue` gets `100 Continue` only once the header checks pass; otherwise
 the final answer goes at once and the connection closes, since the body may or may not follow.
+Any other expectation gets 417, as aiohttp answered it.
 
 httptools does all the HTTP parsing; this module owns the connection:
 
@@ -29,10 +30,11 @@ httptools does all the HTTP parsing; this module owns the connection:
   `bad_request`, as aiohttp answered and the hostile-input suite expects; 431 and 414 are more
   precise, but a client that sends 2,000 headers to a webhook endpoint is not reading status
   codes.
-- A request the parser cannot read (bad framing, an invalid method or version, a broken chunk)
-  gets `HTTP/1.0 400` and the connection closes. HTTP/1.0 because nothing said on that
-  connection can be trusted after it, and an HTTP/1.0 answer tells the client the connection
-  ends with it (aiohttp did the same).
+- A request the parser cannot read (bad framing, an invalid method or version) gets
+  `HTTP/1.0 400 bad_request` and the connection closes; a webhook whose body framing breaks
+  after its headers passed (a bad chunk) gets the same status line with `unreadable_body`, and
+  is quarantined. HTTP/1.0 because nothing said on that connection can be trusted after it, and
+  an HTTP/1.0 answer tells the client the connection ends with it (aiohttp did the same).
 - Bodies: 413 from Content-Length before anything is read, and as soon as a chunked body grows
   past the limit. gzip and deflate (zlib-wrapped or raw) are decoded with the decoded size held
   to the same limit, so a zip bomb gets 413 and undecodable bytes 400 `unreadable_body`; any
