@@ -80,8 +80,9 @@ def banner(engine: Engine) -> list[str]:
         "  Paste into each gateway's webhook setting:",
     ]
     hosts = [engine.listener.base_url]
+    scheme = engine.listener.base_url.split("://", 1)[0]
     if cfg.host in ("0.0.0.0", "", "::"):
-        hosts += [f"http://{a}:{engine.listener.port}" for a in public_addresses()]
+        hosts += [f"{scheme}://{a}:{engine.listener.port}" for a in public_addresses()]
     for gw in engine.gateways():
         for i, base in enumerate(hosts):
             name = gw.title if i == 0 else ""
@@ -93,10 +94,15 @@ def banner(engine: Engine) -> list[str]:
             "  Watch it live (read-only; the feed is on loopback: tunnel it for other machines):",
             f"    smswatch attach {engine.feed.url} --token {engine.feed.token}",
         ]
+    if scheme != "https":
+        lines += [
+            "",
+            "  Lisoloo and YeboLink only call https:// URLs: give smswatch a certificate",
+            "  (--tls-cert/--tls-key), or put a TLS reverse proxy or tunnel in front of this",
+            "  address and give the gateway its public https URL with the same path.",
+        ]
     lines += [
         "",
-        "  Lisoloo and YeboLink only call https:// URLs: put a TLS reverse proxy or tunnel in",
-        "  front of this address and give the gateway its public https URL with the same path.",
         f"  Health check: {engine.listener.base_url}/healthz    Stop: Ctrl-C",
     ]
     return lines
