@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer, Input
 
 from smswatch.datasource import Connection, Snapshot, SourceUnavailable
@@ -33,6 +34,15 @@ if TYPE_CHECKING:
 FILTER_HELP = (
     "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
 )
+
+
+def set_titles(widget: Widget, title: str, subtitle: str) -> None:
+    """Setting a border title repaints the whole widget in Textual, even to the same text: set
+    them only when they change, or every tick redraws every line of the panel."""
+    if widget.border_title != title:
+        widget.border_title = title
+    if widget.border_subtitle != subtitle:
+        widget.border_subtitle = subtitle
 
 
 class MessagesTable(RowTable):
@@ -195,11 +205,11 @@ class DashboardScreen(AppScreen):
         table = tables.first()
         if self.search_rows is not None:
             rows = list(self.search_rows.values())
-            table.border_title = f"Messages matching {safe(self.query_text, 30)!r}"
+            title = f"Messages matching {safe(self.query_text, 30)!r}"
             table.set_empty("no message matches — esc clears the filter")
         else:
             rows = self.sw.model.in_flight(self.sw.clock(), self.failed_only)
-            table.border_title = "In flight" + (" — with failures" if self.failed_only else "")
+            title = "In flight" + (" — with failures" if self.failed_only else "")
             table.set_empty(
                 "no message with failures in flight"
                 if self.failed_only
@@ -207,7 +217,7 @@ class DashboardScreen(AppScreen):
             )
         table.set_rows(rows)
         finished = sum(1 for m in rows if m.finished)
-        table.border_subtitle = f"{len(rows)} shown, {finished} finished · enter: open"
+        set_titles(table, title, f"{len(rows)} shown, {finished} finished · enter: open")
 
     def refresh_alerts(self) -> None:
         sw = self.sw
@@ -225,7 +235,8 @@ class DashboardScreen(AppScreen):
                 )
             )
         for code, count, r in model.rejections_by_code():
-            when = span(max(now - r.received_at, 0))
+            # To the second, as ages elsewhere: in tenths the alert changed on every tick.
+            when = age(now, r.received_at)
             detail = f"{safe(r.reason, 90)} ({safe(r.path, 30)}, {when} ago)"
             alerts.append(
                 Alert(

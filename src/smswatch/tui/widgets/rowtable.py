@@ -22,7 +22,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -119,6 +119,7 @@ class RowTable(ScrollView, can_focus=True):
             return
         current = self.current
         current_key = self.key(current) if current is not None else None
+        before = self._on_screen()
         self.rows = list(rows)
         keys = {self.key(row) for row in self.rows}
         self._lines = {k: v for k, v in self._lines.items() if k[0] in keys}
@@ -131,7 +132,37 @@ class RowTable(ScrollView, can_focus=True):
         set_virtual_size(self, Size(self.size.width, self._height()))
         self.set_reactive(RowTable.cursor, self._clamp(index))
         self._scroll_cursor_into_view()
-        self.refresh()
+        self._refresh_changed(before)
+
+    def _on_screen(self) -> list[tuple[Any, bool] | None]:
+        """What each line under the header shows now: (its row, under the cursor), or None."""
+        top = int(self.scroll_y)
+        rows, per, cursor = self.rows, self.lines_per_row, self.cursor
+        shown: list[tuple[Any, bool] | None] = []
+        for y in range(1, self.size.height):
+            index = (top + y - 1) // per
+            shown.append((rows[index], index == cursor) if index < len(rows) else None)
+        return shown
+
+    def _refresh_changed(self, before: list[tuple[Any, bool] | None]) -> None:
+        """Repaint only the lines whose row changed. A live table updates a few rows a tick, and
+        a whole repaint sends every line (borders included) through Textual's compositor again:
+        measured, that was most of the dashboard's drawing time."""
+        after = self._on_screen()
+        if len(after) != len(before) or not after:
+            self.refresh()
+            return
+        width = self.size.width
+        for y, (old, new) in enumerate(zip(before, after, strict=True), start=1):
+            if old is new:
+                continue
+            if (
+                old is None
+                or new is None
+                or old[1] != new[1]
+                or not (old[0] is new[0] or old[0] == new[0])
+            ):
+                self.refresh(Region(0, y, width, 1))
 
     def restyle(self) -> None:
         """Colours or masking changed: draw every line afresh."""

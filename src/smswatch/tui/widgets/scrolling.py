@@ -4,8 +4,8 @@ Textual's `virtual_size` is a layout reactive: every change reflows the screen a
 re-renders every widget on it, not only the one that grew. The live log and the in-flight table
 grow on nearly every tick, so a monitor showing 20 events/s spent most of a core redrawing
 panels that had not changed. A widget's own scrollable height does not move anything else, so
-only a change in which scrollbars show needs the layout; otherwise updating the scrollbar and
-repainting the widget is enough.
+only a change in which scrollbars show needs the layout; otherwise updating the scrollbar is
+enough, and the widget repaints the lines whose content changed.
 """
 
 from __future__ import annotations
@@ -29,5 +29,5 @@ def set_virtual_size(widget: ScrollView, size: Size) -> None:
     widget._scroll_update(size)
     if (widget.show_vertical_scrollbar, widget.show_horizontal_scrollbar) != bars:
         widget.refresh(layout=True)
-    else:
-        widget.refresh()
+    # Otherwise nothing on screen moved but the scrollbar, which `_scroll_update` repainted: the
+    # caller repaints the lines whose content changed (all of them would cost a full redraw).

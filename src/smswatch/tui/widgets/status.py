@@ -121,6 +121,8 @@ class StatusBar(Vertical):
         if text != self._last_pulse:
             self._last_pulse = text
             self.query_one("#pulse", Static).update(text, layout=False)
-        if c.rate != self._last_rate:
+        # The current second's bar grows on every tick; the sparkline follows it once a second,
+        # when a second is complete (it is one of ~60 bars, and each redraw costs a frame).
+        if c.rate[:-1] != self._last_rate[:-1] or not self._last_rate:
             self._last_rate = c.rate
             self.query_one("#rate", Sparkline).data = list(c.rate)
