@@ -25,9 +25,9 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from smswatch.tui.widgets.lines import LineView
 from smswatch.tui.widgets.scrolling import set_virtual_size
 
 
@@ -40,7 +40,7 @@ class Column:
     priority: int = 0  # higher numbers are dropped first when the table is narrow
 
 
-class RowTable(ScrollView, can_focus=True):
+class RowTable(LineView, can_focus=True):
     DEFAULT_CSS = """
     RowTable { height: 1fr; overflow-x: hidden; }
     RowTable > .rowtable--header { text-style: bold; color: $text-muted; background: $panel; }
@@ -107,6 +107,7 @@ class RowTable(ScrollView, can_focus=True):
         self.rows: list[Any] = []
         # (row key, line of the row) -> (row, what else it was drawn with, the strip)
         self._lines: dict[tuple[Hashable, int], tuple[Any, tuple[Any, ...], Strip]] = {}
+        self._header: tuple[tuple[Any, ...], Strip] | None = None
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -167,6 +168,7 @@ class RowTable(ScrollView, can_focus=True):
     def restyle(self) -> None:
         """Colours or masking changed: draw every line afresh."""
         self._lines.clear()
+        self._header = None
         self.refresh()
 
     def set_empty(self, text: str) -> None:
@@ -276,12 +278,15 @@ class RowTable(ScrollView, can_focus=True):
         return line
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = self.rich_style
+        width, base = self.frame()
         if y == 0:
-            header = self.get_component_rich_style("rowtable--header")
+            style = base + self.get_component_rich_style("rowtable--header")
+            if self._header is not None and self._header[0] == (width, style):
+                return self._header[1]
             titles = [Text(c.title) for c in self.columns]
-            return self._strip(self._line(titles, self.layout_columns(width), base + header))
+            strip = self._strip(self._line(titles, self.layout_columns(width), style))
+            self._header = ((width, style), strip)
+            return strip
         line = int(self.scroll_y) + y - 1
         index, part = divmod(line, self.lines_per_row)
         if index >= len(self.rows):
@@ -316,6 +321,6 @@ class RowTable(ScrollView, can_focus=True):
         return text
 
     def _strip(self, text: Text) -> Strip:
-        width = self.scrollable_content_region.width
+        width, base = self.frame()
         strip = Strip(text.render(self.app.console), text.cell_len)
-        return strip.crop_extend(0, width, self.rich_style)
+        return strip.crop_extend(0, width, base)

@@ -17,7 +17,6 @@ from rich.text import Text
 from textual import events
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from smswatch.domain import State
@@ -26,6 +25,7 @@ from smswatch.store import StoredEvent, Transition
 from smswatch.timefmt import clock, span
 from smswatch.tui.format import mask, short_id
 from smswatch.tui.themes import Palette
+from smswatch.tui.widgets.lines import LineView
 from smswatch.tui.widgets.scrolling import set_virtual_size
 
 MAX_ENTRIES = 5000
@@ -99,7 +99,7 @@ class Entry:
         return any(needle in f.lower() for f in fields if f)
 
 
-class TransitionLog(ScrollView, can_focus=True):
+class TransitionLog(LineView, can_focus=True):
     DEFAULT_CSS = """
     TransitionLog { height: 1fr; overflow-x: hidden; }
     TransitionLog > .log--dim { color: $text-muted; }
@@ -159,7 +159,7 @@ class TransitionLog(ScrollView, can_focus=True):
         if added:
             self._resize()
             self._follow()
-            self.refresh()
+            self.refresh(self.size.region)  # the content only: the border did not change
 
     def _follow(self) -> None:
         if self.tail:
@@ -213,8 +213,7 @@ class TransitionLog(ScrollView, can_focus=True):
     # --- drawing ------------------------------------------------------------------------------
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = self.rich_style
+        width, base = self.frame()
         if self.paused and y == self.size.height - 1:
             note = f" ⏸ paused: {self.waiting_total} new event(s) waiting — space to resume "
             text = Text(note)
