@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -34,33 +32,35 @@ class Funnel(Static):
         relayout = old is None or bool(old.conflicts) != bool(counters.conflicts)
         self.update(self.table(), layout=relayout)
 
-    def table(self) -> Table | Group:
+    def table(self) -> Text:
+        """The rows as one Text, laid out as a grid would be (name, count, bar): a Rich Table
+        measured and laid out its cells on every tick, the most expensive panel of the
+        dashboard to redraw."""
         pal = self.palette()
         c = self.counters
-        grid = Table.grid(padding=(0, 1), expand=True)
-        grid.add_column(width=10)
-        grid.add_column(justify="right", width=7)
-        grid.add_column(ratio=1)
+        text = Text(no_wrap=True, end="")
         if c is None:
-            return grid
+            return text
         total = max(sum(c.funnel.values()), 1)
         bar_width = max(self.size.width - 20, 4)
         for state in FUNNEL:
             n = c.funnel[state]
             cells = round(n / total * bar_width)
-            bar = Text("█" * cells + "·" * (bar_width - cells), style=pal.state(state))
-            grid.add_row(Text(state.value, style=pal.state(state)), Text(f"{n:,}"), bar)
+            style = pal.state(state)
+            text.append(f"{state.value:<10}", style=style)
+            text.append(f" {n:>7,} ")
+            text.append("█" * cells + "·" * (bar_width - cells) + " ", style=style)
+            text.append("\n")
         done = c.funnel[State.DELIVERED] + c.funnel[State.FAILED]
         rate = f"{c.delivery_rate:.1%}" if c.delivery_rate is not None else "-"
-        summary = Text()
-        summary.append(rate, style=f"bold {pal.state(State.DELIVERED)}")
-        summary.append(f" delivered of {done:,} done\n", style="dim")
-        summary.append(f"{c.in_flight:,}", style="bold")
-        summary.append(f" in flight of {c.messages:,} messages", style="dim")
+        text.append(rate, style=f"bold {pal.state(State.DELIVERED)}")
+        text.append(f" delivered of {done:,} done\n", style="dim")
+        text.append(f"{c.in_flight:,}", style="bold")
+        text.append(f" in flight of {c.messages:,} messages", style="dim")
         if c.conflicts:
-            summary.append(f"\n{c.conflicts:,}", style=f"bold {pal.state(State.UNKNOWN)}")
-            summary.append(" conflicting", style="dim")
-        return Group(grid, summary)
+            text.append(f"\n{c.conflicts:,}", style=f"bold {pal.state(State.UNKNOWN)}")
+            text.append(" conflicting", style="dim")
+        return text
 
     def on_resize(self) -> None:
         if self.counters is not None:
