@@ -31,6 +31,8 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from smswatch.tui.widgets.scrolling import scrolled_y
+
 # Finished lines kept: a few screenfuls. When full, the older half goes.
 KEPT = 600
 
@@ -155,9 +157,9 @@ class ReusedLines(StylesCache):
 
 
 class LineView(ScrollView):
-    """A Line-API widget whose finished lines are reused (above), and which looks up its width
-    and base style once a frame: `rich_style` walks every ancestor's styles, and the tables
-    asked for it on every line."""
+    """A Line-API widget whose finished lines are reused (above), which looks up its width and
+    base style once a frame (`rich_style` walks every ancestor's styles, and the tables asked
+    for it on every line), and whose scrollbar redraws only when its thumb moves."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -174,3 +176,6 @@ class LineView(ScrollView):
     def frame(self) -> tuple[int, Style]:
         """(content width, base style) for drawing a line now."""
         return self._frame or (self.scrollable_content_region.width, self.rich_style)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        scrolled_y(self, old, new)

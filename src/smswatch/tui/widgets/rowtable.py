@@ -28,7 +28,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 
 from smswatch.tui.widgets.lines import LineView
-from smswatch.tui.widgets.scrolling import set_virtual_size
+from smswatch.tui.widgets.scrolling import one_scrollbar_update, scrolled_y, set_virtual_size
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ class RowTable(LineView, can_focus=True):
         # (row key, line of the row) -> (row, what else it was drawn with, the strip)
         self._lines: dict[tuple[Hashable, int], tuple[Any, tuple[Any, ...], Strip]] = {}
         self._header: tuple[tuple[Any, ...], Strip] | None = None
+        self._setting_rows = False
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -130,10 +131,21 @@ class RowTable(LineView, can_focus=True):
                 if self.key(row) == current_key:
                     index = i
                     break
-        set_virtual_size(self, Size(self.size.width, self._height()))
-        self.set_reactive(RowTable.cursor, self._clamp(index))
-        self._scroll_cursor_into_view()
+        # Scrolled at once, not after the next frame: that frame would show the rows moved and
+        # the cursor's row off its place, and the scroll would take another.
+        self._setting_rows = True
+        try:
+            with one_scrollbar_update(self):
+                set_virtual_size(self, Size(self.size.width, self._height()))
+                self.set_reactive(RowTable.cursor, self._clamp(index))
+                self._scroll_cursor_into_view(immediate=True)
+        finally:
+            self._setting_rows = False
         self._refresh_changed(before)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        # While the rows are set, the lines that show something else are repainted after.
+        scrolled_y(self, old, new, repaint=not self._setting_rows)
 
     def _on_screen(self) -> list[tuple[Any, bool] | None]:
         """What each line under the header shows now: (its row, under the cursor), or None."""
@@ -211,15 +223,15 @@ class RowTable(LineView, can_focus=True):
         if old != new and self.current is not None:
             self.post_message(self.Highlighted(self, self.current))
 
-    def _scroll_cursor_into_view(self) -> None:
+    def _scroll_cursor_into_view(self, immediate: bool = False) -> None:
         visible = max(self.size.height - 1, 1)
         top = int(self.scroll_y)
         first = self.cursor * self.lines_per_row
         last = first + self.lines_per_row - 1
         if first < top:
-            self.scroll_to(y=first, animate=False)
+            self.scroll_to(y=first, animate=False, immediate=immediate)
         elif last >= top + visible:
-            self.scroll_to(y=last - visible + 1, animate=False)
+            self.scroll_to(y=last - visible + 1, animate=False, immediate=immediate)
 
     async def _on_click(self, event: events.Click) -> None:
         if event.y == 0:

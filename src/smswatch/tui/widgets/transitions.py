@@ -26,7 +26,7 @@ from smswatch.timefmt import clock, span
 from smswatch.tui.format import mask, short_id
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.lines import LineView
-from smswatch.tui.widgets.scrolling import set_virtual_size
+from smswatch.tui.widgets.scrolling import one_scrollbar_update, set_virtual_size
 
 MAX_ENTRIES = 5000
 # Drawn lines kept for reuse. A following log only ever shows the newest screenful, so this only
@@ -157,8 +157,9 @@ class TransitionLog(LineView, can_focus=True):
                 self.shown.append(e)
                 added = True
         if added:
-            self._resize()
-            self._follow()
+            with one_scrollbar_update(self):
+                self._resize()
+                self._follow()
             self.refresh(self.size.region)  # the content only: the border did not change
 
     def _follow(self) -> None:
