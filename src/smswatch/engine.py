@@ -106,6 +106,7 @@ class Engine:
             self.hub,
             config.clock,
         )
+        self.hub.changes = self.writer.pull_changes
         self.feed: FeedServer | None = None
         self.running = False
 
@@ -140,8 +141,9 @@ class Engine:
             await self.feed.stop()
             self.feed = None
         await self.listener.stop()
+        await self.writer.drain()
+        await self.hub.stop()  # with the last changes, before the writer closes
         await self.writer.close()
-        await self.hub.stop()
         self.running = False
 
     async def __aenter__(self) -> Engine:

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.store.reader import Totals
+from smswatch.store.state import MessageChanges
 from smswatch.store.writer import Commit, Rejection, Transition
 from smswatch.timefmt import now_us
+
+log = logging.getLogger(__name__)
 
 RATE_WINDOW = 60  # seconds of events/s history kept for sparklines
 MAX_TRANSITIONS = 500  # per delta; older ones in a burst are counted as dropped from view
@@ -76,8 +80,15 @@ Subscriber = Callable[[Delta], Any]
 
 
 class Hub:
-    def __init__(self, tick: float = 0.1, clock: Callable[[], int] = now_us) -> None:
+    def __init__(
+        self,
+        tick: float = 0.1,
+        clock: Callable[[], int] = now_us,
+        changes: Callable[[], Awaitable[MessageChanges]] | None = None,
+    ) -> None:
         self.tick = tick
+        # Asked once a tick for what changed in the messages (the writer's `pull_changes`).
+        self.changes = changes
         self.clock = clock
         self.started_at = clock()
         self.events = self.messages = self.in_flight = self.conflicts = 0
@@ -109,18 +120,24 @@ class Hub:
     def commit(self, c: Commit) -> None:
         self.events += len(c.events)
         self.duplicates += c.duplicates
-        self.messages += c.new_messages
-        self.in_flight += c.in_flight_delta
-        for state, n in c.funnel_delta.items():
-            self.funnel[state] += n
         if c.events:
             self.last_event_at = max(ev.received_at for ev in c.events)
             self._count_rate(len(c.events))
         p = self._pending
-        for t in c.transitions:
-            p.transitions.append(t)
+        p.transitions.extend(c.transitions)
         p.seen_transitions += len(c.transitions)
+        p.changed = True
+
+    def message_changes(self, c: MessageChanges) -> None:
+        """What the writer says changed in the messages since it was last asked."""
+        if not c.messages:
+            return
+        self.messages += c.new_messages
+        self.in_flight += c.in_flight_delta
+        for state, n in c.funnel_delta.items():
+            self.funnel[state] += n
         self.conflicts += c.conflicts_delta
+        p = self._pending
         for m in c.messages:
             p.messages[m.message_id] = m
         p.changed = True
@@ -197,13 +214,23 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            await self._pull()
             if self._pending.changed:
                 self.emit()
+
+    async def _pull(self) -> None:
+        if self.changes is None:
+            return
+        try:
+            self.message_changes(await self.changes())
+        except Exception:  # the store is failing (its health says so): ask again next tick
+            log.exception("could not read what changed in the messages")
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.tick)
+            await self._pull()
             now = loop.time()
             if self._pending.changed or now - self._last_emit >= 1.0:
                 self._last_emit = now

@@ -62,32 +62,31 @@ class Transition:
 
 @dataclass(slots=True)
 class BatchEffects:
-    """What folding one batch did: the events it stored, their transitions, and each touched
-    message's (counts, finished, conflicts) from before the batch (None: the message is new)."""
+    """What folding one batch did: the events it stored and their transitions."""
 
     new_events: list[Event] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
-    baseline: dict[str, MessageState | None] = field(default_factory=dict)
     duplicates: int = 0
 
-    def deltas(self, messages: dict[str, MessageState]) -> tuple[dict[State, int], int, int, int]:
-        """(funnel change, new messages, in-flight change, new conflicts) over the messages this
-        batch touched."""
-        funnel = dict.fromkeys(FUNNEL, 0)
-        new = in_flight = conflicts = 0
-        for mid, base in self.baseline.items():
-            msg = messages[mid]
-            if base is None:
-                new += 1
-                base = _NOTHING
-            for s in FUNNEL:
-                funnel[s] += msg.count(s) - base.count(s)
-            in_flight += int(not msg.finished) - int(not (base is _NOTHING or base.finished))
-            conflicts += msg.conflicts - base.conflicts
-        return funnel, new, in_flight, conflicts
+
+# A message's (recipients per state, finished, conflicts), to count what changed since.
+Baseline = tuple[tuple[int, ...], bool, int]
 
 
-_NOTHING = MessageState("", "")
+def baseline(msg: MessageState) -> Baseline:
+    return tuple(msg.count(s) for s in FUNNEL), msg.finished, msg.conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChanges:
+    """What changed in the messages since the hub last asked, for its counters and screens:
+    copies of the changed messages, and the counters' changes over them."""
+
+    messages: tuple[MessageState, ...] = ()
+    funnel_delta: dict[State, int] = field(default_factory=dict)
+    new_messages: int = 0
+    in_flight_delta: int = 0
+    conflicts_delta: int = 0
 
 
 def copy_message(m: MessageState) -> MessageState:
@@ -121,6 +120,9 @@ class StateCache:
         self.messages: dict[str, MessageState] = {}
         self.dirty_recipients: set[Key] = set()
         self.dirty_messages: set[str] = set()
+        # Messages changed since the hub last asked, with how they were then (None: new).
+        # Kept through a rebuild after a failed batch: the baselines are still right.
+        self.touched: dict[str, Baseline | None] = {}
         self.keep_recipients = keep_recipients
         self.keep_messages = keep_messages
 
@@ -248,8 +250,8 @@ class StateCache:
         msg = self.messages.get(mid)
         if msg is None:
             msg = self.messages[mid] = MessageState(mid, ev.provider)
-        if mid not in effects.baseline:
-            effects.baseline[mid] = copy_message(msg) if msg.events > 0 else None
+        if mid not in self.touched:
+            self.touched[mid] = baseline(msg) if msg.events > 0 else None
         self.dirty_messages.add(mid)
         apply_event_to_message(msg, ev)
         if ev.recipient:
@@ -349,7 +351,25 @@ def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> None:
                 del entries[key]
 
 
-def message_copies(state: StateCache, message_ids: Iterable[str]) -> tuple[MessageState, ...]:
-    """Copies of the messages a batch touched, for other threads: the writer keeps changing its
-    own objects."""
-    return tuple(copy_message(state.messages[mid]) for mid in message_ids)
+def pull_changes(state: StateCache, db: sqlite3.Connection) -> MessageChanges:
+    """Everything `touched` since the last pull, and start over. Messages a rebuild left out of
+    the cache are read back from the state file first."""
+    touched, state.touched = state.touched, {}
+    funnel = dict.fromkeys(FUNNEL, 0)
+    copies = []
+    new = in_flight = conflicts = 0
+    for mid, before in touched.items():
+        state._loaded_message(db, mid)
+        msg = state.messages.get(mid)
+        if msg is None:
+            continue  # made only by a batch that failed
+        counts, finished, flagged = baseline(msg)
+        if before is None:
+            new += 1
+            before = ((0,) * len(FUNNEL), True, 0)
+        for s, now, then in zip(FUNNEL, counts, before[0], strict=True):
+            funnel[s] += now - then
+        in_flight += int(not finished) - int(not before[1])
+        conflicts += flagged - before[2]
+        copies.append(copy_message(msg))
+    return MessageChanges(tuple(copies), funnel, new, in_flight, conflicts)

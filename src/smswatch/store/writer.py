@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smswatch.domain import Event, MessageState, State
+from smswatch.domain import Event
 from smswatch.store.rows import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
@@ -73,10 +73,11 @@ from smswatch.store.schema import (
 from smswatch.store.state import (
     CHUNK,
     BatchEffects,
+    MessageChanges,
     Snapshot,
     StateCache,
     Transition,
-    message_copies,
+    pull_changes,
 )
 from smswatch.timefmt import now_us
 
@@ -125,17 +126,14 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """One committed batch, as published to the hub."""
+    """One committed batch, as published to the hub. What it did to the messages is not in it:
+    the hub asks for that once a tick (`pull_changes`), coalesced, instead of every batch
+    copying every message it touched."""
 
     at: int
     events: tuple[Event, ...]
     duplicates: int
     transitions: tuple[Transition, ...]
-    messages: tuple[MessageState, ...]
-    funnel_delta: dict[State, int]  # change in recipients per state, over all messages
-    new_messages: int
-    in_flight_delta: int  # change in the number of unfinished messages
-    conflicts_delta: int  # recipients newly flagged with a delivered/failed conflict
     rejections_stored: int
 
 
@@ -325,6 +323,7 @@ class Writer:
         self._state_db.execute("PRAGMA synchronous=NORMAL")
         self._state_db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         self._recover()
+        self.state.touched.clear()  # the hub starts from the totals, replay included
 
     def _recover(self) -> None:
         """The state is the last checkpoint plus the log after it, folded again."""
@@ -337,18 +336,26 @@ class Writer:
         self._last_id = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         self.replayed = 0
         if self._last_id > self._checkpoint_id:
+            # Checkpoints here only shorten the next replay: if the disk is full they fail,
+            # and the state simply stays in memory, dirty, until one succeeds.
             for upto, chunk in stored_after(db, self._checkpoint_id):
                 self.replayed += self.state.replay(db, chunk)
                 if self.state.dirty >= REPLAY_CHECKPOINT_EVERY:
-                    self._checkpoint_here(upto)
-            self._checkpoint_here(self._last_id)
+                    with contextlib.suppress(sqlite3.Error):
+                        self._checkpoint_here(upto)
+            with contextlib.suppress(sqlite3.Error):
+                self._checkpoint_here(self._last_id)
         self._stale = False
 
     def _checkpoint_here(self, upto: int) -> None:
         """A checkpoint written from the writer's thread (at open, and at close)."""
         assert self._state_db is not None
         snapshot = self.state.snapshot(self._checkpoint_id, upto)
-        write_checkpoint(self._state_db, snapshot)
+        try:
+            write_checkpoint(self._state_db, snapshot)
+        except sqlite3.Error:
+            self.state.redirty(snapshot)
+            raise
         self._checkpoint_id = upto
         self.state.trim()
 
@@ -368,13 +375,17 @@ class Writer:
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def close(self) -> None:
-        """Commit what is queued, checkpoint, then close the connections and their threads."""
+    async def drain(self) -> None:
+        """Commit what is queued and take no more (the hub can still ask what changed)."""
         if self._task is not None:
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def close(self) -> None:
+        """Commit what is queued, checkpoint, then close the connections and their threads."""
+        await self.drain()
         if self._checkpointing is not None:
             await self._checkpointing
         if self._executor is not None:
@@ -396,26 +407,34 @@ class Writer:
             return
         due = time.monotonic() - self._checkpoint_at >= self.checkpoint_interval
         if self.state.dirty and (due or self.state.dirty >= self.checkpoint_dirty):
-            snapshot = await self._on_thread(self._snapshot)
-            self._checkpointing = asyncio.create_task(self._write(snapshot))
+            self._start_checkpoint()
+
+    def _start_checkpoint(self) -> asyncio.Task[None]:
+        # Marked as under way before the snapshot is taken: a `settle` arriving in between must
+        # wait for it, not find nothing dirty and read the file before it is written.
+        self._checkpointing = asyncio.create_task(self._checkpoint())
+        return self._checkpointing
 
     def _snapshot(self) -> Snapshot:
         if self._stale:
             self._recover()
         return self.state.snapshot(self._checkpoint_id, self._last_id)
 
-    async def _write(self, snapshot: Snapshot) -> None:
-        """Write a snapshot on the checkpoint thread while the writer goes on committing."""
+    async def _checkpoint(self) -> None:
+        """Take a snapshot on the writer thread, then write it on the checkpoint thread while
+        the writer goes on committing."""
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._checkpointer, self._write_snapshot, snapshot)
-        except sqlite3.Error as exc:
-            # The log is safe and the state stays in memory: changed again, written next time.
-            log.warning("checkpoint failed: %s", exc)
-            await self._on_thread(self.state.redirty, snapshot)
-        else:
-            self._checkpoint_id = snapshot.upto
-            await self._on_thread(self.state.trim)
+            snapshot = await self._on_thread(self._snapshot)
+            try:
+                await loop.run_in_executor(self._checkpointer, self._write_snapshot, snapshot)
+            except sqlite3.Error as exc:
+                # The log is safe and the state stays in memory: written next time.
+                log.warning("checkpoint failed: %s", exc)
+                await self._on_thread(self.state.redirty, snapshot)
+            else:
+                self._checkpoint_id = snapshot.upto
+                await self._on_thread(self.state.trim)
         finally:
             self._checkpoint_at = time.monotonic()
             self._checkpointing = None
@@ -439,9 +458,20 @@ class Writer:
         if self._checkpointing is not None:
             await self._checkpointing
         if self.state.dirty and self._executor is not None:
-            snapshot = await self._on_thread(self._snapshot)
-            self._checkpointing = asyncio.create_task(self._write(snapshot))
-            await self._checkpointing
+            await self._start_checkpoint()
+
+    async def pull_changes(self) -> MessageChanges:
+        """What changed in the messages since the last call (the hub asks once a tick)."""
+        if self._executor is None or self._db is None:
+            return MessageChanges()
+        return await self._on_thread(self._pull)
+
+    def _pull(self) -> MessageChanges:
+        if self._db is None:
+            return MessageChanges()
+        if self._stale:
+            self._recover()
+        return pull_changes(self.state, self._db)
 
     # --- API for the listener -----------------------------------------------------------------
     @property
@@ -497,9 +527,7 @@ class Writer:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         rejections, self._rejections = self._rejections, []
         try:
-            effects, outcomes, messages = await self._on_thread(
-                self._transaction, batch, rejections
-            )
+            effects, outcomes = await self._on_thread(self._transaction, batch, rejections)
         except _DATA_ERRORS as exc:
             if len(batch) > 1:
                 for one in batch:  # isolate the request that cannot be stored
@@ -524,20 +552,12 @@ class Writer:
             if not pending.future.done():
                 pending.future.set_result(result)
         if self.on_commit and (effects.new_events or effects.duplicates or rejections):
-            funnel, new_messages, in_flight, conflicts = effects.deltas(
-                {m.message_id: m for m in messages}
-            )
             self.on_commit(
                 Commit(
                     at=self.clock(),
                     events=tuple(effects.new_events),
                     duplicates=effects.duplicates,
                     transitions=tuple(effects.transitions),
-                    messages=messages,
-                    funnel_delta=funnel,
-                    new_messages=new_messages,
-                    in_flight_delta=in_flight,
-                    conflicts_delta=conflicts,
                     rejections_stored=len(rejections),
                 )
             )
@@ -555,7 +575,7 @@ class Writer:
 
     def _transaction(
         self, batch: list[_Pending], rejections: list[Rejection]
-    ) -> tuple[BatchEffects, list[list[Outcome]], tuple[MessageState, ...]]:
+    ) -> tuple[BatchEffects, list[list[Outcome]]]:
         """One transaction for the whole batch: the new events appended to the log."""
         db = self._db
         assert db is not None
@@ -581,7 +601,7 @@ class Writer:
                 db.execute("ROLLBACK")
             raise
         self._last_id += len(effects.new_events)
-        return effects, outcomes, message_copies(self.state, effects.baseline)
+        return effects, outcomes
 
     def _fold_batch(
         self, db: sqlite3.Connection, batch: list[_Pending], effects: BatchEffects
