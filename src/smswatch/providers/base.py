@@ -23,7 +23,14 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Protocol
 
 import pydantic_core
-from pydantic import AfterValidator, BeforeValidator, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from smswatch.domain import Event
 from smswatch.timefmt import to_us
@@ -135,7 +142,7 @@ def _time(value: Any) -> int | None:
         return None
 
 
-def _json(value: Any) -> str | None:
+def json_text(value: Any) -> str | None:
     if value is None:
         return None
     try:
@@ -163,7 +170,27 @@ Number = Annotated[float | None, BeforeValidator(_number)]
 Integer = Annotated[int | None, BeforeValidator(_integer)]
 Flag = Annotated[bool | None, BeforeValidator(_flag)]
 Time = Annotated[int | None, BeforeValidator(_time)]
-JsonText = Annotated[str | None, BeforeValidator(_json)]
+JsonText = Annotated[str | None, BeforeValidator(json_text)]
+
+
+# --- the fast path: the same fields as plain types, so pydantic-core validates a well-formed
+# body without calling back into Python. Each admits only values the lenient types above would
+# have kept as they are, so an adapter may try it first and fall back to the lenient model when
+# it fails: the result is the same either way (datetimes still need `us()`, ids `absent_if_blank`).
+
+FastText = Annotated[str, StringConstraints(max_length=MAX_FIELD)] | None
+FastInt = Annotated[int, Field(ge=-_INT64, le=_INT64)] | None
+# Strict floats take JSON integers as they are; the lenient type turns integers past 64 bits
+# into None, hence the bound.
+FastFloat = Annotated[float, Field(ge=-_INT64, le=_INT64, allow_inf_nan=False)] | None
+FastTime = datetime | None
+
+
+def us(value: int | datetime | None) -> int | None:
+    """A time from either path, as microseconds since the epoch."""
+    if value is None or type(value) is int:
+        return value
+    return to_us(value)  # type: ignore[arg-type]
 
 
 def strict_time(value: Any) -> int | None:

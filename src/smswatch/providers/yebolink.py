@@ -22,16 +22,22 @@ from smswatch.domain import Event, MessageInfo, State
 from smswatch.providers.base import (
     AuthMode,
     EnvelopeTime,
+    FastFloat,
+    FastText,
+    FastTime,
     Identifier,
     JsonText,
     Number,
     Rejected,
     Text,
     Time,
+    absent_if_blank,
     body_digest,
     decode_payload,
     derived_id,
+    json_text,
     reject_non_json_numbers,
+    us,
     validation_detail,
 )
 
@@ -66,6 +72,32 @@ class Envelope(BaseModel):
 
 
 ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+
+
+# The same envelope in plain types, tried first (see providers.base: "the fast path").
+class _Fast(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+class FastData(_Fast):
+    message_id: FastText = None
+    channel: FastText = None
+    recipient: FastText = None
+    status: FastText = None
+    credits_used: FastFloat = None
+    delivered_at: FastTime = None
+    error_code: FastText = None
+    error_message: FastText = None
+    metadata: Any = None  # any JSON: made compact text as the lenient model does
+
+
+class FastEnvelope(_Fast):
+    event: Annotated[str, StringConstraints(max_length=128)]
+    timestamp: FastTime = None
+    data: FastData = FastData()
+
+
+FAST: TypeAdapter[FastEnvelope] = TypeAdapter(FastEnvelope)
 
 
 def sign(secret: str | bytes, body: bytes) -> str:
@@ -108,29 +140,39 @@ class YeboLink:
 
     def parse(self, body: bytes, received_at: int) -> list[Event]:
         reject_non_json_numbers(body)
+        env: Envelope | FastEnvelope
         try:
-            env = ADAPTER.validate_json(body)
-        except ValidationError as exc:
-            raise validation_detail(exc) from None
+            env = FAST.validate_json(body)
+        except ValidationError:
+            try:
+                env = ADAPTER.validate_json(body)
+            except ValidationError as exc:
+                raise validation_detail(exc) from None
         return [self._normalize(env, body, received_at)]
 
-    def _normalize(self, env: Envelope, body: bytes, received_at: int) -> Event:
+    def _normalize(self, env: Envelope | FastEnvelope, body: bytes, received_at: int) -> Event:
+        """One event from either model (FAST or ADAPTER): blank ids are absent, times are
+        microseconds, metadata is compact JSON text."""
         data = env.data
         state = STATES.get(env.event, State.UNKNOWN)
-        occurred = (data.delivered_at if state == State.DELIVERED else None) or env.timestamp
-        if data.message_id and env.timestamp is not None:
-            key = f"yebolink|{env.event}|{data.message_id}|{env.timestamp}"
+        timestamp = us(env.timestamp)
+        delivered = us(data.delivered_at) if state is State.DELIVERED else None
+        occurred = timestamp if delivered is None else delivered
+        message_id = absent_if_blank(data.message_id)
+        if message_id and timestamp is not None:
+            key = f"yebolink|{env.event}|{message_id}|{timestamp}"
         else:
             key = f"yebolink|sha256:{body_digest(body)}"
         credits = data.credits_used
+        metadata = data.metadata if type(env) is Envelope else json_text(data.metadata)
         return Event(
             provider=self.name,
             event_id=derived_id(key),
             dedupe_key=key,
             event_type=env.event,
             state=state,
-            message_id=data.message_id,
-            recipient=data.recipient,
+            message_id=message_id,
+            recipient=absent_if_blank(data.recipient),
             occurred_at=occurred if occurred is not None else received_at,
             received_at=received_at,
             time_estimated=occurred is None,
@@ -142,6 +184,6 @@ class YeboLink:
                 total_cost=credits,
                 currency="credits" if credits is not None else None,
                 channel=data.channel,
-                metadata=data.metadata,
+                metadata=metadata,
             ),
         )
