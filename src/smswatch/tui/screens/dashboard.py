@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,6 +31,12 @@ from smswatch.tui.widgets.transitions import Entry, TransitionLog
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
+
+# The live log and the status line follow every hub delta (ten a second under load). The panels
+# that summarise (funnel, alerts, the counts of the messages the in-flight table already lists)
+# follow at most twice a second, as the message screen does: redrawn on every delta they were
+# half of the UI thread's drawing at 50 events/s, for changes no one reads at ten a second.
+SUMMARY_EVERY_S = 0.5
 
 FILTER_HELP = (
     "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
@@ -113,6 +120,10 @@ class DashboardScreen(AppScreen):
         self._debounce: Timer | None = None
         self._failed_seen = -1
         self._codes_seen: set[str] = set()
+        # The summary panels follow the deltas at most every SUMMARY_EVERY_S (see live_update).
+        self._summary_at = 0.0
+        self._summary_timer: Timer | None = None
+        self._store_error: str | None = None
 
     def compose(self) -> ComposeResult:
         sw = self.sw
@@ -177,7 +188,27 @@ class DashboardScreen(AppScreen):
                     severity="error",
                     timeout=10,
                 )
-        self.refresh_all()
+        self.refresh_status()
+        if delta.rejections or delta.counters.store_error != self._store_error:
+            self.refresh_summary()  # an alert: at once
+            return
+        if self._unlisted(delta):
+            self.refresh_messages()  # the log just showed it: the table lists it too
+        wait = self._summary_at + SUMMARY_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self.refresh_summary()
+        elif self._summary_timer is None:
+            # For the last changes of a burst. While deltas keep coming (ten a second), the one
+            # after the due time comes first and draws in the same frame as the log: a timer
+            # due exactly then added a frame of its own, twice a second.
+            self._summary_timer = self.set_timer(wait + 0.2, self.refresh_summary)
+
+    def _unlisted(self, delta: Delta) -> bool:
+        """Whether the delta brings a message the in-flight table does not list yet."""
+        if self.search_rows is not None or self.sw.paused:
+            return False
+        table = self.query_one(MessagesTable)
+        return any(not table.has_key(m.message_id) for m in delta.messages)
 
     def tick(self) -> None:
         self.refresh_status()
@@ -187,6 +218,15 @@ class DashboardScreen(AppScreen):
 
     def refresh_all(self) -> None:
         self.refresh_status()
+        self.refresh_summary()
+
+    def refresh_summary(self) -> None:
+        """The funnel, the alerts and the in-flight table."""
+        if self._summary_timer is not None:
+            self._summary_timer.stop()
+            self._summary_timer = None
+        self._summary_at = time.monotonic()
+        self._store_error = self.sw.model.counters.store_error
         self.query_one(Funnel).show(self.sw.model.counters)
         self.refresh_alerts()
         if not self.sw.paused:
@@ -216,7 +256,9 @@ class DashboardScreen(AppScreen):
                 else "no messages in flight — waiting for webhooks"
             )
         table.set_rows(rows)
-        finished = sum(1 for m in rows if m.finished)
+        # finished_at is kept set exactly while a message is finished (the store resets it), and
+        # is a field: the property costs two dict lookups a row, on thousands of rows a tick.
+        finished = sum(1 for m in rows if m.finished_at is not None)
         set_titles(table, title, f"{len(rows)} shown, {finished} finished · enter: open")
 
     def refresh_alerts(self) -> None:

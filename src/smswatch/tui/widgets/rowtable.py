@@ -105,6 +105,7 @@ class RowTable(LineView, can_focus=True):
         self.lines_per_row = 2 if detail else 1
         self.volatile = volatile
         self.rows: list[Any] = []
+        self._keys: set[Hashable] = set()
         # (row key, line of the row) -> (row, what else it was drawn with, the strip)
         self._lines: dict[tuple[Hashable, int], tuple[Any, tuple[Any, ...], Strip]] = {}
         self._header: tuple[tuple[Any, ...], Strip] | None = None
@@ -123,14 +124,12 @@ class RowTable(LineView, can_focus=True):
         current_key = self.key(current) if current is not None else None
         before = self._on_screen()
         self.rows = list(rows)
-        keys = {self.key(row) for row in self.rows}
-        self._lines = {k: v for k, v in self._lines.items() if k[0] in keys}
+        keys = [self.key(row) for row in self.rows]
+        self._keys = set(keys)
+        self._lines = {k: v for k, v in self._lines.items() if k[0] in self._keys}
         index = self.cursor
-        if current_key is not None:
-            for i, row in enumerate(self.rows):
-                if self.key(row) == current_key:
-                    index = i
-                    break
+        if current_key in self._keys:
+            index = keys.index(current_key)
         # Scrolled at once, not after the next frame: that frame would show the rows moved and
         # the cursor's row off its place, and the scroll would take another.
         self._setting_rows = True
@@ -176,6 +175,10 @@ class RowTable(LineView, can_focus=True):
                 or not (old[0] is new[0] or old[0] == new[0])
             ):
                 self.refresh(Region(0, y, width, 1))
+
+    def has_key(self, key: Hashable) -> bool:
+        """Whether a row with this key is listed."""
+        return key in self._keys
 
     def restyle(self) -> None:
         """Colours or masking changed: draw every line afresh."""
