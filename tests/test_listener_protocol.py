@@ -453,6 +453,9 @@ class GateWriter:
             self.waiting -= 1
         return [Outcome(e.event_id, e.message_id or "", False) for e in events]
 
+    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
+        return asyncio.ensure_future(self.submit(events))
+
     def quarantine(self, rejection: object) -> None:
         self.quarantined.append(rejection)
 

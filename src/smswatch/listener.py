@@ -264,7 +264,7 @@ class _Request:
     content_length: int | None = None
     encoding: str | None = None
     body: bytes | None = None
-    task: asyncio.Task[Any] | None = None  # the submit, held until it is answered
+    task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
 
     def __init__(self, conn: _Connection, keep_alive: bool, v10: bool, head: bool) -> None:
         self.conn = conn
@@ -272,7 +272,7 @@ class _Request:
         self.v10 = v10
         self.head = head
 
-    def stored(self, task: asyncio.Task[Any]) -> None:
+    def stored(self, task: asyncio.Future[Any]) -> None:
         """The writer is done with this request's events: answer it."""
         conn = self.conn
         listener = conn.listener
@@ -592,7 +592,13 @@ class _Connection(asyncio.Protocol):
             return
         r.body = body
         writer = listener.writer
-        task = r.task = self.loop.create_task(writer.submit(events))
+        # A future, not a task: no coroutine to run per request, only a callback when the
+        # writer has committed (or failed) the batch it rode in.
+        try:
+            task = r.task = writer.submit_nowait(events)
+        except StoreUnavailable as exc:
+            self._answer(r, 503, _error("store_unavailable", str(exc)), _RETRY_AFTER)
+            return
         task.add_done_callback(r.stored)
         if writer.depth > listener._max_queue:
             listener._throttle(self)

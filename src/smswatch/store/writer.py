@@ -254,7 +254,7 @@ class Writer:
         quarantine_body_max: int = 64 * 1024,
         busy_timeout_ms: int = 5000,
         checkpoint_interval: float = 1.0,
-        checkpoint_dirty: int = 2_000,
+        checkpoint_dirty: int = 20_000,
         on_commit: Callable[[Commit], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,
         clock: Callable[[], int] = now_us,
@@ -481,11 +481,16 @@ class Writer:
 
     async def submit(self, events: Sequence[Event]) -> list[Outcome]:
         """Store events; returns once they are committed. Raises StoreUnavailable/Unstorable."""
-        if self._task is None:
+        return await self.submit_nowait(events)
+
+    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
+        """Queue events for the next batch; the future is resolved once they are committed
+        (or fails with StoreUnavailable/Unstorable). On the writer's loop."""
+        if self._task is None or self._loop is None:
             raise StoreUnavailable("the store is not running")
-        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
         self._queue.put_nowait(_Pending(events, future))
-        return await future
+        return future
 
     def quarantine(self, rejection: Rejection) -> None:
         """Keep a rejected request with the next batch. Best effort: never waits."""
