@@ -123,6 +123,8 @@ class StateCache:
         # Messages changed since the hub last asked, with how they were then (None: new).
         # Kept through a rebuild after a failed batch: the baselines are still right.
         self.touched: dict[str, Baseline | None] = {}
+        # Messages with every recipient in the cache (first seen by this cache, none dropped).
+        self.complete: set[str] = set()
         self.keep_recipients = keep_recipients
         self.keep_messages = keep_messages
 
@@ -133,6 +135,7 @@ class StateCache:
     def clear(self) -> None:
         self.recipients.clear()
         self.messages.clear()
+        self.complete.clear()
         self.dirty_recipients.clear()
         self.dirty_messages.clear()
 
@@ -146,13 +149,6 @@ class StateCache:
         message_ids = {
             ev.message_id for ev in events if ev.message_id and ev.message_id not in messages
         }
-        pairs = {
-            key
-            for ev in events
-            if ev.message_id
-            and ev.recipient
-            and (key := (ev.message_id, ev.recipient)) not in recipients
-        }
         ordered = list(message_ids)
         for i in range(0, len(ordered), CHUNK):
             chunk = ordered[i : i + CHUNK]
@@ -162,6 +158,18 @@ class StateCache:
             )
             for row in db.execute(sql, chunk):
                 self.messages[row[0]] = message_from_row(row)
+        # A message the state file does not have yet has no recipients there either: all of
+        # them are (and stay, until one is dropped) in the cache, so nothing to look up.
+        self.complete.update(mid for mid in message_ids if mid not in messages)
+        complete = self.complete
+        pairs = {
+            key
+            for ev in events
+            if ev.message_id
+            and ev.recipient
+            and ev.message_id not in complete
+            and (key := (ev.message_id, ev.recipient)) not in recipients
+        }
         listed = list(pairs)
         for i in range(0, len(listed), CHUNK):
             chunk = listed[i : i + CHUNK]
@@ -325,8 +333,10 @@ class StateCache:
     def trim(self) -> None:
         """Drop the oldest clean entries to bound memory; only after a checkpoint is written,
         so that what is dropped is in the state file."""
-        _trim(self.recipients, self.keep_recipients, self.dirty_recipients)
-        _trim(self.messages, self.keep_messages, self.dirty_messages)
+        for mid, _ in _trim(self.recipients, self.keep_recipients, self.dirty_recipients):
+            self.complete.discard(mid)
+        for mid in _trim(self.messages, self.keep_messages, self.dirty_messages):
+            self.complete.discard(mid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,13 +352,17 @@ class Snapshot:
     upto: int
 
 
-def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> None:
+def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> list[Any]:
     """Drop the oldest half when over the limit (dicts keep insertion order), never a dirty one:
-    clean entries reload from the state file if they are needed again."""
+    clean entries reload from the state file if they are needed again. Returns the keys
+    dropped."""
+    dropped = []
     if len(entries) > keep:
         for key in list(entries)[: len(entries) - keep // 2]:
             if key not in dirty:
                 del entries[key]
+                dropped.append(key)
+    return dropped
 
 
 def pull_changes(state: StateCache, db: sqlite3.Connection) -> MessageChanges:

@@ -103,6 +103,7 @@ _TIMELINE = (
     "WHERE id > ? AND id <= ?"
 )
 REPLAY_CHECKPOINT_EVERY = 50_000  # events folded again between checkpoints on a long replay
+WINDOW_AFTER = 4  # a batch at least this big says others are sending: wait for more
 
 
 class StoreUnavailable(Exception):
@@ -255,6 +256,7 @@ class Writer:
         busy_timeout_ms: int = 5000,
         checkpoint_interval: float = 1.0,
         checkpoint_dirty: int = 20_000,
+        commit_window: float = 0,
         on_commit: Callable[[Commit], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,
         clock: Callable[[], int] = now_us,
@@ -270,6 +272,7 @@ class Writer:
         self.busy_timeout_ms = busy_timeout_ms
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_dirty = checkpoint_dirty
+        self.commit_window = commit_window
         self.on_commit = on_commit
         self.on_health = on_health
         self.clock = clock
@@ -504,12 +507,25 @@ class Writer:
 
     async def _run(self) -> None:
         stopping = False
+        last = 0  # the size of the last batch
         while not stopping:
-            try:
-                item = await asyncio.wait_for(self._queue.get(), self.checkpoint_interval)
-            except TimeoutError:
-                await self._maybe_checkpoint()  # quiet: let the screens catch up with the log
-                continue
+            if self._queue.empty():
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), self.checkpoint_interval)
+                except TimeoutError:
+                    await self._maybe_checkpoint()  # quiet: let the screens catch up
+                    continue
+            else:
+                item = self._queue.get_nowait()
+            if (
+                item is not None
+                and self.commit_window
+                and last >= WINDOW_AFTER
+                and self._queue.qsize() < self.max_batch // 2
+            ):
+                # Under load every commit costs the same (its fsync above all), however many
+                # events ride in it: give the loop a moment to read more requests first.
+                await asyncio.sleep(self.commit_window)
             batch: list[_Pending] = []
             if item is None:
                 stopping = True
@@ -521,6 +537,7 @@ class Writer:
                     stopping = True
                     continue
                 batch.append(more)
+            last = len(batch)
             if batch or self._rejections:
                 try:
                     await self._commit_batch(batch)
