@@ -32,10 +32,10 @@ from smswatch.tui.widgets.transitions import Entry, TransitionLog
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
 
-# The live log and the status line follow every hub delta (ten a second under load). The panels
-# that summarise (funnel, alerts, the counts of the messages the in-flight table already lists)
-# follow at most twice a second, as the message screen does: redrawn on every delta they were
-# half of the UI thread's drawing at 50 events/s, for changes no one reads at ten a second.
+# The live log follows every hub delta (ten a second under load). What summarises (the pulse
+# line, funnel, alerts, the counts of the messages the in-flight table already lists) follows
+# at most twice a second, as the message screen does: redrawn on every delta it was half of the
+# UI thread's drawing at 50 events/s, for changes no one reads at ten a second.
 SUMMARY_EVERY_S = 0.5
 
 FILTER_HELP = (
@@ -188,7 +188,8 @@ class DashboardScreen(AppScreen):
                     severity="error",
                     timeout=10,
                 )
-        self.refresh_status()
+        # The pulse line takes the new counts now and is drawn with the summary panels.
+        self.refresh_status(draw=False)
         if delta.rejections or delta.counters.store_error != self._store_error:
             self.refresh_summary()  # an alert: at once
             return
@@ -227,15 +228,16 @@ class DashboardScreen(AppScreen):
             self._summary_timer = None
         self._summary_at = time.monotonic()
         self._store_error = self.sw.model.counters.store_error
+        self.query_one(StatusBar).draw()
         self.query_one(Funnel).show(self.sw.model.counters)
         self.refresh_alerts()
         if not self.sw.paused:
             self.refresh_messages()
 
-    def refresh_status(self) -> None:
+    def refresh_status(self, draw: bool = True) -> None:
         sw = self.sw
         self.query_one(StatusBar).show(
-            sw.model.counters, sw.clock(), sw.paused, sw.masked, sw.connection
+            sw.model.counters, sw.clock(), sw.paused, sw.masked, sw.connection, draw
         )
 
     def refresh_messages(self) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from smswatch.datasource import Connection, SourceInfo
@@ -83,6 +84,44 @@ def pulse(
     return text
 
 
+class Pulse(Widget):
+    """The pulse line. Its text follows every delta; when it is drawn is the dashboard's choice:
+    on a busy monitor it changes ten times a second (the event count, the last webhook's age),
+    and drawing it in the same frames as the live log made each of those frames recompose the
+    whole screen (Textual renders the box around all the regions that changed)."""
+
+    DEFAULT_CSS = """
+    Pulse { height: 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._text = Text()
+        self._stale = False
+
+    @property
+    def content(self) -> Text:
+        """The text it shows, or will at its next draw."""
+        return self._text
+
+    def render(self) -> Text:
+        return self._text
+
+    def show(self, text: Text, draw: bool) -> None:
+        if text == self._text:
+            return
+        self._text = text
+        if draw:
+            self.refresh()
+        else:
+            self._stale = True
+
+    def draw(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.refresh()
+
+
 class StatusBar(Vertical):
     DEFAULT_CSS = """
     StatusBar { height: auto; background: $panel; padding: 0 1; }
@@ -97,14 +136,16 @@ class StatusBar(Vertical):
         super().__init__()
         self.info = info
         self.palette = palette
-        self._last_pulse: Text | None = None
         self._last_rate: tuple[int, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static(gateway_lines(self.info, self.palette()), id="gateways")
         with Horizontal(id="pulse-row"):
-            yield Static(id="pulse")
+            yield Pulse(id="pulse")
             yield Sparkline([], id="rate")
+
+    def draw(self) -> None:
+        self.query_one(Pulse).draw()
 
     def restyle(self) -> None:
         self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
@@ -115,12 +156,17 @@ class StatusBar(Vertical):
         self.restyle()
 
     def show(
-        self, c: Counters, now: int, paused: bool, masked: bool, connection: Connection | None
+        self,
+        c: Counters,
+        now: int,
+        paused: bool,
+        masked: bool,
+        connection: Connection | None,
+        draw: bool = True,
     ) -> None:
+        """Without `draw`, the pulse line takes the new text and is drawn by `draw()` later."""
         text = pulse(c, now, self.info, paused, masked, connection, self.palette())
-        if text != self._last_pulse:
-            self._last_pulse = text
-            self.query_one("#pulse", Static).update(text, layout=False)
+        self.query_one(Pulse).show(text, draw)
         # The current second's bar grows on every tick; the sparkline follows it once a second,
         # when a second is complete (it is one of ~60 bars, and each redraw costs a frame).
         if c.rate[:-1] != self._last_rate[:-1] or not self._last_rate:
