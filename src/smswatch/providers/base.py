@@ -181,8 +181,9 @@ JsonText = Annotated[str | None, BeforeValidator(json_text)]
 FastText = Annotated[str, StringConstraints(max_length=MAX_FIELD)] | None
 FastInt = Annotated[int, Field(ge=-_INT64, le=_INT64)] | None
 # Strict floats take JSON integers as they are; the lenient type turns integers past 64 bits
-# into None, hence the bound.
-FastFloat = Annotated[float, Field(ge=-_INT64, le=_INT64, allow_inf_nan=False)] | None
+# into None, hence the bound, open at 2**63: integers just below it round up to it as floats,
+# and go to the lenient type, which keeps them.
+FastFloat = Annotated[float, Field(gt=-(2.0**63), lt=2.0**63, allow_inf_nan=False)] | None
 FastTime = datetime | None
 
 

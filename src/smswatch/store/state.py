@@ -306,23 +306,41 @@ class StateCache:
     # --- checkpoints ----------------------------------------------------------------------------
 
     def snapshot(self, after: int, upto: int) -> Snapshot:
-        """The rows of everything changed since the last snapshot, as of log id `upto`; they
-        count as clean from now on (changed again, they are dirty again)."""
+        """The rows of everything changed since the last snapshot, as of log id `upto` (the
+        newest event folded in); they count as clean from now on."""
+        snapshot = Snapshot(after)
+        self.take(snapshot, None, upto)
+        return snapshot
+
+    def take(self, snapshot: Snapshot, limit: int | None, upto: int) -> bool:
+        """Add to `snapshot` the rows of up to `limit` changed entries; when the rest is taken
+        too, the snapshot is complete as of `upto` and True is returned.
+
+        A big snapshot is taken a slice at a time, between batches, so that no batch waits for
+        the rows of a whole second of changes. That is still exact: an entry changed after its
+        slice is dirty again and taken again in a later slice, whose row replaces the earlier
+        one; every row of the finished snapshot is then the state as of `upto`."""
         recipients, messages = self.dirty_recipients, self.dirty_messages
-        self.dirty_recipients, self.dirty_messages = set(), set()
-        return Snapshot(
-            [recipient_row(self.recipients[k]) for k in recipients],
-            [message_row(self.messages[m]) for m in messages],
-            recipients,
-            messages,
-            after,
-            upto,
-        )
+        if limit is not None and len(recipients) + len(messages) > limit:
+            take_r = _pop(recipients, limit)
+            take_m = _pop(messages, max(limit - len(take_r), 0))
+            done = False
+        else:
+            take_r, take_m = recipients, messages
+            self.dirty_recipients, self.dirty_messages = set(), set()
+            done = True
+        for k in take_r:
+            snapshot.recipients[k] = recipient_row(self.recipients[k])
+        for m in take_m:
+            snapshot.messages[m] = message_row(self.messages[m])
+        if done:
+            snapshot.upto = upto
+        return done
 
     def redirty(self, snapshot: Snapshot) -> None:
         """A snapshot that could not be written: its entries are dirty again."""
-        self.dirty_recipients |= snapshot.recipient_keys & self.recipients.keys()
-        self.dirty_messages |= snapshot.message_ids & self.messages.keys()
+        self.dirty_recipients |= snapshot.recipients.keys() & self.recipients.keys()
+        self.dirty_messages |= snapshot.messages.keys() & self.messages.keys()
 
     def dirty_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """(recipient rows, message rows) of everything changed and not yet snapshotted."""
@@ -339,17 +357,19 @@ class StateCache:
             self.complete.discard(mid)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
     """What a checkpoint writes: rows of the changed state, good up to log id `upto`, and the
     timeline entries of the events in (`after`, `upto`]."""
 
-    recipients: list[tuple[Any, ...]]
-    messages: list[tuple[Any, ...]]
-    recipient_keys: set[Key]
-    message_ids: set[str]
     after: int
-    upto: int
+    recipients: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    messages: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    upto: int = -1  # set once the snapshot is complete
+
+
+def _pop(keys: set[Any], n: int) -> list[Any]:
+    return [keys.pop() for _ in range(min(n, len(keys)))]
 
 
 def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> list[Any]:

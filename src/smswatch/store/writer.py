@@ -104,6 +104,7 @@ _TIMELINE = (
 )
 REPLAY_CHECKPOINT_EVERY = 50_000  # events folded again between checkpoints on a long replay
 WINDOW_AFTER = 4  # a batch at least this big says others are sending: wait for more
+SNAPSHOT_SLICE = 2_000  # rows a checkpoint's snapshot takes between two batches
 
 
 class StoreUnavailable(Exception):
@@ -194,13 +195,14 @@ def stored_after(db: sqlite3.Connection, after: int) -> Iterator[tuple[int, list
 def write_checkpoint(conn: sqlite3.Connection, snapshot: Snapshot) -> None:
     """One transaction on the state file: the changed rows, the timeline entries of the events
     since the last checkpoint, and the id they are all good up to. A crash leaves either the old
-    checkpoint or the new one."""
-    conn.execute("BEGIN IMMEDIATE")
+    checkpoint or the new one. Deferred: IMMEDIATE would take the attached log's write lock
+    too, and hold up every commit webhooks are waiting for while the checkpoint runs."""
+    conn.execute("BEGIN")
     try:
         if snapshot.recipients:
-            conn.executemany(_UPSERT_RECIPIENTS, snapshot.recipients)
+            conn.executemany(_UPSERT_RECIPIENTS, snapshot.recipients.values())
         if snapshot.messages:
-            conn.executemany(_UPSERT_MESSAGES, snapshot.messages)
+            conn.executemany(_UPSERT_MESSAGES, snapshot.messages.values())
         if snapshot.upto > snapshot.after:
             conn.execute(_TIMELINE, (snapshot.after, snapshot.upto))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (snapshot.upto,))
@@ -278,7 +280,8 @@ class Writer:
         self.clock = clock
         self.failing: str | None = None
         # Used only on the writer thread:
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # the log, nothing attached
+        self._state_read: sqlite3.Connection | None = None  # the state file, for lookups
         self._lock = _WriterLock(self.path)
         self.state = StateCache()
         self._stale = False  # a failed batch left folded state that is not in the log
@@ -314,7 +317,14 @@ class Writer:
     def _connect(self) -> None:
         self._lock.acquire()
         prepare_database(self.path)
-        self._db = db = connect_log(self.path)
+        # Two connections, not one with the state file attached: a write transaction takes the
+        # write lock of every attached file, and the log's commits must never wait for the
+        # state file's (a checkpoint writes it for hundreds of milliseconds).
+        self._db = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._state_read = sqlite3.connect(
+            state_path(self.path), isolation_level=None, check_same_thread=False
+        )
+        self._state_read.execute("PRAGMA query_only=1")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         if self.max_db_bytes:
@@ -330,19 +340,19 @@ class Writer:
 
     def _recover(self) -> None:
         """The state is the last checkpoint plus the log after it, folded again."""
-        db, state_db = self._db, self._state_db
-        assert db is not None and state_db is not None
+        db, state_read = self._db, self._state_read
+        assert db is not None and state_read is not None
         if self._checkpointer is not None:  # a checkpoint under way moves the marker: let it
             self._checkpointer.submit(lambda: None).result()
         self.state.clear()
-        self._checkpoint_id = read_checkpoint(db)
+        self._checkpoint_id = read_checkpoint(state_read, "main")
         self._last_id = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         self.replayed = 0
         if self._last_id > self._checkpoint_id:
             # Checkpoints here only shorten the next replay: if the disk is full they fail,
             # and the state simply stays in memory, dirty, until one succeeds.
             for upto, chunk in stored_after(db, self._checkpoint_id):
-                self.replayed += self.state.replay(db, chunk)
+                self.replayed += self.state.replay(state_read, chunk)
                 if self.state.dirty >= REPLAY_CHECKPOINT_EVERY:
                     with contextlib.suppress(sqlite3.Error):
                         self._checkpoint_here(upto)
@@ -363,10 +373,10 @@ class Writer:
         self.state.trim()
 
     def _disconnect(self) -> None:
-        for conn in (self._db, self._state_db):
+        for conn in (self._db, self._state_read, self._state_db):
             if conn is not None:
                 conn.close()
-        self._db = self._state_db = None
+        self._db = self._state_read = self._state_db = None
         self._lock.release()
 
     def _shutdown_threads(self) -> None:
@@ -418,17 +428,19 @@ class Writer:
         self._checkpointing = asyncio.create_task(self._checkpoint())
         return self._checkpointing
 
-    def _snapshot(self) -> Snapshot:
+    def _take(self, snapshot: Snapshot) -> bool:
         if self._stale:
             self._recover()
-        return self.state.snapshot(self._checkpoint_id, self._last_id)
+        return self.state.take(snapshot, SNAPSHOT_SLICE, self._last_id)
 
     async def _checkpoint(self) -> None:
-        """Take a snapshot on the writer thread, then write it on the checkpoint thread while
-        the writer goes on committing."""
+        """Take a snapshot on the writer thread, a slice between batches, then write it on the
+        checkpoint thread while the writer goes on committing."""
         loop = asyncio.get_running_loop()
+        snapshot = Snapshot(self._checkpoint_id)
         try:
-            snapshot = await self._on_thread(self._snapshot)
+            while not await self._on_thread(self._take, snapshot):
+                pass
             try:
                 await loop.run_in_executor(self._checkpointer, self._write_snapshot, snapshot)
             except sqlite3.Error as exc:
@@ -470,11 +482,11 @@ class Writer:
         return await self._on_thread(self._pull)
 
     def _pull(self) -> MessageChanges:
-        if self._db is None:
+        if self._state_read is None:
             return MessageChanges()
         if self._stale:
             self._recover()
-        return pull_changes(self.state, self._db)
+        return pull_changes(self.state, self._state_read)
 
     # --- API for the listener -----------------------------------------------------------------
     @property
@@ -630,7 +642,9 @@ class Writer:
     ) -> list[list[Outcome]]:
         events = [ev for pending in batch for ev in pending.events]
         existing = self._existing_keys(db, {ev.dedupe_key for ev in events})
-        self.state.load(db, [ev for ev in events if ev.dedupe_key not in existing])
+        state_read = self._state_read
+        assert state_read is not None
+        self.state.load(state_read, [ev for ev in events if ev.dedupe_key not in existing])
         outcomes: list[list[Outcome]] = []
         for pending in batch:
             result = []
@@ -640,7 +654,7 @@ class Writer:
                     result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
                     continue
                 if not ev.message_id:  # absent or blank: providers.base.absent_if_blank
-                    ev = ev.with_message_id(self.state.attribute(db, ev))
+                    ev = ev.with_message_id(self.state.attribute(state_read, ev))
                 existing[ev.dedupe_key] = ev.message_id
                 self.state.apply(ev, effects)
                 # The answer names the message the event was stored under, attributed or not.
