@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from smswatch import __version__
 from smswatch.engine import Engine
 from smswatch.hub import Counters, Delta
+from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe
 from smswatch.store.writer import DatabaseInUse
 from smswatch.timefmt import iso, now_us
@@ -215,6 +216,7 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
     # Everything built so far lives as long as the process: keep full collections from walking
     # it again and again under load (their pauses show up in the acknowledgement latency).
     gc.freeze()
+    tune_gc()
     if log_format == "json":
         log.emit(
             "info",

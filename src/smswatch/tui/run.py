@@ -16,6 +16,7 @@ from smswatch.datasource import LocalSource
 from smswatch.demo import DemoTraffic
 from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
+from smswatch.runtime import tune_gc
 from smswatch.store.writer import DatabaseInUse
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
@@ -48,6 +49,7 @@ def run_monitor(
     workdir = None
     if demo:
         config, workdir = demo_config(config)
+    tune_gc()
     engine = EngineThread(config)
     try:
         engine.start()
