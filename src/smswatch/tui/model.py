@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 from smswatch.datasource import Snapshot, Stuck
 from smswatch.domain import MessageState
@@ -16,6 +17,7 @@ from smswatch.hub import Counters, Delta
 from smswatch.store import Rejection
 from smswatch.store.reader import FailureGroup
 
+_NEWEST = attrgetter("first_received_at", "message_id")
 LINGER_US = 60_000_000  # a finished message stays in the in-flight list this long
 MAX_MESSAGES = 5000
 MAX_REJECTIONS = 200
@@ -33,12 +35,15 @@ class LiveModel:
     # At most a few hundred keys, kept for the session.
     known_events: set[str] = field(default_factory=set)
     known_rejections: set[tuple[int, str, str | None]] = field(default_factory=set)
+    # The ids in `messages` that are finished: in_flight looks at these for the ones to let go,
+    # not at every message (thousands on a busy monitor, on every tick with a new one).
+    finished: set[str] = field(default_factory=set)
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> LiveModel:
         model = cls(snap.counters)
         for m in reversed(snap.messages):  # oldest first, so the newest end up last
-            model.messages[m.message_id] = m
+            model._keep(m)
         model.rejections.extend(reversed(snap.rejections))
         model.known_events = {e.event_id for e in snap.events}
         model.known_rejections = {(r.received_at, r.code, r.remote) for r in snap.rejections}
@@ -60,23 +65,36 @@ class LiveModel:
             )
         self.counters = delta.counters
         for m in delta.messages:
-            self.messages[m.message_id] = m
+            self._keep(m)
         while len(self.messages) > MAX_MESSAGES:
-            self.messages.pop(next(iter(self.messages)))
+            self.finished.discard(self.messages.pop(next(iter(self.messages))).message_id)
         self.rejections.extend(delta.rejections)
         return delta
 
+    def _keep(self, m: MessageState) -> None:
+        self.messages[m.message_id] = m
+        if m.finished_at is not None:
+            self.finished.add(m.message_id)
+        else:
+            self.finished.discard(m.message_id)
+
     def in_flight(self, now: int, failed_only: bool = False) -> list[MessageState]:
         """Unfinished messages and the recently finished, newest first."""
-        for mid in [
-            mid
-            for mid, m in self.messages.items()
-            if m.finished_at is not None and now - m.finished_at > LINGER_US
-        ]:
+        for mid in [mid for mid in self.finished if now - self._finished_at(mid) > LINGER_US]:
             del self.messages[mid]
+            self.finished.discard(mid)
         rows = [m for m in self.messages.values() if not failed_only or m.has_failures]
-        rows.sort(key=lambda m: (m.first_received_at or 0, m.message_id), reverse=True)
+        # The key read in C: this runs on every tick with a new message, over thousands.
+        try:
+            rows.sort(key=_NEWEST, reverse=True)
+        except TypeError:  # a message with no receive time yet: it sorts as 0
+            rows.sort(key=lambda m: (m.first_received_at or 0, m.message_id), reverse=True)
         return rows
+
+    def _finished_at(self, mid: str) -> int:
+        at = self.messages[mid].finished_at
+        assert at is not None
+        return at
 
     def rejections_by_code(self) -> list[tuple[str, int, Rejection]]:
         """(code, count since start, latest rejection) for each kind seen, latest first."""

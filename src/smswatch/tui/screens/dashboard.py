@@ -12,6 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Input
@@ -194,7 +195,8 @@ class DashboardScreen(AppScreen):
             self.refresh_summary()  # an alert: at once
             return
         if self._unlisted(delta):
-            self.refresh_messages()  # the log just showed it: the table lists it too
+            # The log just showed it: the table lists it too (its count follows the summary).
+            self.refresh_messages(titles=False)
         wait = self._summary_at + SUMMARY_EVERY_S - time.monotonic()
         if wait <= 0:
             self.refresh_summary()
@@ -240,11 +242,11 @@ class DashboardScreen(AppScreen):
             sw.model.counters, sw.clock(), sw.paused, sw.masked, sw.connection, draw
         )
 
-    def refresh_messages(self) -> None:
-        tables = self.query(MessagesTable)
-        if not tables:
+    def refresh_messages(self, titles: bool = True) -> None:
+        try:
+            table = self.query_one(MessagesTable)
+        except NoMatches:
             return  # the app is closing: a search that was answered meanwhile has nowhere to go
-        table = tables.first()
         if self.search_rows is not None:
             rows = list(self.search_rows.values())
             title = f"Messages matching {safe(self.query_text, 30)!r}"
@@ -258,6 +260,8 @@ class DashboardScreen(AppScreen):
                 else "no messages in flight — waiting for webhooks"
             )
         table.set_rows(rows)
+        if not titles:
+            return
         # finished_at is kept set exactly while a message is finished (the store resets it), and
         # is a field: the property costs two dict lookups a row, on thousands of rows a tick.
         finished = sum(1 for m in rows if m.finished_at is not None)
