@@ -338,3 +338,14 @@ def test_kill_9_at_random_points_under_load_ends_in_the_truth(tmp_path: Path) ->
         for t in map(json.loads, truth.read_text().splitlines())
     }
     assert got == want
+
+
+@pytest.mark.parametrize(("total", "known"), [(None, 3), (10, 3), (2, 3), (3, 3)])
+def test_a_baseline_counts_as_the_message_does(total: int | None, known: int) -> None:
+    from smswatch.domain import FUNNEL, MessageState, State
+    from smswatch.store.state import baseline
+
+    msg = MessageState("m", "lisoloo", total_recipients=total)
+    msg.counts[State.SENT], msg.counts[State.FAILED] = known - 1, 1
+    msg.known_recipients = known
+    assert baseline(msg) == (tuple(msg.count(s) for s in FUNNEL), msg.finished, msg.conflicts)

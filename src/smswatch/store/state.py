@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from smswatch.domain import (
@@ -74,7 +75,18 @@ Baseline = tuple[tuple[int, ...], bool, int]
 
 
 def baseline(msg: MessageState) -> Baseline:
-    return tuple(msg.count(s) for s in FUNNEL), msg.finished, msg.conflicts
+    # MessageState.count for each state, inlined: this runs for every message a tick touches.
+    c = msg.counts
+    total = msg.total_recipients
+    unseen = 0 if total is None else max(total - msg.known_recipients, 0)
+    counts = (
+        c[State.QUEUED] + unseen,
+        c[State.PROCESSING],
+        c[State.SENT],
+        c[State.DELIVERED],
+        c[State.FAILED],
+    )
+    return counts, msg.finished, msg.conflicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,12 +388,13 @@ def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> list[Any]:
     """Drop the oldest half when over the limit (dicts keep insertion order), never a dirty one:
     clean entries reload from the state file if they are needed again. Returns the keys
     dropped."""
-    dropped = []
-    if len(entries) > keep:
-        for key in list(entries)[: len(entries) - keep // 2]:
-            if key not in dirty:
-                del entries[key]
-                dropped.append(key)
+    if len(entries) <= keep:
+        return []
+    # Only the oldest keys are looked at, not the whole cache.
+    oldest = list(islice(entries, len(entries) - keep // 2))
+    dropped = [key for key in oldest if key not in dirty]
+    for key in dropped:
+        del entries[key]
     return dropped
 
 
