@@ -224,7 +224,7 @@ class DashboardScreen(AppScreen):
         self.refresh_summary()
 
     def refresh_summary(self) -> None:
-        """The funnel, the alerts and the in-flight table."""
+        """The pulse line, the funnel, the alerts and the in-flight table."""
         if self._summary_timer is not None:
             self._summary_timer.stop()
             self._summary_timer = None

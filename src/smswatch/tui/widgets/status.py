@@ -108,13 +108,11 @@ class Pulse(Widget):
         return self._text
 
     def show(self, text: Text, draw: bool) -> None:
-        if text == self._text:
-            return
-        self._text = text
-        if draw:
-            self.refresh()
-        else:
+        if text != self._text:
+            self._text = text
             self._stale = True
+        if draw:
+            self.draw()
 
     def draw(self) -> None:
         if self._stale:
