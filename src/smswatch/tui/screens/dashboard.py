@@ -222,6 +222,10 @@ class DashboardScreen(AppScreen):
     def refresh_all(self) -> None:
         self.refresh_status()
         self.refresh_summary()
+        # Not a delta's summary: the next delta's is drawn at once, not held back. At start the
+        # snapshot's counters can lag the engine's (seen: the right event count with an empty
+        # funnel), and the first delta brings the real ones.
+        self._summary_at = 0.0
 
     def refresh_summary(self) -> None:
         """The pulse line, the funnel, the alerts and the in-flight table."""
