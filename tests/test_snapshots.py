@@ -57,6 +57,7 @@ def make_app(
         "data": {"message_id": "stale", "recipient": "+26876000009"},
     }
     assert env.yebolink(stale, secret="an-old-rotated-secret") == 401
+    env.wait_quarantined(1)
     port = str(env.thread.engine.listener.port)
 
     def make(theme: str = "dark") -> SmsWatchApp:

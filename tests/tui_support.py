@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -74,6 +75,21 @@ class Env:
         kw.setdefault("theme", "dark")
         kw.setdefault("remember_theme", False)
         return SmsWatchApp(LocalSource(self.thread), **kw)
+
+    def wait_quarantined(self, count: int, within: float = 10.0) -> None:
+        """Until `count` rejected requests are stored: a screen opened before that would get
+        the rejection in its first live update instead of its snapshot (and pop up a toast)."""
+        import sqlite3
+        import time
+
+        deadline = time.monotonic() + within
+        db = self.thread.engine.config.db_path
+        while time.monotonic() < deadline:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                if conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] >= count:
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"{count} rejection(s) not stored in time")
 
     def stop(self) -> None:
         self.thread.stop()

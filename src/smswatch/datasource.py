@@ -219,7 +219,10 @@ class LocalSource(StoreQueries):
         self._reader = await Reader.open(self.engine.engine.config.db_path)
         writer = self.engine.engine.writer
         self._settle = lambda: asyncio.wrap_future(writer.settle())
-        counters = await asyncio.wrap_future(self.engine.call(self.engine.engine.hub.counters))
+        hub = self.engine.engine.hub
+        counters = await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(hub.current(), self.engine.loop)
+        )
         return await self.recent(counters, self.info)
 
     async def close(self) -> None:

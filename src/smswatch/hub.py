@@ -181,6 +181,12 @@ class Hub:
             started_at=self.started_at,
         )
 
+    async def current(self) -> Counters:
+        """The counters with the messages' latest changes in them (a snapshot for a viewer that
+        starts now: the ticks bring those changes up to a tick late)."""
+        await self._pull()
+        return self.counters()
+
     def _rate_series(self) -> tuple[int, ...]:
         now = self.clock() // 1_000_000
         by_second = dict(self._rate)

@@ -181,7 +181,7 @@ class FeedServer:
             client.push(frame)
 
     async def _snapshot(self) -> str:
-        snap = await self.queries.recent(self.engine.hub.counters(), self.info())
+        snap = await self.queries.recent(await self.engine.hub.current(), self.info())
         return SnapshotFrame(data=snap).model_dump_json()
 
     # --- one viewer ------------------------------------------------------------------------------
