@@ -31,7 +31,7 @@ end
 
 function response(status, headers, body)
   if acked and status >= 200 and status < 300 then
-    local id = string.match(body, '"event_id": "([^"]+)"')
+    local id = string.match(body, '"event_id":%s*"([^"]+)"')
     if id then acked:write(id, "\n") end
   end
 end

@@ -84,7 +84,7 @@ class Hub:
         self,
         tick: float = 0.1,
         clock: Callable[[], int] = now_us,
-        changes: Callable[[], Awaitable[MessageChanges]] | None = None,
+        changes: Callable[[bool], Awaitable[MessageChanges]] | None = None,
     ) -> None:
         self.tick = tick
         # Asked once a tick for what changed in the messages (the writer's `pull_changes`).
@@ -101,7 +101,9 @@ class Hub:
         self.store_error: str | None = None
         self._rate: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW + 1)
         self._pending = _Pending()
-        self._subscribers: tuple[tuple[Subscriber, asyncio.AbstractEventLoop | None], ...] = ()
+        self._subscribers: tuple[
+            tuple[Subscriber, asyncio.AbstractEventLoop | None, Callable[[], bool]], ...
+        ] = ()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_emit = 0.0
@@ -130,7 +132,7 @@ class Hub:
 
     def message_changes(self, c: MessageChanges) -> None:
         """What the writer says changed in the messages since it was last asked."""
-        if not c.messages:
+        if not c.changed:
             return
         self.messages += c.new_messages
         self.in_flight += c.in_flight_delta
@@ -193,12 +195,16 @@ class Hub:
         return tuple(by_second.get(s, 0) for s in range(now - RATE_WINDOW + 1, now + 1))
 
     def subscribe(
-        self, callback: Subscriber, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        callback: Subscriber,
+        loop: asyncio.AbstractEventLoop | None = None,
+        messages: Callable[[], bool] = lambda: True,
     ) -> Callable[[], None]:
         """Call `callback(delta)` every tick that has news (and at least once a second).
-        With `loop`, the call is made on that loop (thread-safe). Returns an unsubscribe
+        With `loop`, the call is made on that loop (thread-safe). `messages` says whether the
+        subscriber wants the changed messages in its deltas now. Returns an unsubscribe
         function."""
-        entry = (callback, loop)
+        entry = (callback, loop, messages)
         self._subscribers = (*self._subscribers, entry)
 
         def unsubscribe() -> None:
@@ -227,8 +233,11 @@ class Hub:
     async def _pull(self) -> None:
         if self.changes is None:
             return
+        # Copies of the changed messages only if a subscriber shows them: a headless serve
+        # with no viewer attached needs only the counters.
+        copies = any(want() for _, _, want in self._subscribers)
         try:
-            self.message_changes(await self.changes())
+            self.message_changes(await self.changes(copies))
         except Exception:  # the store is failing (its health says so): ask again next tick
             log.exception("could not read what changed in the messages")
 
@@ -254,7 +263,7 @@ class Hub:
             rejections=tuple(p.rejections),
         )
         here = self._loop
-        for callback, loop in self._subscribers:
+        for callback, loop, _ in self._subscribers:
             if loop is None or loop is here:
                 callback(delta)
             elif not loop.is_closed():

@@ -234,7 +234,7 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
             out.flush()
     loop = asyncio.get_running_loop()
     reporter = Reporter(log, interval, engine.hub.events, loop.time())
-    engine.hub.subscribe(reporter.on_delta)
+    engine.hub.subscribe(reporter.on_delta, messages=lambda: False)
     stop = asyncio.Event()
     # SIGHUP: the terminal serve was started in closed. Stop as cleanly as on ^C.
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

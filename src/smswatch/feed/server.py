@@ -144,7 +144,9 @@ class FeedServer:
             await self.queries.reader.close()
             raise
         self.port = self._server.sockets[0].getsockname()[1]
-        self._unsubscribe = self.engine.hub.subscribe(self._on_delta)
+        self._unsubscribe = self.engine.hub.subscribe(
+            self._on_delta, messages=lambda: bool(self.clients)
+        )
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

@@ -99,6 +99,7 @@ class MessageChanges:
     new_messages: int = 0
     in_flight_delta: int = 0
     conflicts_delta: int = 0
+    changed: int = 0  # messages that changed (their copies are in `messages` if asked for)
 
 
 def copy_message(m: MessageState) -> MessageState:
@@ -398,13 +399,13 @@ def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> list[Any]:
     return dropped
 
 
-def pull_changes(state: StateCache, db: sqlite3.Connection) -> MessageChanges:
+def pull_changes(state: StateCache, db: sqlite3.Connection, copies: bool = True) -> MessageChanges:
     """Everything `touched` since the last pull, and start over. Messages a rebuild left out of
     the cache are read back from the state file first."""
     touched, state.touched = state.touched, {}
     funnel = dict.fromkeys(FUNNEL, 0)
-    copies = []
-    new = in_flight = conflicts = 0
+    messages: list[MessageState] = []
+    new = in_flight = conflicts = changed = 0
     for mid, before in touched.items():
         state._loaded_message(db, mid)
         msg = state.messages.get(mid)
@@ -418,5 +419,7 @@ def pull_changes(state: StateCache, db: sqlite3.Connection) -> MessageChanges:
             funnel[s] += now - then
         in_flight += int(not finished) - int(not before[1])
         conflicts += flagged - before[2]
-        copies.append(copy_message(msg))
-    return MessageChanges(tuple(copies), funnel, new, in_flight, conflicts)
+        changed += 1
+        if copies:
+            messages.append(copy_message(msg))
+    return MessageChanges(tuple(messages), funnel, new, in_flight, conflicts, changed)
