@@ -329,6 +329,7 @@ class Writer:
         self._state_read.execute("PRAGMA query_only=1")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        db.execute("PRAGMA cache_size=-16384")  # the dedupe index's pages, read at every batch
         if self.max_db_bytes:
             page_size = db.execute("PRAGMA page_size").fetchone()[0]
             db.execute(f"PRAGMA max_page_count={max(self.max_db_bytes // page_size, 1)}")
