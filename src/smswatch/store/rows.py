@@ -141,13 +141,18 @@ RECIPIENT_COLUMNS = (
 
 
 def recipient_row(r: RecipientState) -> tuple[Any, ...]:
+    first = r.first_at.get  # one lookup a state, no generator: a row per checkpoint per change
     return (
         r.message_id,
         r.recipient,
         r.provider,
         r.state.value if r.state else None,
         r.state_at,
-        *(r.first_at.get(s) for s in _FIRST),
+        first(State.QUEUED),
+        first(State.PROCESSING),
+        first(State.SENT),
+        first(State.DELIVERED),
+        first(State.FAILED),
         r.carrier,
         r.carrier_at,
         r.error_code,
@@ -202,7 +207,11 @@ def message_row(m: MessageState) -> tuple[Any, ...]:
         m.scheduled_at,
         m.channel,
         m.metadata,
-        *(m.counts[s] for s in FUNNEL),
+        m.counts[State.QUEUED],
+        m.counts[State.PROCESSING],
+        m.counts[State.SENT],
+        m.counts[State.DELIVERED],
+        m.counts[State.FAILED],
         m.known_recipients,
         m.conflicts,
         m.events,
