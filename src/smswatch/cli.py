@@ -342,7 +342,28 @@ def main(ctx: click.Context, demo: bool, theme: str | None, **opts: Any) -> None
     show_default=True,
     help="Seconds between summary lines while events arrive.",
 )
-def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
+@click.option(
+    "--metrics-host",
+    envvar="SMSWATCH_METRICS_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the Prometheus metrics; they have no auth, so keep it private.",
+)
+@click.option(
+    "--metrics-port",
+    envvar="SMSWATCH_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at /metrics on this port (off unless given; 0 picks a free "
+    "one). Never the webhook port.",
+)
+def serve(
+    log_format: str,
+    summary_interval: float,
+    metrics_host: str,
+    metrics_port: int | None,
+    **opts: Any,
+) -> None:
     """Run the webhook listener and store without a UI.
 
     Prints the URL to paste into each gateway, then a summary line every few seconds.
@@ -353,12 +374,20 @@ def serve(log_format: str, summary_interval: float, **opts: Any) -> None:
     from smswatch import serve as headless
     from smswatch.engine import BindRefused, Engine
 
+    if metrics_port:  # 0 is a free port of its own
+        if metrics_port == opts["port"]:
+            raise click.UsageError(
+                "--metrics-port must differ from --port: metrics never share the webhook port"
+            )
+        if not opts.get("no_feed") and metrics_port == opts.get("feed_port"):
+            raise click.UsageError("--metrics-port must differ from --feed-port")
+    metrics_at = (metrics_host, metrics_port) if metrics_port is not None else None
     try:
         engine = Engine(engine_config(opts))
     except BindRefused as exc:
         fail(str(exc), 2)
     with asyncio.Runner(loop_factory=loops.new_event_loop) as runner:  # uvloop where installed
-        code = runner.run(headless.run(engine, log_format, summary_interval))
+        code = runner.run(headless.run(engine, log_format, summary_interval, metrics_at=metrics_at))
     sys.exit(code)
 
 

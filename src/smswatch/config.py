@@ -40,6 +40,8 @@ KNOWN_KEYS = {
     "feed_host",
     "feed_port",
     "feed_token",
+    "metrics_host",
+    "metrics_port",
 }
 TABLES = {"stuck"}
 

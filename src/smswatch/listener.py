@@ -61,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -265,6 +266,7 @@ class _Request:
     encoding: str | None = None
     body: bytes | None = None
     task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
+    submitted = 0.0  # perf_counter() at the submit, when the commit latency is measured
 
     def __init__(self, conn: _Connection, keep_alive: bool, v10: bool, head: bool) -> None:
         self.conn = conn
@@ -276,6 +278,9 @@ class _Request:
         """The writer is done with this request's events: answer it."""
         conn = self.conn
         listener = conn.listener
+        observe = listener.observe_commit
+        if observe is not None:
+            observe(perf_counter() - self.submitted)
         if listener._throttled and listener.writer.depth <= listener._low_water:
             listener._unthrottle()
         self.task = None
@@ -478,6 +483,7 @@ class _Connection(asyncio.Protocol):
         r.provider = provider
         r.received_at = received_at = listener.clock()
         listener.hub.request_seen(received_at)
+        listener.requests[name] += 1
         r.content_type = content_type = _get(headers, "content-type")
         expect = _get(headers, "expect") if version == "1.1" else None
         try:
@@ -594,6 +600,8 @@ class _Connection(asyncio.Protocol):
         writer = listener.writer
         # A future, not a task: no coroutine to run per request, only a callback when the
         # writer has committed (or failed) the batch it rode in.
+        if listener.observe_commit is not None:
+            r.submitted = perf_counter()
         try:
             task = r.task = writer.submit_nowait(events)
         except StoreUnavailable as exc:
@@ -863,6 +871,10 @@ class Listener:
             if provider.auth_mode().verified or name in config.open_gateways
         )
         self._json_types: dict[str, bool] = {}  # is_json_content_type, per Content-Type seen
+        # For the metrics: webhook requests per gateway route ("": /webhooks, detected from the
+        # body), and, when set, a callback given each request's commit latency in seconds.
+        self.requests: dict[str, int] = dict.fromkeys(["", *providers], 0)
+        self.observe_commit: Callable[[float], None] | None = None
         self._routes: dict[bytes, _Route] = {b"/healthz": (_HEALTH, None, "/healthz", "")}
         for path in ("/webhooks", "/webhooks/"):
             self._routes[path.encode()] = (_WEBHOOK, None, path, "")

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from smswatch import __version__
 from smswatch.engine import Engine
 from smswatch.hub import Counters, Delta
+from smswatch.metrics import Metrics
 from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe
 from smswatch.store.writer import DatabaseInUse
@@ -72,7 +73,7 @@ class Log:
         self.stream.flush()
 
 
-def banner(engine: Engine) -> list[str]:
+def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     cfg = engine.config
     lines = [
         f"smswatch {__version__} serving webhooks on {engine.listener.base_url}",
@@ -94,6 +95,12 @@ def banner(engine: Engine) -> list[str]:
             "",
             "  Watch it live (read-only; the feed is on loopback: tunnel it for other machines):",
             f"    smswatch attach {engine.feed.url} --token {engine.feed.token}",
+        ]
+    if metrics_url is not None:
+        lines += [
+            "",
+            "  Prometheus metrics (no auth: keep the port private):",
+            f"    {metrics_url}",
         ]
     if scheme != "https":
         lines += [
@@ -197,8 +204,17 @@ class Reporter:
             self.last_line = now
 
 
-async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sys.stdout) -> int:
+async def run(
+    engine: Engine,
+    log_format: str,
+    interval: float,
+    out: TextIO = sys.stdout,
+    metrics_at: tuple[str, int] | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM/SIGHUP. `metrics_at`: (host, port) of the Prometheus metrics."""
     log = Log(out, log_format)
+    # Before the engine starts, so the listener times every commit from the first request.
+    metrics = Metrics(engine) if metrics_at is not None else None
     try:
         await engine.start()
     except DatabaseInUse as exc:
@@ -213,6 +229,19 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
             "Pick other ports with --port / --feed-port (or --no-feed).",
         )
         return 2
+    if metrics is not None and metrics_at is not None:
+        host, port = metrics_at
+        try:
+            metrics.start(host, port)
+        except OSError as exc:
+            log.emit(
+                "error",
+                "bind",
+                f"cannot serve metrics ({exc.strerror or exc}) on {host}:{port}. "
+                "Pick another port with --metrics-port.",
+            )
+            await engine.stop()
+            return 2
     # Everything built so far lives as long as the process: keep full collections from walking
     # it again and again under load (their pauses show up in the acknowledgement latency).
     gc.freeze()
@@ -227,10 +256,11 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
             db=str(engine.config.db_path.resolve()),
             # The token itself stays out of logs that may be shipped elsewhere.
             feed=engine.feed.url if engine.feed else None,
+            metrics=metrics.url if metrics else None,
         )
     else:
         with contextlib.suppress(OSError):
-            out.write("\n".join(banner(engine)) + "\n\n")
+            out.write("\n".join(banner(engine, metrics.url if metrics else None)) + "\n\n")
             out.flush()
     loop = asyncio.get_running_loop()
     reporter = Reporter(log, interval, engine.hub.events, loop.time())
@@ -248,6 +278,8 @@ async def run(engine: Engine, log_format: str, interval: float, out: TextIO = sy
     finally:
         for sig in stop_signals:
             loop.remove_signal_handler(sig)
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop)
         await engine.stop()
         # The final counters, which no summary may have carried yet.
         log.emit(
