@@ -80,14 +80,25 @@ def credential_options(f: F) -> F:
     )(f)
 
 
+def _db(ctx: click.Context, param: click.Parameter, value: Any) -> str | Path:
+    from smswatch.store.location import as_db
+
+    db = as_db(value)
+    if isinstance(db, Path) and db.is_dir():
+        raise click.BadParameter(f"{db} is a directory, not a database file")
+    return db
+
+
 def db_option(f: F) -> F:
     return click.option(
         "--db",
-        type=click.Path(path_type=Path, dir_okay=False),
         envvar="SMSWATCH_DB",
-        default=Path("smswatch.db"),
+        default="smswatch.db",
         show_default=True,
-        help="SQLite database file.",
+        metavar="PATH|URL",
+        callback=_db,
+        help="SQLite database file, or a postgresql://USER:PW@HOST/DB URL shared by several "
+        "instances.",
     )(f)
 
 
@@ -641,10 +652,10 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
     """
     from smswatch.records import message_record
     from smswatch.report import console, message_view
-    from smswatch.store import Reader
+    from smswatch.store import open_reader
 
     async def work() -> Any:
-        async with await Reader.open(db, current=True) as reader:
+        async with await open_reader(db, current=True) as reader:
             found = await reader.resolve_message_id(message_id)
             if found is None:
                 return None
@@ -681,10 +692,10 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
 def export(db: Path, fmt: str, message_id: str | None, out: Path) -> None:
     """Write every stored event, one per line, in storage order (each unique event once)."""
     from smswatch.records import write_csv, write_jsonl
-    from smswatch.store import Reader
+    from smswatch.store import open_reader
 
     async def work(stream: Any, terminal: bool = False) -> int:
-        async with await Reader.open(db) as reader:
+        async with await open_reader(db) as reader:
             events = reader.iter_events(message_id)
             return await (
                 write_jsonl(events, stream, terminal)

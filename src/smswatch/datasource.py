@@ -20,7 +20,7 @@ from smswatch.engine import GatewayStatus
 from smswatch.engine_thread import EngineThread
 from smswatch.hub import Counters, Delta
 from smswatch.records import write_jsonl
-from smswatch.store import Reader, Rejection, StoredEvent
+from smswatch.store import Reader, Rejection, StoredEvent, describe, open_reader
 from smswatch.store.reader import FailureGroup, Latency
 
 RECENT = 300  # messages and events a snapshot carries
@@ -212,11 +212,11 @@ class LocalSource(StoreQueries):
         config = engine.engine.config
         self.engine = engine
         self.info = SourceInfo(
-            label="local", db_path=str(config.db_path), gateways=engine.engine.gateways()
+            label="local", db_path=describe(config.db_path), gateways=engine.engine.gateways()
         )
 
     async def open(self) -> Snapshot:
-        self._reader = await Reader.open(self.engine.engine.config.db_path)
+        self._reader = await open_reader(self.engine.engine.config.db_path)
         writer = self.engine.engine.writer
         self._settle = lambda: asyncio.wrap_future(writer.settle())
         hub = self.engine.engine.hub

@@ -15,7 +15,7 @@ from smswatch import providers as gateways
 from smswatch.hub import Hub
 from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
-from smswatch.store import Reader, Writer
+from smswatch.store import is_url, make_writer
 from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class BindRefused(Exception):
 
 @dataclass(frozen=True)
 class EngineConfig:
-    db_path: Path = Path("smswatch.db")
+    db_path: Path | str = Path("smswatch.db")  # a SQLite file, or a postgresql:// URL
     host: str = "127.0.0.1"
     port: int = 8787
     credentials: Credentials = field(default_factory=Credentials)
@@ -80,7 +80,7 @@ class Engine:
         self.open = open_gateways(config)
         self.providers = gateways.build(config.credentials)
         self.hub = Hub(tick=config.hub_tick, clock=config.clock)
-        self.writer = Writer(
+        self.writer = make_writer(
             config.db_path,
             durability=config.durability,
             checkpoint_interval=config.checkpoint_interval,
@@ -113,14 +113,13 @@ class Engine:
     async def start(self) -> None:
         await self.writer.open()
         try:
-            async with await Reader.open(self.config.db_path) as reader:
-                self.hub.seed(await reader.totals())
+            self.hub.seed(await self.writer.starting_totals())
             self.hub.start()
             # The feed first: once webhooks are answered (and /healthz), viewers can attach.
             if self.config.feed_port is not None:
-                from smswatch.feed.server import FeedServer, load_or_create_token
+                from smswatch.feed.server import FeedServer
 
-                token = self.config.feed_token or load_or_create_token(self.config.db_path)
+                token = self.config.feed_token or await self._feed_token()
                 feed = FeedServer(self, self.config.feed_host, self.config.feed_port, token)
                 await feed.start()
                 self.feed = feed
@@ -134,6 +133,15 @@ class Engine:
             await self.writer.close()
             raise
         self.running = True
+
+    async def _feed_token(self) -> str:
+        """Kept beside a SQLite file; in a shared database, so that one token lets a viewer
+        attach to any of the instances."""
+        from smswatch.feed.server import load_or_create_token
+
+        if is_url(self.config.db_path):
+            return await self.writer.shared_token()  # type: ignore[attr-defined]
+        return load_or_create_token(Path(self.config.db_path))
 
     async def stop(self) -> None:
         """Stop taking requests, then commit what is queued and close the database."""

@@ -22,6 +22,7 @@ from smswatch.hub import Counters, Delta
 from smswatch.metrics import Metrics
 from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe
+from smswatch.store.location import describe, display
 from smswatch.store.writer import DatabaseInUse
 from smswatch.timefmt import iso, now_us
 
@@ -77,7 +78,7 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     cfg = engine.config
     lines = [
         f"smswatch {__version__} serving webhooks on {engine.listener.base_url}",
-        f"  database  {cfg.db_path.resolve()} (durability {cfg.durability})",
+        f"  database  {display(cfg.db_path)} (durability {cfg.durability})",
         "",
         "  Paste into each gateway's webhook setting:",
     ]
@@ -253,7 +254,7 @@ async def run(
             f"listening on {engine.listener.base_url}",
             urls={g.name: g.url for g in engine.gateways()},
             auth={g.name: g.auth for g in engine.gateways()},
-            db=str(engine.config.db_path.resolve()),
+            db=display(engine.config.db_path),
             # The token itself stays out of logs that may be shipped elsewhere.
             feed=engine.feed.url if engine.feed else None,
             metrics=metrics.url if metrics else None,
@@ -285,7 +286,7 @@ async def run(
         log.emit(
             "info",
             "stopped",
-            f"stopped; {engine.hub.events} events in {engine.config.db_path}",
+            f"stopped; {engine.hub.events} events in {describe(engine.config.db_path)}",
             **counter_fields(engine.hub.counters()),
         )
     return 0

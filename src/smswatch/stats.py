@@ -7,13 +7,13 @@ from typing import Any
 
 from smswatch.catalogue import explain
 from smswatch.domain import FUNNEL, State
-from smswatch.store import Reader
+from smswatch.store import open_reader
 from smswatch.store.reader import FailureGroup, Latency, Percentiles, Totals
 from smswatch.timefmt import iso
 
 
-async def gather(db: Path) -> tuple[Totals, list[FailureGroup], Latency, int]:
-    async with await Reader.open(db, current=True) as reader:
+async def gather(db: Path | str) -> tuple[Totals, list[FailureGroup], Latency, int]:
+    async with await open_reader(db, current=True) as reader:
         return (
             await reader.totals(),
             await reader.failures(limit=50),

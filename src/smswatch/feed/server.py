@@ -43,7 +43,7 @@ from smswatch.feed.protocol import (
     encode_result,
 )
 from smswatch.hub import Delta
-from smswatch.store import Reader
+from smswatch.store import describe, open_reader
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class FeedServer:
     def info(self) -> SourceInfo:
         return SourceInfo(
             label=self.url,
-            db_path=str(self.engine.config.db_path),
+            db_path=describe(self.engine.config.db_path),
             gateways=self.engine.gateways(),
             read_only=True,
         )
@@ -127,7 +127,7 @@ class FeedServer:
     async def start(self) -> None:
         writer = self.engine.writer
         self.queries = StoreQueries(
-            await Reader.open(self.engine.config.db_path),
+            await open_reader(self.engine.config.db_path),
             lambda: asyncio.wrap_future(writer.settle()),
         )
         try:

@@ -97,6 +97,10 @@ def percentiles(values: Sequence[int]) -> Percentiles:
 
 
 class Reader:
+    """Queries over the SQLite back end; store/postgres/reader.py answers the same ones."""
+
+    NO_LIMIT: int | None = -1  # what LIMIT takes for "no limit"
+
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
@@ -250,7 +254,7 @@ class Reader:
             f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE {' AND '.join(clauses)} "
             "ORDER BY recipient LIMIT ? OFFSET ?"
         )
-        rows = await self._all(sql, (*params, -1 if limit is None else limit, offset))
+        rows = await self._all(sql, (*params, self.NO_LIMIT if limit is None else limit, offset))
         return [recipient_from_row(r) for r in rows]
 
     async def recipient(self, message_id: str, recipient: str) -> RecipientState | None:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smswatch.domain import Event
+from smswatch.store.reader import Reader, Totals
 from smswatch.store.rows import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
@@ -480,6 +481,12 @@ class Writer:
             await self._checkpointing
         if self.state.dirty and self._executor is not None:
             await self._start_checkpoint()
+
+    async def starting_totals(self) -> Totals:
+        """The counters the hub starts from: what the database holds (this is its only
+        writer, so nothing changes it until the listener starts)."""
+        async with await Reader.open(self.path) as reader:
+            return await reader.totals()
 
     async def pull_changes(self, copies: bool = True) -> MessageChanges:
         """What changed in the messages since the last call (the hub asks once a tick); with

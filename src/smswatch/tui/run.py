@@ -17,6 +17,7 @@ from smswatch.demo import DemoTraffic
 from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
 from smswatch.runtime import tune_gc
+from smswatch.store.location import describe
 from smswatch.store.writer import DatabaseInUse
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
@@ -81,7 +82,7 @@ def run_monitor(
     if app.gone_reason is not None:
         return code or GONE_EXIT_CODE
     print(
-        f"smswatch: {engine.engine.hub.events:,} events in {config.db_path}"
+        f"smswatch: {engine.engine.hub.events:,} events in {describe(config.db_path)}"
         if not demo
         else "smswatch: demo over"
     )

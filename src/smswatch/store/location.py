@@ -1,0 +1,36 @@
+"""What `--db` names: a SQLite file (a path, the default) or a PostgreSQL database (a URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(db: str | Path) -> bool:
+    return isinstance(db, str) and db.startswith(URL_SCHEMES)
+
+
+def as_db(text: str | Path) -> str | Path:
+    """A `--db` value as the store takes it: the URL as given, anything else a path."""
+    return str(text) if is_url(str(text)) else Path(text)
+
+
+def describe(db: str | Path) -> str:
+    """For screens and logs: a URL without its password; a path as it is."""
+    if not is_url(db):
+        return str(db)
+    parts = urlsplit(str(db))
+    if parts.password is None:
+        return str(db)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def display(db: str | Path) -> str:
+    """For banners: a path made absolute, a URL without its password."""
+    return describe(db) if is_url(db) else str(Path(db).resolve())

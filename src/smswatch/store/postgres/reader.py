@@ -1,0 +1,176 @@
+"""The read queries of store/reader.py, answered by PostgreSQL.
+
+Most queries are the SQLite reader's own, with `?` turned into `$n`; the ones that differ are
+overridden here. Every commit is visible at once (the state is written with the events), so a
+reader is always current and has no checkpoint to lay a tail over. A small pool: the TUI's data
+source may have several queries in flight.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from smswatch.domain import FUNNEL, State
+from smswatch.store.location import describe
+from smswatch.store.postgres.schema import SCHEMA_VERSION, schema_version
+from smswatch.store.reader import FailureGroup, NoDatabase, Reader, Totals
+from smswatch.store.rows import STORED_EVENT_COLUMNS, StoredEvent, stored_event
+
+_PARAM = re.compile(r"\?(\d*)")
+
+
+@lru_cache(maxsize=256)
+def dialect(sql: str) -> str:
+    """SQLite's SQL as the reader writes it, for PostgreSQL: numbered parameters, and LIKE
+    without case as SQLite's is (for ASCII)."""
+    counter = iter(range(1, 1000))
+
+    def number(m: re.Match[str]) -> str:
+        return f"${m.group(1) or next(counter)}"
+
+    return _PARAM.sub(number, sql).replace(" LIKE ", " ILIKE ")
+
+
+class PgReader(Reader):
+    NO_LIMIT = None
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self._db = pool  # type: ignore[assignment]
+        self.path = describe(url)  # type: ignore[assignment]
+        self.url = url
+
+    @classmethod
+    async def open(cls, path: Any, *, current: bool = False) -> PgReader:
+        url = str(path)
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=4,
+                timeout=5,
+                command_timeout=60,
+                server_settings={"application_name": "smswatch-reader"},
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise NoDatabase(f"cannot reach the database at {describe(url)}: {exc}") from None
+        try:
+            async with pool.acquire() as conn:
+                version = await schema_version(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        if version == 0 or version > SCHEMA_VERSION:
+            await pool.close()
+            what = "has no smswatch tables" if version == 0 else "was written by a newer smswatch"
+            raise NoDatabase(f"the database at {describe(url)} {what}")
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        await self._db.close()  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _scalar(db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await db.fetchval(dialect(sql), *params)
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        rows = await self._db.fetch(dialect(sql), *params)  # type: ignore[attr-defined]
+        return [tuple(r) for r in rows]
+
+    # --- where PostgreSQL's SQL differs ---------------------------------------------------------
+
+    async def timeline(self, message_id: str, recipient: str | None) -> list[StoredEvent]:
+        which, params = (
+            ("recipient = ?", (message_id, recipient))
+            if recipient
+            else (
+                "recipient IS NULL",
+                (message_id,),
+            )
+        )
+        rows = await self._all(
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? AND {which} "
+            "ORDER BY occurred_at, id",
+            params,
+        )
+        return [stored_event(r) for r in rows]
+
+    async def message_events(self, message_id: str) -> list[StoredEvent]:
+        rows = await self._all(
+            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? "
+            "ORDER BY recipient NULLS FIRST, occurred_at, id",
+            (message_id,),
+        )
+        return [stored_event(r) for r in rows]
+
+    async def events_after(
+        self, after: int, limit: int = 1000, message_id: str | None = None
+    ) -> list[StoredEvent]:
+        if message_id:
+            sql = (
+                f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE message_id = ? AND id > ? "
+                "ORDER BY id LIMIT ?"
+            )
+            params: tuple[Any, ...] = (message_id, after, limit)
+        else:
+            sql = f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
+            params = (after, limit)
+        return [stored_event(r) for r in await self._all(sql, params)]
+
+    async def totals(self) -> Totals:
+        funnel = dict.fromkeys(FUNNEL, 0)
+        for state, n in await self._all(
+            "SELECT state, count(*) FROM recipients WHERE state IS NOT NULL GROUP BY state"
+        ):
+            funnel[State(state)] += n
+        unseen = await self._scalar(
+            self._db,
+            "SELECT coalesce(sum(greatest(coalesce(total_recipients, 0) - known_recipients, 0)), 0)"
+            " FROM messages",
+        )
+        funnel[State.QUEUED] += int(unseen or 0)
+        by_provider = {
+            p: int(n)
+            for p, n in await self._all(
+                "SELECT provider, sum(events) FROM messages GROUP BY provider"
+            )
+        }
+        row = (
+            await self._all(
+                "SELECT count(*), count(*) FILTER (WHERE finished_at IS NULL), "
+                "coalesce(sum(conflicts), 0), min(first_received_at), max(last_received_at) "
+                "FROM messages"
+            )
+        )[0]
+        return Totals(
+            events=sum(by_provider.values()),
+            messages=int(row[0]),
+            in_flight=int(row[1]),
+            funnel=funnel,
+            conflicts=int(row[2]),
+            first_received_at=row[3],
+            last_received_at=row[4],
+            by_provider=by_provider,
+        )
+
+    async def failures(self, limit: int = 50, message_id: str | None = None) -> list[FailureGroup]:
+        where = "state = 'failed'" + (" AND message_id = ?" if message_id else "")
+        params: tuple[Any, ...] = (message_id, limit) if message_id else (limit,)
+        rows = await self._all(
+            "SELECT provider, error_code, count(*), max(error_at), "
+            "(SELECT r2.error_message FROM recipients r2 WHERE r2.state = 'failed' "
+            " AND r2.provider = r.provider AND r2.error_code IS NOT DISTINCT FROM r.error_code "
+            " ORDER BY r2.error_at DESC NULLS LAST LIMIT 1), "
+            "max(retryable) "
+            f"FROM recipients r WHERE {where} GROUP BY provider, error_code "
+            "ORDER BY count(*) DESC LIMIT ?",
+            params,
+        )
+        return [
+            FailureGroup(p, code, n, at, msg, None if retry is None else bool(retry))
+            for p, code, n, at, msg, retry in rows
+        ]

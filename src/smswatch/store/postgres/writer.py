@@ -1,0 +1,620 @@
+"""The PostgreSQL writer: group commit per instance, several instances on one database.
+
+Each batch is one transaction, committed (with `synchronous_commit` on) before any of its
+webhooks is answered. Unlike the SQLite back end, the folded state is written in that same
+transaction: another instance may change the same recipient a moment later, so no instance can
+keep the state in memory. Correctness under concurrency comes from row locks, always taken in
+the same order (messages, then recipients, each sorted by key), so two instances never wait for
+each other in a cycle:
+
+1. events with no message id are attributed (reads only);
+2. the messages and recipients the batch touches are locked, created empty if missing, and read;
+3. with those locks held, any other transaction that stored one of these events has committed,
+   so the dedupe lookup sees it: an event retried to two instances is folded once;
+4. the new events are folded in memory with the same code as the SQLite back end
+   (store/state.py), then the events (with what each did to its recipient), the changed rows
+   and this instance's counters are written.
+
+The unique dedupe key is the last guard: if it ever refuses an event the fold counted, the
+transaction is rolled back and run again, as after a deadlock or a serialization failure.
+What the other instances commit reaches this one's hub through the follower (follow.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from smswatch.domain import FUNNEL, UNATTRIBUTED, Event
+from smswatch.store.postgres.follow import Follower
+from smswatch.store.postgres.schema import migrate
+from smswatch.store.reader import Totals
+from smswatch.store.rows import (
+    LOG_COLUMNS,
+    MESSAGE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    Rejection,
+    log_row,
+    message_from_row,
+    message_row,
+    recipient_from_row,
+    recipient_row,
+)
+from smswatch.store.state import BatchEffects, MessageChanges, StateCache, pull_changes
+from smswatch.store.writer import Outcome, StoreUnavailable, Unstorable, _Pending
+from smswatch.timefmt import now_us
+
+log = logging.getLogger(__name__)
+
+RETRIES = 8  # a batch run again after a deadlock or serialization failure
+RECONNECT_EVERY = 1.0  # seconds between attempts while the database is away
+SIZE_CHECK_EVERY = 5.0  # seconds between looks at the database's size, when capped
+
+_TEXT, _INT, _REAL = "text", "int8", "float8"
+_EVENT_TYPES = (
+    [_TEXT] * 7 + [_INT, _INT, _INT] + [_TEXT] * 4 + [_INT, _TEXT] + [_TEXT, _TEXT, _INT, _TEXT]
+)
+_EVENT_COLUMNS = LOG_COLUMNS + ", t_before, t_after, t_since, instance"
+_RECIPIENT_TYPES = [_TEXT] * 4 + [_INT] * 6 + [_TEXT, _INT, _TEXT, _TEXT] + [_INT] * 6
+_MESSAGE_TYPES = [_TEXT, _TEXT, _INT, _INT, _REAL, _TEXT, _INT, _TEXT, _TEXT] + [_INT] * 14
+
+
+def _names(columns: str) -> list[str]:
+    return [c.strip() for c in columns.split(",")]
+
+
+def _unnest(types: Sequence[str]) -> str:
+    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+
+
+def _upsert(table: str, columns: str, types: Sequence[str], key: str, stamp: bool) -> str:
+    names = _names(columns)
+    keys = set(_names(key))
+    sets = [f"{n} = excluded.{n}" for n in names if n not in keys]
+    if stamp:
+        sets.append("xid = pg_current_xact_id()")
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({_unnest(types)}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+_INSERT_EVENTS = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT * FROM unnest({_unnest(_EVENT_TYPES)}) "
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key"
+)
+_UPSERT_RECIPIENTS = _upsert(
+    "recipients", RECIPIENT_COLUMNS, _RECIPIENT_TYPES, "message_id, recipient", False
+)
+_UPSERT_MESSAGES = _upsert("messages", MESSAGE_COLUMNS, _MESSAGE_TYPES, "message_id", True)
+# Create-if-missing and lock, in key order, and read: one statement per table.
+_LOCK_MESSAGES = (
+    "INSERT INTO messages (message_id, provider) "
+    "SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1 "
+    "ON CONFLICT (message_id) DO UPDATE SET message_id = excluded.message_id "
+    f"RETURNING {MESSAGE_COLUMNS}"
+)
+_LOCK_RECIPIENTS = (
+    "INSERT INTO recipients (message_id, recipient, provider) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2 "
+    "ON CONFLICT (message_id, recipient) DO UPDATE SET message_id = excluded.message_id "
+    f"RETURNING {RECIPIENT_COLUMNS}"
+)
+_TOTALS = (
+    "UPDATE totals SET events = events + $2, duplicates = duplicates + $3, "
+    "messages = messages + $4, in_flight = in_flight + $5, conflicts = conflicts + $6, "
+    "n_queued = n_queued + $7, n_processing = n_processing + $8, n_sent = n_sent + $9, "
+    "n_delivered = n_delivered + $10, n_failed = n_failed + $11, "
+    "first_received_at = least(first_received_at, $12), "
+    "last_received_at = greatest(last_received_at, $13) WHERE instance = $1"
+)
+# Connection trouble: answer 503 and reconnect. Anything else from the server that is not about
+# the data (disk full, out of connections, a read-only standby) is a 503 too.
+_GONE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+_AGAIN = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError)
+_DATA = (asyncpg.DataError, ValueError, TypeError, OverflowError, UnicodeError)
+
+
+class _Again(Exception):
+    """The dedupe key refused an event the fold counted: run the batch again."""
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def no_nul(text: str | None) -> str | None:
+    """PostgreSQL's text cannot hold NUL: it is stored as U+2400 (the raw payload keeps it
+    escaped as JSON wrote it)."""
+    return text.replace("\x00", "\u2400") if text and "\x00" in text else text
+
+
+@dataclass(slots=True)
+class _Batch:
+    effects: BatchEffects
+    outcomes: list[list[Outcome]]
+    changes: MessageChanges
+
+
+class PgWriter:
+    """The Writer interface of store/writer.py, on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        durability: str = "full",
+        max_db_bytes: int | None = None,
+        max_batch: int = 1000,
+        quarantine_keep: int = 500,
+        quarantine_body_max: int = 64 * 1024,
+        on_commit: Callable[[Any], None] | None = None,
+        on_health: Callable[[str | None], None] | None = None,
+        clock: Callable[[], int] = now_us,
+        connect_timeout: float = 5.0,
+        **_sqlite_only: Any,  # checkpoint settings: this back end has no checkpoints
+    ) -> None:
+        if durability not in ("full", "normal"):
+            raise ValueError("durability must be 'full' or 'normal'")
+        self.url = url
+        self.durability = durability
+        self.max_db_bytes = max_db_bytes
+        self.max_batch = max_batch
+        self.quarantine_keep = quarantine_keep
+        self.quarantine_body_max = quarantine_body_max
+        self.on_commit = on_commit
+        self.on_health = on_health
+        self.clock = clock
+        self.connect_timeout = connect_timeout
+        self.instance = instance_name()
+        self.failing: str | None = None
+        self.follower = Follower(url, self.instance, connect_timeout)
+        self._conn: asyncpg.Connection | None = None
+        self._next_connect = 0.0
+        self._size_checked = 0.0
+        self._over_size = False
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._rejections: list[Rejection] = []
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate, register this instance and take the follower's starting point.
+        A database that cannot be reached at start is an error (the operator is there to see
+        it); once running, an outage is answered 503 and the writer reconnects by itself."""
+        self._loop = asyncio.get_running_loop()
+        conn = await self._connect()
+        try:
+            await migrate(conn)
+            await conn.execute(
+                "INSERT INTO totals (instance, started_at) VALUES ($1, $2)",
+                self.instance,
+                self.clock(),
+            )
+            await self.follower.open()
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._task = asyncio.create_task(self._run(), name="smswatch-pg-writer")
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self.url,
+            timeout=self.connect_timeout,
+            command_timeout=30,
+            server_settings={
+                "application_name": "smswatch",
+                "synchronous_commit": "on" if self.durability == "full" else "off",
+            },
+        )
+
+    async def drain(self) -> None:
+        """Commit what is queued and take no more."""
+        if self._task is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.follower.close()
+        if self._conn is not None:
+            with contextlib.suppress(*_GONE):
+                await self._conn.close(timeout=2)
+            self._conn = None
+
+    # --- what the engine and the hub ask ------------------------------------------------------
+
+    async def shared_token(self) -> str:
+        """The viewers' feed token, made by the first instance and kept in the database."""
+        conn = self._conn
+        assert conn is not None
+        await conn.execute(
+            "INSERT INTO meta VALUES ('feed_token', $1) ON CONFLICT (key) DO NOTHING",
+            secrets.token_urlsafe(24),
+        )
+        return str(await conn.fetchval("SELECT value FROM meta WHERE key = 'feed_token'"))
+
+    async def starting_totals(self) -> Totals:
+        """The counters the hub starts from: those of the follower's starting point, so that
+        every event committed after it is counted once, by the follower."""
+        return self.follower.start_totals
+
+    async def pull_changes(self, copies: bool = True) -> MessageChanges:
+        """What every instance committed since the last call: its events go to the hub as
+        commits, its counters as the changes' deltas."""
+        try:
+            commit, changes = await self.follower.poll(copies, self.clock())
+        except _GONE as exc:
+            self._health(f"database unreachable: {exc or type(exc).__name__}")
+            raise
+        if commit is not None and self.on_commit:
+            self.on_commit(commit)
+        return changes
+
+    def settle(self) -> Any:
+        """Queries see every commit at once here: nothing to wait for."""
+        import concurrent.futures
+
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        done.set_result(None)
+        return done
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
+        return await self.submit_nowait(events)
+
+    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
+        if self._task is None or self._loop is None:
+            raise StoreUnavailable("the store is not running")
+        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
+        self._queue.put_nowait(_Pending(events, future))
+        return future
+
+    def quarantine(self, rejection: Rejection) -> None:
+        if len(self._rejections) >= self.quarantine_keep:
+            del self._rejections[0]
+        self._rejections.append(rejection)
+        if self._queue.empty():
+            self._queue.put_nowait(_Pending((), asyncio.get_running_loop().create_future()))
+
+    # --- the writer task ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), RECONNECT_EVERY)
+            except TimeoutError:
+                if self._conn is None:
+                    await self._reconnect()  # come back without waiting for traffic
+                continue
+            batch: list[_Pending] = []
+            if item is None:
+                stopping = True
+            else:
+                batch.append(item)
+            while len(batch) < self.max_batch and not self._queue.empty():
+                more = self._queue.get_nowait()
+                if more is None:
+                    stopping = True
+                    continue
+                batch.append(more)
+            if batch or self._rejections:
+                try:
+                    await self._commit_batch(batch)
+                except Exception as exc:  # keep the writer alive whatever happens
+                    log.exception("writer batch failed")
+                    _fail(batch, StoreUnavailable(f"internal error: {exc}"))
+
+    async def _reconnect(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_connect:
+            return False
+        self._next_connect = now + RECONNECT_EVERY
+        try:
+            self._conn = await self._connect()
+        except (*_GONE, asyncpg.PostgresError) as exc:
+            self._health(f"database unreachable: {exc or type(exc).__name__}")
+            return False
+        log.warning("reconnected to the database")
+        return True
+
+    def _health(self, reason: str | None) -> None:
+        if reason != self.failing:
+            if reason:
+                log.warning(reason)
+            self.failing = reason
+            if self.on_health:
+                self.on_health(reason)
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        if self._conn is None and not await self._reconnect():
+            rejections, self._rejections = self._rejections, []
+            _fail(batch, StoreUnavailable(self.failing or "database unreachable"))
+            return
+        if self.max_db_bytes and await self._over_cap():
+            reason = f"database is over its size cap ({self.max_db_bytes:,} bytes)"
+            self._health(reason)
+            _fail(batch, StoreUnavailable(reason))
+            return
+        rejections, self._rejections = self._rejections, []
+        try:
+            result = await self._transaction(batch, rejections)
+        except _DATA as exc:
+            if len(batch) > 1:
+                for one in batch:  # isolate the request that cannot be stored
+                    await self._commit_batch([one])
+                return
+            _fail(batch, Unstorable(f"cannot store this event: {exc}"))
+            return
+        except _GONE as exc:
+            await self._drop_connection()
+            self._health(f"database unreachable: {exc or type(exc).__name__}")
+            _fail(batch, StoreUnavailable(self.failing or "database unreachable"))
+            return
+        except asyncpg.PostgresError as exc:
+            self._health(f"database cannot commit: {exc}")
+            _fail(batch, StoreUnavailable(self.failing or "database cannot commit"))
+            return
+        self._health(None)
+        for pending, outcome in zip(batch, result.outcomes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def _over_cap(self) -> bool:
+        now = time.monotonic()
+        if now - self._size_checked >= SIZE_CHECK_EVERY and self._conn is not None:
+            self._size_checked = now
+            size = await self._conn.fetchval("SELECT pg_database_size(current_database())")
+            self._over_size = int(size) > (self.max_db_bytes or 0)
+        return self._over_size
+
+    async def _transaction(self, batch: list[_Pending], rejections: list[Rejection]) -> _Batch:
+        for attempt in range(RETRIES):
+            try:
+                return await self._try_transaction(batch, rejections)
+            except (*_AGAIN, _Again):
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.002 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _try_transaction(self, batch: list[_Pending], rejections: list[Rejection]) -> _Batch:
+        conn = self._conn
+        assert conn is not None
+        events = [ev for pending in batch for ev in pending.events]
+        async with conn.transaction():
+            attributed = await self._attribute(conn, events)
+            state = await self._lock(conn, attributed)
+            existing = await self._existing(conn, [ev.dedupe_key for ev in attributed])
+            effects = BatchEffects()
+            outcomes: list[list[Outcome]] = []
+            it = iter(attributed)
+            for pending in batch:
+                result = []
+                for _ in pending.events:
+                    ev = next(it)
+                    if ev.dedupe_key in existing:
+                        effects.duplicates += 1
+                        result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
+                        continue
+                    assert ev.message_id is not None
+                    existing[ev.dedupe_key] = ev.message_id
+                    state.apply(ev, effects)
+                    result.append(Outcome(ev.event_id, ev.message_id, False))
+                outcomes.append(result)
+            changes = pull_changes(state, None, copies=False)  # type: ignore[arg-type]
+            await self._write(conn, state, effects, changes)
+            if rejections:
+                await self._store_rejections(conn, rejections)
+        return _Batch(effects, outcomes, changes)
+
+    async def _attribute(self, conn: asyncpg.Connection, events: list[Event]) -> list[Event]:
+        """Give every event a message id (see StateCache.attribute for the rule): a recipient's
+        latest message of the same gateway, else the gateway's latest unfinished message, else
+        `unattributed`. Earlier events of the same batch count as the latest."""
+        out: list[Event] = []
+        latest: dict[tuple[str, str], str] = {}
+        for ev in events:
+            mid = ev.message_id
+            if not mid:
+                mid = UNATTRIBUTED
+                if ev.recipient:
+                    mid = latest.get((ev.recipient, ev.provider)) or await self._attributed(
+                        conn, ev
+                    )
+                ev = ev.with_message_id(mid)
+            if ev.recipient:
+                latest[(ev.recipient, ev.provider)] = mid
+            out.append(ev)
+        return out
+
+    @staticmethod
+    async def _attributed(conn: asyncpg.Connection, ev: Event) -> str:
+        mid = await conn.fetchval(
+            "SELECT message_id FROM recipients WHERE recipient = $1 AND provider = $2 "
+            "AND events > 0 ORDER BY updated_at DESC NULLS LAST LIMIT 1",
+            ev.recipient,
+            ev.provider,
+        )
+        if mid is None:
+            mid = await conn.fetchval(
+                "SELECT message_id FROM messages WHERE provider = $1 AND finished_at IS NULL "
+                "AND events > 0 AND message_id != $2 ORDER BY last_received_at DESC LIMIT 1",
+                ev.provider,
+                UNATTRIBUTED,
+            )
+        return str(mid) if mid is not None else UNATTRIBUTED
+
+    @staticmethod
+    async def _lock(conn: asyncpg.Connection, events: list[Event]) -> StateCache:
+        """Lock (creating them empty if missing) and read every message and recipient the
+        events touch, in key order; a cache of this transaction's own holds them."""
+        state = StateCache()
+        messages: dict[str, str] = {}
+        recipients: dict[tuple[str, str], str] = {}
+        for ev in events:
+            assert ev.message_id is not None
+            messages.setdefault(ev.message_id, ev.provider)
+            if ev.recipient:
+                recipients.setdefault((ev.message_id, ev.recipient), ev.provider)
+        if messages:
+            mids = sorted(messages)
+            rows = await conn.fetch(_LOCK_MESSAGES, mids, [messages[m] for m in mids])
+            for row in rows:
+                state.messages[row[0]] = message_from_row(tuple(row))
+        if recipients:
+            keys = sorted(recipients)
+            rows = await conn.fetch(
+                _LOCK_RECIPIENTS,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [recipients[k] for k in keys],
+            )
+            for row in rows:
+                rec = recipient_from_row(tuple(row))
+                state.recipients[rec.key] = rec
+        return state
+
+    @staticmethod
+    async def _existing(conn: asyncpg.Connection, keys: list[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            "SELECT dedupe_key, message_id FROM events WHERE dedupe_key = ANY($1::text[])", keys
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        state: StateCache,
+        effects: BatchEffects,
+        changes: MessageChanges,
+    ) -> None:
+        if effects.new_events:
+            rows = [
+                (
+                    *_clean(log_row(t.event)),
+                    t.before.value if t.before else None,
+                    t.after.value if t.after else None,
+                    t.since,
+                    self.instance,
+                )
+                for t in effects.transitions
+            ]
+            stored = await conn.fetch(_INSERT_EVENTS, *_columns(rows, len(_EVENT_TYPES)))
+            if len(stored) != len(rows):
+                raise _Again()
+        touched = [r for r in state.recipients.values() if r.events]
+        if touched:
+            rows = [_clean(recipient_row(r)) for r in touched]
+            await conn.execute(_UPSERT_RECIPIENTS, *_columns(rows, len(_RECIPIENT_TYPES)))
+        empty_r = [k for k, r in state.recipients.items() if not r.events]
+        if empty_r:  # locked for events that turned out to be duplicates: never stored
+            await conn.execute(
+                "DELETE FROM recipients r USING unnest($1::text[], $2::text[]) k(m, p) "
+                "WHERE r.message_id = k.m AND r.recipient = k.p AND r.events = 0",
+                [k[0] for k in empty_r],
+                [k[1] for k in empty_r],
+            )
+        changed = [m for m in state.messages.values() if m.events]
+        if effects.new_events and changed:
+            rows = [_clean(message_row(m)) for m in changed]
+            await conn.execute(_UPSERT_MESSAGES, *_columns(rows, len(_MESSAGE_TYPES)))
+        empty_m = [mid for mid, m in state.messages.items() if not m.events]
+        if empty_m:
+            await conn.execute(
+                "DELETE FROM messages WHERE message_id = ANY($1::text[]) AND events = 0", empty_m
+            )
+        if effects.new_events or effects.duplicates:
+            received = [ev.received_at for ev in effects.new_events]
+            await conn.execute(
+                _TOTALS,
+                self.instance,
+                len(effects.new_events),
+                effects.duplicates,
+                changes.new_messages,
+                changes.in_flight_delta,
+                changes.conflicts_delta,
+                *(changes.funnel_delta.get(s, 0) for s in FUNNEL),
+                min(received, default=None),
+                max(received, default=None),
+            )
+
+    async def _store_rejections(
+        self, conn: asyncpg.Connection, rejections: list[Rejection]
+    ) -> None:
+        keep = rejections[-self.quarantine_keep :]
+        await conn.executemany(
+            "INSERT INTO quarantine (received_at, remote, method, path, provider, status, code, "
+            "reason, content_type, body_size, body) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+            [
+                (
+                    r.received_at,
+                    no_nul(r.remote),
+                    no_nul(r.method),
+                    no_nul(r.path),
+                    no_nul(r.provider),
+                    r.status,
+                    no_nul(r.code),
+                    no_nul(r.reason),
+                    no_nul(r.content_type),
+                    r.body_size,
+                    r.body[: self.quarantine_body_max] if r.body is not None else None,
+                )
+                for r in keep
+            ],
+        )
+        await conn.execute(
+            "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - $1",
+            self.quarantine_keep,
+        )
+
+
+def _clean(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(no_nul(v) if isinstance(v, str) else v for v in row)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to one list per column: the arrays `unnest` takes."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _fail(batch: Iterable[_Pending], exc: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+            if not pending.events:
+                pending.future.exception()
