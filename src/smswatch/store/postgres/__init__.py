@@ -1,0 +1,1 @@
+"""The PostgreSQL back end: several `serve` instances on one database (`--db postgresql://…`)."""
