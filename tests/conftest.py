@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from smswatch.config import Credentials
 from smswatch.engine import Engine, EngineConfig
 from smswatch.providers.yebolink import sign
 from smswatch.store import Reader
+from tests.pg_server import PostgresServer, start_postgres
 
 SECRET = "whsec_test_0123456789"
 BASIC = ("lisoloo-hook", "s3cret:with:colons")
@@ -159,3 +161,23 @@ async def reader(db_path: Path) -> AsyncIterator[Callable[[], Any]]:
     yield open_reader
     for r in opened:
         await r.close()
+
+
+# PostgreSQL (tests/pg_server.py): one throwaway server for the session, started by the first
+# test that asks for it, and a fresh empty database per test.
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+_pg_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    name = f"test_{next(_pg_databases)}"
+    yield postgres_server.create_database(name)
+    with contextlib.suppress(Exception):
+        postgres_server.drop_database(name)
