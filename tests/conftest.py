@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from smswatch import store
 from smswatch.config import Credentials
 from smswatch.engine import Engine, EngineConfig
 from smswatch.providers.yebolink import sign
@@ -95,8 +96,28 @@ async def fill_until_503(
     return acked, refused
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_stores` run against a SQLite file and a PostgreSQL database."""
+    marked = metafunc.definition.get_closest_marker
+    if (
+        "store_kind" in metafunc.fixturenames
+        and marked("both_stores")
+        and not marked("sqlite_only")
+    ):
+        metafunc.parametrize("store_kind", ["sqlite", "postgresql"])
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def store_kind() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def db_path(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where the engine stores: a SQLite file, or (both_stores tests) a fresh PostgreSQL
+    database's URL."""
+    if store_kind == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
     return tmp_path / "smswatch.db"
 
 
@@ -154,7 +175,7 @@ async def reader(db_path: Path) -> AsyncIterator[Callable[[], Any]]:
     opened: list[Reader] = []
 
     async def open_reader() -> Reader:
-        r = await Reader.open(db_path, current=True)
+        r = await store.open_reader(db_path, current=True)
         opened.append(r)
         return r
 

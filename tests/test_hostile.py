@@ -19,8 +19,11 @@ import pytest
 from smswatch.config import Credentials
 from smswatch.engine import Engine
 from smswatch.providers.yebolink import sign
-from smswatch.store import Reader
+from smswatch.store import open_reader
 from tests.conftest import BASIC, SECRET, basic_header, running
+
+# The whole suite, with each store behind the listener.
+pytestmark = pytest.mark.both_stores
 
 VALID = json.dumps(
     {
@@ -385,7 +388,7 @@ async def still_serving(engine: Engine, session: aiohttp.ClientSession) -> None:
 
 
 async def stored(engine: Engine) -> list[str]:
-    async with await Reader.open(engine.config.db_path) as r:
+    async with await open_reader(engine.config.db_path) as r:
         return [e.event_id async for e in r.iter_events() if e.event_id != "control"]
 
 
@@ -421,7 +424,7 @@ async def test_markup_and_escapes_are_stored_exactly(
         headers={**credentials(case, case.body), "Content-Type": "application/json"},
     ) as resp:
         assert resp.status == 200
-    async with await Reader.open(hostile_engine.config.db_path) as r:
+    async with await open_reader(hostile_engine.config.db_path) as r:
         [ev] = [e async for e in r.iter_events()]
     assert ev.event_id == NASTY and ev.recipient == NASTY and ev.error_message == NASTY
     assert json.loads(ev.payload)["data"]["carrier"] == NASTY
@@ -458,5 +461,5 @@ async def test_unauthenticated_bodies_stay_in_the_bounded_quarantine(
     await still_serving(hostile_engine, session)
     await asyncio.sleep(0.2)
     assert await stored(hostile_engine) == []
-    async with await Reader.open(hostile_engine.config.db_path) as r:
+    async with await open_reader(hostile_engine.config.db_path) as r:
         assert await r.quarantine_count() == hostile_engine.writer.quarantine_keep

@@ -13,6 +13,9 @@ from smswatch.domain import State
 from tests.conftest import BASIC, SECRET, Client, basic_header, fill_until_503
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
 
+# The contract holds whichever store is behind the listener.
+pytestmark = pytest.mark.both_stores
+
 EVENT = json.dumps(
     {
         "event_id": "2f6f0d3e-1111-4c4c-9d9d-000000000001",
@@ -313,6 +316,7 @@ async def test_408_when_the_body_stalls(make_engine, reader) -> None:
         await eng.stop()
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's outage: tests/test_pg_outage.py
 async def test_503_with_retry_after_while_the_database_is_locked_then_recovery(
     make_engine, session, db_path, reader
 ) -> None:
@@ -340,6 +344,7 @@ async def test_503_with_retry_after_while_the_database_is_locked_then_recovery(
         await eng.stop()
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's size cap: tests/test_store_conformance.py
 async def test_503_when_the_database_is_full_and_no_2xx_before_commit(
     make_engine, session, reader
 ) -> None:

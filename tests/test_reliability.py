@@ -93,6 +93,7 @@ async def test_a_full_disk_answers_503_never_2xx_and_recovers_when_space_returns
 # --- duplicate and reorder storm ---------------------------------------------------------------
 
 
+@pytest.mark.both_stores
 async def test_duplicate_and_reorder_storm_ends_in_the_simulators_truth(engine, reader) -> None:
     config = SimConfig(
         provider="mixed", messages=16, recipients=25, duplicate_rate=0.0, fail_rate=0.2, seed=77

@@ -1,0 +1,93 @@
+"""The database goes away under a running instance: 503 with Retry-After, never a 2xx, and the
+instance reconnects by itself when the database is back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+import pytest
+
+from smswatch.engine import Engine, EngineConfig
+from smswatch.store import open_reader
+from tests.conftest import Client
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def body(i: int) -> str:
+    return json.dumps(
+        {
+            "event_id": f"out-{i}",
+            "event_type": "sms.sent",
+            "message_id": "m-outage",
+            "data": {"recipient_phone": f"+243{i:09d}"},
+        }
+    )
+
+
+async def set_reachable(admin_url: str, db: str, reachable: bool) -> None:
+    """Refuse (or allow again) new connections to `db` and cut the ones it has: to its clients
+    that is the database going away."""
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS {str(reachable).lower()}')
+        if not reachable:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid != pg_backend_pid()",
+                db,
+            )
+    finally:
+        await admin.close()
+
+
+async def test_an_outage_is_answered_503_and_the_instance_comes_back_by_itself(
+    pg_url: str, postgres_server
+) -> None:
+    db = urlsplit(pg_url).path.lstrip("/")
+    admin = postgres_server.url("postgres")
+    engine = Engine(EngineConfig(db_path=pg_url, port=0, hub_tick=0.05))
+    await engine.start()
+    acked: list[int] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = Client(session, engine.listener.base_url)
+            for i in range(5):
+                status, _ = await client.lisoloo(body(i))
+                assert status == 200
+                acked.append(i)
+            await set_reachable(admin, db, False)
+            refused = 0
+            for i in range(5, 15):
+                status, headers, answer = await client.post("/webhooks/lisoloo", body(i))
+                assert status in (200, 503), (status, answer)  # never another 4xx or 5xx
+                if status == 503:
+                    assert int(headers["Retry-After"]) > 0
+                    refused += 1
+                else:
+                    acked.append(i)
+            assert refused >= 9  # a request may still ride a connection being cut
+            assert engine.hub.store_error and "unreachable" in engine.hub.store_error
+            async with session.get(engine.listener.base_url + "/healthz") as resp:
+                assert (await resp.json())["status"] == "degraded"
+            await set_reachable(admin, db, True)
+            # Nothing restarted: within a few seconds the same instance stores again.
+            for _ in range(100):
+                status, _ = await client.lisoloo(body(100))
+                if status == 200:
+                    acked.append(100)
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the instance never came back after the database did")
+            await asyncio.sleep(1.2)  # the writer's next look clears the alarm
+            assert engine.hub.store_error is None
+    finally:
+        await engine.stop()
+    async with await open_reader(pg_url) as r:
+        stored = sorted([int(e.event_id[4:]) async for e in r.iter_events()])
+    assert stored == sorted(acked)  # every 2xx is stored, and no 503'd event slipped in
