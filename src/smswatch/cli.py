@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -310,9 +311,15 @@ def handles_store_errors(f: F) -> F:
     default=None,
     help="Theme name (dark, light, high-contrast, or one of yours).",
 )
+@click.option(
+    "--no-listen",
+    is_flag=True,
+    help="Watch the database without taking webhooks here (e.g. a PostgreSQL database that "
+    "serve instances share).",
+)
 @click.version_option(__version__, prog_name="smswatch")
 @click.pass_context
-def main(ctx: click.Context, demo: bool, theme: str | None, **opts: Any) -> None:
+def main(ctx: click.Context, demo: bool, theme: str | None, no_listen: bool, **opts: Any) -> None:
     """smswatch: watch SMS delivery webhooks live in the terminal.
 
     Without a subcommand it runs the webhook listener and the live monitor in one process.
@@ -323,10 +330,13 @@ def main(ctx: click.Context, demo: bool, theme: str | None, **opts: Any) -> None
     from smswatch.engine import BindRefused
     from smswatch.tui.run import run_monitor
 
+    if no_listen and demo:
+        fail("--demo sends its traffic to the monitor's own listener: drop --no-listen", 2)
+    config = engine_config(opts)
+    if no_listen:
+        config = replace(config, listen=False)
     try:
-        code = run_monitor(
-            engine_config(opts), demo=demo, theme=theme, settings=ctx.meta.get("settings", {})
-        )
+        code = run_monitor(config, demo=demo, theme=theme, settings=ctx.meta.get("settings", {}))
     except BindRefused as exc:
         fail(str(exc), 2)
     sys.exit(code)

@@ -43,6 +43,7 @@ class EngineConfig:
     max_queue: int = 4096  # requests waiting for the writer before the listener stops reading
     max_db_bytes: int | None = None
     hub_tick: float = 0.1
+    listen: bool = True  # False: a monitor of a shared database that takes no webhooks itself
     clock: Callable[[], int] = now_us  # microseconds since the epoch; tests freeze it
     # The WebSocket feed for `smswatch attach`: off unless a port is given (0: any free port).
     feed_host: str = "127.0.0.1"
@@ -123,7 +124,8 @@ class Engine:
                 feed = FeedServer(self, self.config.feed_host, self.config.feed_port, token)
                 await feed.start()
                 self.feed = feed
-            await self.listener.start()
+            if self.config.listen:
+                await self.listener.start()
         except BaseException:
             if self.feed is not None:
                 await self.feed.stop()
@@ -165,6 +167,11 @@ class Engine:
         result = []
         for name, provider in self.providers.items():
             mode = provider.auth_mode()
+            if not self.config.listen:
+                result.append(
+                    GatewayStatus(name, provider.title, "", "not listening here", False, False)
+                )
+                continue
             if mode.verified:
                 auth, accepting = mode.label, True
             elif name in self.open:

@@ -123,7 +123,11 @@ class Hub:
         self.events += len(c.events)
         self.duplicates += c.duplicates
         if c.events:
-            self.last_event_at = max(ev.received_at for ev in c.events)
+            self.last_event_at = newest = max(ev.received_at for ev in c.events)
+            # A stored event is a webhook received then, here or (a shared database) by another
+            # instance: the silence alarm and "last webhook" watch the whole deployment.
+            if self.last_request_at is None or newest > self.last_request_at:
+                self.last_request_at = newest
             self._count_rate(len(c.events))
         p = self._pending
         p.transitions.extend(c.transitions)
