@@ -78,10 +78,15 @@ class Running:
 
 @contextlib.contextmanager
 def server(
-    kind: str, db: Path | None = None, drawn: Path | None = None, viewer: bool = False
+    kind: str,
+    db: Path | str | None = None,
+    drawn: Path | None = None,
+    viewer: bool = False,
+    cpu: str | None = SERVER_CPU,
 ) -> Iterator[Running]:
-    """Start `bare`, `serve` or `tui` on CPU 0; yields it once it answers; stops it gracefully.
-    `serve` runs with its viewers' feed (as by default); `viewer` attaches a stuck viewer."""
+    """Start `bare`, `serve` or `tui` on CPU 0 (or `cpu`; None: unpinned); yields it once it
+    answers; stops it gracefully. `serve` runs with its viewers' feed (as by default); `viewer`
+    attaches a stuck viewer. `db` may be a PostgreSQL URL."""
     port = free_port()
     feed_port = free_port()
     if kind == "serve":
@@ -108,7 +113,7 @@ def server(
         if kind == "tui":
             cmd += [str(db), *([str(drawn)] if drawn else [])]
     proc = subprocess.Popen(
-        pinned(SERVER_CPU, cmd),
+        pinned(cpu, cmd) if cpu is not None else cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -517,7 +522,17 @@ def render(rows: list[Row], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-BENCHMARKS = ["headless", "tui", "costs", "viewer", "latency", "screen", "idle", "scale"]
+BENCHMARKS = [
+    "headless",
+    "tui",
+    "costs",
+    "viewer",
+    "latency",
+    "screen",
+    "idle",
+    "scale",
+    "postgres",
+]
 
 
 def main() -> None:
@@ -556,6 +571,10 @@ def main() -> None:
         rows.append(monitor_cpu(50, args.seconds, args.rounds))
     if "scale" in wanted:
         rows.append(scale(args.events))
+    if "postgres" in wanted:
+        from benchmarks.postgres import postgres_rows
+
+        rows += postgres_rows(args.seconds, args.rounds)
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
     text = render(
         rows,

@@ -68,7 +68,10 @@ class Follower:
                 self.url,
                 timeout=self.connect_timeout,
                 command_timeout=30,
-                server_settings={"application_name": "smswatch-follower"},
+                server_settings={
+                    "application_name": "smswatch-follower",
+                    "plan_cache_mode": "force_custom_plan",  # see writer.py
+                },
             )
         return self._conn
 

@@ -54,7 +54,10 @@ class PgReader(Reader):
                 max_size=4,
                 timeout=5,
                 command_timeout=60,
-                server_settings={"application_name": "smswatch-reader"},
+                server_settings={
+                    "application_name": "smswatch-reader",
+                    "plan_cache_mode": "force_custom_plan",  # see writer.py
+                },
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise NoDatabase(f"cannot reach the database at {describe(url)}: {exc}") from None
