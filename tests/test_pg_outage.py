@@ -61,6 +61,12 @@ async def test_an_outage_is_answered_503_and_the_instance_comes_back_by_itself(
                 assert status == 200
                 acked.append(i)
             await set_reachable(admin, db, False)
+            # Noticed with no webhook arriving: the follower's next look fails.
+            for _ in range(50):
+                if engine.hub.store_error:
+                    break
+                await asyncio.sleep(0.1)
+            assert engine.hub.store_error and "unreachable" in engine.hub.store_error
             refused = 0
             for i in range(5, 15):
                 status, headers, answer = await client.post("/webhooks/lisoloo", body(i))

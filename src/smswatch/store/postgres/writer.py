@@ -191,6 +191,9 @@ class PgWriter:
         self.connect_timeout = connect_timeout
         self.instance = instance_name()
         self.failing: str | None = None
+        self._writer_error: str | None = None
+        self._follow_error: str | None = None
+        self._next_follow = 0.0
         self.follower = Follower(url, self.instance, connect_timeout)
         self._conn: asyncpg.Connection | None = None
         self._next_connect = 0.0
@@ -273,11 +276,19 @@ class PgWriter:
     async def pull_changes(self, copies: bool = True) -> MessageChanges:
         """What every instance committed since the last call: its events go to the hub as
         commits, its counters as the changes' deltas."""
+        now = time.monotonic()
+        if self._follow_error is not None and now < self._next_follow:
+            return MessageChanges()  # it failed a moment ago: try again in a second
         try:
             commit, changes = await self.follower.poll(copies, self.clock())
-        except _GONE as exc:
-            self._health(f"database unreachable: {exc or type(exc).__name__}")
-            raise
+        except (*_GONE, asyncpg.PostgresError) as exc:
+            self._next_follow = now + RECONNECT_EVERY
+            self._follow_error = f"database unreachable: {exc or type(exc).__name__}"
+            self._report()
+            return MessageChanges()
+        if self._follow_error is not None:
+            self._follow_error = None
+            self._report()
         if commit is not None and self.on_commit:
             self.on_commit(commit)
         return changes
@@ -353,7 +364,14 @@ class PgWriter:
         log.warning("reconnected to the database")
         return True
 
-    def _health(self, reason: str | None) -> None:
+    def _health(self, writer_error: str | None) -> None:
+        self._writer_error = writer_error
+        self._report()
+
+    def _report(self) -> None:
+        """The store's condition: the writer's error, else the follower's (which is how an
+        outage shows while no webhook arrives)."""
+        reason = self._writer_error or self._follow_error
         if reason != self.failing:
             if reason:
                 log.warning(reason)
