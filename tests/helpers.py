@@ -48,10 +48,10 @@ def acked_ids(path: Path) -> set[str]:
 class Server:
     """`smswatch serve` in a child process."""
 
-    def __init__(self, db: Path, port: int, *extra: str) -> None:
+    def __init__(self, db: Path | str, port: int, *extra: str, log: Path | None = None) -> None:
         self.db, self.port, self.extra = db, port, extra
         self.proc: subprocess.Popen[str] | None = None
-        self.log = db.with_suffix(f".{port}.log")
+        self.log = log or Path(db).with_suffix(f".{port}.log")
 
     @property
     def url(self) -> str:
@@ -100,6 +100,6 @@ class Server:
         return self.log.read_text()
 
 
-def export_records(db: Path) -> list[dict[str, Any]]:
+def export_records(db: Path | str) -> list[dict[str, Any]]:
     out = run("export", "--db", str(db)).stdout
     return [json.loads(line) for line in out.splitlines()]

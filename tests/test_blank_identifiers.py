@@ -9,6 +9,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -118,14 +119,17 @@ def figures_from_export(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"events": len(records), "messages": len(messages), "recipients": funnel}
 
 
-def test_blank_identifiers_agree_everywhere(tmp_path: Path) -> None:
-    db = tmp_path / "blank.db"
+@pytest.mark.both_stores
+def test_blank_identifiers_agree_everywhere(tmp_path: Path, db_path: Path | str) -> None:
+    db = db_path
     traffic = blank_id_traffic()
     answers = []
     logs = []
     # Two runs of serve on one database: the second run's counters start from what is stored.
     for half in (traffic[:7], traffic[7:]):
-        server = Server(db, free_port(), "--log-format", "json", "--no-feed").start()
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        server = Server(db, port, "--log-format", "json", "--no-feed", log=log).start()
         try:
             if not answers:
                 out = run("replay", str(SAMPLE), "--url", server.url)
@@ -162,6 +166,11 @@ def test_blank_identifiers_agree_everywhere(tmp_path: Path) -> None:
         assert stats["messages"] == figures["messages"], name
         assert stats["recipients"] == figures["recipients"], name
     assert summary["in_flight"] == stats["in_flight"]
+    # A database URL's password appears in no log line and no output.
+    password = urlsplit(str(db)).password
+    if password:
+        assert not any(password in log for log in logs)
+        assert password not in run("stats", "--db", str(db)).stdout
 
 
 @pytest.mark.parametrize("value", ["", " ", "\t\n", None])
