@@ -23,7 +23,7 @@ from smswatch.metrics import Metrics
 from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe
 from smswatch.store.location import describe, display
-from smswatch.store.writer import DatabaseInUse
+from smswatch.store.writer import CannotOpen
 from smswatch.timefmt import iso, now_us
 
 HEARTBEAT_S = 60.0
@@ -218,7 +218,7 @@ async def run(
     metrics = Metrics(engine) if metrics_at is not None else None
     try:
         await engine.start()
-    except DatabaseInUse as exc:
+    except CannotOpen as exc:
         log.emit("error", "database", str(exc))
         return 2
     except OSError as exc:

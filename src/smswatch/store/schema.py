@@ -22,6 +22,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from smswatch.store.errors import CannotOpen
+
 SCHEMA_VERSION = 2
 
 _V1 = """
@@ -149,7 +151,7 @@ INSERT INTO meta VALUES ('checkpoint', 0), ('log_id', '');
 STATE_MIGRATIONS: dict[int, str] = {0: _STATE_V1}
 
 
-class SchemaError(Exception):
+class SchemaError(CannotOpen):
     pass
 
 

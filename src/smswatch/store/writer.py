@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smswatch.domain import Event
+from smswatch.store.errors import CannotOpen
 from smswatch.store.reader import Reader, Totals
 from smswatch.store.rows import (
     LOG_COLUMNS,
@@ -116,7 +117,7 @@ class Unstorable(Exception):
     """This request's data cannot be stored (answer 400)."""
 
 
-class DatabaseInUse(Exception):
+class DatabaseInUse(CannotOpen):
     """Another process is writing to this database."""
 
 

@@ -18,7 +18,7 @@ from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
 from smswatch.runtime import tune_gc
 from smswatch.store.location import describe
-from smswatch.store.writer import DatabaseInUse
+from smswatch.store.writer import CannotOpen
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
 
@@ -54,7 +54,7 @@ def run_monitor(
     engine = EngineThread(config)
     try:
         engine.start()
-    except DatabaseInUse as exc:
+    except CannotOpen as exc:
         print(f"smswatch: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from smswatch.store.errors import CannotOpen
+
 SCHEMA_VERSION = 1
 ADVISORY_LOCK = 0x736D7377  # "smsw": serializes migrations across instances
 
@@ -153,7 +155,7 @@ CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT COLLATE "C" NOT 
 MIGRATIONS: dict[int, str] = {0: _V1}
 
 
-class SchemaError(Exception):
+class SchemaError(CannotOpen):
     pass
 
 

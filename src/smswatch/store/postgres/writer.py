@@ -38,6 +38,7 @@ from typing import Any
 import asyncpg
 
 from smswatch.domain import FUNNEL, UNATTRIBUTED, Event
+from smswatch.store.location import describe
 from smswatch.store.postgres.follow import Follower
 from smswatch.store.postgres.schema import migrate
 from smswatch.store.reader import Totals
@@ -53,7 +54,7 @@ from smswatch.store.rows import (
     recipient_row,
 )
 from smswatch.store.state import BatchEffects, MessageChanges, StateCache, pull_changes
-from smswatch.store.writer import Outcome, StoreUnavailable, Unstorable, _Pending
+from smswatch.store.writer import CannotOpen, Outcome, StoreUnavailable, Unstorable, _Pending
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,10 @@ class PgWriter:
         A database that cannot be reached at start is an error (the operator is there to see
         it); once running, an outage is answered 503 and the writer reconnects by itself."""
         self._loop = asyncio.get_running_loop()
-        conn = await self._connect()
+        try:
+            conn = await self._connect()
+        except (*_GONE, asyncpg.PostgresError) as exc:
+            raise CannotOpen(f"cannot reach the database at {describe(self.url)}: {exc}") from None
         try:
             await migrate(conn)
             await conn.execute(
