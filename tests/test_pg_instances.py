@@ -85,6 +85,9 @@ async def test_one_recipient_hammered_from_three_instances_folds_as_one_writer_w
         assert len(stored) == len(bodies)  # each event stored once, whichever instance won
         await asyncio.sleep(0.3)  # a few ticks: every hub has read what the others committed
         counters = [e.hub.counters() for e in engines]
+        # Each instance's own share (its metrics), which add up to the whole.
+        assert sum(e.writer.stored for e in engines) == len(bodies)
+        assert sum(e.writer.duplicates for e in engines) == len(sends) - len(bodies)
 
     # What one writer folding the same events, in any order, ends with.
     expected = RecipientState("hammered", "+243990000001", "lisoloo")

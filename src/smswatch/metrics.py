@@ -106,13 +106,11 @@ class EngineCollector(Collector):
     def __init__(self, engine: Engine, latency: CommitLatency) -> None:
         self.engine = engine
         self.latency = latency
-        self.events_at_start: int | None = None  # the hub's count once the store is open
 
     def collect(self) -> Iterator[Metric]:
         engine = self.engine
         hub = engine.hub
         events = hub.events
-        base = self.events_at_start if self.events_at_start is not None else events
 
         requests = CounterMetricFamily(
             "smswatch_requests",
@@ -125,12 +123,12 @@ class EngineCollector(Collector):
         yield CounterMetricFamily(
             "smswatch_events_stored",
             "Webhook events committed to the store by this process (duplicates not included).",
-            value=max(0, events - base),
+            value=engine.writer.stored,
         )
         yield CounterMetricFamily(
             "smswatch_duplicates",
-            "Webhook events received again and not stored twice (answered 200).",
-            value=hub.duplicates,
+            "Webhook events this process received again and did not store twice (answered 200).",
+            value=engine.writer.duplicates,
         )
         rejected = CounterMetricFamily(
             "smswatch_rejected",
@@ -228,7 +226,6 @@ class Metrics:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve the metrics on host:port (0: a free port); returns their URL. Raises OSError
         when the port cannot be bound."""
-        self.collector.events_at_start = self.engine.hub.events
         self._server, self._thread = start_http_server(port, host, registry=self.registry)
         self.url = metrics_url(host, self._server.server_port)
         return self.url

@@ -283,6 +283,9 @@ class Writer:
         self.on_health = on_health
         self.clock = clock
         self.failing: str | None = None
+        # What this process committed (the hub's counters cover every instance of a shared
+        # database): for its metrics.
+        self.stored = self.duplicates = 0
         # Used only on the writer thread:
         self._db: sqlite3.Connection | None = None  # the log, nothing attached
         self._state_read: sqlite3.Connection | None = None  # the state file, for lookups
@@ -597,6 +600,8 @@ class Writer:
             self.failing = None
             if self.on_health:
                 self.on_health(None)
+        self.stored += len(effects.new_events)
+        self.duplicates += effects.duplicates
         for pending, result in zip(batch, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)

@@ -192,6 +192,9 @@ class PgWriter:
         self.connect_timeout = connect_timeout
         self.instance = instance_name()
         self.failing: str | None = None
+        # What this process committed (the hub's counters cover every instance of a shared
+        # database): for its metrics.
+        self.stored = self.duplicates = 0
         self._writer_error: str | None = None
         self._follow_error: str | None = None
         self._next_follow = 0.0
@@ -413,6 +416,8 @@ class PgWriter:
             _fail(batch, StoreUnavailable(self.failing or "database cannot commit"))
             return
         self._health(None)
+        self.stored += len(result.effects.new_events)
+        self.duplicates += result.effects.duplicates
         for pending, outcome in zip(batch, result.outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(outcome)
