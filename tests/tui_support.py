@@ -26,9 +26,11 @@ T0 = 1_795_400_000_000_000  # 2026-11-23T02:13:20Z: the frozen "now" of snapshot
 
 
 class Env:
-    def __init__(self, tmp: Path, clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, clock: Callable[[], int] | None = None, db: str | None = None
+    ) -> None:
         config = EngineConfig(
-            db_path=tmp / "tui.db",
+            db_path=db or tmp / "tui.db",
             port=0,
             credentials=Credentials(BASIC, SECRET),
             hub_tick=0.05,
