@@ -369,6 +369,7 @@ class PgWriter:
             self._health(f"database unreachable: {exc or type(exc).__name__}")
             return False
         log.warning("reconnected to the database")
+        self._health(None)  # reachable again, even if no webhook comes to prove it
         return True
 
     def _health(self, writer_error: str | None) -> None:
