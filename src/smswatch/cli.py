@@ -19,6 +19,7 @@ from smswatch.config import Credentials, parse_basic_auth
 
 if TYPE_CHECKING:
     from smswatch.engine import EngineConfig
+    from smswatch.forward.config import ForwardConfig
 
 # Heavy modules (aiohttp, pydantic, textual) are imported inside the commands that need them,
 # so `inspect`, `export` and `stats` start quickly.
@@ -103,6 +104,78 @@ def db_option(f: F) -> F:
     )(f)
 
 
+FORWARD_OPTIONS = [
+    click.option(
+        "--forward-to",
+        "forward_to",
+        multiple=True,
+        envvar="SMSWATCH_FORWARD_TO",
+        metavar="[GATEWAY=]URL",
+        help="POST every stored event on to your app, byte for byte, durably (repeatable; "
+        "GATEWAY=URL for one gateway's events only).",
+    ),
+    click.option(
+        "--forward-basic-auth",
+        envvar="SMSWATCH_FORWARD_BASIC_AUTH",
+        metavar="USER:PASS",
+        callback=_basic_auth,
+        help="Basic auth on Lisoloo forwards (default: --basic-auth).",
+    ),
+    click.option(
+        "--forward-secret",
+        envvar="SMSWATCH_FORWARD_SECRET",
+        metavar="SECRET",
+        help="Signs YeboLink forwards' X-YeboLink-Signature (default: --yebolink-secret).",
+    ),
+    click.option(
+        "--forward-timeout",
+        type=click.FloatRange(0.1),
+        default=10.0,
+        show_default=True,
+        help="Seconds the app has to answer a forward.",
+    ),
+    click.option(
+        "--forward-concurrency",
+        type=click.IntRange(1, 256),
+        default=8,
+        show_default=True,
+        help="Forwards in flight to one app at most.",
+    ),
+    click.option(
+        "--forward-max-attempts",
+        type=click.IntRange(1),
+        default=25,
+        show_default=True,
+        help="Attempts before a forward is marked failed (backoff doubles from 1 s to 5 min).",
+    ),
+    click.option(
+        "--forward-retry-4xx",
+        is_flag=True,
+        help="Retry 4xx answers too (by default only 408, 425, 429, 5xx and no answer are).",
+    ),
+]
+
+
+def forward_config(opts: dict[str, Any]) -> ForwardConfig | None:
+    from smswatch.forward.config import ForwardConfig, ForwardConfigError, parse_targets
+
+    if not opts.get("forward_to"):
+        return None
+    try:
+        targets = parse_targets(list(opts["forward_to"]))
+    except ForwardConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return ForwardConfig(
+        targets=targets,
+        basic_auth=opts.get("forward_basic_auth") or opts.get("basic_auth"),
+        secret=opts.get("forward_secret") or opts.get("yebolink_secret") or None,
+        timeout=opts["forward_timeout"],
+        concurrency=opts["forward_concurrency"],
+        max_attempts=opts["forward_max_attempts"],
+        retry_4xx=opts["forward_retry_4xx"],
+    )
+
+
 def listener_options(f: F) -> F:
     options = [
         click.option(
@@ -179,6 +252,7 @@ def listener_options(f: F) -> F:
             metavar="FILE",
             help="The PEM private key of --tls-cert.",
         ),
+        *FORWARD_OPTIONS,
     ]
     for option in reversed(options):
         f = option(f)
@@ -246,9 +320,14 @@ def feed_options(default_port: int | None) -> Callable[[F], F]:
 
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.engine import EngineConfig
+    from smswatch.store import is_url
 
     feed_port = None if opts.get("no_feed") else opts.get("feed_port")
     tls_cert, tls_key = tls_files(opts)
+    if opts.get("forward_to") and is_url(opts["db"]):
+        raise click.UsageError(
+            "--forward-to works with a SQLite database (a path) for now, not a PostgreSQL URL"
+        )
     return EngineConfig(
         db_path=opts["db"],
         host=opts["host"],
@@ -265,6 +344,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         feed_host=opts.get("feed_host", "127.0.0.1"),
         feed_port=feed_port,
         feed_token=opts.get("feed_token") or None,
+        forward=forward_config(opts),
     )
 
 

@@ -42,6 +42,13 @@ KNOWN_KEYS = {
     "feed_token",
     "metrics_host",
     "metrics_port",
+    "forward_to",
+    "forward_basic_auth",
+    "forward_secret",
+    "forward_timeout",
+    "forward_concurrency",
+    "forward_max_attempts",
+    "forward_retry_4xx",
 }
 TABLES = {"stuck"}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smswatch import providers as gateways
+from smswatch.forward.config import ForwardConfig
 from smswatch.hub import Hub
 from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
@@ -20,10 +21,15 @@ from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
     from smswatch.feed.server import FeedServer
+    from smswatch.forward.supervisor import ForwardSupervisor
 
 
 class BindRefused(Exception):
     """A non-loopback bind with no credentials at all."""
+
+
+class ForwardUnsupported(Exception):
+    """Forwarding asked of a store that cannot do it yet."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class EngineConfig:
     max_db_bytes: int | None = None
     hub_tick: float = 0.1
     listen: bool = True  # False: a monitor of a shared database that takes no webhooks itself
+    forward: ForwardConfig | None = None  # every stored event POSTed on to these apps
     clock: Callable[[], int] = now_us  # microseconds since the epoch; tests freeze it
     # The WebSocket feed for `smswatch attach`: off unless a port is given (0: any free port).
     feed_host: str = "127.0.0.1"
@@ -109,6 +116,7 @@ class Engine:
         )
         self.hub.changes = self.writer.pull_changes
         self.feed: FeedServer | None = None
+        self.forwarder: ForwardSupervisor | None = None
         self.running = False
 
     async def start(self) -> None:
@@ -124,9 +132,15 @@ class Engine:
                 feed = FeedServer(self, self.config.feed_host, self.config.feed_port, token)
                 await feed.start()
                 self.feed = feed
+            # Forwarding before the listener: every event stored from now on is forwarded.
+            if self.config.forward is not None:
+                await self._start_forwarding(self.config.forward)
             if self.config.listen:
                 await self.listener.start()
         except BaseException:
+            if self.forwarder is not None:
+                await self.forwarder.stop()
+                self.forwarder = None
             if self.feed is not None:
                 await self.feed.stop()
                 self.feed = None
@@ -135,6 +149,19 @@ class Engine:
             await self.writer.close()
             raise
         self.running = True
+
+    async def _start_forwarding(self, forward: ForwardConfig) -> None:
+        from smswatch.forward.supervisor import ForwardSupervisor
+
+        if is_url(self.config.db_path):
+            raise ForwardUnsupported(
+                "forwarding (--forward-to) works with a SQLite database for now, not with a "
+                "PostgreSQL one"
+            )
+        self.forwarder = ForwardSupervisor(
+            self.config.db_path, forward, self.hub.forward_status, self.config.clock
+        )
+        await self.forwarder.start()
 
     async def _feed_token(self) -> str:
         """Kept beside a SQLite file; in a shared database, so that one token lets a viewer
@@ -152,6 +179,9 @@ class Engine:
             self.feed = None
         await self.listener.stop()
         await self.writer.drain()
+        if self.forwarder is not None:  # what it has not sent stays in the outbox for next time
+            await self.forwarder.stop()
+            self.forwarder = None
         await self.hub.stop()  # with the last changes, before the writer closes
         await self.writer.close()
         self.running = False

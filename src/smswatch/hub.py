@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.store.outbox import TargetStatus
 from smswatch.store.reader import Totals
 from smswatch.store.state import MessageChanges
 from smswatch.store.writer import Commit, Rejection, Transition
@@ -45,6 +46,7 @@ class Counters:
     last_event_at: int | None  # the last event stored
     store_error: str | None
     started_at: int
+    forwarding: tuple[TargetStatus, ...] = ()  # each forward target's outbox, if forwarding
 
     @property
     def delivery_rate(self) -> float | None:
@@ -99,6 +101,7 @@ class Hub:
         self.rejected_by_code: dict[str, int] = {}
         self.last_request_at: int | None = None
         self.store_error: str | None = None
+        self.forwarding: tuple[TargetStatus, ...] = ()
         self._rate: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW + 1)
         self._pending = _Pending()
         self._subscribers: tuple[
@@ -161,6 +164,11 @@ class Hub:
         self.store_error = error
         self._pending.changed = True
 
+    def forward_status(self, status: tuple[TargetStatus, ...]) -> None:
+        if status != self.forwarding:
+            self.forwarding = status
+            self._pending.changed = True
+
     def _count_rate(self, n: int) -> None:
         second = self.clock() // 1_000_000
         if self._rate and self._rate[-1][0] == second:
@@ -185,6 +193,7 @@ class Hub:
             last_event_at=self.last_event_at,
             store_error=self.store_error,
             started_at=self.started_at,
+            forwarding=self.forwarding,
         )
 
     async def current(self) -> Counters:

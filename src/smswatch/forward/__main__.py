@@ -1,0 +1,3 @@
+from smswatch.forward.worker import main
+
+main()

@@ -1,0 +1,134 @@
+"""The engine's side of forwarding: starts the forwarder's process, restarts it if it dies,
+and reads the outbox once a second for the hub (the status bar, alerts, `attach`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from smswatch.forward.config import ForwardConfig
+from smswatch.store.outbox import Attempt, Outbox, TargetStatus
+from smswatch.timefmt import now_us
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 1.0  # seconds between looks at the outbox
+RESTART_AFTER = 1.0  # seconds before a forwarder that died is started again
+
+
+class ForwardSupervisor:
+    def __init__(
+        self,
+        db: str | Path,
+        config: ForwardConfig,
+        on_status: Callable[[tuple[TargetStatus, ...]], None],
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.on_status = on_status
+        self.clock = clock
+        self.outbox = Outbox(db)
+        self.status: tuple[TargetStatus, ...] = ()
+        self.stderr: deque[str] = deque(maxlen=20)  # the forwarder's last words, if it died
+        self.restarts = 0
+        self._lock = asyncio.Lock()  # one use of the outbox connection at a time
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.outbox.open)
+        await asyncio.to_thread(self.outbox.register, self.config.targets)
+        await self._spawn()
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name="smswatch-forward-supervisor"),
+            asyncio.create_task(self._poll(), name="smswatch-forward-status"),
+        ]
+
+    async def _spawn(self) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "smswatch.forward",
+            str(self.db),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(self.config.to_json().encode() + b"\n")
+        await proc.stdin.drain()
+        self._proc = proc
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            proc = self._proc
+            assert proc is not None and proc.stderr is not None
+            async for line in proc.stderr:
+                self.stderr.append(line.decode("utf-8", "replace").rstrip())
+            code = await proc.wait()
+            if self._stopping:
+                return
+            self.restarts += 1
+            log.warning("the forwarder exited (%s); starting it again", code)
+            await asyncio.sleep(RESTART_AFTER)
+            if not self._stopping:
+                await self._spawn()
+
+    async def _poll(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a busy outbox: ask again next time
+                async with self._lock:
+                    status = await asyncio.to_thread(self.outbox.status, self.clock())
+                self.status = tuple(status)
+                self.on_status(self.status)
+            await asyncio.sleep(STATUS_EVERY)
+
+    async def stop(self) -> None:
+        """Close the forwarder's lifeline and let it finish what it has in flight."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), self.config.timeout + 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        async with self._lock:
+            await asyncio.to_thread(self.outbox.close)
+
+    # --- what the screens and the CLI ask -------------------------------------------------
+
+    async def resend(
+        self,
+        events: Sequence[int] | None = None,
+        *,
+        failed_only: bool = True,
+        since: int | None = None,
+    ) -> int:
+        async with self._lock:
+            return await asyncio.to_thread(
+                lambda: self.outbox.retry(
+                    self.clock(),
+                    failed_only=failed_only,
+                    since=since,
+                    events=events,
+                    targets=self.config.targets,
+                )
+            )
+
+    async def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
+        async with self._lock:
+            return await asyncio.to_thread(self.outbox.attempts, events)

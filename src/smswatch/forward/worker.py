@@ -1,0 +1,166 @@
+"""The forwarder: takes due forwards from the outbox, POSTs them, records what the app answered.
+
+Runs in a child process (`python -m smswatch.forward`), at a lower priority. It reads its
+configuration, credentials included, as one JSON line on stdin (never argv, which `ps` shows),
+then keeps stdin open as its lifeline: when the engine stops, or dies, stdin closes and the
+forwarder finishes the attempts in flight, records them and exits.
+
+Delivery is at least once: an attempt whose answer was not recorded (the process killed) is
+made again. The app can tell by the `X-Smswatch-Event-Id` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from smswatch import __version__
+from smswatch.forward.config import ForwardConfig
+from smswatch.providers.yebolink import sign
+from smswatch.store.outbox import EXCERPT, Attempt, Job, Outbox, Outcome
+from smswatch.timefmt import now_us
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL = 0.1  # seconds between looks at the outbox with nothing in flight
+
+
+class Forwarder:
+    def __init__(
+        self, db: str | Path, config: ForwardConfig, clock: Callable[[], int] = now_us
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.outbox = Outbox(db)
+        self._inflight: dict[tuple[int, str], asyncio.Task[Outcome]] = {}
+        self._done: list[Outcome] = []
+        self._wake = asyncio.Event()
+
+    def _headers(self, job: Job, body: bytes) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"smswatch/{__version__} (forward)",
+            "X-Smswatch-Event-Id": job.event_id,
+            **self.config.headers,
+        }
+        if job.provider == "lisoloo" and self.config.basic_auth:
+            token = base64.b64encode(":".join(self.config.basic_auth).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        elif job.provider == "yebolink" and self.config.secret:
+            headers["X-YeboLink-Signature"] = sign(self.config.secret, body)
+        return headers
+
+    async def send(self, session: aiohttp.ClientSession, job: Job) -> Outcome:
+        body = job.payload.encode()
+        at = self.clock()
+        started = time.monotonic()
+        status: int | None = None
+        retry_after: float | None = None
+        try:
+            async with session.post(
+                job.target, data=body, headers=self._headers(job, body), allow_redirects=False
+            ) as resp:
+                status = resp.status
+                answer = await resp.content.read(EXCERPT * 4)
+                error = None if 200 <= status < 300 else answer.decode("utf-8", "replace")[:EXCERPT]
+                with contextlib.suppress(TypeError, ValueError):
+                    retry_after = float(resp.headers.get("Retry-After", ""))
+        except TimeoutError:
+            error = f"no answer within {self.config.timeout:g} s"
+        except (aiohttp.ClientError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:EXCERPT]
+        ms = int((time.monotonic() - started) * 1000)
+        attempt = Attempt(job.event, job.target, at, status, error, ms)
+        if status is not None and 200 <= status < 300:
+            return Outcome(job, attempt, delivered=True)
+        tries = job.attempts + 1
+        if self.config.retryable(status) and tries < self.config.max_attempts:
+            wait = self.config.delay(tries, retry_after)
+            return Outcome(job, attempt, delivered=False, retry_at=at + int(wait * 1_000_000))
+        return Outcome(job, attempt, delivered=False)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.outbox.open)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        limit = self.config.concurrency * max(len(self.config.targets), 1)
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=self.config.concurrency)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+                while not stop.is_set():
+                    await self._step(session)
+                    await self._pause(stop)
+                # Stopping: let what is in flight finish (bounded by the timeout), keep it.
+                if self._inflight:
+                    await asyncio.wait(list(self._inflight.values()))
+                await self._record()
+        finally:
+            await asyncio.to_thread(self.outbox.close)
+
+    async def _step(self, session: aiohttp.ClientSession) -> None:
+        now = self.clock()
+        await asyncio.to_thread(self.outbox.enqueue, self.config.targets, now)
+        await self._record()
+        for target in self.config.targets:
+            busy = sum(1 for key in self._inflight if key[1] == target.url)
+            free = self.config.concurrency - busy
+            if free <= 0:
+                continue
+            jobs = await asyncio.to_thread(
+                self.outbox.due, now, free, self._inflight.keys(), target.url
+            )
+            for job in jobs:
+                task = asyncio.create_task(self.send(session, job))
+                key = (job.event, job.target)
+                self._inflight[key] = task
+                task.add_done_callback(lambda t, key=key: self._finished(key, t))
+
+    def _finished(self, key: tuple[int, str], task: asyncio.Task[Outcome]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled() and task.exception() is None:
+            self._done.append(task.result())
+        self._wake.set()
+
+    async def _record(self) -> None:
+        done, self._done = self._done, []
+        if done:
+            await asyncio.to_thread(self.outbox.record, done)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+
+def main() -> None:
+    """The child process: `python -m smswatch.forward DB` with the configuration on stdin."""
+    logging.basicConfig(level=logging.WARNING, format="smswatch forwarder: %(message)s")
+    db = sys.argv[1]
+    config = ForwardConfig.from_json(sys.stdin.readline())
+    with contextlib.suppress(OSError):
+        os.nice(config.nice)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # The lifeline: stdin closes when the engine stops or dies.
+        loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(0, 4096) else None)
+        await Forwarder(db, config).run(stop)
+
+    from smswatch.loops import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run())

@@ -1,0 +1,394 @@
+"""The forwarding outbox of a SQLite store: which stored event has reached which target app.
+
+It is a file of its own beside the log (`PATH-forward`), written by the forwarder and never by
+the webhook path: a webhook's commit costs nothing more with forwarding on. The forwarder finds
+new work by walking the log past a cursor per target (log ids are given in commit order by the
+single writer), and adds a `pending` row for each event a target takes. A row ends `delivered`
+(the app answered 2xx: status and time kept) or `failed` (no more automatic attempts: the last
+status and an excerpt of the answer kept); until then it waits for `next_at`. Every attempt is
+kept in `attempts`, for the recipient timelines. Nothing here is derived from anything else, so
+unlike the state file it is never rebuilt: a lost outbox would resend every event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from smswatch.store.schema import log_id
+
+SCHEMA_VERSION = 1
+EXCERPT = 512  # characters of an app's answer kept with an attempt
+
+_V1 = """
+CREATE TABLE forwards (
+    event         INTEGER NOT NULL,   -- the event's id in the log
+    target        TEXT NOT NULL,      -- the target's URL
+    state         TEXT NOT NULL,      -- pending | delivered | failed
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       INTEGER NOT NULL,   -- µs: a pending row is not tried before
+    status        INTEGER,            -- the last answer's HTTP status (NULL: no answer)
+    error         TEXT,               -- the last failure: an excerpt of the answer, or why none
+    last_at       INTEGER,
+    delivered_at  INTEGER,
+    PRIMARY KEY (event, target)
+) WITHOUT ROWID;
+CREATE INDEX forwards_due ON forwards (next_at) WHERE state = 'pending';
+CREATE INDEX forwards_delivered ON forwards (delivered_at) WHERE state = 'delivered';
+CREATE INDEX forwards_failed ON forwards (target, status) WHERE state = 'failed';
+CREATE TABLE attempts (
+    event     INTEGER NOT NULL,
+    target    TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    status    INTEGER,
+    error     TEXT,
+    ms        INTEGER
+);
+CREATE INDEX attempts_by_event ON attempts (event, at);
+CREATE TABLE cursors (target TEXT PRIMARY KEY, after INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+INSERT INTO meta VALUES ('log_id', '');
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: str
+    gateways: frozenset[str] | None = None  # None: every gateway's events
+
+    def takes(self, provider: str) -> bool:
+        return self.gateways is None or provider in self.gateways
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    event: int  # log id
+    target: str
+    attempts: int  # before this one
+    provider: str
+    event_id: str
+    message_id: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    event: int
+    target: str
+    at: int
+    status: int | None  # None: no answer (refused, timed out, reset)
+    error: str | None
+    ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to record of one attempt: delivered, or when to try again (None: give up)."""
+
+    job: Job
+    attempt: Attempt
+    delivered: bool
+    retry_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    target: str
+    backlog: int  # events waiting for it: pending, and stored but not yet queued
+    failed: int
+    delivered: int
+    delivered_recent: int  # in the last RECENT_S seconds
+    last: Attempt | None  # the latest attempt
+    failing_since: int | None  # the oldest failed attempt since the last delivery, if any
+    # (last status or None for no answer, count) of the failed forwards, most frequent first
+    failures_by_status: tuple[tuple[int | None, int], ...] = ()
+
+
+RECENT_S = 5
+
+
+def outbox_path(log: str | Path) -> Path:
+    log = Path(log)
+    return log.with_name(log.name + "-forward")
+
+
+class Outbox:
+    """Blocking; one connection, used from one thread at a time."""
+
+    def __init__(self, log: str | Path) -> None:
+        self.log = Path(log)
+        self.path = outbox_path(log)
+        self.db: sqlite3.Connection | None = None
+
+    def open(self) -> Outbox:
+        db = sqlite3.connect(
+            f"file:{self.path}", uri=True, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise sqlite3.DatabaseError(f"{self.path} was written by a newer smswatch")
+        if version == 0:
+            db.executescript(f"BEGIN;\n{_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        db.execute("ATTACH DATABASE ? AS log", (f"file:{self.log}?mode=ro",))
+        self.db = db
+        self._bind()
+        return self
+
+    def _bind(self) -> None:
+        """An outbox belongs to one log: one beside a new log (the old file replaced) starts
+        over rather than take ids of another log for its own."""
+        db = self._conn()
+        mine = db.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()[0]
+        current = log_id(db, "log")
+        if mine != current:
+            db.execute("BEGIN IMMEDIATE")
+            for table in ("forwards", "attempts", "cursors"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'log_id'", (current,))
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def _conn(self) -> sqlite3.Connection:
+        assert self.db is not None, "outbox not open"
+        return self.db
+
+    # --- the forwarder's side -------------------------------------------------------------
+
+    def register(self, targets: Sequence[Target]) -> None:
+        """Start a target seen for the first time at the newest stored event: forwarding
+        begins when it is configured, it does not replay the past (`forward retry --since`
+        does). Called by the engine before it takes webhooks."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
+            db.executemany(
+                "INSERT OR IGNORE INTO cursors VALUES (?, ?)", [(t.url, top) for t in targets]
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def enqueue(self, targets: Sequence[Target], now: int, limit: int = 5000) -> int:
+        """Add a pending row for each event stored since the target's cursor that it takes
+        (`register` sets a new target's cursor)."""
+        db = self._conn()
+        added = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
+            for target in targets:
+                row = db.execute(
+                    "SELECT after FROM cursors WHERE target = ?", (target.url,)
+                ).fetchone()
+                if row is None:
+                    db.execute("INSERT INTO cursors VALUES (?, ?)", (target.url, top))
+                    continue
+                after = row[0]
+                rows = db.execute(
+                    "SELECT id, provider FROM log.events WHERE id > ? ORDER BY id LIMIT ?",
+                    (after, limit),
+                ).fetchall()
+                if not rows:
+                    continue
+                wanted = [(i, target.url, now) for i, provider in rows if target.takes(provider)]
+                db.executemany(
+                    "INSERT OR IGNORE INTO forwards (event, target, state, next_at) "
+                    "VALUES (?, ?, 'pending', ?)",
+                    wanted,
+                )
+                db.execute(
+                    "UPDATE cursors SET after = ? WHERE target = ?", (rows[-1][0], target.url)
+                )
+                added += len(wanted)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return added
+
+    def due(
+        self, now: int, limit: int, skip: Iterable[tuple[int, str]] = (), target: str | None = None
+    ) -> list[Job]:
+        """Pending rows whose time has come (of one target, if given), oldest first, with what
+        to send; `skip`: those already in flight."""
+        skipped = set(skip)
+        which = "" if target is None else "AND f.target = ? "
+        sql = (
+            "SELECT f.event, f.target, f.attempts, e.provider, e.event_id, e.message_id, "
+            "e.payload FROM forwards f JOIN log.events e ON e.id = f.event "
+            f"WHERE f.state = 'pending' AND f.next_at <= ? {which}"
+            "ORDER BY f.next_at, f.event LIMIT ?"
+        )
+        params = (now, *(() if target is None else (target,)), limit + len(skipped))
+        rows = self._conn().execute(sql, params).fetchall()
+        jobs = [Job(*r) for r in rows if (r[0], r[1]) not in skipped]
+        return jobs[:limit]
+
+    def next_due(self) -> int | None:
+        row = (
+            self._conn()
+            .execute("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (a.event, a.target, a.at, a.status, a.error, a.ms)
+                    for a in (o.attempt for o in outcomes)
+                ],
+            )
+            db.executemany(
+                "UPDATE forwards SET attempts = attempts + 1, status = ?, last_at = ?, "
+                "state = ?, next_at = ?, error = ?, delivered_at = ? "
+                "WHERE event = ? AND target = ?",
+                [
+                    (
+                        o.attempt.status,
+                        o.attempt.at,
+                        "delivered" if o.delivered else "pending" if o.retry_at else "failed",
+                        o.retry_at or o.attempt.at,
+                        None if o.delivered else o.attempt.error,
+                        o.attempt.at if o.delivered else None,
+                        o.job.event,
+                        o.job.target,
+                    )
+                    for o in outcomes
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # --- what screens and the CLI ask ----------------------------------------------------
+
+    def status(self, now: int) -> list[TargetStatus]:
+        db = self._conn()
+        top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
+        out = []
+        for target, after in db.execute("SELECT target, after FROM cursors ORDER BY target"):
+            counts = dict(
+                db.execute(
+                    "SELECT state, count(*) FROM forwards WHERE target = ? GROUP BY state",
+                    (target,),
+                ).fetchall()
+            )
+            recent = db.execute(
+                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = ? "
+                "AND delivered_at > ?",
+                (target, now - RECENT_S * 1_000_000),
+            ).fetchone()[0]
+            last_row = db.execute(
+                "SELECT event, target, at, status, error, ms FROM attempts WHERE target = ? "
+                "ORDER BY at DESC LIMIT 1",
+                (target,),
+            ).fetchone()
+            last_ok = db.execute(
+                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = ?",
+                (target,),
+            ).fetchone()[0]
+            since = db.execute(
+                "SELECT min(at) FROM attempts WHERE target = ? AND at > ? "
+                "AND (status IS NULL OR status < 200 OR status > 299)",
+                (target, last_ok or 0),
+            ).fetchone()[0]
+            by_status = tuple(
+                db.execute(
+                    "SELECT status, count(*) FROM forwards WHERE state = 'failed' AND target = ? "
+                    "GROUP BY status ORDER BY count(*) DESC, status",
+                    (target,),
+                ).fetchall()
+            )
+            out.append(
+                TargetStatus(
+                    target=target,
+                    backlog=counts.get("pending", 0) + max(top - after, 0),
+                    failed=counts.get("failed", 0),
+                    delivered=counts.get("delivered", 0),
+                    delivered_recent=recent,
+                    last=Attempt(*last_row) if last_row else None,
+                    failing_since=since,
+                    failures_by_status=by_status,
+                )
+            )
+        return out
+
+    def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
+        found: dict[int, list[Attempt]] = {}
+        ids = list(events)
+        for i in range(0, len(ids), 400):
+            chunk = ids[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn().execute(
+                f"SELECT event, target, at, status, error, ms FROM attempts "
+                f"WHERE event IN ({marks}) ORDER BY at",
+                chunk,
+            ):
+                found.setdefault(row[0], []).append(Attempt(*row))
+        return found
+
+    def retry(
+        self,
+        now: int,
+        *,
+        failed_only: bool = True,
+        since: int | None = None,
+        events: Sequence[int] | None = None,
+        targets: Sequence[Target] = (),
+    ) -> int:
+        """Send again now: the failed rows, or with `failed_only` False the delivered ones too,
+        of the events received since `since` (µs) or of `events`. With `failed_only` False,
+        events a target never had (stored before it was configured) are added as well."""
+        db = self._conn()
+        conds: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            conds.append("e.received_at >= ?")
+            params.append(since)
+        if events is not None:
+            conds.append(f"e.id IN ({','.join('?' * len(events)) or 'NULL'})")
+            params += list(events)
+        scope = " AND ".join(conds) or "1"
+        states = "('failed')" if failed_only else "('failed', 'delivered')"
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            n = db.execute(
+                f"UPDATE forwards SET state = 'pending', next_at = ? WHERE state IN {states} "
+                f"AND event IN (SELECT e.id FROM log.events e WHERE {scope})",
+                (now, *params),
+            ).rowcount
+            if not failed_only and conds:
+                rows = db.execute(
+                    f"SELECT e.id, e.provider FROM log.events e WHERE {scope}", params
+                ).fetchall()
+                for target in targets:
+                    n += db.executemany(
+                        "INSERT OR IGNORE INTO forwards (event, target, state, next_at) "
+                        "VALUES (?, ?, 'pending', ?)",
+                        [(i, target.url, now) for i, p in rows if target.takes(p)],
+                    ).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n

@@ -1,0 +1,272 @@
+"""Forwarding to the team's own app, over real HTTP, with an app that misbehaves: it answers 500
+to about 30% of requests, hangs on some past the forward timeout, and goes down for a few
+seconds. Every stored event must reach it at least once, byte for byte, authenticated the way
+it expects, with the event-id header; and the webhooks keep being answered meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import random
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from smswatch.config import Credentials
+from smswatch.engine import Engine, EngineConfig
+from smswatch.forward.config import ForwardConfig
+from smswatch.providers.yebolink import sign
+from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.store import open_reader
+from smswatch.store.outbox import Target
+from tests.conftest import BASIC, SECRET, basic_header, running
+from tests.helpers import SMSWATCH, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class App:
+    """The team's app: records every request; fails, hangs and goes away on demand."""
+
+    fail_rate: float = 0.0
+    hang_rate: float = 0.0
+    hang_for: float = 3.0
+    port: int = 0
+    received: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    answers: list[int] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        event_id = request.headers.get("X-Smswatch-Event-Id", "")
+        self.received[event_id].append({"body": body, "headers": dict(request.headers)})
+        roll = self.rng.random()
+        if roll < self.hang_rate:
+            await asyncio.sleep(self.hang_for)  # past the forward timeout
+        if roll < self.hang_rate + self.fail_rate:
+            self.answers.append(500)
+            return web.Response(status=500, text='{"error": "database is locked"}')
+        self.answers.append(200)
+        return web.json_response({"ok": True})
+
+    async def start(self) -> App:
+        app = web.Application()
+        app.router.add_post("/hooks/sms", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/sms"
+
+    def delivered(self) -> set[str]:
+        return {eid for eid, reqs in self.received.items() if reqs}
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[App]:
+    a = await App().start()
+    yield a
+    await a.stop()
+
+
+def forward_config(url: str, **kw: Any) -> ForwardConfig:
+    values: dict[str, Any] = dict(
+        targets=(Target(url),),
+        basic_auth=BASIC,
+        secret=SECRET,
+        timeout=0.5,
+        concurrency=4,
+        base_delay=0.05,
+        max_delay=0.4,
+        max_attempts=1000,
+    )
+    values.update(kw)
+    return ForwardConfig(**values)
+
+
+def check_each_request(event: dict[str, Any], requests: list[dict[str, Any]]) -> None:
+    """Byte for byte, with the event-id header and the auth the gateway would have sent."""
+    for req in requests:
+        assert req["body"] == event["payload"].encode()
+        headers = req["headers"]
+        assert headers["X-Smswatch-Event-Id"] == event["event_id"]
+        assert headers["Content-Type"] == "application/json"
+        if event["provider"] == "lisoloo":
+            assert headers["Authorization"] == basic_header(*BASIC)
+        else:
+            expected = sign(SECRET, req["body"])
+            assert hmac.compare_digest(headers["X-YeboLink-Signature"], expected)
+
+
+async def wait_until(condition: Any, within: float, step: float = 0.1) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+async def stored_events(db: Path) -> dict[str, dict[str, Any]]:
+    async with await open_reader(db, current=True) as r:
+        return {
+            e.event_id: {"event_id": e.event_id, "provider": e.provider, "payload": e.payload}
+            async for e in r.iter_events()
+        }
+
+
+async def test_every_event_reaches_a_failing_hanging_and_vanishing_app_at_least_once(
+    tmp_path: Path, app: App, session: aiohttp.ClientSession
+) -> None:
+    app.fail_rate, app.hang_rate, app.hang_for = 0.3, 0.05, 1.0
+    db = tmp_path / "fwd.db"
+    config = EngineConfig(
+        db_path=db,
+        port=0,
+        hub_tick=0.05,
+        credentials=Credentials(BASIC, SECRET),
+        forward=forward_config(app.url),
+    )
+    plan = plan_campaign(
+        SimConfig(provider="mixed", messages=8, recipients=15, duplicate_rate=0.1, seed=21)
+    )
+    sends = [Delivery(0.0, i, d.provider, d.body, d.label) for i, d in enumerate(plan.deliveries)]
+    half = len(sends) // 2
+    async with running(Engine(config)) as engine:
+        sender = Sender(
+            SimConfig(
+                url=engine.listener.base_url,
+                rate=400,
+                concurrency=8,
+                basic_auth=BASIC,
+                yebolink_secret=SECRET,
+            )
+        )
+        await sender.run(sends[:half])
+        # The app goes away for a few seconds; webhooks are still answered meanwhile.
+        await app.stop()
+        outage = asyncio.create_task(sender.run(sends[half:]))
+        await asyncio.sleep(2.5)
+        await app.start()
+        second = await outage
+        # (One sender: its result counts both halves.)
+        assert (second.acked, second.rejected, second.dropped) == (len(sends), 0, 0)
+        stored = await stored_events(db)
+        await wait_until(lambda: app.delivered() >= set(stored), within=60)
+        # The outbox agrees: nothing left, nothing failed.
+        await wait_until(
+            lambda: engine.hub.forwarding and engine.hub.forwarding[0].backlog == 0, within=10
+        )
+        status = engine.hub.forwarding[0]
+        assert (status.failed, status.delivered) == (0, len(stored))
+    assert 500 in app.answers and 200 in app.answers
+    for event_id, event in stored.items():
+        check_each_request(event, app.received[event_id])
+    assert set(app.received) == set(stored)  # nothing the store does not have
+
+
+def serve(db: Path, port: int, forward_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *SMSWATCH,
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--no-feed",
+            "--basic-auth",
+            ":".join(BASIC),
+            "--yebolink-secret",
+            SECRET,
+            "--forward-to",
+            forward_url,
+            "--forward-timeout",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def wait_for_port(port: int) -> None:
+    for _ in range(100):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("serve did not start")
+
+
+def lisoloo(i: int) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"fwd-kill-{i}",
+            "event_type": "sms.sent",
+            "message_id": "kill-backlog",
+            "data": {"recipient_phone": f"+2438{i:08d}"},
+        }
+    ).encode()
+
+
+async def test_sigkill_with_a_backlog_then_restart_drains_it(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    db = tmp_path / "kill.db"
+    app = App(port=free_port())
+    port = free_port()
+    proc = serve(db, port, app.url)  # the app is not up: everything waits in the outbox
+    try:
+        await wait_for_port(port)
+        auth = {"Authorization": basic_header(*BASIC), "Content-Type": "application/json"}
+        for i in range(60):
+            url = f"http://127.0.0.1:{port}/webhooks/lisoloo"
+            async with session.post(url, data=lisoloo(i), headers=auth) as resp:
+                assert resp.status == 200
+        await asyncio.sleep(1.5)  # the forwarder has queued them and is retrying
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        await app.start()
+        proc = serve(db, port, app.url)
+        await wait_for_port(port)
+        wanted = {f"fwd-kill-{i}" for i in range(60)}
+        await wait_until(lambda: app.delivered() >= wanted, within=30)
+        for i in range(60):
+            [first, *_] = app.received[f"fwd-kill-{i}"]
+            assert first["body"] == lisoloo(i)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(20)
+        await app.stop()
+    # No forwarder outlives its serve.
+    assert not forwarders_of(db)
+
+
+def forwarders_of(db: Path) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", f"smswatch.forward {db}"], capture_output=True, text=True)
+    return out.stdout.split()
