@@ -83,6 +83,7 @@ def server(
     drawn: Path | None = None,
     viewer: bool = False,
     cpu: str | None = SERVER_CPU,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Running]:
     """Start `bare`, `serve` or `tui` on CPU 0 (or `cpu`; None: unpinned); yields it once it
     answers; stops it gracefully. `serve` runs with its viewers' feed (as by default); `viewer`
@@ -107,6 +108,7 @@ def server(
             str(feed_port),
             "--feed-token",
             FEED_TOKEN,
+            *extra,
         ]
     else:
         cmd = [PY, "-m", "benchmarks.servers", kind, str(port)]
@@ -295,6 +297,79 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
 
 def rps(results: list[dict[str, Any]]) -> str:
     return ", ".join(f"{r['rps']:,.0f}" for r in results)
+
+
+@contextlib.contextmanager
+def app_server() -> Iterator[str]:
+    """The team's app for forwarding rows: the do-nothing httptools server, on the load's CPU."""
+    port = free_port()
+    proc = subprocess.Popen(
+        pinned(LOAD_CPU, [PY, "-m", "benchmarks.servers", "lean", str(port)]),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        yield f"http://127.0.0.1:{port}/hooks/sms"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def forward_drain(db: Path, limit: float = 120) -> tuple[float, int, int]:
+    """After the load: (seconds until the outbox had nothing left, delivered, failed)."""
+    from smswatch.store.outbox import Outbox
+    from smswatch.timefmt import now_us
+
+    outbox = Outbox(db).open()
+    start = time.monotonic()
+    try:
+        while True:
+            [status] = outbox.status(now_us())
+            if status.backlog == 0 or time.monotonic() - start > limit:
+                return time.monotonic() - start, status.delivered, status.failed
+            time.sleep(0.2)
+    finally:
+        outbox.close()
+
+
+def forwarding(seconds: int, rounds: int) -> Row:
+    """`serve` with --forward-to against `serve` without, same run; then how long the backlog
+    the load left takes to drain."""
+    off: list[dict[str, Any]] = []
+    on: list[dict[str, Any]] = []
+    drains: list[tuple[float, int, int, int]] = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp, server("serve", Path(tmp) / "off.db") as srv:
+            off.append(throughput(srv, seconds, None))
+        with tempfile.TemporaryDirectory() as tmp, app_server() as app:
+            db = Path(tmp) / "on.db"
+            with server("serve", db, extra=("--forward-to", app)) as srv:
+                on.append(throughput(srv, seconds, None))
+                waited, delivered, failed = forward_drain(db)
+            drains.append((waited, delivered, failed, len(stored_ids(db))))
+    best_off = max(r["rps"] for r in off)
+    best_on = max(r["rps"] for r in on)
+    ratio = best_on / best_off
+    undelivered = sum(stored - delivered for _, delivered, _, stored in drains)
+    return Row(
+        "Ingest with forwarding on (`serve --forward-to`, to a do-nothing app)",
+        f"{best_on:,.0f} req/s",
+        f"{best_off:,.0f} req/s (forwarding off)",
+        ratio,
+        ">= 0.8x forwarding off",
+        ratio >= 0.8 and undelivered == 0,
+        [
+            f"rounds (req/s): on {rps(on)}; off {rps(off)} (wrk, 32 connections, {seconds}s; "
+            "the app on the load's CPU)",
+            "after each round's load the backlog drained in "
+            + ", ".join(f"{w:.1f} s ({d:,} delivered, {f} failed)" for w, d, f, _ in drains)
+            + f"; stored events not delivered to the app: {undelivered}",
+            "the forwarder is a child process at nice 10 on the server's CPU: under load it gets "
+            "the time the webhooks leave",
+        ],
+    )
 
 
 def slow_viewer(seconds: int, rounds: int) -> Row:
@@ -532,6 +607,7 @@ BENCHMARKS = [
     "idle",
     "scale",
     "postgres",
+    "forward",
 ]
 
 
@@ -571,6 +647,8 @@ def main() -> None:
         rows.append(monitor_cpu(50, args.seconds, args.rounds))
     if "scale" in wanted:
         rows.append(scale(args.events))
+    if "forward" in wanted:
+        rows.append(forwarding(args.seconds, args.rounds))
     if "postgres" in wanted:
         from benchmarks.postgres import postgres_rows
 
