@@ -270,3 +270,23 @@ async def test_sigkill_with_a_backlog_then_restart_drains_it(
 def forwarders_of(db: Path) -> list[str]:
     out = subprocess.run(["pgrep", "-f", f"smswatch.forward {db}"], capture_output=True, text=True)
     return out.stdout.split()
+
+
+def test_forwarding_metrics_label_targets_without_their_password() -> None:
+    from smswatch.metrics import forwarding_metrics
+    from smswatch.store.outbox import Attempt, TargetStatus
+
+    url = "https://hook:s3cret@app.example/sms"
+    status = TargetStatus(url, 7, 2, 40, 3, Attempt(1, url, 5, None, "refused", 3), 4)
+    families = {f.name: f for f in forwarding_metrics((status,))}
+    values = {
+        name: [(s.labels["target"], s.value) for s in f.samples if not s.name.endswith("_created")]
+        for name, f in families.items()
+    }
+    label = "https://hook:***@app.example/sms"
+    assert values == {
+        "smswatch_forward_backlog": [(label, 7)],
+        "smswatch_forward_delivered": [(label, 40)],
+        "smswatch_forward_failed": [(label, 2)],
+        "smswatch_forward_last_status": [(label, 0)],
+    }

@@ -33,6 +33,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from smswatch import __version__
+from smswatch.store.location import without_password as describe_url
+from smswatch.store.outbox import TargetStatus
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
@@ -185,6 +187,7 @@ class EngineCollector(Collector):
                 "When the last webhook request arrived (Unix time): alert on a silent gateway.",
                 value=last / 1e6,
             )
+        yield from forwarding_metrics(hub.forwarding)
         feed = engine.feed
         yield GaugeMetricFamily(
             "smswatch_feed_viewers",
@@ -194,6 +197,33 @@ class EngineCollector(Collector):
         yield InfoMetricFamily(
             "smswatch_build", "smswatch version.", value={"version": __version__}
         )
+
+
+def forwarding_metrics(targets: tuple[TargetStatus, ...]) -> Iterator[Metric]:
+    """Each forward target's outbox (`--forward-to`), labelled by its URL without a password."""
+    if not targets:
+        return
+    names = [describe_url(t.target) for t in targets]
+    families = (
+        (GaugeMetricFamily, "smswatch_forward_backlog", "Stored events waiting to reach the app."),
+        (CounterMetricFamily, "smswatch_forward_delivered", "Events the app answered 2xx to."),
+        (GaugeMetricFamily, "smswatch_forward_failed", "Forwards given up on (resend by hand)."),
+    )
+    for kind, name, text in families:
+        family = kind(name, text, labels=["target"])
+        for label, t in zip(names, targets, strict=True):
+            value = {"smswatch_forward_backlog": t.backlog, "smswatch_forward_failed": t.failed}
+            family.add_metric([label], value.get(name, t.delivered))
+        yield family
+    status = GaugeMetricFamily(
+        "smswatch_forward_last_status",
+        "The app's last HTTP status (0: no answer; absent before the first attempt).",
+        labels=["target"],
+    )
+    for label, t in zip(names, targets, strict=True):
+        if t.last is not None:
+            status.add_metric([label], t.last.status or 0)
+    yield status
 
 
 def metrics_url(host: str, port: int) -> str:

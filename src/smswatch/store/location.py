@@ -19,11 +19,14 @@ def as_db(text: str | Path) -> str | Path:
 
 def describe(db: str | Path) -> str:
     """For screens and logs: a URL without its password; a path as it is."""
-    if not is_url(db):
-        return str(db)
-    parts = urlsplit(str(db))
+    return without_password(str(db)) if is_url(db) else str(db)
+
+
+def without_password(url: str) -> str:
+    """Any URL with its password (if it has one) shown as ***."""
+    parts = urlsplit(url)
     if parts.password is None:
-        return str(db)
+        return url
     host = parts.hostname or ""
     if parts.port:
         host += f":{parts.port}"
