@@ -36,7 +36,7 @@ CREATE TABLE forwards (
     PRIMARY KEY (event, target)
 ) WITHOUT ROWID;
 CREATE INDEX forwards_due ON forwards (next_at) WHERE state = 'pending';
-CREATE INDEX forwards_delivered ON forwards (delivered_at) WHERE state = 'delivered';
+CREATE INDEX forwards_delivered ON forwards (target, delivered_at) WHERE state = 'delivered';
 CREATE INDEX forwards_failed ON forwards (target, status) WHERE state = 'failed';
 CREATE TABLE attempts (
     event     INTEGER NOT NULL,
@@ -47,7 +47,14 @@ CREATE TABLE attempts (
     ms        INTEGER
 );
 CREATE INDEX attempts_by_event ON attempts (event, at);
-CREATE TABLE cursors (target TEXT PRIMARY KEY, after INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX attempts_by_target ON attempts (target, at);
+-- `after`: the last log id looked at for the target; `rows`: its rows in `forwards`, so that
+-- the status (asked every second) counts the delivered ones without reading them all.
+CREATE TABLE cursors (
+    target  TEXT PRIMARY KEY,
+    after   INTEGER NOT NULL,
+    rows    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('log_id', '');
 """
@@ -173,7 +180,8 @@ class Outbox:
         try:
             top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
             db.executemany(
-                "INSERT OR IGNORE INTO cursors VALUES (?, ?)", [(t.url, top) for t in targets]
+                "INSERT OR IGNORE INTO cursors (target, after) VALUES (?, ?)",
+                [(t.url, top) for t in targets],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -193,7 +201,9 @@ class Outbox:
                     "SELECT after FROM cursors WHERE target = ?", (target.url,)
                 ).fetchone()
                 if row is None:
-                    db.execute("INSERT INTO cursors VALUES (?, ?)", (target.url, top))
+                    db.execute(
+                        "INSERT INTO cursors (target, after) VALUES (?, ?)", (target.url, top)
+                    )
                     continue
                 after = row[0]
                 rows = db.execute(
@@ -203,20 +213,27 @@ class Outbox:
                 if not rows:
                     continue
                 wanted = [(i, target.url, now) for i, provider in rows if target.takes(provider)]
-                db.executemany(
-                    "INSERT OR IGNORE INTO forwards (event, target, state, next_at) "
-                    "VALUES (?, ?, 'pending', ?)",
-                    wanted,
-                )
+                n = self._add(db, target.url, wanted)
                 db.execute(
                     "UPDATE cursors SET after = ? WHERE target = ?", (rows[-1][0], target.url)
                 )
-                added += len(wanted)
+                added += n
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return added
+
+    @staticmethod
+    def _add(db: sqlite3.Connection, target: str, rows: list[tuple[int, str, int]]) -> int:
+        """Insert pending rows (event, target, next_at) that are not there yet; count them."""
+        n = db.executemany(
+            "INSERT OR IGNORE INTO forwards (event, target, state, next_at) "
+            "VALUES (?, ?, 'pending', ?)",
+            rows,
+        ).rowcount
+        db.execute("UPDATE cursors SET rows = rows + ? WHERE target = ?", (n, target))
+        return n
 
     def due(
         self, now: int, limit: int, skip: Iterable[tuple[int, str]] = (), target: str | None = None
@@ -283,34 +300,15 @@ class Outbox:
     # --- what screens and the CLI ask ----------------------------------------------------
 
     def status(self, now: int) -> list[TargetStatus]:
+        """Each target's outbox. Asked every second, so every count reads a partial index or a
+        counter, never every delivered row."""
         db = self._conn()
         top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
         out = []
-        for target, after in db.execute("SELECT target, after FROM cursors ORDER BY target"):
-            counts = dict(
-                db.execute(
-                    "SELECT state, count(*) FROM forwards WHERE target = ? GROUP BY state",
-                    (target,),
-                ).fetchall()
-            )
-            recent = db.execute(
-                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = ? "
-                "AND delivered_at > ?",
-                (target, now - RECENT_S * 1_000_000),
-            ).fetchone()[0]
-            last_row = db.execute(
-                "SELECT event, target, at, status, error, ms FROM attempts WHERE target = ? "
-                "ORDER BY at DESC LIMIT 1",
-                (target,),
-            ).fetchone()
-            last_ok = db.execute(
-                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = ?",
-                (target,),
-            ).fetchone()[0]
-            since = db.execute(
-                "SELECT min(at) FROM attempts WHERE target = ? AND at > ? "
-                "AND (status IS NULL OR status < 200 OR status > 299)",
-                (target, last_ok or 0),
+        cursors = db.execute("SELECT target, after, rows FROM cursors ORDER BY target").fetchall()
+        for target, after, rows in cursors:
+            pending = db.execute(
+                "SELECT count(*) FROM forwards WHERE state = 'pending' AND target = ?", (target,)
             ).fetchone()[0]
             by_status = tuple(
                 db.execute(
@@ -319,12 +317,32 @@ class Outbox:
                     (target,),
                 ).fetchall()
             )
+            failed = sum(n for _, n in by_status)
+            recent = db.execute(
+                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = ? "
+                "AND delivered_at > ?",
+                (target, now - RECENT_S * 1_000_000),
+            ).fetchone()[0]
+            last_ok = db.execute(
+                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = ?",
+                (target,),
+            ).fetchone()[0]
+            last_row = db.execute(
+                "SELECT event, target, at, status, error, ms FROM attempts WHERE target = ? "
+                "ORDER BY at DESC LIMIT 1",
+                (target,),
+            ).fetchone()
+            since = db.execute(
+                "SELECT min(at) FROM attempts WHERE target = ? AND at > ? "
+                "AND (status IS NULL OR status < 200 OR status > 299)",
+                (target, last_ok or 0),
+            ).fetchone()[0]
             out.append(
                 TargetStatus(
                     target=target,
-                    backlog=counts.get("pending", 0) + max(top - after, 0),
-                    failed=counts.get("failed", 0),
-                    delivered=counts.get("delivered", 0),
+                    backlog=pending + max(top - after, 0),
+                    failed=failed,
+                    delivered=rows - pending - failed,
                     delivered_recent=recent,
                     last=Attempt(*last_row) if last_row else None,
                     failing_since=since,
@@ -382,11 +400,13 @@ class Outbox:
                     f"SELECT e.id, e.provider FROM log.events e WHERE {scope}", params
                 ).fetchall()
                 for target in targets:
-                    n += db.executemany(
-                        "INSERT OR IGNORE INTO forwards (event, target, state, next_at) "
-                        "VALUES (?, ?, 'pending', ?)",
-                        [(i, target.url, now) for i, p in rows if target.takes(p)],
-                    ).rowcount
+                    db.execute(
+                        "INSERT OR IGNORE INTO cursors (target, after) VALUES (?, ?)",
+                        (target.url, 0),
+                    )
+                    n += self._add(
+                        db, target.url, [(i, target.url, now) for i, p in rows if target.takes(p)]
+                    )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
