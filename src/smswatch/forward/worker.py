@@ -16,6 +16,7 @@ import base64
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -153,11 +154,17 @@ def main() -> None:
     with contextlib.suppress(OSError):
         os.nice(config.nice)
 
+    # ^C and a closed terminal reach the whole process group: the engine decides when this
+    # process stops (by closing stdin), so that the attempts in flight are recorded first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         # The lifeline: stdin closes when the engine stops or dies.
         loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(0, 4096) else None)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # a service manager stopping us all
         await Forwarder(db, config).run(stop)
 
     from smswatch.loops import new_event_loop
