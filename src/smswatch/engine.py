@@ -28,10 +28,6 @@ class BindRefused(Exception):
     """A non-loopback bind with no credentials at all."""
 
 
-class ForwardUnsupported(Exception):
-    """Forwarding asked of a store that cannot do it yet."""
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     db_path: Path | str = Path("smswatch.db")  # a SQLite file, or a postgresql:// URL
@@ -88,8 +84,10 @@ class Engine:
         self.open = open_gateways(config)
         self.providers = gateways.build(config.credentials)
         self.hub = Hub(tick=config.hub_tick, clock=config.clock)
+        shared = {"forward_targets": config.forward.targets} if config.forward else {}
         self.writer = make_writer(
             config.db_path,
+            **(shared if is_url(config.db_path) else {}),
             durability=config.durability,
             checkpoint_interval=config.checkpoint_interval,
             max_db_bytes=config.max_db_bytes,
@@ -153,11 +151,6 @@ class Engine:
     async def _start_forwarding(self, forward: ForwardConfig) -> None:
         from smswatch.forward.supervisor import ForwardSupervisor
 
-        if is_url(self.config.db_path):
-            raise ForwardUnsupported(
-                "forwarding (--forward-to) works with a SQLite database for now, not with a "
-                "PostgreSQL one"
-            )
         self.forwarder = ForwardSupervisor(
             self.config.db_path, forward, self.hub.forward_status, self.config.clock
         )

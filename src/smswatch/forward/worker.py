@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -27,10 +28,15 @@ import aiohttp
 from smswatch import __version__
 from smswatch.forward.config import ForwardConfig
 from smswatch.providers.yebolink import sign
-from smswatch.store.outbox import EXCERPT, Attempt, Job, Outbox, Outcome
+from smswatch.store.outbox import EXCERPT, Attempt, Job, Outcome, open_outbox
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 IDLE_POLL = 0.1  # seconds between looks at the outbox with nothing in flight
 
@@ -42,7 +48,10 @@ class Forwarder:
         self.db = db
         self.config = config
         self.clock = clock
-        self.outbox = Outbox(db)
+        # With a shared PostgreSQL store, this process's claims are leased for longer than an
+        # attempt can take: another instance's forwarder takes them over only if this one died.
+        lease = int((2 * config.timeout + 5) * 1_000_000)
+        self.outbox = open_outbox(db, instance_name(), lease)
         self._inflight: dict[tuple[int, str], asyncio.Task[Outcome]] = {}
         self._done: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -91,7 +100,7 @@ class Forwarder:
         return Outcome(job, attempt, delivered=False)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self.outbox.open)
+        await self.outbox.open()
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         limit = self.config.concurrency * max(len(self.config.targets), 1)
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=self.config.concurrency)
@@ -105,20 +114,18 @@ class Forwarder:
                     await asyncio.wait(list(self._inflight.values()))
                 await self._record()
         finally:
-            await asyncio.to_thread(self.outbox.close)
+            await self.outbox.close()
 
     async def _step(self, session: aiohttp.ClientSession) -> None:
         now = self.clock()
-        await asyncio.to_thread(self.outbox.enqueue, self.config.targets, now)
+        await self.outbox.enqueue(self.config.targets, now)
         await self._record()
         for target in self.config.targets:
             busy = sum(1 for key in self._inflight if key[1] == target.url)
             free = self.config.concurrency - busy
             if free <= 0:
                 continue
-            jobs = await asyncio.to_thread(
-                self.outbox.due, now, free, self._inflight.keys(), target.url
-            )
+            jobs = await self.outbox.due(now, free, list(self._inflight), target.url)
             for job in jobs:
                 task = asyncio.create_task(self.send(session, job))
                 key = (job.event, job.target)
@@ -134,7 +141,7 @@ class Forwarder:
     async def _record(self) -> None:
         done, self._done = self._done, []
         if done:
-            await asyncio.to_thread(self.outbox.record, done)
+            await self.outbox.record(done)
 
     async def _pause(self, stop: asyncio.Event) -> None:
         self._wake.clear()

@@ -12,10 +12,12 @@ unlike the state file it is never rebuilt: a lost outbox would resend every even
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from smswatch.store.schema import log_id
 
@@ -111,6 +113,18 @@ class TargetStatus:
     failing_since: int | None  # the oldest failed attempt since the last delivery, if any
     # (last status or None for no answer, count) of the failed forwards, most frequent first
     failures_by_status: tuple[tuple[int | None, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """One event's forwarding to one target, for its timeline."""
+
+    event: int
+    target: str
+    # pending (queued, or stored and not yet queued) | delivered | failed | not forwarded
+    # (stored before the target was configured, or from a gateway it does not take)
+    state: str
+    attempts: tuple[Attempt, ...] = ()  # oldest first
 
 
 RECENT_S = 5
@@ -365,6 +379,31 @@ class Outbox:
                 found.setdefault(row[0], []).append(Attempt(*row))
         return found
 
+    def forwards(self, events: Sequence[int], targets: Sequence[str]) -> dict[int, list[Forward]]:
+        """Each event's forwarding to each of `targets`: its state and every attempt."""
+        db = self._conn()
+        ids = list(dict.fromkeys(events))
+        tried = self.attempts(ids)
+        cursors = dict(db.execute("SELECT target, after FROM cursors").fetchall())
+        states: dict[tuple[int, str], str] = {}
+        for i in range(0, len(ids), 400):
+            chunk = ids[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            for event, target, state in db.execute(
+                f"SELECT event, target, state FROM forwards WHERE event IN ({marks})", chunk
+            ):
+                states[(event, target)] = state
+        found: dict[int, list[Forward]] = {}
+        for event in ids:
+            for target in targets:
+                state = states.get((event, target))
+                if state is None:  # no row: not queued yet, or never to be
+                    after = cursors.get(target)
+                    state = "pending" if after is None or event > after else "not forwarded"
+                attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
+                found.setdefault(event, []).append(Forward(event, target, state, attempts))
+        return found
+
     def retry(
         self,
         now: int,
@@ -412,3 +451,69 @@ class Outbox:
             db.execute("ROLLBACK")
             raise
         return n
+
+    def log_ids(self, event_ids: Sequence[str]) -> dict[str, list[int]]:
+        """The log ids of events by their gateway event id (`export`'s `event_id`, the
+        forwards' X-Smswatch-Event-Id), for `forward retry --event`. An id two gateways both
+        used has two; an id not stored is not in the answer."""
+        found: dict[str, list[int]] = {}
+        wanted = list(dict.fromkeys(event_ids))
+        for i in range(0, len(wanted), 400):
+            chunk = wanted[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            for event_id, row_id in self._conn().execute(
+                f"SELECT event_id, id FROM log.events WHERE event_id IN ({marks}) ORDER BY id",
+                chunk,
+            ):
+                found.setdefault(event_id, []).append(row_id)
+        return found
+
+
+class AsyncOutbox:
+    """The SQLite outbox behind the interface the forwarder and the engine use for both back
+    ends (store/postgres/outbox.py is natively asynchronous): each call on a thread."""
+
+    def __init__(self, log: str | Path) -> None:
+        self.outbox = Outbox(log)
+
+    async def open(self) -> AsyncOutbox:
+        await asyncio.to_thread(self.outbox.open)
+        return self
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.outbox.close)
+
+    async def register(self, targets: Sequence[Target]) -> None:
+        await asyncio.to_thread(self.outbox.register, targets)
+
+    async def enqueue(self, targets: Sequence[Target], now: int) -> int:
+        return await asyncio.to_thread(self.outbox.enqueue, targets, now)
+
+    async def due(
+        self, now: int, limit: int, skip: Iterable[tuple[int, str]] = (), target: str | None = None
+    ) -> list[Job]:
+        return await asyncio.to_thread(self.outbox.due, now, limit, list(skip), target)
+
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        await asyncio.to_thread(self.outbox.record, outcomes)
+
+    async def status(self, now: int) -> list[TargetStatus]:
+        return await asyncio.to_thread(self.outbox.status, now)
+
+    async def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
+        return await asyncio.to_thread(self.outbox.attempts, events)
+
+    async def retry(self, now: int, **options: Any) -> int:
+        return await asyncio.to_thread(lambda: self.outbox.retry(now, **options))
+
+
+def open_outbox(db: str | Path, instance: str = "", lease_us: int = 30_000_000) -> Any:
+    """The outbox of `--db` (not yet opened): AsyncOutbox or store.postgres's PgOutbox. With
+    PostgreSQL, `instance` names this process's claims, held for `lease_us`."""
+    from smswatch.store.location import is_url
+
+    if is_url(db):
+        from smswatch.store.postgres.outbox import PgOutbox
+
+        return PgOutbox(str(db), instance, lease_us)
+    return AsyncOutbox(db)

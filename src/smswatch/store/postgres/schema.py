@@ -28,7 +28,7 @@ from typing import Any
 
 from smswatch.store.errors import CannotOpen
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ADVISORY_LOCK = 0x736D7377  # "smsw": serializes migrations across instances
 
 _V1 = """
@@ -151,8 +151,49 @@ CREATE TABLE totals (
 CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT COLLATE "C" NOT NULL);
 """
 
+# Version 2: the forwarding outbox (store/postgres/outbox.py). A row per stored event and
+# target, written in the event's own transaction by the instance that stored it; any
+# instance's forwarder claims due rows with a lease (FOR UPDATE SKIP LOCKED), so each is sent
+# by one instance at a time and a killed instance's claims run out and are taken again.
+# `forward_rows` counts each instance's rows per target (no hot row), for the status.
+_V2 = """
+CREATE TABLE forwards (
+    event         BIGINT NOT NULL,
+    target        TEXT COLLATE "C" NOT NULL,
+    state         TEXT COLLATE "C" NOT NULL,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    next_at       BIGINT NOT NULL,
+    status        BIGINT,
+    error         TEXT,
+    last_at       BIGINT,
+    delivered_at  BIGINT,
+    lease_until   BIGINT,
+    owner         TEXT,
+    PRIMARY KEY (event, target)
+);
+CREATE INDEX forwards_due ON forwards (target, next_at) WHERE state = 'pending';
+CREATE INDEX forwards_delivered ON forwards (target, delivered_at) WHERE state = 'delivered';
+CREATE INDEX forwards_failed ON forwards (target, status) WHERE state = 'failed';
+CREATE TABLE forward_attempts (
+    event   BIGINT NOT NULL,
+    target  TEXT COLLATE "C" NOT NULL,
+    at      BIGINT NOT NULL,
+    status  BIGINT,
+    error   TEXT,
+    ms      BIGINT
+);
+CREATE INDEX forward_attempts_by_event ON forward_attempts (event, at);
+CREATE INDEX forward_attempts_by_target ON forward_attempts (target, at);
+CREATE TABLE forward_rows (
+    instance  TEXT COLLATE "C" NOT NULL,
+    target    TEXT COLLATE "C" NOT NULL,
+    rows      BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (instance, target)
+);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1; version 0 is an empty database.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 
 
 class SchemaError(CannotOpen):

@@ -39,7 +39,9 @@ import asyncpg
 
 from smswatch.domain import FUNNEL, UNATTRIBUTED, Event
 from smswatch.store.location import describe
+from smswatch.store.outbox import Target
 from smswatch.store.postgres.follow import Follower
+from smswatch.store.postgres.outbox import add_forwards
 from smswatch.store.postgres.schema import migrate
 from smswatch.store.reader import Totals
 from smswatch.store.rows import (
@@ -94,7 +96,7 @@ def _upsert(table: str, columns: str, types: Sequence[str], key: str, stamp: boo
 
 _INSERT_EVENTS = (
     f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT * FROM unnest({_unnest(_EVENT_TYPES)}) "
-    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key"
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, provider"
 )
 _UPSERT_RECIPIENTS = _upsert(
     "recipients", RECIPIENT_COLUMNS, _RECIPIENT_TYPES, "message_id, recipient", False
@@ -176,6 +178,7 @@ class PgWriter:
         on_health: Callable[[str | None], None] | None = None,
         clock: Callable[[], int] = now_us,
         connect_timeout: float = 5.0,
+        forward_targets: Sequence[Target] = (),
         **_sqlite_only: Any,  # checkpoint settings: this back end has no checkpoints
     ) -> None:
         if durability not in ("full", "normal"):
@@ -190,6 +193,8 @@ class PgWriter:
         self.on_health = on_health
         self.clock = clock
         self.connect_timeout = connect_timeout
+        # Each stored event gets its forward rows in its own transaction (postgres/outbox.py).
+        self.forward_targets = tuple(forward_targets)
         self.instance = instance_name()
         self.failing: str | None = None
         # What this process committed (the hub's counters cover every instance of a shared
@@ -566,6 +571,10 @@ class PgWriter:
             stored = await conn.fetch(_INSERT_EVENTS, *_columns(rows, len(_EVENT_TYPES)))
             if len(stored) != len(rows):
                 raise _Again()
+            now = self.clock()
+            for target in self.forward_targets:
+                wanted = [(r[0], target.url, now) for r in stored if target.takes(r[1])]
+                await add_forwards(conn, self.instance, target.url, wanted)
         if state.dirty_recipients:
             rows = [_clean(recipient_row(state.recipients[k])) for k in state.dirty_recipients]
             await conn.execute(_UPSERT_RECIPIENTS, *_columns(rows, len(_RECIPIENT_TYPES)))

@@ -1,0 +1,262 @@
+"""The forwarding outbox of a PostgreSQL store, shared by every instance.
+
+Unlike SQLite's, the rows are not found by walking the log: several instances commit in any
+order, so the instance that stores an event adds its forward rows in the same transaction
+(store/postgres/writer.py). Any instance's forwarder then claims due rows with a lease:
+`FOR UPDATE SKIP LOCKED` makes two forwarders take different rows, and the lease (the forward
+timeout and a margin) keeps a row from being sent twice at once. A forwarder killed mid-attempt
+leaves its rows leased; when the lease runs out another instance takes them: nothing stranded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from smswatch.store.outbox import RECENT_S, Attempt, Job, Outcome, Target, TargetStatus
+
+_CLAIM = """
+WITH due AS (
+    SELECT event, target FROM forwards
+    WHERE state = 'pending' AND target = $1 AND next_at <= $2
+      AND (lease_until IS NULL OR lease_until < $2) AND NOT (event = ANY($5::int8[]))
+    ORDER BY next_at, event LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE forwards f SET lease_until = $2 + $4, owner = $6
+FROM due WHERE f.event = due.event AND f.target = due.target
+RETURNING f.event, f.target, f.attempts
+"""
+_RECORD = """
+UPDATE forwards SET attempts = attempts + 1, status = $3, last_at = $4, state = $5,
+    next_at = $6, error = $7, delivered_at = $8, lease_until = NULL, owner = NULL
+WHERE event = $1 AND target = $2
+"""
+
+
+class PgOutbox:
+    """Async; one connection (the forwarder's, or the engine's for status and resends)."""
+
+    def __init__(self, url: str, instance: str = "", lease_us: int = 30_000_000) -> None:
+        self.url = url
+        self.instance = instance
+        self.lease_us = lease_us
+        self._conn: asyncpg.Connection | None = None
+
+    async def open(self) -> PgOutbox:
+        self._conn = await asyncpg.connect(
+            self.url,
+            timeout=5,
+            command_timeout=30,
+            server_settings={
+                "application_name": "smswatch-forward",
+                "plan_cache_mode": "force_custom_plan",  # see writer.py
+            },
+        )
+        return self
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close(timeout=2)
+
+    def _c(self) -> asyncpg.Connection:
+        assert self._conn is not None, "outbox not open"
+        return self._conn
+
+    async def register(self, targets: Sequence[Target]) -> None:
+        """Rows are added by the writer as events are stored: nothing to register."""
+
+    async def enqueue(self, targets: Sequence[Target], now: int, limit: int = 5000) -> int:
+        return 0  # see register
+
+    async def due(
+        self, now: int, limit: int, skip: Iterable[tuple[int, str]] = (), target: str | None = None
+    ) -> list[Job]:
+        """Claim (lease) due rows of `target` and return what to send."""
+        assert target is not None, "the PostgreSQL outbox claims one target's rows at a time"
+        conn = self._c()
+        skipped = [event for event, t in skip if t == target]
+        async with conn.transaction():
+            claimed = await conn.fetch(
+                _CLAIM, target, now, limit, self.lease_us, skipped, self.instance
+            )
+            if not claimed:
+                return []
+            rows = await conn.fetch(
+                "SELECT id, provider, event_id, message_id, payload FROM events "
+                "WHERE id = ANY($1::int8[])",
+                [r[0] for r in claimed],
+            )
+        events = {r[0]: r for r in rows}
+        return [Job(c[0], c[1], c[2], *events[c[0]][1:]) for c in claimed if c[0] in events]
+
+    async def next_due(self) -> int | None:
+        return await self._c().fetchval("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
+
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        conn = self._c()
+        async with conn.transaction():
+            await conn.executemany(
+                "INSERT INTO forward_attempts VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (a.event, a.target, a.at, a.status, _text(a.error), a.ms)
+                    for a in (o.attempt for o in outcomes)
+                ],
+            )
+            await conn.executemany(
+                _RECORD,
+                [
+                    (
+                        o.job.event,
+                        o.job.target,
+                        o.attempt.status,
+                        o.attempt.at,
+                        "delivered" if o.delivered else "pending" if o.retry_at else "failed",
+                        o.retry_at or o.attempt.at,
+                        None if o.delivered else _text(o.attempt.error),
+                        o.attempt.at if o.delivered else None,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+    async def status(self, now: int) -> list[TargetStatus]:
+        conn = self._c()
+        out = []
+        targets = await conn.fetch(
+            "SELECT target, sum(rows) FROM forward_rows GROUP BY target ORDER BY target"
+        )
+        for target, rows in targets:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM forwards WHERE state = 'pending' AND target = $1", target
+            )
+            by_status = tuple(
+                (r[0], int(r[1]))
+                for r in await conn.fetch(
+                    "SELECT status, count(*) FROM forwards WHERE state = 'failed' AND target = $1 "
+                    "GROUP BY status ORDER BY count(*) DESC, status",
+                    target,
+                )
+            )
+            failed = sum(n for _, n in by_status)
+            recent = await conn.fetchval(
+                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = $1 "
+                "AND delivered_at > $2",
+                target,
+                now - RECENT_S * 1_000_000,
+            )
+            last_ok = await conn.fetchval(
+                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = $1",
+                target,
+            )
+            last = await conn.fetchrow(
+                "SELECT event, target, at, status, error, ms FROM forward_attempts "
+                "WHERE target = $1 ORDER BY at DESC LIMIT 1",
+                target,
+            )
+            since = await conn.fetchval(
+                "SELECT min(at) FROM forward_attempts WHERE target = $1 AND at > $2 "
+                "AND (status IS NULL OR status < 200 OR status > 299)",
+                target,
+                last_ok or 0,
+            )
+            out.append(
+                TargetStatus(
+                    target=target,
+                    backlog=int(pending),
+                    failed=failed,
+                    delivered=int(rows) - int(pending) - failed,
+                    delivered_recent=int(recent),
+                    last=Attempt(*last) if last else None,
+                    failing_since=since,
+                    failures_by_status=by_status,
+                )
+            )
+        return out
+
+    async def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
+        found: dict[int, list[Attempt]] = {}
+        for row in await self._c().fetch(
+            "SELECT event, target, at, status, error, ms FROM forward_attempts "
+            "WHERE event = ANY($1::int8[]) ORDER BY at",
+            list(events),
+        ):
+            found.setdefault(row[0], []).append(Attempt(*row))
+        return found
+
+    async def retry(
+        self,
+        now: int,
+        *,
+        failed_only: bool = True,
+        since: int | None = None,
+        events: Sequence[int] | None = None,
+        targets: Sequence[Target] = (),
+    ) -> int:
+        """As the SQLite outbox's `retry`."""
+
+        def scope(first: int) -> tuple[str, list[Any]]:
+            """The events concerned, with parameters numbered from `first`."""
+            conds, params = ["TRUE"], []
+            if since is not None:
+                params.append(since)
+                conds.append(f"e.received_at >= ${first + len(params) - 1}")
+            if events is not None:
+                params.append(list(events))
+                conds.append(f"e.id = ANY(${first + len(params) - 1}::int8[])")
+            return " AND ".join(conds), params
+
+        states = "('failed')" if failed_only else "('failed', 'delivered')"
+        conn = self._c()
+        async with conn.transaction():
+            where, params = scope(2)
+            n = await conn.fetchval(
+                "WITH done AS (UPDATE forwards SET state = 'pending', next_at = $1, "
+                f"lease_until = NULL WHERE state IN {states} "
+                f"AND event IN (SELECT e.id FROM events e WHERE {where}) RETURNING 1) "
+                "SELECT count(*) FROM done",
+                now,
+                *params,
+            )
+            if not failed_only and (since is not None or events is not None):
+                where, params = scope(1)
+                rows = await conn.fetch(
+                    f"SELECT e.id, e.provider FROM events e WHERE {where}", *params
+                )
+                for target in targets:
+                    wanted = [(r[0], target.url, now) for r in rows if target.takes(r[1])]
+                    n += await add_forwards(conn, self.instance, target.url, wanted)
+        return int(n)
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\u2400") if value and "\x00" in value else value
+
+
+async def add_forwards(
+    conn: asyncpg.Connection, instance: str, target: str, rows: list[tuple[int, str, int]]
+) -> int:
+    """Pending rows (event, target, next_at) not there yet, counted in this instance's row."""
+    if not rows:
+        return 0
+    added = await conn.fetchval(
+        "WITH added AS (INSERT INTO forwards (event, target, state, next_at) "
+        "SELECT e, t, 'pending', n FROM unnest($1::int8[], $2::text[], $3::int8[]) u(e, t, n) "
+        "ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM added",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+    )
+    await conn.execute(
+        "INSERT INTO forward_rows VALUES ($1, $2, $3) ON CONFLICT (instance, target) "
+        "DO UPDATE SET rows = forward_rows.rows + excluded.rows",
+        instance,
+        target,
+        added,
+    )
+    return int(added)
