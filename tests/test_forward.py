@@ -51,14 +51,15 @@ class App:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         event_id = request.headers.get("X-Smswatch-Event-Id", "")
-        self.received[event_id].append({"body": body, "headers": dict(request.headers)})
+        record: dict[str, Any] = {"body": body, "headers": dict(request.headers)}
+        self.received[event_id].append(record)
         roll = self.rng.random()
         if roll < self.hang_rate:
             await asyncio.sleep(self.hang_for)  # past the forward timeout
         if roll < self.hang_rate + self.fail_rate:
-            self.answers.append(500)
+            self.answers.append(record.setdefault("status", 500))
             return web.Response(status=500, text='{"error": "database is locked"}')
-        self.answers.append(200)
+        self.answers.append(record.setdefault("status", 200))
         return web.json_response({"ok": True})
 
     async def start(self) -> App:

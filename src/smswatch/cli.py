@@ -320,14 +320,9 @@ def feed_options(default_port: int | None) -> Callable[[F], F]:
 
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.engine import EngineConfig
-    from smswatch.store import is_url
 
     feed_port = None if opts.get("no_feed") else opts.get("feed_port")
     tls_cert, tls_key = tls_files(opts)
-    if opts.get("forward_to") and is_url(opts["db"]):
-        raise click.UsageError(
-            "--forward-to works with a SQLite database (a path) for now, not a PostgreSQL URL"
-        )
     return EngineConfig(
         db_path=opts["db"],
         host=opts["host"],

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from smswatch.forward.config import ForwardConfig
-from smswatch.store.outbox import Attempt, Outbox, TargetStatus
+from smswatch.store.location import without_password
+from smswatch.store.outbox import Attempt, Forward, TargetStatus, open_outbox
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ class ForwardSupervisor:
         self.config = config
         self.on_status = on_status
         self.clock = clock
-        self.outbox = Outbox(db)
+        self.outbox = open_outbox(db, f"engine:{os.getpid()}")
         self.status: tuple[TargetStatus, ...] = ()
         self.stderr: deque[str] = deque(maxlen=20)  # the forwarder's last words, if it died
         self.restarts = 0
@@ -43,8 +46,8 @@ class ForwardSupervisor:
         self._stopping = False
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.outbox.open)
-        await asyncio.to_thread(self.outbox.register, self.config.targets)
+        await self.outbox.open()
+        await self.outbox.register(self.config.targets)
         await self._spawn()
         self._tasks = [
             asyncio.create_task(self._supervise(), name="smswatch-forward-supervisor"),
@@ -82,11 +85,14 @@ class ForwardSupervisor:
                 await self._spawn()
 
     async def _poll(self) -> None:
+        configured = {t.url for t in self.config.targets}
         while True:
             with contextlib.suppress(Exception):  # a busy outbox: ask again next time
                 async with self._lock:
-                    status = await asyncio.to_thread(self.outbox.status, self.clock())
-                self.status = tuple(status)
+                    status = await self.outbox.status(self.clock())
+                # Not the targets of earlier runs that the outbox still remembers; and for
+                # screens, viewers and logs, never a target's password.
+                self.status = tuple(shown(s) for s in status if s.target in configured)
                 self.on_status(self.status)
             await asyncio.sleep(STATUS_EVERY)
 
@@ -107,7 +113,7 @@ class ForwardSupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         async with self._lock:
-            await asyncio.to_thread(self.outbox.close)
+            await self.outbox.close()
 
     # --- what the screens and the CLI ask -------------------------------------------------
 
@@ -119,8 +125,8 @@ class ForwardSupervisor:
         since: int | None = None,
     ) -> int:
         async with self._lock:
-            return await asyncio.to_thread(
-                lambda: self.outbox.retry(
+            return int(
+                await self.outbox.retry(
                     self.clock(),
                     failed_only=failed_only,
                     since=since,
@@ -131,4 +137,36 @@ class ForwardSupervisor:
 
     async def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
         async with self._lock:
-            return await asyncio.to_thread(self.outbox.attempts, events)
+            return dict(await self.outbox.attempts(events))
+
+    async def forwards(self, events: Sequence[int]) -> dict[int, list[Forward]]:
+        """Each event's forwarding to each configured target (a timeline's): its state and
+        attempts, with the targets shown without their password."""
+        urls = [t.url for t in self.config.targets]
+        async with self._lock:
+            found = await self.outbox.forwards(events, urls)
+        return {
+            event: [
+                replace(
+                    f,
+                    target=without_password(f.target),
+                    attempts=tuple(_attempt_shown(a) for a in f.attempts),
+                )
+                for f in forwards
+            ]
+            for event, forwards in found.items()
+        }
+
+
+def _attempt_shown(a: Attempt) -> Attempt:
+    return replace(a, target=without_password(a.target))
+
+
+def shown(status: TargetStatus) -> TargetStatus:
+    """A target's status as screens show it: its URL without the password."""
+    last = status.last
+    return replace(
+        status,
+        target=without_password(status.target),
+        last=_attempt_shown(last) if last is not None else None,
+    )

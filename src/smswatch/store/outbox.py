@@ -506,6 +506,14 @@ class AsyncOutbox:
     async def retry(self, now: int, **options: Any) -> int:
         return await asyncio.to_thread(lambda: self.outbox.retry(now, **options))
 
+    async def forwards(
+        self, events: Sequence[int], targets: Sequence[str]
+    ) -> dict[int, list[Forward]]:
+        return await asyncio.to_thread(self.outbox.forwards, events, targets)
+
+    async def log_ids(self, event_ids: Sequence[str]) -> dict[str, list[int]]:
+        return await asyncio.to_thread(self.outbox.log_ids, event_ids)
+
 
 def open_outbox(db: str | Path, instance: str = "", lease_us: int = 30_000_000) -> Any:
     """The outbox of `--db` (not yet opened): AsyncOutbox or store.postgres's PgOutbox. With

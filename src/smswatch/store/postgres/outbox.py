@@ -15,7 +15,15 @@ from typing import Any
 
 import asyncpg
 
-from smswatch.store.outbox import RECENT_S, Attempt, Job, Outcome, Target, TargetStatus
+from smswatch.store.outbox import (
+    RECENT_S,
+    Attempt,
+    Forward,
+    Job,
+    Outcome,
+    Target,
+    TargetStatus,
+)
 
 _CLAIM = """
 WITH due AS (
@@ -187,6 +195,35 @@ class PgOutbox:
             list(events),
         ):
             found.setdefault(row[0], []).append(Attempt(*row))
+        return found
+
+    async def forwards(
+        self, events: Sequence[int], targets: Sequence[str]
+    ) -> dict[int, list[Forward]]:
+        """As the SQLite outbox's: every row here was added with its event, so an event
+        without one was stored before the target was configured (or is of a gateway it does
+        not take)."""
+        ids = list(dict.fromkeys(events))
+        tried = await self.attempts(ids)
+        rows = await self._c().fetch(
+            "SELECT event, target, state FROM forwards WHERE event = ANY($1::int8[])", ids
+        )
+        states = {(r[0], r[1]): r[2] for r in rows}
+        found: dict[int, list[Forward]] = {}
+        for event in ids:
+            for target in targets:
+                state = states.get((event, target), "not forwarded")
+                attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
+                found.setdefault(event, []).append(Forward(event, target, state, attempts))
+        return found
+
+    async def log_ids(self, event_ids: Sequence[str]) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for event_id, row_id in await self._c().fetch(
+            "SELECT event_id, id FROM events WHERE event_id = ANY($1::text[]) ORDER BY id",
+            list(dict.fromkeys(event_ids)),
+        ):
+            found.setdefault(event_id, []).append(row_id)
         return found
 
     async def retry(
