@@ -18,6 +18,7 @@ from smswatch.engine import Engine, EngineConfig
 from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
 from smswatch.store.postgres.outbox import PgOutbox
 from tests.conftest import BASIC, SECRET
+from tests.helpers import free_port
 from tests.test_forward import App, check_each_request, forward_config, stored_events, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -134,3 +135,32 @@ async def post(engine: Engine, i: int) -> tuple[int, Any]:
     )
     async with aiohttp.ClientSession() as session:
         return await Client(session, engine.listener.base_url).lisoloo(body, BASIC)
+
+
+async def test_the_forwarder_rides_out_a_database_outage(pg_url: str, postgres_server) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.test_pg_outage import set_reachable
+
+    app = App(port=free_port())  # down at first: the events wait in the outbox
+    engine = instance(pg_url, app.url, timeout=0.5)
+    await engine.start()
+    try:
+        for i in range(6):
+            assert (await post(engine, i))[0] == 200
+        db = urlsplit(pg_url).path.lstrip("/")
+        await set_reachable(postgres_server.url("postgres"), db, False)
+        await asyncio.sleep(2.5)  # the forwarder's claims and the status both fail meanwhile
+        await set_reachable(postgres_server.url("postgres"), db, True)
+        await app.start()
+        wanted = {f"pg-fwd-{i}" for i in range(6)}
+        await wait_until(lambda: app.delivered() >= wanted, within=30)
+        assert engine.forwarder is not None
+        assert engine.forwarder.restarts == 0, "\n".join(engine.forwarder.stderr)
+        await wait_until(
+            lambda: bool(engine.hub.forwarding) and engine.hub.forwarding[0].delivered == 6,
+            within=10,
+        )
+    finally:
+        await engine.stop()
+        await app.stop()

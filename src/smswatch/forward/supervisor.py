@@ -38,7 +38,7 @@ class ForwardSupervisor:
         self.clock = clock
         self.outbox = open_outbox(db, f"engine:{os.getpid()}")
         self.status: tuple[TargetStatus, ...] = ()
-        self.stderr: deque[str] = deque(maxlen=20)  # the forwarder's last words, if it died
+        self.stderr: deque[str] = deque(maxlen=200)  # the forwarder's last words, if it died
         self.restarts = 0
         self._lock = asyncio.Lock()  # one use of the outbox connection at a time
         self._proc: asyncio.subprocess.Process | None = None
@@ -87,9 +87,14 @@ class ForwardSupervisor:
     async def _poll(self) -> None:
         configured = {t.url for t in self.config.targets}
         while True:
-            with contextlib.suppress(Exception):  # a busy outbox: ask again next time
+            try:
                 async with self._lock:
                     status = await self.outbox.status(self.clock())
+            except Exception:  # a busy or unreachable store: ask again next time
+                with contextlib.suppress(Exception):
+                    async with self._lock:
+                        await self.outbox.reopen()
+            else:
                 # Not the targets of earlier runs that the outbox still remembers; and for
                 # screens, viewers and logs, never a target's password.
                 self.status = tuple(shown(s) for s in status if s.target in configured)

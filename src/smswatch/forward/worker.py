@@ -39,6 +39,7 @@ def instance_name() -> str:
 
 
 IDLE_POLL = 0.1  # seconds between looks at the outbox with nothing in flight
+RETRY_STORE = 1.0  # seconds before trying an outbox that failed again
 
 
 class Forwarder:
@@ -55,6 +56,7 @@ class Forwarder:
         self._inflight: dict[tuple[int, str], asyncio.Task[Outcome]] = {}
         self._done: list[Outcome] = []
         self._wake = asyncio.Event()
+        self._trouble: str | None = None  # why the outbox failed last, until it works again
 
     def _headers(self, job: Job, body: bytes) -> dict[str, str]:
         headers = {
@@ -100,14 +102,33 @@ class Forwarder:
         return Outcome(job, attempt, delivered=False)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.outbox.open()
+        while True:  # a store that cannot be reached yet (an outage): wait for it
+            try:
+                await self.outbox.open()
+                break
+            except Exception as exc:
+                log.warning("cannot open the outbox: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RETRY_STORE)
+                if stop.is_set():
+                    return
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         limit = self.config.concurrency * max(len(self.config.targets), 1)
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=self.config.concurrency)
         try:
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                 while not stop.is_set():
-                    await self._step(session)
+                    try:
+                        await self._step(session)
+                    except Exception as exc:  # the store is away or busy: wait, and again
+                        if self._trouble is None:
+                            log.warning("cannot read or write the outbox: %s", exc)
+                        self._trouble = str(exc)
+                        await asyncio.sleep(RETRY_STORE)
+                        with contextlib.suppress(Exception):
+                            await self.outbox.reopen()
+                        continue
+                    self._trouble = None
                     await self._pause(stop)
                 # Stopping: let what is in flight finish (bounded by the timeout), keep it.
                 if self._inflight:
@@ -141,7 +162,11 @@ class Forwarder:
     async def _record(self) -> None:
         done, self._done = self._done, []
         if done:
-            await self.outbox.record(done)
+            try:
+                await self.outbox.record(done)
+            except BaseException:
+                self._done = done + self._done  # recorded at the next try
+                raise
 
     async def _pause(self, stop: asyncio.Event) -> None:
         self._wake.clear()

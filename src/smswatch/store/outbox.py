@@ -483,6 +483,9 @@ class AsyncOutbox:
     async def close(self) -> None:
         await asyncio.to_thread(self.outbox.close)
 
+    async def reopen(self) -> None:
+        """After a failure: SQLite's connection stays good (the failure was the file's)."""
+
     async def register(self, targets: Sequence[Target]) -> None:
         await asyncio.to_thread(self.outbox.register, targets)
 

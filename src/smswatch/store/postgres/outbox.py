@@ -65,6 +65,13 @@ class PgOutbox:
         )
         return self
 
+    async def reopen(self) -> None:
+        """After a failure: the connection may be gone with the database; make a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+        await self.open()
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
