@@ -146,7 +146,10 @@ class Forwarder:
             free = self.config.concurrency - busy
             if free <= 0:
                 continue
-            jobs = await self.outbox.due(now, free, list(self._inflight), target.url)
+            # Not those in flight, nor those finished whose outcome is not recorded yet (they
+            # finished during an await above): both are still pending in the outbox.
+            skip = [*self._inflight, *((o.job.event, o.job.target) for o in self._done)]
+            jobs = await self.outbox.due(now, free, skip, target.url)
             for job in jobs:
                 task = asyncio.create_task(self.send(session, job))
                 key = (job.event, job.target)
