@@ -10,10 +10,10 @@ same `StoreQueries`. So every screen works in both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from smswatch.domain import MessageState, RecipientState, State
 from smswatch.engine import GatewayStatus
@@ -21,9 +21,11 @@ from smswatch.engine_thread import EngineThread
 from smswatch.hub import Counters, Delta
 from smswatch.records import write_jsonl
 from smswatch.store import Reader, Rejection, StoredEvent, describe, open_reader
+from smswatch.store.outbox import Forward
 from smswatch.store.reader import FailureGroup, Latency
 
 RECENT = 300  # messages and events a snapshot carries
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Stuck:
     oldest: list[RecipientState]
 
 
+Forwards = dict[int, list[Forward]]  # by the events' log ids (`StoredEvent.id`)
+
+
 class SourceUnavailable(Exception):
     """A remote source is not connected; the query could not be answered."""
 
@@ -112,6 +117,15 @@ class DataSource(Protocol):
 
     async def rejections(self, limit: int = 50) -> list[Rejection]: ...
 
+    async def forwards(self, events: list[int]) -> Forwards:
+        """How each event was forwarded (`--forward-to`): per target, its state and attempts.
+        Empty when the engine does not forward."""
+
+    async def resend(self, events: list[int] | None = None, *, failed_only: bool = True) -> int:
+        """Forward again now: `events` (whatever their state unless `failed_only`), or every
+        failed forward. Returns how many forwards were queued. Raises SourceUnavailable on a
+        read-only source."""
+
     async def export(self, path: Path) -> int: ...
 
 
@@ -127,9 +141,11 @@ class StoreQueries:
         self,
         reader: Reader | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
+        forwards: Callable[[list[int]], Awaitable[Forwards]] | None = None,
     ) -> None:
         self._reader = reader
         self._settle = settle
+        self._forwards = forwards  # the engine's forwarder, if it forwards
 
     async def settled(self) -> Reader:
         """The reader, once the state tables have caught up with the log."""
@@ -203,12 +219,17 @@ class StoreQueries:
         """Stored events with an id above `after`, in storage order (pages of an export)."""
         return await self.reader.events_after(after, limit)
 
+    async def forwards(self, events: list[int]) -> Forwards:
+        if self._forwards is None or not events:
+            return {}
+        return await self._forwards(events)
+
 
 class LocalSource(StoreQueries):
     """The engine running in this process (on its own thread) and its database."""
 
     def __init__(self, engine: EngineThread) -> None:
-        super().__init__()
+        super().__init__(forwards=self._engine_forwards)
         config = engine.engine.config
         self.engine = engine
         self.info = SourceInfo(
@@ -232,6 +253,22 @@ class LocalSource(StoreQueries):
 
     def subscribe(self, callback: Callable[[Update], None]) -> Callable[[], None]:
         return self.engine.engine.hub.subscribe(callback, asyncio.get_running_loop())
+
+    async def _on_engine(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the engine's loop (where the forwarder lives) and wait for it."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.engine.loop))
+
+    async def _engine_forwards(self, events: list[int]) -> Forwards:
+        forwarder = self.engine.engine.forwarder
+        if forwarder is None:
+            return {}
+        return await self._on_engine(forwarder.forwards(events))
+
+    async def resend(self, events: list[int] | None = None, *, failed_only: bool = True) -> int:
+        forwarder = self.engine.engine.forwarder
+        if forwarder is None:
+            raise SourceUnavailable("this monitor does not forward (--forward-to)")
+        return await self._on_engine(forwarder.resend(events, failed_only=failed_only))
 
     async def export(self, path: Path) -> int:
         with path.open("w", encoding="utf-8") as out:

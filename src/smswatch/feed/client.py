@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from smswatch.datasource import (
     Connection,
+    Forwards,
     MessageDetail,
     RecipientDetail,
     Snapshot,
@@ -130,6 +131,14 @@ class RemoteSource:
 
     async def events(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
         return await self._call("events", after=after, limit=limit)
+
+    async def forwards(self, events: list[int]) -> Forwards:
+        if not events:
+            return {}
+        return await self._call("forwards", events=list(events))
+
+    async def resend(self, events: list[int] | None = None, *, failed_only: bool = True) -> int:
+        raise SourceUnavailable(f"a viewer of {self.url} is read-only: re-send on the server")
 
     async def export(self, path: Path) -> int:
         """The server's events, a page at a time, into a local file."""

@@ -15,7 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from smswatch.datasource import MessageDetail, RecipientDetail, Snapshot, SourceInfo, Stuck
+from smswatch.datasource import (
+    Forwards,
+    MessageDetail,
+    RecipientDetail,
+    Snapshot,
+    SourceInfo,
+    Stuck,
+)
 from smswatch.domain import MessageState, State
 from smswatch.hub import Delta
 from smswatch.store import Rejection, StoredEvent
@@ -83,6 +90,8 @@ def _result(name: str, tp: Any) -> type[Frame]:
     return create_model(f"{name.title()}Result", __base__=Frame, value=(tp, ...))
 
 
+MAX_LIMIT = 10_000  # no query may ask for more rows than this
+
 METHODS: dict[str, tuple[type[Frame], type[Frame]]] = {
     "messages": (
         _params("messages", query=(str, ""), failed_only=(bool, False), limit=(int, 200)),
@@ -112,8 +121,11 @@ METHODS: dict[str, tuple[type[Frame], type[Frame]]] = {
         _params("events", after=(int, 0), limit=(int, 1000)),
         _result("events", list[StoredEvent]),
     ),
+    "forwards": (
+        _params("forwards", events=(Annotated[list[int], Field(max_length=MAX_LIMIT)], ...)),
+        _result("forwards", Forwards),
+    ),
 }
-MAX_LIMIT = 10_000  # no query may ask for more rows than this
 
 
 def encode_result(method: str, value: Any) -> Any:

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from smswatch import __version__
-from smswatch.datasource import SourceInfo, StoreQueries
+from smswatch.datasource import Forwards, SourceInfo, StoreQueries
 from smswatch.engine import Engine
 from smswatch.feed.protocol import (
     MAX_LIMIT,
@@ -129,6 +129,7 @@ class FeedServer:
         self.queries = StoreQueries(
             await open_reader(self.engine.config.db_path),
             lambda: asyncio.wrap_future(writer.settle()),
+            self._forwards,
         )
         try:
             self._server = await serve(
@@ -147,6 +148,11 @@ class FeedServer:
         self._unsubscribe = self.engine.hub.subscribe(
             self._on_delta, messages=lambda: bool(self.clients)
         )
+
+    async def _forwards(self, events: list[int]) -> Forwards:
+        # Started after the feed (engine.start), so looked up at each query.
+        forwarder = self.engine.forwarder
+        return {} if forwarder is None else await forwarder.forwards(events)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
