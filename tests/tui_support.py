@@ -17,6 +17,7 @@ from smswatch.config import Credentials
 from smswatch.datasource import LocalSource
 from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
+from smswatch.forward.config import ForwardConfig
 from smswatch.providers.yebolink import sign
 from smswatch.tui.app import SmsWatchApp
 
@@ -27,13 +28,18 @@ T0 = 1_795_400_000_000_000  # 2026-11-23T02:13:20Z: the frozen "now" of snapshot
 
 class Env:
     def __init__(
-        self, tmp: Path, clock: Callable[[], int] | None = None, db: str | None = None
+        self,
+        tmp: Path,
+        clock: Callable[[], int] | None = None,
+        db: str | None = None,
+        forward: ForwardConfig | None = None,
     ) -> None:
         config = EngineConfig(
             db_path=db or tmp / "tui.db",
             port=0,
             credentials=Credentials(BASIC, SECRET),
             hub_tick=0.05,
+            forward=forward,
         )
         if clock is not None:
             config = replace(config, clock=clock)

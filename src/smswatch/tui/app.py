@@ -193,6 +193,40 @@ class SmsWatchApp(App[int]):
     def not_connected(self, exc: SourceUnavailable) -> None:
         self.notify(str(exc), title="Not connected", severity="warning", timeout=4)
 
+    # --- forwarding (--forward-to) ------------------------------------------------------------
+
+    @property
+    def forwarding(self) -> bool:
+        """Whether the engine forwards to an app (it reports its targets in the counters)."""
+        return bool(self.model.counters.forwarding)
+
+    @property
+    def can_resend(self) -> bool:
+        """Re-sending changes the outbox: offered only where the engine runs, never to a
+        read-only viewer."""
+        return self.forwarding and not self.source.info.read_only
+
+    async def resend(self, events: list[int] | None, *, failed_only: bool) -> int | None:
+        """Queue forwards again; None (and a toast saying why) if it could not be done."""
+        try:
+            return await self.source.resend(events, failed_only=failed_only)
+        except SourceUnavailable as exc:
+            self.notify(str(exc), title="Not re-sent", severity="warning", timeout=6, markup=False)
+        except Exception as exc:  # the outbox busy or failing: say so, keep the monitor up
+            why = f"{type(exc).__name__}: {exc}"
+            self.notify(why, title="Not re-sent", severity="error", markup=False)
+        return None
+
+    @work(exclusive=True, group="resend")
+    async def action_resend_failed(self) -> None:
+        count = await self.resend(None, failed_only=True)
+        if count is None:
+            return
+        if count:
+            self.notify(f"{count:,} failed forward(s) queued to be sent again now", timeout=6)
+        else:
+            self.notify("no failed forwards to re-send", timeout=4)
+
     # --- themes -----------------------------------------------------------------------------
 
     @property

@@ -1,4 +1,5 @@
-"""Command palette (ctrl+p): go to a message, export, mask, themes, failures only, pause."""
+"""Command palette (ctrl+p): go to a message, export, mask, themes, failures only, pause, and
+re-send the failed forwards (where the engine forwards and runs here: never on a viewer)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from smswatch.sanitize import safe
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
+
+
+RESEND_FAILED = "Re-send every failed forward"
 
 
 class SmsWatchCommands(Provider):
@@ -44,8 +48,16 @@ class SmsWatchCommands(Provider):
                 partial(sw.open_rejections, None),
             ),
             ("Stuck recipients", "past their state's deadline", sw.open_stuck),
-            ("Help", "keys and what the panels mean", sw.action_help),
         ]
+        if sw.can_resend:
+            items.append(
+                (
+                    RESEND_FAILED,
+                    "queue every forward your app failed (given up on) to be sent again now",
+                    sw.action_resend_failed,
+                )
+            )
+        items.append(("Help", "keys and what the panels mean", sw.action_help))
         for name in sw.theme_names():
             items.append(
                 (f"Theme: {name}", "switch theme (remembered)", partial(sw.use_theme, name))

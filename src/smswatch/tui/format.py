@@ -14,6 +14,8 @@ from rich.text import Text
 
 from smswatch.domain import MessageState, State
 from smswatch.sanitize import safe, safe_block
+from smswatch.store.location import without_password
+from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.themes import Palette
 
@@ -111,3 +113,26 @@ def pretty_json(raw: str, masked: bool, limit: int = 20_000) -> Text:
     if masked:
         text = mask_json(text)
     return _JSON(Text(text))
+
+
+# --- forwarding (--forward-to) ---------------------------------------------------------------
+
+
+def answered(status: int | None) -> bool:
+    """Whether an app's answer counts as delivered (2xx)."""
+    return status is not None and 200 <= status < 300
+
+
+def answer_label(status: int | None) -> str:
+    return "no answer" if status is None else str(status)
+
+
+def failing(t: TargetStatus) -> bool:
+    """The app is failing: its last answer was not a 2xx (or none came), with no delivery since."""
+    return t.failing_since is not None and t.last is not None and not answered(t.last.status)
+
+
+def shown_target(url: str, limit: int = 80) -> str:
+    """A forward target for the screen: never its password (it comes from our own config, but
+    may be a viewer's copy: bounded and made safe all the same)."""
+    return safe(without_password(url), limit)

@@ -21,10 +21,11 @@ from smswatch.datasource import Connection, Snapshot, SourceUnavailable
 from smswatch.domain import MessageState, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
+from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
-from smswatch.tui.format import age, cost, short_id, state_bar
+from smswatch.tui.format import age, cost, failing, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen
-from smswatch.tui.widgets.alerts import Alert, AlertsPanel, failure_alert
+from smswatch.tui.widgets.alerts import Alert, AlertsPanel, failure_alert, forward_alerts
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.tui.widgets.status import StatusBar
@@ -42,6 +43,10 @@ SUMMARY_EVERY_S = 0.5
 FILTER_HELP = (
     "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
 )
+
+
+def failing_targets(forwarding: Sequence[TargetStatus]) -> tuple[str, ...]:
+    return tuple(t.target for t in forwarding if failing(t))
 
 
 def set_titles(widget: Widget, title: str, subtitle: str) -> None:
@@ -125,6 +130,7 @@ class DashboardScreen(AppScreen):
         self._summary_at = 0.0
         self._summary_timer: Timer | None = None
         self._store_error: str | None = None
+        self._failing: tuple[str, ...] = ()  # forward targets whose app is failing
 
     def compose(self) -> ComposeResult:
         sw = self.sw
@@ -191,8 +197,12 @@ class DashboardScreen(AppScreen):
                 )
         # The pulse line takes the new counts now and is drawn with the summary panels.
         self.refresh_status(draw=False)
-        if delta.rejections or delta.counters.store_error != self._store_error:
-            self.refresh_summary()  # an alert: at once
+        if (
+            delta.rejections
+            or delta.counters.store_error != self._store_error
+            or failing_targets(delta.counters.forwarding) != self._failing
+        ):
+            self.refresh_summary()  # an alert (or its end): at once
             return
         if self._unlisted(delta):
             # The log just showed it: the table lists it too (its count follows the summary).
@@ -234,6 +244,7 @@ class DashboardScreen(AppScreen):
             self._summary_timer = None
         self._summary_at = time.monotonic()
         self._store_error = self.sw.model.counters.store_error
+        self._failing = failing_targets(self.sw.model.counters.forwarding)
         self.query_one(StatusBar).draw()
         self.query_one(Funnel).show(self.sw.model.counters)
         self.refresh_alerts()
@@ -321,6 +332,7 @@ class DashboardScreen(AppScreen):
             alerts.append(
                 Alert("stuck", "stuck", "warning", "recipients stuck", detail, model.stuck.count)
             )
+        alerts += forward_alerts(c.forwarding, now, resend=sw.can_resend)
         for f in model.failures:
             alerts.append(failure_alert(f.provider, f.error_code, f.count, f.retryable))
         self.query_one(AlertsPanel).set_rows(alerts)
@@ -445,3 +457,12 @@ class DashboardScreen(AppScreen):
             self.sw.open_rejections(alert.target)
         elif alert.kind == "stuck":
             self.sw.open_stuck()
+        elif alert.kind == "forward" and alert.target:
+            # The row shows as much of the app's answer as fits: all of it (bounded) here.
+            self.app.notify(
+                alert.target,
+                title="Forwarding failing",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )

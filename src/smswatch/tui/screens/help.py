@@ -58,6 +58,14 @@ STATES = (
     "event time wins and the recipient is flagged ⚡conflict."
 )
 
+# Only when the engine forwards (--forward-to); the re-send key only where it can act.
+RESEND_KEY = ("s", "re-send the selected event (↑↓, click) of a recipient's timeline to your app")
+FORWARD_PANEL = (
+    "Forward",
+    "the status bar's line per app: backlog, deliveries per second, the app's last answer; "
+    "a failing app is an alert with its answer, and each timeline shows every attempt",
+)
+
 HTTP = (
     "200 only once the event is on disk (duplicates too, stored once) · 400 not a gateway's "
     "JSON · 401 bad Basic auth or signature · 413 too large · 415 not JSON · 503 + Retry-After "
@@ -74,12 +82,17 @@ class HelpScreen(ModalScreen[None]):
         keys = Table.grid(padding=(0, 2))
         keys.add_column(style="bold", width=8)
         keys.add_column()
-        for key, what in KEYS:
+        forwarding = bool(getattr(self.app, "forwarding", False))
+        keys_shown = list(KEYS)
+        if getattr(self.app, "can_resend", False):
+            after_raw = [k for k, _ in KEYS].index("r") + 1
+            keys_shown.insert(after_raw, RESEND_KEY)
+        for key, what in keys_shown:
             keys.add_row(key, what)
         panels = Table.grid(padding=(0, 2))
         panels.add_column(style="bold", width=18)
         panels.add_column(ratio=1)
-        for name, what in PANELS:
+        for name, what in [*PANELS, FORWARD_PANEL] if forwarding else PANELS:
             panels.add_row(name, what)
         body = Group(
             Text("Keys", style="bold underline"),

@@ -1,5 +1,6 @@
-"""One recipient's timeline: each event in event-time order with its raw JSON, and the error
-code explained from the catalogue."""
+"""One recipient's timeline: each event in event-time order with its raw JSON, the error code
+explained from the catalogue, and (with `--forward-to`) how each event was forwarded to the
+team's app, every attempt with the app's answer; `s` sends the selected event again."""
 
 from __future__ import annotations
 
@@ -11,25 +12,40 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from smswatch.catalogue import explain
-from smswatch.datasource import RecipientDetail, SourceUnavailable
+from smswatch.datasource import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.domain import FUNNEL, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store import StoredEvent
+from smswatch.store.outbox import Forward, TargetStatus
 from smswatch.timefmt import iso, span
-from smswatch.tui.format import mask, pretty_json, state_text, untrusted
+from smswatch.tui.format import (
+    answer_label,
+    answered,
+    mask,
+    mask_json,
+    pretty_json,
+    shown_target,
+    state_text,
+    untrusted,
+)
 from smswatch.tui.screens.base import AppScreen
+from smswatch.tui.widgets.timeline import Timeline
+
+ATTEMPTS_SHOWN = 5  # per event and target: the latest ones
+# How a forward's state is coloured: as the recipient state it resembles.
+FORWARD_STATES = {"delivered": State.DELIVERED, "failed": State.FAILED, "pending": State.SENT}
 
 
 class RecipientScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),
         Binding("r", "raw", "raw JSON on/off"),
+        Binding("s", "resend", "re-send to app"),
     ]
 
     def __init__(self, message_id: str, recipient: str) -> None:
@@ -37,13 +53,16 @@ class RecipientScreen(AppScreen):
         self.message_id = message_id
         self.recipient = recipient
         self.detail: RecipientDetail | None = None
+        # Each event's forwards, when the engine forwards (None: not asked).
+        self.forwards: Forwards | None = None
         self.show_raw = True
         self._reload: Timer | None = None
+        self._forwarding_seen: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         header = Static(id="recipient-header")
         yield header
-        yield VerticalScroll(id="timeline")
+        yield Timeline(id="timeline")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -52,11 +71,16 @@ class RecipientScreen(AppScreen):
 
     @work(exclusive=True, group="recipient")
     async def load(self) -> None:
+        source = self.sw.source
         try:
-            self.detail = await self.sw.source.recipient(self.message_id, self.recipient)
+            detail = await source.recipient(self.message_id, self.recipient)
+            forwards = None
+            if detail is not None and self.sw.forwarding:
+                forwards = await source.forwards([e.id for e in detail.events])
         except SourceUnavailable as exc:
             self.sw.not_connected(exc)
             return
+        self.detail, self.forwards = detail, forwards
         await self.show()
 
     def resync(self, _snapshot: object) -> None:
@@ -67,19 +91,26 @@ class RecipientScreen(AppScreen):
         who = safe(self.recipient, 60)
         header.border_title = f"Recipient {mask(who) if self.sw.masked else who}"
         d = self.detail
-        timeline = self.query_one("#timeline", VerticalScroll)
+        timeline = self.query_one(Timeline)
         if d is None:
             header.update(Text("this recipient has no events in the database", style="bold"))
             return
         header.update(self.summary(d))
-        timeline.border_title = f"Timeline — {len(d.events)} event(s) in event-time order"
-        blocks = [
-            Static(self.event_block(ev, i, d.events), classes="event")
-            for i, ev in enumerate(d.events)
-        ]
-        async with timeline.batch():
-            await timeline.remove_children()
-            await timeline.mount_all(blocks)
+        title = f"Timeline — {len(d.events)} event(s) in event-time order"
+        if self.forwards is not None:
+            title += ", with their forwards"
+        timeline.border_title = title
+        await timeline.show([self.event_block(ev, i, d.events) for i, ev in enumerate(d.events)])
+        if self.forwards is not None and timeline.selected is None and d.events:
+            # An event can be sent again: select one, the first the app failed to take, else
+            # the first (the one in view).
+            failed = [
+                i
+                for i, ev in enumerate(d.events)
+                if any(f.state == "failed" for f in self.forwards.get(ev.id, ()))
+            ]
+            timeline.select(failed[0] if failed else 0, scroll=bool(failed))
+        self.refresh_bindings()
 
     def summary(self, d: RecipientDetail) -> Group:
         r, pal = d.recipient, self.sw.palette
@@ -153,17 +184,63 @@ class RecipientScreen(AppScreen):
             line.append(
                 "\n    no event time in the payload: the receive time stands in", style="dim"
             )
-        if not self.show_raw:
-            return Group(line)
-        return Group(line, pretty_json(ev.payload, self.sw.masked))
+        parts = [line]
+        if self.forwards is not None:
+            parts += [self.forward_lines(f) for f in self.forwards.get(ev.id, ())]
+        if self.show_raw:
+            parts.append(pretty_json(ev.payload, self.sw.masked))
+        return Group(*parts)
+
+    def forward_lines(self, f: Forward) -> Text:
+        """Where the event was forwarded, its state there, and the latest attempts: time, the
+        app's status (or no answer), how long it took, and for a failure the start of the
+        answer (the app's text: untrusted, made safe)."""
+        pal = self.sw.palette
+        # One line per attempt, cut at the panel's edge: the app's answer can be long.
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("    forward ", style="dim")
+        text.append(shown_target(f.target, 60))
+        text.append("  ")
+        state = FORWARD_STATES.get(f.state)
+        text.append(f.state, style=f"bold {pal.state(state)}" if state else "dim")
+        if f.state == "not forwarded":
+            text.append(" (stored before forwarding to it began, or not its gateway)", "dim")
+        elif not f.attempts:
+            text.append("  not tried yet", style="dim")
+        shown = f.attempts[-ATTEMPTS_SHOWN:]
+        if len(f.attempts) > len(shown):
+            text.append(f"\n      … {len(f.attempts) - len(shown)} earlier attempt(s)", "dim")
+        for a in shown:
+            ok = answered(a.status)
+            text.append(f"\n      {iso(a.at)}  ", style="dim")
+            colour = pal.state(State.DELIVERED if ok else State.FAILED)
+            text.append(f"{answer_label(a.status):>9}", style=f"bold {colour}")
+            if a.ms is not None:
+                text.append(f"  {a.ms:>6,} ms", style="dim")
+            if not ok and a.error:
+                said = safe(a.error, 160)
+                text.append(f"  {mask_json(said) if self.sw.masked else said}")
+        return text
 
     def live_update(self, delta: Delta) -> None:
         touched = any(
             t.event.message_id == self.message_id and t.event.recipient == self.recipient
             for t in delta.transitions
         )
-        if touched and self._reload is None:
+        if (touched or self._forwarding_moved(delta.counters.forwarding)) and self._reload is None:
             self._reload = self.set_timer(0.3, self._reload_now)
+
+    def _forwarding_moved(self, forwarding: tuple[TargetStatus, ...]) -> bool:
+        """Whether the forwarding moved in a way this timeline may show: it began to be
+        reported, or an attempt was made or a forward given up while one of these events is
+        not settled (pending, or failed and maybe queued again)."""
+        seen = tuple((t.target, t.last, t.failed) for t in forwarding)
+        before, self._forwarding_seen = self._forwarding_seen, seen
+        if seen == before or not forwarding or self.detail is None:
+            return False
+        if self.forwards is None:
+            return True
+        return any(f.state in ("pending", "failed") for fs in self.forwards.values() for f in fs)
 
     def _reload_now(self) -> None:
         self._reload = None
@@ -175,3 +252,28 @@ class RecipientScreen(AppScreen):
     async def action_raw(self) -> None:
         self.show_raw = not self.show_raw
         await self.show()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resend":
+            # Absent where it cannot be done: no forwarding, or a read-only viewer.
+            return self.sw.can_resend and self.query_one(Timeline).selected is not None
+        return True
+
+    @work(exclusive=True, group="resend")
+    async def action_resend(self) -> None:
+        """Forward the selected event again now, whatever its forwards' state."""
+        index = self.query_one(Timeline).selected
+        if self.detail is None or index is None or index >= len(self.detail.events):
+            return
+        ev = self.detail.events[index]
+        count = await self.sw.resend([ev.id], failed_only=False)
+        if count is None:
+            return
+        what = f"event {index + 1} ({safe(ev.event_type, 40)})"
+        # (The event type came in a webhook: never read as markup.)
+        if count:
+            self.notify(f"{what}: queued to be sent to the app again", markup=False)
+        else:
+            self.notify(f"{what}: no forward target takes it", severity="warning", markup=False)
+        if self._reload is None:
+            self._reload = self.set_timer(0.5, self._reload_now)

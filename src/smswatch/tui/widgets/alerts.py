@@ -4,8 +4,11 @@
 - rejected requests by reason (a wrong secret shows here within a tick);
 - webhook silence while messages are still in flight;
 - recipients stuck in a non-terminal state past their deadline;
+- the team's app failing to take forwards (`--forward-to`), with its answer, and forwards
+  given up on;
 - failures grouped by error code, with the catalogue's name and whether a retry makes sense.
-Each row opens something: the rejected requests, the stuck recipients, or a filter on the code.
+Each row opens something: the rejected requests, the stuck recipients, a filter on the code, or
+the app's whole answer.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from rich.text import Text
 from smswatch.catalogue import explain
 from smswatch.domain import State
 from smswatch.sanitize import safe
+from smswatch.store.outbox import TargetStatus
+from smswatch.timefmt import span
+from smswatch.tui.format import answer_label, failing, shown_target
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # store | rejected | silence | stuck | failure
+    kind: str  # store | rejected | silence | stuck | forward | forward-failed | failure
     key: str
     severity: str  # error | warning | info
     title: str
@@ -43,6 +49,47 @@ def failure_alert(provider: str, code: str | None, count: int, retryable: bool |
     title = f"{safe(code, 10) if code else 'no code'}  {name}"
     detail = f"{provider} · retry: {info.retry}" if info else provider
     return Alert("failure", f"failure:{provider}:{code}", "info", title, detail, count, code)
+
+
+def forward_alerts(targets: Sequence[TargetStatus], now: int, resend: bool) -> list[Alert]:
+    """An error while a target's app fails (until a forward is delivered again), with the
+    status and the start of its answer (untrusted: made safe here); else a warning for the
+    forwards given up on, if any. The count is the events waiting for the app, or given up."""
+    alerts = []
+    for t in targets:
+        where = shown_target(t.target, 60)
+        if failing(t) and t.last is not None and t.failing_since is not None:
+            answer = answer_label(t.last.status)
+            said = safe(t.last.error, 160) if t.last.error else ""
+            whole = (
+                f"{where}: {answer} for {span(max(now - t.failing_since, 0))}, "
+                f"{t.backlog:,} event(s) waiting"
+                + (f"\n{safe(t.last.error, 600)}" if t.last.error else "")
+            )
+            alerts.append(
+                Alert(
+                    "forward",
+                    f"forward:{t.target}",
+                    "error",
+                    f"forward failing: {answer}",
+                    f"{said or answer} · {where}",
+                    t.backlog,
+                    whole,
+                )
+            )
+        elif t.failed:
+            hint = " · ctrl+p: Re-send every failed forward" if resend else ""
+            alerts.append(
+                Alert(
+                    "forward-failed",
+                    f"forward-failed:{t.target}",
+                    "warning",
+                    "forwards given up",
+                    f"{where}{hint}",
+                    t.failed,
+                )
+            )
+    return alerts
 
 
 class AlertsPanel(RowTable):

@@ -1,4 +1,5 @@
-"""The status bar: where to point each gateway, how it authenticates, and the pulse of ingest."""
+"""The status bar: where to point each gateway, how it authenticates, the pulse of ingest, and
+(with `--forward-to`) how the forwarding to the team's app is doing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from textual.widgets import Sparkline, Static
 from smswatch.datasource import Connection, SourceInfo
 from smswatch.domain import State
 from smswatch.hub import Counters
+from smswatch.store.outbox import RECENT_S, TargetStatus
 from smswatch.timefmt import span
+from smswatch.tui.format import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette
 
 
@@ -84,6 +87,41 @@ def pulse(
     return text
 
 
+def forwarding_lines(targets: tuple[TargetStatus, ...], now: int, palette: Palette) -> Text:
+    """One line per forward target: where, the backlog, deliveries per second over the last
+    RECENT_S seconds, forwards given up, and the app's last answer."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    bad = f"bold {palette.state(State.FAILED)}"
+    for n, t in enumerate(targets):
+        if n:
+            text.append("\n")
+        text.append(f"{'Forward':<9}", style="bold")
+        text.append(shown_target(t.target), style="underline")
+        text.append("  backlog ", style="dim")
+        text.append(f"{t.backlog:,}", style="bold" if t.backlog else "")
+        text.append("  ", style="dim")
+        text.append(f"{t.delivered_recent / RECENT_S:.1f}/s", style="bold")
+        text.append(" delivered", style="dim")
+        if t.failed:
+            text.append(f"  {t.failed:,} failed", style=bad)
+        text.append("  app ", style="dim")
+        if t.last is None:
+            text.append("not tried yet", style="dim")
+        else:
+            ok = answered(t.last.status)
+            text.append(
+                answer_label(t.last.status),
+                style=f"bold {palette.state(State.DELIVERED)}" if ok else bad,
+            )
+            text.append(f" {span(max(now - t.last.at, 0))} ago", style="dim")
+        if failing(t) and t.failing_since is not None:
+            text.append(
+                f"  FAILING for {span(max(now - t.failing_since, 0))}",
+                style=f"bold reverse {palette.state(State.FAILED)}",
+            )
+    return text
+
+
 class Pulse(Widget):
     """The pulse line. Its text follows every delta; when it is drawn is the dashboard's choice:
     on a busy monitor it changes ten times a second (the event count, the last webhook's age),
@@ -126,6 +164,7 @@ class StatusBar(Vertical):
     StatusBar #gateways { height: auto; }
     StatusBar #pulse-row { height: 1; }
     StatusBar #pulse { width: 1fr; }
+    StatusBar #forwarding { height: auto; }
     StatusBar Sparkline { width: 32; margin-left: 1; }
     StatusBar.-narrow Sparkline { width: 12; }
     """
@@ -141,9 +180,13 @@ class StatusBar(Vertical):
         with Horizontal(id="pulse-row"):
             yield Pulse(id="pulse")
             yield Sparkline([], id="rate")
+        forwarding = Pulse(id="forwarding")  # shown once the engine reports forward targets
+        forwarding.display = False
+        yield forwarding
 
     def draw(self) -> None:
-        self.query_one(Pulse).draw()
+        self.query_one("#pulse", Pulse).draw()
+        self.query_one("#forwarding", Pulse).draw()
 
     def restyle(self) -> None:
         self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
@@ -164,7 +207,12 @@ class StatusBar(Vertical):
     ) -> None:
         """Without `draw`, the pulse line takes the new text and is drawn by `draw()` later."""
         text = pulse(c, now, self.info, paused, masked, connection, self.palette())
-        self.query_one(Pulse).show(text, draw)
+        self.query_one("#pulse", Pulse).show(text, draw)
+        forwarding = self.query_one("#forwarding", Pulse)
+        if c.forwarding:
+            forwarding.show(forwarding_lines(c.forwarding, now, self.palette()), draw)
+        if forwarding.display != bool(c.forwarding):
+            forwarding.display = bool(c.forwarding)
         # The current second's bar grows on every tick; the sparkline follows it once a second,
         # when a second is complete (it is one of ~60 bars, and each redraw costs a frame).
         if c.rate[:-1] != self._last_rate[:-1] or not self._last_rate:
