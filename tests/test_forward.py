@@ -29,7 +29,7 @@ from smswatch.providers.yebolink import sign
 from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
 from smswatch.store import open_reader
 from smswatch.store.outbox import Target
-from tests.conftest import BASIC, SECRET, basic_header, running
+from tests.conftest import BASIC, SECRET, Client, basic_header, running
 from tests.helpers import SMSWATCH, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -291,3 +291,66 @@ def test_forwarding_metrics_label_targets_without_their_password() -> None:
         "smswatch_forward_failed": [(label, 2)],
         "smswatch_forward_last_status": [(label, 0)],
     }
+
+
+async def test_credentials_in_the_target_url_are_sent_as_basic_auth_for_every_forward(
+    tmp_path: Path, app: App, session: aiohttp.ClientSession
+) -> None:
+    url = app.url.replace("http://", "http://app-user:app%20pw@")
+    config = EngineConfig(
+        db_path=tmp_path / "cred.db",
+        port=0,
+        credentials=Credentials(BASIC, SECRET),
+        forward=forward_config(url),
+    )
+    async with running(Engine(config)) as engine:
+        client = Client(session, engine.listener.base_url)
+        lisoloo = json.dumps(
+            {"event_id": "cred-1", "event_type": "sms.sent", "message_id": "m", "data": {}}
+        )
+        assert (await client.lisoloo(lisoloo, BASIC))[0] == 200
+        yebo = json.dumps(
+            {
+                "event": "message.sent",
+                "timestamp": "2026-11-30T10:00:00Z",
+                "data": {"message_id": "y-cred", "recipient": "+1"},
+            }
+        )
+        assert (await client.yebolink(yebo, SECRET))[0] == 200
+        await wait_until(lambda: len(app.delivered()) == 2, within=15)
+    expected = basic_header("app-user", "app pw")
+    for requests in app.received.values():
+        assert [r["headers"]["Authorization"] for r in requests] == [expected] * len(requests)
+
+
+def test_a_retried_forward_gets_all_its_attempts_again(tmp_path: Path) -> None:
+    import asyncio as aio
+
+    from smswatch.store import make_writer
+    from smswatch.store.outbox import Attempt, Outbox, Outcome
+    from tests.test_store_conformance import event
+
+    db = tmp_path / "retry.db"
+
+    async def store(*events: Any) -> None:
+        writer = make_writer(db)
+        await writer.open()
+        await writer.submit(list(events))
+        await writer.close()
+
+    aio.run(store())  # the log exists, empty
+    outbox = Outbox(db).open()
+    target = Target("http://app/")
+    outbox.register([target])
+    aio.run(store(event(1)))
+    outbox.enqueue([target], 1)
+    for n in range(3):  # three attempts, the last one final
+        [job] = outbox.due(10 + n, 1)
+        attempt = Attempt(job.event, job.target, 10 + n, 500, "no", 1)
+        outbox.record([Outcome(job, attempt, False, retry_at=None if n == 2 else 10 + n)])
+    [status] = outbox.status(20)
+    assert status.failed == 1
+    assert outbox.retry(30) == 1
+    [job] = outbox.due(30, 1)
+    assert job.attempts == 0  # not one failure away from failed again
+    outbox.close()

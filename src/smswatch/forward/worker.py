@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -32,6 +33,16 @@ from smswatch.store.outbox import EXCERPT, Attempt, Job, Outcome, open_outbox
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """A target URL without its user:password, and those (sent as Basic auth, not in the URL)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    creds = (unquote(parts.username), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), creds
 
 
 def instance_name() -> str:
@@ -58,17 +69,20 @@ class Forwarder:
         self._wake = asyncio.Event()
         self._trouble: str | None = None  # why the outbox failed last, until it works again
 
-    def _headers(self, job: Job, body: bytes) -> dict[str, str]:
+    def _headers(self, job: Job, body: bytes, url_auth: tuple[str, str] | None) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"smswatch/{__version__} (forward)",
             "X-Smswatch-Event-Id": job.event_id,
             **self.config.headers,
         }
-        if job.provider == "lisoloo" and self.config.basic_auth:
-            token = base64.b64encode(":".join(self.config.basic_auth).encode()).decode()
+        # Credentials in the target's URL are that app's own, for every forward; else Lisoloo's
+        # forwards carry the Basic auth the app already expects from Lisoloo.
+        basic = url_auth or (self.config.basic_auth if job.provider == "lisoloo" else None)
+        if basic:
+            token = base64.b64encode(":".join(basic).encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        elif job.provider == "yebolink" and self.config.secret:
+        if job.provider == "yebolink" and self.config.secret:
             headers["X-YeboLink-Signature"] = sign(self.config.secret, body)
         return headers
 
@@ -78,9 +92,10 @@ class Forwarder:
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
+        url, url_auth = split_credentials(job.target)
         try:
             async with session.post(
-                job.target, data=body, headers=self._headers(job, body), allow_redirects=False
+                url, data=body, headers=self._headers(job, body, url_auth), allow_redirects=False
             ) as resp:
                 status = resp.status
                 answer = await resp.content.read(EXCERPT * 4)
@@ -91,6 +106,10 @@ class Forwarder:
             error = f"no answer within {self.config.timeout:g} s"
         except (aiohttp.ClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:EXCERPT]
+        except Exception as exc:  # a request that cannot even be made (a bad URL): final
+            error = f"cannot send: {type(exc).__name__}: {exc}"[:EXCERPT]
+            ms = int((time.monotonic() - started) * 1000)
+            return Outcome(job, Attempt(job.event, job.target, at, None, error, ms), False)
         ms = int((time.monotonic() - started) * 1000)
         attempt = Attempt(job.event, job.target, at, status, error, ms)
         if status is not None and 200 <= status < 300:

@@ -430,7 +430,9 @@ class Outbox:
         db.execute("BEGIN IMMEDIATE")
         try:
             n = db.execute(
-                f"UPDATE forwards SET state = 'pending', next_at = ? WHERE state IN {states} "
+                # A fresh start: a forward that used up its attempts gets them all again.
+                f"UPDATE forwards SET state = 'pending', next_at = ?, attempts = 0 "
+                f"WHERE state IN {states} "
                 f"AND event IN (SELECT e.id FROM log.events e WHERE {scope})",
                 (now, *params),
             ).rowcount
@@ -440,8 +442,11 @@ class Outbox:
                 ).fetchall()
                 for target in targets:
                     db.execute(
-                        "INSERT OR IGNORE INTO cursors (target, after) VALUES (?, ?)",
-                        (target.url, 0),
+                        # A target new here starts at the newest event, as `register` does,
+                        # not at the log's beginning once it is configured.
+                        "INSERT OR IGNORE INTO cursors (target, after) "
+                        "SELECT ?, coalesce(max(id), 0) FROM log.events",
+                        (target.url,),
                     )
                     n += self._add(
                         db, target.url, [(i, target.url, now) for i, p in rows if target.takes(p)]

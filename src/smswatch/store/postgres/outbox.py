@@ -260,7 +260,7 @@ class PgOutbox:
         async with conn.transaction():
             where, params = scope(2)
             n = await conn.fetchval(
-                "WITH done AS (UPDATE forwards SET state = 'pending', next_at = $1, "
+                "WITH done AS (UPDATE forwards SET state = 'pending', next_at = $1, attempts = 0, "
                 f"lease_until = NULL WHERE state IN {states} "
                 f"AND event IN (SELECT e.id FROM events e WHERE {where}) RETURNING 1) "
                 "SELECT count(*) FROM done",
