@@ -27,6 +27,7 @@ from smswatch.store.outbox import Target
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.commands import RESEND_FAILED, SmsWatchCommands
 from smswatch.tui.screens.dashboard import DashboardScreen
+from smswatch.tui.screens.help import HelpScreen
 from smswatch.tui.screens.recipient import RecipientScreen
 from smswatch.tui.widgets.alerts import AlertsPanel
 from smswatch.tui.widgets.timeline import Timeline
@@ -119,6 +120,10 @@ def alerts(app: SmsWatchApp, kind: str) -> list[Any]:
 
 def timeline_text(app: SmsWatchApp) -> list[str]:
     return [plain(block.content) for block in app.screen.query_one(Timeline).blocks]  # type: ignore[attr-defined]
+
+
+def help_text(app: SmsWatchApp) -> str:
+    return plain(app.screen.query_one("#help-body").content)  # type: ignore[attr-defined]
 
 
 def toasts(app: SmsWatchApp) -> list[Any]:
@@ -271,6 +276,10 @@ async def test_resend_from_the_timeline_and_the_palette_reach_the_app(
             stored = await asyncio.to_thread(stored_ids, env)
             # Each sent twice: once failed, once again (by `s` or the palette), no more.
             assert {eid: len(flaky.received[eid]) for eid in stored} == dict.fromkeys(stored, 2)
+            # The help lists the key where it can act.
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            assert "re-send the selected event" in help_text(app)
     finally:
         env.stop()
 
@@ -339,3 +348,6 @@ async def test_an_attach_viewer_sees_the_forwarding_read_only(
             await pilot.press("s")
             await pilot.pause(0.5)
             assert sum(len(r) for r in flaky.received.values()) == before
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(viewer.screen, HelpScreen))
+            assert "re-send" not in help_text(viewer) and "Forward" in help_text(viewer)

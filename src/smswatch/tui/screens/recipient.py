@@ -214,9 +214,9 @@ class RecipientScreen(AppScreen):
             ok = answered(a.status)
             text.append(f"\n      {iso(a.at)}  ", style="dim")
             colour = pal.state(State.DELIVERED if ok else State.FAILED)
-            text.append(f"{answer_label(a.status):>9}", style=f"bold {colour}")
+            text.append(f"{answer_label(a.status):<9}", style=f"bold {colour}")
             if a.ms is not None:
-                text.append(f"  {a.ms:>6,} ms", style="dim")
+                text.append(f"  {a.ms:,} ms", style="dim")
             if not ok and a.error:
                 said = safe(a.error, 160)
                 text.append(f"  {mask_json(said) if self.sw.masked else said}")
