@@ -173,7 +173,7 @@ async def test_two_engines_in_one_process_have_their_own_metrics(
 
 @pytest.mark.slow
 def test_serve_prints_the_metrics_url_and_serves_it(tmp_path: Path) -> None:
-    server = Server(tmp_path / "m.db", free_port(), "--metrics-port", "0").start()
+    server = Server(tmp_path / "m.db", free_port(), "--metrics-port", "0", "--no-feed").start()
     try:
         deadline = time.monotonic() + 10
         while not (
