@@ -582,3 +582,17 @@ async def test_moving_the_cursor_opens_nothing_until_enter(env: Env) -> None:
         await pilot.pause()
         assert isinstance(app.screen, MessageScreen)
         assert recipients.cursor == 1
+
+
+async def test_a_rejection_toast_draws_the_request_literally(env: Env) -> None:
+    """The reason quotes what the client sent: Textual markup in it (an action link, a style)
+    must stay text."""
+    async with dashboard(env, (120, 36), data=False) as (app, pilot):
+        hostile = "text/[@click=app.quit]x[/] [bold]y[/]"
+        status = await asyncio.to_thread(
+            env.post, "/webhooks/lisoloo", b"{}", {"Content-Type": hostile}
+        )
+        assert status == 415
+        await until(pilot, lambda: any(t.title == "Webhook rejected" for t in app._notifications))
+        [toast] = [t for t in app._notifications if t.title == "Webhook rejected"]
+        assert not toast.markup and "[@click=app.quit]x[/]" in toast.message

@@ -194,6 +194,7 @@ class DashboardScreen(AppScreen):
                     title="Webhook rejected",
                     severity="error",
                     timeout=10,
+                    markup=False,  # the reason quotes the request (its content type, say)
                 )
         # The pulse line takes the new counts now and is drawn with the summary panels.
         self.refresh_status(draw=False)
