@@ -353,4 +353,9 @@ def test_a_retried_forward_gets_all_its_attempts_again(tmp_path: Path) -> None:
     assert outbox.retry(30) == 1
     [job] = outbox.due(30, 1)
     assert job.attempts == 0  # not one failure away from failed again
+    # Waiting out a backoff, then the app answers again: hurried, it is due at once.
+    outbox.record([Outcome(job, Attempt(job.event, job.target, 31, 503, "no", 1), False, 10**9)])
+    assert outbox.due(40, 1) == []
+    assert outbox.hurry(target.url, 40) == 1
+    assert [j.event for j in outbox.due(40, 1)] == [job.event]
     outbox.close()

@@ -68,6 +68,7 @@ class Forwarder:
         self._done: list[Outcome] = []
         self._wake = asyncio.Event()
         self._trouble: str | None = None  # why the outbox failed last, until it works again
+        self._failing: dict[str, bool] = {}  # a target whose last recorded attempt failed
 
     def _headers(self, job: Job, body: bytes, url_auth: tuple[str, str] | None) -> dict[str, str]:
         headers = {
@@ -189,6 +190,13 @@ class Forwarder:
             except BaseException:
                 self._done = done + self._done  # recorded at the next try
                 raise
+            # An app that answers again after failing: what waits out a backoff (up to
+            # minutes) goes now, not when its timer says.
+            for target in {o.job.target for o in done if o.delivered}:
+                if self._failing.get(target):
+                    await self.outbox.hurry(target, self.clock())
+            for o in done:
+                self._failing[o.job.target] = not o.delivered
 
     async def _pause(self, stop: asyncio.Event) -> None:
         self._wake.clear()

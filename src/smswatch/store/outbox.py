@@ -267,6 +267,15 @@ class Outbox:
         jobs = [Job(*r) for r in rows if (r[0], r[1]) not in skipped]
         return jobs[:limit]
 
+    def hurry(self, target: str, now: int) -> int:
+        """Make the target's forwards that wait out a backoff due now."""
+        db = self._conn()
+        return db.execute(
+            "UPDATE forwards SET next_at = ? "
+            "WHERE state = 'pending' AND target = ? AND next_at > ?",
+            (now, target, now),
+        ).rowcount
+
     def next_due(self) -> int | None:
         row = (
             self._conn()
@@ -504,6 +513,9 @@ class AsyncOutbox:
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
         await asyncio.to_thread(self.outbox.record, outcomes)
+
+    async def hurry(self, target: str, now: int) -> int:
+        return await asyncio.to_thread(self.outbox.hurry, target, now)
 
     async def status(self, now: int) -> list[TargetStatus]:
         return await asyncio.to_thread(self.outbox.status, now)

@@ -108,6 +108,16 @@ class PgOutbox:
         events = {r[0]: r for r in rows}
         return [Job(c[0], c[1], c[2], *events[c[0]][1:]) for c in claimed if c[0] in events]
 
+    async def hurry(self, target: str, now: int) -> int:
+        """As the SQLite outbox's."""
+        result = await self._c().execute(
+            "UPDATE forwards SET next_at = $2 WHERE state = 'pending' AND target = $1 "
+            "AND next_at > $2",
+            target,
+            now,
+        )
+        return int(result.split()[-1])
+
     async def next_due(self) -> int | None:
         return await self._c().fetchval("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
 
