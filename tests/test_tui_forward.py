@@ -351,3 +351,17 @@ async def test_an_attach_viewer_sees_the_forwarding_read_only(
             await pilot.press("question_mark")
             await until(pilot, lambda: isinstance(viewer.screen, HelpScreen))
             assert "re-send" not in help_text(viewer) and "Forward" in help_text(viewer)
+
+
+def test_an_app_that_fails_now_and_then_is_not_called_failing() -> None:
+    from smswatch.store.outbox import Attempt, TargetStatus
+    from smswatch.tui.format import failing
+
+    last = Attempt(1, "http://app/", 10, 503, "busy", 2)
+
+    def status(failed_attempts: int) -> TargetStatus:
+        return TargetStatus("http://app/", 1, 0, 50, 5, last, 9, (), failed_attempts)
+
+    assert not failing(status(1))  # one 503 among deliveries
+    assert not failing(status(2))
+    assert failing(status(3))  # three in a row since the last delivery: the app is failing

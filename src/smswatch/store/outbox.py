@@ -113,6 +113,7 @@ class TargetStatus:
     failing_since: int | None  # the oldest failed attempt since the last delivery, if any
     # (last status or None for no answer, count) of the failed forwards, most frequent first
     failures_by_status: tuple[tuple[int | None, int], ...] = ()
+    failed_attempts: int = 0  # attempts that failed since the last delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,11 +356,11 @@ class Outbox:
                 "ORDER BY at DESC LIMIT 1",
                 (target,),
             ).fetchone()
-            since = db.execute(
-                "SELECT min(at) FROM attempts WHERE target = ? AND at > ? "
+            since, failed_attempts = db.execute(
+                "SELECT min(at), count(*) FROM attempts WHERE target = ? AND at > ? "
                 "AND (status IS NULL OR status < 200 OR status > 299)",
                 (target, last_ok or 0),
-            ).fetchone()[0]
+            ).fetchone()
             out.append(
                 TargetStatus(
                     target=target,
@@ -369,6 +370,7 @@ class Outbox:
                     delivered_recent=recent,
                     last=Attempt(*last_row) if last_row else None,
                     failing_since=since,
+                    failed_attempts=failed_attempts,
                     failures_by_status=by_status,
                 )
             )

@@ -127,9 +127,20 @@ def answer_label(status: int | None) -> str:
     return "no answer" if status is None else str(status)
 
 
+# Failed attempts since the last delivery before the app is called failing: one failure among
+# deliveries (an app that fails now and then) does not raise and drop an alert every second.
+FAILING_AFTER = 3
+
+
 def failing(t: TargetStatus) -> bool:
-    """The app is failing: its last answer was not a 2xx (or none came), with no delivery since."""
-    return t.failing_since is not None and t.last is not None and not answered(t.last.status)
+    """The app is failing: its last answer was not a 2xx (or none came), and several attempts
+    have failed with no delivery since."""
+    return (
+        t.failing_since is not None
+        and t.failed_attempts >= FAILING_AFTER
+        and t.last is not None
+        and not answered(t.last.status)
+    )
 
 
 def shown_target(url: str, limit: int = 80) -> str:

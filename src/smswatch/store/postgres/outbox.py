@@ -184,8 +184,8 @@ class PgOutbox:
                 "WHERE target = $1 ORDER BY at DESC LIMIT 1",
                 target,
             )
-            since = await conn.fetchval(
-                "SELECT min(at) FROM forward_attempts WHERE target = $1 AND at > $2 "
+            since, failed_attempts = await conn.fetchrow(
+                "SELECT min(at), count(*) FROM forward_attempts WHERE target = $1 AND at > $2 "
                 "AND (status IS NULL OR status < 200 OR status > 299)",
                 target,
                 last_ok or 0,
@@ -199,6 +199,7 @@ class PgOutbox:
                     delivered_recent=int(recent),
                     last=Attempt(*last) if last else None,
                     failing_since=since,
+                    failed_attempts=int(failed_attempts),
                     failures_by_status=by_status,
                 )
             )
