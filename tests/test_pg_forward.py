@@ -164,3 +164,38 @@ async def test_the_forwarder_rides_out_a_database_outage(pg_url: str, postgres_s
     finally:
         await engine.stop()
         await app.stop()
+
+
+async def test_an_instance_that_does_not_forward_shows_and_resends_what_the_others_forward(
+    pg_url: str,
+) -> None:
+    app = await App().start()
+    sender = instance(pg_url, app.url, timeout=1.0)
+    watcher = Engine(EngineConfig(db_path=pg_url, port=0, hub_tick=0.05, listen=False))
+    await sender.start()
+    await watcher.start()
+    try:
+        for i in range(5):
+            assert (await post(sender, i))[0] == 200
+        wanted = {f"pg-fwd-{i}" for i in range(5)}
+        await wait_until(lambda: app.delivered() >= wanted, within=15)
+
+        def shown() -> Any:
+            status = watcher.hub.forwarding
+            return status[0] if status and status[0].delivered == 5 else None
+
+        await wait_until(lambda: shown() is not None, within=10)
+        assert shown().target == app.url  # no password in it: none given
+        assert watcher.forwarder is not None and watcher.forwarder._proc is None  # sends nothing
+        # A re-send asked for on the watcher is sent by the instance that forwards.
+        outbox = await PgOutbox(pg_url).open()
+        try:
+            [log_id] = (await outbox.log_ids(["pg-fwd-3"]))["pg-fwd-3"]
+        finally:
+            await outbox.close()
+        assert await watcher.forwarder.resend([log_id], failed_only=False) == 1
+        await wait_until(lambda: len(app.received["pg-fwd-3"]) == 2, within=10)
+    finally:
+        await watcher.stop()
+        await sender.stop()
+        await app.stop()

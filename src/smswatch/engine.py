@@ -133,6 +133,8 @@ class Engine:
             # Forwarding before the listener: every event stored from now on is forwarded.
             if self.config.forward is not None:
                 await self._start_forwarding(self.config.forward)
+            elif is_url(self.config.db_path):
+                await self._start_forwarding(ForwardConfig(targets=()), send=False)
             if self.config.listen:
                 await self.listener.start()
         except BaseException:
@@ -148,11 +150,13 @@ class Engine:
             raise
         self.running = True
 
-    async def _start_forwarding(self, forward: ForwardConfig) -> None:
+    async def _start_forwarding(self, forward: ForwardConfig, send: bool = True) -> None:
+        """`send` False (a shared database, no --forward-to here): show what the other instances
+        forward, and let re-sends be asked for here; they send them."""
         from smswatch.forward.supervisor import ForwardSupervisor
 
         self.forwarder = ForwardSupervisor(
-            self.config.db_path, forward, self.hub.forward_status, self.config.clock
+            self.config.db_path, forward, self.hub.forward_status, self.config.clock, send=send
         )
         await self.forwarder.start()
 

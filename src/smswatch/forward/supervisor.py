@@ -31,7 +31,11 @@ class ForwardSupervisor:
         config: ForwardConfig,
         on_status: Callable[[tuple[TargetStatus, ...]], None],
         clock: Callable[[], int] = now_us,
+        send: bool = True,
     ) -> None:
+        """`send` False: no forwarder of our own. An instance of a shared database that does not
+        forward itself still shows, and can re-send, what the others forward."""
+        self.send = send
         self.db = db
         self.config = config
         self.on_status = on_status
@@ -44,15 +48,17 @@ class ForwardSupervisor:
         self._proc: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._urls: list[str] = [t.url for t in config.targets]  # what timelines show
 
     async def start(self) -> None:
         await self.outbox.open()
-        await self.outbox.register(self.config.targets)
-        await self._spawn()
-        self._tasks = [
-            asyncio.create_task(self._supervise(), name="smswatch-forward-supervisor"),
-            asyncio.create_task(self._poll(), name="smswatch-forward-status"),
-        ]
+        self._tasks = [asyncio.create_task(self._poll(), name="smswatch-forward-status")]
+        if self.send:
+            await self.outbox.register(self.config.targets)
+            await self._spawn()
+            self._tasks.append(
+                asyncio.create_task(self._supervise(), name="smswatch-forward-supervisor")
+            )
 
     async def _spawn(self) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -86,6 +92,7 @@ class ForwardSupervisor:
 
     async def _poll(self) -> None:
         configured = {t.url for t in self.config.targets}
+        self._urls = [t.url for t in self.config.targets]
         while True:
             try:
                 async with self._lock:
@@ -97,6 +104,9 @@ class ForwardSupervisor:
             else:
                 # Not the targets of earlier runs that the outbox still remembers; and for
                 # screens, viewers and logs, never a target's password.
+                if not self.send:  # every target the shared outbox has
+                    configured = {s.target for s in status}
+                    self._urls = sorted(configured)
                 self.status = tuple(shown(s) for s in status if s.target in configured)
                 self.on_status(self.status)
             await asyncio.sleep(STATUS_EVERY)
@@ -147,9 +157,8 @@ class ForwardSupervisor:
     async def forwards(self, events: Sequence[int]) -> dict[int, list[Forward]]:
         """Each event's forwarding to each configured target (a timeline's): its state and
         attempts, with the targets shown without their password."""
-        urls = [t.url for t in self.config.targets]
         async with self._lock:
-            found = await self.outbox.forwards(events, urls)
+            found = await self.outbox.forwards(events, self._urls)
         return {
             event: [
                 replace(
