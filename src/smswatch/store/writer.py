@@ -84,6 +84,7 @@ from smswatch.store.state import (
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
+NO_CHANGES = MessageChanges()  # never changed by its readers: `changed` is 0
 T = TypeVar("T")
 
 _DATA_ERRORS = (
@@ -497,6 +498,10 @@ class Writer:
         `copies`, copies of the changed messages too."""
         if self._executor is None or self._db is None:
             return MessageChanges()
+        if not self.state.touched and not self._stale:
+            # Nothing folded since the last call: no trip to the writer's thread. (Read from
+            # the loop without the thread: a batch folding right now is seen at the next tick.)
+            return NO_CHANGES
         return await self._on_thread(self._pull, copies)
 
     def _pull(self, copies: bool) -> MessageChanges:
