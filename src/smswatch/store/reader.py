@@ -324,7 +324,8 @@ class Reader:
             funnel[State(state)] += n
         unseen = await self._scalar(
             self._db,
-            "SELECT total(max(coalesce(total_recipients, 0) - known_recipients, 0)) FROM messages",
+            "SELECT coalesce(sum(CASE WHEN total_recipients > known_recipients "
+            "THEN total_recipients - known_recipients ELSE 0 END), 0) FROM messages",
         )
         funnel[State.QUEUED] += int(unseen or 0)
         # Each message counts its own events: summing them avoids scanning the events table.
@@ -336,8 +337,10 @@ class Reader:
         }
         row = (
             await self._all(
-                "SELECT count(*), total(finished_at IS NULL), total(conflicts), "
-                "min(first_received_at), max(last_received_at) FROM messages"
+                "SELECT count(*), "
+                "coalesce(sum(CASE WHEN finished_at IS NULL THEN 1 ELSE 0 END), 0), "
+                "coalesce(sum(conflicts), 0), min(first_received_at), max(last_received_at) "
+                "FROM messages"
             )
         )[0]
         return Totals(
@@ -358,8 +361,9 @@ class Reader:
         rows = await self._all(
             "SELECT provider, error_code, count(*), max(error_at), "
             "(SELECT r2.error_message FROM recipients r2 WHERE r2.state = 'failed' "
-            " AND r2.provider = r.provider AND r2.error_code IS r.error_code "
-            " ORDER BY r2.error_at DESC LIMIT 1), "
+            " AND r2.provider = r.provider AND (r2.error_code = r.error_code "
+            " OR (r2.error_code IS NULL AND r.error_code IS NULL)) "
+            " ORDER BY r2.error_at DESC NULLS LAST LIMIT 1), "
             "max(retryable) "
             f"FROM recipients r WHERE {where} GROUP BY provider, error_code "
             "ORDER BY count(*) DESC LIMIT ?",

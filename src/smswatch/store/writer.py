@@ -250,7 +250,79 @@ class _WriterLock:
             self._fd = None
 
 
-class Writer:
+class GroupCommit:
+    """The listener's side of a writer, the same for both back ends: requests wait in a queue,
+    the writer task takes them a batch at a time and resolves each one's future after the
+    batch's COMMIT. A subclass sets `_queue`, `_rejections`, `_task`, `_loop`, `max_batch` and
+    `quarantine_keep`, and runs a task that calls `_batch_from`."""
+
+    _queue: asyncio.Queue[_Pending | None]
+    _rejections: list[Rejection]
+    _task: asyncio.Task[None] | None
+    _loop: asyncio.AbstractEventLoop | None
+    max_batch: int
+    quarantine_keep: int
+
+    @property
+    def depth(self) -> int:
+        """Requests queued and not yet committed: the listener stops reading above a limit."""
+        return self._queue.qsize()
+
+    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
+        """Store events; returns once they are committed. Raises StoreUnavailable/Unstorable."""
+        return await self.submit_nowait(events)
+
+    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
+        """Queue events for the next batch; the future is resolved once they are committed
+        (or fails with StoreUnavailable/Unstorable). On the writer's loop."""
+        if self._task is None or self._loop is None:
+            raise StoreUnavailable("the store is not running")
+        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
+        self._queue.put_nowait(_Pending(events, future))
+        return future
+
+    def quarantine(self, rejection: Rejection) -> None:
+        """Keep a rejected request with the next batch. Best effort: never waits."""
+        if len(self._rejections) >= self.quarantine_keep:
+            del self._rejections[0]
+        self._rejections.append(rejection)
+        if self._queue.empty():
+            self._queue.put_nowait(_Pending((), asyncio.get_running_loop().create_future()))
+
+    async def drain(self) -> None:
+        """Commit what is queued and take no more (the hub can still ask what changed)."""
+        if self._task is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _batch_from(self, item: _Pending | None) -> tuple[list[_Pending], bool]:
+        """The next batch: `item` and what else is queued, up to `max_batch`; and whether the
+        stop marker (None) was among them."""
+        batch: list[_Pending] = []
+        stopping = item is None
+        if item is not None:
+            batch.append(item)
+        while len(batch) < self.max_batch and not self._queue.empty():
+            more = self._queue.get_nowait()
+            if more is None:
+                stopping = True
+                continue
+            batch.append(more)
+        return batch, stopping
+
+    @staticmethod
+    def _fail(batch: Iterable[_Pending], exc: Exception) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+                # A quarantine wake-up item has nobody awaiting it.
+                if not pending.events:
+                    pending.future.exception()
+
+
+class Writer(GroupCommit):
     def __init__(
         self,
         path: str | Path,
@@ -400,14 +472,6 @@ class Writer:
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def drain(self) -> None:
-        """Commit what is queued and take no more (the hub can still ask what changed)."""
-        if self._task is not None:
-            await self._queue.put(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
     async def close(self) -> None:
         """Commit what is queued, checkpoint, then close the connections and their threads."""
         await self.drain()
@@ -511,33 +575,6 @@ class Writer:
             self._recover()
         return pull_changes(self.state, self._state_read, copies)
 
-    # --- API for the listener -----------------------------------------------------------------
-    @property
-    def depth(self) -> int:
-        """Requests queued and not yet committed: the listener stops reading above a limit."""
-        return self._queue.qsize()
-
-    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
-        """Store events; returns once they are committed. Raises StoreUnavailable/Unstorable."""
-        return await self.submit_nowait(events)
-
-    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
-        """Queue events for the next batch; the future is resolved once they are committed
-        (or fails with StoreUnavailable/Unstorable). On the writer's loop."""
-        if self._task is None or self._loop is None:
-            raise StoreUnavailable("the store is not running")
-        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
-        self._queue.put_nowait(_Pending(events, future))
-        return future
-
-    def quarantine(self, rejection: Rejection) -> None:
-        """Keep a rejected request with the next batch. Best effort: never waits."""
-        if len(self._rejections) >= self.quarantine_keep:
-            del self._rejections[0]
-        self._rejections.append(rejection)
-        if self._queue.empty():
-            self._queue.put_nowait(_Pending((), asyncio.get_running_loop().create_future()))
-
     # --- the writer task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -561,17 +598,7 @@ class Writer:
                 # Under load every commit costs the same (its fsync above all), however many
                 # events ride in it: give the loop a moment to read more requests first.
                 await asyncio.sleep(self.commit_window)
-            batch: list[_Pending] = []
-            if item is None:
-                stopping = True
-            else:
-                batch.append(item)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                more = self._queue.get_nowait()
-                if more is None:
-                    stopping = True
-                    continue
-                batch.append(more)
+            batch, stopping = self._batch_from(item)
             last = len(batch)
             if batch or self._rejections:
                 try:
@@ -620,15 +647,6 @@ class Writer:
                     rejections_stored=len(rejections),
                 )
             )
-
-    @staticmethod
-    def _fail(batch: Iterable[_Pending], exc: Exception) -> None:
-        for pending in batch:
-            if not pending.future.done():
-                pending.future.set_exception(exc)
-                # A quarantine wake-up item has nobody awaiting it.
-                if not pending.events:
-                    pending.future.exception()
 
     # --- on the writer thread -----------------------------------------------------------------
 

@@ -129,7 +129,7 @@ class PgOutbox:
             await conn.executemany(
                 "INSERT INTO forward_attempts VALUES ($1, $2, $3, $4, $5, $6)",
                 [
-                    (a.event, a.target, a.at, a.status, _text(a.error), a.ms)
+                    (a.event, a.target, a.at, a.status, no_nul(a.error), a.ms)
                     for a in (o.attempt for o in outcomes)
                 ],
             )
@@ -143,7 +143,7 @@ class PgOutbox:
                         o.attempt.at,
                         "delivered" if o.delivered else "pending" if o.retry_at else "failed",
                         o.retry_at or o.attempt.at,
-                        None if o.delivered else _text(o.attempt.error),
+                        None if o.delivered else no_nul(o.attempt.error),
                         o.attempt.at if o.delivered else None,
                     )
                     for o in outcomes
@@ -289,8 +289,10 @@ class PgOutbox:
         return int(n)
 
 
-def _text(value: str | None) -> str | None:
-    return value.replace("\x00", "\u2400") if value and "\x00" in value else value
+def no_nul(text: str | None) -> str | None:
+    """PostgreSQL's text cannot hold NUL: it is stored as U+2400 (the raw payload keeps it
+    escaped as JSON wrote it)."""
+    return text.replace("\x00", "\u2400") if text and "\x00" in text else text
 
 
 async def add_forwards(

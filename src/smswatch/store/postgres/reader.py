@@ -1,6 +1,7 @@
 """The read queries of store/reader.py, answered by PostgreSQL.
 
-Most queries are the SQLite reader's own, with `?` turned into `$n`; the ones that differ are
+The queries are the SQLite reader's own (written in SQL both accept), with `?` turned into
+`$n`; only those over SQLite's timeline table, which this back end does not need, are
 overridden here. Every commit is visible at once (the state is written with the events), so a
 reader is always current and has no checkpoint to lay a tail over. A small pool: the TUI's data
 source may have several queries in flight.
@@ -15,10 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from smswatch.domain import FUNNEL, State
 from smswatch.store.location import describe
 from smswatch.store.postgres.schema import SCHEMA_VERSION, schema_version
-from smswatch.store.reader import FailureGroup, NoDatabase, Reader, Totals
+from smswatch.store.reader import NoDatabase, Reader
 from smswatch.store.rows import STORED_EVENT_COLUMNS, StoredEvent, stored_event
 
 _PARAM = re.compile(r"\?(\d*)")
@@ -123,57 +123,3 @@ class PgReader(Reader):
             sql = f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
             params = (after, limit)
         return [stored_event(r) for r in await self._all(sql, params)]
-
-    async def totals(self) -> Totals:
-        funnel = dict.fromkeys(FUNNEL, 0)
-        for state, n in await self._all(
-            "SELECT state, count(*) FROM recipients WHERE state IS NOT NULL GROUP BY state"
-        ):
-            funnel[State(state)] += n
-        unseen = await self._scalar(
-            self._db,
-            "SELECT coalesce(sum(greatest(coalesce(total_recipients, 0) - known_recipients, 0)), 0)"
-            " FROM messages",
-        )
-        funnel[State.QUEUED] += int(unseen or 0)
-        by_provider = {
-            p: int(n)
-            for p, n in await self._all(
-                "SELECT provider, sum(events) FROM messages GROUP BY provider"
-            )
-        }
-        row = (
-            await self._all(
-                "SELECT count(*), count(*) FILTER (WHERE finished_at IS NULL), "
-                "coalesce(sum(conflicts), 0), min(first_received_at), max(last_received_at) "
-                "FROM messages"
-            )
-        )[0]
-        return Totals(
-            events=sum(by_provider.values()),
-            messages=int(row[0]),
-            in_flight=int(row[1]),
-            funnel=funnel,
-            conflicts=int(row[2]),
-            first_received_at=row[3],
-            last_received_at=row[4],
-            by_provider=by_provider,
-        )
-
-    async def failures(self, limit: int = 50, message_id: str | None = None) -> list[FailureGroup]:
-        where = "state = 'failed'" + (" AND message_id = ?" if message_id else "")
-        params: tuple[Any, ...] = (message_id, limit) if message_id else (limit,)
-        rows = await self._all(
-            "SELECT provider, error_code, count(*), max(error_at), "
-            "(SELECT r2.error_message FROM recipients r2 WHERE r2.state = 'failed' "
-            " AND r2.provider = r.provider AND r2.error_code IS NOT DISTINCT FROM r.error_code "
-            " ORDER BY r2.error_at DESC NULLS LAST LIMIT 1), "
-            "max(retryable) "
-            f"FROM recipients r WHERE {where} GROUP BY provider, error_code "
-            "ORDER BY count(*) DESC LIMIT ?",
-            params,
-        )
-        return [
-            FailureGroup(p, code, n, at, msg, None if retry is None else bool(retry))
-            for p, code, n, at, msg, retry in rows
-        ]

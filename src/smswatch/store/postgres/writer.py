@@ -31,7 +31,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from smswatch.domain import FUNNEL, UNATTRIBUTED, Event
 from smswatch.store.location import describe
 from smswatch.store.outbox import Target
 from smswatch.store.postgres.follow import Follower
-from smswatch.store.postgres.outbox import add_forwards
+from smswatch.store.postgres.outbox import add_forwards, no_nul
 from smswatch.store.postgres.schema import migrate
 from smswatch.store.reader import Totals
 from smswatch.store.rows import (
@@ -56,7 +56,14 @@ from smswatch.store.rows import (
     recipient_row,
 )
 from smswatch.store.state import BatchEffects, MessageChanges, StateCache, pull_changes
-from smswatch.store.writer import CannotOpen, Outcome, StoreUnavailable, Unstorable, _Pending
+from smswatch.store.writer import (
+    CannotOpen,
+    GroupCommit,
+    Outcome,
+    StoreUnavailable,
+    Unstorable,
+    _Pending,
+)
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -149,12 +156,6 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def no_nul(text: str | None) -> str | None:
-    """PostgreSQL's text cannot hold NUL: it is stored as U+2400 (the raw payload keeps it
-    escaped as JSON wrote it)."""
-    return text.replace("\x00", "\u2400") if text and "\x00" in text else text
-
-
 @dataclass(slots=True)
 class _Batch:
     effects: BatchEffects
@@ -162,7 +163,7 @@ class _Batch:
     changes: MessageChanges
 
 
-class PgWriter:
+class PgWriter(GroupCommit):
     """The Writer interface of store/writer.py, on PostgreSQL."""
 
     def __init__(
@@ -252,14 +253,6 @@ class PgWriter:
             },
         )
 
-    async def drain(self) -> None:
-        """Commit what is queued and take no more."""
-        if self._task is not None:
-            await self._queue.put(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
     async def close(self) -> None:
         await self.drain()
         await self.follower.close()
@@ -313,27 +306,6 @@ class PgWriter:
         done.set_result(None)
         return done
 
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
-    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
-        return await self.submit_nowait(events)
-
-    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
-        if self._task is None or self._loop is None:
-            raise StoreUnavailable("the store is not running")
-        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
-        self._queue.put_nowait(_Pending(events, future))
-        return future
-
-    def quarantine(self, rejection: Rejection) -> None:
-        if len(self._rejections) >= self.quarantine_keep:
-            del self._rejections[0]
-        self._rejections.append(rejection)
-        if self._queue.empty():
-            self._queue.put_nowait(_Pending((), asyncio.get_running_loop().create_future()))
-
     # --- the writer task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -345,23 +317,13 @@ class PgWriter:
                 if self._conn is None:
                     await self._reconnect()  # come back without waiting for traffic
                 continue
-            batch: list[_Pending] = []
-            if item is None:
-                stopping = True
-            else:
-                batch.append(item)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                more = self._queue.get_nowait()
-                if more is None:
-                    stopping = True
-                    continue
-                batch.append(more)
+            batch, stopping = self._batch_from(item)
             if batch or self._rejections:
                 try:
                     await self._commit_batch(batch)
                 except Exception as exc:  # keep the writer alive whatever happens
                     log.exception("writer batch failed")
-                    _fail(batch, StoreUnavailable(f"internal error: {exc}"))
+                    self._fail(batch, StoreUnavailable(f"internal error: {exc}"))
 
     async def _reconnect(self) -> bool:
         now = time.monotonic()
@@ -394,13 +356,13 @@ class PgWriter:
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         if self._conn is None and not await self._reconnect():
-            rejections, self._rejections = self._rejections, []
-            _fail(batch, StoreUnavailable(self.failing or "database unreachable"))
+            self._rejections.clear()  # a bounded sample: not kept through an outage
+            self._fail(batch, StoreUnavailable(self.failing or "database unreachable"))
             return
         if self.max_db_bytes and await self._over_cap():
             reason = f"database is over its size cap ({self.max_db_bytes:,} bytes)"
             self._health(reason)
-            _fail(batch, StoreUnavailable(reason))
+            self._fail(batch, StoreUnavailable(reason))
             return
         rejections, self._rejections = self._rejections, []
         try:
@@ -410,16 +372,16 @@ class PgWriter:
                 for one in batch:  # isolate the request that cannot be stored
                     await self._commit_batch([one])
                 return
-            _fail(batch, Unstorable(f"cannot store this event: {exc}"))
+            self._fail(batch, Unstorable(f"cannot store this event: {exc}"))
             return
         except _GONE as exc:
             await self._drop_connection()
             self._health(f"database unreachable: {exc or type(exc).__name__}")
-            _fail(batch, StoreUnavailable(self.failing or "database unreachable"))
+            self._fail(batch, StoreUnavailable(self.failing or "database unreachable"))
             return
         except asyncpg.PostgresError as exc:
             self._health(f"database cannot commit: {exc}")
-            _fail(batch, StoreUnavailable(self.failing or "database cannot commit"))
+            self._fail(batch, StoreUnavailable(self.failing or "database cannot commit"))
             return
         self._health(None)
         self.stored += len(result.effects.new_events)
@@ -635,11 +597,3 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     if not rows:
         return [[] for _ in range(width)]
     return [list(col) for col in zip(*rows, strict=True)]
-
-
-def _fail(batch: Iterable[_Pending], exc: Exception) -> None:
-    for pending in batch:
-        if not pending.future.done():
-            pending.future.set_exception(exc)
-            if not pending.events:
-                pending.future.exception()
