@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -404,16 +404,12 @@ class Outbox:
                 f"SELECT event, target, state FROM forwards WHERE event IN ({marks})", chunk
             ):
                 states[(event, target)] = state
-        found: dict[int, list[Forward]] = {}
-        for event in ids:
-            for target in targets:
-                state = states.get((event, target))
-                if state is None:  # no row: not queued yet, or never to be
-                    after = cursors.get(target)
-                    state = "pending" if after is None or event > after else "not forwarded"
-                attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
-                found.setdefault(event, []).append(Forward(event, target, state, attempts))
-        return found
+
+        def unqueued(event: int, target: str) -> str:  # no row: not queued yet, or never to be
+            after = cursors.get(target)
+            return "pending" if after is None or event > after else "not forwarded"
+
+        return forwards_of(ids, targets, states, tried, unqueued)
 
     def retry(
         self,
@@ -483,6 +479,24 @@ class Outbox:
             ):
                 found.setdefault(event_id, []).append(row_id)
         return found
+
+
+def forwards_of(
+    events: Sequence[int],
+    targets: Sequence[str],
+    states: dict[tuple[int, str], str],
+    tried: dict[int, list[Attempt]],
+    without_row: Callable[[int, str], str],
+) -> dict[int, list[Forward]]:
+    """Each event's Forward to each target, from the rows' states and the attempts; the state
+    of an (event, target) with no row is `without_row`'s (the back ends differ there)."""
+    found: dict[int, list[Forward]] = {}
+    for event in events:
+        for target in targets:
+            state = states.get((event, target)) or without_row(event, target)
+            attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
+            found.setdefault(event, []).append(Forward(event, target, state, attempts))
+    return found
 
 
 class AsyncOutbox:

@@ -23,6 +23,7 @@ from smswatch.store.outbox import (
     Outcome,
     Target,
     TargetStatus,
+    forwards_of,
 )
 
 _CLAIM = """
@@ -227,13 +228,7 @@ class PgOutbox:
             "SELECT event, target, state FROM forwards WHERE event = ANY($1::int8[])", ids
         )
         states = {(r[0], r[1]): r[2] for r in rows}
-        found: dict[int, list[Forward]] = {}
-        for event in ids:
-            for target in targets:
-                state = states.get((event, target), "not forwarded")
-                attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
-                found.setdefault(event, []).append(Forward(event, target, state, attempts))
-        return found
+        return forwards_of(ids, targets, states, tried, lambda _event, _target: "not forwarded")
 
     async def log_ids(self, event_ids: Sequence[str]) -> dict[str, list[int]]:
         found: dict[str, list[int]] = {}
