@@ -16,6 +16,7 @@ import click
 
 from smswatch import __version__
 from smswatch import config as settings
+from smswatch.campaigns.rule import DEFAULT_KEYS, clean_name
 from smswatch.config import Credentials, parse_basic_auth
 
 if TYPE_CHECKING:
@@ -254,6 +255,23 @@ def listener_options(f: F) -> F:
             help="The PEM private key of --tls-cert.",
         ),
         *FORWARD_OPTIONS,
+        click.option(
+            "--campaign",
+            envvar="SMSWATCH_CAMPAIGN",
+            default=None,
+            metavar="NAME",
+            help="Put every message first seen while this runs in campaign NAME (a sender's "
+            "metadata campaign wins).",
+        ),
+        click.option(
+            "--campaign-keys",
+            envvar="SMSWATCH_CAMPAIGN_KEYS",
+            default=",".join(DEFAULT_KEYS),
+            show_default=True,
+            metavar="KEYS",
+            help="Comma-separated metadata keys (YeboLink) that name a message's campaign, "
+            "first found wins.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -341,7 +359,18 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         feed_port=feed_port,
         feed_token=opts.get("feed_token") or None,
         forward=forward_config(opts),
+        campaign=clean_name(opts.get("campaign")),
+        campaign_keys=campaign_keys(opts.get("campaign_keys")),
     )
+
+
+def campaign_keys(value: str | list[str] | None) -> tuple[str, ...]:
+    """`--campaign-keys a,b` (or a TOML list): the keys, in order; empty turns metadata
+    grouping off."""
+    if value is None:
+        return DEFAULT_KEYS
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(k.strip() for k in parts if k.strip())
 
 
 def print_json(value: Any) -> None:
@@ -377,7 +406,11 @@ class Commands(click.Group):
     (DESIGN.md: one module per group as commands multiply) imported only when one is asked
     for: they start no slower, and they import this module's options without a circle."""
 
-    GROUPS: ClassVar[dict[str, str]] = {"forward": "smswatch.forward.cli"}
+    GROUPS: ClassVar[dict[str, str]] = {
+        "forward": "smswatch.forward.cli",
+        "campaign": "smswatch.campaigns.cli",
+        "report": "smswatch.campaigns.cli",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.GROUPS])
@@ -818,13 +851,17 @@ def export(db: Path, fmt: str, message_id: str | None, out: Path) -> None:
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--campaign", default=None, metavar="NAME", help="Only this campaign's messages.")
 @handles_store_errors
-def stats(db: Path, as_json: bool) -> None:
+def stats(db: Path, as_json: bool, campaign: str | None) -> None:
     """Totals: events, messages, recipients per state, delivery rate, latency, failures by code."""
     from smswatch.report import console, stats_view
-    from smswatch.stats import gather, stats_record
+    from smswatch.stats import NoCampaign, gather, stats_record
 
-    data = asyncio.run(gather(db))
+    try:
+        data = asyncio.run(gather(db, campaign))
+    except NoCampaign as exc:
+        fail(str(exc))
     if as_json:
         print_json(stats_record(*data))
     else:

@@ -49,6 +49,8 @@ KNOWN_KEYS = {
     "forward_concurrency",
     "forward_max_attempts",
     "forward_retry_4xx",
+    "campaign",
+    "campaign_keys",
 }
 TABLES = {"stuck"}
 

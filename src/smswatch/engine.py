@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smswatch import providers as gateways
+from smswatch.campaigns.rule import DEFAULT_KEYS, CampaignRule
 from smswatch.forward.config import ForwardConfig
 from smswatch.hub import Hub
 from smswatch.listener import Listener, ListenerConfig, is_loopback
@@ -52,6 +53,8 @@ class EngineConfig:
     feed_host: str = "127.0.0.1"
     feed_port: int | None = None
     feed_token: str | None = None  # None: the token kept beside the database (made once)
+    campaign: str | None = None  # every message first seen while this runs joins it
+    campaign_keys: tuple[str, ...] = DEFAULT_KEYS  # YeboLink metadata keys naming a campaign
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,11 @@ class Engine:
         self.providers = gateways.build(config.credentials)
         self.hub = Hub(tick=config.hub_tick, clock=config.clock)
         shared = {"forward_targets": config.forward.targets} if config.forward else {}
+        # The palette starts and ends the run's campaign: the writer reads `active` per batch.
+        self.campaigns = CampaignRule(config.campaign_keys, config.campaign)
         self.writer = make_writer(
             config.db_path,
+            campaigns=self.campaigns,
             **(shared if is_url(config.db_path) else {}),
             durability=config.durability,
             checkpoint_interval=config.checkpoint_interval,

@@ -12,17 +12,31 @@ from smswatch.store.reader import FailureGroup, Latency, Percentiles, Totals
 from smswatch.timefmt import iso
 
 
-async def gather(db: Path | str) -> tuple[Totals, list[FailureGroup], Latency, int]:
+class NoCampaign(Exception):
+    pass
+
+
+async def gather(
+    db: Path | str, campaign: str | None = None
+) -> tuple[Totals, list[FailureGroup], Latency, int]:
+    """The whole store's figures, or one campaign's (the quarantine is not per campaign: a
+    rejected request belongs to no message)."""
     async with await open_reader(db, current=True) as reader:
+        sel = None
+        if campaign is not None:
+            found = await reader.campaign(campaign)
+            if found is None:
+                raise NoCampaign(f"no campaign {campaign!r} (see `smswatch campaign list`)")
+            sel = found.selector
         return (
-            await reader.totals(),
-            await reader.failures(limit=50),
-            await reader.latency(),
+            await reader.totals(campaign=sel),
+            await reader.failures(limit=50, campaign=sel),
+            await reader.latency(campaign=sel),
             await reader.quarantine_count(),
         )
 
 
-def _percentiles(p: Percentiles) -> dict[str, Any]:
+def percentiles_record(p: Percentiles) -> dict[str, Any]:
     def ms(us: int | None) -> float | None:
         return None if us is None else round(us / 1000, 1)
 
@@ -42,8 +56,9 @@ def stats_record(
         "delivery_rate": round(totals.funnel[State.DELIVERED] / done, 4) if done else None,
         "conflicts": totals.conflicts,
         "latency": {
-            "queued_to_sent": _percentiles(latency.queued_to_sent),
-            "sent_to_delivered": _percentiles(latency.sent_to_delivered),
+            "queued_to_sent": percentiles_record(latency.queued_to_sent),
+            "sent_to_delivered": percentiles_record(latency.sent_to_delivered),
+            "queued_to_delivered": percentiles_record(latency.queued_to_delivered),
         },
         "failures": [
             {

@@ -22,7 +22,9 @@ from typing import Any
 
 import aiosqlite
 
+from smswatch.campaigns.model import Selector
 from smswatch.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
+from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
 from smswatch.store.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
@@ -82,6 +84,7 @@ class Percentiles:
 class Latency:
     queued_to_sent: Percentiles
     sent_to_delivered: Percentiles
+    queued_to_delivered: Percentiles = Percentiles(0, None, None)
 
 
 def percentiles(values: Sequence[int]) -> Percentiles:
@@ -96,7 +99,7 @@ def percentiles(values: Sequence[int]) -> Percentiles:
     return Percentiles(len(ordered), rank(0.50), rank(0.95))
 
 
-class Reader:
+class Reader(CampaignQueries):
     """Queries over the SQLite back end; store/postgres/reader.py answers the same ones."""
 
     NO_LIMIT: int | None = -1  # what LIMIT takes for "no limit"
@@ -316,31 +319,41 @@ class Reader:
 
     # --- aggregates -----------------------------------------------------------------------------
 
-    async def totals(self) -> Totals:
+    async def totals(self, campaign: Selector | None = None) -> Totals:
+        """The whole store's counters, or one campaign's."""
+        rcond, rparams = recipient_member(campaign)
+        mcond, mparams = message_member(campaign)
         funnel = dict.fromkeys(FUNNEL, 0)
         for state, n in await self._all(
-            "SELECT state, count(*) FROM recipients WHERE state IS NOT NULL GROUP BY state"
+            f"SELECT r.state, count(*) FROM recipients r WHERE r.state IS NOT NULL AND {rcond} "
+            "GROUP BY r.state",
+            rparams,
         ):
             funnel[State(state)] += n
         unseen = await self._scalar(
             self._db,
-            "SELECT coalesce(sum(CASE WHEN total_recipients > known_recipients "
-            "THEN total_recipients - known_recipients ELSE 0 END), 0) FROM messages",
+            "SELECT coalesce(sum(CASE WHEN m.total_recipients > m.known_recipients "
+            f"THEN m.total_recipients - m.known_recipients ELSE 0 END), 0) FROM messages m "
+            f"WHERE {mcond}",
+            mparams,
         )
         funnel[State.QUEUED] += int(unseen or 0)
         # Each message counts its own events: summing them avoids scanning the events table.
         by_provider = {
             p: int(n)
             for p, n in await self._all(
-                "SELECT provider, sum(events) FROM messages GROUP BY provider"
+                f"SELECT m.provider, sum(m.events) FROM messages m WHERE {mcond} "
+                "GROUP BY m.provider",
+                mparams,
             )
         }
         row = (
             await self._all(
                 "SELECT count(*), "
-                "coalesce(sum(CASE WHEN finished_at IS NULL THEN 1 ELSE 0 END), 0), "
-                "coalesce(sum(conflicts), 0), min(first_received_at), max(last_received_at) "
-                "FROM messages"
+                "coalesce(sum(CASE WHEN m.finished_at IS NULL THEN 1 ELSE 0 END), 0), "
+                "coalesce(sum(m.conflicts), 0), min(m.first_received_at), "
+                f"max(m.last_received_at) FROM messages m WHERE {mcond}",
+                mparams,
             )
         )[0]
         return Totals(
@@ -354,20 +367,28 @@ class Reader:
             by_provider=by_provider,
         )
 
-    async def failures(self, limit: int = 50, message_id: str | None = None) -> list[FailureGroup]:
+    async def failures(
+        self,
+        limit: int = 50,
+        message_id: str | None = None,
+        campaign: Selector | None = None,
+    ) -> list[FailureGroup]:
         """Failed recipients grouped by gateway and error code, most frequent first."""
-        where = "state = 'failed'" + (" AND message_id = ?" if message_id else "")
-        params: tuple[Any, ...] = (message_id, limit) if message_id else (limit,)
+        cond, params = recipient_member(campaign)
+        where = f"r.state = 'failed' AND {cond}"
+        if message_id:
+            where += " AND r.message_id = ?"
+            params = [*params, message_id]
         rows = await self._all(
-            "SELECT provider, error_code, count(*), max(error_at), "
+            "SELECT r.provider, r.error_code, count(*), max(r.error_at), "
             "(SELECT r2.error_message FROM recipients r2 WHERE r2.state = 'failed' "
             " AND r2.provider = r.provider AND (r2.error_code = r.error_code "
             " OR (r2.error_code IS NULL AND r.error_code IS NULL)) "
             " ORDER BY r2.error_at DESC NULLS LAST LIMIT 1), "
-            "max(retryable) "
-            f"FROM recipients r WHERE {where} GROUP BY provider, error_code "
+            "max(r.retryable) "
+            f"FROM recipients r WHERE {where} GROUP BY r.provider, r.error_code "
             "ORDER BY count(*) DESC LIMIT ?",
-            params,
+            (*params, limit),
         )
         return [
             FailureGroup(p, code, n, at, msg, None if retry is None else bool(retry))
@@ -392,31 +413,55 @@ class Reader:
         )
         return [recipient_from_row(r) for r in rows]
 
-    async def count_stuck(self, deadlines: dict[State, int], now: int) -> int:
+    async def count_stuck(
+        self, deadlines: dict[State, int], now: int, campaign: Selector | None = None
+    ) -> int:
+        cond, params = recipient_member(campaign)
         total = 0
         for state, deadline in deadlines.items():
             total += await self._scalar(
                 self._db,
-                "SELECT count(*) FROM recipients WHERE state = ? AND state_at < ?",
-                (state.value, now - deadline),
+                "SELECT count(*) FROM recipients r WHERE r.state = ? AND r.state_at < ? "
+                f"AND {cond}",
+                (state.value, now - deadline, *params),
             )
         return total
 
-    async def latency(self, message_id: str | None = None) -> Latency:
-        if message_id is None:
-            rows = await self._all(
-                "SELECT coalesce(r.queued_at, m.queued_at), r.sent_at, r.delivered_at "
-                "FROM recipients r JOIN messages m USING (message_id)"
-            )
-        else:
-            rows = await self._all(
-                "SELECT coalesce(r.queued_at, m.queued_at), r.sent_at, r.delivered_at "
-                "FROM recipients r JOIN messages m USING (message_id) WHERE message_id = ?",
-                (message_id,),
-            )
-        to_sent = [s - q for q, s, _ in rows if q is not None and s is not None and s >= q]
-        to_delivered = [d - s for _, s, d in rows if s is not None and d is not None and d >= s]
-        return Latency(percentiles(to_sent), percentiles(to_delivered))
+    async def latency_samples(
+        self, message_id: str | None = None, campaign: Selector | None = None
+    ) -> dict[str, list[int]]:
+        """Each recipient's time from queued to sent, from sent to delivered and from queued to
+        delivered (µs): what latency percentiles and histograms are made of."""
+        cond, params = recipient_member(campaign)
+        if message_id is not None:
+            cond += " AND r.message_id = ?"
+            params = [*params, message_id]
+        rows = await self._all(
+            "SELECT coalesce(r.queued_at, m.queued_at), r.sent_at, r.delivered_at "
+            f"FROM recipients r JOIN messages m ON m.message_id = r.message_id WHERE {cond}",
+            params,
+        )
+        return {
+            "queued_to_sent": [
+                s - q for q, s, _ in rows if q is not None and s is not None and s >= q
+            ],
+            "sent_to_delivered": [
+                d - s for _, s, d in rows if s is not None and d is not None and d >= s
+            ],
+            "queued_to_delivered": [
+                d - q for q, _, d in rows if q is not None and d is not None and d >= q
+            ],
+        }
+
+    async def latency(
+        self, message_id: str | None = None, campaign: Selector | None = None
+    ) -> Latency:
+        samples = await self.latency_samples(message_id, campaign)
+        return Latency(
+            percentiles(samples["queued_to_sent"]),
+            percentiles(samples["sent_to_delivered"]),
+            percentiles(samples["queued_to_delivered"]),
+        )
 
     async def quarantine(self, limit: int = 100) -> list[Rejection]:
         """The newest rejected requests first."""

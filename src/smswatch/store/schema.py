@@ -24,7 +24,7 @@ from pathlib import Path
 
 from smswatch.store.errors import CannotOpen
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE events (
@@ -130,8 +130,24 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('log_id', lower(hex(randomblob(16))));
 """
 
+# Version 3: the named campaign of each message (campaigns/__init__.py). A fact decided when the
+# message is first stored (or tagged later by hand), not derived from the log, so it lives in
+# the log's file and is written in the same transaction as the message's first event. A rowid
+# table: its inserts append, where a key on the random message id would rewrite index pages all
+# over at every commit. At most one row per message (`campaign tag` replaces it).
+_V3 = """
+CREATE TABLE campaigns (
+    id          INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL,
+    campaign    TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    tagged_at   INTEGER NOT NULL
+);
+CREATE INDEX campaigns_by_name ON campaigns (campaign);
+"""
+
 # MIGRATIONS[n] upgrades a version-n log file to n+1. Version 0 is an empty file.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 
 STATE_SCHEMA_VERSION = 1
 _STATE_V1 = (

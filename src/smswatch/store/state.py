@@ -67,6 +67,8 @@ class BatchEffects:
 
     new_events: list[Event] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
+    # The first event of each message this batch stored first (for its campaign).
+    new_messages: list[Event] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -271,6 +273,8 @@ class StateCache:
         msg = self.messages.get(mid)
         if msg is None:
             msg = self.messages[mid] = MessageState(mid, ev.provider)
+        if msg.events == 0:
+            effects.new_messages.append(ev)
         if mid not in self.touched:
             self.touched[mid] = baseline(msg) if msg.events > 0 else None
         self.dirty_messages.add(mid)

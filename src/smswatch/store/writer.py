@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smswatch.campaigns.rule import CampaignRule
 from smswatch.domain import Event
 from smswatch.store.errors import CannotOpen
 from smswatch.store.reader import Reader, Totals
@@ -98,6 +99,9 @@ _DATA_ERRORS = (
     UnicodeError,
 )
 _INSERT_EVENTS = f"INSERT INTO events (id, {LOG_COLUMNS}) VALUES ({placeholders(17)})"
+_INSERT_CAMPAIGNS = (
+    "INSERT INTO campaigns (message_id, campaign, source, tagged_at) VALUES (?, ?, ?, ?)"
+)
 _UPSERT_RECIPIENTS = upsert("recipients", RECIPIENT_COLUMNS, "message_id, recipient")
 _UPSERT_MESSAGES = upsert("messages", MESSAGE_COLUMNS, "message_id")
 _TIMELINE = (
@@ -339,10 +343,12 @@ class Writer(GroupCommit):
         on_commit: Callable[[Commit], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,
         clock: Callable[[], int] = now_us,
+        campaigns: CampaignRule | None = None,
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError("durability must be 'full' or 'normal'")
         self.path = Path(path)
+        self.campaigns = campaigns or CampaignRule()
         self.durability = durability
         self.max_db_bytes = max_db_bytes
         self.max_batch = max_batch
@@ -668,6 +674,8 @@ class Writer(GroupCommit):
                     _INSERT_EVENTS,
                     [(first_id + i, *log_row(ev)) for i, ev in enumerate(effects.new_events)],
                 )
+            if effects.new_messages and (tags := self.campaigns.tags(effects.new_messages)):
+                db.executemany(_INSERT_CAMPAIGNS, tags)
             if rejections:
                 self._store_rejections(db, rejections)
             db.execute("COMMIT")

@@ -28,7 +28,7 @@ from typing import Any
 
 from smswatch.store.errors import CannotOpen
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ADVISORY_LOCK = 0x736D7377  # "smsw": serializes migrations across instances
 
 _V1 = """
@@ -192,8 +192,21 @@ CREATE TABLE forward_rows (
 );
 """
 
+# Version 3: each message's named campaign (campaigns/__init__.py), written in the transaction
+# that stores the message's first event. Keyed by message: the messages table is written in
+# every transaction here anyway, so a random key costs nothing the SQLite back end avoids.
+_V3 = """
+CREATE TABLE campaigns (
+    message_id  TEXT COLLATE "C" PRIMARY KEY,
+    campaign    TEXT COLLATE "C" NOT NULL,
+    source      TEXT COLLATE "C" NOT NULL,
+    tagged_at   BIGINT NOT NULL
+);
+CREATE INDEX campaigns_by_name ON campaigns (campaign);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1; version 0 is an empty database.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 
 
 class SchemaError(CannotOpen):

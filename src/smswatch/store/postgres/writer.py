@@ -37,6 +37,7 @@ from typing import Any
 
 import asyncpg
 
+from smswatch.campaigns.rule import CampaignRule
 from smswatch.domain import FUNNEL, UNATTRIBUTED, Event
 from smswatch.store.location import describe
 from smswatch.store.outbox import Target
@@ -101,6 +102,11 @@ def _upsert(table: str, columns: str, types: Sequence[str], key: str, stamp: boo
     )
 
 
+_INSERT_CAMPAIGNS = (
+    "INSERT INTO campaigns (message_id, campaign, source, tagged_at) "
+    f"SELECT * FROM unnest({_unnest([_TEXT, _TEXT, _TEXT, _INT])}) "
+    "ON CONFLICT (message_id) DO NOTHING"
+)
 _INSERT_EVENTS = (
     f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT * FROM unnest({_unnest(_EVENT_TYPES)}) "
     "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, provider"
@@ -180,6 +186,7 @@ class PgWriter(GroupCommit):
         clock: Callable[[], int] = now_us,
         connect_timeout: float = 5.0,
         forward_targets: Sequence[Target] = (),
+        campaigns: CampaignRule | None = None,
         **_sqlite_only: Any,  # checkpoint settings: this back end has no checkpoints
     ) -> None:
         if durability not in ("full", "normal"):
@@ -196,6 +203,7 @@ class PgWriter(GroupCommit):
         self.connect_timeout = connect_timeout
         # Each stored event gets its forward rows in its own transaction (postgres/outbox.py).
         self.forward_targets = tuple(forward_targets)
+        self.campaigns = campaigns or CampaignRule()
         self.instance = instance_name()
         self.failing: str | None = None
         # What this process committed (the hub's counters cover every instance of a shared
@@ -537,6 +545,8 @@ class PgWriter(GroupCommit):
             for target in self.forward_targets:
                 wanted = [(r[0], target.url, now) for r in stored if target.takes(r[1])]
                 await add_forwards(conn, self.instance, target.url, wanted)
+        if effects.new_messages and (tags := self.campaigns.tags(effects.new_messages)):
+            await conn.execute(_INSERT_CAMPAIGNS, *_columns([_clean(t) for t in tags], 4))
         if state.dirty_recipients:
             rows = [_clean(recipient_row(state.recipients[k])) for k in state.dirty_recipients]
             await conn.execute(_UPSERT_RECIPIENTS, *_columns(rows, len(_RECIPIENT_TYPES)))

@@ -1,0 +1,157 @@
+"""Everything the campaign view and the report show about one campaign, from the store.
+
+The queries are the store's (store/campaigns.py and the reader); this module turns their rows
+into figures: rates now, an ETA, delivery per carrier and per country, cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from smswatch.campaigns.model import CarrierRow, CostRow, Series, Summary
+from smswatch.catalogue import ErrorInfo, explain
+from smswatch.domain import State
+from smswatch.store.reader import FailureGroup, Latency, Reader
+
+SPARK_BUCKETS = 30
+SPARK_STEP = 10_000_000  # µs: the sparklines cover the last 5 minutes, 10 s a bar
+RATE_WINDOW = 6  # buckets (60 s) the rates now and the ETA are taken over
+MIN_RECENT = 30_000_000  # the recent window of the carrier flags is at least 30 s
+
+
+@dataclass(frozen=True, slots=True)
+class Eta:
+    state: str  # done | eta | stalled | waiting
+    seconds: float | None = None
+
+    def label(self) -> str:
+        if self.state == "done":
+            return "done"
+        if self.state == "stalled":
+            return "stalled (nothing final in the last minute)"
+        if self.state == "waiting":
+            return "waiting for the first results"
+        assert self.seconds is not None
+        return "about " + duration(self.seconds)
+
+
+def duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def estimate(summary: Summary, finals_per_s: float) -> Eta:
+    """Time until every recipient is final, at the rate they became final over the last
+    minute: it converges as the campaign goes on."""
+    remaining = summary.recipients - summary.done
+    if remaining <= 0 and summary.messages:
+        return Eta("done", 0.0)
+    if summary.done == 0:
+        return Eta("waiting")
+    if finals_per_s <= 0:
+        return Eta("stalled")
+    return Eta("eta", remaining / finals_per_s)
+
+
+@cache
+def country_of(prefix: str | None) -> str:
+    """The calling code ('+27') a number's first characters start with, or 'other'."""
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE as codes
+
+    if not prefix or not prefix.startswith("+"):
+        return "other"
+    digits = prefix[1:]
+    for n in (1, 2, 3):
+        if len(digits) >= n and digits[:n].isdigit() and int(digits[:n]) in codes:
+            return "+" + digits[:n]
+    return "other"
+
+
+@cache
+def region_of(code: str) -> str:
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE as codes
+
+    if not code.startswith("+"):
+        return ""
+    regions = [r for r in codes.get(int(code[1:]), ()) if r != "001"]
+    return (
+        regions[0]
+        if len(regions) == 1
+        else "/".join(regions[:2]) + ("…" if len(regions) > 2 else "")
+    )
+
+
+def by_country(rows: list[CarrierRow]) -> list[CarrierRow]:
+    merged: dict[str, list[int]] = {}
+    for row in rows:
+        acc = merged.setdefault(country_of(row.key), [0, 0, 0, 0, 0])
+        for i, v in enumerate(
+            (row.recipients, row.delivered, row.failed, row.recent_delivered, row.recent_failed)
+        ):
+            acc[i] += v
+    out = [CarrierRow(k, *v) for k, v in merged.items()]
+    return sorted(out, key=lambda r: -r.recipients)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignView:
+    summary: Summary
+    now: int
+    sent: Series
+    delivered: Series
+    failed: Series
+    sent_per_s: float
+    delivered_per_s: float
+    eta: Eta
+    latency: Latency
+    costs: list[CostRow]
+    carriers: list[CarrierRow]
+    countries: list[CarrierRow]
+    failures: list[tuple[FailureGroup, ErrorInfo | None]]
+    stuck: int
+    recent_since: int | None  # where the carriers' recent window starts (event time)
+
+    @property
+    def falling(self) -> list[CarrierRow]:
+        return [c for c in self.carriers if c.falling]
+
+
+async def campaign_view(
+    reader: Reader, summary: Summary, now: int, deadlines: dict[State, int]
+) -> CampaignView:
+    sel = summary.selector
+    start = now - SPARK_STEP * SPARK_BUCKETS
+    sent = await reader.series(sel, "sent_at", start, SPARK_STEP, SPARK_BUCKETS)
+    delivered = await reader.series(sel, "delivered_at", start, SPARK_STEP, SPARK_BUCKETS)
+    failed = await reader.series(sel, "failed_at", start, SPARK_STEP, SPARK_BUCKETS)
+    finals = delivered.per_second(RATE_WINDOW) + failed.per_second(RATE_WINDOW)
+    first_final, last_final = await reader.final_span(sel)
+    recent_since = None
+    if first_final is not None and last_final is not None:
+        recent_since = last_final - max((last_final - first_final) // 3, MIN_RECENT)
+    since = recent_since if recent_since is not None else now
+    failures = await reader.failures(limit=30, campaign=sel)
+    return CampaignView(
+        summary=summary,
+        now=now,
+        sent=sent,
+        delivered=delivered,
+        failed=failed,
+        sent_per_s=sent.per_second(RATE_WINDOW),
+        delivered_per_s=delivered.per_second(RATE_WINDOW),
+        eta=estimate(summary, finals),
+        latency=await reader.latency(campaign=sel),
+        costs=await reader.costs(sel),
+        carriers=sorted(
+            await reader.delivery_by(sel, "carrier", since), key=lambda r: -r.recipients
+        ),
+        countries=by_country(await reader.delivery_by(sel, "prefix", since)),
+        failures=[(f, explain(f.provider, f.error_code, f.retryable)) for f in failures],
+        stuck=await reader.count_stuck(deadlines, now, campaign=sel),
+        recent_since=recent_since,
+    )

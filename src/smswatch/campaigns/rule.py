@@ -1,0 +1,75 @@
+"""Which named campaign a new message joins, decided when the message is first stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from smswatch.domain import UNATTRIBUTED, Event
+
+DEFAULT_KEYS: tuple[str, ...] = ("campaign", "campaign_id", "batch_id")
+MAX_NAME = 120  # a name longer than this is cut: it is shown in narrow columns and filenames
+
+# Where a message's campaign came from; stored with it.
+TAG, METADATA, RUN = "tag", "metadata", "run"
+
+
+def clean_name(value: Any) -> str | None:
+    """A campaign name from untrusted input: a string or number, stripped, never blank.
+    Control characters are kept as data (sanitize.py draws them) but the name is bounded."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = str(value).strip()
+    return text[:MAX_NAME] if text else None
+
+
+def from_metadata(metadata: str | None, keys: tuple[str, ...]) -> str | None:
+    """The first of `keys` the sender's metadata (compact JSON text) names a campaign with."""
+    if not metadata or not keys:
+        return None
+    try:
+        data = json.loads(metadata)
+    except ValueError:
+        return None  # cut to fit its column: not JSON any more
+    if not isinstance(data, dict):
+        return None
+    for key in keys:
+        name = clean_name(data.get(key))
+        if name:
+            return name
+    return None
+
+
+@dataclass(slots=True)
+class CampaignRule:
+    """The metadata keys to look for, and the run's campaign (which the palette can change
+    while the engine runs: a plain attribute, read by the writer's thread at each batch)."""
+
+    keys: tuple[str, ...] = DEFAULT_KEYS
+    active: str | None = None
+
+    def assign(self, first: Event) -> tuple[str, str] | None:
+        """(campaign, source) for a message whose first stored event is `first`, or None: it
+        will be grouped by burst. The sender's metadata is more specific than the run's
+        blanket tag, so it wins."""
+        info = first.message_info
+        if info is not None and info.metadata:
+            name = from_metadata(info.metadata, self.keys)
+            if name:
+                return name, METADATA
+        if self.active:
+            return self.active, RUN
+        return None
+
+    def tags(self, firsts: Iterable[Event]) -> list[tuple[str, str, str, int]]:
+        """The `campaigns` rows (message id, campaign, source, tagged at) for the messages
+        these first events opened."""
+        rows = []
+        for ev in firsts:
+            if ev.message_id and ev.message_id != UNATTRIBUTED:
+                found = self.assign(ev)
+                if found:
+                    rows.append((ev.message_id, found[0], found[1], ev.received_at))
+        return rows

@@ -1,0 +1,127 @@
+"""Campaigns on a terminal (`campaign list`, `campaign show`): Rich renderables in which every
+value from a webhook (campaign names come from sender metadata) is drawn as literal text."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from smswatch.campaigns.analysis import CampaignView, region_of
+from smswatch.campaigns.model import CarrierRow, Summary
+from smswatch.domain import FUNNEL
+from smswatch.report import STATE_STYLE, pct, t
+from smswatch.timefmt import iso
+
+
+def percent(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.1f}%"
+
+
+def money(amounts: dict[str, float]) -> str:
+    return ", ".join(f"{v:,.2f} {c}" for c, v in sorted(amounts.items())) or "-"
+
+
+def campaigns_table(found: list[Summary]) -> Table:
+    table = Table(header_style="bold", title="campaigns", title_justify="left")
+    for name in ("campaign", "from", "gateway", "messages", "recipients", "progress"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    for s in FUNNEL:
+        table.add_column(s.value, justify="right", style=STATE_STYLE[s])
+    table.add_column("delivery", justify="right")
+    table.add_column("last seen", no_wrap=True)
+    for s in found:
+        table.add_row(
+            t(s.name, 40),
+            Text(s.source),
+            Text(", ".join(s.providers)),
+            Text(f"{s.messages:,}"),
+            Text(f"{s.recipients:,}"),
+            Text("done" if s.finished else percent(s.progress)),
+            *(Text(f"{s.counts[st]:,}") for st in FUNNEL),
+            Text(percent(s.delivery_rate)),
+            Text(iso(s.last_received_at) or "-"),
+        )
+    if not found:
+        table.caption = "no campaigns yet"
+    return table
+
+
+def _delivery_table(title: str, label: str, rows: list[CarrierRow], regions: bool) -> Table:
+    table = Table(header_style="bold", title=title, title_justify="left")
+    for name in (label, "recipients", "delivered", "failed", "rate", "recent", "earlier"):
+        table.add_column(name, no_wrap=True)
+    for r in rows[:25]:
+        key = r.key or "(none)"
+        if regions and r.key:
+            key = f"{key} {region_of(r.key)}"
+        flag = Text(" ▼ falling", style="bold red") if r.falling else Text("")
+        table.add_row(
+            t(key, 30),
+            Text(f"{r.recipients:,}"),
+            Text(f"{r.delivered:,}"),
+            Text(f"{r.failed:,}"),
+            Text(percent(r.rate)),
+            Text(percent(r.recent_rate)) + flag,
+            Text(percent(r.earlier_rate)),
+        )
+    return table
+
+
+def campaign_panel(view: CampaignView) -> Group:
+    s = view.summary
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("campaign", t(s.name, 80))
+    head.add_row("grouped by", Text(f"{s.source}   gateways {', '.join(s.providers)}"))
+    head.add_row("messages", Text(f"{s.messages:,}   recipients {s.recipients:,}"))
+    counts = Text()
+    for st in FUNNEL:
+        counts.append(f"{st.value} {s.counts[st]:,}  ", style=STATE_STYLE[st])
+    head.add_row("states", counts)
+    head.add_row("progress", Text(f"{percent(s.progress)}   ETA {view.eta.label()}"))
+    head.add_row(
+        "now",
+        Text(f"{view.sent_per_s:.1f} sent/s   {view.delivered_per_s:.1f} delivered/s"),
+    )
+    head.add_row("delivery rate", Text(percent(s.delivery_rate)))
+    head.add_row("queued→sent", Text(pct(view.latency.queued_to_sent)))
+    head.add_row("sent→delivered", Text(pct(view.latency.sent_to_delivered)))
+    head.add_row("queued→delivered", Text(pct(view.latency.queued_to_delivered)))
+    for c in view.costs:
+        per = "-" if c.per_delivered is None else f"{c.per_delivered:,.4f}"
+        head.add_row(
+            f"cost ({c.provider})",
+            Text(
+                f"spent {c.spent:,.2f} {c.currency or ''}   wasted on failures "
+                f"{c.wasted:,.2f}   per delivered {per}"
+            ),
+        )
+    if s.conflicts:
+        head.add_row("conflicts", Text(f"{s.conflicts:,}", style="magenta"))
+    if view.stuck:
+        head.add_row("stuck", Text(f"{view.stuck:,} recipients past their deadline", style="red"))
+    head.add_row("seen", Text(f"{iso(s.first_received_at)} … {iso(s.last_received_at)}"))
+    failures = Table(header_style="bold", title="failures by code", title_justify="left")
+    for name in ("gateway", "code", "count", "meaning", "retry?", "advice"):
+        failures.add_column(name, overflow="fold")
+    for f, info in view.failures:
+        failures.add_row(
+            Text(f.provider),
+            t(f.error_code, 10),
+            Text(f"{f.count:,}"),
+            t(info.title if info else "-", 40),
+            Text(info.retry if info else "-"),
+            t(info.action if info else "", 80),
+        )
+    parts: list[object] = [
+        head,
+        Text(""),
+        _delivery_table("delivery by carrier", "carrier", view.carriers, False),
+        Text(""),
+        _delivery_table("delivery by country", "prefix", view.countries, True),
+    ]
+    if view.failures:
+        parts += [Text(""), failures]
+    return Group(*parts)

@@ -1,0 +1,302 @@
+"""Campaign queries over either back end (SQL both SQLite and PostgreSQL accept), and tagging.
+
+Named campaigns are the `campaigns` table (written with each message's first event); bursts are
+found when read, with window functions over when each untagged message was first seen, so they
+need no state of their own and come out the same on every instance of a shared database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from smswatch.campaigns.model import (
+    BURST,
+    BURST_GAP_US,
+    CarrierRow,
+    CostRow,
+    Selector,
+    Series,
+    Summary,
+    SummaryBuilder,
+    burst_name,
+)
+from smswatch.campaigns.rule import TAG, clean_name
+from smswatch.domain import UNATTRIBUTED, MessageState
+from smswatch.store.location import is_url
+from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
+
+_EXPECTED = (
+    "CASE WHEN m.total_recipients > m.known_recipients THEN m.total_recipients "
+    "ELSE m.known_recipients END"
+)
+# Per campaign, gateway and currency (SummaryBuilder.add reads them in this order).
+_SUMS = (
+    f"count(*), sum({_EXPECTED}), "
+    f"sum(m.n_queued + {_EXPECTED} - m.known_recipients), sum(m.n_processing), sum(m.n_sent), "
+    "sum(m.n_delivered), sum(m.n_failed), "
+    "sum(CASE WHEN m.finished_at IS NULL THEN 1 ELSE 0 END), sum(m.conflicts), "
+    "sum(m.total_cost), min(m.first_received_at), max(m.last_received_at)"
+)
+_UNTAGGED = (
+    "m.message_id NOT IN (SELECT message_id FROM campaigns) "
+    f"AND m.message_id != '{UNATTRIBUTED}' AND m.first_received_at IS NOT NULL"
+)
+# Untagged messages numbered by burst within their gateway: a new burst starts wherever the
+# gap since the gateway's previous first-seen message is over the limit (?).
+_BURSTS = (
+    "WITH u AS (SELECT m.message_id, m.provider, m.first_received_at, "
+    "CASE WHEN m.first_received_at - lag(m.first_received_at) OVER "
+    "(PARTITION BY m.provider ORDER BY m.first_received_at, m.message_id) <= ? "
+    f"THEN 0 ELSE 1 END AS fresh FROM messages m WHERE {_UNTAGGED}), "
+    "b AS (SELECT message_id, provider, sum(fresh) OVER (PARTITION BY provider "
+    "ORDER BY first_received_at, message_id ROWS UNBOUNDED PRECEDING) AS burst FROM u) "
+)
+_SERIES_COLUMNS = ("queued_at", "sent_at", "delivered_at", "failed_at", "state_at")
+
+
+def member(sel: Selector, alias: str = "m") -> tuple[str, list[Any]]:
+    """A condition on messages (as `alias`) that holds for the campaign's messages."""
+    if not sel.is_burst:
+        return (
+            f"{alias}.message_id IN (SELECT message_id FROM campaigns WHERE campaign = ?)",
+            [sel.name],
+        )
+    untagged = _UNTAGGED.replace("m.", f"{alias}.")
+    return (
+        f"{alias}.provider = ? AND {alias}.first_received_at >= ? "
+        f"AND {alias}.first_received_at <= ? AND {untagged}",
+        [sel.provider, sel.start, sel.end],
+    )
+
+
+def recipient_member(sel: Selector | None, alias: str = "r") -> tuple[str, list[Any]]:
+    """A condition on recipients (as `alias`) for the campaign's recipients ("1 = 1": all)."""
+    if sel is None:
+        return "1 = 1", []
+    if not sel.is_burst:
+        return (
+            f"{alias}.message_id IN (SELECT message_id FROM campaigns WHERE campaign = ?)",
+            [sel.name],
+        )
+    cond, params = member(sel, "cm")
+    return f"{alias}.message_id IN (SELECT cm.message_id FROM messages cm WHERE {cond})", params
+
+
+def message_member(sel: Selector | None, alias: str = "m") -> tuple[str, list[Any]]:
+    return ("1 = 1", []) if sel is None else member(sel, alias)
+
+
+class CampaignQueries:
+    """Mixed into store.reader.Reader (and so into PgReader): needs its `_all`."""
+
+    NO_LIMIT: int | None
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def campaigns(self, gap: int = BURST_GAP_US) -> list[Summary]:
+        """Every campaign, named ones and bursts, the most recently active first."""
+        named: dict[str, SummaryBuilder] = {}
+        rows = await self._all(
+            f"SELECT c.campaign, min(c.source), m.provider, m.currency, {_SUMS} "
+            "FROM campaigns c JOIN messages m ON m.message_id = c.message_id "
+            "GROUP BY c.campaign, m.provider, m.currency"
+        )
+        for name, source, provider, currency, *sums in rows:
+            b = named.get(name) or named.setdefault(name, SummaryBuilder(Selector(name), source))
+            b.add(provider, currency, tuple(sums))
+        found = [b.build() for b in named.values()]
+        found += await self._bursts(gap)
+        return sorted(found, key=lambda s: s.last_received_at or 0, reverse=True)
+
+    async def _bursts(self, gap: int, provider: str | None = None) -> list[Summary]:
+        rows = await self._all(
+            f"{_BURSTS} SELECT b.provider, b.burst, m.currency, min(m.first_received_at), "
+            f"max(m.first_received_at), {_SUMS} FROM b JOIN messages m "
+            "ON m.message_id = b.message_id GROUP BY b.provider, b.burst, m.currency",
+            [gap],
+        )
+        spans: dict[tuple[str, int], list[Any]] = {}
+        for prov, burst, currency, start, end, *sums in rows:
+            span = spans.setdefault((prov, burst), [start, end, []])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+            span[2].append((currency, tuple(sums)))
+        out = []
+        for (prov, _), (start, end, parts) in spans.items():
+            if provider and prov != provider:
+                continue
+            sel = Selector(burst_name(prov, start), BURST, prov, start, end)
+            b = SummaryBuilder(sel, BURST)
+            for currency, sums in parts:
+                b.add(prov, currency, sums)
+            out.append(b.build())
+        return out
+
+    async def campaign(self, name: str, gap: int = BURST_GAP_US) -> Summary | None:
+        """One campaign by name (a burst by its generated name), as of now."""
+        rows = await self._all(
+            f"SELECT c.campaign, min(c.source), m.provider, m.currency, {_SUMS} "
+            "FROM campaigns c JOIN messages m ON m.message_id = c.message_id "
+            "WHERE c.campaign = ? GROUP BY c.campaign, m.provider, m.currency",
+            [name],
+        )
+        if rows:
+            b = SummaryBuilder(Selector(name), rows[0][1])
+            for _, _, provider, currency, *sums in rows:
+                b.add(provider, currency, tuple(sums))
+            return b.build()
+        provider = name.rsplit("-", 2)[0] if name.count("-") >= 2 else None
+        for s in await self._bursts(gap, provider):
+            if s.name == name:
+                return s
+        return None
+
+    async def campaign_of(self, message_id: str) -> str | None:
+        rows = await self._all(
+            "SELECT campaign FROM campaigns WHERE message_id = ? ORDER BY tagged_at DESC",
+            [message_id],
+        )
+        return rows[0][0] if rows else None
+
+    async def campaign_messages(
+        self, sel: Selector, limit: int = 500, failed_only: bool = False
+    ) -> list[MessageState]:
+        """The campaign's messages, the most recently active first."""
+        cond, params = member(sel)
+        if failed_only:
+            cond += " AND (m.n_failed > 0 OR m.conflicts > 0)"
+        columns = ", ".join("m." + c.strip() for c in MESSAGE_COLUMNS.split(","))
+        rows = await self._all(
+            f"SELECT {columns} FROM messages m WHERE {cond} "
+            "ORDER BY m.last_received_at DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [message_from_row(r) for r in rows]
+
+    async def delivery_by(self, sel: Selector | None, key: str, since: int) -> list[CarrierRow]:
+        """Delivery per carrier (`key` "carrier") or per the first five characters of the
+        number ("prefix": enough for any country calling code), with the finals at or after
+        `since` counted apart too."""
+        column = {"carrier": "r.carrier", "prefix": "substr(r.recipient, 1, 5)"}[key]
+        cond, params = recipient_member(sel)
+        rows = await self._all(
+            f"SELECT {column}, count(*), "
+            "sum(CASE WHEN r.state = 'delivered' THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN r.state = 'failed' THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN r.state = 'delivered' AND r.state_at >= ? THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN r.state = 'failed' AND r.state_at >= ? THEN 1 ELSE 0 END) "
+            f"FROM recipients r WHERE {cond} GROUP BY {column}",
+            [since, since, *params],
+        )
+        return [CarrierRow(k, *(int(v or 0) for v in rest)) for k, *rest in rows]
+
+    async def costs(self, sel: Selector | None) -> list[CostRow]:
+        cond, params = message_member(sel)
+        rows = await self._all(
+            "SELECT m.provider, m.currency, sum(m.total_cost), "
+            f"sum(CASE WHEN {_EXPECTED} > 0 THEN m.total_cost * m.n_failed / {_EXPECTED} "
+            "ELSE 0 END), sum(m.n_delivered) "
+            f"FROM messages m WHERE {cond} AND m.total_cost IS NOT NULL "
+            "GROUP BY m.provider, m.currency ORDER BY m.provider, m.currency",
+            params,
+        )
+        return [CostRow(p, c, float(s or 0), float(w or 0), int(d or 0)) for p, c, s, w, d in rows]
+
+    async def final_span(self, sel: Selector | None) -> tuple[int | None, int | None]:
+        """When the campaign's first and latest recipient reached a final state (event time)."""
+        cond, params = recipient_member(sel)
+        rows = await self._all(
+            f"SELECT min(r.state_at), max(r.state_at) FROM recipients r WHERE {cond} "
+            "AND r.state IN ('delivered', 'failed')",
+            params,
+        )
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+    async def series(
+        self, sel: Selector | None, column: str, start: int, step: int, buckets: int
+    ) -> Series:
+        """How many of the campaign's recipients reached a state (by the time in `column`)
+        in each of `buckets` buckets of `step` microseconds from `start`."""
+        if column not in _SERIES_COLUMNS:
+            raise ValueError(f"no series over {column}")
+        cond, params = recipient_member(sel)
+        end = start + step * buckets
+        extra = ""
+        if column == "state_at":
+            extra = " AND r.state IN ('delivered', 'failed')"
+        rows = await self._all(
+            f"SELECT (r.{column} - ?) / ?, count(*) FROM recipients r WHERE {cond} "
+            f"AND r.{column} >= ? AND r.{column} < ?{extra} GROUP BY (r.{column} - ?) / ?",
+            [start, step, *params, start, end, start, step],
+        )
+        counts = [0] * buckets
+        for bucket, n in rows:
+            if 0 <= int(bucket) < buckets:
+                counts[int(bucket)] += int(n)
+        return Series(start, step, tuple(counts))
+
+    async def suppression(self, sel: Selector | None) -> list[tuple[Any, ...]]:
+        """Failed recipients: (recipient, provider, error_code, error_message, retryable,
+        message_id, carrier, state_at); the caller keeps those the catalogue says never to
+        text again."""
+        cond, params = recipient_member(sel)
+        return await self._all(
+            "SELECT r.recipient, r.provider, r.error_code, r.error_message, r.retryable, "
+            f"r.message_id, r.carrier, r.state_at FROM recipients r WHERE {cond} "
+            "AND r.state = 'failed' ORDER BY r.recipient, r.provider, r.state_at",
+            params,
+        )
+
+
+async def tag_messages(db: str | Path, name: str, message_ids: Iterable[str], at: int) -> int:
+    """Put messages in the named campaign (replacing whatever campaign they had). A write of
+    its own, beside a running writer: SQLite takes the log's write lock for a moment."""
+    clean = clean_name(name)
+    if not clean:
+        raise ValueError("a campaign needs a name")
+    ids = sorted({m for m in message_ids if m})
+    if not ids:
+        return 0
+    if is_url(db):
+        import asyncpg
+
+        conn = await asyncpg.connect(str(db))
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO campaigns (message_id, campaign, source, tagged_at) "
+                    "SELECT unnest($1::text[]), $2, $3, $4 ON CONFLICT (message_id) DO UPDATE "
+                    "SET campaign = excluded.campaign, source = excluded.source, "
+                    "tagged_at = excluded.tagged_at",
+                    ids,
+                    clean,
+                    TAG,
+                    at,
+                )
+        finally:
+            await conn.close()
+        return len(ids)
+    return await asyncio.to_thread(_tag_sqlite, Path(db), clean, ids, at)
+
+
+def _tag_sqlite(path: Path, name: str, ids: list[str], at: int) -> int:
+    # The log alone: with the state file attached, the transaction would lock it too.
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TEMP TABLE tagging (message_id TEXT PRIMARY KEY)")
+        conn.executemany("INSERT INTO temp.tagging VALUES (?)", [(m,) for m in ids])
+        conn.execute("DELETE FROM campaigns WHERE message_id IN (SELECT message_id FROM tagging)")
+        conn.executemany(
+            "INSERT INTO campaigns (message_id, campaign, source, tagged_at) VALUES (?, ?, ?, ?)",
+            [(m, name, TAG, at) for m in ids],
+        )
+        conn.execute("COMMIT")
+        return len(ids)
+    finally:
+        conn.close()
