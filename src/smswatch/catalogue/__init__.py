@@ -1,14 +1,16 @@
-"""Error-code catalogues as data: what a gateway's failure code means and whether to retry.
+"""Error-code catalogues as data: what a gateway's failure code means, whether to retry, and
+whether the number itself is bad (the do-not-send list of `export --suppression`).
 
 The catalogues ship as TOML next to this module. A user can add or override codes by putting a
-file of the same shape in `<config dir>/catalogue/<provider>.toml`. Unknown codes pass through
-with their group's meaning when the code falls in a known range.
+file of the same shape in `<config dir>/catalogue/<provider>.toml` (an entry there replaces the
+shipped entry for that code as a whole). Unknown codes pass through with their group's meaning
+when the code falls in a known range.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,12 @@ class ErrorInfo:
     action: str
     source: str  # documented | inferred | twilio | gateway | unknown
     note: str | None = None
+    # The failure is about the number (bad, unknown, landline, blocked): never text it again.
+    # Not implied by retry == "no", which also covers faults of the account or the sender.
+    suppress: bool = False
+    # Lower-case fragments of error_message that show a suppressing code's failure was not
+    # about the number after all (one code covering several causes, like Lisoloo's 1502).
+    keep_if_message: tuple[str, ...] = ()
 
     @property
     def known(self) -> bool:
@@ -91,6 +99,9 @@ def explain(provider: str, code: str | None, retryable: bool | None = None) -> E
             action=entry.get("action", ""),
             source=entry.get("source", "documented"),
             note=entry.get("note"),
+            # `is True`: a user file's `suppress = "no"` must not put numbers on the list.
+            suppress=entry.get("suppress") is True,
+            keep_if_message=_fragments(entry.get("keep_if_message")),
         )
     elif group:
         info = ErrorInfo(
@@ -117,5 +128,29 @@ def explain(provider: str, code: str | None, retryable: bool | None = None) -> E
     if retryable is not None:
         verdict = "yes" if retryable else "no"
         if verdict != info.retry:
-            info = ErrorInfo(**{**info.__dict__, "retry": verdict, "source": "gateway"})
+            info = replace(info, retry=verdict, source="gateway")
+        if retryable and info.suppress:
+            # A gateway that says sending again can succeed also says the number is not dead.
+            info = replace(info, suppress=False)
     return info
+
+
+def suppressible(
+    provider: str, code: str | None, error_message: str | None, retryable: bool | None
+) -> bool:
+    """Whether a failure means the recipient should never be texted again: the catalogue marks
+    the code `suppress`, the gateway did not call it retryable, and the message does not show
+    one of the code's causes that are not about the number (`keep_if_message`)."""
+    info = explain(provider, code, retryable)
+    if info is None or not info.suppress:
+        return False
+    text = (error_message or "").casefold()
+    return not any(fragment in text for fragment in info.keep_if_message)
+
+
+def _fragments(value: Any) -> tuple[str, ...]:
+    """`keep_if_message` as case-folded fragments. A lone string (a user file's slip for a
+    one-item list) counts as one fragment, not as its letters; blank ones would match any
+    message and are dropped."""
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(v.casefold() for v in items if isinstance(v, str) and v.strip())
