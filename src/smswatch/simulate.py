@@ -47,21 +47,30 @@ LISOLOO_CARRIERS = {
 }
 # A carrier's delivery receipts come more or less quickly.
 CARRIER_PACE = {"vodacom_drc": 1.0, "airtel_drc": 1.4, "orange_drc": 1.2, "africell_drc": 2.0}
-# Failure codes in rough real-world proportions; one unnamed code shows pass-through.
+# Failure codes in rough real-world proportions; one unnamed code shows pass-through. Each row
+# says why the simulated recipient failed, including whether the number itself is bad for good
+# (`permanent`: what `export --suppression` must list). That is the simulator's own decision,
+# made here, never read from the catalogue: the truth must be able to prove the catalogue wrong.
+# The weight stays last (`_Planner.pick`), so a seed plans the same traffic as before.
+# Lisoloo: (code, error_message, retryable, permanent, weight).
 LISOLOO_FAILURES = (
-    ("1502", "Number unreachable", False, 0.55),
-    ("1503", "Delivery receipt timeout", True, 0.30),
-    ("1502", "Rejected by carrier: sender ID not registered", False, 0.10),
-    ("1504", "Carrier congestion", True, 0.05),
+    ("1502", "Number unreachable", False, True, 0.55),
+    ("1503", "Delivery receipt timeout", True, False, 0.30),
+    # The same code as a bad number, but the sender is at fault: the number is fine.
+    ("1502", "Rejected by carrier: sender ID not registered", False, False, 0.10),
+    ("1504", "Carrier congestion", True, False, 0.05),
 )
+# YeboLink (Twilio's codes): (code, error_message, permanent, weight). The handset that is off
+# comes back, the spam filter is about the text, "unknown destination" is Twilio's unknown
+# error whatever YeboLink's label says, and 30034 is the sender's registration.
 YEBOLINK_FAILURES = (
-    ("30003", "Unreachable destination handset", 0.35),
-    ("30005", "Unknown destination handset", 0.15),
-    ("30006", "Landline or unreachable carrier", 0.15),
-    ("30007", "Message filtered (spam)", 0.10),
-    ("30008", "Unknown destination", 0.10),
-    ("21610", "Attempt to send to unsubscribed recipient", 0.10),
-    ("30034", "Exceeded max price", 0.05),
+    ("30003", "Unreachable destination handset", False, 0.35),
+    ("30005", "Unknown destination handset", True, 0.15),
+    ("30006", "Landline or unreachable carrier", True, 0.15),
+    ("30007", "Message filtered (spam)", False, 0.10),
+    ("30008", "Unknown destination", False, 0.10),
+    ("21610", "Attempt to send to unsubscribed recipient", True, 0.10),
+    ("30034", "Exceeded max price", False, 0.05),
 )
 YEBOLINK_PREFIXES = ("+26876", "+26878", "+26879", "+2782", "+2783", "+2772")
 CAMPAIGNS = ("black-friday", "otp-resend", "payday-reminder", "clinic-recall", "stock-alert")
@@ -100,12 +109,20 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Truth:
+    """How one recipient of the plan must end. Fields are only ever added (at the end, with a
+    default), as `--truth` files are read by tests and scripts."""
+
     provider: str
     message_id: str
     recipient: str
     state: str
     error_code: str | None
     carrier: str | None
+    # A failure because the number is bad for good: it belongs on the do-not-send list.
+    permanent: bool = False
+    # The campaign the sender named for the message (YeboLink metadata); None when the
+    # traffic names none (Lisoloo's webhooks carry no metadata).
+    campaign: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -115,6 +132,8 @@ class Truth:
             "state": self.state,
             "error_code": self.error_code,
             "carrier": self.carrier,
+            "permanent": self.permanent,
+            "campaign": self.campaign,
         }
 
 
@@ -231,11 +250,13 @@ class _Planner:
                 t, message_id, "sms.processing", dict(base), f"sms.processing {phone}"
             )
             failing = self.rng.random() < self.c.fail_rate
-            code, text, retryable, _ = self.pick(LISOLOO_FAILURES)
+            code, text, retryable, permanent, _ = self.pick(LISOLOO_FAILURES)
             if failing and self.rng.random() < 0.3:  # refused before the SMSC took it
                 t += self.rng.uniform(0.5, 2.0)
                 self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
-                self.truth.append(Truth("lisoloo", message_id, phone, "failed", code, carrier))
+                self.truth.append(
+                    Truth("lisoloo", message_id, phone, "failed", code, carrier, permanent)
+                )
                 continue
             t += self.rng.uniform(0.5, 3.0)
             self.lisoloo_event(
@@ -244,7 +265,9 @@ class _Planner:
             t += self.handset_delay(CARRIER_PACE[carrier])
             if failing:
                 self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
-                self.truth.append(Truth("lisoloo", message_id, phone, "failed", code, carrier))
+                self.truth.append(
+                    Truth("lisoloo", message_id, phone, "failed", code, carrier, permanent)
+                )
             else:
                 data = {**base, "delivered_at": self.stamp(t), "segments": segments}
                 self.lisoloo_event(t, message_id, "sms.delivered", data, f"sms.delivered {phone}")
@@ -301,7 +324,7 @@ class _Planner:
             )
             t += self.handset_delay(1.1)
             if self.rng.random() < self.c.fail_rate:
-                code, text, _ = self.pick(YEBOLINK_FAILURES)
+                code, text, permanent, _ = self.pick(YEBOLINK_FAILURES)
                 data = {
                     **base,
                     "status": "failed",
@@ -311,7 +334,9 @@ class _Planner:
                     "metadata": metadata,
                 }
                 self.yebolink_event(t, "message.failed", data, phone)
-                self.truth.append(Truth("yebolink", message_id, phone, "failed", code, None))
+                self.truth.append(
+                    Truth("yebolink", message_id, phone, "failed", code, None, permanent, campaign)
+                )
             else:
                 data = {
                     **base,
@@ -321,7 +346,9 @@ class _Planner:
                     "metadata": metadata,
                 }
                 self.yebolink_event(t, "message.delivered", data, phone)
-                self.truth.append(Truth("yebolink", message_id, phone, "delivered", None, None))
+                self.truth.append(
+                    Truth("yebolink", message_id, phone, "delivered", None, None, False, campaign)
+                )
 
     def yebolink_event(self, at: float, kind: str, data: dict[str, Any], phone: str) -> None:
         body = {"event": kind, "timestamp": self.stamp(at), "data": data}
