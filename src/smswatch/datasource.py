@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from smswatch.campaigns.analysis import CampaignView, campaign_view
+from smswatch.campaigns.model import Summary
+from smswatch.campaigns.rule import clean_name
 from smswatch.domain import MessageState, RecipientState, State
 from smswatch.engine import GatewayStatus
 from smswatch.engine_thread import EngineThread
@@ -23,6 +26,7 @@ from smswatch.records import write_jsonl
 from smswatch.store import Reader, Rejection, StoredEvent, describe, open_reader
 from smswatch.store.outbox import Forward
 from smswatch.store.reader import FailureGroup, Latency
+from smswatch.suppression import Suppressed, suppression_list, write_entries
 
 RECENT = 300  # messages and events a snapshot carries
 T = TypeVar("T")
@@ -128,6 +132,27 @@ class DataSource(Protocol):
 
     async def export(self, path: Path) -> int: ...
 
+    async def campaigns(self) -> list[Summary]:
+        """Every campaign (named ones and send bursts), the most recently active first."""
+
+    async def campaign(
+        self, name: str, deadlines: dict[State, int], now: int
+    ) -> CampaignView | None: ...
+
+    async def campaign_messages(
+        self, name: str, failed_only: bool = False, limit: int = 500
+    ) -> list[MessageState]: ...
+
+    async def export_suppression(self, path: Path, campaign: str | None = None) -> int:
+        """The do-not-send list (of one campaign) as CSV; LookupError for an unknown campaign."""
+
+    def run_campaign(self) -> str | None:
+        """The campaign every new message joins now (--campaign, or started from the palette)."""
+
+    async def start_campaign(self, name: str | None) -> None:
+        """Start (or with None, end) the run's campaign. Raises SourceUnavailable where the
+        engine does not run here."""
+
 
 class StoreQueries:
     """The bounded queries of the seam, answered from a database.
@@ -224,6 +249,40 @@ class StoreQueries:
             return {}
         return await self._forwards(events)
 
+    async def campaigns(self) -> list[Summary]:
+        return await (await self.settled()).campaigns()
+
+    async def campaign(
+        self, name: str, deadlines: dict[State, int], now: int
+    ) -> CampaignView | None:
+        reader = await self.settled()
+        summary = await reader.campaign(name)
+        if summary is None:
+            return None
+        return await campaign_view(reader, summary, now, deadlines)
+
+    async def campaign_messages(
+        self, name: str, failed_only: bool = False, limit: int = 500
+    ) -> list[MessageState]:
+        reader = await self.settled()
+        summary = await reader.campaign(name)
+        if summary is None:
+            return []
+        return await reader.campaign_messages(summary.selector, limit, failed_only)
+
+    async def suppressed(self, campaign: str | None = None) -> list[Suppressed]:
+        reader = await self.settled()
+        sel = None
+        if campaign is not None:
+            summary = await reader.campaign(campaign)
+            if summary is None:
+                raise LookupError(f"no campaign {campaign!r}")
+            sel = summary.selector
+        return await suppression_list(reader, sel)
+
+    async def export_suppression(self, path: Path, campaign: str | None = None) -> int:
+        return await write_entries(await self.suppressed(campaign), path)
+
 
 class LocalSource(StoreQueries):
     """The engine running in this process (on its own thread) and its database."""
@@ -273,3 +332,11 @@ class LocalSource(StoreQueries):
     async def export(self, path: Path) -> int:
         with path.open("w", encoding="utf-8") as out:
             return await write_jsonl(self.reader.iter_events(), out)
+
+    def run_campaign(self) -> str | None:
+        return self.engine.engine.campaigns.active
+
+    async def start_campaign(self, name: str | None) -> None:
+        # A plain attribute the writer's thread reads at each batch: every message first
+        # stored after this returns joins it.
+        self.engine.engine.campaigns.active = clean_name(name) if name else None

@@ -1,8 +1,11 @@
 """Continuous simulated traffic for `smswatch --demo`, over real HTTP, from its own thread.
 
-New campaigns start every few seconds (both gateways, a few to 150 recipients, realistic
-delays), so the monitor always has something moving. Now and then a request signed with a stale
-secret arrives, as from a sender whose secret was rotated, so the rejection alert can be seen.
+New sends start every few seconds (both gateways, a few to 150 recipients, realistic delays),
+so the monitor always has something moving. They make named campaigns on both gateways: YeboLink
+bulk sends name theirs in their metadata, and Lisoloo multi-sends join the run's campaign, which
+the demo starts and ends in waves as an operator would from the palette (between waves, the
+untagged sends group into bursts). Now and then a request signed with a stale secret arrives, as
+from a sender whose secret was rotated, so the rejection alert can be seen.
 """
 
 from __future__ import annotations
@@ -14,17 +17,29 @@ import threading
 
 import aiohttp
 
+from smswatch.campaigns.rule import CampaignRule
 from smswatch.config import Credentials
 from smswatch.simulate import Sender, SimConfig, plan_campaign, request_headers, webhook_url
 
 MAX_CAMPAIGNS = 10
 STALE_SECRET_EVERY_S = 40.0
+# The run's campaign: on for a wave, then off for a pause (bursts), then the next one.
+WAVES = ("loan-reminder", "airtime-promo", "school-fees")
+WAVE_S = 90.0
+PAUSE_S = 20.0
 
 
 class DemoTraffic:
-    def __init__(self, url: str, credentials: Credentials, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials,
+        seed: int | None = None,
+        campaigns: CampaignRule | None = None,
+    ) -> None:
         self.url = url
         self.credentials = credentials
+        self.campaigns = campaigns
         self.rng = random.Random(seed)
         self.loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +71,9 @@ class DemoTraffic:
         return SimConfig(
             url=self.url,
             provider="lisoloo" if lisoloo else "yebolink",
-            messages=1,
+            # A Lisoloo campaign is several sends (1,000 recipients at most each).
+            messages=rng.randint(2, 4) if lisoloo else 1,
+            spread=rng.uniform(2.0, 8.0) if lisoloo else 0.0,
             recipients=rng.choice((8, 15, 25, 40, 60, 90, 150)) if lisoloo else rng.randint(4, 16),
             rate=300,
             fail_rate=rng.choice((0.03, 0.06, 0.1, 0.25)),
@@ -72,6 +89,7 @@ class DemoTraffic:
         running: set[asyncio.Task[object]] = set()
         loop = asyncio.get_running_loop()
         next_stale = loop.time() + 12.0
+        waves = None if self.campaigns is None else asyncio.create_task(self.waves())
         try:
             for _ in range(3):
                 self._launch(running)
@@ -85,7 +103,21 @@ class DemoTraffic:
         finally:
             for task in running:
                 task.cancel()
+            if waves is not None:
+                waves.cancel()
+                running.add(waves)
             await asyncio.gather(*running, return_exceptions=True)
+
+    async def waves(self) -> None:
+        assert self.campaigns is not None
+        n = 0
+        while True:
+            # Written from this thread, read by the writer's at each batch: an attribute.
+            self.campaigns.active = WAVES[n % len(WAVES)] + ("" if n < len(WAVES) else f"-{n}")
+            await asyncio.sleep(WAVE_S)
+            self.campaigns.active = None
+            await asyncio.sleep(PAUSE_S)
+            n += 1
 
     def _launch(self, running: set[asyncio.Task[object]]) -> None:
         config = self.campaign()

@@ -9,15 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from smswatch.campaigns.model import CarrierRow, CostRow, Series, Summary
+from smswatch.campaigns.model import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.catalogue import ErrorInfo, explain
-from smswatch.domain import State
+from smswatch.domain import FUNNEL, State
 from smswatch.store.reader import FailureGroup, Latency, Reader
 
 SPARK_BUCKETS = 30
 SPARK_STEP = 10_000_000  # µs: the sparklines cover the last 5 minutes, 10 s a bar
 RATE_WINDOW = 6  # buckets (60 s) the rates now and the ETA are taken over
 MIN_RECENT = 30_000_000  # the recent window of the carrier flags is at least 30 s
+EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +122,41 @@ class CampaignView:
         return [c for c in self.carriers if c.falling]
 
 
+def scope(summary: Summary) -> Selector | None:
+    """What the store's queries take for a summary: its selector, or None (every message) for
+    the whole database's, which no campaign condition must narrow."""
+    return None if summary.selector.kind == EVERYTHING else summary.selector
+
+
+async def database_summary(reader: Reader, name: str = "all stored messages") -> Summary:
+    """The whole database as one campaign (the report without a campaign name), from the same
+    totals `smswatch stats` shows: counts per state from the recipients, and the recipients
+    announced but not seen yet counted as queued, as a campaign's are."""
+    totals = await reader.totals()
+    cost: dict[str, float] = {}
+    for row in await reader.costs(None):
+        key = row.currency or "?"
+        cost[key] = cost.get(key, 0.0) + row.spent
+    counts = {state: totals.funnel[state] for state in FUNNEL}
+    return Summary(
+        selector=Selector(name, EVERYTHING),
+        providers=tuple(sorted(totals.by_provider)),
+        source=EVERYTHING,
+        messages=totals.messages,
+        recipients=sum(counts.values()),
+        counts=counts,
+        in_flight=totals.in_flight,
+        conflicts=totals.conflicts,
+        cost=cost,
+        first_received_at=totals.first_received_at,
+        last_received_at=totals.last_received_at,
+    )
+
+
 async def campaign_view(
     reader: Reader, summary: Summary, now: int, deadlines: dict[State, int]
 ) -> CampaignView:
-    sel = summary.selector
+    sel = scope(summary)
     start = now - SPARK_STEP * SPARK_BUCKETS
     sent = await reader.series(sel, "sent_at", start, SPARK_STEP, SPARK_BUCKETS)
     delivered = await reader.series(sel, "delivered_at", start, SPARK_STEP, SPARK_BUCKETS)

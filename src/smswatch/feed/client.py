@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
+from smswatch.campaigns.analysis import CampaignView
+from smswatch.campaigns.model import Summary
 from smswatch.datasource import (
     Connection,
     Forwards,
@@ -46,6 +48,7 @@ from smswatch.hub import Counters
 from smswatch.records import write_jsonl
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup, paged
+from smswatch.suppression import write_entries
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +142,36 @@ class RemoteSource:
 
     async def resend(self, events: list[int] | None = None, *, failed_only: bool = True) -> int:
         raise SourceUnavailable(f"a viewer of {self.url} is read-only: re-send on the server")
+
+    async def campaigns(self) -> list[Summary]:
+        return await self._call("campaigns")
+
+    async def campaign(
+        self, name: str, deadlines: dict[State, int], now: int
+    ) -> CampaignView | None:
+        return await self._call(
+            "campaign", name=name, deadlines={s.value: v for s, v in deadlines.items()}, now=now
+        )
+
+    async def campaign_messages(
+        self, name: str, failed_only: bool = False, limit: int = 500
+    ) -> list[MessageState]:
+        return await self._call(
+            "campaign_messages", name=name, failed_only=failed_only, limit=limit
+        )
+
+    async def export_suppression(self, path: Path, campaign: str | None = None) -> int:
+        """The server's list, written here."""
+        return await write_entries(await self._call("suppressed", campaign=campaign), path)
+
+    def run_campaign(self) -> str | None:
+        return None
+
+    async def start_campaign(self, name: str | None) -> None:
+        raise SourceUnavailable(
+            f"a viewer of {self.url} cannot start campaigns: use --campaign or the palette "
+            "where smswatch serve runs"
+        )
 
     async def export(self, path: Path) -> int:
         """The server's events, a page at a time, into a local file."""

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
+from smswatch.campaigns.analysis import CampaignView
+from smswatch.campaigns.model import Summary
 from smswatch.datasource import (
     Forwards,
     MessageDetail,
@@ -27,6 +29,7 @@ from smswatch.domain import MessageState, State
 from smswatch.hub import Delta
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup
+from smswatch.suppression import Suppressed
 
 PROTOCOL_VERSION = 1
 
@@ -82,8 +85,8 @@ QUERY: TypeAdapter[Query] = TypeAdapter(Query)
 # --- queries: the methods a client may call, their parameters and their result type -----------
 
 
-def _params(name: str, **fields: Any) -> type[Frame]:
-    return create_model(f"{name.title()}Params", __base__=Frame, **fields)
+def _params(method: str, **fields: Any) -> type[Frame]:
+    return create_model(f"{method.title()}Params", __base__=Frame, **fields)
 
 
 def _result(name: str, tp: Any) -> type[Frame]:
@@ -124,6 +127,19 @@ METHODS: dict[str, tuple[type[Frame], type[Frame]]] = {
     "forwards": (
         _params("forwards", events=(Annotated[list[int], Field(max_length=MAX_LIMIT)], ...)),
         _result("forwards", Forwards),
+    ),
+    "campaigns": (_params("campaigns"), _result("campaigns", list[Summary])),
+    "campaign": (
+        _params("campaign", name=(str, ...), deadlines=(dict[State, int], ...), now=(int, ...)),
+        _result("campaign", CampaignView | None),
+    ),
+    "campaign_messages": (
+        _params("campaign_messages", name=(str, ...), failed_only=(bool, False), limit=(int, 500)),
+        _result("campaign_messages", list[MessageState]),
+    ),
+    "suppressed": (
+        _params("suppressed", campaign=(str | None, None)),
+        _result("suppressed", list[Suppressed]),
     ),
 }
 

@@ -228,16 +228,82 @@ class CampaignQueries:
         extra = ""
         if column == "state_at":
             extra = " AND r.state IN ('delivered', 'failed')"
+        # Grouped by the bucket's alias from a subquery: PostgreSQL does not take `GROUP BY`
+        # the select list's expression again, since its parameters are other ones ($7, $8).
         rows = await self._all(
-            f"SELECT (r.{column} - ?) / ?, count(*) FROM recipients r WHERE {cond} "
-            f"AND r.{column} >= ? AND r.{column} < ?{extra} GROUP BY (r.{column} - ?) / ?",
-            [start, step, *params, start, end, start, step],
+            f"SELECT t.b, count(*) FROM (SELECT (r.{column} - ?) / ? AS b FROM recipients r "
+            f"WHERE {cond} AND r.{column} >= ? AND r.{column} < ?{extra}) t GROUP BY t.b",
+            [start, step, *params, start, end],
         )
         counts = [0] * buckets
         for bucket, n in rows:
             if 0 <= int(bucket) < buckets:
                 counts[int(bucket)] += int(n)
         return Series(start, step, tuple(counts))
+
+    async def activity_span(self, sel: Selector | None) -> tuple[int | None, int | None]:
+        """When the campaign's first event happened (a message queued, or any recipient's first
+        state) and its latest (event time): the span the report's charts cover."""
+        rcond, rparams = recipient_member(sel)
+        mcond, mparams = message_member(sel)
+        rows = await self._all(
+            "SELECT min(r.queued_at), min(r.processing_at), min(r.sent_at), min(r.state_at), "
+            f"max(r.last_event_at) FROM recipients r WHERE {rcond}",
+            rparams,
+        )
+        queued = await self._all(f"SELECT min(m.queued_at) FROM messages m WHERE {mcond}", mparams)
+        firsts = [v for v in (*rows[0][:4], queued[0][0]) if v is not None] if rows else []
+        last = rows[0][4] if rows else None
+        return (min(firsts) if firsts else None), last
+
+    async def activity_buckets(self, sel: Selector | None, start: int, step: int) -> list[int]:
+        """The buckets of `step` microseconds from `start` in which anything happened to the
+        campaign (a message queued, a recipient queued, processing, sent, delivered or failed,
+        by event time), in order: the gaps between them are its silences."""
+        rcond, rparams = recipient_member(sel)
+        mcond, mparams = message_member(sel)
+        parts, params = [], []
+        for column in ("queued_at", "processing_at", "sent_at", "delivered_at", "failed_at"):
+            parts.append(
+                f"SELECT (r.{column} - ?) / ? AS b FROM recipients r "
+                f"WHERE {rcond} AND r.{column} >= ?"
+            )
+            params += [start, step, *rparams, start]
+        parts.append(
+            f"SELECT (m.queued_at - ?) / ? AS b FROM messages m WHERE {mcond} AND m.queued_at >= ?"
+        )
+        params += [start, step, *mparams, start]
+        rows = await self._all(
+            f"SELECT t.b FROM ({' UNION ALL '.join(parts)}) t GROUP BY t.b ORDER BY t.b", params
+        )
+        return [int(b) for (b,) in rows]
+
+    async def open_at(self, sel: Selector | None, at: int) -> int:
+        """How many of the campaign's recipients had been seen by `at` (event time) and were
+        not final yet then: whether a silence at `at` left anyone waiting."""
+        cond, params = recipient_member(sel)
+        return int(
+            (
+                await self._all(
+                    "SELECT count(*) FROM recipients r WHERE "
+                    "coalesce(r.queued_at, r.processing_at, r.sent_at, r.state_at) <= ? "
+                    "AND (r.state NOT IN ('delivered', 'failed') OR r.state_at > ?) "
+                    f"AND {cond}",
+                    [at, at, *params],
+                )
+            )[0][0]
+        )
+
+    async def rejections_between(self, start: int, end: int) -> list[tuple[str, int]]:
+        """Rejected requests received in [start, end], per rejection code, most first. A
+        rejected request belongs to no message (it may not even parse), so a campaign's are
+        those that arrived while it ran; the quarantine keeps a bounded sample of them."""
+        rows = await self._all(
+            "SELECT q.code, count(*) FROM quarantine q WHERE q.received_at >= ? "
+            "AND q.received_at <= ? GROUP BY q.code ORDER BY count(*) DESC, q.code",
+            [start, end],
+        )
+        return [(str(code), int(n)) for code, n in rows]
 
     async def suppression(self, sel: Selector | None) -> list[tuple[Any, ...]]:
         """Failed recipients: (recipient, provider, error_code, error_message, retryable,

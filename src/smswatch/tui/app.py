@@ -21,10 +21,13 @@ from textual.driver import Driver
 from textual.message import Message
 
 from smswatch import config as settings_mod
+from smswatch.campaigns.model import Summary
 from smswatch.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
+from smswatch.sanitize import safe
 from smswatch.timefmt import now_us
 from smswatch.tui.commands import SmsWatchCommands
 from smswatch.tui.model import LiveModel
+from smswatch.tui.screens.campaign import CampaignNameScreen, CampaignScreen
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.help import HelpScreen
 from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
@@ -322,6 +325,56 @@ class SmsWatchApp(App[int]):
             return
         screen.show_message(message_id, detail)
         self.push_screen(screen)
+
+    def open_campaign(self, name: str, summary: Summary | None = None) -> None:
+        self.push_screen(CampaignScreen(name, summary))
+
+    def open_campaigns(self) -> None:
+        dashboard = self._dashboard()
+        if self.screen is not dashboard:
+            self.pop_screen()
+        dashboard.action_campaigns()
+
+    @work(exclusive=True, group="campaign-run")
+    async def start_campaign(self, name: str | None) -> None:
+        """Start (or end, with None) the campaign every new message joins."""
+        try:
+            await self.source.start_campaign(name)
+        except SourceUnavailable as exc:
+            self.notify(str(exc), title="Campaign", severity="warning", timeout=6, markup=False)
+            return
+        if name:
+            shown = safe(name, 40)
+            self.notify(f"new messages now join campaign {shown}", title="Campaign started")
+        else:
+            self.notify("new messages join no campaign (bursts group them)", title="Campaign ended")
+        with contextlib.suppress(RuntimeError, NoMatches):
+            self._dashboard().refresh_campaigns()
+
+    def ask_campaign_name(self) -> None:
+        def started(name: str | None) -> None:
+            if name:
+                self.start_campaign(name)
+
+        self.push_screen(CampaignNameScreen(), started)
+
+    @work(exclusive=True, group="suppression")
+    async def export_suppression(self, campaign: str | None = None) -> None:
+        """The do-not-send list (permanent failures) as CSV in the current directory."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path.cwd() / f"smswatch-suppression-{stamp}.csv"
+        try:
+            count = await self.source.export_suppression(path, campaign)
+        except (OSError, SourceUnavailable, LookupError) as exc:
+            self.notify(f"suppression list not written: {exc}", severity="error", markup=False)
+            return
+        what = f" of {safe(campaign, 40)}" if campaign else ""
+        self.notify(
+            f"{count:,} numbers never to text again{what} written to {path}",
+            title="Suppression list",
+            timeout=10,
+            markup=False,
+        )
 
     def open_recipient(self, message_id: str, recipient: str) -> None:
         self.push_screen(RecipientScreen(message_id, recipient))

@@ -1,5 +1,6 @@
-"""Command palette (ctrl+p): go to a message, export, mask, themes, failures only, pause, and
-re-send the failed forwards (where the engine forwards and runs here: never on a viewer)."""
+"""Command palette (ctrl+p): go to a message or a campaign, start and end the run's campaign,
+export (events, the suppression list), mask, themes, failures only, pause, and re-send the
+failed forwards (where the engine forwards and runs here: never on a viewer)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,31 @@ class SmsWatchCommands(Provider):
                 partial(sw.open_rejections, None),
             ),
             ("Stuck recipients", "past their state's deadline", sw.open_stuck),
+            ("Campaigns", "every campaign and send burst, on the dashboard", sw.open_campaigns),
+            (
+                "Export the suppression list (do-not-send CSV)",
+                "numbers that failed for good (landline, unknown, blocked), in the current "
+                "directory",
+                partial(sw.export_suppression, None),
+            ),
         ]
+        if not sw.source.info.read_only:
+            run = sw.source.run_campaign()
+            if run:
+                items.append(
+                    (
+                        f"End campaign {safe(run, 40)}",
+                        "new messages stop joining it",
+                        partial(sw.start_campaign, None),
+                    )
+                )
+            items.append(
+                (
+                    "Start a campaign…",
+                    "every message first seen from now on joins it",
+                    sw.ask_campaign_name,
+                )
+            )
         if sw.can_resend:
             items.append(
                 (
@@ -77,6 +102,12 @@ class SmsWatchCommands(Provider):
         needle = query.strip()
         if len(needle) < 2:
             return
+        for c in self.sw.model.campaigns:
+            score = matcher.match(c.name)
+            if score > 0:
+                title = f"Open campaign {safe(c.name, 50)}"
+                detail = f"{', '.join(c.providers)} · {c.messages:,} messages · {c.source}"
+                yield Hit(score, title, partial(self.sw.open_campaign, c.name, c), help=detail)
         try:
             found = await self.sw.source.messages(needle, limit=12)
         except SourceUnavailable:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
@@ -77,12 +78,17 @@ def cost(msg: MessageState) -> str:
 
 def state_bar(msg: MessageState, width: int, palette: Palette) -> Text:
     """A bar split by recipient state: delivered, failed, sent, processing, then queued."""
-    total = max(msg.expected_recipients, 1)
+    return counts_bar(msg.count, msg.expected_recipients, width, palette)
+
+
+def counts_bar(count: Callable[[State], int], total: int, width: int, palette: Palette) -> Text:
+    """The bar of `state_bar` for any recipients: `count(state)` of `total`."""
+    total = max(total, 1)
     bar = Text()
     used = 0
     order = (State.DELIVERED, State.FAILED, State.SENT, State.PROCESSING)
     for state in order:
-        cells = round(msg.count(state) / total * width)
+        cells = round(count(state) / total * width)
         cells = min(cells, width - used)
         if cells:
             bar.append("█" * cells, style=palette.state(state))

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
+from smswatch.campaigns.model import Summary
 from smswatch.datasource import Snapshot, Stuck
 from smswatch.domain import MessageState
 from smswatch.hub import Counters, Delta
@@ -30,6 +31,7 @@ class LiveModel:
     rejections: deque[Rejection] = field(default_factory=lambda: deque(maxlen=MAX_REJECTIONS))
     failures: list[FailureGroup] = field(default_factory=list)
     stuck: Stuck | None = None
+    campaigns: list[Summary] = field(default_factory=list)  # as the dashboard last read them
     # What the snapshot already showed: the app subscribes before it reads the snapshot (so
     # nothing falls in between), and the first deltas can carry the same events and rejections.
     # At most a few hundred keys, kept for the session.

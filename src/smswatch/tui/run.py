@@ -66,7 +66,11 @@ def run_monitor(
         return 2
     traffic = None
     if demo:
-        traffic = DemoTraffic(engine.engine.listener.base_url, config.credentials).start()
+        traffic = DemoTraffic(
+            engine.engine.listener.base_url,
+            config.credentials,
+            campaigns=engine.engine.campaigns,
+        ).start()
     app = SmsWatchApp(LocalSource(engine), theme=theme, settings=settings)
     try:
         code = app.run()

@@ -26,6 +26,7 @@ from smswatch.timefmt import span
 from smswatch.tui.format import age, cost, failing, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.alerts import Alert, AlertsPanel, failure_alert, forward_alerts
+from smswatch.tui.widgets.campaigns import CampaignsTable
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.tui.widgets.status import StatusBar
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 # at most twice a second, as the message screen does: redrawn on every delta it was half of the
 # UI thread's drawing at 50 events/s, for changes no one reads at ten a second.
 SUMMARY_EVERY_S = 0.5
+CAMPAIGNS_EVERY_S = 2.0
 
 FILTER_HELP = (
     "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
@@ -59,7 +61,7 @@ def set_titles(widget: Widget, title: str, subtitle: str) -> None:
 
 
 class MessagesTable(RowTable):
-    def __init__(self, app: SmsWatchApp) -> None:
+    def __init__(self, app: SmsWatchApp, id: str = "messages") -> None:
         self.sw = app
         super().__init__(
             [
@@ -79,7 +81,7 @@ class MessagesTable(RowTable):
             key=lambda m: m.message_id,
             empty="no messages in flight — waiting for webhooks",
             volatile=self._age,
-            id="messages",
+            id=id,
         )
 
     def _age(self, m: MessageState) -> str:
@@ -115,6 +117,7 @@ class DashboardScreen(AppScreen):
         Binding("slash", "filter", "filter"),
         Binding("f", "failures", "failures only"),
         Binding("space", "pause", "pause"),
+        Binding("c", "campaigns", "campaigns"),
         Binding("escape", "clear_filter", "clear", show=False),
     ]
 
@@ -131,6 +134,7 @@ class DashboardScreen(AppScreen):
         self._summary_timer: Timer | None = None
         self._store_error: str | None = None
         self._failing: tuple[str, ...] = ()  # forward targets whose app is failing
+        self._campaigns_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         sw = self.sw
@@ -144,6 +148,10 @@ class DashboardScreen(AppScreen):
                 alerts.border_title = "Failures & alerts"
                 yield alerts
             with Vertical(id="right"):
+                campaigns = CampaignsTable(lambda: sw.palette, sw.clock, id="campaigns")
+                campaigns.border_title = "Campaigns"
+                campaigns.border_subtitle = "c: focus · enter: open"
+                yield campaigns
                 table = MessagesTable(sw)
                 table.border_title = "In flight"
                 table.border_subtitle = "enter: open"
@@ -166,6 +174,7 @@ class DashboardScreen(AppScreen):
         self.set_interval(5.0, self.refresh_stuck)
         self.refresh_failures()
         self.refresh_stuck()
+        self.refresh_campaigns()
 
     def on_resize(self) -> None:
         narrow = self.size.width < 110
@@ -358,6 +367,31 @@ class DashboardScreen(AppScreen):
             )
             self.refresh_alerts()
 
+    @work(exclusive=True, group="campaigns")
+    async def refresh_campaigns(self) -> None:
+        """The campaigns panel, from the store: every CAMPAIGNS_EVERY_S, or five times as long
+        as the query took (a database of a million messages), so it never costs more than a
+        fifth of a core; sooner when a new message arrived and the panel may lack its row."""
+        started = time.monotonic()
+        if self.sw.connected:
+            with contextlib.suppress(SourceUnavailable):
+                found = await self.sw.source.campaigns()
+                self.sw.model.campaigns = found
+                table = self.query_one(CampaignsTable)
+                table.set_rows(found)
+                active = sum(1 for c in found if not c.finished)
+                run = self.sw.source.run_campaign()
+                now = f"new messages join {safe(run, 30)} · " if run else ""
+                set_titles(
+                    table,
+                    f"Campaigns — {active} active of {len(found)}" if found else "Campaigns",
+                    f"{now}c: focus · enter: open",
+                )
+        cost = time.monotonic() - started
+        self._campaigns_timer = self.set_timer(
+            max(CAMPAIGNS_EVERY_S, 5 * cost), self.refresh_campaigns
+        )
+
     def resync(self, snapshot: Snapshot) -> None:
         """Start over from a fresh snapshot (a feed that reconnected or fell behind)."""
         log = self.query_one(TransitionLog)
@@ -388,6 +422,9 @@ class DashboardScreen(AppScreen):
             box.display = False
             self.query_one(MessagesTable).focus()
             self.set_query("")
+
+    def action_campaigns(self) -> None:
+        self.query_one(CampaignsTable).focus()
 
     def action_failures(self) -> None:
         self.failed_only = not self.failed_only
@@ -437,6 +474,10 @@ class DashboardScreen(AppScreen):
     @on(RowTable.Selected, "#messages")
     def open_message(self, event: RowTable.Selected) -> None:
         self.sw.open_message(event.row.message_id)
+
+    @on(RowTable.Selected, "#campaigns")
+    def open_campaign(self, event: RowTable.Selected) -> None:
+        self.sw.open_campaign(event.row.name, event.row)
 
     @on(TransitionLog.Opened)
     def open_from_log(self, event: TransitionLog.Opened) -> None:

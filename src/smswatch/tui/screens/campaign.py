@@ -1,0 +1,337 @@
+"""One campaign: how far along it is and when it will finish, rates now, latency per stage,
+cost, delivery per carrier and per country, failures with the catalogue's advice, and its
+messages (enter opens one, then a recipient, then the raw JSON)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Sparkline, Static
+
+from smswatch.campaigns.analysis import CampaignView, region_of
+from smswatch.campaigns.model import CarrierRow, Summary
+from smswatch.catalogue import ErrorInfo
+from smswatch.datasource import SourceUnavailable
+from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.sanitize import safe
+from smswatch.store.reader import FailureGroup
+from smswatch.timefmt import iso
+from smswatch.tui.format import counts_bar, untrusted
+from smswatch.tui.screens.base import AppScreen
+from smswatch.tui.screens.dashboard import MessagesTable
+from smswatch.tui.screens.message import percentiles_text
+from smswatch.tui.widgets.campaigns import percent
+from smswatch.tui.widgets.rowtable import Column, RowTable
+
+if TYPE_CHECKING:
+    from smswatch.tui.app import SmsWatchApp
+
+REFRESH_S = 2.0  # at least; a slow query (a huge campaign) waits five times its own cost
+MESSAGES_SHOWN = 500
+
+
+class DeliveryTable(RowTable):
+    """Delivery per carrier or per country, with the carriers whose rate fell flagged."""
+
+    def __init__(self, app: SmsWatchApp, label: str, regions: bool, *, id: str) -> None:
+        self.sw = app
+        self.regions = regions
+        super().__init__(
+            [
+                Column(label, None, 9),
+                Column("rcpts", 6, align="right"),
+                Column("rate", 6, align="right"),
+                Column("recent", 8, align="right"),
+                Column("failed", 6, align="right", priority=1),
+            ],
+            self._cells,
+            key=lambda r: r.key or "",
+            empty="no recipients yet",
+            id=id,
+        )
+
+    def _cells(self, r: CarrierRow) -> Sequence[Text]:
+        pal = self.sw.palette
+        key = r.key or "(none)"
+        if self.regions and r.key and r.key != "other":
+            key = f"{key} {region_of(r.key)}"
+        recent = Text(percent(r.recent_rate))
+        if r.falling:
+            recent = Text(f"▼{percent(r.recent_rate)}", style=f"bold {pal.state(State.FAILED)}")
+        return [
+            untrusted(key, 30),
+            Text(f"{r.recipients:,}"),
+            Text(percent(r.rate)),
+            recent,
+            Text(f"{r.failed:,}", style=pal.state(State.FAILED) if r.failed else "dim"),
+        ]
+
+
+class FailuresTable(RowTable):
+    def __init__(self, app: SmsWatchApp) -> None:
+        self.sw = app
+        super().__init__(
+            [
+                Column("code", 7),
+                Column("count", 6, align="right"),
+                Column("meaning", 24, 12),
+                Column("retry", 5, priority=1),
+                Column("advice", None, 10, priority=2),
+            ],
+            self._cells,
+            key=lambda f: (f[0].provider, f[0].error_code or ""),
+            empty="no failures",
+            id="campaign-failures",
+        )
+
+    def _cells(self, row: tuple[FailureGroup, ErrorInfo | None]) -> Sequence[Text]:
+        f, info = row
+        return [
+            untrusted(f.error_code or "-", 8, self.sw.palette.state(State.FAILED)),
+            Text(f"{f.count:,}"),
+            untrusted(info.title if info else "-", 40),
+            Text(info.retry if info else "-", style="dim"),
+            untrusted(info.action if info else "", 120, "dim"),
+        ]
+
+
+class CampaignScreen(AppScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "back"),
+        Binding("f", "failures", "failed messages"),
+        Binding("x", "suppression", "export do-not-send"),
+    ]
+
+    def __init__(self, name: str, summary: Summary | None = None) -> None:
+        super().__init__()
+        self.campaign = name
+        self.summary = summary
+        self.view: CampaignView | None = None
+        self.failed_only = False
+        self._timer: Timer | None = None
+        self.shown_at: float | None = None  # perf_counter of the first frame with everything
+
+    def compose(self) -> ComposeResult:
+        header = Static(id="campaign-header")
+        header.border_title = f"Campaign {safe(self.campaign, 60)}"
+        yield header
+        with Horizontal(id="campaign-rates"):
+            with Vertical(classes="rate"):
+                yield Static(id="sent-rate", classes="rate-label")
+                yield Sparkline([], id="sent-spark")
+            with Vertical(classes="rate"):
+                yield Static(id="delivered-rate", classes="rate-label")
+                yield Sparkline([], id="delivered-spark")
+            with Vertical(classes="rate"):
+                yield Static(id="failed-rate", classes="rate-label")
+                yield Sparkline([], id="failed-spark")
+        with Horizontal(id="campaign-tables"):
+            carriers = DeliveryTable(self.sw, "carrier", False, id="campaign-carriers")
+            carriers.border_title = "By carrier"
+            yield carriers
+            countries = DeliveryTable(self.sw, "country", True, id="campaign-countries")
+            countries.border_title = "By country"
+            yield countries
+            failures = FailuresTable(self.sw)
+            failures.border_title = "Failures by code"
+            yield failures
+        messages = MessagesTable(self.sw, id="campaign-messages")
+        messages.border_title = "Messages"
+        yield messages
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#campaign-messages", MessagesTable).focus()
+        if self.summary is not None:
+            self.query_one("#campaign-header", Static).update(self.header(self.summary, None))
+        self.load()
+
+    # --- loading ----------------------------------------------------------------------------
+
+    @work(exclusive=True, group="campaign")
+    async def load(self) -> None:
+        sw = self.sw
+        started = time.perf_counter()
+        try:
+            view = await sw.source.campaign(self.campaign, sw.stuck_deadlines, sw.clock())
+            messages = await sw.source.campaign_messages(
+                self.campaign, self.failed_only, MESSAGES_SHOWN
+            )
+        except SourceUnavailable as exc:
+            sw.not_connected(exc)
+            self._schedule(REFRESH_S)
+            return
+        if view is None:
+            self.query_one("#campaign-header", Static).update(
+                Text(f"no campaign {safe(self.campaign, 60)} in the database", style="bold")
+            )
+            return
+        self.view, self.summary = view, view.summary
+        self.show(view, messages)
+        self._schedule(max(REFRESH_S, 5 * (time.perf_counter() - started)))
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(delay, self.load)
+
+    def show(self, view: CampaignView, messages: list[MessageState]) -> None:
+        pal = self.sw.palette
+        self.query_one("#campaign-header", Static).update(self.header(view.summary, view))
+        for which, series, rate, state in (
+            ("sent", view.sent, view.sent_per_s, State.SENT),
+            ("delivered", view.delivered, view.delivered_per_s, State.DELIVERED),
+            ("failed", view.failed, view.failed.per_second(6), State.FAILED),
+        ):
+            label = Text()
+            label.append(f"{rate:,.1f}", style=f"bold {pal.state(state)}")
+            label.append(f" {which}/s now · last 5 min", style="dim")
+            self.query_one(f"#{which}-rate", Static).update(label)
+            self.query_one(f"#{which}-spark", Sparkline).data = list(series.counts)
+        carriers = self.query_one("#campaign-carriers", DeliveryTable)
+        carriers.set_rows(view.carriers)
+        falling = len(view.falling)
+        carriers.border_subtitle = f"▼ {falling} falling" if falling else "recent = last third"
+        self.query_one("#campaign-countries", DeliveryTable).set_rows(view.countries)
+        self.query_one(FailuresTable).set_rows(view.failures)
+        table = self.query_one("#campaign-messages", MessagesTable)
+        table.set_rows(messages)
+        what = "with failures" if self.failed_only else "most recently active first"
+        more = f" of {view.summary.messages:,}" if view.summary.messages > len(messages) else ""
+        table.border_title = f"Messages {what}"
+        table.border_subtitle = f"{len(messages):,}{more} · enter: open · f: failed only"
+        if self.shown_at is None:
+            self.call_after_refresh(self._first_frame)
+
+    def _first_frame(self) -> None:
+        self.shown_at = time.perf_counter()
+
+    def header(self, s: Summary, view: CampaignView | None) -> Table:
+        pal = self.sw.palette
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(style="dim", width=13)
+        grid.add_column(ratio=1)
+        grid.add_column(style="dim", width=15)
+        grid.add_column(ratio=1)
+        bar = counts_bar(s.counts.__getitem__, s.recipients, 40, pal)
+        bar.append(f"  {s.progress:.1%}", style="bold")
+        eta = Text("…", style="dim")
+        if view is not None:
+            eta = Text(view.eta.label(), style="bold" if view.eta.state == "eta" else "")
+        grouped = Text(f"{s.source}", style="dim")
+        grouped.append(f" · {', '.join(s.providers)}")
+        grid.add_row("progress", bar, "ETA", eta)
+        counts = Text()
+        for st in FUNNEL:
+            counts.append(f"{st.value} {s.counts[st]:,}  ", style=pal.state(st))
+        grid.add_row("states", counts, "delivery rate", Text(percent(s.delivery_rate), "bold"))
+        grid.add_row(
+            "messages",
+            Text(f"{s.messages:,} · {s.recipients:,} recipients · {s.in_flight:,} in flight"),
+            "grouped by",
+            grouped,
+        )
+        if view is not None:
+            lat = view.latency
+            grid.add_row(
+                "queued→sent",
+                percentiles_text(lat.queued_to_sent),
+                "sent→delivered",
+                percentiles_text(lat.sent_to_delivered),
+            )
+            grid.add_row(
+                "queued→deliv.",
+                percentiles_text(lat.queued_to_delivered),
+                "cost",
+                self.cost_text(view),
+            )
+            grid.add_row("attention", self.attention(view), "seen", self.seen(s))
+        return grid
+
+    def cost_text(self, view: CampaignView) -> Text:
+        if not view.costs:
+            return Text("-", style="dim")
+        text = Text()
+        for c in view.costs:
+            unit = "cr" if c.currency == "credits" else safe(c.currency or "", 8)
+            if len(text):
+                text.append(" · ")
+            text.append(f"{c.spent:,.2f} {unit}", style="bold")
+            text.append(f" spent, {c.wasted:,.2f} on failures", style="dim")
+            if c.per_delivered is not None:
+                text.append(f", {c.per_delivered:,.4f}/delivered", style="dim")
+        return text
+
+    def attention(self, view: CampaignView) -> Text:
+        pal = self.sw.palette
+        text = Text()
+        for c in view.falling:
+            text.append(
+                f"▼ {safe(c.key, 20)} {percent(c.earlier_rate)}→{percent(c.recent_rate)}  ",
+                style=f"bold {pal.state(State.FAILED)}",
+            )
+        if view.stuck:
+            text.append(f"{view.stuck:,} stuck  ", style=pal.state(State.SENT))
+        if view.summary.conflicts:
+            text.append(f"⚡ {view.summary.conflicts:,} conflicts", style=pal.state(State.UNKNOWN))
+        return text if len(text) else Text("nothing", style="dim")
+
+    def seen(self, s: Summary) -> Text:
+        return Text(f"{iso(s.first_received_at)} … {iso(s.last_received_at)}", style="dim")
+
+    def refresh_styles(self) -> None:
+        if self.view is not None:
+            self.load()
+
+    def resync(self, _snapshot: object) -> None:
+        self.load()
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self.app.pop_screen()
+
+    def action_failures(self) -> None:
+        self.failed_only = not self.failed_only
+        self.load()
+
+    def action_suppression(self) -> None:
+        self.sw.export_suppression(self.campaign)
+
+    @on(RowTable.Selected, "#campaign-messages")
+    def open_message(self, event: RowTable.Selected) -> None:
+        self.sw.open_message(event.row.message_id)
+
+
+class CampaignNameScreen(ModalScreen[str | None]):
+    """Asks for the name of the campaign to start (from the palette)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="campaign-name"):
+            yield Static(
+                "Start a campaign: every message first seen from now on joins it, until you "
+                "end it (a sender's metadata campaign still wins). Enter starts, esc cancels.",
+                classes="prompt",
+            )
+            yield Input(placeholder="campaign name, e.g. black-friday", id="campaign-name-input")
+
+    @on(Input.Submitted, "#campaign-name-input")
+    def submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
