@@ -815,9 +815,27 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
 @config_option
 @db_option
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="Events' format (the suppression list is always CSV).",
 )
 @click.option("--message", "message_id", default=None, help="Only this message's events.")
+@click.option(
+    "--suppression",
+    is_flag=True,
+    help="Instead of events: the numbers never to text again (failures about the number: "
+    "landline, unknown, invalid, unsubscribed, blocked), one CSV row per number.",
+)
+@click.option(
+    "--campaign",
+    default=None,
+    metavar="NAME",
+    help="With --suppression: only this campaign's numbers (a name or a burst from "
+    "`smswatch campaign list`).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
@@ -825,8 +843,19 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
     help="Output file (default: stdout).",
 )
 @handles_store_errors
-def export(db: Path, fmt: str, message_id: str | None, out: Path) -> None:
-    """Write every stored event, one per line, in storage order (each unique event once)."""
+def export(
+    db: Path, fmt: str, message_id: str | None, suppression: bool, campaign: str | None, out: Path
+) -> None:
+    """Write every stored event, one per line, in storage order (each unique event once).
+
+    With --suppression, write the do-not-send list instead: one CSV row per number whose
+    failure the error catalogue says is about the number itself, with its latest such failure.
+    """
+    if suppression:
+        export_suppression(db, fmt, message_id, campaign, out)
+        return
+    if campaign is not None:
+        raise click.UsageError("--campaign selects a suppression list: add --suppression")
     from smswatch.records import write_csv, write_jsonl
     from smswatch.store import open_reader
 
@@ -845,6 +874,45 @@ def export(db: Path, fmt: str, message_id: str | None, out: Path) -> None:
         with open(out, "w", encoding="utf-8", newline="") as stream:
             count = asyncio.run(work(stream))
         click.echo(f"exported {count} events to {out}", err=True)
+
+
+def export_suppression(
+    db: Path, fmt: str, message_id: str | None, campaign: str | None, out: Path
+) -> None:
+    """`export --suppression`: the list is numbers, not events, so the event options that
+    cannot apply are refused rather than quietly ignored."""
+    from click.core import ParameterSource
+
+    from smswatch.store import describe, open_reader
+    from smswatch.suppression import suppression_list, write_csv, write_suppression
+
+    if message_id is not None:
+        raise click.UsageError("--message selects events; --suppression lists numbers")
+    # Only a --format typed (or set in the environment) for this run is refused: a config
+    # file's export format is for the event export.
+    source = click.get_current_context().get_parameter_source("fmt")
+    if fmt != "csv" and source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        raise click.UsageError("the suppression list is CSV: drop --format or use --format csv")
+
+    async def work() -> int | None:
+        async with await open_reader(db, current=True) as reader:
+            sel = None
+            if campaign is not None:
+                found = await reader.campaign(campaign)
+                if found is None:
+                    return None
+                sel = found.selector
+            if str(out) != "-":
+                return await write_suppression(reader, sel, out)
+            entries = await suppression_list(reader, sel)
+        return write_csv(entries, sys.stdout, for_terminal=sys.stdout.isatty())
+
+    count = asyncio.run(work())
+    if count is None:
+        # describe(): a postgresql:// URL's password must not reach the screen.
+        fail(f"no campaign {campaign!r} in {describe(db)} (see `smswatch campaign list`)")
+    if str(out) != "-":
+        click.echo(f"exported {count} numbers to {out}", err=True)
 
 
 @main.command(context_settings=CONTEXT)
