@@ -10,14 +10,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from smswatch.campaigns.model import CarrierRow, CostRow, Selector, Series, Summary
-from smswatch.catalogue import ErrorInfo, explain
+from smswatch.catalogue import ErrorInfo
 from smswatch.domain import FUNNEL, State
 from smswatch.store.reader import FailureGroup, Latency, Reader
 
-SPARK_BUCKETS = 30
-SPARK_STEP = 10_000_000  # µs: the sparklines cover the last 5 minutes, 10 s a bar
-RATE_WINDOW = 6  # buckets (60 s) the rates now and the ETA are taken over
-MIN_RECENT = 30_000_000  # the recent window of the carrier flags is at least 30 s
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 
 
@@ -95,8 +91,7 @@ def by_country(rows: list[CarrierRow]) -> list[CarrierRow]:
             (row.recipients, row.delivered, row.failed, row.recent_delivered, row.recent_failed)
         ):
             acc[i] += v
-    out = [CarrierRow(k, *v) for k, v in merged.items()]
-    return sorted(out, key=lambda r: -r.recipients)
+    return by_size([CarrierRow(k, *v) for k, v in merged.items()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,37 +148,20 @@ async def database_summary(reader: Reader, name: str = "all stored messages") ->
     )
 
 
+def by_size(rows: list[CarrierRow]) -> list[CarrierRow]:
+    """Largest first; ties by name, so every reader lists them alike."""
+    return sorted(rows, key=lambda r: (-r.recipients, r.key or ""))
+
+
 async def campaign_view(
     reader: Reader, summary: Summary, now: int, deadlines: dict[State, int]
 ) -> CampaignView:
-    sel = scope(summary)
-    start = now - SPARK_STEP * SPARK_BUCKETS
-    sent = await reader.series(sel, "sent_at", start, SPARK_STEP, SPARK_BUCKETS)
-    delivered = await reader.series(sel, "delivered_at", start, SPARK_STEP, SPARK_BUCKETS)
-    failed = await reader.series(sel, "failed_at", start, SPARK_STEP, SPARK_BUCKETS)
-    finals = delivered.per_second(RATE_WINDOW) + failed.per_second(RATE_WINDOW)
-    first_final, last_final = await reader.final_span(sel)
-    recent_since = None
-    if first_final is not None and last_final is not None:
-        recent_since = last_final - max((last_final - first_final) // 3, MIN_RECENT)
-    since = recent_since if recent_since is not None else now
-    failures = await reader.failures(limit=30, campaign=sel)
-    return CampaignView(
-        summary=summary,
-        now=now,
-        sent=sent,
-        delivered=delivered,
-        failed=failed,
-        sent_per_s=sent.per_second(RATE_WINDOW),
-        delivered_per_s=delivered.per_second(RATE_WINDOW),
-        eta=estimate(summary, finals),
-        latency=await reader.latency(campaign=sel),
-        costs=await reader.costs(sel),
-        carriers=sorted(
-            await reader.delivery_by(sel, "carrier", since), key=lambda r: -r.recipients
-        ),
-        countries=by_country(await reader.delivery_by(sel, "prefix", since)),
-        failures=[(f, explain(f.provider, f.error_code, f.retryable)) for f in failures],
-        stuck=await reader.count_stuck(deadlines, now, campaign=sel),
-        recent_since=recent_since,
+    """A campaign's figures from its rows as stored now (campaigns/rows.py computes them, for
+    the screen's rows kept in memory too)."""
+    from smswatch.campaigns.rows import M_ID, view_of
+
+    messages, recipients = await reader.campaign_rows(scope(summary))
+    view: CampaignView = view_of(
+        summary, {m[M_ID]: m for m in messages}, recipients, now, deadlines
     )
+    return view

@@ -118,7 +118,9 @@ class SummaryBuilder:
             self.counts,
             self.in_flight,
             self.conflicts,
-            self.cost,
+            # Float sums differ in their last bits with the order of the rows (a store's scan,
+            # rows kept in memory); money has no 7th decimal.
+            {currency: round(v, 6) for currency, v in self.cost.items()},
             self.first,
             self.last,
         )

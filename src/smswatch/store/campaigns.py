@@ -113,6 +113,10 @@ class CampaignQueries:
         found += await self._bursts(gap)
         return sorted(found, key=lambda s: s.last_received_at or 0, reverse=True)
 
+    async def bursts(self, provider: str, gap: int = BURST_GAP_US) -> list[Summary]:
+        """One gateway's bursts."""
+        return await self._bursts(gap, provider)
+
     async def _bursts(self, gap: int, provider: str | None = None) -> list[Summary]:
         rows = await self._all(
             f"{_BURSTS} SELECT b.provider, b.burst, m.currency, min(m.first_received_at), "
@@ -217,10 +221,18 @@ class CampaignQueries:
         return (rows[0][0], rows[0][1]) if rows else (None, None)
 
     async def series(
-        self, sel: Selector | None, column: str, start: int, step: int, buckets: int
+        self,
+        sel: Selector | None,
+        column: str,
+        start: int,
+        step: int,
+        buckets: int,
+        state: str | None = None,
     ) -> Series:
         """How many of the campaign's recipients reached a state (by the time in `column`)
-        in each of `buckets` buckets of `step` microseconds from `start`."""
+        in each of `buckets` buckets of `step` microseconds from `start`. Over "state_at",
+        the recipients that are final, or (`state`) final in that state: a recipient reported
+        delivered and then failed counts once, where it ended."""
         if column not in _SERIES_COLUMNS:
             raise ValueError(f"no series over {column}")
         cond, params = recipient_member(sel)
@@ -228,6 +240,10 @@ class CampaignQueries:
         extra = ""
         if column == "state_at":
             extra = " AND r.state IN ('delivered', 'failed')"
+        if state is not None:
+            if state not in ("delivered", "failed"):
+                raise ValueError(f"no series of final state {state}")
+            extra = f" AND r.state = '{state}'"
         # Grouped by the bucket's alias from a subquery: PostgreSQL does not take `GROUP BY`
         # the select list's expression again, since its parameters are other ones ($7, $8).
         rows = await self._all(
@@ -332,12 +348,12 @@ async def tag_messages(db: str | Path, name: str, message_ids: Iterable[str], at
 
         conn = await asyncpg.connect(str(db))
         try:
+            # Deleted and inserted, not updated: the new id tells readers the row changed.
             async with conn.transaction():
+                await conn.execute("DELETE FROM campaigns WHERE message_id = ANY($1::text[])", ids)
                 await conn.execute(
                     "INSERT INTO campaigns (message_id, campaign, source, tagged_at) "
-                    "SELECT unnest($1::text[]), $2, $3, $4 ON CONFLICT (message_id) DO UPDATE "
-                    "SET campaign = excluded.campaign, source = excluded.source, "
-                    "tagged_at = excluded.tagged_at",
+                    "SELECT unnest($1::text[]), $2, $3, $4",
                     ids,
                     clean,
                     TAG,

@@ -24,6 +24,7 @@ import aiosqlite
 
 from smswatch.campaigns.model import Selector
 from smswatch.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
+from smswatch.store.campaign_rows import CampaignRows
 from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
 from smswatch.store.rows import (
     MESSAGE_COLUMNS,
@@ -99,7 +100,7 @@ def percentiles(values: Sequence[int]) -> Percentiles:
     return Percentiles(len(ordered), rank(0.50), rank(0.95))
 
 
-class Reader(CampaignQueries):
+class Reader(CampaignQueries, CampaignRows):
     """Queries over the SQLite back end; store/postgres/reader.py answers the same ones."""
 
     NO_LIMIT: int | None = -1  # what LIMIT takes for "no limit"

@@ -195,14 +195,18 @@ CREATE TABLE forward_rows (
 # Version 3: each message's named campaign (campaigns/__init__.py), written in the transaction
 # that stores the message's first event. Keyed by message: the messages table is written in
 # every transaction here anyway, so a random key costs nothing the SQLite back end avoids.
+# `id` grows with every row written (a tag by hand deletes and inserts), so a reader can ask
+# what changed since the last id it saw, as on SQLite.
 _V3 = """
 CREATE TABLE campaigns (
+    id          BIGSERIAL,
     message_id  TEXT COLLATE "C" PRIMARY KEY,
     campaign    TEXT COLLATE "C" NOT NULL,
     source      TEXT COLLATE "C" NOT NULL,
     tagged_at   BIGINT NOT NULL
 );
-CREATE INDEX campaigns_by_name ON campaigns (campaign);
+CREATE INDEX campaigns_by_name ON campaigns (campaign, message_id);
+CREATE INDEX campaigns_by_id ON campaigns (id);
 """
 
 # MIGRATIONS[n] takes a database from version n to n + 1; version 0 is an empty database.
