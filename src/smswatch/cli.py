@@ -409,7 +409,7 @@ class Commands(click.Group):
     GROUPS: ClassVar[dict[str, str]] = {
         "forward": "smswatch.forward.cli",
         "campaign": "smswatch.campaigns.cli",
-        "report": "smswatch.campaigns.cli",
+        "report": "smswatch.campaigns.report_cli",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
