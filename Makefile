@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 # here; otherwise that test fails saying how to install it.
 HAPROXY := command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null 2>&1; } || echo "haproxy not installed: tests/test_ha.py will fail (apt-get install haproxy)"
 
+# tests/test_report_browser.py opens `smswatch report`'s page in headless Chromium: as root
+# with apt, it is installed here; otherwise that test fails saying how to install it.
+CHROMIUM := [ -x /usr/lib/chromium/chromium ] || command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || echo "chromium not installed: tests/test_report_browser.py will fail (apt-get install chromium)"
+
 test: $(STAMP)
 	@$(HAPROXY)
+	@$(CHROMIUM)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
