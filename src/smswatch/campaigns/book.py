@@ -29,20 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smswatch.campaigns.model import BURST, BURST_GAP_US, Selector, Summary, burst_name
-from smswatch.campaigns.rows import (
-    M_FIRST,
-    M_ID,
-    M_PROVIDER,
-    R_MESSAGE,
-    R_RECIPIENT,
-    Row,
-    summary_of,
-    view_of,
-)
+from smswatch.campaigns.rows import M_FIRST, M_ID, M_PROVIDER, M_QUEUED_AT, R_MESSAGE, Row
+from smswatch.campaigns.tally import Sums, Tally
 from smswatch.domain import UNATTRIBUTED, State
 from smswatch.store.reader import Reader
 
-LOOK_BACK_US = 5_000_000  # each refresh reads this far before the last one's time
+LOOK_BACK_US = 2_000_000  # each refresh reads this far before the last one's time
+PREFETCH = 2  # the most recently active unfinished campaigns are watched before anyone asks
 KEEP_ACTIVE_US = 3_600_000_000  # message rows are kept for campaigns active this recently
 WATCH_S = 60.0  # recipient rows are kept this long after a campaign's screen last asked
 TAG_LOOK_BACK = 2000  # campaign rows read again (ids handed out but committed late)
@@ -53,13 +46,39 @@ class _Campaign:
     selector: Selector
     source: str
     messages: dict[str, Row] = field(default_factory=dict)  # empty once evicted
-    summary: Summary | None = None
+    stored: Summary | None = None  # as the store last summed it (for an evicted campaign)
     complete: bool = False  # `messages` holds every message of the campaign
-    recipients: dict[tuple[str, str], Row] | None = None  # while watched
+    sums: Sums = field(default_factory=Sums)  # of `messages`, when complete
+    tally: Tally | None = None  # its recipients, while watched
     watched_at: float = 0.0
 
-    def rebuild(self) -> None:
-        self.summary = summary_of(self.selector, self.source, self.messages.values())
+    @property
+    def summary(self) -> Summary | None:
+        if self.complete:
+            return self.sums.summary(self.selector, self.source) if self.messages else None
+        return self.stored
+
+    def put(self, m: Row) -> None:
+        """A message's row, or its new version."""
+        mid = m[M_ID]
+        old = self.messages.get(mid)
+        if old is not None:
+            self.sums.remove(old)
+        self.messages[mid] = m
+        self.sums.add(m)
+        if self.tally is not None and old is not None and old[M_QUEUED_AT] != m[M_QUEUED_AT]:
+            # Its recipients' latency counts from the message's queued time: again.
+            for key, (row, _) in list(self.tally.rows.items()):
+                if key[0] == mid:
+                    self.tally.put(row, m[M_QUEUED_AT])
+
+    def drop(self, mid: str) -> None:
+        old = self.messages.pop(mid, None)
+        if old is not None:
+            self.sums.remove(old)
+        if self.tally is not None:
+            for key in [k for k in self.tally.rows if k[0] == mid]:
+                self.tally.discard(*key)
 
 
 class CampaignBook:
@@ -94,11 +113,13 @@ class CampaignBook:
         if c is None or c.summary is None:
             return None
         c.watched_at = time.monotonic()
-        if c.recipients is None or not c.complete:
+        if c.tally is None or not c.complete:
             async with self._lock:
                 await self._watch(c)
-        assert c.recipients is not None and c.summary is not None
-        return view_of(c.summary, c.messages, c.recipients.values(), now, deadlines)
+        summary = c.summary
+        if c.tally is None or summary is None:
+            return None
+        return c.tally.view(summary, c.sums.costs(), now, deadlines)
 
     # --- keeping up -----------------------------------------------------------------------------
 
@@ -111,7 +132,21 @@ class CampaignBook:
             else:
                 await self._catch_up(reader, now)
             self._evict(now)
+            await self._prefetch()
             self.refreshed_at = time.monotonic()
+
+    async def _prefetch(self) -> None:
+        """Watch the campaigns most likely opened next (the running ones), so that opening
+        one shows it at once: reading 100,000 recipients takes a second."""
+        running = sorted(
+            (c for c in self._campaigns.values() if c.summary and c.summary.in_flight),
+            key=lambda c: c.summary.last_received_at or 0 if c.summary else 0,
+            reverse=True,
+        )
+        for c in running[:PREFETCH]:
+            c.watched_at = max(c.watched_at, time.monotonic() - WATCH_S / 2)
+            if c.tally is None or not c.complete:
+                await self._watch(c)
 
     async def _load(self, reader: Reader, now: int) -> None:
         """Every campaign's summary from the store, and the message rows of the active ones."""
@@ -119,7 +154,7 @@ class CampaignBook:
         self._since = now - LOOK_BACK_US
         self._campaigns = {}
         for s in await reader.campaigns(self.gap):
-            self._campaigns[s.name] = _Campaign(s.selector, s.source, summary=s)
+            self._campaigns[s.name] = _Campaign(s.selector, s.source, stored=s)
         active = [
             c
             for c in self._campaigns.values()
@@ -132,25 +167,27 @@ class CampaignBook:
     async def _read_messages(self, reader: Reader, c: _Campaign) -> None:
         messages = await reader.message_rows_of(c.selector)
         c.messages = {m[M_ID]: m for m in messages}
+        c.sums = Sums.of(messages)
         c.complete = True
         for mid in c.messages:
             self._of[mid] = c.selector.name
-        c.rebuild()
 
     async def _watch(self, c: _Campaign) -> None:
         reader = await self._reader()
         if not c.complete:
             await self._read_messages(reader, c)
-        _, recipients = await reader.campaign_rows(c.selector)
-        c.recipients = {(r[R_MESSAGE], r[R_RECIPIENT]): r for r in recipients}
+        recipients = await reader.recipient_rows_of(c.selector)
+        c.tally = Tally.of(c.messages, recipients)
 
     async def _catch_up(self, reader: Reader, now: int) -> None:
         stale: set[str] = set()  # campaigns to read again whole
         touched: set[str] = set()
         # Messages first, then tags: a message's tag is written with its first event, so every
         # message read here has its tag in the second read (SQLite's state even lags the log).
-        changed = await reader.messages_since(self._since - LOOK_BACK_US)
+        after = self._since - LOOK_BACK_US
+        changed = await reader.messages_since(after)
         self._since = now
+        applied: set[str] = set()  # messages whose new row went in
         moved: dict[str, tuple[str, str]] = {}  # message id -> (campaign, source) tagged since
         for tag_id, mid, name, source in await reader.tags_since(self._tag_id - TAG_LOOK_BACK):
             self._tag_id = max(self._tag_id, tag_id)
@@ -167,6 +204,10 @@ class CampaignBook:
             if mid == UNATTRIBUTED:
                 continue
             was = self._of.get(mid)
+            if was is not None and mid not in moved:
+                kept = self._campaigns.get(was)
+                if kept is not None and kept.messages.get(mid) == m:
+                    continue  # read again (the look back), unchanged
             if mid in moved:
                 name, source = moved[mid]
             elif was is not None:
@@ -182,10 +223,7 @@ class CampaignBook:
                 # Out of its old campaign: a burst may split, a named one just shrinks.
                 old = self._campaigns.get(was)
                 if old is not None:
-                    old.messages.pop(mid, None)
-                    if old.recipients is not None:
-                        for key in [k for k in old.recipients if k[0] == mid]:
-                            del old.recipients[key]
+                    old.drop(mid)
                     (stale if old.selector.is_burst else touched).add(was)
             c = self._campaigns.get(name)
             if c is None:
@@ -193,9 +231,10 @@ class CampaignBook:
             if not c.complete:
                 stale.add(name)  # let go of, and active again: read it whole
                 continue
-            c.messages[mid] = m
+            c.put(m)
             self._of[mid] = name
             touched.add(name)
+            applied.add(mid)
         for name in stale:
             await self._reread(reader, name)
         for name in touched - stale:
@@ -205,11 +244,15 @@ class CampaignBook:
             if not c.messages:
                 del self._campaigns[name]  # every message moved out
                 continue
-            c.rebuild()
-            if c.recipients is not None:
-                ids = [mid for mid in c.messages if mid in known_ids]
-                for r in await reader.recipients_of(ids, now - KEEP_ACTIVE_US):
-                    c.recipients[(r[R_MESSAGE], r[R_RECIPIENT])] = r
+            if c.tally is not None:
+                ids = [mid for mid in applied if mid in c.messages]
+                # A message moved in brings all its recipients; a changed one, the changed.
+                fresh = [mid for mid in ids if mid in moved]
+                for r in [
+                    *await reader.recipients_of(fresh),
+                    *await reader.recipients_of([i for i in ids if i not in moved], after),
+                ]:
+                    c.tally.put(r, c.messages[r[R_MESSAGE]][M_QUEUED_AT])
 
     def _source_of(self, name: str) -> str:
         c = self._campaigns.get(name)
@@ -258,7 +301,7 @@ class CampaignBook:
                 for mid in self._campaigns.pop(key).messages:
                     self._of.pop(mid, None)
             for s in await reader.bursts(provider or "", self.gap):
-                c = self._campaigns[s.name] = _Campaign(s.selector, BURST, summary=s)
+                c = self._campaigns[s.name] = _Campaign(s.selector, BURST, stored=s)
                 if (s.last_received_at or 0) >= self.clock() - KEEP_ACTIVE_US:
                     await self._read_messages(reader, c)
             return
@@ -267,20 +310,19 @@ class CampaignBook:
             self._campaigns.pop(name, None)
             return
         c = self._campaigns[name] = _Campaign(
-            s.selector, s.source, summary=s, watched_at=old.watched_at if old else 0.0
+            s.selector, s.source, stored=s, watched_at=old.watched_at if old else 0.0
         )
         await self._read_messages(reader, c)
-        if old is not None and old.recipients is not None:
+        if old is not None and old.tally is not None:
             await self._watch(c)
 
     def _evict(self, now: int) -> None:
         watching = time.monotonic() - WATCH_S
         for c in self._campaigns.values():
-            if c.recipients is not None and c.watched_at < watching:
-                c.recipients = None
+            if c.tally is not None and c.watched_at < watching:
+                c.tally = None
             s = c.summary
             if c.messages and s is not None and (s.last_received_at or 0) < now - KEEP_ACTIVE_US:
                 for mid in c.messages:
                     self._of.pop(mid, None)
-                c.messages = {}
-                c.complete = False
+                c.stored, c.messages, c.sums, c.complete = s, {}, Sums(), False

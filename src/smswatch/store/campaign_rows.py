@@ -34,7 +34,9 @@ class CampaignRows:
         self, sel: Selector | None
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """(message rows, recipient rows) of a campaign (None: of every message)."""
-        messages = await self.message_rows_of(sel)
+        return await self.message_rows_of(sel), await self.recipient_rows_of(sel)
+
+    async def recipient_rows_of(self, sel: Selector | None) -> list[tuple[Any, ...]]:
         if sel is None:
             where, rparams = "1 = 1", []
         elif sel.is_burst:
@@ -46,7 +48,7 @@ class CampaignRows:
         recipients = await self._all(
             f"SELECT {RECIPIENT_ROW} FROM recipients r WHERE {where}", rparams
         )
-        return messages, [tuple(r) for r in recipients]
+        return [tuple(r) for r in recipients]
 
     async def message_rows_of(self, sel: Selector | None) -> list[tuple[Any, ...]]:
         cond, params = message_member(sel)
