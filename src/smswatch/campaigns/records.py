@@ -50,7 +50,9 @@ def delivery_record(row: CarrierRow, label: str) -> dict[str, Any]:
 
 
 def view_record(view: CampaignView, message_ids: list[str]) -> dict[str, Any]:
-    """`campaign show --json`: the list's object, "messages" as the ids, and the analysis."""
+    """`campaign show --json`: the list's object, "messages" as the ids, and the analysis.
+    The list's keys keep their meaning (DESIGN.md: "the same object plus"): the cost per
+    currency stays "cost", its breakdown per gateway is "costs"."""
     record = summary_record(view.summary)
     record["message_count"] = record["messages"]
     record["messages"] = message_ids
@@ -64,7 +66,7 @@ def view_record(view: CampaignView, message_ids: list[str]) -> dict[str, Any]:
                 "sent_to_delivered": percentiles_record(view.latency.sent_to_delivered),
                 "queued_to_delivered": percentiles_record(view.latency.queued_to_delivered),
             },
-            "cost": [
+            "costs": [
                 {
                     "provider": c.provider,
                     "currency": c.currency,
