@@ -25,14 +25,19 @@ def clean_name(value: Any) -> str | None:
     return text[:MAX_NAME] if text else None
 
 
-def from_metadata(metadata: str | None, keys: tuple[str, ...]) -> str | None:
-    """The first of `keys` the sender's metadata (compact JSON text) names a campaign with."""
+def from_metadata(
+    metadata: str | None, keys: tuple[str, ...], payload: str | None = None
+) -> str | None:
+    """The first of `keys` the sender's metadata (compact JSON text) names a campaign with.
+    `payload`: the webhook's body, where the metadata is whole when the text was cut."""
     if not metadata or not keys:
         return None
     try:
         data = json.loads(metadata)
     except ValueError:
-        return None  # cut to fit its column: not JSON any more
+        # Cut to fit its column (providers.base.json_text): not JSON any more, though the
+        # sender named its campaign all the same. Rare, so the body is parsed only then.
+        data = _metadata_in(payload)
     if not isinstance(data, dict):
         return None
     for key in keys:
@@ -40,6 +45,20 @@ def from_metadata(metadata: str | None, keys: tuple[str, ...]) -> str | None:
         if name:
             return name
     return None
+
+
+def _metadata_in(payload: str | None) -> Any:
+    """The sender's metadata in a webhook body: under `data` (YeboLink), or at the top."""
+    try:
+        body = json.loads(payload) if payload else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    data = body.get("data")
+    if isinstance(data, dict) and "metadata" in data:
+        return data["metadata"]
+    return body.get("metadata")
 
 
 @dataclass(slots=True)
@@ -56,7 +75,7 @@ class CampaignRule:
         blanket tag, so it wins."""
         info = first.message_info
         if info is not None and info.metadata:
-            name = from_metadata(info.metadata, self.keys)
+            name = from_metadata(info.metadata, self.keys, first.payload)
             if name:
                 return name, METADATA
         if self.active:
