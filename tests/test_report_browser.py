@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import urllib.error
@@ -657,10 +658,30 @@ async def test_hostile_report_runs_nothing_in_chromium(
     assert "<img src=x" in info["text"] and "</script><script>alert(3)</script>" in info["text"]
 
 
-def test_report_refuses_what_it_cannot_write(campaign_db: Path, tmp_path: Path) -> None:
+def test_report_writes_where_it_is_told(campaign_db: Path, tmp_path: Path) -> None:
+    """A regular file is replaced whole; a pipe or a device (/dev/stdout, /dev/null) or a
+    link is written through, never replaced by a file; a directory is refused."""
     taken = tmp_path / "a-directory"
     taken.mkdir()
     failed = run("report", CAMPAIGN, "--db", str(campaign_db), "--out", str(taken), check=False)
     assert failed.returncode == 1
     assert failed.stderr.startswith("smswatch: cannot write")
-    assert os.listdir(tmp_path) == ["a-directory"], "no temporary file left behind"
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with subprocess.Popen(["cat", str(pipe)], stdout=subprocess.PIPE) as reader:
+        run("report", CAMPAIGN, "--db", str(campaign_db), "--format", "md", "--out", str(pipe))
+        through_pipe = reader.communicate(timeout=30)[0].decode()
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    assert through_pipe.startswith("# SMS campaign report: spring-sale")
+
+    target = tmp_path / "kept.md"
+    target.write_text("old")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    run("report", CAMPAIGN, "--db", str(campaign_db), "--format", "md", "--out", str(link))
+    assert link.is_symlink() and target.read_text().startswith("# SMS campaign report")
+
+    assert sorted(os.listdir(tmp_path)) == ["a-directory", "kept.md", "link.md", "pipe"], (
+        "no temporary file left behind"
+    )

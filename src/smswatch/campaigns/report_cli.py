@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -59,12 +60,19 @@ def report(campaign: str | None, db: Path, out: str | None, fmt: str) -> None:
 
 
 def write_whole(path: Path, document: str) -> int:
-    """Write through a temporary file renamed over the target: a reader (a browser reloading
-    it, a mail client attaching it) never sees half a report. Returns the bytes written."""
+    """Write a new or regular file through a temporary file renamed over it: a reader (a
+    browser reloading it, a mail client attaching it) never sees half a report. Anything else
+    that exists (a device such as /dev/null or /dev/stdout, a pipe, a symbolic link) is written
+    through, never replaced. Returns the bytes written."""
     data = document.encode("utf-8")
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        if path.is_symlink() or (path.exists() and not stat.S_ISREG(path.stat().st_mode)):
+            if path.is_dir():
+                fail(f"cannot write {path}: it is a directory")
+            with path.open("wb") as stream:
+                stream.write(data)
+            return len(data)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}")
     try:
