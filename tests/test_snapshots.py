@@ -19,6 +19,7 @@ import pytest
 
 from smswatch.datasource import LocalSource
 from smswatch.tui.app import SmsWatchApp
+from smswatch.tui.screens.campaign import CampaignScreen
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.lists import RejectionsScreen
 from smswatch.tui.screens.message import MessageScreen
@@ -80,6 +81,7 @@ async def settled(pilot: Any) -> None:
             isinstance(app.screen, DashboardScreen)
             and app.model.failures
             and app.model.stuck is not None
+            and len(app.model.campaigns) == 2
         ):
             break
         await pilot.pause(0.05)
@@ -142,3 +144,23 @@ def test_help(snap_compare, make_app) -> None:
     assert snap_compare(
         make_app(), terminal_size=(120, 40), run_before=settled, press=["question_mark"]
     )
+
+
+def test_campaign_screen(snap_compare, make_app) -> None:
+    """The Lisoloo send as a burst: progress, latency per stage, cost, carriers (one of them
+    hostile text), failures with the catalogue's advice, a stuck recipient, a conflict."""
+    run_before = opened(
+        CampaignScreen,
+        lambda s: s.view is not None,
+        lambda a: a.open_campaign(a.model.campaigns[-1].name),
+    )
+    assert snap_compare(make_app(), terminal_size=(160, 45), run_before=run_before)
+
+
+def test_campaign_screen_yebolink_metadata(snap_compare, make_app) -> None:
+    run_before = opened(
+        CampaignScreen,
+        lambda s: s.view is not None,
+        lambda a: a.open_campaign("black-friday"),
+    )
+    assert snap_compare(make_app("light"), terminal_size=(120, 40), run_before=run_before)

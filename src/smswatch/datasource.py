@@ -169,13 +169,14 @@ class StoreQueries:
         reader: Reader | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
         forwards: Callable[[list[int]], Awaitable[Forwards]] | None = None,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         self._reader = reader
         self._settle = settle
         self._forwards = forwards  # the engine's forwarder, if it forwards
         # Campaigns for the live screens, kept in memory and brought up to date a little at a
         # time: read whole, a 100,000-recipient campaign took a quarter of a second.
-        self.book = CampaignBook(self.settled, now_us)
+        self.book = CampaignBook(self.settled, clock)
 
     async def settled(self) -> Reader:
         """The reader, once the state tables have caught up with the log."""
@@ -290,8 +291,8 @@ class LocalSource(StoreQueries):
     """The engine running in this process (on its own thread) and its database."""
 
     def __init__(self, engine: EngineThread) -> None:
-        super().__init__(forwards=self._engine_forwards)
         config = engine.engine.config
+        super().__init__(forwards=self._engine_forwards, clock=config.clock)
         self.engine = engine
         self.info = SourceInfo(
             label="local", db_path=describe(config.db_path), gateways=engine.engine.gateways()

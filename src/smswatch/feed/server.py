@@ -130,6 +130,7 @@ class FeedServer:
             await open_reader(self.engine.config.db_path),
             lambda: asyncio.wrap_future(writer.settle()),
             self._forwards,
+            self.engine.config.clock,
         )
         try:
             self._server = await serve(
