@@ -267,11 +267,11 @@ class StoreQueries:
     async def campaign_messages(
         self, name: str, failed_only: bool = False, limit: int = 500
     ) -> list[MessageState]:
-        reader = await self.settled()
-        summary = await reader.campaign(name)
-        if summary is None:
+        ids = await self.book.message_ids(name, failed_only, limit)
+        if not ids:
             return []
-        return await reader.campaign_messages(summary.selector, limit, failed_only)
+        found = {m.message_id: m for m in await self.reader.messages_of(ids)}
+        return [found[i] for i in ids if i in found]
 
     async def suppressed(self, campaign: str | None = None) -> list[Suppressed]:
         reader = await self.settled()

@@ -47,8 +47,6 @@ class SuppressionSource(Protocol):
 
     async def suppression(self, sel: Selector | None) -> list[tuple[Any, ...]]: ...
 
-    async def campaign_of(self, message_id: str) -> str | None: ...
-
 
 @dataclass(frozen=True, slots=True)
 class Suppressed:
@@ -82,13 +80,18 @@ class Suppressed:
 
 def permanent_failures(rows: Iterable[Sequence[Any]]) -> list[Suppressed]:
     """The store's failed recipients — (recipient, provider, error_code, error_message,
-    retryable, message_id, carrier, state_at) — cut to the permanent ones, one per number,
-    sorted by number. No campaign yet: that is a look-up (`suppression_list`)."""
+    retryable, message_id, carrier, state_at[, campaign, last delivered]) — cut to the
+    permanent ones, one per number, sorted by number. A number delivered to after its failure
+    (another message reached it) is not on the list: it is not bad for good."""
     latest: dict[str, Suppressed] = {}
     counts: dict[str, int] = {}
-    for recipient, provider, code, message, retryable, message_id, carrier, at in rows:
+    for row in rows:
+        recipient, provider, code, message, retryable, message_id, carrier, at = row[:8]
+        campaign, delivered = (row[8], row[9]) if len(row) > 8 else (None, None)
         if not recipient or not recipient.strip():
             continue  # nothing a sender could match against
+        if delivered is not None and at is not None and delivered > at:
+            continue
         retry = None if retryable is None else bool(retryable)  # SQLite stores 0/1
         if not suppressible(provider, code, message, retry):
             continue
@@ -107,6 +110,7 @@ def permanent_failures(rows: Iterable[Sequence[Any]]) -> list[Suppressed]:
             message_id=message_id,
             carrier=carrier,
             failed_at=at,
+            campaign=campaign,
         )
     return [
         replace(s, failures=counts[s.recipient])
@@ -120,13 +124,7 @@ async def suppression_list(source: SuppressionSource, sel: Selector | None) -> l
     if sel is not None:
         # Every row is the campaign's; a burst has no stored name to look up.
         return [replace(s, campaign=sel.name) for s in entries]
-    names: dict[str, str | None] = {}
-    out = []
-    for s in entries:
-        if s.message_id not in names:  # Lisoloo's recipients share their message
-            names[s.message_id] = await source.campaign_of(s.message_id)
-        out.append(replace(s, campaign=names[s.message_id]))
-    return out
+    return entries
 
 
 def write_csv(entries: Iterable[Suppressed], out: TextIO, for_terminal: bool = False) -> int:

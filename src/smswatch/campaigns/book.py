@@ -29,7 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smswatch.campaigns.model import BURST, BURST_GAP_US, Selector, Summary, burst_name
-from smswatch.campaigns.rows import M_FIRST, M_ID, M_PROVIDER, M_QUEUED_AT, R_MESSAGE, Row
+from smswatch.campaigns.rows import (
+    M_CONFLICTS,
+    M_FAILED,
+    M_FIRST,
+    M_ID,
+    M_LAST,
+    M_PROVIDER,
+    M_QUEUED_AT,
+    R_MESSAGE,
+    Row,
+)
 from smswatch.campaigns.tally import Sums, Tally
 from smswatch.domain import UNATTRIBUTED, State
 from smswatch.store.reader import Reader
@@ -61,7 +71,7 @@ class _Campaign:
     def put(self, m: Row) -> None:
         """A message's row, or its new version."""
         mid = m[M_ID]
-        old = self.messages.get(mid)
+        old = self.messages.pop(mid, None)  # and in again at the end: last changed, last
         if old is not None:
             self.sums.remove(old)
         self.messages[mid] = m
@@ -121,6 +131,26 @@ class CampaignBook:
             return None
         return c.tally.view(summary, c.sums.costs(), now, deadlines)
 
+    async def message_ids(self, name: str, failed_only: bool, limit: int) -> list[str] | None:
+        """The campaign's most recently active message ids (None: not a campaign)."""
+        await self.refresh()
+        c = self._campaigns.get(name)
+        if c is None:
+            return None
+        if not c.complete:
+            async with self._lock:
+                await self._read_messages(await self._reader(), c)
+        # `messages` is kept in the order of their last change (see _Campaign.put): the
+        # newest are at the end, and a 100,000-message campaign need not be sorted.
+        newest = []
+        for m in reversed(c.messages.values()):
+            if not failed_only or m[M_FAILED] or m[M_CONFLICTS]:
+                newest.append(m)
+                if len(newest) >= limit:
+                    break
+        newest.sort(key=lambda m: (m[M_LAST] or 0, m[M_ID]), reverse=True)
+        return [m[M_ID] for m in newest]
+
     # --- keeping up -----------------------------------------------------------------------------
 
     async def refresh(self) -> None:
@@ -166,6 +196,7 @@ class CampaignBook:
 
     async def _read_messages(self, reader: Reader, c: _Campaign) -> None:
         messages = await reader.message_rows_of(c.selector)
+        messages.sort(key=lambda m: (m[M_LAST] or 0, m[M_ID]))  # as put() keeps them
         c.messages = {m[M_ID]: m for m in messages}
         c.sums = Sums.of(messages)
         c.complete = True
@@ -322,6 +353,8 @@ class CampaignBook:
             if c.tally is not None and c.watched_at < watching:
                 c.tally = None
             s = c.summary
+            if c.tally is not None:
+                continue  # on screen, or about to be
             if c.messages and s is not None and (s.last_received_at or 0) < now - KEEP_ACTIVE_US:
                 for mid in c.messages:
                     self._of.pop(mid, None)

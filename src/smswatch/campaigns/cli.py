@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from smswatch.cli import CONTEXT, config_option, db_option, fail, handles_store_errors, print_json
+from smswatch.store.location import describe
 
 
 @click.group(context_settings=CONTEXT)
@@ -54,7 +55,7 @@ def show(name: str, db: Path, as_json: bool) -> None:
 
     view, ids = asyncio.run(load_view(db, name, settings_deadlines()))
     if view is None:
-        fail(f"no campaign {name!r} in {db} (see `smswatch campaign list`)")
+        fail(f"no campaign {name!r} in {describe(db)} (see `smswatch campaign list`)")
     if as_json:
         print_json(view_record(view, ids))
     else:

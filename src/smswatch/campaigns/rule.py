@@ -18,10 +18,11 @@ TAG, METADATA, RUN = "tag", "metadata", "run"
 
 def clean_name(value: Any) -> str | None:
     """A campaign name from untrusted input: a string or number, stripped, never blank.
-    Control characters are kept as data (sanitize.py draws them) but the name is bounded."""
+    Control characters are kept as data (sanitize.py draws them) but the name is bounded; NUL
+    becomes U+2400, as PostgreSQL must store it, so a name is the same on both back ends."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    text = str(value).strip()
+    text = str(value).strip().replace("\x00", "\u2400")
     return text[:MAX_NAME] if text else None
 
 

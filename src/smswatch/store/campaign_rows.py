@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from smswatch.campaigns.model import Selector
+from smswatch.domain import MessageState
 from smswatch.store.campaigns import member, message_member
+from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
 
 MESSAGE_ROW = (
     "m.message_id, m.provider, m.currency, m.total_cost, m.total_recipients, "
@@ -71,6 +73,18 @@ class CampaignRows:
                 f"SELECT {MESSAGE_ROW} FROM messages m WHERE m.message_id IN ({marks})", chunk
             )
             out += [tuple(r) for r in rows]
+        return out
+
+    async def messages_of(self, message_ids: Sequence[str]) -> list[MessageState]:
+        """These messages, whole (in no particular order)."""
+        out: list[MessageState] = []
+        for i in range(0, len(message_ids), CHUNK):
+            chunk = list(message_ids[i : i + CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._all(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id IN ({marks})", chunk
+            )
+            out += [message_from_row(r) for r in rows]
         return out
 
     async def recipients_of(

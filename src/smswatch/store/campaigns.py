@@ -323,13 +323,16 @@ class CampaignQueries:
 
     async def suppression(self, sel: Selector | None) -> list[tuple[Any, ...]]:
         """Failed recipients: (recipient, provider, error_code, error_message, retryable,
-        message_id, carrier, state_at); the caller keeps those the catalogue says never to
-        text again."""
+        message_id, carrier, state_at, named campaign, when the number was last delivered to
+        in any message); the caller keeps those the catalogue says never to text again."""
         cond, params = recipient_member(sel)
         return await self._all(
             "SELECT r.recipient, r.provider, r.error_code, r.error_message, r.retryable, "
-            f"r.message_id, r.carrier, r.state_at FROM recipients r WHERE {cond} "
-            "AND r.state = 'failed' ORDER BY r.recipient, r.provider, r.state_at",
+            "r.message_id, r.carrier, r.state_at, c.campaign, "
+            "(SELECT max(d.state_at) FROM recipients d WHERE d.recipient = r.recipient "
+            " AND d.state = 'delivered') "
+            "FROM recipients r LEFT JOIN campaigns c ON c.message_id = r.message_id "
+            f"WHERE {cond} AND r.state = 'failed' ORDER BY r.recipient, r.provider, r.state_at",
             params,
         )
 

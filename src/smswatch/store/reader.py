@@ -380,16 +380,18 @@ class Reader(CampaignQueries, CampaignRows):
         if message_id:
             where += " AND r.message_id = ?"
             params = [*params, message_id]
+        # The latest message of the code among the same recipients (the campaign's).
+        inner, inner_params = recipient_member(campaign, "r2")
         rows = await self._all(
             "SELECT r.provider, r.error_code, count(*), max(r.error_at), "
             "(SELECT r2.error_message FROM recipients r2 WHERE r2.state = 'failed' "
             " AND r2.provider = r.provider AND (r2.error_code = r.error_code "
-            " OR (r2.error_code IS NULL AND r.error_code IS NULL)) "
+            f" OR (r2.error_code IS NULL AND r.error_code IS NULL)) AND {inner} "
             " ORDER BY r2.error_at DESC NULLS LAST LIMIT 1), "
             "max(r.retryable) "
             f"FROM recipients r WHERE {where} GROUP BY r.provider, r.error_code "
             "ORDER BY count(*) DESC LIMIT ?",
-            (*params, limit),
+            (*inner_params, *params, limit),
         )
         return [
             FailureGroup(p, code, n, at, msg, None if retry is None else bool(retry))

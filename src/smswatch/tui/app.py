@@ -97,6 +97,7 @@ class SmsWatchApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self.painted_at: float | None = None
         self._message_screen: MessageScreen | None = None
+        self._campaign_screen: CampaignScreen | None = None
         self.connection: Connection | None = None  # None: a local engine, always live
         self._started = time.perf_counter()
         # Set by the driver when the terminal went away (hang-up, SIGTERM, dead tty): the
@@ -123,6 +124,10 @@ class SmsWatchApp(App[int]):
         self._message_screen = MessageScreen("")
         self.install_screen(self._message_screen, "message")
         await self.push_screen(self._message_screen)
+        await self.pop_screen()
+        self._campaign_screen = CampaignScreen("")
+        self.install_screen(self._campaign_screen, "campaign")
+        await self.push_screen(self._campaign_screen)
         await self.pop_screen()
         await self.push_screen(DashboardScreen())
         self.call_after_refresh(self._painted)
@@ -326,8 +331,21 @@ class SmsWatchApp(App[int]):
         screen.show_message(message_id, detail)
         self.push_screen(screen)
 
-    def open_campaign(self, name: str, summary: Summary | None = None) -> None:
-        self.push_screen(CampaignScreen(name, summary))
+    @work(exclusive=True, group="open-campaign")
+    async def open_campaign(self, name: str, summary: Summary | None = None) -> None:
+        """Read the campaign first, then switch to the (already built) campaign screen."""
+        screen = self._campaign_screen
+        if screen is None or screen in self.screen_stack:
+            self.push_screen(CampaignScreen(name, summary))
+            return
+        try:
+            view = await self.source.campaign(name, self.stuck_deadlines, self.clock())
+            messages = await self.source.campaign_messages(name) if view is not None else []
+        except SourceUnavailable as exc:
+            self.not_connected(exc)
+            return
+        screen.show_campaign(name, view, messages)
+        self.push_screen(screen)
 
     def open_campaigns(self) -> None:
         dashboard = self._dashboard()

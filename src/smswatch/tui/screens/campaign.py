@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
 
 REFRESH_S = 2.0  # at least; a slow query (a huge campaign) waits five times its own cost
-MESSAGES_SHOWN = 500
+MESSAGES_SHOWN = 200
 
 
 class DeliveryTable(RowTable):
@@ -154,7 +154,34 @@ class CampaignScreen(AppScreen):
         self.query_one("#campaign-messages", MessagesTable).focus()
         if self.summary is not None:
             self.query_one("#campaign-header", Static).update(self.header(self.summary, None))
-        self.load()
+        if self.campaign:
+            self.load()
+
+    def show_campaign(
+        self, name: str, view: CampaignView | None, messages: list[MessageState]
+    ) -> None:
+        """Point this (already built) screen at a campaign, its data already read: building
+        the screen costs more than reading a 100,000-recipient campaign's figures, so the app
+        keeps one and reuses it."""
+        self.campaign = name
+        self.failed_only = False
+        self.shown_at = None
+        self.query_one("#campaign-header", Static).border_title = f"Campaign {safe(name, 60)}"
+        table = self.query_one("#campaign-messages", MessagesTable)
+        table.cursor = 0
+        table.focus()
+        if view is None:
+            self.view = self.summary = None
+            self.missing()
+            return
+        self.view, self.summary = view, view.summary
+        self.show(view, messages)
+        self._schedule(REFRESH_S)
+
+    def missing(self) -> None:
+        self.query_one("#campaign-header", Static).update(
+            Text(f"no campaign {safe(self.campaign, 60)} in the database", style="bold")
+        )
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -172,9 +199,7 @@ class CampaignScreen(AppScreen):
             self._schedule(REFRESH_S)
             return
         if view is None:
-            self.query_one("#campaign-header", Static).update(
-                Text(f"no campaign {safe(self.campaign, 60)} in the database", style="bold")
-            )
+            self.missing()
             return
         self.view, self.summary = view, view.summary
         self.show(view, messages)
@@ -283,7 +308,8 @@ class CampaignScreen(AppScreen):
         if view.stuck:
             text.append(f"{view.stuck:,} stuck  ", style=pal.state(State.SENT))
         if view.summary.conflicts:
-            text.append(f"⚡ {view.summary.conflicts:,} conflicts", style=pal.state(State.UNKNOWN))
+            n = view.summary.conflicts
+            text.append(f"⚡ {n:,} conflict{'s' if n != 1 else ''}", style=pal.state(State.UNKNOWN))
         return text if len(text) else Text("nothing", style="dim")
 
     def seen(self, s: Summary) -> Text:
@@ -301,6 +327,7 @@ class CampaignScreen(AppScreen):
     def action_back(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+            self._timer = None
         self.app.pop_screen()
 
     def action_failures(self) -> None:

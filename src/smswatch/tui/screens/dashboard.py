@@ -174,7 +174,8 @@ class DashboardScreen(AppScreen):
         self.set_interval(5.0, self.refresh_stuck)
         self.refresh_failures()
         self.refresh_stuck()
-        self.refresh_campaigns()
+        # After the first frame: reading every campaign of a big database would delay it.
+        self._campaigns_timer = self.set_timer(0.3, self.refresh_campaigns)
 
     def on_resize(self) -> None:
         narrow = self.size.width < 110
