@@ -54,9 +54,7 @@ async def agree(queries: StoreQueries, db: Path | str, engine: Any) -> list[str]
     reader = await open_reader(db, current=True)
     try:
         fresh = await reader.campaigns()
-        assert [s.name for s in sorted(book, key=lambda s: s.name)] == sorted(
-            s.name for s in fresh
-        )
+        assert [s.name for s in sorted(book, key=lambda s: s.name)] == sorted(s.name for s in fresh)
         for mine_s, theirs_s in zip(
             sorted(book, key=lambda s: s.name), sorted(fresh, key=lambda s: s.name), strict=True
         ):

@@ -300,9 +300,7 @@ class Tally:
     def series(self, name: str, start: int) -> Series:
         times = self.times[name]
         edges = [bisect_left(times, start + i * SPARK_STEP) for i in range(SPARK_BUCKETS + 1)]
-        return Series(
-            start, SPARK_STEP, tuple(b - a for a, b in itertools.pairwise(edges))
-        )
+        return Series(start, SPARK_STEP, tuple(b - a for a, b in itertools.pairwise(edges)))
 
     def view(
         self, summary: Summary, costs: list[CostRow], now: int, deadlines: Mapping[State, int]
