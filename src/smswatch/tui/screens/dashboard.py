@@ -180,6 +180,7 @@ class DashboardScreen(AppScreen):
     def on_resize(self) -> None:
         narrow = self.size.width < 110
         self.set_class(narrow, "-narrow")
+        self.set_class(self.size.height < 30, "-short")
         self.query_one(StatusBar).set_class(narrow, "-narrow")
 
     # --- live updates ---------------------------------------------------------------------

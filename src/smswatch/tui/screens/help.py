@@ -18,11 +18,13 @@ KEYS = [
     ("enter", "open the message, recipient or alert under the cursor"),
     ("escape", "back, or clear the filter"),
     ("f", "failures only (messages with failed or conflicting recipients)"),
+    ("c", "the campaigns panel (enter opens a campaign)"),
+    ("x", "on a campaign: write its do-not-send (suppression) list as CSV"),
     ("space", "pause / resume the live scroll (counters keep counting)"),
     ("m", "mask phone numbers and emails, for screen sharing"),
     ("t", "next theme (remembered)"),
     ("r", "raw JSON on / off in a recipient's timeline"),
-    ("ctrl+p", "command palette: go to message, export, mask, theme"),
+    ("ctrl+p", "command palette: go to a message or campaign, start/end a campaign, export"),
     ("tab", "move between panels"),
     ("?", "this help"),
     ("q", "quit"),
@@ -39,6 +41,12 @@ PANELS = [
         "store failures, rejected requests (bad auth, bad signature, malformed), webhook "
         "silence while messages are in flight, stuck recipients, failures by error code "
         "with the catalogue's verdict on retrying",
+    ),
+    (
+        "Campaigns",
+        "messages grouped: by `campaign tag`, the sender's metadata (YeboLink), the run's "
+        "campaign (--campaign or the palette), else by gateway and send burst; progress, "
+        "delivered, failed and delivery rate of each",
     ),
     (
         "In flight",
