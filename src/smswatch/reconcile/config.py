@@ -1,0 +1,185 @@
+"""The gateway API settings: which keys, which base URLs, how many calls a minute.
+
+Kept apart from the clients (no aiohttp here), so that the engine's config and the command line
+can hold these settings without importing an HTTP client.
+
+A key is an `ApiKey`, never a bare string: its repr and str are redacted, so a key cannot reach
+a log line, a traceback's locals, the screen or an export by being printed along with the object
+that holds it. The only way to the value is `reveal()`, which the clients call to set the header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+LISOLOO_RATE = 120  # GET /status calls a minute per key (gateways.md §1.6)
+# YeboLink publishes no limit for its message endpoints; its only published one (bulk: 10 per
+# 5 minutes) shows it does limit. One a second is gentle and still reconciles 3,600 messages an
+# hour.
+YEBOLINK_RATE = 60
+YEBOLINK_URL = "https://api.yebolink.com"
+
+# Prefixes the gateways document, kept visible in the redacted form: they say which environment
+# a key is for (sk_test_ is Lisoloo's sandbox), which is what someone reading a log needs to know.
+_KNOWN_PREFIX = re.compile(r"^(sk_(?:test|live)_|ybk_(?:test_|live_)?)")
+
+
+class ApiConfigError(ValueError):
+    """A setting that cannot work. The text names the option, never a key's value."""
+
+
+class ApiKey:
+    """An API key that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str, option: str = "API key") -> None:
+        value = value.strip()  # a pasted key often brings a newline along
+        if not value:
+            raise ApiConfigError(f"{option} is empty")
+        # It goes into an HTTP header: whitespace or a control character would break the
+        # request (or smuggle a header into it), and a non-ASCII key is a paste mistake.
+        if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+            raise ApiConfigError(f"{option} must be printable ASCII without spaces")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The key itself, for the request header and nothing else."""
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        """`sk_test_****1234`: the environment and the last four characters, enough to tell
+        two keys apart; a short key shows nothing of itself."""
+        prefix = _KNOWN_PREFIX.match(self._value)
+        head = prefix.group(1) if prefix else ""
+        rest = self._value[len(head) :]
+        tail = rest[-4:] if len(rest) >= 16 else ""
+        return f"{head}****{tail}"
+
+    def __repr__(self) -> str:
+        return f"ApiKey({self.masked!r})"
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ApiKey):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    # Immutable, so a copy is the key itself (dataclasses.asdict deep-copies its fields).
+    def __copy__(self) -> ApiKey:
+        return self
+
+    def __deepcopy__(self, _memo: object) -> ApiKey:
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling would write the key out in full (a multiprocessing queue, a cache); nothing
+        # needs to, so nothing can by accident.
+        raise TypeError("an ApiKey is not picklable")
+
+
+def base_url(value: str, option: str) -> str:
+    """A gateway's base URL, checked: http(s), a host, no credentials, no query. A path prefix
+    is allowed (a reverse proxy), the documented `/api/v1/...` paths are not: they are
+    appended to it."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises on a port that is not a number or out of range
+    except ValueError:
+        raise ApiConfigError(f"{option} {text!r} is not a URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ApiConfigError(f"{option} must be an http(s) URL with a host, like https://HOST")
+    if parts.username is not None or parts.password is not None:
+        # A URL is printed on screen and in logs; credentials go in the key options.
+        raise ApiConfigError(f"{option} must not contain credentials (user:password@)")
+    if parts.query or parts.fragment:
+        raise ApiConfigError(f"{option} must be a base URL, without ?query or #fragment")
+    path = parts.path.rstrip("/")
+    if "/api/" in path + "/":
+        raise ApiConfigError(
+            f"{option} is the base URL only (scheme and host, like https://HOST): smswatch "
+            "appends the documented /api/v1/... paths itself"
+        )
+    host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 address goes back in brackets
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{parts.scheme.lower()}://{netloc}{path}"
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Keys and base URLs of the gateways' status APIs. A gateway without a key is not polled,
+    whatever else is set."""
+
+    lisoloo_key: ApiKey | None = None
+    lisoloo_url: str | None = None  # per environment, on the Lisoloo dashboard: no default
+    yebolink_key: ApiKey | None = None
+    yebolink_url: str = YEBOLINK_URL
+    lisoloo_rate: int = LISOLOO_RATE  # calls in any rolling minute, per key
+    yebolink_rate: int = YEBOLINK_RATE
+    timeout: float = 10.0  # seconds for one whole request
+
+    def __post_init__(self) -> None:
+        for name in ("lisoloo_key", "yebolink_key"):
+            # A bare string would print itself in this object's repr.
+            if not isinstance(getattr(self, name), ApiKey | None):
+                raise TypeError(f"ApiConfig.{name} must be an ApiKey")
+        if self.lisoloo_key is not None and self.lisoloo_url is None:
+            raise ApiConfigError(
+                "--lisoloo-app-key needs --lisoloo-api-url: Lisoloo's base URL differs per "
+                "environment (sandbox or production); copy it from the Lisoloo dashboard"
+            )
+        if self.lisoloo_url is not None:
+            object.__setattr__(self, "lisoloo_url", base_url(self.lisoloo_url, "--lisoloo-api-url"))
+        object.__setattr__(self, "yebolink_url", base_url(self.yebolink_url, "--yebolink-api-url"))
+        for name in ("lisoloo_rate", "yebolink_rate"):
+            if getattr(self, name) < 1:
+                raise ApiConfigError(f"{name} must be at least 1 call a minute")
+        if self.timeout <= 0:
+            raise ApiConfigError("the API timeout must be positive")
+
+    @property
+    def gateways(self) -> tuple[str, ...]:
+        """The gateways that have a key, so will be polled."""
+        names = []
+        if self.lisoloo_key is not None:
+            names.append("lisoloo")
+        if self.yebolink_key is not None:
+            names.append("yebolink")
+        return tuple(names)
+
+    @classmethod
+    def from_settings(
+        cls,
+        lisoloo_app_key: str | None = None,
+        lisoloo_api_url: str | None = None,
+        yebolink_api_key: str | None = None,
+        yebolink_api_url: str | None = None,
+    ) -> ApiConfig | None:
+        """From the flags, environment or config file. None when no key is set: nothing is
+        polled. A URL alone is still checked, so a typo shows now rather than with the key."""
+        lisoloo_key = ApiKey(lisoloo_app_key, "--lisoloo-app-key") if lisoloo_app_key else None
+        yebolink_key = ApiKey(yebolink_api_key, "--yebolink-api-key") if yebolink_api_key else None
+        lisoloo_url = base_url(lisoloo_api_url, "--lisoloo-api-url") if lisoloo_api_url else None
+        yebolink_url = (
+            base_url(yebolink_api_url, "--yebolink-api-url") if yebolink_api_url else YEBOLINK_URL
+        )
+        if lisoloo_key is None and yebolink_key is None:
+            return None
+        return cls(
+            lisoloo_key=lisoloo_key,
+            lisoloo_url=lisoloo_url,
+            yebolink_key=yebolink_key,
+            yebolink_url=yebolink_url,
+        )
