@@ -22,6 +22,7 @@ from smswatch.config import Credentials, parse_basic_auth
 if TYPE_CHECKING:
     from smswatch.engine import EngineConfig
     from smswatch.forward.config import ForwardConfig
+    from smswatch.reconcile.config import ApiConfig
 
 # Heavy modules (aiohttp, pydantic, textual) are imported inside the commands that need them,
 # so `inspect`, `export` and `stats` start quickly.
@@ -178,6 +179,60 @@ def forward_config(opts: dict[str, Any]) -> ForwardConfig | None:
     )
 
 
+# The gateways' status APIs, polled to reconcile (issue 14). Keys come best from the environment
+# or the config file: a flag's value shows in `ps` to every user of the machine. No option shows
+# a default, so a key from the config file never appears in --help.
+GATEWAY_API_OPTIONS = [
+    click.option(
+        "--lisoloo-app-key",
+        envvar="SMSWATCH_LISOLOO_APP_KEY",
+        metavar="KEY",
+        help="Lisoloo API key (sk_test_… or sk_live_…): poll GET /status to reconcile. "
+        "Prefer SMSWATCH_LISOLOO_APP_KEY (a flag shows in ps). Needs --lisoloo-api-url.",
+    ),
+    click.option(
+        "--lisoloo-api-url",
+        envvar="SMSWATCH_LISOLOO_API_URL",
+        metavar="BASE",
+        help="Lisoloo API base URL (scheme and host, from the Lisoloo dashboard: it differs "
+        "between sandbox and production).",
+    ),
+    click.option(
+        "--yebolink-api-key",
+        envvar="SMSWATCH_YEBOLINK_API_KEY",
+        metavar="KEY",
+        help="YeboLink API key (ybk_…): look messages up to reconcile. Prefer "
+        "SMSWATCH_YEBOLINK_API_KEY (a flag shows in ps).",
+    ),
+    click.option(
+        "--yebolink-api-url",
+        envvar="SMSWATCH_YEBOLINK_API_URL",
+        metavar="BASE",
+        help="YeboLink API base URL (default: https://api.yebolink.com).",
+    ),
+]
+
+
+def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
+    """The status APIs' settings; None without a key (nothing is polled). A bad URL, or a
+    Lisoloo key without its URL, is a usage error now."""
+    from smswatch.reconcile.config import ApiConfig, ApiConfigError
+
+    def text(name: str) -> str | None:
+        value = opts.get(name)
+        return str(value) if value not in (None, "") else None
+
+    try:
+        return ApiConfig.from_settings(
+            lisoloo_app_key=text("lisoloo_app_key"),
+            lisoloo_api_url=text("lisoloo_api_url"),
+            yebolink_api_key=text("yebolink_api_key"),
+            yebolink_api_url=text("yebolink_api_url"),
+        )
+    except ApiConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def listener_options(f: F) -> F:
     options = [
         click.option(
@@ -255,6 +310,7 @@ def listener_options(f: F) -> F:
             help="The PEM private key of --tls-cert.",
         ),
         *FORWARD_OPTIONS,
+        *GATEWAY_API_OPTIONS,
         click.option(
             "--campaign",
             envvar="SMSWATCH_CAMPAIGN",
@@ -361,6 +417,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         forward=forward_config(opts),
         campaign=clean_name(opts.get("campaign")),
         campaign_keys=campaign_keys(opts.get("campaign_keys")),
+        gateway_api=gateway_api_config(opts),
     )
 
 

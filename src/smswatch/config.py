@@ -51,6 +51,10 @@ KNOWN_KEYS = {
     "forward_retry_4xx",
     "campaign",
     "campaign_keys",
+    "lisoloo_app_key",
+    "lisoloo_api_url",
+    "yebolink_api_key",
+    "yebolink_api_url",
 }
 TABLES = {"stuck"}
 

@@ -17,6 +17,7 @@ from smswatch.forward.config import ForwardConfig
 from smswatch.hub import Hub
 from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
+from smswatch.reconcile.config import ApiConfig
 from smswatch.store import is_url, make_writer
 from smswatch.timefmt import now_us
 
@@ -55,6 +56,7 @@ class EngineConfig:
     feed_token: str | None = None  # None: the token kept beside the database (made once)
     campaign: str | None = None  # every message first seen while this runs joins it
     campaign_keys: tuple[str, ...] = DEFAULT_KEYS  # YeboLink metadata keys naming a campaign
+    gateway_api: ApiConfig | None = None  # keys and URLs of the gateways' status APIs
 
 
 @dataclass(frozen=True)
