@@ -322,8 +322,8 @@ class GatewayApi:
             if status == 429:
                 wait = wait if wait is not None else self.retry.backoff(attempt)
                 # The limit is the key's, so every call on it waits, not only this one.
-                self.limiter.pause(wait)
-                log.warning("%s API: rate limited; calls paused for %.1f s", self.title, wait)
+                if self.limiter.pause(wait):  # once per burst, not once per call refused
+                    log.warning("%s API: rate limited; calls paused for %.1f s", self.title, wait)
                 if attempt < self.retry.attempts and wait <= self.retry.max_retry_after:
                     continue  # the next place in the limiter comes after the pause
                 raise RateLimited(self.title, f"rate limited ({words})", wait, code)

@@ -58,9 +58,14 @@ class RollingWindow:
             self._ended.append(self._clock())
             self._ended_one.set()
 
-    def pause(self, seconds: float) -> None:
-        """No call starts for `seconds` from now (a later pause already set stands)."""
-        self._paused_until = max(self._paused_until, self._clock() + max(seconds, 0.0))
+    def pause(self, seconds: float) -> bool:
+        """No call starts for `seconds` from now (a later pause already set stands). True if
+        this pause goes further than the one already set."""
+        until = self._clock() + max(seconds, 0.0)
+        if until <= self._paused_until:
+            return False
+        self._paused_until = until
+        return True
 
     def paused_for(self) -> float:
         """Seconds until calls may start again after a pause (0 if not paused)."""
