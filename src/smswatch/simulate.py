@@ -14,6 +14,13 @@ seconds, so arrival order differs from event order as the Lisoloo docs warn; `--
 resends some events with the same bytes (same event_id), as a gateway retry would. Like a
 gateway, the sender retries on 5xx, timeouts and refused connections with backoff, and gives up
 after `--max-attempts`; a 4xx is not retried.
+
+`--drop-rate` plays the webhooks a gateway gave up on after its own retries failed: for that
+share of recipients the final event (`sms.delivered|failed`, `message.delivered|failed`), and
+for some of them the one before it too, is never sent. The gateway still knows how they ended:
+`Plan.ledger` holds what it knows of every recipient, with the time of each step, and the
+sandbox status APIs (smswatch.sandbox) answer from it; the truth file says which recipients
+lost their final webhook, so a test knows exactly what a reconciler must recover.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -74,6 +81,9 @@ YEBOLINK_FAILURES = (
 )
 YEBOLINK_PREFIXES = ("+26876", "+26878", "+26879", "+2782", "+2783", "+2772")
 CAMPAIGNS = ("black-friday", "otp-resend", "payday-reminder", "clinic-recall", "stock-alert")
+# Of the recipients whose final webhook is dropped, the share that lost the one before it too
+# (the receiving end was down for a while, not for one request).
+ALSO_DROP_PREVIOUS = 0.3
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class SimConfig:
     timeout: float = 10.0
     basic_auth: tuple[str, str] | None = None
     yebolink_secret: str | None = None
+    drop_rate: float = 0.0  # share of recipients whose final webhook the gateway gave up on
 
 
 @dataclass(order=True)
@@ -123,6 +134,13 @@ class Truth:
     # The campaign the sender named for the message (YeboLink metadata); None when the
     # traffic names none (Lisoloo's webhooks carry no metadata).
     campaign: str | None = None
+    # The gateway gave up on the final webhook (--drop-rate): `state` is known only to its
+    # status API, and the webhooks that were sent end at `webhook_state`.
+    dropped: bool = False
+    # The state the webhooks actually sent bring the recipient to (None: `state`).
+    webhook_state: str | None = None
+    # When the gateway reached `state` (ISO 8601), whether or not its webhook was sent.
+    final_at: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -134,14 +152,35 @@ class Truth:
             "carrier": self.carrier,
             "permanent": self.permanent,
             "campaign": self.campaign,
+            "dropped": self.dropped,
+            "webhook_state": self.webhook_state or self.state,
+            "final_at": self.final_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """What the gateway itself knows of one recipient, whether or not its webhooks got through:
+    what its status API answers from (smswatch.sandbox)."""
+
+    truth: Truth
+    created_us: int  # the message's send: Lisoloo `sms.queued`, YeboLink `message.queued`
+    # (epoch µs, the gateway's status) in order from creation; before the first, a Lisoloo
+    # recipient is `pending`.
+    steps: tuple[tuple[int, str], ...]
+    total_recipients: int = 1  # of the message (Lisoloo sends to many)
+    # YeboLink: the message's own fields (channel, credits_used, provider_message_id,
+    # error_message, metadata) as its webhooks carry them.
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Plan:
     deliveries: list[Delivery]
     truth: list[Truth]
-    events: int  # unique events (deliveries minus duplicate copies)
+    events: int  # unique events sent (deliveries minus duplicate copies; dropped ones excluded)
+    ledger: list[GatewayRecord] = field(default_factory=list)  # one per recipient, like truth
+    dropped_events: int = 0  # events the gateway gave up on (--drop-rate), never sent
 
 
 @dataclass
@@ -174,13 +213,49 @@ class _Planner:
             tuple[float, str, dict[str, Any], str]
         ] = []  # (sim time, provider, body, label)
         self.truth: list[Truth] = []
+        self.ledger: list[GatewayRecord] = []
+        self.dropped: set[int] = set()  # indexes into `events` that are never sent
+        # Drops draw from their own generator, the same number of draws per recipient, so a
+        # seed plans the same traffic at any drop rate and a higher rate drops a superset.
+        self.drop_rng = random.Random(None if config.seed is None else f"drop:{config.seed}")
 
     def uuid4(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def stamp(self, sim_s: float) -> str:
+    def us(self, sim_s: float) -> int:
         # Event times follow the compressed clock, so they never lie in the future.
-        return iso(self.t0 + int(sim_s / self.c.speed * 1e6) // 1000 * 1000) or ""
+        return self.t0 + int(sim_s / self.c.speed * 1e6) // 1000 * 1000
+
+    def stamp(self, sim_s: float) -> str:
+        return iso(self.us(sim_s)) or ""
+
+    def close(
+        self,
+        how: tuple[Any, ...],
+        marks: list[tuple[int, float, str]],
+        created: float,
+        total: int = 1,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Settle one recipient: whether the gateway gave up on its last webhooks, and what the
+        gateway knows of it. `how` is the Truth's leading fields; `marks` are the recipient's own
+        events: (index in events, sim time, status)."""
+        drop = self.drop_rng.random() < self.c.drop_rate
+        also_previous = self.drop_rng.random() < ALSO_DROP_PREVIOUS
+        kept = len(marks)
+        if drop:
+            kept -= 1
+            # Keep the recipient's first event at least, so the monitor knows the recipient.
+            if also_previous and kept >= 2:
+                kept -= 1
+            self.dropped.update(index for index, _, _ in marks[kept:])
+        final_at = self.events[marks[-1][0]][2]["timestamp"]  # the final event's own time
+        truth = Truth(*how, dropped=drop, webhook_state=marks[kept - 1][2], final_at=final_at)
+        self.truth.append(truth)
+        steps = tuple((self.us(at), status) for _, at, status in marks)
+        self.ledger.append(
+            GatewayRecord(truth, self.us(created), steps, total, fields if fields else {})
+        )
 
     def handset_delay(self, pace: float = 1.0) -> float:
         return min(self.rng.lognormvariate(math.log(3.0 * pace), 0.6), 25.0)
@@ -214,7 +289,7 @@ class _Planner:
 
     def lisoloo_event(
         self, at: float, message_id: str, kind: str, data: dict[str, Any], label: str
-    ) -> None:
+    ) -> int:
         body = {
             "event_id": self.uuid4(),
             "event_type": kind,
@@ -223,6 +298,7 @@ class _Planner:
             "data": data,
         }
         self.events.append((at, "lisoloo", body, label))
+        return len(self.events) - 1
 
     def lisoloo_message(self, start: float) -> None:
         n = self.c.recipients
@@ -246,32 +322,35 @@ class _Planner:
             phone, carrier = self.lisoloo_phone(taken)
             base = {"recipient_phone": phone, "carrier": carrier}
             t = start + self.rng.uniform(0.3, 2.5)
-            self.lisoloo_event(
-                t, message_id, "sms.processing", dict(base), f"sms.processing {phone}"
-            )
+            label = f"sms.processing {phone}"
+            index = self.lisoloo_event(t, message_id, "sms.processing", dict(base), label)
+            marks = [(index, t, "processing")]
             failing = self.rng.random() < self.c.fail_rate
             code, text, retryable, permanent, _ = self.pick(LISOLOO_FAILURES)
             if failing and self.rng.random() < 0.3:  # refused before the SMSC took it
                 t += self.rng.uniform(0.5, 2.0)
-                self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
-                self.truth.append(
-                    Truth("lisoloo", message_id, phone, "failed", code, carrier, permanent)
-                )
+                index = self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
+                marks.append((index, t, "failed"))
+                how = ("lisoloo", message_id, phone, "failed", code, carrier, permanent)
+                self.close(how, marks, start, n)
                 continue
             t += self.rng.uniform(0.5, 3.0)
-            self.lisoloo_event(
-                t, message_id, "sms.sent", {**base, "sent_at": self.stamp(t)}, f"sms.sent {phone}"
-            )
+            sent = {**base, "sent_at": self.stamp(t)}
+            index = self.lisoloo_event(t, message_id, "sms.sent", sent, f"sms.sent {phone}")
+            marks.append((index, t, "sent"))
             t += self.handset_delay(CARRIER_PACE[carrier])
             if failing:
-                self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
-                self.truth.append(
-                    Truth("lisoloo", message_id, phone, "failed", code, carrier, permanent)
-                )
+                index = self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
+                marks.append((index, t, "failed"))
+                how = ("lisoloo", message_id, phone, "failed", code, carrier, permanent)
             else:
                 data = {**base, "delivered_at": self.stamp(t), "segments": segments}
-                self.lisoloo_event(t, message_id, "sms.delivered", data, f"sms.delivered {phone}")
-                self.truth.append(Truth("lisoloo", message_id, phone, "delivered", None, carrier))
+                index = self.lisoloo_event(
+                    t, message_id, "sms.delivered", data, f"sms.delivered {phone}"
+                )
+                marks.append((index, t, "delivered"))
+                how = ("lisoloo", message_id, phone, "delivered", None, carrier, False)
+            self.close(how, marks, start, n)
 
     def lisoloo_failed(
         self,
@@ -282,7 +361,7 @@ class _Planner:
         text: str,
         retryable: bool,
         phone: str,
-    ) -> None:
+    ) -> int:
         data = {
             **base,
             "failed_at": self.stamp(t),
@@ -290,7 +369,7 @@ class _Planner:
             "error_message": text,
             "retryable": retryable,
         }
-        self.lisoloo_event(t, message_id, "sms.failed", data, f"sms.failed {phone}")
+        return self.lisoloo_event(t, message_id, "sms.failed", data, f"sms.failed {phone}")
 
     # --- YeboLink ---------------------------------------------------------------------------
 
@@ -307,22 +386,20 @@ class _Planner:
             message_id = self.uuid4()
             metadata = {"campaign": campaign, "batch": batch, "user_id": str(10000 + i)}
             base = {"message_id": message_id, "channel": "sms", "recipient": phone}
-            t = start + self.rng.uniform(0.05, 1.0)
-            self.yebolink_event(
-                t,
-                "message.queued",
-                {**base, "status": "queued", "credits_used": 1, "metadata": metadata},
-                phone,
-            )
+            created = t = start + self.rng.uniform(0.05, 1.0)
+            queued = {**base, "status": "queued", "credits_used": 1, "metadata": metadata}
+            marks = [(self.yebolink_event(t, "message.queued", queued, phone), t, "queued")]
             sid = f"SM{self.rng.getrandbits(128):032x}"
             t += self.rng.uniform(0.5, 3.0)
-            self.yebolink_event(
-                t,
-                "message.sent",
-                {**base, "status": "sent", "provider_message_id": sid, "metadata": metadata},
-                phone,
-            )
+            sent = {**base, "status": "sent", "provider_message_id": sid, "metadata": metadata}
+            marks.append((self.yebolink_event(t, "message.sent", sent, phone), t, "sent"))
             t += self.handset_delay(1.1)
+            fields: dict[str, Any] = {
+                "channel": "sms",
+                "credits_used": 1,
+                "provider_message_id": sid,
+                "metadata": metadata,
+            }
             if self.rng.random() < self.c.fail_rate:
                 code, text, permanent, _ = self.pick(YEBOLINK_FAILURES)
                 data = {
@@ -333,10 +410,9 @@ class _Planner:
                     "provider_message_id": sid,
                     "metadata": metadata,
                 }
-                self.yebolink_event(t, "message.failed", data, phone)
-                self.truth.append(
-                    Truth("yebolink", message_id, phone, "failed", code, None, permanent, campaign)
-                )
+                marks.append((self.yebolink_event(t, "message.failed", data, phone), t, "failed"))
+                fields["error_message"] = text
+                how = ("yebolink", message_id, phone, "failed", code, None, permanent, campaign)
             else:
                 data = {
                     **base,
@@ -345,28 +421,32 @@ class _Planner:
                     "delivered_at": self.stamp(t),
                     "metadata": metadata,
                 }
-                self.yebolink_event(t, "message.delivered", data, phone)
-                self.truth.append(
-                    Truth("yebolink", message_id, phone, "delivered", None, None, False, campaign)
-                )
+                index = self.yebolink_event(t, "message.delivered", data, phone)
+                marks.append((index, t, "delivered"))
+                how = ("yebolink", message_id, phone, "delivered", None, None, False, campaign)
+            self.close(how, marks, created, 1, fields)
 
-    def yebolink_event(self, at: float, kind: str, data: dict[str, Any], phone: str) -> None:
+    def yebolink_event(self, at: float, kind: str, data: dict[str, Any], phone: str) -> int:
         body = {"event": kind, "timestamp": self.stamp(at), "data": data}
         self.events.append((at, "yebolink", body, f"{kind} {phone}"))
+        return len(self.events) - 1
 
     # --- arrival order ----------------------------------------------------------------------
 
     def deliveries(self) -> list[Delivery]:
         out: list[Delivery] = []
         seq = 0
-        for at, provider, body, label in self.events:
-            raw = json.dumps(body, separators=(",", ":")).encode()
+        for index, (at, provider, body, label) in enumerate(self.events):
             arrive = at + self.rng.expovariate(1 / 0.15)
             if self.rng.random() < 0.05:  # held back: a slow response upstream
                 arrive += self.rng.uniform(0.5, 4.0)
             copies = [arrive]
             if self.rng.random() < self.c.duplicate_rate:
                 copies.append(arrive + self.rng.uniform(0.05, 2.0))
+            if index in self.dropped:
+                # Drawn for all the same, so every other event arrives as it would undropped.
+                continue
+            raw = json.dumps(body, separators=(",", ":")).encode()
             for when in copies:
                 out.append(Delivery(when / self.c.speed, seq, provider, raw, label))
                 seq += 1
@@ -377,7 +457,14 @@ class _Planner:
 def plan_campaign(config: SimConfig, t0_us: int | None = None) -> Plan:
     planner = _Planner(config, now_us() if t0_us is None else t0_us)
     planner.plan()
-    return Plan(planner.deliveries(), planner.truth, len(planner.events))
+    dropped = len(planner.dropped)
+    return Plan(
+        planner.deliveries(),
+        planner.truth,
+        len(planner.events) - dropped,
+        planner.ledger,
+        dropped,
+    )
 
 
 def webhook_url(base: str, provider: str) -> str:
