@@ -757,12 +757,73 @@ def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, titl
     default=None,
     help="Write the expected final state of every recipient as JSON lines.",
 )
+@click.option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of recipients whose final webhook the gateway gave up on: never sent, known "
+    "only to its status API (--truth marks them dropped).",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve the gateways' status APIs (a sandbox answering from this run's truth) on "
+    "127.0.0.1:PORT, 0 for any free port; the URL is printed on stdout.",
+)
+@click.option(
+    "--api-linger",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Keep the sandbox API up this many seconds after the last recipient settled.",
+)
+@click.option(
+    "--lisoloo-app-key",
+    envvar="SMSWATCH_LISOLOO_APP_KEY",
+    metavar="KEY",
+    default=None,
+    help="The app-key the sandbox's Lisoloo status API accepts (default: any non-empty key; "
+    "SMSWATCH_LISOLOO_APP_KEY keeps it out of ps).",
+)
+@click.option(
+    "--yebolink-api-key",
+    envvar="SMSWATCH_YEBOLINK_API_KEY",
+    metavar="KEY",
+    default=None,
+    help="The X-API-Key the sandbox's YeboLink messages API accepts (default: any non-empty "
+    "key; SMSWATCH_YEBOLINK_API_KEY keeps it out of ps).",
+)
+@click.option(
+    "--api-lisoloo-limit",
+    type=click.IntRange(1),
+    default=120,
+    show_default=True,
+    help="Sandbox: Lisoloo GET /status calls per key per rolling minute (Lisoloo's own).",
+)
+@click.option(
+    "--api-yebolink-limit",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Sandbox: YeboLink GET /messages calls per key per rolling minute (not published; "
+    "a guess).",
+)
+@click.option(
+    "--api-429-burst",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Sandbox fault: after each API's first 3 calls, its next N get 429 with Retry-After.",
+)
 def simulate(**opts: Any) -> None:
     """Send a realistic simulated campaign to a running smswatch over HTTP.
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
-    auth / signatures (from --basic-auth / --yebolink-secret or SMSWATCH_* variables).
-    Exit status 1 if any event was rejected or given up.
+    auth / signatures (from --basic-auth / --yebolink-secret or SMSWATCH_* variables). With
+    --api-port, a sandbox of the gateways' status APIs answers from the same truth, as of now
+    (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
     from smswatch.simulate import SimConfig, plan_campaign, write_truth
 
@@ -781,11 +842,50 @@ def simulate(**opts: Any) -> None:
         max_attempts=opts["max_attempts"],
         basic_auth=opts["basic_auth"],
         yebolink_secret=opts["yebolink_secret"] or None,
+        drop_rate=opts["drop_rate"],
     )
     plan = plan_campaign(config)
     if opts["truth"]:
         write_truth(plan.truth, opts["truth"])
-    result = run_sender(plan.deliveries, config, opts["acked"], opts["quiet"], "simulate")
+    if plan.dropped_events:
+        click.echo(
+            f"simulate: {plan.dropped_events} webhooks dropped by the gateway (--drop-rate), "
+            "never sent",
+            err=True,
+        )
+    if opts["api_port"] is None:
+        result = run_sender(plan.deliveries, config, opts["acked"], opts["quiet"], "simulate")
+        sys.exit(0 if result.ok else 1)
+
+    from smswatch.sandbox import SandboxAPI, SandboxKeys, SandboxLimits
+
+    sandbox = SandboxAPI(
+        plan.ledger,
+        keys=SandboxKeys(opts["lisoloo_app_key"] or None, opts["yebolink_api_key"] or None),
+        limits=SandboxLimits(
+            lisoloo_per_window=opts["api_lisoloo_limit"],
+            yebolink_per_window=opts["api_yebolink_limit"],
+            burst_429=opts["api_429_burst"],
+        ),
+    )
+    try:
+        url = sandbox.start_background("127.0.0.1", opts["api_port"])
+    except OSError as exc:
+        fail(f"cannot serve the sandbox API on port {opts['api_port']}: {exc}", 2)
+    # On stdout, alone on its line, for scripts and tests that asked for port 0.
+    click.echo(f"sandbox API: {url}")
+    try:
+        result = run_sender(plan.deliveries, config, opts["acked"], opts["quiet"], "simulate")
+        if opts["api_linger"]:
+            click.echo(
+                f"sandbox API: up for {opts['api_linger']:g} s after the last recipient "
+                "settled (Ctrl-C ends it)",
+                err=True,
+            )
+        sandbox.linger(opts["api_linger"])
+        click.echo(sandbox.summary(), err=True)
+    finally:
+        sandbox.stop_background()
     sys.exit(0 if result.ok else 1)
 
 
