@@ -46,6 +46,7 @@ from smswatch.store.reader import Reader
 
 LOOK_BACK_US = 2_000_000  # each refresh reads this far before the last one's time
 PREFETCH = 2  # the most recently active unfinished campaigns are watched before anyone asks
+PREFETCH_MAX = 150_000  # ... if they have at most this many recipients (memory: ~1 KB each)
 KEEP_ACTIVE_US = 3_600_000_000  # message rows are kept for campaigns active this recently
 WATCH_S = 60.0  # recipient rows are kept this long after a campaign's screen last asked
 TAG_LOOK_BACK = 2000  # campaign rows read again (ids handed out but committed late)
@@ -168,8 +169,19 @@ class CampaignBook:
     async def _prefetch(self) -> None:
         """Watch the campaigns most likely opened next (the running ones), so that opening
         one shows it at once: reading 100,000 recipients takes a second."""
+        summaries = [c.summary for c in self._campaigns.values() if c.summary]
+        newest = max((s.last_received_at or 0 for s in summaries), default=0)
+        # Running now: unfinished, and active within the hour of the store's newest event (a
+        # database from last week, opened to look back, has no running campaign).
         running = sorted(
-            (c for c in self._campaigns.values() if c.summary and c.summary.in_flight),
+            (
+                c
+                for c in self._campaigns.values()
+                if (s := c.summary) is not None
+                and s.in_flight
+                and s.recipients <= PREFETCH_MAX
+                and (s.last_received_at or 0) >= newest - KEEP_ACTIVE_US
+            ),
             key=lambda c: c.summary.last_received_at or 0 if c.summary else 0,
             reverse=True,
         )
