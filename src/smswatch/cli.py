@@ -467,6 +467,7 @@ class Commands(click.Group):
         "forward": "smswatch.forward.cli",
         "campaign": "smswatch.campaigns.cli",
         "report": "smswatch.campaigns.report_cli",
+        "reconcile": "smswatch.reconcile.cli",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

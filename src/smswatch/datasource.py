@@ -23,6 +23,7 @@ from smswatch.domain import MessageState, RecipientState, State
 from smswatch.engine import GatewayStatus
 from smswatch.engine_thread import EngineThread
 from smswatch.hub import Counters, Delta
+from smswatch.reconcile.reconciler import PollResult
 from smswatch.records import write_jsonl
 from smswatch.store import Reader, Rejection, StoredEvent, describe, open_reader
 from smswatch.store.outbox import Forward
@@ -147,6 +148,10 @@ class DataSource(Protocol):
 
     async def export_suppression(self, path: Path, campaign: str | None = None) -> int:
         """The do-not-send list (of one campaign) as CSV; LookupError for an unknown campaign."""
+
+    async def poll_now(self, message_id: str) -> PollResult:
+        """Ask the gateway's status API about a message now (its answer stored). Raises
+        SourceUnavailable where the engine does not run here or has no API key."""
 
     def run_campaign(self) -> str | None:
         """The campaign every new message joins now (--campaign, or started from the palette)."""
@@ -338,6 +343,15 @@ class LocalSource(StoreQueries):
 
     def run_campaign(self) -> str | None:
         return self.engine.engine.campaigns.active
+
+    async def poll_now(self, message_id: str) -> PollResult:
+        reconciler = self.engine.engine.reconciler
+        if reconciler is None:
+            raise SourceUnavailable(
+                "no gateway API key: start smswatch with --lisoloo-app-key or "
+                "--yebolink-api-key to poll the gateways"
+            )
+        return await self._on_engine(reconciler.poll_now(message_id))
 
     async def start_campaign(self, name: str | None) -> None:
         # A plain attribute the writer's thread reads at each batch: every message first

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import threading
+from typing import Any
 
 import aiohttp
 
@@ -25,6 +26,7 @@ MAX_CAMPAIGNS = 10
 STALE_SECRET_EVERY_S = 40.0
 # The run's campaign: on for a wave, then off for a pause (bursts), then the next one.
 WAVES = ("loan-reminder", "airtime-promo", "school-fees")
+DROP_RATE = 0.04  # final webhooks the gateways give up on, with the sandbox API running
 WAVE_S = 90.0
 PAUSE_S = 20.0
 
@@ -36,10 +38,15 @@ class DemoTraffic:
         credentials: Credentials,
         seed: int | None = None,
         campaigns: CampaignRule | None = None,
+        sandbox: Any = None,
     ) -> None:
         self.url = url
         self.credentials = credentials
         self.campaigns = campaigns
+        # The gateways' status APIs (smswatch.sandbox): each send is made known to it, and a
+        # few final webhooks are dropped, as a gateway gives up on them, for the monitor's
+        # reconciler to find.
+        self.sandbox = sandbox
         self.rng = random.Random(seed)
         self.loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +90,7 @@ class DemoTraffic:
             concurrency=8,
             basic_auth=self.credentials.basic_auth,
             yebolink_secret=self.credentials.yebolink_secret,
+            drop_rate=DROP_RATE if self.sandbox is not None else 0.0,
         )
 
     async def run(self) -> None:
@@ -122,6 +130,8 @@ class DemoTraffic:
     def _launch(self, running: set[asyncio.Task[object]]) -> None:
         config = self.campaign()
         plan = plan_campaign(config)
+        if self.sandbox is not None:
+            self.sandbox.add_plan(plan)
         task = asyncio.create_task(Sender(config).run(plan.deliveries))
         running.add(task)
         task.add_done_callback(running.discard)

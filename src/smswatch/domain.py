@@ -63,6 +63,12 @@ class MessageInfo:
     scheduled_at: int | None = None
     channel: str | None = None
     metadata: str | None = None  # compact JSON, for display
+    # A poll of the gateway's status API (Lisoloo's aggregate): delivered, failed, pending.
+    gateway_counts: tuple[int, int, int] | None = None
+
+
+# Events smswatch made by polling a gateway's status API, not pushed by its webhooks.
+POLLED_PREFIX = "poll."
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,11 @@ class Event:
     def with_message_id(self, message_id: str) -> Event:
         return replace(self, message_id=message_id)
 
+    @property
+    def polled(self) -> bool:
+        """Made from a poll of the gateway's API (the event type says so, in the log too)."""
+        return self.event_type.startswith(POLLED_PREFIX)
+
 
 @dataclass(slots=True)
 class RecipientState:
@@ -110,6 +121,7 @@ class RecipientState:
     events: int = 0
     last_event_at: int | None = None
     updated_at: int | None = None  # receive time of the last event folded in
+    polled: bool = False  # its final state came from a poll: no webhook brought it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -148,6 +160,8 @@ def fold(rec: RecipientState, ev: Event) -> State | None:
       is flagged.
     - Each state's first time is kept for timings; carrier comes from the latest event that had
       one; error fields from the latest failure.
+    - A final state a webhook pushed beats one a poll found, whatever their times and order: a
+      poll never silently overrides a pushed final state, and a disagreement is flagged.
     """
     before = rec.state
     at = ev.occurred_at
@@ -170,14 +184,19 @@ def fold(rec: RecipientState, ev: Event) -> State | None:
         rec.retryable, rec.error_at = ev.retryable, at
 
     cur = rec.state
+    polled = ev.polled
     if cur is None or new.rank > cur.rank:
         rec.state = new
         rec.state_at = at if new.terminal else rec.first_at[new]
+        rec.polled = polled and new.terminal
     elif new.terminal and cur.terminal:
         if new != cur:
             rec.conflict = True
         assert rec.state_at is not None
-        if _terminal_beats(new, at, cur, rec.state_at):
+        if rec.polled != polled:
+            if not polled:  # pushed beats polled
+                rec.state, rec.state_at, rec.polled = new, at, False
+        elif _terminal_beats(new, at, cur, rec.state_at):
             rec.state, rec.state_at = new, at
     elif new == cur:
         rec.state_at = rec.first_at[new]
@@ -207,6 +226,11 @@ class MessageState:
     first_received_at: int | None = None
     last_received_at: int | None = None
     finished_at: int | None = None  # receive time at which every recipient became terminal
+    # The gateway's own counts, from the latest poll of its status API (Lisoloo).
+    gateway_delivered: int | None = None
+    gateway_failed: int | None = None
+    gateway_pending: int | None = None
+    gateway_at: int | None = None  # the gateway's time of those counts
 
     @property
     def expected_recipients(self) -> int:
@@ -235,6 +259,15 @@ class MessageState:
     def finished(self) -> bool:
         return self.known_recipients > 0 and self.terminal >= self.expected_recipients
 
+    @property
+    def missing(self) -> int | None:
+        """Delivery reports the gateway has (by its last poll) and the webhooks never brought."""
+        if self.gateway_delivered is None or self.gateway_failed is None:
+            return None
+        return max(self.gateway_delivered - self.counts[State.DELIVERED], 0) + max(
+            self.gateway_failed - self.counts[State.FAILED], 0
+        )
+
 
 def apply_event_to_message(msg: MessageState, ev: Event) -> None:
     """Merge an event's message-level facts and times into the message."""
@@ -249,6 +282,10 @@ def apply_event_to_message(msg: MessageState, ev: Event) -> None:
     info = ev.message_info
     if info is None:
         return
+    counts = info.gateway_counts
+    if counts is not None and (msg.gateway_at is None or at >= msg.gateway_at):
+        msg.gateway_delivered, msg.gateway_failed, msg.gateway_pending = counts
+        msg.gateway_at = at
     # Later facts fill gaps and overwrite earlier ones; a retried sms.queued says the same thing.
     for name in (
         "total_recipients",

@@ -18,12 +18,13 @@ from smswatch.hub import Hub
 from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
 from smswatch.reconcile.config import ApiConfig
-from smswatch.store import is_url, make_writer
+from smswatch.store import is_url, make_writer, open_reader
 from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
     from smswatch.feed.server import FeedServer
     from smswatch.forward.supervisor import ForwardSupervisor
+    from smswatch.reconcile.reconciler import Reconciler
 
 
 class BindRefused(Exception):
@@ -57,6 +58,10 @@ class EngineConfig:
     campaign: str | None = None  # every message first seen while this runs joins it
     campaign_keys: tuple[str, ...] = DEFAULT_KEYS  # YeboLink metadata keys naming a campaign
     gateway_api: ApiConfig | None = None  # keys and URLs of the gateways' status APIs
+    # Seconds an unfinished message must be quiet before its gateway's API is polled, per
+    # gateway (reconcile/reconciler.py has the defaults).
+    reconcile_quiet: dict[str, float] | None = None
+    reconcile_every: float = 5.0  # seconds between looks at the store for messages to poll
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class Engine:
         self.hub.changes = self.writer.pull_changes
         self.feed: FeedServer | None = None
         self.forwarder: ForwardSupervisor | None = None
+        self.reconciler: Reconciler | None = None
         self.running = False
 
     async def start(self) -> None:
@@ -143,9 +149,13 @@ class Engine:
                 await self._start_forwarding(self.config.forward)
             elif is_url(self.config.db_path):
                 await self._start_forwarding(ForwardConfig(targets=()), send=False)
+            await self._start_reconciling()
             if self.config.listen:
                 await self.listener.start()
         except BaseException:
+            if self.reconciler is not None:
+                await self.reconciler.stop()
+                self.reconciler = None
             if self.forwarder is not None:
                 await self.forwarder.stop()
                 self.forwarder = None
@@ -157,6 +167,30 @@ class Engine:
             await self.writer.close()
             raise
         self.running = True
+
+    async def _start_reconciling(self) -> None:
+        """Poll the gateways' status APIs for lost webhooks: only for a gateway with a key."""
+        api = self.config.gateway_api
+        if api is None:
+            return
+        from smswatch.reconcile.clients import build
+        from smswatch.reconcile.reconciler import Reconciler
+
+        clients = build(api)
+        if not clients:
+            return
+        quiet = {k: int(v * 1_000_000) for k, v in (self.config.reconcile_quiet or {}).items()}
+        db = self.config.db_path
+        self.reconciler = Reconciler(
+            clients,
+            self.writer.submit,
+            lambda: open_reader(db),
+            self.config.clock,
+            self.hub.reconcile_status,
+            quiet=quiet,
+            scan_every=self.config.reconcile_every,
+        )
+        await self.reconciler.start()
 
     async def _start_forwarding(self, forward: ForwardConfig, send: bool = True) -> None:
         """`send` False (a shared database, no --forward-to here): show what the other instances
@@ -183,6 +217,9 @@ class Engine:
             await self.feed.stop()
             self.feed = None
         await self.listener.stop()
+        if self.reconciler is not None:  # before the writer: a poll in flight stores its answer
+            await self.reconciler.stop()
+            self.reconciler = None
         await self.writer.drain()
         if self.forwarder is not None:  # what it has not sent stays in the outbox for next time
             await self.forwarder.stop()

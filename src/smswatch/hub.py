@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.reconcile.status import ReconcileStatus
 from smswatch.store.outbox import TargetStatus
 from smswatch.store.reader import Totals
 from smswatch.store.state import MessageChanges
@@ -47,6 +48,7 @@ class Counters:
     store_error: str | None
     started_at: int
     forwarding: tuple[TargetStatus, ...] = ()  # each forward target's outbox, if forwarding
+    reconciling: ReconcileStatus | None = None  # polling the gateways' status APIs, if keyed
 
     @property
     def delivery_rate(self) -> float | None:
@@ -102,6 +104,7 @@ class Hub:
         self.last_request_at: int | None = None
         self.store_error: str | None = None
         self.forwarding: tuple[TargetStatus, ...] = ()
+        self.reconciling: ReconcileStatus | None = None
         self._rate: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW + 1)
         self._pending = _Pending()
         self._subscribers: tuple[
@@ -169,6 +172,11 @@ class Hub:
             self.forwarding = status
             self._pending.changed = True
 
+    def reconcile_status(self, status: ReconcileStatus) -> None:
+        if status != self.reconciling:
+            self.reconciling = status
+            self._pending.changed = True
+
     def _count_rate(self, n: int) -> None:
         second = self.clock() // 1_000_000
         if self._rate and self._rate[-1][0] == second:
@@ -194,6 +202,7 @@ class Hub:
             store_error=self.store_error,
             started_at=self.started_at,
             forwarding=self.forwarding,
+            reconciling=self.reconciling,
         )
 
     async def current(self) -> Counters:

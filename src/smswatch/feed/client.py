@@ -45,6 +45,7 @@ from smswatch.feed.protocol import (
     decode_result,
 )
 from smswatch.hub import Counters
+from smswatch.reconcile.reconciler import PollResult
 from smswatch.records import write_jsonl
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup, paged
@@ -166,6 +167,9 @@ class RemoteSource:
 
     def run_campaign(self) -> str | None:
         return None
+
+    async def poll_now(self, message_id: str) -> PollResult:
+        raise SourceUnavailable(f"a viewer of {self.url} is read-only: poll on the server")
 
     async def start_campaign(self, name: str | None) -> None:
         raise SourceUnavailable(

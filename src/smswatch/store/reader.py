@@ -36,7 +36,13 @@ from smswatch.store.rows import (
     recipient_from_row,
     stored_event,
 )
-from smswatch.store.schema import SCHEMA_VERSION, read_checkpoint, state_path
+from smswatch.store.schema import (
+    SCHEMA_VERSION,
+    STATE_SCHEMA_VERSION,
+    read_checkpoint,
+    state_path,
+    state_version,
+)
 
 
 class NoDatabase(Exception):
@@ -126,7 +132,11 @@ class Reader(CampaignQueries, CampaignRows):
                 raise NoDatabase(
                     f"{path} was written by a newer smswatch (schema {version}); upgrade smswatch"
                 )
-            if version < SCHEMA_VERSION or not state_path(path).is_file():
+            if (
+                version < SCHEMA_VERSION
+                or not state_path(path).is_file()
+                or state_version(state_path(path)) < STATE_SCHEMA_VERSION
+            ):
                 # Written by an older smswatch, or copied without its state file: do what a
                 # writer does when it opens it (upgrade in place, the state folded from the
                 # log), then read it.

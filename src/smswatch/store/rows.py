@@ -65,8 +65,17 @@ def event_from_row(row: Sequence[Any]) -> Event:
         error_message=row[12],
         payload=row[13],
         retryable=None if row[14] is None else bool(row[14]),
-        message_info=None if row[15] is None else MessageInfo(*json.loads(row[15])),
+        message_info=None if row[15] is None else message_info(row[15]),
     )
+
+
+def message_info(text: str) -> MessageInfo:
+    """The MessageInfo a log row's `info` holds (JSON of its fields, in order; older rows have
+    fewer). The gateway's counts come back as a list: made a tuple again."""
+    fields = json.loads(text)
+    if len(fields) > 7 and fields[7] is not None:
+        fields[7] = tuple(fields[7])
+    return MessageInfo(*fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +145,7 @@ _FIRST = (State.QUEUED, State.PROCESSING, State.SENT, State.DELIVERED, State.FAI
 RECIPIENT_COLUMNS = (
     "message_id, recipient, provider, state, state_at, queued_at, processing_at, sent_at, "
     "delivered_at, failed_at, carrier, carrier_at, error_code, error_message, retryable, "
-    "error_at, conflict, events, last_event_at, updated_at"
+    "error_at, conflict, events, last_event_at, updated_at, polled"
 )
 
 
@@ -163,6 +172,7 @@ def recipient_row(r: RecipientState) -> tuple[Any, ...]:
         r.events,
         r.last_event_at,
         r.updated_at,
+        int(r.polled),
     )
 
 
@@ -185,6 +195,7 @@ def recipient_from_row(row: tuple[Any, ...]) -> RecipientState:
         events=row[17],
         last_event_at=row[18],
         updated_at=row[19],
+        polled=bool(row[20]),
     )
 
 
@@ -192,7 +203,7 @@ MESSAGE_COLUMNS = (
     "message_id, provider, total_recipients, total_messages, total_cost, currency, scheduled_at, "
     "channel, metadata, n_queued, n_processing, n_sent, n_delivered, n_failed, known_recipients, "
     "conflicts, events, queued_at, first_at, last_at, first_received_at, last_received_at, "
-    "finished_at"
+    "finished_at, gateway_delivered, gateway_failed, gateway_pending, gateway_at"
 )
 
 
@@ -221,6 +232,10 @@ def message_row(m: MessageState) -> tuple[Any, ...]:
         m.first_received_at,
         m.last_received_at,
         m.finished_at,
+        m.gateway_delivered,
+        m.gateway_failed,
+        m.gateway_pending,
+        m.gateway_at,
     )
 
 
@@ -245,6 +260,10 @@ def message_from_row(row: tuple[Any, ...]) -> MessageState:
         first_received_at=row[20],
         last_received_at=row[21],
         finished_at=row[22],
+        gateway_delivered=row[23],
+        gateway_failed=row[24],
+        gateway_pending=row[25],
+        gateway_at=row[26],
     )
 
 

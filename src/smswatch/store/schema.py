@@ -151,7 +151,7 @@ CREATE INDEX campaigns_by_name ON campaigns (campaign, message_id);
 # MIGRATIONS[n] upgrades a version-n log file to n+1. Version 0 is an empty file.
 MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 
-STATE_SCHEMA_VERSION = 1
+STATE_SCHEMA_VERSION = 2
 _STATE_V1 = (
     _V1[_V1.index("CREATE TABLE messages") : _V1.index("CREATE TABLE quarantine")]
     + """
@@ -166,7 +166,17 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('checkpoint', 0), ('log_id', '');
 """
 )
-STATE_MIGRATIONS: dict[int, str] = {0: _STATE_V1}
+# State version 2: what polling the gateways' status APIs adds (reconcile/): whether a
+# recipient's final state came from a poll, and a message's counts as the gateway last gave them.
+_STATE_V2 = """
+ALTER TABLE recipients ADD COLUMN polled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN gateway_delivered INTEGER;
+ALTER TABLE messages ADD COLUMN gateway_failed INTEGER;
+ALTER TABLE messages ADD COLUMN gateway_pending INTEGER;
+ALTER TABLE messages ADD COLUMN gateway_at INTEGER;
+CREATE INDEX recipients_polled ON recipients (message_id) WHERE polled = 1;
+"""
+STATE_MIGRATIONS: dict[int, str] = {0: _STATE_V1, 1: _STATE_V2}
 
 
 class SchemaError(CannotOpen):
@@ -203,6 +213,20 @@ def migrate_state(conn: sqlite3.Connection) -> int:
     return migrate(conn, STATE_SCHEMA_VERSION, STATE_MIGRATIONS)
 
 
+def state_version(path: Path) -> int:
+    """A state file's schema version (0 if it cannot be read)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
 def state_path(log: str | Path) -> Path:
     """The state file that belongs to a log file."""
     log = Path(log)
@@ -233,8 +257,12 @@ def adopt_legacy_state(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     for table in ("timeline", "recipients", "messages"):
         conn.execute(f"DELETE FROM state.{table}")
-    conn.execute("INSERT INTO state.recipients SELECT * FROM main.recipients")
-    conn.execute("INSERT INTO state.messages SELECT * FROM main.messages")
+    # Version 1's columns: the state file has grown columns since, which keep their defaults.
+    for table in ("recipients", "messages"):
+        columns = ", ".join(
+            row[1] for row in conn.execute(f"PRAGMA main.table_info({table})").fetchall()
+        )
+        conn.execute(f"INSERT INTO state.{table} ({columns}) SELECT {columns} FROM main.{table}")
     conn.execute(
         "INSERT INTO state.timeline SELECT message_id, coalesce(recipient, ''), occurred_at, id "
         "FROM main.events"

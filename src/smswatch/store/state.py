@@ -126,6 +126,10 @@ def copy_message(m: MessageState) -> MessageState:
         m.first_received_at,
         m.last_received_at,
         m.finished_at,
+        m.gateway_delivered,
+        m.gateway_failed,
+        m.gateway_pending,
+        m.gateway_at,
     )
 
 

@@ -36,20 +36,47 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def demo_config(config: EngineConfig) -> tuple[EngineConfig, Path]:
-    """A throwaway database, real credentials (so auth shows as verified) and a free port."""
+def demo_config(config: EngineConfig, api_url: str, keys: Any) -> tuple[EngineConfig, Path]:
+    """A throwaway database, real credentials (so auth shows as verified), a free port, and
+    keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon)."""
+    from smswatch.reconcile.config import ApiConfig, ApiKey
+
     workdir = Path(tempfile.mkdtemp(prefix="smswatch-demo-"))
     credentials = Credentials(("demo", secrets.token_urlsafe(12)), secrets.token_urlsafe(24))
     port = config.port if port_free(config.host, config.port) else 0
-    return replace(config, db_path=workdir / "demo.db", credentials=credentials, port=port), workdir
+    api = ApiConfig(
+        lisoloo_key=ApiKey(keys.lisoloo_app_key, "--lisoloo-app-key"),
+        lisoloo_url=api_url,
+        yebolink_key=ApiKey(keys.yebolink_api_key, "--yebolink-api-key"),
+        yebolink_url=api_url,
+    )
+    return (
+        replace(
+            config,
+            db_path=workdir / "demo.db",
+            credentials=credentials,
+            port=port,
+            gateway_api=api,
+            reconcile_quiet={"lisoloo": 30, "yebolink": 30},
+        ),
+        workdir,
+    )
 
 
 def run_monitor(
     config: EngineConfig, *, demo: bool, theme: str | None, settings: dict[str, Any]
 ) -> int:
     workdir = None
+    sandbox = None
     if demo:
-        config, workdir = demo_config(config)
+        from smswatch.sandbox import SandboxAPI, SandboxKeys
+
+        keys = SandboxKeys(
+            lisoloo_app_key="sk_test_" + secrets.token_urlsafe(24),
+            yebolink_api_key="ybk_" + secrets.token_hex(16),
+        )
+        sandbox = SandboxAPI(keys=keys)
+        config, workdir = demo_config(config, sandbox.start_background(), keys)
     tune_gc()
     engine = EngineThread(config)
     try:
@@ -70,6 +97,7 @@ def run_monitor(
             engine.engine.listener.base_url,
             config.credentials,
             campaigns=engine.engine.campaigns,
+            sandbox=sandbox,
         ).start()
     app = SmsWatchApp(LocalSource(engine), theme=theme, settings=settings)
     try:
@@ -81,6 +109,8 @@ def run_monitor(
             traffic.stop()
         # Lets the commits in flight finish, then closes the database.
         engine.stop()
+        if sandbox is not None:
+            sandbox.stop_background()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
     if app.gone_reason is not None:

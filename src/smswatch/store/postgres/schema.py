@@ -28,7 +28,7 @@ from typing import Any
 
 from smswatch.store.errors import CannotOpen
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ADVISORY_LOCK = 0x736D7377  # "smsw": serializes migrations across instances
 
 _V1 = """
@@ -209,8 +209,18 @@ CREATE INDEX campaigns_by_name ON campaigns (campaign, message_id);
 CREATE INDEX campaigns_by_id ON campaigns (id);
 """
 
+# Version 4: what polling the gateways' status APIs adds (reconcile/), as in the SQLite state.
+_V4 = """
+ALTER TABLE recipients ADD COLUMN polled BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN gateway_delivered BIGINT;
+ALTER TABLE messages ADD COLUMN gateway_failed BIGINT;
+ALTER TABLE messages ADD COLUMN gateway_pending BIGINT;
+ALTER TABLE messages ADD COLUMN gateway_at BIGINT;
+CREATE INDEX recipients_polled ON recipients (message_id) WHERE polled = 1;
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1; version 0 is an empty database.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4}
 
 
 class SchemaError(CannotOpen):

@@ -78,8 +78,8 @@ _EVENT_TYPES = (
     [_TEXT] * 7 + [_INT, _INT, _INT] + [_TEXT] * 4 + [_INT, _TEXT] + [_TEXT, _TEXT, _INT, _TEXT]
 )
 _EVENT_COLUMNS = LOG_COLUMNS + ", t_before, t_after, t_since, instance"
-_RECIPIENT_TYPES = [_TEXT] * 4 + [_INT] * 6 + [_TEXT, _INT, _TEXT, _TEXT] + [_INT] * 6
-_MESSAGE_TYPES = [_TEXT, _TEXT, _INT, _INT, _REAL, _TEXT, _INT, _TEXT, _TEXT] + [_INT] * 14
+_RECIPIENT_TYPES = [_TEXT] * 4 + [_INT] * 6 + [_TEXT, _INT, _TEXT, _TEXT] + [_INT] * 7
+_MESSAGE_TYPES = [_TEXT, _TEXT, _INT, _INT, _REAL, _TEXT, _INT, _TEXT, _TEXT] + [_INT] * 18
 
 
 def _names(columns: str) -> list[str]:

@@ -25,7 +25,13 @@ from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import age, cost, failing, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen
-from smswatch.tui.widgets.alerts import Alert, AlertsPanel, failure_alert, forward_alerts
+from smswatch.tui.widgets.alerts import (
+    Alert,
+    AlertsPanel,
+    failure_alert,
+    forward_alerts,
+    reconcile_alerts,
+)
 from smswatch.tui.widgets.campaigns import CampaignsTable
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
@@ -344,6 +350,7 @@ class DashboardScreen(AppScreen):
             alerts.append(
                 Alert("stuck", "stuck", "warning", "recipients stuck", detail, model.stuck.count)
             )
+        alerts += reconcile_alerts(c.reconciling)
         alerts += forward_alerts(c.forwarding, now, resend=sw.can_resend)
         for f in model.failures:
             alerts.append(failure_alert(f.provider, f.error_code, f.count, f.retryable))
@@ -501,6 +508,8 @@ class DashboardScreen(AppScreen):
             self.sw.open_rejections(alert.target)
         elif alert.kind == "stuck":
             self.sw.open_stuck()
+        elif alert.kind == "reconcile" and alert.target:
+            self.app.notify(alert.target, title="Webhooks missing", timeout=15, markup=False)
         elif alert.kind == "forward" and alert.target:
             # The row shows as much of the app's answer as fits: all of it (bounded) here.
             self.app.notify(

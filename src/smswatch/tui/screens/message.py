@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -16,13 +17,14 @@ from textual.widgets import Footer, Input, Static
 
 from smswatch.catalogue import explain
 from smswatch.datasource import MessageDetail, SourceUnavailable
-from smswatch.domain import FUNNEL, RecipientState, State
+from smswatch.domain import FUNNEL, MessageState, RecipientState, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
 from smswatch.timefmt import iso, span
 from smswatch.tui.format import cost, recipient_text, state_bar, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen
+from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 if TYPE_CHECKING:
@@ -38,6 +40,27 @@ def percentiles_text(p: Percentiles) -> Text:
     text.append("  p95 ", style="dim")
     text.append(span(p.p95), style="bold")
     text.append(f"  (n={p.count:,})", style="dim")
+    return text
+
+
+def gateway_counts(m: MessageState, pal: Palette) -> Text:
+    """The gateway's counts (its status API, last poll) beside the webhooks', and the gap."""
+    text = Text()
+    text.append("gateway: ", style="dim")
+    text.append(f"{m.gateway_delivered or 0:,} delivered, {m.gateway_failed or 0:,} failed")
+    if m.gateway_pending:
+        text.append(f", {m.gateway_pending:,} pending")
+    text.append("; webhooks: ", style="dim")
+    text.append(f"{m.counts[State.DELIVERED]:,} delivered, {m.counts[State.FAILED]:,} failed")
+    missing = m.missing or 0
+    if missing:
+        text.append(
+            f" → {missing:,} delivery report{'s' if missing != 1 else ''} missing",
+            style=f"bold {pal.state(State.FAILED)}",
+        )
+    else:
+        text.append(" → none missing", style=pal.state(State.DELIVERED))
+    text.append(f"  (as of {iso(m.gateway_at)})", style="dim")
     return text
 
 
@@ -68,6 +91,8 @@ class RecipientsTable(RowTable):
         state = state_text(r.state, pal)
         if r.conflict:
             state.append(" ⚡conflict", style=pal.state(State.UNKNOWN))
+        if r.polled:
+            state.append(" ⟲polled", style=pal.state(State.PROCESSING))
         info = explain(r.provider, r.error_code, r.retryable)
         meaning = (
             Text(safe(info.title, 40) + f" · retry {info.retry}", style="dim") if info else Text("")
@@ -89,6 +114,7 @@ class MessageScreen(AppScreen):
         Binding("escape", "back", "back"),
         Binding("slash", "filter", "filter"),
         Binding("f", "failures", "failures only"),
+        Binding("p", "poll", "poll the gateway"),
     ]
 
     def __init__(self, message_id: str) -> None:
@@ -188,7 +214,7 @@ class MessageScreen(AppScreen):
     def _first_frame(self) -> None:
         self.shown_at = time.perf_counter()
 
-    def header(self, d: MessageDetail) -> Table:
+    def header(self, d: MessageDetail) -> Table | Group:
         m, pal = d.message, self.sw.palette
         grid = Table.grid(padding=(0, 2), expand=True)
         grid.add_column(style="dim", width=15)
@@ -221,7 +247,14 @@ class MessageScreen(AppScreen):
         grid.add_row("received", seen, "events", Text(f"{m.events:,}"))
         if m.metadata:
             grid.add_row("metadata", untrusted(m.metadata, 200), "", Text(""))
-        return grid
+        if m.gateway_at is None:
+            return grid
+        # A line of its own, the width of the panel: the gap is the point of it.
+        line = Table.grid(padding=(0, 2), expand=True)
+        line.add_column(style="dim", width=15)
+        line.add_column(ratio=1)
+        line.add_row("reconciled", gateway_counts(m, pal))
+        return Group(grid, line)
 
     def live_update(self, delta: Delta) -> None:
         if any(m.message_id == self.message_id for m in delta.messages) and self._reload is None:
@@ -259,6 +292,25 @@ class MessageScreen(AppScreen):
 
     def action_failures(self) -> None:
         self.failed_only = not self.failed_only
+        self.load()
+
+    @work(exclusive=True, group="poll")
+    async def action_poll(self) -> None:
+        """Ask the gateway's status API about this message now, and store the answer."""
+        if not self.message_id:
+            return
+        try:
+            result = await self.sw.source.poll_now(self.message_id)
+        except SourceUnavailable as exc:
+            self.app.notify(str(exc), title="Not polled", severity="warning", markup=False)
+            return
+        if result.error:
+            self.app.notify(result.error, title="Poll failed", severity="error", markup=False)
+        elif not result.found:
+            self.app.notify("the gateway does not know this message", title="Polled")
+        else:
+            what = "a new answer, stored" if result.stored else "nothing new"
+            self.app.notify(f"{result.provider}: {what}", title="Polled", timeout=4)
         self.load()
 
     @on(Input.Changed, "#recipient-filter")

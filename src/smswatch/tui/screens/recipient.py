@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 
 from smswatch.catalogue import explain
 from smswatch.datasource import Forwards, RecipientDetail, SourceUnavailable
-from smswatch.domain import FUNNEL, State
+from smswatch.domain import FUNNEL, POLLED_PREFIX, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store import StoredEvent
@@ -124,6 +124,11 @@ class RecipientScreen(AppScreen):
                 style=pal.state(State.UNKNOWN),
             )
         grid.add_row("message", Text(f"{safe(r.message_id, 60)}  ({r.provider})"))
+        if r.polled:
+            state.append(
+                "  (from a poll of the gateway's API: no webhook brought it)",
+                style=pal.state(State.PROCESSING),
+            )
         grid.add_row("state", state)
         grid.add_row("carrier", untrusted(r.carrier, 40) if r.carrier else Text("-", style="dim"))
         times = Text()
@@ -170,6 +175,10 @@ class RecipientScreen(AppScreen):
         if ev.time_estimated:
             line.append(" ~", style="dim")
         line.append("  ")
+        if ev.event_type.startswith(POLLED_PREFIX):
+            # Not a webhook: smswatch asked the gateway's status API.
+            line.append(" POLLED ", style=f"bold reverse {pal.state(State.PROCESSING)}")
+            line.append(" ")
         line.append(safe(ev.event_type, 40), style=f"bold {pal.state(ev.state)}")
         line.append("  → ")
         line.append(ev.state.value, style=pal.state(ev.state))

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from smswatch.catalogue import explain
 from smswatch.domain import State
+from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
 from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
@@ -31,7 +32,7 @@ from smswatch.tui.widgets.rowtable import Column, RowTable
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # store | rejected | silence | stuck | forward | forward-failed | failure
+    kind: str  # store | rejected | silence | stuck | forward | forward-failed | failure | reconcile
     key: str
     severity: str  # error | warning | info
     title: str
@@ -115,3 +116,44 @@ class AlertsPanel(RowTable):
         text.append(a.title, style=colour)
         count = Text(f"{a.count:,}" if a.count is not None else "")
         return [text, count]
+
+
+def reconcile_alerts(status: ReconcileStatus | None) -> list[Alert]:
+    """The webhooks that never came, as the gateways' status APIs tell (reconcile/): the
+    delivery reports missing by the gateways' counts, the final states only a poll brought,
+    the polls queued; an error while the API fails (its text never holds the key)."""
+    if status is None:
+        return []
+    alerts = []
+    if status.missing or status.recovered:
+        parts = []
+        if status.missing:
+            parts.append(f"{status.messages_missing:,} message(s) short by the gateway's counts")
+        if status.recovered:
+            parts.append(f"{status.recovered:,} final state(s) recovered by polling")
+        if status.waiting:
+            parts.append(f"{status.waiting:,} poll(s) queued")
+        detail = " · ".join(parts)
+        alerts.append(
+            Alert(
+                "reconcile",
+                "reconcile",
+                "warning",
+                "webhooks missing",
+                detail,
+                status.missing + status.recovered,
+                detail + " · a message's screen shows the gateway's counts beside ours",
+            )
+        )
+    if status.last_error:
+        alerts.append(
+            Alert(
+                "reconcile-error",
+                "reconcile-error",
+                "error",
+                "gateway API failing",
+                safe(status.last_error, 120),
+                None,
+            )
+        )
+    return alerts

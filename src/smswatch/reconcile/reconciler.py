@@ -1,0 +1,219 @@
+"""Find the webhooks that never came: poll the gateways' status APIs for the messages that
+look unfinished, and store what they say as polled events.
+
+Both gateways say not to trust webhooks alone: Lisoloo drops an event for good after its retries
+and calls `GET /status/{id}` authoritative; YeboLink says to poll a message with no final state
+after ten minutes. The reconciler, on the engine's loop:
+
+- every few seconds, takes from the store each keyed gateway's unfinished messages that have
+  been quiet for `quiet` (no event received), the quietest first, and queues them;
+- polls each gateway's queue one call at a time: the client keeps to the gateway's rate limit
+  (Lisoloo: 120 a minute), so a big campaign's polls spread out instead of being refused, and
+  the queue's length is shown;
+- stores each answer through the writer, like a webhook: the domain rules fold it, a polled
+  final state never replaces a pushed one (a disagreement is a conflict), and the same answer
+  twice is stored once;
+- polls a message again later only if it is still unfinished, less and less often (15 s, then
+  up to 30 minutes), and stops once the gateway calls it final.
+
+`poll_now` answers an operator's request (a key on a message, `smswatch reconcile`) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from smswatch.reconcile.api import ApiError, GatewayApi, RateLimited
+from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
+from smswatch.reconcile.status import ReconcileStatus
+from smswatch.store.reader import Reader
+from smswatch.store.writer import StoreUnavailable, Unstorable
+
+log = logging.getLogger(__name__)
+
+# Seconds until a message still unfinished after a poll is polled again: soon at first (the
+# gateway may have been mid-way), then less and less often.
+BACKOFF_S = (15, 30, 60, 120, 300, 600, 1800)
+SCAN_EVERY = 5.0  # seconds between looks at the store for quiet messages
+# How long a message must have been quiet before it is polled: YeboLink's docs say ten minutes;
+# Lisoloo retries a webhook for over an hour, but its first retries come within minutes.
+DEFAULT_QUIET = {"lisoloo": 300_000_000, "yebolink": 600_000_000}
+SCAN_LIMIT = 2000  # messages taken from the store per gateway and scan
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    message_id: str
+    provider: str
+    found: bool  # the gateway knows the message
+    final: bool  # the gateway calls it final: no need to poll again
+    stored: bool  # the answer was new (not the same as last time)
+    error: str | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        clients: dict[str, GatewayApi],
+        submit: Callable[[list[Any]], Any],
+        reader: Callable[[], Any],
+        clock: Callable[[], int],
+        report: Callable[[ReconcileStatus], None] | None = None,
+        quiet: dict[str, int] | None = None,
+        scan_every: float = SCAN_EVERY,
+    ) -> None:
+        self.clients = clients
+        self._submit = submit  # the writer's: async, returns once committed
+        self._open_reader = reader  # async () -> Reader
+        self.clock = clock
+        self._report = report
+        self.quiet = {**DEFAULT_QUIET, **(quiet or {})}
+        self.scan_every = scan_every
+        self._queues: dict[str, deque[str]] = {name: deque() for name in clients}
+        self._queued: set[str] = set()
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in clients}
+        self._next: dict[str, tuple[int, int]] = {}  # message id -> (not before, polls so far)
+        self._final: set[str] = set()  # the gateway called these final
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reader: Reader | None = None
+        self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
+
+    # --- life cycle -----------------------------------------------------------------------------
+
+    async def start_reader(self) -> None:
+        """The reader alone: for one-off polls (`smswatch reconcile`), no scanning."""
+        self._reader = await self._open_reader()
+
+    async def start(self) -> None:
+        await self.start_reader()
+        self._tasks = [asyncio.create_task(self._scanning(), name="smswatch-reconcile-scan")]
+        for name in self.clients:
+            self._tasks.append(
+                asyncio.create_task(self._polling(name), name=f"smswatch-reconcile-{name}")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    # --- what to poll ---------------------------------------------------------------------------
+
+    async def _scanning(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except Exception as exc:  # the store away a moment: try again at the next scan
+                log.warning("reconcile scan failed: %s", exc)
+            await asyncio.sleep(self.scan_every)
+
+    async def scan(self) -> None:
+        """Queue each gateway's quiet unfinished messages that are due, and report."""
+        reader = self._reader
+        assert reader is not None
+        now = self.clock()
+        for name in self.clients:
+            quiet = await reader.quiet_unfinished(name, now - self.quiet[name], SCAN_LIMIT)
+            for message_id, _ in quiet:
+                due, _polls = self._next.get(message_id, (0, 0))
+                if message_id in self._final or due > now:
+                    continue
+                self._enqueue(name, message_id)
+        missing, messages, recovered = await reader.missing_totals()
+        self._set(missing=missing, messages_missing=messages, recovered=recovered)
+
+    def _enqueue(self, gateway: str, message_id: str) -> None:
+        if message_id in self._queued:
+            return
+        self._queued.add(message_id)
+        self._queues[gateway].append(message_id)
+        self._wake[gateway].set()
+        self._set()
+
+    # --- polling --------------------------------------------------------------------------------
+
+    async def _polling(self, gateway: str) -> None:
+        queue = self._queues[gateway]
+        while True:
+            if not queue:
+                self._wake[gateway].clear()
+                await self._wake[gateway].wait()
+                continue
+            message_id = queue.popleft()
+            self._queued.discard(message_id)
+            self._set()
+            result = await self.poll(gateway, message_id)
+            now = self.clock()
+            _, polls = self._next.get(message_id, (0, 0))
+            wait = BACKOFF_S[min(polls, len(BACKOFF_S) - 1)] * 1_000_000
+            self._next[message_id] = (now + wait, polls + 1)
+            if result.final:
+                self._final.add(message_id)
+
+    async def poll(self, gateway: str, message_id: str) -> PollResult:
+        """One call to the gateway about one message, its answer stored. Never raises."""
+        client = self.clients.get(gateway)
+        if client is None:
+            return PollResult(message_id, gateway, False, False, False, f"no key for {gateway}")
+        try:
+            if gateway == "lisoloo":
+                status = await client.status(message_id)  # type: ignore[attr-defined]
+                event = None if status is None else lisoloo_status_event(status, self.clock())
+                final = status is not None and (status.terminal or status.pending == 0)
+            else:
+                msg = await client.message(message_id)  # type: ignore[attr-defined]
+                event = None if msg is None else yebolink_message_event(msg, self.clock())
+                final = msg is not None and msg.state is not None and msg.state.terminal
+        except RateLimited as exc:
+            self._set(polls=self.status.polls + 1, last_error=str(exc))
+            return PollResult(message_id, gateway, False, False, False, str(exc))
+        except ApiError as exc:
+            self._set(polls=self.status.polls + 1, last_error=str(exc))
+            return PollResult(message_id, gateway, False, False, False, str(exc))
+        self._set(polls=self.status.polls + 1)
+        if event is None:
+            # Unknown to the gateway (another account's id, or a typo): stop asking.
+            return PollResult(message_id, gateway, False, True, False)
+        try:
+            outcome = await self._submit([event])
+        except (StoreUnavailable, Unstorable) as exc:
+            return PollResult(message_id, gateway, True, False, False, f"not stored: {exc}")
+        stored = not outcome[0].duplicate
+        return PollResult(message_id, gateway, True, final, stored)
+
+    async def poll_now(self, message_id: str, gateway: str | None = None) -> PollResult:
+        """An operator's request: poll this message now (its gateway looked up if not given)."""
+        if gateway is None:
+            assert self._reader is not None
+            msg = await self._reader.message(message_id)
+            if msg is None:
+                return PollResult(message_id, "?", False, False, False, "no such message")
+            gateway = msg.provider
+        self._final.discard(message_id)
+        return await self.poll(gateway, message_id)
+
+    def _set(self, **changes: Any) -> None:
+        queued = {name: len(q) for name, q in self._queues.items()}
+        paused = [
+            until
+            for client in self.clients.values()
+            if (until := getattr(client, "paused_until", None)) is not None
+        ]
+        self.status = replace(
+            self.status, queued=queued, paused_until=max(paused, default=None), **changes
+        )
+        if self._report is not None:
+            self._report(self.status)

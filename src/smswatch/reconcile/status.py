@@ -1,0 +1,21 @@
+"""What the reconciler reports to the hub (and so to every screen and viewer): plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileStatus:
+    gateways: tuple[str, ...]  # polled (they have a key)
+    queued: dict[str, int] = field(default_factory=dict)  # polls waiting, per gateway
+    polls: int = 0  # calls made since start
+    missing: int = 0  # delivery reports the gateways have and the webhooks never brought
+    messages_missing: int = 0  # messages with at least one
+    recovered: int = 0  # recipients whose final state only a poll brought (YeboLink)
+    last_error: str | None = None  # the last call that failed (no key in it)
+    paused_until: int | None = None  # a 429 asked us to wait until then (µs)
+
+    @property
+    def waiting(self) -> int:
+        return sum(self.queued.values())

@@ -1,0 +1,244 @@
+"""Reconciliation against the sandbox gateway over real HTTP: the webhooks the gateways gave up
+on (--drop-rate) are found by polling their status APIs, within their rate limits, whatever
+429s come; a poll never overrides a pushed final state; the keys leak nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from smswatch.domain import State
+from smswatch.reconcile.config import ApiConfig, ApiKey
+from smswatch.records import write_jsonl
+from smswatch.sandbox import SandboxAPI, SandboxKeys, SandboxLimits
+from smswatch.simulate import Sender, SimConfig, plan_campaign
+from smswatch.stats import gather, stats_record
+from smswatch.store import open_reader
+from tests.conftest import running
+
+pytestmark = [pytest.mark.both_stores, pytest.mark.timeout(240)]
+
+LISOLOO_KEY = "sk_test_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+YEBOLINK_KEY = "ybk_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+def plans(drop_rate: float) -> list[Any]:
+    common = {"rate": 4000.0, "speed": 40.0, "fail_rate": 0.2, "duplicate_rate": 0.0}
+    return [
+        plan_campaign(
+            SimConfig(
+                provider="lisoloo",
+                messages=6,
+                recipients=40,
+                seed=11,
+                drop_rate=drop_rate,
+                **common,
+            )
+        ),
+        plan_campaign(
+            SimConfig(
+                provider="yebolink",
+                messages=1,
+                recipients=120,
+                seed=12,
+                drop_rate=drop_rate,
+                **common,
+            )
+        ),
+    ]
+
+
+async def until(check: Any, within: float = 120.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "not reconciled in time"
+        await asyncio.sleep(0.25)
+
+
+async def reconciled(make_engine: Any, db: Path | str, limits: SandboxLimits) -> dict[str, Any]:
+    planned = plans(0.05)
+    truth = [t for p in planned for t in p.truth]
+    assert any(t.dropped for t in truth if t.provider == "lisoloo")
+    assert any(t.dropped for t in truth if t.provider == "yebolink")
+    sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, YEBOLINK_KEY), limits=limits)
+    for p in planned:
+        sandbox.add_plan(p)
+    url = await sandbox.start()
+    api = ApiConfig(
+        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"),
+        lisoloo_url=url,
+        yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"),
+        yebolink_url=url,
+    )
+    engine = make_engine(
+        gateway_api=api, reconcile_quiet={"lisoloo": 3, "yebolink": 3}, reconcile_every=0.5
+    )
+    try:
+        async with running(engine):
+            for p in planned:
+                config = SimConfig(url=engine.listener.base_url, concurrency=16)
+                result = await Sender(config).run(p.deliveries)
+                assert result.ok or result.dropped  # the dropped ones were never sent
+
+            async def done() -> bool:
+                await asyncio.wrap_future(engine.writer.settle())
+                async with await open_reader(db, current=True) as reader:
+                    return await check(reader, truth, strict=False)
+
+            await until(done)
+            async with await open_reader(db, current=True) as reader:
+                await check(reader, truth, strict=True)
+            reconciler = engine.reconciler
+            assert reconciler is not None
+            recovered = sum(1 for t in truth if t.provider == "yebolink" and t.dropped)
+            missing = sum(1 for t in truth if t.provider == "lisoloo" and t.dropped)
+
+            async def reported() -> bool:
+                # The alert's figures follow at the reconciler's next look at the store.
+                s = reconciler.status
+                return (s.recovered, s.missing) == (recovered, missing)
+
+            await until(reported, 20)
+            status = reconciler.status
+    finally:
+        stats = sandbox.stats()
+        await sandbox.stop()
+    return {"stats": stats, "status": status, "truth": truth}
+
+
+async def check(reader: Any, truth: list[Any], strict: bool) -> bool:
+    """YeboLink: every dropped final state recovered and marked polled; Lisoloo: every message
+    shows the gateway's counts, and its missing count is exactly the dropped finals."""
+    for t in truth:
+        if t.provider != "yebolink":
+            continue
+        r = await reader.recipient(t.message_id, t.recipient)
+        ok = r is not None and r.state == State(t.state) and r.polled == t.dropped
+        if not ok:
+            assert not strict, (t, r)
+            return False
+    dropped = Counter(t.message_id for t in truth if t.provider == "lisoloo" and t.dropped)
+    finals = Counter((t.message_id, t.state) for t in truth if t.provider == "lisoloo")
+    for mid in {t.message_id for t in truth if t.provider == "lisoloo"}:
+        m = await reader.message(mid)
+        if m is not None and not dropped[mid] and m.finished:
+            # Every final webhook came: nothing to ask the gateway (missing: none).
+            ok = m.missing in (None, 0)
+        else:
+            ok = (
+                m is not None
+                and m.gateway_delivered == finals[(mid, "delivered")]
+                and m.gateway_failed == finals[(mid, "failed")]
+                and m.gateway_pending == 0
+                and m.missing == dropped[mid]
+            )
+        if not ok:
+            assert not strict, (mid, m, dropped[mid])
+            return False
+    return True
+
+
+async def test_dropped_webhooks_are_found_within_the_rate_limits(
+    make_engine: Any, db_path: Path | str
+) -> None:
+    limits = SandboxLimits(lisoloo_per_window=120, yebolink_per_window=60)
+    out = await reconciled(make_engine, db_path, limits)
+    for gateway, limit in (("lisoloo", 120), ("yebolink", 60)):
+        assert 0 < out["stats"][gateway]["max_in_window"] <= limit, out["stats"][gateway]
+        assert out["stats"][gateway]["unauthorized"] == 0
+    status = out["status"]
+    dropped_yebolink = sum(1 for t in out["truth"] if t.provider == "yebolink" and t.dropped)
+    assert status.recovered == dropped_yebolink
+    assert status.missing == sum(1 for t in out["truth"] if t.provider == "lisoloo" and t.dropped)
+
+
+async def test_a_burst_of_429s_is_survived(make_engine: Any, db_path: Path | str) -> None:
+    limits = SandboxLimits(burst_429=6, burst_after=2, burst_retry_after=1)
+    out = await reconciled(make_engine, db_path, limits)
+    assert out["stats"]["lisoloo"]["burst"] + out["stats"]["yebolink"]["burst"] >= 6
+
+
+async def test_the_keys_appear_in_no_log_export_or_feed_frame(
+    make_engine: Any, db_path: Path | str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """YeboLink's key is refused (401): its error travels to the status, the feed and the log;
+    Lisoloo's is accepted and polls go through. Neither key shows anywhere."""
+    caplog.set_level(logging.DEBUG)
+    planned = plans(0.05)
+    sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, "ybk_another_key_that_is_the_right_one"))
+    for p in planned:
+        sandbox.add_plan(p)
+    url = await sandbox.start()
+    api = ApiConfig(
+        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"),
+        lisoloo_url=url,
+        yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"),
+        yebolink_url=url,
+    )
+    engine = make_engine(
+        gateway_api=api,
+        reconcile_quiet={"lisoloo": 3, "yebolink": 3},
+        reconcile_every=0.5,
+        feed_port=0,
+        feed_token="feed-token-for-the-test",
+    )
+    frames: list[str] = []
+    try:
+        async with running(engine):
+            assert engine.feed is not None and engine.reconciler is not None
+            async with connect(
+                engine.feed.url,
+                additional_headers={"Authorization": "Bearer feed-token-for-the-test"},
+            ) as ws:
+
+                async def read() -> None:
+                    async for frame in ws:
+                        frames.append(str(frame))
+
+                reading = asyncio.create_task(read())
+                for p in planned:
+                    await Sender(SimConfig(url=engine.listener.base_url)).run(p.deliveries)
+                reconciler = engine.reconciler
+
+                async def seen() -> bool:
+                    s = reconciler.status
+                    return (
+                        bool(s.last_error)
+                        and s.missing > 0
+                        and any("reconciling" in f and "gateway API" not in f for f in frames)
+                    )
+
+                await until(seen)
+                mid = next(t.message_id for t in planned[0].truth)
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "query",
+                            "id": 1,
+                            "method": "message",
+                            "params": {"message_id": mid},
+                        }
+                    )
+                )
+                await asyncio.sleep(1.0)
+                reading.cancel()
+            assert "401" in (engine.reconciler.status.last_error or "")
+            out = io.StringIO()
+            async with await open_reader(db_path, current=True) as reader:
+                await write_jsonl(reader.iter_events(), out)
+                stats = json.dumps(stats_record(*await gather(db_path)))
+    finally:
+        await sandbox.stop()
+    blob = "\n".join([*frames, caplog.text, out.getvalue(), stats, repr(engine.config)])
+    assert "poll.status" in out.getvalue()  # the polls were stored and exported
+    for key in (LISOLOO_KEY, YEBOLINK_KEY):
+        assert key not in blob
+        assert key[-16:] not in blob
