@@ -242,3 +242,17 @@ async def test_the_keys_appear_in_no_log_export_or_feed_frame(
     for key in (LISOLOO_KEY, YEBOLINK_KEY):
         assert key not in blob
         assert key[-16:] not in blob
+
+
+async def test_an_id_no_url_can_carry_does_not_stop_the_polling() -> None:
+    from smswatch.reconcile.clients import build
+    from smswatch.reconcile.reconciler import Reconciler
+
+    api = ApiConfig(
+        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"), lisoloo_url="http://127.0.0.1:9"
+    )
+    reconciler = Reconciler(build(api), lambda events: None, lambda: None, lambda: 0)
+    result = await reconciler.poll("lisoloo", "..")
+    assert result.error and result.final  # answered, not raised; never asked again
+    assert LISOLOO_KEY not in result.error
+    await reconciler.stop()

@@ -38,10 +38,12 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # exports land here
 
 
-def bulk_send(env: Env, name: str, n: int, at: int = T0, fail: int = 0) -> list[str]:
+def bulk_send(
+    env: Env, name: str, n: int, at: int = T0, fail: int = 0, first: int = 0
+) -> list[str]:
     """A YeboLink bulk send: one message per recipient, all with the same metadata."""
     ids = []
-    for i in range(n):
+    for i in range(first, first + n):
         mid = f"00000000-0000-4000-8000-{i:012d}"
         base = {
             "message_id": mid,
@@ -59,8 +61,8 @@ def bulk_send(env: Env, name: str, n: int, at: int = T0, fail: int = 0) -> list[
             )
             == 200
         )
-        final = "failed" if i < fail else "delivered"
-        extra = {"error_code": "30006", "error_message": "Landline"} if i < fail else {}
+        final = "failed" if i - first < fail else "delivered"
+        extra = {"error_code": "30006", "error_message": "Landline"} if i - first < fail else {}
         assert (
             env.yebolink(
                 {
@@ -161,3 +163,23 @@ async def test_the_do_not_send_list_from_the_campaign_screen(env: Env, tmp_path:
     assert sorted(r["recipient"] for r in rows) == ["+26876000000", "+26876000001"]
     assert {r["error_code"] for r in rows} == {"30006"}
     assert {r["campaign"] for r in rows} == {"clinic-recall"}
+
+
+async def test_a_campaign_named_like_markup_is_drawn_as_it_is(env: Env) -> None:
+    """Campaign names come from the sender's metadata: drawn literally in the panel, the
+    screen's title and the palette, never taken as markup (a stray "[/]" used to end the app)."""
+    for n, name in enumerate(("[/]", "[@click=app.quit]x")):
+        bulk_send(env, name, 2, first=10 * n)
+    async with dashboard(env, data=False) as (app, pilot):
+        await until(pilot, lambda: len(campaigns_table(app).rows) == 2)
+        for name in ("[/]", "[@click=app.quit]x"):
+            app.open_campaign(name)
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, CampaignScreen) and app.screen.view is not None,
+            )
+            title = app.screen.query_one("#campaign-header").border_title
+            assert name in str(title)
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert app.is_running

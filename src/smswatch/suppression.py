@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from smswatch.campaigns.model import Selector
 from smswatch.catalogue import explain, suppressible
+from smswatch.files import write_whole
 from smswatch.sanitize import visible
 from smswatch.timefmt import iso
 
@@ -148,22 +149,11 @@ async def write_suppression(source: SuppressionSource, sel: Selector | None, out
     return await write_entries(await suppression_list(source, sel), out_path)
 
 
-async def write_entries(entries: Iterable[Suppressed], out_path: Path) -> int:
-    """Write a list already built (here, or by a remote `serve` over the feed) to `out_path`.
-    The file appears whole or not at all (written beside it, then renamed), so a sender loading
-    it never reads half a list. The file I/O runs on a thread: the TUI's loop keeps drawing."""
-    entries = list(entries)
-    out_path = Path(out_path)
-    partial = out_path.with_name(f".{out_path.name}.partial")
-
-    def write() -> int:
-        try:
-            with partial.open("w", encoding="utf-8", newline="") as f:
-                n = write_csv(entries, f)
-            os.replace(partial, out_path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        return n
-
-    return await asyncio.to_thread(write)
+async def write_entries(entries: list[Suppressed], out_path: Path) -> int:
+    """Write a list to `out_path`, whole or not at all (smswatch.files.write_whole: a sender
+    loading it never reads half a list; a pipe or device is written through)."""
+    text = io.StringIO(newline="")
+    n = write_csv(entries, text)
+    data = text.getvalue().encode("utf-8")
+    await asyncio.to_thread(write_whole, Path(out_path), data)
+    return n

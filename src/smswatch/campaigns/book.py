@@ -16,8 +16,9 @@ cannot follow (a message tagged by hand out of a burst, two bursts joined by a l
 read again from the store.
 
 Memory is bounded: message rows are kept for campaigns active in the last hour (older
-campaigns keep their summary; a late event for one reads it again), and recipient rows only
-for the campaigns whose screen was open in the last minute.
+campaigns keep their summary; a late event for one reads it again), and recipient rows for the
+campaigns whose screen was open in the last minute and for the two most recent running ones of
+at most 150,000 recipients (about 1 KB a recipient).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from smswatch.campaigns.tally import Sums, Tally
 from smswatch.domain import UNATTRIBUTED, State
 from smswatch.store.reader import Reader
 
-LOOK_BACK_US = 2_000_000  # each refresh reads this far before the last one's time
+LOOK_BACK_US = 10_000_000  # each refresh reads this far before the last one's time
 PREFETCH = 2  # the most recently active unfinished campaigns are watched before anyone asks
 PREFETCH_MAX = 150_000  # ... if they have at most this many recipients (memory: ~1 KB each)
 KEEP_ACTIVE_US = 3_600_000_000  # message rows are kept for campaigns active this recently
@@ -79,17 +80,17 @@ class _Campaign:
         self.sums.add(m)
         if self.tally is not None and old is not None and old[M_QUEUED_AT] != m[M_QUEUED_AT]:
             # Its recipients' latency counts from the message's queued time: again.
-            for key, (row, _) in list(self.tally.rows.items()):
-                if key[0] == mid:
-                    self.tally.put(row, m[M_QUEUED_AT])
+            for recipient in list(self.tally.by_message.get(mid, ())):
+                row, _ = self.tally.rows[(mid, recipient)]
+                self.tally.put(row, m[M_QUEUED_AT])
 
     def drop(self, mid: str) -> None:
         old = self.messages.pop(mid, None)
         if old is not None:
             self.sums.remove(old)
         if self.tally is not None:
-            for key in [k for k in self.tally.rows if k[0] == mid]:
-                self.tally.discard(*key)
+            for recipient in list(self.tally.by_message.get(mid, ())):
+                self.tally.discard(mid, recipient)
 
 
 class CampaignBook:
@@ -232,9 +233,13 @@ class CampaignBook:
         self._since = now
         applied: set[str] = set()  # messages whose new row went in
         moved: dict[str, tuple[str, str]] = {}  # message id -> (campaign, source) tagged since
-        for tag_id, mid, name, source in await reader.tags_since(self._tag_id - TAG_LOOK_BACK):
+        seen = self._tag_id
+        for tag_id, mid, name, source in await reader.tags_since(seen - TAG_LOOK_BACK):
             self._tag_id = max(self._tag_id, tag_id)
-            if self._of.get(mid) != name:
+            # Rows read again (the look back) matter only for messages kept here: one of a
+            # campaign let go of is not moved by its own old row (it would be read again whole,
+            # at every refresh).
+            if (tag_id > seen or mid in self._of) and self._of.get(mid) != name:
                 moved[mid] = (name, source)
         known_ids = {m[M_ID] for m in changed}
         # Messages tagged by hand that did not change otherwise are moved too.

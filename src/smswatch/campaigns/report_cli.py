@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from smswatch import files
 from smswatch.cli import CONTEXT, config_option, db_option, fail, handles_store_errors
 
 
@@ -60,29 +58,11 @@ def report(campaign: str | None, db: Path, out: str | None, fmt: str) -> None:
 
 
 def write_whole(path: Path, document: str) -> int:
-    """Write a new or regular file through a temporary file renamed over it: a reader (a
-    browser reloading it, a mail client attaching it) never sees half a report. Anything else
-    that exists (a device such as /dev/null or /dev/stdout, a pipe, a symbolic link) is written
-    through, never replaced. Returns the bytes written."""
-    data = document.encode("utf-8")
+    """The report written whole (smswatch.files.write_whole); an error is one line."""
     try:
-        if path.is_symlink() or (path.exists() and not stat.S_ISREG(path.stat().st_mode)):
-            if path.is_dir():
-                fail(f"cannot write {path}: it is a directory")
-            with path.open("wb") as stream:
-                stream.write(data)
-            return len(data)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return files.write_whole(path, document.encode("utf-8"))
+    except IsADirectoryError:
+        fail(f"cannot write {path}: it is a directory")
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        umask = os.umask(0)  # mkstemp's file is private; a report is made to be shared
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        fail(f"cannot write {path}: {exc.strerror or exc}")
-    return len(data)
+    return 0

@@ -200,6 +200,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], tuple[Row, int | None]] = {}
+        self.by_message: dict[str, set[str]] = {}  # a message's recipients in `rows`
         self.carriers: dict[Any, _Key] = {}
         self.prefixes: dict[Any, _Key] = {}
         self.times: dict[str, list[int]] = {"sent": [], "delivered": [], "failed": []}
@@ -243,10 +244,16 @@ class Tally:
         key = (r[R_MESSAGE], r[R_RECIPIENT])
         if sign > 0:
             self.rows[key] = (r, fallback)
+            self.by_message.setdefault(key[0], set()).add(key[1])
             if r[R_STATE] == "failed":
                 self.failed[key] = r
         else:
             del self.rows[key]
+            kept = self.by_message.get(key[0])
+            if kept is not None:
+                kept.discard(key[1])
+                if not kept:
+                    del self.by_message[key[0]]
             self.failed.pop(key, None)
 
         def put(ordered: list[int], value: int) -> None:

@@ -11,6 +11,7 @@ from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
 from smswatch.domain import FUNNEL
 from smswatch.report import STATE_STYLE, pct, t
+from smswatch.sanitize import safe
 from smswatch.timefmt import iso
 
 
@@ -94,7 +95,7 @@ def campaign_panel(view: CampaignView) -> Group:
         head.add_row(
             f"cost ({c.provider})",
             Text(
-                f"spent {c.spent:,.2f} {c.currency or ''}   wasted on failures "
+                f"spent {c.spent:,.2f} {safe(c.currency or '', 12)}   wasted on failures "
                 f"{c.wasted:,.2f}   per delivered {per}"
             ),
         )

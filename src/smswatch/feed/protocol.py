@@ -134,7 +134,12 @@ METHODS: dict[str, tuple[type[Frame], type[Frame]]] = {
         _result("campaign", CampaignView | None),
     ),
     "campaign_messages": (
-        _params("campaign_messages", name=(str, ...), failed_only=(bool, False), limit=(int, 500)),
+        _params(
+            "campaign_messages",
+            name=(str, ...),
+            failed_only=(bool, False),
+            limit=(Annotated[int, Field(ge=1, le=MAX_LIMIT)], 500),
+        ),
         _result("campaign_messages", list[MessageState]),
     ),
     "suppressed": (

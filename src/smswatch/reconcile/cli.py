@@ -110,6 +110,7 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
     from smswatch.reconcile.reconciler import Reconciler
     from smswatch.store import StoreUnavailable, make_writer, open_reader
     from smswatch.store.errors import CannotOpen
+    from smswatch.store.writer import DatabaseInUse
     from smswatch.timefmt import now_us
 
     clients = build(api)
@@ -117,8 +118,10 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
     stored = True
     try:
         await writer.open()
-    except CannotOpen:
+    except DatabaseInUse:
         stored = False  # smswatch runs on it: poll and show, store nothing
+    except CannotOpen as exc:
+        fail(str(exc))
 
     async def submit(events: list[Any]) -> Any:
         if not stored:
@@ -139,10 +142,12 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
                         fail(f"no message {text!r} (or more than one)")
                     targets.append((msg.provider, msg.message_id))  # type: ignore[union-attr]
             else:
+                now = now_us()
                 for gateway in clients:
-                    for mid, at in await reader.quiet_unfinished(gateway, now_us(), 100_000):
-                        if at >= now_us() - window:
-                            targets.append((gateway, mid))
+                    for mid, _ in await reader.quiet_unfinished(
+                        gateway, now, now - window, 100_000
+                    ):
+                        targets.append((gateway, mid))
         results = {}
         for n, (gateway, mid) in enumerate(targets, 1):
             if not quiet:

@@ -6,7 +6,8 @@ and calls `GET /status/{id}` authoritative; YeboLink says to poll a message with
 after ten minutes. The reconciler, on the engine's loop:
 
 - every few seconds, takes from the store each keyed gateway's unfinished messages that have
-  been quiet for `quiet` (no event received), the quietest first, and queues them;
+  been quiet for `quiet` (no event received), the quietest first, and those with a recipient
+  stuck past its state's deadline, and queues them;
 - polls each gateway's queue one call at a time: the client keeps to the gateway's rate limit
   (Lisoloo: 120 a minute), so a big campaign's polls spread out instead of being refused, and
   the queue's length is shown;
@@ -29,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from smswatch.reconcile.api import ApiError, GatewayApi, RateLimited
+from smswatch.config import stuck_deadlines
+from smswatch.domain import State
+from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.store.reader import Reader
@@ -45,6 +48,9 @@ SCAN_EVERY = 5.0  # seconds between looks at the store for quiet messages
 # Lisoloo retries a webhook for over an hour, but its first retries come within minutes.
 DEFAULT_QUIET = {"lisoloo": 300_000_000, "yebolink": 600_000_000}
 SCAN_LIMIT = 2000  # messages taken from the store per gateway and scan
+HORIZON_US = 86_400_000_000  # messages quiet for longer than a day are left alone
+REFUSED_PAUSE_US = 600_000_000  # a gateway that refused the key is asked again in 10 minutes
+MEMORY = 100_000  # messages whose next poll time is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,7 @@ class Reconciler:
         report: Callable[[ReconcileStatus], None] | None = None,
         quiet: dict[str, int] | None = None,
         scan_every: float = SCAN_EVERY,
+        deadlines: dict[State, int] | None = None,
     ) -> None:
         self.clients = clients
         self._submit = submit  # the writer's: async, returns once committed
@@ -75,11 +82,13 @@ class Reconciler:
         self._report = report
         self.quiet = {**DEFAULT_QUIET, **(quiet or {})}
         self.scan_every = scan_every
+        self.deadlines = deadlines if deadlines is not None else stuck_deadlines({})
         self._queues: dict[str, deque[str]] = {name: deque() for name in clients}
         self._queued: set[str] = set()
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in clients}
         self._next: dict[str, tuple[int, int]] = {}  # message id -> (not before, polls so far)
         self._final: set[str] = set()  # the gateway called these final
+        self._refused: dict[str, int] = {}  # gateway -> when to try its key again (µs)
         self._tasks: list[asyncio.Task[None]] = []
         self._reader: Reader | None = None
         self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
@@ -126,14 +135,23 @@ class Reconciler:
         assert reader is not None
         now = self.clock()
         for name in self.clients:
-            quiet = await reader.quiet_unfinished(name, now - self.quiet[name], SCAN_LIMIT)
+            quiet = await reader.quiet_unfinished(
+                name, now - self.quiet[name], now - HORIZON_US, SCAN_LIMIT
+            )
             for message_id, _ in quiet:
-                due, _polls = self._next.get(message_id, (0, 0))
-                if message_id in self._final or due > now:
-                    continue
-                self._enqueue(name, message_id)
+                self._maybe(name, message_id, now)
+        # A busy message can hide a recipient stuck for an hour behind its other recipients'
+        # traffic: recipients past their state's deadline bring their message in too.
+        for r in await reader.stuck(self.deadlines, now, SCAN_LIMIT, since=now - HORIZON_US):
+            if r.provider in self.clients:
+                self._maybe(r.provider, r.message_id, now)
         missing, messages, recovered = await reader.missing_totals()
         self._set(missing=missing, messages_missing=messages, recovered=recovered)
+
+    def _maybe(self, gateway: str, message_id: str, now: int) -> None:
+        due, _polls = self._next.get(message_id, (0, 0))
+        if message_id not in self._final and due <= now:
+            self._enqueue(gateway, message_id)
 
     def _enqueue(self, gateway: str, message_id: str) -> None:
         if message_id in self._queued:
@@ -152,47 +170,91 @@ class Reconciler:
                 self._wake[gateway].clear()
                 await self._wake[gateway].wait()
                 continue
+            now = self.clock()
+            paused = self._refused.get(gateway, 0)
+            if paused > now:
+                # The gateway refused the key: asking again at full rate changes nothing, and
+                # Lisoloo may suspend a key that keeps knocking.
+                await asyncio.sleep(min((paused - now) / 1e6, 5.0))
+                continue
             message_id = queue.popleft()
             self._queued.discard(message_id)
             self._set()
-            result = await self.poll(gateway, message_id)
+            try:
+                result = await self.poll(gateway, message_id)
+            except Exception as exc:  # never let one message end a gateway's polling
+                log.warning("reconcile: polling %s failed: %s", gateway, exc)
+                result = PollResult(message_id, gateway, False, True, False, str(exc))
             now = self.clock()
             _, polls = self._next.get(message_id, (0, 0))
             wait = BACKOFF_S[min(polls, len(BACKOFF_S) - 1)] * 1_000_000
             self._next[message_id] = (now + wait, polls + 1)
             if result.final:
                 self._final.add(message_id)
+            if len(self._next) > MEMORY:
+                self._forget(now)
+
+    def _forget(self, now: int) -> None:
+        """Bound what is remembered per message: the oldest due times go first (a message
+        asked about again is simply polled again, once)."""
+        for message_id, _ in sorted(self._next.items(), key=lambda kv: kv[1][0])[: MEMORY // 2]:
+            self._next.pop(message_id, None)
+            self._final.discard(message_id)
 
     async def poll(self, gateway: str, message_id: str) -> PollResult:
-        """One call to the gateway about one message, its answer stored. Never raises."""
+        """One call to the gateway about one message, its answer stored under the id asked
+        about (whatever id the answer names). Never raises."""
         client = self.clients.get(gateway)
         if client is None:
             return PollResult(message_id, gateway, False, False, False, f"no key for {gateway}")
         try:
             if gateway == "lisoloo":
                 status = await client.status(message_id)  # type: ignore[attr-defined]
-                event = None if status is None else lisoloo_status_event(status, self.clock())
+                found = status is not None
+                event = None
+                if status is not None:
+                    event = lisoloo_status_event(
+                        replace(status, message_id=message_id), self.clock()
+                    )
                 final = status is not None and (status.terminal or status.pending == 0)
             else:
                 msg = await client.message(message_id)  # type: ignore[attr-defined]
-                event = None if msg is None else yebolink_message_event(msg, self.clock())
+                found = msg is not None
+                event = None
+                if msg is not None:
+                    recipient = msg.recipient or await self._recipient_of(message_id)
+                    msg = replace(msg, message_id=message_id, recipient=recipient)
+                    event = yebolink_message_event(msg, self.clock())
                 final = msg is not None and msg.state is not None and msg.state.terminal
-        except RateLimited as exc:
+        except AuthError as exc:
+            self._refused[gateway] = self.clock() + REFUSED_PAUSE_US
             self._set(polls=self.status.polls + 1, last_error=str(exc))
             return PollResult(message_id, gateway, False, False, False, str(exc))
-        except ApiError as exc:
+        except (ApiError, ValueError) as exc:  # ValueError: an id no URL can carry ("..")
             self._set(polls=self.status.polls + 1, last_error=str(exc))
-            return PollResult(message_id, gateway, False, False, False, str(exc))
+            return PollResult(
+                message_id, gateway, False, isinstance(exc, ValueError), False, str(exc)
+            )
         self._set(polls=self.status.polls + 1)
-        if event is None:
+        if not found:
             # Unknown to the gateway (another account's id, or a typo): stop asking.
             return PollResult(message_id, gateway, False, True, False)
+        if event is None:
+            # Known, in a status smswatch cannot fold (not one of the documented ones): ask again.
+            return PollResult(message_id, gateway, True, False, False)
         try:
             outcome = await self._submit([event])
         except (StoreUnavailable, Unstorable) as exc:
             return PollResult(message_id, gateway, True, False, False, f"not stored: {exc}")
         stored = not outcome[0].duplicate
         return PollResult(message_id, gateway, True, final, stored)
+
+    async def _recipient_of(self, message_id: str) -> str | None:
+        """A YeboLink message's one recipient, as the store has it (an answer may name none)."""
+        if self._reader is None:
+            return None
+        found = await self._reader.recipients(message_id, limit=1)
+        return found[0].recipient if found else None
 
     async def poll_now(self, message_id: str, gateway: str | None = None) -> PollResult:
         """An operator's request: poll this message now (its gateway looked up if not given)."""

@@ -108,31 +108,20 @@ class CampaignRows:
     # --- reconciliation (reconcile/reconciler.py) ------------------------------------------------
 
     async def quiet_unfinished(
-        self, provider: str, before: int, limit: int = 500
+        self, provider: str, before: int, after: int = 0, limit: int = 500
     ) -> list[tuple[str, int]]:
-        """(message id, last receive time) of a gateway's unfinished messages with nothing
-        received since `before`, the quietest first: the ones whose webhooks may be lost."""
+        """(message id, last receive time) of a gateway's unfinished messages last heard of
+        between `after` and `before` (nothing received since), the quietest first: those whose
+        webhooks may be lost. A message the gateway already called final (a poll found no
+        recipient pending) is left out: its gap is known, asking again changes nothing."""
         rows = await self._all(
             "SELECT m.message_id, m.last_received_at FROM messages m WHERE m.provider = ? "
-            "AND m.finished_at IS NULL AND m.last_received_at < ? AND m.message_id != ? "
+            "AND m.finished_at IS NULL AND m.last_received_at < ? AND m.last_received_at >= ? "
+            "AND m.message_id != ? AND NOT (m.gateway_at IS NOT NULL AND m.gateway_pending = 0) "
             "ORDER BY m.last_received_at LIMIT ?",
-            [provider, before, UNATTRIBUTED, limit],
+            [provider, before, after, UNATTRIBUTED, limit],
         )
         return [(r[0], r[1]) for r in rows]
-
-    async def missing_report(self, since: int = 0) -> list[MessageState]:
-        """Messages a poll found webhooks missing from, or whose final state only a poll
-        brought, active since `since`."""
-        columns = ", ".join("m." + c.strip() for c in MESSAGE_COLUMNS.split(","))
-        rows = await self._all(
-            f"SELECT {columns} FROM messages m WHERE m.last_received_at >= ? AND ("
-            "(m.gateway_at IS NOT NULL AND (m.gateway_delivered > m.n_delivered "
-            "OR m.gateway_failed > m.n_failed)) "
-            "OR m.message_id IN (SELECT r.message_id FROM recipients r WHERE r.polled = 1)) "
-            "ORDER BY m.last_received_at DESC",
-            [since],
-        )
-        return [message_from_row(r) for r in rows]
 
     async def missing_totals(self) -> tuple[int, int, int]:
         """(delivery reports missing by the gateways' counts, messages with any, recipients
@@ -155,16 +144,6 @@ class CampaignRows:
             [after_id],
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
-
-    async def tags_of(self, names: Sequence[str]) -> list[tuple[str, str, str]]:
-        """(message id, campaign, source) of every message of these named campaigns."""
-        out: list[tuple[str, str, str]] = []
-        for name in names:
-            rows = await self._all(
-                "SELECT message_id, campaign, source FROM campaigns WHERE campaign = ?", [name]
-            )
-            out += [tuple(r) for r in rows]  # type: ignore[misc]
-        return out
 
     async def last_tag_id(self) -> int:
         rows = await self._all("SELECT coalesce(max(id), 0) FROM campaigns")

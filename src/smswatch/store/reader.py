@@ -409,13 +409,18 @@ class Reader(CampaignQueries, CampaignRows):
         ]
 
     async def stuck(
-        self, deadlines: dict[State, int], now: int, limit: int = 200
+        self, deadlines: dict[State, int], now: int, limit: int = 200, since: int | None = None
     ) -> list[RecipientState]:
-        """Recipients still queued/processing/sent longer than their state's deadline (µs)."""
+        """Recipients still queued/processing/sent longer than their state's deadline (µs);
+        with `since`, only those that entered it since then."""
         parts, params = [], []
         for state, deadline in deadlines.items():
-            parts.append("(state = ? AND state_at < ?)")
-            params += [state.value, now - deadline]
+            if since is None:
+                parts.append("(state = ? AND state_at < ?)")
+                params += [state.value, now - deadline]
+            else:
+                parts.append("(state = ? AND state_at < ? AND state_at >= ?)")
+                params += [state.value, now - deadline, since]
         if not parts:
             return []
         rows = await self._all(

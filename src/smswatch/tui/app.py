@@ -363,7 +363,9 @@ class SmsWatchApp(App[int]):
             return
         if name:
             shown = safe(name, 40)
-            self.notify(f"new messages now join campaign {shown}", title="Campaign started")
+            self.notify(
+                f"new messages now join campaign {shown}", title="Campaign started", markup=False
+            )
         else:
             self.notify("new messages join no campaign (bursts group them)", title="Campaign ended")
         with contextlib.suppress(RuntimeError, NoMatches):

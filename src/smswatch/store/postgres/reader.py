@@ -57,6 +57,10 @@ class PgReader(Reader):
                 server_settings={
                     "application_name": "smswatch-reader",
                     "plan_cache_mode": "force_custom_plan",  # see writer.py
+                    # Bursts are the messages `NOT IN` the campaigns table: PostgreSQL hashes
+                    # that list only if it fits work_mem (4 MB by default, ~40,000 ids), and
+                    # otherwise compares every message with every tagged id.
+                    "work_mem": "64MB",
                 },
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:

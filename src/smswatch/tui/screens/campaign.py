@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -123,7 +124,7 @@ class CampaignScreen(AppScreen):
 
     def compose(self) -> ComposeResult:
         header = Static(id="campaign-header")
-        header.border_title = f"Campaign {safe(self.campaign, 60)}"
+        header.border_title = f"Campaign {escape(safe(self.campaign, 60))}"
         yield header
         with Horizontal(id="campaign-rates"):
             with Vertical(classes="rate"):
@@ -166,7 +167,9 @@ class CampaignScreen(AppScreen):
         self.campaign = name
         self.failed_only = False
         self.shown_at = None
-        self.query_one("#campaign-header", Static).border_title = f"Campaign {safe(name, 60)}"
+        self.query_one(
+            "#campaign-header", Static
+        ).border_title = f"Campaign {escape(safe(name, 60))}"
         table = self.query_one("#campaign-messages", MessagesTable)
         table.cursor = 0
         table.focus()

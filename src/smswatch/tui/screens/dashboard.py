@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -390,7 +391,7 @@ class DashboardScreen(AppScreen):
                 table.set_rows(found)
                 active = sum(1 for c in found if not c.finished)
                 run = self.sw.source.run_campaign()
-                now = f"new messages join {safe(run, 30)} · " if run else ""
+                now = f"new messages join {escape(safe(run, 30))} · " if run else ""
                 set_titles(
                     table,
                     f"Campaigns — {active} active of {len(found)}" if found else "Campaigns",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -128,7 +129,7 @@ class MessageScreen(AppScreen):
 
     def compose(self) -> ComposeResult:
         header = Static(id="message-header")
-        header.border_title = f"Message {safe(self.message_id, 60)}"
+        header.border_title = f"Message {escape(safe(self.message_id, 60))}"
         yield header
         table = RecipientsTable(self.sw)
         table.border_title = "Recipients"
@@ -155,7 +156,9 @@ class MessageScreen(AppScreen):
         self.query_text = ""
         self.failed_only = False
         self.shown_at = None
-        self.query_one("#message-header", Static).border_title = f"Message {safe(message_id, 60)}"
+        self.query_one(
+            "#message-header", Static
+        ).border_title = f"Message {escape(safe(message_id, 60))}"
         box = self.query_one("#recipient-filter", Input)
         box.value = ""
         box.display = False
