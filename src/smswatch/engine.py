@@ -6,6 +6,7 @@ asyncio loop, and everything a UI needs comes out of `hub` (live) and a `Reader`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from smswatch.feed.server import FeedServer
     from smswatch.forward.supervisor import ForwardSupervisor
     from smswatch.reconcile.reconciler import Reconciler
+
+
+log = logging.getLogger(__name__)
 
 
 class BindRefused(Exception):
@@ -212,21 +216,35 @@ class Engine:
         return load_or_create_token(Path(self.config.db_path))
 
     async def stop(self) -> None:
-        """Stop taking requests, then commit what is queued and close the database."""
+        """Stop taking requests, then commit what is queued and close the database. Whatever
+        fails on the way (a viewer's socket, a stuck poll), the database is closed: left open,
+        the log's WAL is never checkpointed back into it."""
+        steps = [self._stop_feed, self.listener.stop, self._stop_reconciler, self.writer.drain]
+        steps += [self._stop_forwarder, self.hub.stop]  # the hub's last changes, then close
+        try:
+            for step in steps:
+                try:
+                    await step()
+                except Exception:
+                    log.exception("stopping the engine: %s failed", step.__name__)
+        finally:
+            await self.writer.close()
+            self.running = False
+
+    async def _stop_feed(self) -> None:
         if self.feed is not None:
             await self.feed.stop()
             self.feed = None
-        await self.listener.stop()
+
+    async def _stop_reconciler(self) -> None:
         if self.reconciler is not None:  # before the writer: a poll in flight stores its answer
             await self.reconciler.stop()
             self.reconciler = None
-        await self.writer.drain()
+
+    async def _stop_forwarder(self) -> None:
         if self.forwarder is not None:  # what it has not sent stays in the outbox for next time
             await self.forwarder.stop()
             self.forwarder = None
-        await self.hub.stop()  # with the last changes, before the writer closes
-        await self.writer.close()
-        self.running = False
 
     async def __aenter__(self) -> Engine:
         await self.start()

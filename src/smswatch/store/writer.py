@@ -463,7 +463,9 @@ class Writer(GroupCommit):
         self.state.trim()
 
     def _disconnect(self) -> None:
-        for conn in (self._db, self._state_read, self._state_db):
+        # The log last: the state connection has it attached, and only the last connection
+        # to close checkpoints the log's WAL into it and removes the -wal file.
+        for conn in (self._state_read, self._state_db, self._db):
             if conn is not None:
                 conn.close()
         self._db = self._state_read = self._state_db = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import shutil
 import socket
@@ -99,12 +101,18 @@ def run_monitor(
             campaigns=engine.engine.campaigns,
             sandbox=sandbox,
         ).start()
-    app = SmsWatchApp(LocalSource(engine), theme=theme, settings=settings)
+    source = LocalSource(engine)
+    app = SmsWatchApp(source, theme=theme, settings=settings)
     try:
         code = app.run()
     finally:
         if app.gone_reason is not None:
             quiet_dead_terminal()
+        # The app closes its reader when it unmounts; an exit cut short (the terminal gone
+        # under load) may not get that far. Closed here, before the engine, the writer's close
+        # is the last one and checkpoints the log's WAL away; a reader closing last does not.
+        with contextlib.suppress(Exception):
+            asyncio.run(source.close())
         if traffic is not None:
             traffic.stop()
         # Lets the commits in flight finish, then closes the database.
