@@ -111,6 +111,10 @@ def _number(value: Any) -> float | None:
 
 
 def _integer(value: Any) -> int | None:
+    # An integer is kept exactly: through a float, those just under 2**63 rounded up past the
+    # bound and were dropped, where the fast path (FastInt) keeps them.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) <= _INT64 else None
     number = _number(value)
     if number is None or not number.is_integer() or abs(number) > _INT64:
         return None
