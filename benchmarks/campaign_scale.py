@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.loadgen import percentile
 from smswatch.domain import Event, MessageInfo, State
 from smswatch.store import Writer
 
@@ -174,11 +175,10 @@ def measure(path: Path, rate: int, seconds: float) -> dict[str, Any]:
                 await asyncio.sleep(0.25)
         finally:
             await load.wait()
-        keys.sort()
         result["keys"] = len(keys)
-        result["key_p50_ms"] = keys[len(keys) // 2]
-        result["key_p95_ms"] = keys[min(int(0.95 * len(keys)), len(keys) - 1)]
-        result["key_max_ms"] = keys[-1]
+        result["key_p50_ms"] = percentile(keys, 0.5)
+        result["key_p95_ms"] = percentile(keys, 0.95)
+        result["key_max_ms"] = max(keys)
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         app.exit()
 

@@ -9,7 +9,7 @@ recipients of the changed messages that belong to a campaign someone is looking 
 replace rows, so reading one twice does no harm: each refresh reads a few seconds back, for the
 events committed late or checkpointed after the last look.
 
-Summaries are sums over message rows (campaigns/rows.py summary_sums), so a changed message
+Summaries are sums over message rows (campaigns/tally.py Sums), so a changed message
 subtracts its old part and adds its new one. Bursts are grown as the store's query defines them
 (untagged messages of a gateway first seen within the gap of each other); anything the increments
 cannot follow (a message tagged by hand out of a burst, two bursts joined by a late message) is

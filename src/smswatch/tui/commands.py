@@ -7,11 +7,10 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from smswatch.datasource import SourceUnavailable
-from smswatch.sanitize import safe
+from smswatch.tui.format import literal
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
@@ -63,7 +62,7 @@ class SmsWatchCommands(Provider):
             if run:
                 items.append(
                     (
-                        f"End campaign {escape(safe(run, 40))}",
+                        f"End campaign {literal(run, 40)}",
                         "new messages stop joining it",
                         partial(sw.start_campaign, None),
                     )
@@ -106,7 +105,7 @@ class SmsWatchCommands(Provider):
         for c in self.sw.model.campaigns:
             score = matcher.match(c.name)
             if score > 0:
-                title = f"Open campaign {escape(safe(c.name, 50))}"
+                title = f"Open campaign {literal(c.name, 50)}"
                 detail = f"{', '.join(c.providers)} · {c.messages:,} messages · {c.source}"
                 yield Hit(score, title, partial(self.sw.open_campaign, c.name, c), help=detail)
         try:
@@ -114,6 +113,6 @@ class SmsWatchCommands(Provider):
         except SourceUnavailable:
             return
         for msg in found:
-            title = f"Go to message {escape(safe(msg.message_id, 40))}"
+            title = f"Go to message {literal(msg.message_id, 40)}"
             detail = f"{msg.provider} · {msg.expected_recipients} recipients"
             yield Hit(0.9, title, partial(self.sw.open_message, msg.message_id), help=detail)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from rich.highlighter import JSONHighlighter
+from rich.markup import escape
 from rich.text import Text
 
 from smswatch.domain import MessageState, State
@@ -47,6 +48,12 @@ def recipient_text(value: str | None, masked: bool, limit: int = 24) -> Text:
         return Text("—", style="dim")
     shown = safe(value, limit)
     return Text(mask(shown) if masked else shown)
+
+
+def literal(value: object, limit: int = 40) -> str:
+    """Untrusted text for the places Textual parses a plain string as markup (border titles,
+    palette hits, toasts): made safe, then escaped, so "[/]" or "[@click=…]" is just text."""
+    return escape(safe(value, limit))
 
 
 def untrusted(value: object, limit: int = 40, style: str = "") -> Text:

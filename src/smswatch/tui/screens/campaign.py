@@ -8,7 +8,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -27,7 +26,7 @@ from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.sanitize import safe
 from smswatch.store.reader import FailureGroup
 from smswatch.timefmt import iso
-from smswatch.tui.format import counts_bar, untrusted
+from smswatch.tui.format import counts_bar, literal, untrusted
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.screens.dashboard import MessagesTable
 from smswatch.tui.screens.message import percentiles_text
@@ -124,7 +123,7 @@ class CampaignScreen(AppScreen):
 
     def compose(self) -> ComposeResult:
         header = Static(id="campaign-header")
-        header.border_title = f"Campaign {escape(safe(self.campaign, 60))}"
+        header.border_title = f"Campaign {literal(self.campaign, 60)}"
         yield header
         with Horizontal(id="campaign-rates"):
             with Vertical(classes="rate"):
@@ -167,9 +166,7 @@ class CampaignScreen(AppScreen):
         self.campaign = name
         self.failed_only = False
         self.shown_at = None
-        self.query_one(
-            "#campaign-header", Static
-        ).border_title = f"Campaign {escape(safe(name, 60))}"
+        self.query_one("#campaign-header", Static).border_title = f"Campaign {literal(name, 60)}"
         table = self.query_one("#campaign-messages", MessagesTable)
         table.cursor = 0
         table.focus()

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,7 +23,7 @@ from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
-from smswatch.tui.format import age, cost, failing, short_id, state_bar
+from smswatch.tui.format import age, cost, failing, literal, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.alerts import (
     Alert,
@@ -391,7 +390,7 @@ class DashboardScreen(AppScreen):
                 table.set_rows(found)
                 active = sum(1 for c in found if not c.finished)
                 run = self.sw.source.run_campaign()
-                now = f"new messages join {escape(safe(run, 30))} · " if run else ""
+                now = f"new messages join {literal(run, 30)} · " if run else ""
                 set_titles(
                     table,
                     f"Campaigns — {active} active of {len(found)}" if found else "Campaigns",

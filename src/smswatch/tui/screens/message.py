@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -23,7 +22,7 @@ from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
 from smswatch.timefmt import iso, span
-from smswatch.tui.format import cost, recipient_text, state_bar, state_text, untrusted
+from smswatch.tui.format import cost, literal, recipient_text, state_bar, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
@@ -129,7 +128,7 @@ class MessageScreen(AppScreen):
 
     def compose(self) -> ComposeResult:
         header = Static(id="message-header")
-        header.border_title = f"Message {escape(safe(self.message_id, 60))}"
+        header.border_title = f"Message {literal(self.message_id, 60)}"
         yield header
         table = RecipientsTable(self.sw)
         table.border_title = "Recipients"
@@ -158,7 +157,7 @@ class MessageScreen(AppScreen):
         self.shown_at = None
         self.query_one(
             "#message-header", Static
-        ).border_title = f"Message {escape(safe(message_id, 60))}"
+        ).border_title = f"Message {literal(message_id, 60)}"
         box = self.query_one("#recipient-filter", Input)
         box.value = ""
         box.display = False
