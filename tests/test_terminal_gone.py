@@ -84,15 +84,36 @@ class Terminal:
             self.proc.wait(5)
 
 
-def smswatch_pids(db: Path) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", str(db)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and session id, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+    return fields[0], int(fields[3])
 
 
-def wait_gone(db: Path, timeout: float) -> float:
+def running(pid: int) -> bool:
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in "ZX"
+
+
+def session_pids(sid: int) -> set[int]:
+    """The live processes of a session: the monitor, and the shell in front of it if any."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := proc_stat(int(entry))) and stat[1] == sid:
+            found.add(int(entry))
+    return {pid for pid in found if running(pid)}
+
+
+def wait_gone(pids: set[int], timeout: float) -> float:
+    # Watched by pid, not found again by name: pgrep was seen to miss a live process that had
+    # just been reparented, and the test then killed a monitor that was still closing.
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if not smswatch_pids(db):
+        if not any(running(pid) for pid in pids):
             return time.monotonic() - started
         time.sleep(0.05)
     raise AssertionError(f"smswatch still running {timeout} s after the hang-up")
@@ -128,8 +149,10 @@ def test_hangup_stops_the_monitor_and_keeps_every_acknowledged_event(
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(acked_ids(acked) if acked.exists() else ()) < 200:
             time.sleep(0.05)
+        pids = session_pids(term.proc.pid)
+        assert len(pids) == (2 if leader == "shell" else 1), pids
         term.hang_up()
-        took = wait_gone(db, timeout=5)
+        took = wait_gone(pids, timeout=5)
     finally:
         if sim is not None:
             sim.kill()
