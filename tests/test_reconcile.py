@@ -23,6 +23,7 @@ from smswatch.simulate import Sender, SimConfig, plan_campaign
 from smswatch.stats import gather, stats_record
 from smswatch.store import open_reader
 from tests.conftest import running
+from tests.helpers import run
 
 pytestmark = [pytest.mark.both_stores, pytest.mark.timeout(240)]
 
@@ -256,3 +257,109 @@ async def test_an_id_no_url_can_carry_does_not_stop_the_polling() -> None:
     assert result.error and result.final  # answered, not raised; never asked again
     assert LISOLOO_KEY not in result.error
     await reconciler.stop()
+
+
+def bulk_send(recipients: int, drop_rate: float) -> Any:
+    """A YeboLink bulk send: one message id per recipient."""
+    config = SimConfig(
+        provider="yebolink",
+        messages=1,
+        recipients=recipients,
+        seed=13,
+        drop_rate=drop_rate,
+        rate=4000.0,
+        speed=40.0,
+        fail_rate=0.2,
+        duplicate_rate=0.0,
+    )
+    return plan_campaign(config)
+
+
+@pytest.mark.parametrize("recipients,drop_rate", [(600, 0.05), (2000, 0.008)])
+async def test_a_backlog_of_yebolink_messages_is_read_from_its_list(
+    make_engine: Any, db_path: Path | str, recipients: int, drop_rate: float
+) -> None:
+    """Restarted after an outage, smswatch finds a bulk send's lost YeboLink reports waiting all
+    at once. Its list, 100 messages a call, finds them in fewer calls than asking about each;
+    where the list is long for the few lost (a low drop rate), it asks about each instead,
+    after one page."""
+    from smswatch.reconcile.reconciler import SWEEP_MIN
+
+    plan = bulk_send(recipients, drop_rate)
+    dropped = [t for t in plan.truth if t.dropped]
+    assert len(dropped) >= SWEEP_MIN
+    sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, YEBOLINK_KEY))
+    sandbox.add_plan(plan)
+    url = await sandbox.start()
+    try:
+        async with running(make_engine()) as engine:  # no key yet: nothing is polled
+            result = await Sender(SimConfig(url=engine.listener.base_url, concurrency=16)).run(
+                plan.deliveries
+            )
+            assert result.ok or result.dropped
+        await asyncio.sleep(1.2)  # down for longer than the quiet time: all waiting at the restart
+        api = ApiConfig(yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"), yebolink_url=url)
+        engine = make_engine(gateway_api=api, reconcile_quiet={"yebolink": 1}, reconcile_every=0.5)
+        async with running(engine):
+
+            async def done() -> bool:
+                await asyncio.wrap_future(engine.writer.settle())
+                async with await open_reader(db_path, current=True) as reader:
+                    return await check(reader, plan.truth, strict=False)
+
+            await until(done)
+            async with await open_reader(db_path, current=True) as reader:
+                await check(reader, plan.truth, strict=True)
+            assert engine.reconciler is not None
+            status = engine.reconciler.status
+    finally:
+        stats = sandbox.stats()
+        await sandbox.stop()
+    assert status.swept >= 1
+    calls = stats["yebolink"]["calls"]
+    if drop_rate > 0.01:  # every lost report found, in fewer calls than one per message
+        assert 0 < calls < len(dropped) / 2, (stats["yebolink"], len(dropped))
+    else:  # the list's first page said it was too long: one call more than asking each
+        assert calls <= len(dropped) + 1, (stats["yebolink"], len(dropped))
+
+
+async def test_the_reconcile_command_stores_and_lists_what_the_webhooks_never_brought(
+    make_engine: Any, db_path: Path | str
+) -> None:
+    """`smswatch reconcile --json` on a database no smswatch runs on: Lisoloo's missing counts
+    exactly, YeboLink's lost final states filled in (read from its list), within the limits."""
+    planned = [plans(0.05)[0], bulk_send(600, 0.05)]
+    truth = [t for p in planned for t in p.truth]
+    sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, YEBOLINK_KEY))
+    for p in planned:
+        sandbox.add_plan(p)
+    url = sandbox.start_background()  # on a thread: the command runs as a child process
+    try:
+        async with running(make_engine()) as engine:
+            for p in planned:
+                result = await Sender(SimConfig(url=engine.listener.base_url, concurrency=16)).run(
+                    p.deliveries
+                )
+                assert result.ok or result.dropped
+        keys = ["--lisoloo-app-key", LISOLOO_KEY, "--lisoloo-api-url", url]
+        keys += ["--yebolink-api-key", YEBOLINK_KEY, "--yebolink-api-url", url]
+        done = await asyncio.to_thread(run, "reconcile", "--db", str(db_path), *keys, "--json")
+    finally:
+        stats = sandbox.stats()
+        sandbox.stop_background()
+    assert LISOLOO_KEY not in done.stdout + done.stderr
+    assert YEBOLINK_KEY not in done.stdout + done.stderr
+    rows = {r["message_id"]: r for r in json.loads(done.stdout)}
+    lost = Counter(t.message_id for t in truth if t.dropped)
+    for mid in {t.message_id for t in truth if t.provider == "lisoloo"}:
+        if lost[mid]:
+            assert rows[mid]["missing"] == lost[mid], rows[mid]
+            assert rows[mid]["gateway"]["pending"] == 0
+    yebolink_lost = [t for t in truth if t.provider == "yebolink" and t.dropped]
+    assert sum(rows[t.message_id]["recovered_by_polling"] for t in yebolink_lost) == len(
+        yebolink_lost
+    )
+    assert stats["yebolink"]["calls"] < len(yebolink_lost) / 2, stats["yebolink"]
+    assert stats["lisoloo"]["max_in_window"] <= 120
+    async with await open_reader(db_path, current=True) as reader:
+        await check(reader, truth, strict=True)

@@ -144,16 +144,27 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
             else:
                 now = now_us()
                 for gateway in clients:
-                    for mid, _ in await reader.quiet_unfinished(
-                        gateway, now, now - window, 100_000
-                    ):
-                        targets.append((gateway, mid))
+                    found = await reader.quiet_unfinished(gateway, now, now - window, 100_000)
+                    reconciler.remember_first(found)
+                    targets += [(gateway, mid) for mid, _, _ in found]
         results = {}
-        for n, (gateway, mid) in enumerate(targets, 1):
+        for gateway in clients:
+            # Many YeboLink messages: its list, 100 a call, before asking about each.
+            while batch := reconciler.sweepable(
+                gateway, [m for g, m in targets if g == gateway and m not in results]
+            ):
+                if not quiet:
+                    click.echo(f"reading {gateway}'s list for {len(batch):,} messages …", err=True)
+                swept = await reconciler.sweep(gateway, batch)
+                results.update(swept)
+                if len(swept) < len(batch):
+                    break  # cut short: the rest one by one
+        left = [(g, m) for g, m in targets if m not in results]
+        for n, (gateway, mid) in enumerate(left, 1):
             if not quiet:
-                click.echo(f"\rpolling {n:,} of {len(targets):,} …", nl=False, err=True)
+                click.echo(f"\rpolling {n:,} of {len(left):,} …", nl=False, err=True)
             results[mid] = await reconciler.poll(gateway, mid)
-        if targets and not quiet:
+        if left and not quiet:
             click.echo("", err=True)
         await writer.drain()
         async with await open_reader(db, current=True) as reader:

@@ -15,7 +15,12 @@ after ten minutes. The reconciler, on the engine's loop:
   final state never replaces a pushed one (a disagreement is a conflict), and the same answer
   twice is stored once;
 - polls a message again later only if it is still unfinished, less and less often (15 s, then
-  up to 30 minutes), and stops once the gateway calls it final.
+  up to 30 minutes), and stops once the gateway calls it final;
+- for YeboLink, which has one message id per recipient, reads its filtered list instead when
+  many messages wait (a bulk send's lost reports): the delivered and the failed messages created
+  around theirs, 100 a call, instead of one call per message, as long as that costs at most half
+  the calls. A message a sweep did not find is not final at the gateway; one two sweeps missed
+  is asked about by its id.
 
 `poll_now` answers an operator's request (a key on a message, `smswatch reconcile`) at once.
 """
@@ -35,6 +40,7 @@ from smswatch.domain import State
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
 from smswatch.reconcile.status import ReconcileStatus
+from smswatch.reconcile.yebolink_api import YeboLinkMessage
 from smswatch.store.reader import Reader
 from smswatch.store.writer import StoreUnavailable, Unstorable
 
@@ -51,6 +57,13 @@ SCAN_LIMIT = 2000  # messages taken from the store per gateway and scan
 HORIZON_US = 86_400_000_000  # messages quiet for longer than a day are left alone
 REFUSED_PAUSE_US = 600_000_000  # a gateway that refused the key is asked again in 10 minutes
 MEMORY = 100_000  # messages whose next poll time is remembered
+# A YeboLink list sweep: from this many waiting messages (fewer are cheaper asked about one by
+# one), at most this many at once, spending at most half the calls asking each would cost.
+SWEEP_MIN = 10
+SWEEP_MAX = 5000
+# Its window: the messages' first events, widened for the clocks' skew and the gateway's queue.
+SWEEP_MARGIN_US = 600_000_000
+SWEEP_TRIES = 2  # a message this many sweeps did not find is asked about by its id
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,8 @@ class Reconciler:
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in clients}
         self._next: dict[str, tuple[int, int]] = {}  # message id -> (not before, polls so far)
         self._final: set[str] = set()  # the gateway called these final
+        self._first_at: dict[str, int] = {}  # message id -> its first event's time (µs)
+        self._swept: dict[str, int] = {}  # message id -> sweeps that did not find it
         self._refused: dict[str, int] = {}  # gateway -> when to try its key again (µs)
         self._tasks: list[asyncio.Task[None]] = []
         self._reader: Reader | None = None
@@ -138,7 +153,8 @@ class Reconciler:
             quiet = await reader.quiet_unfinished(
                 name, now - self.quiet[name], now - HORIZON_US, SCAN_LIMIT
             )
-            for message_id, _ in quiet:
+            self.remember_first(quiet)
+            for message_id, _, _ in quiet:
                 self._maybe(name, message_id, now)
         # A busy message can hide a recipient stuck for an hour behind its other recipients'
         # traffic: recipients past their state's deadline bring their message in too.
@@ -177,6 +193,16 @@ class Reconciler:
                 # Lisoloo may suspend a key that keeps knocking.
                 await asyncio.sleep(min((paused - now) / 1e6, 5.0))
                 continue
+            batch = self.sweepable(gateway, list(queue))
+            if batch:
+                results = await self.sweep(gateway, batch)
+                done = set(results)
+                self._queues[gateway] = queue = deque(m for m in queue if m not in done)
+                self._queued -= done
+                for result in results.values():
+                    self._polled(result)
+                self._set()
+                continue
             message_id = queue.popleft()
             self._queued.discard(message_id)
             self._set()
@@ -185,14 +211,19 @@ class Reconciler:
             except Exception as exc:  # never let one message end a gateway's polling
                 log.warning("reconcile: polling %s failed: %s", gateway, exc)
                 result = PollResult(message_id, gateway, False, True, False, str(exc))
-            now = self.clock()
-            _, polls = self._next.get(message_id, (0, 0))
-            wait = BACKOFF_S[min(polls, len(BACKOFF_S) - 1)] * 1_000_000
-            self._next[message_id] = (now + wait, polls + 1)
-            if result.final:
-                self._final.add(message_id)
-            if len(self._next) > MEMORY:
-                self._forget(now)
+            self._polled(result)
+
+    def _polled(self, result: PollResult) -> None:
+        """When to ask about a message again, if ever."""
+        now = self.clock()
+        message_id = result.message_id
+        _, polls = self._next.get(message_id, (0, 0))
+        wait = BACKOFF_S[min(polls, len(BACKOFF_S) - 1)] * 1_000_000
+        self._next[message_id] = (now + wait, polls + 1)
+        if result.final:
+            self._final.add(message_id)
+        if len(self._next) > MEMORY:
+            self._forget(now)
 
     def _forget(self, now: int) -> None:
         """Bound what is remembered per message: the oldest due times go first (a message
@@ -200,6 +231,106 @@ class Reconciler:
         for message_id, _ in sorted(self._next.items(), key=lambda kv: kv[1][0])[: MEMORY // 2]:
             self._next.pop(message_id, None)
             self._final.discard(message_id)
+            self._first_at.pop(message_id, None)
+            self._swept.pop(message_id, None)
+
+    def sweepable(self, gateway: str, waiting: list[str]) -> list[str]:
+        """The waiting messages one sweep of the gateway's list should look for: YeboLink's,
+        with a known first event, not missed by earlier sweeps; none if too few to pay."""
+        if gateway != "yebolink" or not hasattr(self.clients.get(gateway), "messages"):
+            return []
+        batch = [
+            m
+            for m in waiting
+            if m in self._first_at and self._swept.get(m, 0) < SWEEP_TRIES and m not in self._final
+        ][:SWEEP_MAX]
+        return batch if len(batch) >= SWEEP_MIN else []
+
+    def remember_first(self, found: list[tuple[str, int, int | None]]) -> None:
+        """First event times of messages (from `quiet_unfinished`), for sweeps."""
+        for message_id, _, first_at in found:
+            if first_at is not None:
+                self._first_at[message_id] = first_at
+
+    async def sweep(self, gateway: str, batch: list[str]) -> dict[str, PollResult]:
+        """Read the gateway's list of delivered and failed messages created around the batch's
+        first events, and store what it says of the batch. Returns a result for each message
+        settled: found final (stored), or, when the whole window was read, not final at the
+        gateway yet. The others (the sweep cut short: its cost would pass half a call per
+        message, or an error) are left to be asked about one by one."""
+        client: Any = self.clients[gateway]
+        wanted = {m: self._first_at[m] for m in batch}
+        start = min(wanted.values()) - SWEEP_MARGIN_US
+        end = max(wanted.values()) + SWEEP_MARGIN_US
+        budget = max(len(batch) // 2, 1)
+        found: dict[str, YeboLinkMessage] = {}
+        whole, failed = True, False
+        for status in (State.DELIVERED, State.FAILED):
+            page = 1
+            while whole and len(found) < len(wanted):
+                if budget == 0:
+                    whole = False
+                    break
+                budget -= 1
+                try:
+                    answer = await client.messages(status.value, start, end, page=page)
+                except AuthError as exc:
+                    self._refused[gateway] = self.clock() + REFUSED_PAUSE_US
+                    self._set(polls=self.status.polls + 1, last_error=str(exc))
+                    whole, failed = False, True
+                    break
+                except ApiError as exc:
+                    self._set(polls=self.status.polls + 1, last_error=str(exc))
+                    whole, failed = False, True
+                    break
+                self._set(polls=self.status.polls + 1)
+                for msg in answer.messages:
+                    if msg.message_id in wanted and msg.state is not None and msg.state.terminal:
+                        found[msg.message_id] = msg
+                if not answer.has_more or not answer.messages:
+                    break
+                if (
+                    answer.total is not None
+                    and -(-answer.total // len(answer.messages)) - page > budget
+                ):
+                    whole = False  # the rest of the list costs more than asking each
+                page += 1
+        results = await self._store_found(gateway, found)
+        self._set(swept=self.status.swept + 1)
+        for message_id in wanted.keys() - results.keys():
+            # Not found in a window read whole, or a call failed: worth one more sweep. Cut
+            # short for its cost: another sweep would cost the same, ask about each instead.
+            tries = self._swept.get(message_id, 0) + 1 if whole or failed else SWEEP_TRIES
+            self._swept[message_id] = tries
+            if whole:
+                results[message_id] = PollResult(message_id, gateway, True, False, False)
+        return results
+
+    async def _store_found(
+        self, gateway: str, found: dict[str, YeboLinkMessage]
+    ) -> dict[str, PollResult]:
+        events, ids = [], []
+        results: dict[str, PollResult] = {}
+        for message_id, msg in found.items():
+            recipient = msg.recipient or await self._recipient_of(message_id)
+            event = yebolink_message_event(replace(msg, recipient=recipient), self.clock())
+            if event is None:  # no recipient anywhere: ask about it by id
+                continue
+            events.append(event)
+            ids.append(message_id)
+        if not events:
+            return results
+        try:
+            outcome = await self._submit(events)
+        except (StoreUnavailable, Unstorable) as exc:
+            for message_id in ids:
+                results[message_id] = PollResult(
+                    message_id, gateway, True, False, False, f"not stored: {exc}"
+                )
+            return results
+        for message_id, stored in zip(ids, outcome, strict=True):
+            results[message_id] = PollResult(message_id, gateway, True, True, not stored.duplicate)
+        return results
 
     async def poll(self, gateway: str, message_id: str) -> PollResult:
         """One call to the gateway about one message, its answer stored under the id asked

@@ -10,6 +10,7 @@ class ReconcileStatus:
     gateways: tuple[str, ...]  # polled (they have a key)
     queued: dict[str, int] = field(default_factory=dict)  # polls waiting, per gateway
     polls: int = 0  # calls made since start
+    swept: int = 0  # YeboLink list sweeps made (each one or more of those calls)
     missing: int = 0  # delivery reports the gateways have and the webhooks never brought
     messages_missing: int = 0  # messages with at least one
     recovered: int = 0  # recipients whose final state only a poll brought (YeboLink)

@@ -109,19 +109,21 @@ class CampaignRows:
 
     async def quiet_unfinished(
         self, provider: str, before: int, after: int = 0, limit: int = 500
-    ) -> list[tuple[str, int]]:
-        """(message id, last receive time) of a gateway's unfinished messages last heard of
-        between `after` and `before` (nothing received since), the quietest first: those whose
-        webhooks may be lost. A message the gateway already called final (a poll found no
-        recipient pending) is left out: its gap is known, asking again changes nothing."""
+    ) -> list[tuple[str, int, int | None]]:
+        """(message id, last receive time, first event time) of a gateway's unfinished messages
+        last heard of between `after` and `before` (nothing received since), the quietest first:
+        those whose webhooks may be lost. A message the gateway already called final (a poll
+        found no recipient pending) is left out: its gap is known, asking again changes
+        nothing. The first event's time is the gateway's clock: where to look in its list."""
         rows = await self._all(
-            "SELECT m.message_id, m.last_received_at FROM messages m WHERE m.provider = ? "
+            "SELECT m.message_id, m.last_received_at, m.first_at FROM messages m "
+            "WHERE m.provider = ? "
             "AND m.finished_at IS NULL AND m.last_received_at < ? AND m.last_received_at >= ? "
             "AND m.message_id != ? AND NOT (m.gateway_at IS NOT NULL AND m.gateway_pending = 0) "
             "ORDER BY m.last_received_at LIMIT ?",
             [provider, before, after, UNATTRIBUTED, limit],
         )
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
 
     async def missing_totals(self) -> tuple[int, int, int]:
         """(delivery reports missing by the gateways' counts, messages with any, recipients
