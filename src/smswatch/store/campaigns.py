@@ -16,7 +16,6 @@ from typing import Any
 from smswatch.campaigns.model import (
     BURST,
     BURST_GAP_US,
-    CarrierRow,
     CostRow,
     Selector,
     Series,
@@ -181,23 +180,6 @@ class CampaignQueries:
         )
         return [message_from_row(r) for r in rows]
 
-    async def delivery_by(self, sel: Selector | None, key: str, since: int) -> list[CarrierRow]:
-        """Delivery per carrier (`key` "carrier") or per the first five characters of the
-        number ("prefix": enough for any country calling code), with the finals at or after
-        `since` counted apart too."""
-        column = {"carrier": "r.carrier", "prefix": "substr(r.recipient, 1, 5)"}[key]
-        cond, params = recipient_member(sel)
-        rows = await self._all(
-            f"SELECT {column}, count(*), "
-            "sum(CASE WHEN r.state = 'delivered' THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN r.state = 'failed' THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN r.state = 'delivered' AND r.state_at >= ? THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN r.state = 'failed' AND r.state_at >= ? THEN 1 ELSE 0 END) "
-            f"FROM recipients r WHERE {cond} GROUP BY {column}",
-            [since, since, *params],
-        )
-        return [CarrierRow(k, *(int(v or 0) for v in rest)) for k, *rest in rows]
-
     async def costs(self, sel: Selector | None) -> list[CostRow]:
         cond, params = message_member(sel)
         rows = await self._all(
@@ -209,16 +191,6 @@ class CampaignQueries:
             params,
         )
         return [CostRow(p, c, float(s or 0), float(w or 0), int(d or 0)) for p, c, s, w, d in rows]
-
-    async def final_span(self, sel: Selector | None) -> tuple[int | None, int | None]:
-        """When the campaign's first and latest recipient reached a final state (event time)."""
-        cond, params = recipient_member(sel)
-        rows = await self._all(
-            f"SELECT min(r.state_at), max(r.state_at) FROM recipients r WHERE {cond} "
-            "AND r.state IN ('delivered', 'failed')",
-            params,
-        )
-        return (rows[0][0], rows[0][1]) if rows else (None, None)
 
     async def series(
         self,
