@@ -57,6 +57,16 @@ def plans(drop_rate: float) -> list[Any]:
     ]
 
 
+def both_keys(url: str) -> ApiConfig:
+    """The sandbox's keys for both gateways, at its URL."""
+    return ApiConfig(
+        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"),
+        lisoloo_url=url,
+        yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"),
+        yebolink_url=url,
+    )
+
+
 async def until(check: Any, within: float = 120.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await check():
@@ -73,12 +83,7 @@ async def reconciled(make_engine: Any, db: Path | str, limits: SandboxLimits) ->
     for p in planned:
         sandbox.add_plan(p)
     url = await sandbox.start()
-    api = ApiConfig(
-        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"),
-        lisoloo_url=url,
-        yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"),
-        yebolink_url=url,
-    )
+    api = both_keys(url)
     engine = make_engine(
         gateway_api=api, reconcile_quiet={"lisoloo": 3, "yebolink": 3}, reconcile_every=0.5
     )
@@ -178,12 +183,7 @@ async def test_the_keys_appear_in_no_log_export_or_feed_frame(
     for p in planned:
         sandbox.add_plan(p)
     url = await sandbox.start()
-    api = ApiConfig(
-        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"),
-        lisoloo_url=url,
-        yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"),
-        yebolink_url=url,
-    )
+    api = both_keys(url)
     engine = make_engine(
         gateway_api=api,
         reconcile_quiet={"lisoloo": 3, "yebolink": 3},
@@ -363,3 +363,75 @@ async def test_the_reconcile_command_stores_and_lists_what_the_webhooks_never_br
     assert stats["lisoloo"]["max_in_window"] <= 120
     async with await open_reader(db_path, current=True) as reader:
         await check(reader, truth, strict=True)
+
+
+async def test_instances_sharing_a_database_poll_one_at_a_time(pg_url: str) -> None:
+    """Two instances with the same keys on one PostgreSQL database: one polls and the other
+    stands by (the gateways' limits are per key, so two pollers would overrun them) while still
+    showing the missing counts; when the one polling stops, the other takes over."""
+    from smswatch.engine import Engine, EngineConfig
+
+    first, later = plans(0.05), bulk_send(60, 0.2)
+    sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, YEBOLINK_KEY))
+    for p in [*first, later]:
+        sandbox.add_plan(p)
+    url = await sandbox.start()
+    api = both_keys(url)
+    config = EngineConfig(
+        db_path=pg_url,
+        port=0,
+        hub_tick=0.05,
+        gateway_api=api,
+        reconcile_quiet={"lisoloo": 3, "yebolink": 3},
+        reconcile_every=0.5,
+    )
+    engines = [Engine(config), Engine(config)]
+    running_ = list(engines)
+    await asyncio.gather(*(e.start() for e in engines))
+
+    async def send(plan: Any, engine: Any) -> None:
+        config = SimConfig(url=engine.listener.base_url, concurrency=16)
+        result = await Sender(config).run(plan.deliveries)
+        assert result.ok or result.dropped
+
+    async def reconciled(truth: list[Any]) -> None:
+        async def done() -> bool:
+            async with await open_reader(pg_url) as reader:
+                return await check(reader, truth, strict=False)
+
+        await until(done)
+
+    try:
+        for i, plan in enumerate(first):  # the webhooks reach both instances
+            await send(plan, engines[i % 2])
+        truth = [t for p in first for t in p.truth]
+        await reconciled(truth)
+        polling = [e for e in engines if e.reconciler and e.reconciler.leading]
+        assert len(polling) == 1
+        leader = polling[0]
+        standby = next(e for e in engines if e is not leader)
+        assert standby.reconciler is not None and leader.reconciler is not None
+        assert standby.reconciler.status.polls == 0 and standby.reconciler.status.standby
+        missing = sum(1 for t in truth if t.provider == "lisoloo" and t.dropped)
+
+        async def both_show_it() -> bool:
+            return all(e.reconciler.status.missing == missing for e in engines)  # type: ignore[union-attr]
+
+        await until(both_show_it, 20)
+        for gateway, limit in (("lisoloo", 120), ("yebolink", 60)):
+            assert 0 < sandbox.stats()[gateway]["max_in_window"] <= limit
+
+        await leader.stop()
+        running_.remove(leader)
+
+        async def taken_over() -> bool:
+            return standby.reconciler.leading  # type: ignore[union-attr]
+
+        await until(taken_over, 20)
+        assert not standby.reconciler.status.standby
+        await send(later, standby)
+        await reconciled(later.truth)
+        assert standby.reconciler.status.polls > 0
+    finally:
+        await asyncio.gather(*(e.stop() for e in running_))
+        await sandbox.stop()

@@ -968,6 +968,14 @@ def test_settings_from_flags_env_and_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert seen[-1].gateway_api is not None
     assert seen[-1].gateway_api.lisoloo_url == "https://flag.lisoloo.example"  # flag over env
 
+    # The file's [stuck] deadlines reach the reconciler too (a stuck recipient's message is
+    # polled), not only the monitor's panels.
+    config_file.write_text(config_file.read_text() + "[stuck]\nsent = 120\n")
+    result = runner.invoke(probe, ["--config", str(config_file)])
+    assert result.exit_code == 0, result.output
+    deadlines = seen[-1].stuck_deadlines
+    assert deadlines is not None and deadlines[State.SENT] == 120_000_000
+
     # --help shows no key, even one the config file sets.
     result = runner.invoke(probe, ["--config", str(config_file), "--help"])
     assert result.exit_code == 0 and "--lisoloo-app-key" in result.output

@@ -13,14 +13,13 @@ import pytest
 from smswatch.datasource import LocalSource
 from smswatch.engine import EngineConfig
 from smswatch.engine_thread import EngineThread
-from smswatch.reconcile.config import ApiConfig, ApiKey
 from smswatch.sandbox import SandboxAPI, SandboxKeys
 from smswatch.simulate import Sender, SimConfig
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.message import MessageScreen
 from smswatch.tui.widgets.alerts import AlertsPanel
-from tests.test_reconcile import LISOLOO_KEY, YEBOLINK_KEY, plans
+from tests.test_reconcile import LISOLOO_KEY, YEBOLINK_KEY, both_keys, plans
 from tests.test_tui import plain, until
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,12 +37,7 @@ async def test_the_missing_webhooks_alert_and_the_gateways_counts(tmp_path: Path
     for p in planned:
         sandbox.add_plan(p)
     url = sandbox.start_background()
-    api = ApiConfig(
-        lisoloo_key=ApiKey(LISOLOO_KEY, "--lisoloo-app-key"),
-        lisoloo_url=url,
-        yebolink_key=ApiKey(YEBOLINK_KEY, "--yebolink-api-key"),
-        yebolink_url=url,
-    )
+    api = both_keys(url)
     config = EngineConfig(
         db_path=tmp_path / "r.db",
         port=0,

@@ -393,6 +393,12 @@ def feed_options(default_port: int | None) -> Callable[[F], F]:
     return decorate
 
 
+def loaded_settings() -> dict[str, Any]:
+    """The config file's settings, as `--config` loaded them for this command."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("settings", {}) if ctx is not None else {}
+
+
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.engine import EngineConfig
 
@@ -418,6 +424,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         campaign=clean_name(opts.get("campaign")),
         campaign_keys=campaign_keys(opts.get("campaign_keys")),
         gateway_api=gateway_api_config(opts),
+        stuck_deadlines=settings.stuck_deadlines(loaded_settings()),
     )
 
 
@@ -520,7 +527,7 @@ def main(ctx: click.Context, demo: bool, theme: str | None, no_listen: bool, **o
     if no_listen:
         config = replace(config, listen=False)
     try:
-        code = run_monitor(config, demo=demo, theme=theme, settings=ctx.meta.get("settings", {}))
+        code = run_monitor(config, demo=demo, theme=theme, settings=loaded_settings())
     except BindRefused as exc:
         fail(str(exc), 2)
     sys.exit(code)
@@ -624,7 +631,7 @@ def attach(ctx: click.Context, url: str, token: str | None, theme: str | None) -
         fail(f"{url!r} is not a feed address (ws://HOST:PORT)", 2)
     if not token:
         fail("a feed token is needed: --token (serve prints it) or SMSWATCH_FEED_TOKEN", 2)
-    app = SmsWatchApp(RemoteSource(url, token), theme=theme, settings=ctx.meta.get("settings", {}))
+    app = SmsWatchApp(RemoteSource(url, token), theme=theme, settings=loaded_settings())
     code = app.run() or 0
     if app.gone_reason is not None:
         quiet_dead_terminal()

@@ -23,6 +23,7 @@ from smswatch.store import is_url, make_writer, open_reader
 from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
+    from smswatch.domain import State
     from smswatch.feed.server import FeedServer
     from smswatch.forward.supervisor import ForwardSupervisor
     from smswatch.reconcile.reconciler import Reconciler
@@ -66,6 +67,9 @@ class EngineConfig:
     # gateway (reconcile/reconciler.py has the defaults).
     reconcile_quiet: dict[str, float] | None = None
     reconcile_every: float = 5.0  # seconds between looks at the store for messages to poll
+    # Per state, how long a recipient may wait before it is stuck (µs; the `[stuck]` table):
+    # a stuck recipient's message is polled too. None: the defaults (config.py).
+    stuck_deadlines: dict[State, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,11 @@ class Engine:
             return
         quiet = {k: int(v * 1_000_000) for k, v in (self.config.reconcile_quiet or {}).items()}
         db = self.config.db_path
+        lease = None
+        if is_url(db):  # instances sharing the database poll one at a time
+            from smswatch.store.postgres.lease import PgLease
+
+            lease = PgLease(str(db), name="smswatch-reconcile")
         self.reconciler = Reconciler(
             clients,
             self.writer.submit,
@@ -193,6 +202,8 @@ class Engine:
             self.hub.reconcile_status,
             quiet=quiet,
             scan_every=self.config.reconcile_every,
+            deadlines=self.config.stuck_deadlines,
+            lease=lease,
         )
         await self.reconciler.start()
 

@@ -23,6 +23,10 @@ after ten minutes. The reconciler, on the engine's loop:
   is asked about by its id.
 
 `poll_now` answers an operator's request (a key on a message, `smswatch reconcile`) at once.
+
+Instances sharing a PostgreSQL database poll one at a time: the one holding the lease
+(store/postgres/lease.py) polls; the others stand by, still reading the missing counts for their
+screens, and one of them takes over within a scan if it stops.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from smswatch.config import stuck_deadlines
 from smswatch.domain import State
@@ -66,6 +70,14 @@ SWEEP_MARGIN_US = 600_000_000
 SWEEP_TRIES = 2  # a message this many sweeps did not find is asked about by its id
 
 
+class Lease(Protocol):
+    """Leave to poll, among instances sharing a database."""
+
+    async def acquire(self) -> bool: ...  # take it, or check it is still held: True if held
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PollResult:
     message_id: str
@@ -87,6 +99,7 @@ class Reconciler:
         quiet: dict[str, int] | None = None,
         scan_every: float = SCAN_EVERY,
         deadlines: dict[State, int] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.clients = clients
         self._submit = submit  # the writer's: async, returns once committed
@@ -106,6 +119,8 @@ class Reconciler:
         self._refused: dict[str, int] = {}  # gateway -> when to try its key again (µs)
         self._tasks: list[asyncio.Task[None]] = []
         self._reader: Reader | None = None
+        self._lease = lease  # None: this instance is the only one, it always polls
+        self.leading = lease is None
         self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
 
     # --- life cycle -----------------------------------------------------------------------------
@@ -133,22 +148,48 @@ class Reconciler:
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
+        if self._lease is not None:
+            await self._lease.close()
+
+    async def _lead(self) -> None:
+        """Take the lease, or check it is still ours; stand by while another instance has it."""
+        if self._lease is None:
+            return
+        held = await self._lease.acquire()
+        was, self.leading = self.leading, held
+        if held and not was:
+            log.info("reconcile: this instance polls the gateways now")
+        if was and not held:
+            for queue in self._queues.values():
+                queue.clear()
+            self._queued.clear()
+        if self.status.standby == held:  # a change, or the first look
+            if not held:
+                log.info("reconcile: another instance polls the gateways; standing by")
+            self._set(standby=not held)
 
     # --- what to poll ---------------------------------------------------------------------------
 
     async def _scanning(self) -> None:
         while True:
             try:
+                await self._lead()
                 await self.scan()
             except Exception as exc:  # the store away a moment: try again at the next scan
                 log.warning("reconcile scan failed: %s", exc)
             await asyncio.sleep(self.scan_every)
 
     async def scan(self) -> None:
-        """Queue each gateway's quiet unfinished messages that are due, and report."""
+        """Queue each gateway's quiet unfinished messages that are due (if this instance
+        polls), and report the missing counts (whichever instance polled)."""
         reader = self._reader
         assert reader is not None
-        now = self.clock()
+        if self.leading:
+            await self._queue_due(reader, self.clock())
+        missing, messages, recovered = await reader.missing_totals()
+        self._set(missing=missing, messages_missing=messages, recovered=recovered)
+
+    async def _queue_due(self, reader: Reader, now: int) -> None:
         for name in self.clients:
             quiet = await reader.quiet_unfinished(
                 name, now - self.quiet[name], now - HORIZON_US, SCAN_LIMIT
@@ -161,8 +202,6 @@ class Reconciler:
         for r in await reader.stuck(self.deadlines, now, SCAN_LIMIT, since=now - HORIZON_US):
             if r.provider in self.clients:
                 self._maybe(r.provider, r.message_id, now)
-        missing, messages, recovered = await reader.missing_totals()
-        self._set(missing=missing, messages_missing=messages, recovered=recovered)
 
     def _maybe(self, gateway: str, message_id: str, now: int) -> None:
         due, _polls = self._next.get(message_id, (0, 0))

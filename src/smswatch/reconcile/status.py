@@ -16,6 +16,7 @@ class ReconcileStatus:
     recovered: int = 0  # recipients whose final state only a poll brought (YeboLink)
     last_error: str | None = None  # the last call that failed (no key in it)
     paused_until: int | None = None  # a 429 asked us to wait until then (µs)
+    standby: bool = False  # another instance sharing the database polls (it holds the lease)
 
     @property
     def waiting(self) -> int:

@@ -133,6 +133,8 @@ def reconcile_alerts(status: ReconcileStatus | None) -> list[Alert]:
             parts.append(f"{status.recovered:,} final state(s) recovered by polling")
         if status.waiting:
             parts.append(f"{status.waiting:,} poll(s) queued")
+        if status.standby:
+            parts.append("another instance polls")
         detail = " · ".join(parts)
         alerts.append(
             Alert(
