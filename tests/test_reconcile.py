@@ -93,6 +93,7 @@ async def reconciled(make_engine: Any, db: Path | str, limits: SandboxLimits) ->
                 config = SimConfig(url=engine.listener.base_url, concurrency=16)
                 result = await Sender(config).run(p.deliveries)
                 assert result.ok or result.dropped  # the dropped ones were never sent
+            sent = engine.config.clock()
 
             async def done() -> bool:
                 await asyncio.wrap_future(engine.writer.settle())
@@ -114,6 +115,12 @@ async def reconciled(make_engine: Any, db: Path | str, limits: SandboxLimits) ->
 
             await until(reported, 20)
             status = reconciler.status
+            assert status.polls > 0
+            # Polls are not webhooks: the silence alarm and the rate still see the webhooks'
+            # last arrival, or polling would hide the very outage it was sent for.
+            assert engine.hub.last_request_at is not None
+            assert engine.hub.last_request_at <= sent
+            assert engine.hub.last_event_at <= sent
     finally:
         stats = sandbox.stats()
         await sandbox.stop()

@@ -44,7 +44,7 @@ class Counters:
     conflicts: int
     rate: tuple[int, ...]  # events stored in each of the last RATE_WINDOW seconds, oldest first
     last_request_at: int | None  # any request to a webhook route, accepted or not
-    last_event_at: int | None  # the last event stored
+    last_event_at: int | None  # the last webhook stored (a poll's answer is not one)
     store_error: str | None
     started_at: int
     forwarding: tuple[TargetStatus, ...] = ()  # each forward target's outbox, if forwarding
@@ -128,13 +128,15 @@ class Hub:
     def commit(self, c: Commit) -> None:
         self.events += len(c.events)
         self.duplicates += c.duplicates
-        if c.events:
-            self.last_event_at = newest = max(ev.received_at for ev in c.events)
-            # A stored event is a webhook received then, here or (a shared database) by another
-            # instance: the silence alarm and "last webhook" watch the whole deployment.
+        # A stored webhook was received then, here or (a shared database) by another instance:
+        # the silence alarm, "last webhook" and the rate watch the whole deployment. A poll's
+        # answer is not a webhook: counted in, it would hide the very silence it was sent for.
+        pushed = [ev.received_at for ev in c.events if not ev.polled]
+        if pushed:
+            self.last_event_at = newest = max(pushed)
             if self.last_request_at is None or newest > self.last_request_at:
                 self.last_request_at = newest
-            self._count_rate(len(c.events))
+            self._count_rate(len(pushed))
         p = self._pending
         p.transitions.extend(c.transitions)
         p.seen_transitions += len(c.transitions)
