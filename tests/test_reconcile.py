@@ -9,6 +9,7 @@ import io
 import json
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +32,24 @@ LISOLOO_KEY = "sk_test_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
 YEBOLINK_KEY = "ybk_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 
+def campaign(provider: str, messages: int, recipients: int, seed: int, drop_rate: float) -> Any:
+    """A campaign sent fast (40x the gateway's pace), a fifth of it failing, no duplicates."""
+    config = SimConfig(
+        provider=provider,
+        messages=messages,
+        recipients=recipients,
+        seed=seed,
+        drop_rate=drop_rate,
+        rate=4000.0,
+        speed=40.0,
+        fail_rate=0.2,
+        duplicate_rate=0.0,
+    )
+    return plan_campaign(config)
+
+
 def plans(drop_rate: float) -> list[Any]:
-    common = {"rate": 4000.0, "speed": 40.0, "fail_rate": 0.2, "duplicate_rate": 0.0}
-    return [
-        plan_campaign(
-            SimConfig(
-                provider="lisoloo",
-                messages=6,
-                recipients=40,
-                seed=11,
-                drop_rate=drop_rate,
-                **common,
-            )
-        ),
-        plan_campaign(
-            SimConfig(
-                provider="yebolink",
-                messages=1,
-                recipients=120,
-                seed=12,
-                drop_rate=drop_rate,
-                **common,
-            )
-        ),
-    ]
+    return [campaign("lisoloo", 6, 40, 11, drop_rate), campaign("yebolink", 1, 120, 12, drop_rate)]
 
 
 def both_keys(url: str) -> ApiConfig:
@@ -266,20 +261,33 @@ async def test_an_id_no_url_can_carry_does_not_stop_the_polling() -> None:
     await reconciler.stop()
 
 
+async def test_a_sweep_looks_for_messages_first_seen_close_together() -> None:
+    """The list's window is the batch's span: messages first seen an hour apart are swept
+    apart (one day-wide window would cost more than asking each), the biggest group first."""
+    from smswatch.reconcile.clients import build
+    from smswatch.reconcile.reconciler import SWEEP_MIN, SWEEP_PAUSE_US, Reconciler
+
+    now = 1_800_000_000_000_000
+    api = ApiConfig(yebolink_key=ApiKey(YEBOLINK_KEY), yebolink_url="http://127.0.0.1:9")
+    reconciler = Reconciler(build(api), lambda events: None, lambda: None, lambda: now)
+    hour, second = 3_600_000_000, 1_000_000
+    found = [(f"a{i}", 0, now - 3 * hour + i * second) for i in range(SWEEP_MIN + 5)]
+    found += [(f"b{i}", 0, now - hour + i * second) for i in range(SWEEP_MIN + 8)]
+    found += [(f"c{i}", 0, now - 10 * hour + i * hour) for i in range(5)]  # far apart
+    reconciler.remember_first("yebolink", found)
+    waiting = [m for m, _, _ in found]
+    assert sorted(reconciler.sweepable("yebolink", waiting)) == sorted(
+        f"b{i}" for i in range(SWEEP_MIN + 8)
+    )
+    assert reconciler.sweepable("yebolink", waiting[: SWEEP_MIN - 1]) == []  # too few to pay
+    reconciler._sweeps_paused["yebolink"] = now + SWEEP_PAUSE_US  # after a failed call
+    assert reconciler.sweepable("yebolink", waiting) == []
+    await reconciler.stop()
+
+
 def bulk_send(recipients: int, drop_rate: float) -> Any:
     """A YeboLink bulk send: one message id per recipient."""
-    config = SimConfig(
-        provider="yebolink",
-        messages=1,
-        recipients=recipients,
-        seed=13,
-        drop_rate=drop_rate,
-        rate=4000.0,
-        speed=40.0,
-        fail_rate=0.2,
-        duplicate_rate=0.0,
-    )
-    return plan_campaign(config)
+    return campaign("yebolink", 1, recipients, 13, drop_rate)
 
 
 @pytest.mark.parametrize("recipients,drop_rate", [(600, 0.05), (2000, 0.008)])
@@ -372,29 +380,31 @@ async def test_the_reconcile_command_stores_and_lists_what_the_webhooks_never_br
         await check(reader, truth, strict=True)
 
 
-async def test_instances_sharing_a_database_poll_one_at_a_time(pg_url: str) -> None:
-    """Two instances with the same keys on one PostgreSQL database: one polls and the other
-    stands by (the gateways' limits are per key, so two pollers would overrun them) while still
-    showing the missing counts; when the one polling stops, the other takes over."""
+async def test_instances_sharing_a_database_poll_one_at_a_time_per_key(pg_url: str) -> None:
+    """Instances on one PostgreSQL database poll each key's gateway one at a time (its limit
+    is the key's): one polls Lisoloo, the other stands by for it while still showing the
+    missing counts; YeboLink is polled by the only instance with its key; when the one
+    polling Lisoloo stops, the other takes over."""
     from smswatch.engine import Engine, EngineConfig
 
-    first, later = plans(0.05), bulk_send(60, 0.2)
+    first = plans(0.05)
+    later = campaign("lisoloo", 3, 40, 21, 0.1)
     sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, YEBOLINK_KEY))
     for p in [*first, later]:
         sandbox.add_plan(p)
     url = await sandbox.start()
-    api = both_keys(url)
+    both = both_keys(url)
     config = EngineConfig(
         db_path=pg_url,
         port=0,
         hub_tick=0.05,
-        gateway_api=api,
+        gateway_api=ApiConfig(lisoloo_key=both.lisoloo_key, lisoloo_url=url),
         reconcile_quiet={"lisoloo": 3, "yebolink": 3},
         reconcile_every=0.5,
     )
-    engines = [Engine(config), Engine(config)]
-    running_ = list(engines)
-    await asyncio.gather(*(e.start() for e in engines))
+    a = Engine(config)  # Lisoloo's key only
+    b = Engine(replace(config, gateway_api=both))
+    running_ = []
 
     async def send(plan: Any, engine: Any) -> None:
         config = SimConfig(url=engine.listener.base_url, concurrency=16)
@@ -409,36 +419,50 @@ async def test_instances_sharing_a_database_poll_one_at_a_time(pg_url: str) -> N
         await until(done)
 
     try:
+        await a.start()
+        running_.append(a)
+        assert a.reconciler is not None
+
+        async def a_leads() -> bool:
+            return a.reconciler.leading["lisoloo"]  # type: ignore[union-attr]
+
+        await until(a_leads, 10)
+        await b.start()
+        running_.append(b)
+        assert b.reconciler is not None
+
+        async def b_looked() -> bool:
+            return b.reconciler.status.standby == ("lisoloo",)  # type: ignore[union-attr]
+
+        await until(b_looked, 10)
+        assert b.reconciler.leading == {"lisoloo": False, "yebolink": True}
         for i, plan in enumerate(first):  # the webhooks reach both instances
-            await send(plan, engines[i % 2])
+            await send(plan, (a, b)[i % 2])
         truth = [t for p in first for t in p.truth]
         await reconciled(truth)
-        polling = [e for e in engines if e.reconciler and e.reconciler.leading]
-        assert len(polling) == 1
-        leader = polling[0]
-        standby = next(e for e in engines if e is not leader)
-        assert standby.reconciler is not None and leader.reconciler is not None
-        assert standby.reconciler.status.polls == 0 and standby.reconciler.status.standby
         missing = sum(1 for t in truth if t.provider == "lisoloo" and t.dropped)
 
         async def both_show_it() -> bool:
-            return all(e.reconciler.status.missing == missing for e in engines)  # type: ignore[union-attr]
+            return all(e.reconciler.status.missing == missing for e in (a, b))  # type: ignore[union-attr]
 
         await until(both_show_it, 20)
+        stats = sandbox.stats()
         for gateway, limit in (("lisoloo", 120), ("yebolink", 60)):
-            assert 0 < sandbox.stats()[gateway]["max_in_window"] <= limit
+            assert 0 < stats[gateway]["max_in_window"] <= limit
+        assert stats["lisoloo"]["calls"] == a.reconciler.status.polls  # only A asked Lisoloo
 
-        await leader.stop()
-        running_.remove(leader)
+        await a.stop()
+        running_.remove(a)
 
         async def taken_over() -> bool:
-            return standby.reconciler.leading  # type: ignore[union-attr]
+            return b.reconciler.leading["lisoloo"]  # type: ignore[union-attr]
 
         await until(taken_over, 20)
-        assert not standby.reconciler.status.standby
-        await send(later, standby)
+        assert b.reconciler.status.standby == ()
+        before = sandbox.stats()["lisoloo"]["calls"]
+        await send(later, b)
         await reconciled(later.truth)
-        assert standby.reconciler.status.polls > 0
+        assert sandbox.stats()["lisoloo"]["calls"] > before
     finally:
         await asyncio.gather(*(e.stop() for e in running_))
         await sandbox.stop()

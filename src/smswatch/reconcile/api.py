@@ -28,6 +28,7 @@ exception (whose request info holds the headers) rides along as `__context__`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -180,6 +181,13 @@ class GatewayApi:
                 self.title,
                 self.base_url,
             )
+
+    def rate_owner(self) -> int:
+        """Who spends this client's rate limit, as a 32-bit number: the gateway and the key
+        (hashed: the key never leaves). Instances sharing a database poll one at a time per
+        owner (store/postgres/lease.py)."""
+        digest = hashlib.sha256(f"{self.name}\0{self.key.reveal()}".encode()).digest()
+        return int.from_bytes(digest[:4], "big", signed=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, key={self.key!r})"

@@ -64,6 +64,8 @@ def record(m: Any, result: Any, recovered: int) -> dict[str, Any]:
         "webhooks": {"delivered": m.counts[State.DELIVERED], "failed": m.counts[State.FAILED]},
         "recovered_by_polling": recovered,
         "polled": result is not None and result.error is None,
+        # "list": found in (or, not final, absent from) YeboLink's list read for many at once
+        "via": result.via if result is not None else None,
         "stored": bool(result and result.stored),
         "error": result.error if result is not None else None,
     }
@@ -145,7 +147,7 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
                 now = now_us()
                 for gateway in clients:
                     found = await reader.quiet_unfinished(gateway, now, now - window, 100_000)
-                    reconciler.remember_first(found)
+                    reconciler.remember_first(gateway, found)
                     targets += [(gateway, mid) for mid, _, _ in found]
         results = {}
         for gateway in clients:

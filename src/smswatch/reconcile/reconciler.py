@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -44,7 +44,7 @@ from smswatch.domain import State
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
 from smswatch.reconcile.status import ReconcileStatus
-from smswatch.reconcile.yebolink_api import YeboLinkMessage
+from smswatch.reconcile.yebolink_api import YeboLinkApi, YeboLinkMessage
 from smswatch.store.reader import Reader
 from smswatch.store.writer import StoreUnavailable, Unstorable
 
@@ -65,15 +65,21 @@ MEMORY = 100_000  # messages whose next poll time is remembered
 # one), at most this many at once, spending at most half the calls asking each would cost.
 SWEEP_MIN = 10
 SWEEP_MAX = 5000
-# Its window: the messages' first events, widened for the clocks' skew and the gateway's queue.
+# Its window: the messages' first events, widened for the clocks' skew and the gateway's queue;
+# messages first seen further apart than SWEEP_GAP_US are swept apart.
 SWEEP_MARGIN_US = 600_000_000
-SWEEP_TRIES = 2  # a message this many sweeps did not find is asked about by its id
+SWEEP_GAP_US = 2 * SWEEP_MARGIN_US
+SWEEP_TRIES = 2  # a message this many sweeps read whole did not find is asked about by its id
+SWEEP_PAUSE_US = 600_000_000  # after a failed call, sweeps wait: asking each goes on meanwhile
 
 
 class Lease(Protocol):
-    """Leave to poll, among instances sharing a database."""
+    """Leave to poll with one key, among instances sharing a database."""
 
-    async def acquire(self) -> bool: ...  # take it, or check it is still held: True if held
+    async def acquire(self, owner: int) -> bool:
+        """Take the lease of `owner` (a gateway and key: `GatewayApi.rate_owner`), or check it
+        is still held: True if held."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -86,6 +92,7 @@ class PollResult:
     final: bool  # the gateway calls it final: no need to poll again
     stored: bool  # the answer was new (not the same as last time)
     error: str | None = None
+    via: str = "id"  # asked about by its id, or read from the gateway's "list"
 
 
 class Reconciler:
@@ -115,12 +122,14 @@ class Reconciler:
         self._next: dict[str, tuple[int, int]] = {}  # message id -> (not before, polls so far)
         self._final: set[str] = set()  # the gateway called these final
         self._first_at: dict[str, int] = {}  # message id -> its first event's time (µs)
-        self._swept: dict[str, int] = {}  # message id -> sweeps that did not find it
+        self._swept: dict[str, int] = {}  # message id -> sweeps read whole that did not find
+        # it (or SWEEP_TRIES once a sweep was cut short for its cost: asked about by id then)
+        self._sweeps_paused: dict[str, int] = {}  # gateway -> no sweep before then (µs)
         self._refused: dict[str, int] = {}  # gateway -> when to try its key again (µs)
         self._tasks: list[asyncio.Task[None]] = []
         self._reader: Reader | None = None
         self._lease = lease  # None: this instance is the only one, it always polls
-        self.leading = lease is None
+        self.leading = {name: lease is None for name in clients}
         self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
 
     # --- life cycle -----------------------------------------------------------------------------
@@ -145,28 +154,41 @@ class Reconciler:
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.close()
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
-        if self._lease is not None:
-            await self._lease.close()
+        try:
+            if self._reader is not None:
+                await self._reader.close()
+                self._reader = None
+        finally:
+            if self._lease is not None:
+                await self._lease.close()
 
     async def _lead(self) -> None:
-        """Take the lease, or check it is still ours; stand by while another instance has it."""
+        """Take each key's lease, or check it is still ours; stand by for a gateway whose
+        key another instance polls with (the rate limit is the key's, not the instance's)."""
         if self._lease is None:
             return
-        held = await self._lease.acquire()
-        was, self.leading = self.leading, held
-        if held and not was:
-            log.info("reconcile: this instance polls the gateways now")
-        if was and not held:
-            for queue in self._queues.values():
-                queue.clear()
-            self._queued.clear()
-        if self.status.standby == held:  # a change, or the first look
-            if not held:
-                log.info("reconcile: another instance polls the gateways; standing by")
-            self._set(standby=not held)
+        for name, client in self.clients.items():
+            held = await self._lease.acquire(client.rate_owner())
+            was, self.leading[name] = self.leading[name], held
+            if held and not was:
+                log.info("reconcile: this instance polls %s now", client.title)
+            if was and not held:
+                self._drop_queue(name)
+        standby = tuple(sorted(name for name, held in self.leading.items() if not held))
+        if standby != self.status.standby:
+            for name in set(standby) - set(self.status.standby):
+                log.info(
+                    "reconcile: another instance polls %s; standing by", self.clients[name].title
+                )
+            self._set(standby=standby)
+
+    def _drop_queue(self, gateway: str) -> None:
+        queue = self._queues[gateway]
+        self._queued.difference_update(queue)
+        for message_id in queue:
+            self._first_at.pop(message_id, None)
+            self._swept.pop(message_id, None)
+        queue.clear()
 
     # --- what to poll ---------------------------------------------------------------------------
 
@@ -184,23 +206,25 @@ class Reconciler:
         polls), and report the missing counts (whichever instance polled)."""
         reader = self._reader
         assert reader is not None
-        if self.leading:
-            await self._queue_due(reader, self.clock())
+        await self._queue_due(reader, self.clock())
         missing, messages, recovered = await reader.missing_totals()
         self._set(missing=missing, messages_missing=messages, recovered=recovered)
 
     async def _queue_due(self, reader: Reader, now: int) -> None:
-        for name in self.clients:
+        polling = [name for name in self.clients if self.leading[name]]
+        if not polling:
+            return
+        for name in polling:
             quiet = await reader.quiet_unfinished(
                 name, now - self.quiet[name], now - HORIZON_US, SCAN_LIMIT
             )
-            self.remember_first(quiet)
+            self.remember_first(name, quiet)
             for message_id, _, _ in quiet:
                 self._maybe(name, message_id, now)
         # A busy message can hide a recipient stuck for an hour behind its other recipients'
         # traffic: recipients past their state's deadline bring their message in too.
         for r in await reader.stuck(self.deadlines, now, SCAN_LIMIT, since=now - HORIZON_US):
-            if r.provider in self.clients:
+            if r.provider in polling:
                 self._maybe(r.provider, r.message_id, now)
 
     def _maybe(self, gateway: str, message_id: str, now: int) -> None:
@@ -232,9 +256,14 @@ class Reconciler:
                 # Lisoloo may suspend a key that keeps knocking.
                 await asyncio.sleep(min((paused - now) / 1e6, 5.0))
                 continue
-            batch = self.sweepable(gateway, list(queue))
+            batch = self.sweepable(gateway, queue)
             if batch:
-                results = await self.sweep(gateway, batch)
+                try:
+                    results = await self.sweep(gateway, batch)
+                except Exception as exc:  # the store failing under it: ask each instead, later
+                    log.warning("reconcile: reading %s's list failed: %s", gateway, exc)
+                    self._sweeps_paused[gateway] = self.clock() + SWEEP_PAUSE_US
+                    continue
                 done = set(results)
                 self._queues[gateway] = queue = deque(m for m in queue if m not in done)
                 self._queued -= done
@@ -273,76 +302,101 @@ class Reconciler:
             self._first_at.pop(message_id, None)
             self._swept.pop(message_id, None)
 
-    def sweepable(self, gateway: str, waiting: list[str]) -> list[str]:
-        """The waiting messages one sweep of the gateway's list should look for: YeboLink's,
-        with a known first event, not missed by earlier sweeps; none if too few to pay."""
-        if gateway != "yebolink" or not hasattr(self.clients.get(gateway), "messages"):
-            return []
-        batch = [
-            m
-            for m in waiting
-            if m in self._first_at and self._swept.get(m, 0) < SWEEP_TRIES and m not in self._final
-        ][:SWEEP_MAX]
-        return batch if len(batch) >= SWEEP_MIN else []
+    def _can_sweep(self, gateway: str) -> bool:
+        return isinstance(self.clients.get(gateway), YeboLinkApi)
 
-    def remember_first(self, found: list[tuple[str, int, int | None]]) -> None:
-        """First event times of messages (from `quiet_unfinished`), for sweeps."""
-        for message_id, _, first_at in found:
-            if first_at is not None:
-                self._first_at[message_id] = first_at
+    def sweepable(self, gateway: str, waiting: Sequence[str]) -> list[str]:
+        """The waiting messages one sweep of the gateway's list should look for: YeboLink's,
+        with a known first event, not missed by earlier sweeps, and first seen close together
+        (the list's window is their span: a day-wide one would cost more than asking each).
+        None if too few to pay, or while sweeps are paused after a failed one."""
+        if (
+            len(waiting) < SWEEP_MIN
+            or not self._can_sweep(gateway)
+            or self._sweeps_paused.get(gateway, 0) > self.clock()
+        ):
+            return []
+        found = sorted(
+            (self._first_at[m], m)
+            for m in waiting
+            if m in self._first_at and self._swept.get(m, 0) < SWEEP_TRIES
+        )
+        best: list[tuple[int, str]] = []
+        run: list[tuple[int, str]] = []
+        for item in found:
+            if run and item[0] - run[-1][0] > SWEEP_GAP_US:
+                best, run = max(best, run, key=len), []
+            run.append(item)
+        best = max(best, run, key=len)[:SWEEP_MAX]
+        return [m for _, m in best] if len(best) >= SWEEP_MIN else []
+
+    def remember_first(self, gateway: str, found: list[tuple[str, int, int | None]]) -> None:
+        """First event times of a gateway's messages (from `quiet_unfinished`): where to look
+        for them in its list, if it has one."""
+        if self._can_sweep(gateway):
+            for message_id, _, first_at in found:
+                if first_at is not None:
+                    self._first_at[message_id] = first_at
 
     async def sweep(self, gateway: str, batch: list[str]) -> dict[str, PollResult]:
-        """Read the gateway's list of delivered and failed messages created around the batch's
-        first events, and store what it says of the batch. Returns a result for each message
-        settled: found final (stored), or, when the whole window was read, not final at the
-        gateway yet. The others (the sweep cut short: its cost would pass half a call per
-        message, or an error) are left to be asked about one by one."""
-        client: Any = self.clients[gateway]
+        """Read the gateway's lists of failed and delivered messages created around the batch's
+        first events, storing what they say of the batch page by page (a stop keeps what was
+        found). Returns a result for each message settled: found final, or, when the whole
+        window was read, not final at the gateway yet. The others are left to be asked about
+        by id: the sweep was cut short because the rest of the list would cost more than half
+        a call per message, or a call failed (then sweeps pause for a while)."""
+        client = self.clients[gateway]
+        assert isinstance(client, YeboLinkApi)
         wanted = {m: self._first_at[m] for m in batch}
         start = min(wanted.values()) - SWEEP_MARGIN_US
         end = max(wanted.values()) + SWEEP_MARGIN_US
         budget = max(len(batch) // 2, 1)
-        found: dict[str, YeboLinkMessage] = {}
+        results: dict[str, PollResult] = {}
         whole, failed = True, False
-        for status in (State.DELIVERED, State.FAILED):
+        # Failures first: the shorter list as a rule, and one the delivered pages must not
+        # leave without a call.
+        order = (State.FAILED, State.DELIVERED)
+        for i, status in enumerate(order):
+            reserve = len(order) - 1 - i  # calls kept for the lists after this one
             page = 1
-            while whole and len(found) < len(wanted):
-                if budget == 0:
-                    whole = False
+            while whole and len(results) < len(wanted):
+                if not self.leading[gateway] or budget - reserve <= 0:
+                    whole = False  # another instance polls now, or the budget is spent
                     break
                 budget -= 1
                 try:
                     answer = await client.messages(status.value, start, end, page=page)
-                except AuthError as exc:
-                    self._refused[gateway] = self.clock() + REFUSED_PAUSE_US
-                    self._set(polls=self.status.polls + 1, last_error=str(exc))
-                    whole, failed = False, True
-                    break
                 except ApiError as exc:
-                    self._set(polls=self.status.polls + 1, last_error=str(exc))
+                    self._call_failed(gateway, exc)
                     whole, failed = False, True
                     break
                 self._set(polls=self.status.polls + 1)
-                for msg in answer.messages:
-                    if msg.message_id in wanted and msg.state is not None and msg.state.terminal:
-                        found[msg.message_id] = msg
+                hits = {
+                    msg.message_id: msg
+                    for msg in answer.messages
+                    if msg.message_id in wanted
+                    and msg.message_id not in results
+                    and msg.state is not None
+                    and msg.state.terminal
+                }
+                results.update(await self._store_found(gateway, hits))
                 if not answer.has_more or not answer.messages:
                     break
-                if (
-                    answer.total is not None
-                    and -(-answer.total // len(answer.messages)) - page > budget
-                ):
+                pages = -(-answer.total // len(answer.messages)) if answer.total else None
+                if pages is not None and pages - page > budget - reserve:
                     whole = False  # the rest of the list costs more than asking each
                 page += 1
-        results = await self._store_found(gateway, found)
         self._set(swept=self.status.swept + 1)
+        if failed:
+            self._sweeps_paused[gateway] = self.clock() + SWEEP_PAUSE_US
         for message_id in wanted.keys() - results.keys():
-            # Not found in a window read whole, or a call failed: worth one more sweep. Cut
-            # short for its cost: another sweep would cost the same, ask about each instead.
-            tries = self._swept.get(message_id, 0) + 1 if whole or failed else SWEEP_TRIES
-            self._swept[message_id] = tries
-            if whole:
-                results[message_id] = PollResult(message_id, gateway, True, False, False)
+            if whole:  # read whole, and not in it: not final at the gateway yet
+                self._swept[message_id] = self._swept.get(message_id, 0) + 1
+                results[message_id] = PollResult(
+                    message_id, gateway, True, False, False, via="list"
+                )
+            elif not failed and self.leading[gateway]:
+                self._swept[message_id] = SWEEP_TRIES  # another sweep would cost the same
         return results
 
     async def _store_found(
@@ -364,12 +418,21 @@ class Reconciler:
         except (StoreUnavailable, Unstorable) as exc:
             for message_id in ids:
                 results[message_id] = PollResult(
-                    message_id, gateway, True, False, False, f"not stored: {exc}"
+                    message_id, gateway, True, False, False, f"not stored: {exc}", via="list"
                 )
             return results
         for message_id, stored in zip(ids, outcome, strict=True):
-            results[message_id] = PollResult(message_id, gateway, True, True, not stored.duplicate)
+            results[message_id] = PollResult(
+                message_id, gateway, True, True, not stored.duplicate, via="list"
+            )
         return results
+
+    def _call_failed(self, gateway: str, exc: ApiError) -> None:
+        if isinstance(exc, AuthError):
+            # Asking again at full rate changes nothing, and Lisoloo may suspend a key that
+            # keeps knocking.
+            self._refused[gateway] = self.clock() + REFUSED_PAUSE_US
+        self._set(polls=self.status.polls + 1, last_error=str(exc))
 
     async def poll(self, gateway: str, message_id: str) -> PollResult:
         """One call to the gateway about one message, its answer stored under the id asked
@@ -396,15 +459,12 @@ class Reconciler:
                     msg = replace(msg, message_id=message_id, recipient=recipient)
                     event = yebolink_message_event(msg, self.clock())
                 final = msg is not None and msg.state is not None and msg.state.terminal
-        except AuthError as exc:
-            self._refused[gateway] = self.clock() + REFUSED_PAUSE_US
-            self._set(polls=self.status.polls + 1, last_error=str(exc))
+        except ApiError as exc:
+            self._call_failed(gateway, exc)
             return PollResult(message_id, gateway, False, False, False, str(exc))
-        except (ApiError, ValueError) as exc:  # ValueError: an id no URL can carry ("..")
+        except ValueError as exc:  # an id no URL can carry (".."): never asked about again
             self._set(polls=self.status.polls + 1, last_error=str(exc))
-            return PollResult(
-                message_id, gateway, False, isinstance(exc, ValueError), False, str(exc)
-            )
+            return PollResult(message_id, gateway, False, True, False, str(exc))
         self._set(polls=self.status.polls + 1)
         if not found:
             # Unknown to the gateway (another account's id, or a typo): stop asking.

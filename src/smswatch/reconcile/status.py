@@ -16,7 +16,8 @@ class ReconcileStatus:
     recovered: int = 0  # recipients whose final state only a poll brought (YeboLink)
     last_error: str | None = None  # the last call that failed (no key in it)
     paused_until: int | None = None  # a 429 asked us to wait until then (µs)
-    standby: bool = False  # another instance sharing the database polls (it holds the lease)
+    # Gateways another instance sharing the database polls (it holds their key's lease).
+    standby: tuple[str, ...] = ()
 
     @property
     def waiting(self) -> int:

@@ -20,56 +20,62 @@ from smswatch.store.postgres.schema import ADVISORY_LOCK
 
 log = logging.getLogger(__name__)
 
-# Two 32-bit keys: PostgreSQL keeps them apart from the one-64-bit-key locks the writer takes
-# per message and recipient, so no hash can ever collide with a lease.
-RECONCILE = 1
+# Two 32-bit keys (ours, and the owner's number): PostgreSQL keeps them apart from the
+# one-64-bit-key locks the writer takes per message and recipient, so no hash can collide.
+# The server notices a leader gone silent (a cable pulled, not a closed socket) within a minute
+# or so, and frees its leases, instead of after the system's two hours.
+KEEPALIVE = {
+    "tcp_keepalives_idle": "20",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "4",
+}
 
 
 class PgLease:
-    def __init__(self, url: str, what: int = RECONCILE, name: str = "smswatch-lease") -> None:
+    """Leases held on one connection, one per owner (a gateway and its key)."""
+
+    def __init__(self, url: str, name: str = "smswatch-lease") -> None:
         self.url = url
-        self.what = what
         self.name = name
         self._conn: asyncpg.Connection | None = None
-        self._held = False
+        self._held: set[int] = set()
 
-    @property
-    def held(self) -> bool:
-        return self._held
+    def held(self, owner: int) -> bool:
+        return owner in self._held
 
-    async def acquire(self) -> bool:
-        """Take the lease if it is free, or check it is still ours: True while held. Never
-        raises: a database out of reach means the lease is lost (the server frees the lock
-        with the session)."""
+    async def acquire(self, owner: int) -> bool:
+        """Take `owner`'s lease if it is free, or check it is still ours: True while held.
+        Never raises: a database out of reach means every lease is lost (the server frees the
+        locks with the session)."""
         try:
             if self._conn is None or self._conn.is_closed():
-                self._held = False
+                self._held.clear()
                 self._conn = await asyncpg.connect(
                     self.url,
                     timeout=5,
                     command_timeout=10,
-                    server_settings={"application_name": self.name},
+                    server_settings={"application_name": self.name, **KEEPALIVE},
                 )
-            if self._held:
+            if owner in self._held:
                 await self._conn.fetchval("SELECT 1")
-            else:
-                self._held = bool(
-                    await self._conn.fetchval(
-                        "SELECT pg_try_advisory_lock($1, $2)", ADVISORY_LOCK, self.what
-                    )
-                )
+            elif await self._conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", ADVISORY_LOCK, owner
+            ):
+                self._held.add(owner)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning("%s: the database is out of reach (%s): lease dropped", self.name, exc)
+            log.warning("%s: the database is out of reach (%s): leases dropped", self.name, exc)
             self._drop()
-        return self._held
+        return owner in self._held
 
     def _drop(self) -> None:
-        conn, self._conn, self._held = self._conn, None, False
+        conn, self._conn = self._conn, None
+        self._held.clear()
         if conn is not None:
             conn.terminate()
 
     async def close(self) -> None:
-        conn, self._conn, self._held = self._conn, None, False
+        conn, self._conn = self._conn, None
+        self._held.clear()
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)

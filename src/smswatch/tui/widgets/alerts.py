@@ -134,7 +134,7 @@ def reconcile_alerts(status: ReconcileStatus | None) -> list[Alert]:
         if status.waiting:
             parts.append(f"{status.waiting:,} poll(s) queued")
         if status.standby:
-            parts.append("another instance polls")
+            parts.append(f"{', '.join(status.standby)} polled by another instance")
         detail = " · ".join(parts)
         alerts.append(
             Alert(
