@@ -7,6 +7,7 @@ import io
 import json
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,14 +94,19 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert "cannot listen" in result.stdout and "Traceback" not in result.stdout + result.stderr
 
 
-def test_read_commands(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+def seeded(db: Path) -> Path:
+    """A database holding the Lisoloo seeds' events, stored by a real `serve`."""
     server = Server(db, free_port()).start()
     try:
         for body in LISOLOO.values():
             assert post(server.url + "/webhooks/lisoloo", body) == 200
     finally:
         server.stop()
+    return db
+
+
+def test_read_commands(tmp_path: Path) -> None:
+    db = seeded(tmp_path / "r.db")
     human = run("inspect", "507f1f77", "--db", str(db)).stdout
     assert "+243998857000" in human and "delivered" in human and "!conflict" in human
     assert "SMS_REJECTED_BY_CARRIER" in human
@@ -157,3 +163,59 @@ def test_config_file_feeds_every_command(tmp_path: Path) -> None:
     cfg.write_text('colour = "red"\n')
     result = run("stats", "--config", str(cfg), check=False)
     assert result.returncode == 2 and "unknown setting 'colour'" in result.stderr
+
+
+def test_bad_input_to_the_read_commands_is_one_clear_line(tmp_path: Path) -> None:
+    """Found by probing the commands with hostile input: each of these was a traceback, a
+    silently accepted NaN, or a database created where none should be."""
+    from click.testing import CliRunner
+
+    from smswatch.cli import main
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(main, list(args))
+
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite")
+    for args in (["stats"], ["campaign", "list"], ["report", "--out", str(tmp_path / "r.html")]):
+        result = invoke(*args, "--db", str(junk))
+        assert result.exit_code == 1 and "is not an smswatch database" in result.output, args
+    for url in ("postgresql://u:secret@localhost:abc/db", "postgresql://u:secret@[::1/db"):
+        result = invoke("stats", "--db", url)
+        assert result.exit_code == 2 and "is not a database URL" in result.output
+        assert "secret" not in result.output
+    for option, value in (("--drop-rate", "nan"), ("--rate", "inf")):
+        result = invoke("simulate", "--url", "http://127.0.0.1:9", option, value)
+        assert result.exit_code == 2 and "not a finite number" in result.output, option
+    keys = ["--lisoloo-app-key", "sk_test_" + "a" * 32, "--lisoloo-api-url", "http://127.0.0.1:9"]
+    result = invoke("reconcile", "--db", str(tmp_path / "typo.db"), *keys)
+    assert result.exit_code == 1 and "no smswatch database" in result.output
+    assert not list(tmp_path.glob("typo.db*"))  # nothing created
+    for since in ("nan", "1e400s", "-5m"):
+        result = invoke("reconcile", "--db", str(junk), *keys, "--since", since)
+        assert result.exit_code == 2 and "--since" in result.output, since
+
+
+def test_campaign_names_and_outputs_are_checked(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from smswatch.cli import main
+
+    db = seeded(tmp_path / "c.db")
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(main, [*args, "--db", str(db)])
+
+    # A burst's own name would hide the burst behind a tag of the same name.
+    burst = json.loads(invoke("campaign", "list", "--json").output)[0]["name"]
+    result = invoke("campaign", "tag", burst, "507f1f77")
+    assert result.exit_code == 2 and "send bursts" in result.output
+    # Names are looked up as they are stored: trimmed.
+    assert invoke("campaign", "tag", "spring sale", "507f1f77").exit_code == 0
+    assert invoke("campaign", "show", "  spring sale ", "--json").exit_code == 0
+    # The operator's own text still never reaches the terminal as escapes.
+    result = invoke("campaign", "tag", "\x1b]0;pwned\x07x", "507f1f77")
+    assert result.exit_code == 0 and "\x1b" not in result.output
+    for args in (["export"], ["export", "--suppression"]):
+        result = invoke(*args, "--out", str(tmp_path / "nodir" / "x.csv"))
+        assert result.exit_code == 1 and "cannot write" in result.output, args

@@ -339,7 +339,7 @@ async def test_a_backlog_of_yebolink_messages_is_read_from_its_list(
 
 
 async def test_the_reconcile_command_stores_and_lists_what_the_webhooks_never_brought(
-    make_engine: Any, db_path: Path | str
+    make_engine: Any, db_path: Path | str, store_kind: str
 ) -> None:
     """`smswatch reconcile --json` on a database no smswatch runs on: Lisoloo's missing counts
     exactly, YeboLink's lost final states filled in (read from its list), within the limits."""
@@ -349,6 +349,9 @@ async def test_the_reconcile_command_stores_and_lists_what_the_webhooks_never_br
     for p in planned:
         sandbox.add_plan(p)
     url = sandbox.start_background()  # on a thread: the command runs as a child process
+    keys = ["--lisoloo-app-key", LISOLOO_KEY, "--lisoloo-api-url", url]
+    keys += ["--yebolink-api-key", YEBOLINK_KEY, "--yebolink-api-url", url]
+    command = ["reconcile", "--db", str(db_path), *keys, "--json"]
     try:
         async with running(make_engine()) as engine:
             for p in planned:
@@ -356,28 +359,47 @@ async def test_the_reconcile_command_stores_and_lists_what_the_webhooks_never_br
                     p.deliveries
                 )
                 assert result.ok or result.dropped
-        keys = ["--lisoloo-app-key", LISOLOO_KEY, "--lisoloo-api-url", url]
-        keys += ["--yebolink-api-key", YEBOLINK_KEY, "--yebolink-api-url", url]
-        done = await asyncio.to_thread(run, "reconcile", "--db", str(db_path), *keys, "--json")
+            # While smswatch writes a SQLite file, the answers are shown, not stored.
+            await asyncio.to_thread(engine.writer.settle().result)
+            shown = await asyncio.to_thread(run, *command)
+        calls = sandbox.stats()["yebolink"]["calls"]
+        done = await asyncio.to_thread(run, *command)
     finally:
         stats = sandbox.stats()
         sandbox.stop_background()
-    assert LISOLOO_KEY not in done.stdout + done.stderr
-    assert YEBOLINK_KEY not in done.stdout + done.stderr
-    rows = {r["message_id"]: r for r in json.loads(done.stdout)}
-    lost = Counter(t.message_id for t in truth if t.dropped)
-    for mid in {t.message_id for t in truth if t.provider == "lisoloo"}:
-        if lost[mid]:
-            assert rows[mid]["missing"] == lost[mid], rows[mid]
-            assert rows[mid]["gateway"]["pending"] == 0
-    yebolink_lost = [t for t in truth if t.provider == "yebolink" and t.dropped]
-    assert sum(rows[t.message_id]["recovered_by_polling"] for t in yebolink_lost) == len(
-        yebolink_lost
-    )
-    assert stats["yebolink"]["calls"] < len(yebolink_lost) / 2, stats["yebolink"]
+    # On SQLite the second run stores what the first could only show; on PostgreSQL the first
+    # stored it, and the second finds nothing left to ask about.
+    checked = (shown, done) if store_kind == "sqlite" else (shown,)
+    if store_kind != "sqlite":
+        assert json.loads(done.stdout) == []
+    for out in checked:
+        assert LISOLOO_KEY not in out.stdout + out.stderr
+        assert YEBOLINK_KEY not in out.stdout + out.stderr
+        rows = {r["message_id"]: r for r in json.loads(out.stdout)}
+        lost = Counter(t.message_id for t in truth if t.dropped)
+        for mid in {t.message_id for t in truth if t.provider == "lisoloo"}:
+            if lost[mid]:
+                assert rows[mid]["missing"] == lost[mid], rows[mid]
+                assert rows[mid]["gateway"]["pending"] == 0
+        yebolink_lost = [t for t in truth if t.provider == "yebolink" and t.dropped]
+        recovered = sum(rows[t.message_id]["recovered_by_polling"] for t in yebolink_lost)
+        assert recovered == len(yebolink_lost)
+        assert not any(r["error"] for r in rows.values())
+    stored_first = any(r["stored"] for r in json.loads(shown.stdout))
+    assert stored_first == (store_kind == "postgresql")  # PostgreSQL takes several writers
+    assert calls < len(yebolink_lost) / 2, stats["yebolink"]
     assert stats["lisoloo"]["max_in_window"] <= 120
     async with await open_reader(db_path, current=True) as reader:
         await check(reader, truth, strict=True)
+
+    # Polls that fail must not read as "nothing missing": the exit status says so.
+    broken = ["--lisoloo-app-key", LISOLOO_KEY, "--lisoloo-api-url", "http://127.0.0.1:9"]
+    lisoloo = next(t.message_id for t in truth if t.provider == "lisoloo")
+    failed = await asyncio.to_thread(
+        run, "reconcile", "--db", str(db_path), *broken, "--message", lisoloo, "--json", check=False
+    )
+    assert failed.returncode == 1, failed.stderr
+    assert all(r["error"] for r in json.loads(failed.stdout))
 
 
 async def test_instances_sharing_a_database_poll_one_at_a_time_per_key(pg_url: str) -> None:

@@ -997,3 +997,89 @@ def test_serve_refuses_bad_api_settings(args: list[str], message: str) -> None:
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not any(key in result.output for key in KEYS)
+
+
+# --- answers the reconciler must not believe ---------------------------------------------------
+
+
+class _Recipients:
+    """The store's side of a YeboLink message: its one recipient, as the webhooks named it."""
+
+    def __init__(self, recipient: str) -> None:
+        self.recipient = recipient
+
+    async def recipients(self, message_id: str, limit: int = 1) -> list[Any]:
+        return [type("R", (), {"recipient": self.recipient})()]
+
+
+@pytest.mark.parametrize(
+    ("gateway_name", "body", "refused"),
+    [
+        (
+            "yebolink",
+            {
+                "success": True,
+                "data": {"message_id": "other", "status": "failed", "recipient": "+19999999999"},
+            },
+            "another message",
+        ),
+        (
+            "yebolink",
+            {
+                "success": True,
+                "data": {"message_id": "m-1", "status": "failed", "recipient": "+19999999999"},
+            },
+            "another recipient",
+        ),
+        ("lisoloo", lisoloo_status(message_id="other"), "another message"),
+        ("lisoloo", {"status_code": 200, "data": {"status": "delivered"}}, "no delivered"),
+        ("lisoloo", lisoloo_status(message_id="m-1", delivered=-5), "no delivered"),
+        ("lisoloo", lisoloo_status(message_id="m-1", failed=10**12), "no delivered"),
+    ],
+)
+async def test_an_answer_about_another_message_or_without_counts_is_not_stored(
+    gateway: Gateway, fake_time: FakeTime, gateway_name: str, body: Any, refused: str
+) -> None:
+    from smswatch.reconcile.reconciler import Reconciler
+
+    api = LisolooApi if gateway_name == "lisoloo" else YeboLinkApi
+    key = ApiKey(LISOLOO_KEY if gateway_name == "lisoloo" else YEBOLINK_KEY)
+    submitted: list[Any] = []
+
+    async def submit(events: list[Any]) -> list[Any]:
+        submitted.extend(events)
+        return []
+
+    gateway.answer(body)
+    async with api(key, gateway.url, **client_kwargs(fake_time)) as client:
+        reconciler = Reconciler({gateway_name: client}, submit, lambda: None, lambda: 0)
+        reconciler._reader = _Recipients("+2782 494 0551")  # type: ignore[assignment]
+        result = await reconciler.poll(gateway_name, "m-1")
+    assert result.error is not None and refused in result.error, result
+    assert not result.final  # asked again later: the gateway may answer right next time
+    assert submitted == []
+
+
+async def test_the_same_recipient_written_otherwise_is_believed(
+    gateway: Gateway, fake_time: FakeTime
+) -> None:
+    from smswatch.reconcile.reconciler import Reconciler
+
+    submitted: list[Any] = []
+
+    async def submit(events: list[Any]) -> list[Any]:
+        submitted.extend(events)
+        return [type("O", (), {"duplicate": False})() for _ in events]
+
+    gateway.answer(
+        {
+            "success": True,
+            "data": {"message_id": "M-1", "status": "delivered", "recipient": "+27824940551"},
+        }
+    )
+    async with YeboLinkApi(ApiKey(YEBOLINK_KEY), gateway.url, **client_kwargs(fake_time)) as c:
+        reconciler = Reconciler({"yebolink": c}, submit, lambda: None, lambda: 0)
+        reconciler._reader = _Recipients("+2782 494 0551")  # type: ignore[assignment]
+        result = await reconciler.poll("yebolink", "m-1")
+    assert result.error is None and result.final and result.stored
+    assert [e.message_id for e in submitted] == ["m-1"]  # stored under the id asked about

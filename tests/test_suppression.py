@@ -371,3 +371,12 @@ def test_export_suppression_on_a_terminal_shows_code_points(tmp_path: Path) -> N
     assert "+24399885\\u200b7000" in shown and "+243998857000" in shown
     piped = run("export", "--suppression", "--db", str(db)).stdout
     assert TWIN in piped and HOSTILE in piped
+
+
+def test_no_cell_of_the_list_can_start_a_spreadsheet_formula() -> None:
+    from smswatch.suppression import inert
+
+    for number in ("+243810000001", "+1 (555) 010-0000", "27824940551", "-", "-1"):
+        assert inert(number) == number  # numbers stay as sent: senders match them exactly
+    for hostile in ("=cmd|' /C calc'!A0", "@SUM(A1)", "+A1", "-2+3+cmd", "\t=1", "\r=1"):
+        assert inert(hostile) == "'" + hostile

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,7 +17,7 @@ import click
 
 from smswatch import __version__
 from smswatch import config as settings
-from smswatch.campaigns.rule import DEFAULT_KEYS, clean_name
+from smswatch.campaigns.rule import DEFAULT_KEYS, own_name
 from smswatch.config import Credentials, parse_basic_auth
 
 if TYPE_CHECKING:
@@ -34,6 +35,17 @@ SUBCOMMANDS = ["serve", "attach", "simulate", "replay", "inspect", "export", "st
 
 
 # --- shared options ---------------------------------------------------------------------------
+
+
+class FiniteRange(click.FloatRange):
+    """A float in a range, and a number at all: NaN passes every comparison with the bounds,
+    and infinity passes an open one."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
@@ -86,10 +98,15 @@ def credential_options(f: F) -> F:
 
 
 def _db(ctx: click.Context, param: click.Parameter, value: Any) -> str | Path:
-    from smswatch.store.location import as_db
+    from smswatch.store.location import as_db, check_url, describe
 
     db = as_db(value)
-    if isinstance(db, Path) and db.is_dir():
+    if isinstance(db, str):
+        try:
+            check_url(db)
+        except ValueError as exc:
+            raise click.BadParameter(f"{describe(db)} is not a database URL: {exc}") from None
+    elif db.is_dir():
         raise click.BadParameter(f"{db} is a directory, not a database file")
     return db
 
@@ -132,7 +149,7 @@ FORWARD_OPTIONS = [
     ),
     click.option(
         "--forward-timeout",
-        type=click.FloatRange(0.1),
+        type=FiniteRange(0.1),
         default=10.0,
         show_default=True,
         help="Seconds the app has to answer a forward.",
@@ -267,7 +284,7 @@ def listener_options(f: F) -> F:
         ),
         click.option(
             "--checkpoint-interval",
-            type=click.FloatRange(0.01, 60),
+            type=FiniteRange(0.01, 60),
             default=1.0,
             show_default=True,
             help="Seconds between writes of the folded state (the event log itself is "
@@ -288,7 +305,7 @@ def listener_options(f: F) -> F:
         ),
         click.option(
             "--read-timeout",
-            type=click.FloatRange(0.1),
+            type=FiniteRange(0.1),
             default=10.0,
             show_default=True,
             help="Seconds a client may take to send a body (else 408).",
@@ -421,11 +438,18 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         feed_port=feed_port,
         feed_token=opts.get("feed_token") or None,
         forward=forward_config(opts),
-        campaign=clean_name(opts.get("campaign")),
+        campaign=run_campaign(opts.get("campaign")),
         campaign_keys=campaign_keys(opts.get("campaign_keys")),
         gateway_api=gateway_api_config(opts),
         stuck_deadlines=settings.stuck_deadlines(loaded_settings()),
     )
+
+
+def run_campaign(value: str | None) -> str | None:
+    try:
+        return own_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--campaign'") from None
 
 
 def campaign_keys(value: str | list[str] | None) -> tuple[str, ...]:
@@ -549,7 +573,7 @@ def main(ctx: click.Context, demo: bool, theme: str | None, no_listen: bool, **o
 )
 @click.option(
     "--summary-interval",
-    type=click.FloatRange(0.5),
+    type=FiniteRange(0.5),
     default=5.0,
     show_default=True,
     help="Seconds between summary lines while events arrive.",
@@ -653,7 +677,7 @@ def sender_options(f: F) -> F:
         credential_options,
         click.option(
             "--rate",
-            type=click.FloatRange(0.1),
+            type=FiniteRange(0.1),
             default=500.0,
             show_default=True,
             help="At most this many requests per second.",
@@ -730,14 +754,14 @@ def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, titl
 )
 @click.option(
     "--fail-rate",
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1),
     default=0.08,
     show_default=True,
     help="Share of recipients that fail.",
 )
 @click.option(
     "--duplicate-rate",
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1),
     default=0.05,
     show_default=True,
     help="Share of events sent twice (same event id), as gateway retries do.",
@@ -747,14 +771,14 @@ def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, titl
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(0.01),
+    type=FiniteRange(0.01),
     default=1.0,
     show_default=True,
     help="Divide realistic delays (seconds to minutes) by this.",
 )
 @click.option(
     "--spread",
-    type=click.FloatRange(0),
+    type=FiniteRange(0),
     default=0.0,
     show_default=True,
     help="Spread message starts over this many seconds (before --speed).",
@@ -767,7 +791,7 @@ def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, titl
 )
 @click.option(
     "--drop-rate",
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1),
     default=0.0,
     show_default=True,
     help="Share of recipients whose final webhook the gateway gave up on: never sent, known "
@@ -782,7 +806,7 @@ def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, titl
 )
 @click.option(
     "--api-linger",
-    type=click.FloatRange(0),
+    type=FiniteRange(0),
     default=60.0,
     show_default=True,
     help="Keep the sandbox API up this many seconds after the last recipient settled.",
@@ -906,7 +930,7 @@ def simulate(**opts: Any) -> None:
 @sender_options
 @click.option(
     "--speed",
-    type=click.FloatRange(0),
+    type=FiniteRange(0),
     default=1.0,
     show_default=True,
     help="Replay this many times faster than recorded (0: as fast as --rate allows).",
@@ -1016,9 +1040,18 @@ def export(
     With --suppression, write the do-not-send list instead: one CSV row per number whose
     failure the error catalogue says is about the number itself, with its latest such failure.
     """
-    if suppression:
-        export_suppression(db, fmt, message_id, campaign, out)
-        return
+    try:
+        if suppression:
+            export_suppression(db, fmt, message_id, campaign, out)
+        else:
+            export_events(db, fmt, message_id, campaign, out)
+    except OSError as exc:  # a missing directory, a full disk: one line, not a traceback
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+
+
+def export_events(
+    db: Path, fmt: str, message_id: str | None, campaign: str | None, out: Path
+) -> None:
     if campaign is not None:
         raise click.UsageError("--campaign selects a suppression list: add --suppression")
     from smswatch.records import write_csv, write_jsonl

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from smswatch.campaigns.analysis import CampaignView
 from smswatch.campaigns.book import CampaignBook
 from smswatch.campaigns.model import Summary
-from smswatch.campaigns.rule import clean_name
+from smswatch.campaigns.rule import own_name
 from smswatch.domain import MessageState, RecipientState, State
 from smswatch.engine import GatewayStatus
 from smswatch.engine_thread import EngineThread
@@ -356,4 +356,7 @@ class LocalSource(StoreQueries):
     async def start_campaign(self, name: str | None) -> None:
         # A plain attribute the writer's thread reads at each batch: every message first
         # stored after this returns joins it.
-        self.engine.engine.campaigns.active = clean_name(name) if name else None
+        try:
+            self.engine.engine.campaigns.active = own_name(name) if name else None
+        except ValueError as exc:
+            raise SourceUnavailable(str(exc)) from None

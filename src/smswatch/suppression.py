@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,15 +129,30 @@ async def suppression_list(source: SuppressionSource, sel: Selector | None) -> l
     return entries
 
 
+_FORMULA = re.compile(r"[=@\t\r]|[+-].*[A-Za-z|!=@]", re.DOTALL)
+
+
+def inert(value: object) -> object:
+    """A cell a spreadsheet will not run: text that would start a formula ("=cmd|...",
+    "@SUM(", "-2+3+cmd|...", "+A1") gets a leading apostrophe. A sign followed by no letter
+    and no formula sign is a phone number ("+243 81...", "+1 (555) 010-0000"), left as sent,
+    as is every other value."""
+    if isinstance(value, str) and _FORMULA.match(value):
+        return "'" + value
+    return value
+
+
 def write_csv(entries: Iterable[Suppressed], out: TextIO, for_terminal: bool = False) -> int:
     """The CSV with a header row. The values are as the gateways sent them (a sender matches
-    numbers exactly); `for_terminal` shows control and invisible characters as code points
-    instead (sanitize.visible), as a screen must: numbers and messages are webhook text."""
+    numbers exactly), except that none can start a spreadsheet formula (`inert`): the list is
+    made to be opened and loaded elsewhere. `for_terminal` shows control and invisible
+    characters as code points instead (sanitize.visible), as a screen must: numbers and
+    messages are webhook text."""
     writer = csv.writer(out)
     writer.writerow(FIELDS)
     n = 0
     for s in entries:
-        row = s.row()
+        row = [inert(v) for v in s.row()]
         if for_terminal:
             row = [visible(v) if isinstance(v, str) else v for v in row]
         writer.writerow(row)

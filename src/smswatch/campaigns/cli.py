@@ -137,5 +137,8 @@ def tag(name: str, message_ids: tuple[str, ...], db: Path, source: str | None) -
         fail(f"no campaign {missing[0]!r} (see `smswatch campaign list`)")
     if missing:
         fail("no message (or more than one) matches: " + ", ".join(missing))
-    click.echo(f"tagged {count} message{'s' if count != 1 else ''} as {name}", err=True)
+    from smswatch.sanitize import safe
+
+    shown = safe(name, 120)  # the operator's text, but a terminal's escapes never go through
+    click.echo(f"tagged {count} message{'s' if count != 1 else ''} as {shown}", err=True)
     sys.exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,6 +10,13 @@ from smswatch.domain import FUNNEL, State
 
 BURST = "burst"  # the kind of a campaign no name was given to
 BURST_GAP_US = 120_000_000  # a gateway's messages first seen closer than this are one burst
+
+
+_BURST = re.compile(r"[a-z]+-\d{8}-\d{6}")
+
+
+def looks_like_burst(name: str) -> bool:
+    return _BURST.fullmatch(name) is not None
 
 
 def burst_name(provider: str, start_us: int) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from smswatch.campaigns.model import looks_like_burst
 from smswatch.domain import UNATTRIBUTED, Event
 
 DEFAULT_KEYS: tuple[str, ...] = ("campaign", "campaign_id", "batch_id")
@@ -24,6 +25,16 @@ def clean_name(value: Any) -> str | None:
         return None
     text = str(value).strip().replace("\x00", "\u2400")
     return text[:MAX_NAME] if text else None
+
+
+def own_name(value: str | None) -> str | None:
+    """A name an operator gives a campaign (`campaign tag`, `--campaign`, the palette): as
+    `clean_name`, but not one that looks like a send burst's, which it would hide (a named
+    campaign is looked up first). Raises ValueError saying so."""
+    name = clean_name(value)
+    if name is not None and looks_like_burst(name):
+        raise ValueError(f"{name!r} is how send bursts are named: pick another name")
+    return name
 
 
 def from_metadata(

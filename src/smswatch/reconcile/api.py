@@ -225,6 +225,10 @@ class GatewayApi:
     def _fail(self, message: str, status: int | None = None, code: str | None = None) -> ApiError:
         return ApiError(self.title, self._scrub(message, 500), status, code)
 
+    def wrong_answer(self, message: str) -> ApiError:
+        """An answer read fine but not to be believed (the caller says why)."""
+        return self._fail(message)
+
     def _describe(self, status: int, body: Any, raw: bytes) -> tuple[str, str | None]:
         """The gateway's own words for an error answer, and its error code if it has one."""
         code = None

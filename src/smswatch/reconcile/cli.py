@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from smswatch.cli import (
 DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+MAX_SINCE_S = 10 * 365 * 86400  # further back than any database reaches
+
+
 def parse_duration(text: str) -> int:
     """'90s', '15m', '2h', '1d' (or plain seconds) as microseconds."""
     text = text.strip().lower()
@@ -33,10 +37,15 @@ def parse_duration(text: str) -> int:
     try:
         value = float(number)
     except ValueError:
-        raise click.BadParameter(f"{text!r}: say e.g. 90s, 15m, 2h or 1d") from None
-    if value <= 0:
-        raise click.BadParameter("must be positive")
-    return int(value * (unit or 1) * 1_000_000)
+        raise click.BadParameter(
+            f"{text!r}: say e.g. 90s, 15m, 2h or 1d", param_hint="'--since'"
+        ) from None
+    seconds = value * (unit or 1)
+    if not 0 < seconds <= MAX_SINCE_S:  # NaN fails this too
+        raise click.BadParameter(
+            f"{text!r}: must be positive and at most ten years", param_hint="'--since'"
+        )
+    return int(seconds * 1_000_000)
 
 
 def api_options(f: Any) -> Any:
@@ -45,7 +54,9 @@ def api_options(f: Any) -> Any:
     return f
 
 
-def record(m: Any, result: Any, recovered: int) -> dict[str, Any]:
+def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str, Any]:
+    """One message's line of `reconcile --json`. `answer`: the poll's event when it could not
+    be stored (smswatch runs on the database): its counts are shown all the same."""
     from smswatch.domain import State
 
     gateway = None
@@ -56,6 +67,13 @@ def record(m: Any, result: Any, recovered: int) -> dict[str, Any]:
             "pending": m.gateway_pending,
         }
     missing = m.missing if m.missing is not None else recovered
+    counts = answer.message_info.gateway_counts if answer and answer.message_info else None
+    if counts is not None:
+        delivered, failed, pending = counts
+        gateway = {"delivered": delivered, "failed": failed, "pending": pending}
+        missing = max(delivered - m.counts[State.DELIVERED], 0) + max(
+            failed - m.counts[State.FAILED], 0
+        )
     return {
         "message_id": m.message_id,
         "provider": m.provider,
@@ -64,6 +82,7 @@ def record(m: Any, result: Any, recovered: int) -> dict[str, Any]:
         "webhooks": {"delivered": m.counts[State.DELIVERED], "failed": m.counts[State.FAILED]},
         "recovered_by_polling": recovered,
         "polled": result is not None and result.error is None,
+        "found": bool(result and result.found),
         # "list": found in (or, not final, absent from) YeboLink's list read for many at once
         "via": result.via if result is not None else None,
         "stored": bool(result and result.stored),
@@ -104,85 +123,132 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
     found = asyncio.run(run(db, api, list(messages), window, as_json))
     if as_json:
         print_json(found)
-    sys.exit(0)
+    # A run in which polls failed must not look like one that found nothing missing.
+    sys.exit(1 if any(r["error"] for r in found) else 0)
 
 
 async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: bool) -> Any:
+    """Poll, then store what the gateways said in one short write (the database is not held
+    while the gateways answer), then read back what is missing."""
+    from types import SimpleNamespace
+
     from smswatch.reconcile.clients import build
     from smswatch.reconcile.reconciler import Reconciler
-    from smswatch.store import StoreUnavailable, make_writer, open_reader
-    from smswatch.store.errors import CannotOpen
-    from smswatch.store.writer import DatabaseInUse
+    from smswatch.store import open_reader
     from smswatch.timefmt import now_us
 
-    clients = build(api)
+    answers: list[Any] = []
+
+    async def keep(events: list[Any]) -> list[Any]:
+        answers.extend(events)
+        return [SimpleNamespace(duplicate=False) for _ in events]
+
+    # Opened first: a path that is no smswatch database is refused before anything is asked.
+    async with await open_reader(db, current=True) as reader:
+        targets = await choose(reader, build(api), wanted, window)
+    reconciler = Reconciler(build(api), keep, lambda: open_reader(db, current=True), now_us)
+    await reconciler.start_reader()
+    try:
+        results = await poll_all(reconciler, targets, quiet)
+    finally:
+        await reconciler.stop()
+    stored = await store(db, answers)
+    by_message: dict[str, Any] = {}
+    for event in answers:
+        by_message.setdefault(event.message_id, []).append(event)
+    out: list[dict[str, Any]] = []
+    async with await open_reader(db, current=True) as reader:
+        for _, mid, _ in targets:
+            msg = await reader.message(mid)
+            if msg is None:
+                continue
+            recipients = await reader.recipients(mid)
+            polled = {r.recipient for r in recipients if r.polled}
+            result = results.get(mid)
+            answer = None
+            if stored is None:  # shown, not stored
+                result = replace(result, stored=False) if result is not None else None
+                finals = {r.recipient for r in recipients if r.state and r.state.terminal}
+                found = by_message.get(mid, [])
+                polled |= {e.recipient for e in found if e.recipient and e.state.terminal} - finals
+                answer = next((e for e in reversed(found) if e.message_info), None)
+            elif result is not None:
+                result = replace(result, stored=mid in stored)
+            out.append(record(msg, result, len(polled), answer))
+    if not quiet:
+        print_table(out, stored is not None)
+    return out
+
+
+async def choose(reader: Any, clients: dict[str, Any], wanted: list[str], window: int) -> Any:
+    """(gateway, message id) to poll: the messages asked for (each once, however named), or
+    every keyed gateway's unfinished messages with an event within `window`."""
+    from smswatch.timefmt import now_us
+
+    targets: dict[str, tuple[str, int | None]] = {}  # id -> gateway, first event's time
+    for text in wanted:
+        mid = await reader.resolve_message_id(text)
+        msg = await reader.message(mid) if mid else None
+        if msg is None:
+            fail(f"no message {text!r} (or more than one)")
+        targets[msg.message_id] = (msg.provider, msg.first_at)
+    if not wanted:
+        now = now_us()
+        for gateway in clients:
+            found = await reader.quiet_unfinished(gateway, now, now - window, 100_000)
+            targets.update((mid, (gateway, first)) for mid, _, first in found)
+    for client in clients.values():
+        await client.close()
+    return [(gateway, mid, first) for mid, (gateway, first) in targets.items()]
+
+
+async def poll_all(reconciler: Any, chosen: list[tuple[str, str, int | None]], quiet: bool) -> Any:
+    results: dict[str, Any] = {}
+    for gateway in reconciler.clients:
+        reconciler.remember_first(
+            gateway, [(m, 0, first) for g, m, first in chosen if g == gateway]
+        )
+    targets = [(g, m) for g, m, _ in chosen]
+    for gateway in reconciler.clients:
+        # Many YeboLink messages: its list, 100 a call, before asking about each.
+        while batch := reconciler.sweepable(
+            gateway, [m for g, m in targets if g == gateway and m not in results]
+        ):
+            if not quiet:
+                click.echo(f"reading {gateway}'s list for {len(batch):,} messages …", err=True)
+            swept = await reconciler.sweep(gateway, batch)
+            results.update(swept)
+            if len(swept) < len(batch):
+                break  # cut short: the rest one by one
+    left = [(g, m) for g, m in targets if m not in results]
+    for n, (gateway, mid) in enumerate(left, 1):
+        if not quiet:
+            click.echo(f"\rpolling {n:,} of {len(left):,} …", nl=False, err=True)
+        results[mid] = await reconciler.poll(gateway, mid)
+    if left and not quiet:
+        click.echo("", err=True)
+    return results
+
+
+async def store(db: Path | str, events: list[Any]) -> set[str] | None:
+    """Store the answers; the ids of the messages something new was stored for, or None when
+    another smswatch is writing this database (its own reconciler polls, given the keys)."""
+    from smswatch.store import make_writer
+    from smswatch.store.errors import CannotOpen
+    from smswatch.store.writer import DatabaseInUse
+
     writer = make_writer(db)
-    stored = True
     try:
         await writer.open()
     except DatabaseInUse:
-        stored = False  # smswatch runs on it: poll and show, store nothing
+        return None
     except CannotOpen as exc:
         fail(str(exc))
-
-    async def submit(events: list[Any]) -> Any:
-        if not stored:
-            raise StoreUnavailable("smswatch is running on this database: not stored")
-        return await writer.submit(events)
-
-    reconciler = Reconciler(clients, submit, lambda: open_reader(db, current=True), now_us)
-    await reconciler.start_reader()
-    out: list[dict[str, Any]] = []
     try:
-        async with await open_reader(db, current=True) as reader:
-            targets: list[tuple[str, str]] = []
-            if wanted:
-                for text in wanted:
-                    mid = await reader.resolve_message_id(text)
-                    msg = await reader.message(mid) if mid else None
-                    if msg is None:
-                        fail(f"no message {text!r} (or more than one)")
-                    targets.append((msg.provider, msg.message_id))  # type: ignore[union-attr]
-            else:
-                now = now_us()
-                for gateway in clients:
-                    found = await reader.quiet_unfinished(gateway, now, now - window, 100_000)
-                    reconciler.remember_first(gateway, found)
-                    targets += [(gateway, mid) for mid, _, _ in found]
-        results = {}
-        for gateway in clients:
-            # Many YeboLink messages: its list, 100 a call, before asking about each.
-            while batch := reconciler.sweepable(
-                gateway, [m for g, m in targets if g == gateway and m not in results]
-            ):
-                if not quiet:
-                    click.echo(f"reading {gateway}'s list for {len(batch):,} messages …", err=True)
-                swept = await reconciler.sweep(gateway, batch)
-                results.update(swept)
-                if len(swept) < len(batch):
-                    break  # cut short: the rest one by one
-        left = [(g, m) for g, m in targets if m not in results]
-        for n, (gateway, mid) in enumerate(left, 1):
-            if not quiet:
-                click.echo(f"\rpolling {n:,} of {len(left):,} …", nl=False, err=True)
-            results[mid] = await reconciler.poll(gateway, mid)
-        if left and not quiet:
-            click.echo("", err=True)
-        await writer.drain()
-        async with await open_reader(db, current=True) as reader:
-            for _, mid in targets:
-                msg = await reader.message(mid)
-                if msg is None:
-                    continue
-                recovered = sum(1 for r in await reader.recipients(mid) if r.polled)
-                out.append(record(msg, results.get(mid), recovered))
+        outcomes = await writer.submit(events) if events else []
     finally:
-        await reconciler.stop()
-        if stored:
-            await writer.close()
-    if not quiet:
-        print_table(out, stored)
-    return out
+        await writer.close()
+    return {o.message_id for o in outcomes if not o.duplicate}
 
 
 def print_table(rows: list[dict[str, Any]], stored: bool) -> None:
@@ -207,5 +273,11 @@ def print_table(rows: list[dict[str, Any]], stored: bool) -> None:
     out.print(table)
     total = sum(r["missing"] for r in rows)
     out.print(f"{total:,} delivery report(s) missing in {len(rows):,} message(s) polled")
+    failed = [r for r in rows if r["error"]]
+    if failed:
+        out.print(f"{len(failed):,} poll(s) failed, e.g. {t(failed[0]['error'], 100)}")
     if not stored:
-        out.print("not stored: smswatch is running on this database (its reconciler polls)")
+        out.print(
+            "shown, not stored: another smswatch is writing this database (given the same "
+            "keys, its own reconciler polls and stores)"
+        )

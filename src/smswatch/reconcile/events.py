@@ -22,7 +22,7 @@ def _payload(raw: dict[str, Any]) -> str:
 
 def lisoloo_status_event(status: Any, received_at: int) -> Event:
     """A `LisolooStatus` (reconcile/lisoloo_api.py) as a message-level event."""
-    counts = (status.delivered or 0, status.failed or 0, status.pending or 0)
+    counts = (status.delivered, status.failed, status.pending or 0)
     at = status.updated_at or status.created_at or received_at
     key = f"lisoloo|{POLLED_PREFIX}status|{status.message_id}|{status.status}|{counts}|{at}"
     return Event(

@@ -39,8 +39,11 @@ TERMINAL = frozenset(
 )
 
 
+MAX_COUNT = 10**9  # more recipients than any message has: a count past it is nonsense
+
+
 def _count(value: int | None) -> int | None:
-    return value if value is None or value >= 0 else None
+    return value if value is None or 0 <= value <= MAX_COUNT else None
 
 
 Count = Annotated[Integer, AfterValidator(_count)]

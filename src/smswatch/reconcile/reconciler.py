@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -71,6 +72,14 @@ SWEEP_MARGIN_US = 600_000_000
 SWEEP_GAP_US = 2 * SWEEP_MARGIN_US
 SWEEP_TRIES = 2  # a message this many sweeps read whole did not find is asked about by its id
 SWEEP_PAUSE_US = 600_000_000  # after a failed call, sweeps wait: asking each goes on meanwhile
+
+
+def same_recipient(a: str, b: str) -> bool:
+    """The same phone number (whatever its punctuation) or address (whatever its case)."""
+    if "@" in a or "@" in b:
+        return a.strip().lower() == b.strip().lower()
+    digits_a, digits_b = (re.sub(r"\D", "", x) for x in (a, b))
+    return digits_a == digits_b if digits_a and digits_b else a.strip() == b.strip()
 
 
 class Lease(Protocol):
@@ -405,8 +414,12 @@ class Reconciler:
         events, ids = [], []
         results: dict[str, PollResult] = {}
         for message_id, msg in found.items():
-            recipient = msg.recipient or await self._recipient_of(message_id)
-            event = yebolink_message_event(replace(msg, recipient=recipient), self.clock())
+            ours = await self._recipient_of(message_id)
+            if msg.recipient and ours and not same_recipient(msg.recipient, ours):
+                continue  # asked about by id, where the mismatch is reported
+            event = yebolink_message_event(
+                replace(msg, recipient=msg.recipient or ours), self.clock()
+            )
             if event is None:  # no recipient anywhere: ask about it by id
                 continue
             events.append(event)
@@ -446,6 +459,13 @@ class Reconciler:
                 found = status is not None
                 event = None
                 if status is not None:
+                    self._check_answer(client, message_id, status.message_id)
+                    if status.delivered is None or status.failed is None:
+                        # Counts it did not give are unknown, not zero: stored as zero they
+                        # would hide every missing report.
+                        raise client.wrong_answer(
+                            "the status answer has no delivered and failed counts"
+                        )
                     event = lisoloo_status_event(
                         replace(status, message_id=message_id), self.clock()
                     )
@@ -455,8 +475,13 @@ class Reconciler:
                 found = msg is not None
                 event = None
                 if msg is not None:
-                    recipient = msg.recipient or await self._recipient_of(message_id)
-                    msg = replace(msg, message_id=message_id, recipient=recipient)
+                    self._check_answer(client, message_id, msg.message_id)
+                    ours = await self._recipient_of(message_id)
+                    if msg.recipient and ours and not same_recipient(msg.recipient, ours):
+                        raise client.wrong_answer(
+                            "the message answer names another recipient than the webhooks did"
+                        )
+                    msg = replace(msg, message_id=message_id, recipient=msg.recipient or ours)
                     event = yebolink_message_event(msg, self.clock())
                 final = msg is not None and msg.state is not None and msg.state.terminal
         except ApiError as exc:
@@ -478,6 +503,15 @@ class Reconciler:
             return PollResult(message_id, gateway, True, False, False, f"not stored: {exc}")
         stored = not outcome[0].duplicate
         return PollResult(message_id, gateway, True, final, stored)
+
+    @staticmethod
+    def _check_answer(client: GatewayApi, asked: str, answered: str) -> None:
+        """An answer about another message than the one asked about is the gateway's mistake
+        (or a proxy's): stored, it would give our message another's outcome."""
+        if answered.strip().lower() != asked.strip().lower():
+            raise client.wrong_answer(
+                "the answer is about another message than the one asked about"
+            )
 
     async def _recipient_of(self, message_id: str) -> str | None:
         """A YeboLink message's one recipient, as the store has it (an answer may name none)."""

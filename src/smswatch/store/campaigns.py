@@ -23,7 +23,7 @@ from smswatch.campaigns.model import (
     SummaryBuilder,
     burst_name,
 )
-from smswatch.campaigns.rule import TAG, clean_name
+from smswatch.campaigns.rule import TAG, clean_name, own_name
 from smswatch.domain import UNATTRIBUTED, MessageState
 from smswatch.store.location import is_url
 from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
@@ -140,7 +140,9 @@ class CampaignQueries:
         return out
 
     async def campaign(self, name: str, gap: int = BURST_GAP_US) -> Summary | None:
-        """One campaign by name (a burst by its generated name), as of now."""
+        """One campaign by name (a burst by its generated name), as of now. The name is
+        taken as names are stored (trimmed, bounded), so the one a sender gave finds it."""
+        name = clean_name(name) or name
         rows = await self._all(
             f"SELECT c.campaign, min(c.source), m.provider, m.currency, {_SUMS} "
             "FROM campaigns c JOIN messages m ON m.message_id = c.message_id "
@@ -312,7 +314,7 @@ class CampaignQueries:
 async def tag_messages(db: str | Path, name: str, message_ids: Iterable[str], at: int) -> int:
     """Put messages in the named campaign (replacing whatever campaign they had). A write of
     its own, beside a running writer: SQLite takes the log's write lock for a moment."""
-    clean = clean_name(name)
+    clean = own_name(name)
     if not clean:
         raise ValueError("a campaign needs a name")
     ids = sorted({m for m in message_ids if m})

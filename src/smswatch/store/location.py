@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,9 +23,20 @@ def describe(db: str | Path) -> str:
     return without_password(str(db)) if is_url(db) else str(db)
 
 
+def check_url(url: str) -> None:
+    """Raises ValueError, saying why, for a database URL that cannot be taken apart (a port
+    that is not a number, a bracket left open)."""
+    parts = urlsplit(url)
+    if parts.port is not None and not parts.port > 0:
+        raise ValueError("port 0")
+
+
 def without_password(url: str) -> str:
     """Any URL with its password (if it has one) shown as ***."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL urllib can split: hide whatever sits between ':' and '@'
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
     if parts.password is None:
         return url
     host = parts.netloc.rpartition("@")[2]  # as written: never raises on a bad port

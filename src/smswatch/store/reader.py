@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,9 @@ class Reader(CampaignQueries, CampaignRows):
             if current:
                 await overlay_tail(db, path)
             await db.execute("PRAGMA query_only=1")
+        except sqlite3.DatabaseError as exc:  # not SQLite at all, or damaged
+            await db.close()
+            raise NoDatabase(f"{path} is not an smswatch database ({exc})") from None
         except BaseException:
             await db.close()
             raise

@@ -63,7 +63,8 @@ class PgReader(Reader):
                     "work_mem": "64MB",
                 },
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
+            # ValueError: a URL asyncpg refuses (an sslmode it does not know, ...)
             raise NoDatabase(f"cannot reach the database at {describe(url)}: {exc}") from None
         try:
             async with pool.acquire() as conn:

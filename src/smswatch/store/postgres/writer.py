@@ -231,7 +231,7 @@ class PgWriter(GroupCommit):
         self._loop = asyncio.get_running_loop()
         try:
             conn = await self._connect()
-        except (*_GONE, asyncpg.PostgresError) as exc:
+        except (*_GONE, asyncpg.PostgresError, ValueError) as exc:  # ValueError: a bad URL
             raise CannotOpen(f"cannot reach the database at {describe(self.url)}: {exc}") from None
         try:
             await migrate(conn)
