@@ -65,6 +65,10 @@ async def test_the_missing_webhooks_alert_and_the_gateways_counts(tmp_path: Path
 
             await until(pilot, lambda: alert() is not None and alert().count == expected, 90)
             assert "recovered by polling" in alert().detail
+            # The status bar shows the polling itself, queue and calls, whatever is missing.
+            polling = plain(app.screen.query_one("#reconciling"))
+            assert polling.startswith("Polling") and "Lisoloo" in polling and "YeboLink" in polling
+            assert " calls" in polling
             # The message with the most missing reports: the gateway's counts beside ours.
             mid, missing = dropped.most_common(1)[0]
             app.open_message(mid)

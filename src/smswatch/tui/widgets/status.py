@@ -14,6 +14,9 @@ from textual.widgets import Sparkline, Static
 from smswatch.datasource import Connection, SourceInfo
 from smswatch.domain import State
 from smswatch.hub import Counters
+from smswatch.reconcile.clients import CLIENTS
+from smswatch.reconcile.status import ReconcileStatus
+from smswatch.sanitize import safe
 from smswatch.store.outbox import RECENT_S, TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, answered, failing, shown_target
@@ -122,6 +125,33 @@ def forwarding_lines(targets: tuple[TargetStatus, ...], now: int, palette: Palet
     return text
 
 
+def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
+    """The gateways' status APIs being polled (reconcile/): each keyed gateway's queue, the
+    calls made, a 429's wait, the last error."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{'Polling':<9}", style="bold")
+    for n, gateway in enumerate(status.gateways):
+        text.append("  ·  " if n else "", style="dim")
+        client = CLIENTS.get(gateway)
+        text.append(client.title if client else gateway, style="bold")
+        if gateway in status.standby:
+            text.append(" another instance polls", style="dim")
+        else:
+            queued = status.queued.get(gateway, 0)
+            text.append(f" {queued:,} queued" if queued else " idle", style="" if queued else "dim")
+    text.append(f"   {status.polls:,} calls", style="dim")
+    if status.swept:
+        text.append(f" ({status.swept:,} list reads)", style="dim")
+    if status.paused_until is not None and status.paused_until > now:
+        text.append(
+            f"  429: waiting {span(status.paused_until - now)}", style=palette.state(State.SENT)
+        )
+    if status.last_error:
+        text.append("  last error: ", style="dim")
+        text.append(safe(status.last_error, 80), style=palette.state(State.FAILED))
+    return text
+
+
 class Pulse(Widget):
     """The pulse line. Its text follows every delta; when it is drawn is the dashboard's choice:
     on a busy monitor it changes ten times a second (the event count, the last webhook's age),
@@ -165,6 +195,7 @@ class StatusBar(Vertical):
     StatusBar #pulse-row { height: 1; }
     StatusBar #pulse { width: 1fr; }
     StatusBar #forwarding { height: auto; }
+    StatusBar #reconciling { height: 1; }
     StatusBar Sparkline { width: 32; margin-left: 1; }
     StatusBar.-narrow Sparkline { width: 12; }
     """
@@ -183,10 +214,13 @@ class StatusBar(Vertical):
         forwarding = Pulse(id="forwarding")  # shown once the engine reports forward targets
         forwarding.display = False
         yield forwarding
+        reconciling = Pulse(id="reconciling")  # shown when a gateway's status API has a key
+        reconciling.display = False
+        yield reconciling
 
     def draw(self) -> None:
-        self.query_one("#pulse", Pulse).draw()
-        self.query_one("#forwarding", Pulse).draw()
+        for line in self.query(Pulse):
+            line.draw()
 
     def restyle(self) -> None:
         self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
@@ -213,6 +247,11 @@ class StatusBar(Vertical):
             forwarding.show(forwarding_lines(c.forwarding, now, self.palette()), draw)
         if forwarding.display != bool(c.forwarding):
             forwarding.display = bool(c.forwarding)
+        reconciling = self.query_one("#reconciling", Pulse)
+        if c.reconciling is not None:
+            reconciling.show(reconcile_line(c.reconciling, now, self.palette()), draw)
+        if reconciling.display != (c.reconciling is not None):
+            reconciling.display = c.reconciling is not None
         # The current second's bar grows on every tick; the sparkline follows it once a second,
         # when a second is complete (it is one of ~60 bars, and each redraw costs a frame).
         if c.rate[:-1] != self._last_rate[:-1] or not self._last_rate:
