@@ -68,7 +68,7 @@ async def test_the_missing_webhooks_alert_and_the_gateways_counts(tmp_path: Path
             # The status bar shows the polling itself, queue and calls, whatever is missing.
             polling = plain(app.screen.query_one("#reconciling"))
             assert polling.startswith("Polling") and "Lisoloo" in polling and "YeboLink" in polling
-            assert " calls" in polling
+            assert " call" in polling
             # The message with the most missing reports: the gateway's counts beside ours.
             mid, missing = dropped.most_common(1)[0]
             app.open_message(mid)

@@ -139,9 +139,10 @@ def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
         else:
             queued = status.queued.get(gateway, 0)
             text.append(f" {queued:,} queued" if queued else " idle", style="" if queued else "dim")
-    text.append(f"   {status.polls:,} calls", style="dim")
+    text.append(f"   {status.polls:,} call{'' if status.polls == 1 else 's'}", style="dim")
     if status.swept:
-        text.append(f" ({status.swept:,} list reads)", style="dim")
+        reads = "list read" if status.swept == 1 else "list reads"
+        text.append(f" ({status.swept:,} {reads})", style="dim")
     if status.paused_until is not None and status.paused_until > now:
         text.append(
             f"  429: waiting {span(status.paused_until - now)}", style=palette.state(State.SENT)
