@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 
@@ -467,7 +467,7 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=sys.stdout.isatty(), indent=2))
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"smswatch: {message}", err=True)
     sys.exit(code)
 

@@ -168,8 +168,11 @@ async def write_suppression(source: SuppressionSource, sel: Selector | None, out
 async def write_entries(entries: list[Suppressed], out_path: Path) -> int:
     """Write a list to `out_path`, whole or not at all (smswatch.files.write_whole: a sender
     loading it never reads half a list; a pipe or device is written through)."""
-    text = io.StringIO(newline="")
-    n = write_csv(entries, text)
-    data = text.getvalue().encode("utf-8")
-    await asyncio.to_thread(write_whole, Path(out_path), data)
-    return n
+
+    def write() -> int:  # off the loop, formatting included: a long list must not stall a screen
+        text = io.StringIO(newline="")
+        n = write_csv(entries, text)
+        write_whole(Path(out_path), text.getvalue().encode("utf-8"))
+        return n
+
+    return await asyncio.to_thread(write)

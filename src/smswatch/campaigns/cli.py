@@ -64,10 +64,9 @@ def show(name: str, db: Path, as_json: bool) -> None:
 
 def settings_deadlines() -> Any:
     from smswatch import config as settings
+    from smswatch.cli import loaded_settings
 
-    ctx = click.get_current_context(silent=True)
-    loaded = ctx.find_root().meta.get("settings", {}) if ctx else {}
-    return settings.stuck_deadlines(loaded)
+    return settings.stuck_deadlines(loaded_settings())
 
 
 async def load_view(db: Path | str, name: str, deadlines: Any, now: int | None = None) -> Any:

@@ -61,8 +61,5 @@ def write_whole(path: Path, document: str) -> int:
     """The report written whole (smswatch.files.write_whole); an error is one line."""
     try:
         return files.write_whole(path, document.encode("utf-8"))
-    except IsADirectoryError:
-        fail(f"cannot write {path}: it is a directory")
-    except OSError as exc:
+    except OSError as exc:  # a directory too: write_whole says "it is a directory"
         fail(f"cannot write {path}: {exc.strerror or exc}")
-    return 0

@@ -27,6 +27,7 @@ from smswatch.campaigns.model import Selector
 from smswatch.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
 from smswatch.store.campaign_rows import CampaignRows
 from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
+from smswatch.store.reconcile_rows import ReconcileRows
 from smswatch.store.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
@@ -107,7 +108,7 @@ def percentiles(values: Sequence[int]) -> Percentiles:
     return Percentiles(len(ordered), rank(0.50), rank(0.95))
 
 
-class Reader(CampaignQueries, CampaignRows):
+class Reader(CampaignQueries, CampaignRows, ReconcileRows):
     """Queries over the SQLite back end; store/postgres/reader.py answers the same ones."""
 
     NO_LIMIT: int | None = -1  # what LIMIT takes for "no limit"

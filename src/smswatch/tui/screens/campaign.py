@@ -40,6 +40,11 @@ REFRESH_S = 2.0  # at least; a slow query (a huge campaign) waits five times its
 MESSAGES_SHOWN = 200
 
 
+def title(name: str) -> str:
+    """The header's title: the name is the sender's text, shown literally."""
+    return f"Campaign {literal(name, 60)}"
+
+
 class DeliveryTable(RowTable):
     """Delivery per carrier or per country, with the carriers whose rate fell flagged."""
 
@@ -123,7 +128,7 @@ class CampaignScreen(AppScreen):
 
     def compose(self) -> ComposeResult:
         header = Static(id="campaign-header")
-        header.border_title = f"Campaign {literal(self.campaign, 60)}"
+        header.border_title = title(self.campaign)
         yield header
         with Horizontal(id="campaign-rates"):
             with Vertical(classes="rate"):
@@ -166,7 +171,7 @@ class CampaignScreen(AppScreen):
         self.campaign = name
         self.failed_only = False
         self.shown_at = None
-        self.query_one("#campaign-header", Static).border_title = f"Campaign {literal(name, 60)}"
+        self.query_one("#campaign-header", Static).border_title = title(name)
         table = self.query_one("#campaign-messages", MessagesTable)
         table.cursor = 0
         table.focus()
