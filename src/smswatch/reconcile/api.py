@@ -37,14 +37,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
 from smswatch import __version__
-from smswatch.reconcile.config import ApiKey, base_url
+from smswatch.reconcile.config import ApiConfig, ApiKey, base_url
 from smswatch.reconcile.ratelimit import Clock, RollingWindow, Sleep
 from smswatch.sanitize import safe
 
@@ -181,6 +181,18 @@ class GatewayApi:
                 self.title,
                 self.base_url,
             )
+
+    @classmethod
+    def from_config(cls, config: ApiConfig, **kwargs: Any) -> Self | None:
+        """The client, or None without a key: then nothing is ever polled. The settings are
+        the config's `<name>_key`, `<name>_url` and `<name>_rate`."""
+        key = getattr(config, f"{cls.name}_key")
+        url = getattr(config, f"{cls.name}_url")
+        if key is None or url is None:
+            return None
+        kwargs.setdefault("rate", getattr(config, f"{cls.name}_rate"))
+        kwargs.setdefault("timeout", config.timeout)
+        return cls(key, url, **kwargs)
 
     def rate_owner(self) -> int:
         """Who spends this client's rate limit, as a 32-bit number: the gateway and the key

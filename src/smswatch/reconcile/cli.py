@@ -71,9 +71,7 @@ def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str,
     if counts is not None:
         delivered, failed, pending = counts
         gateway = {"delivered": delivered, "failed": failed, "pending": pending}
-        missing = max(delivered - m.counts[State.DELIVERED], 0) + max(
-            failed - m.counts[State.FAILED], 0
-        )
+        missing = replace(m, gateway_delivered=delivered, gateway_failed=failed).missing
     return {
         "message_id": m.message_id,
         "provider": m.provider,
@@ -145,7 +143,7 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
 
     # Opened first: a path that is no smswatch database is refused before anything is asked.
     async with await open_reader(db, current=True) as reader:
-        targets = await choose(reader, build(api), wanted, window)
+        targets = await choose(reader, api.gateways, wanted, window)
     reconciler = Reconciler(build(api), keep, lambda: open_reader(db, current=True), now_us)
     await reconciler.start_reader()
     try:
@@ -180,8 +178,9 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
     return out
 
 
-async def choose(reader: Any, clients: dict[str, Any], wanted: list[str], window: int) -> Any:
-    """(gateway, message id) to poll: the messages asked for (each once, however named), or
+async def choose(reader: Any, gateways: tuple[str, ...], wanted: list[str], window: int) -> Any:
+    """(gateway, message id, first event time) to poll: the messages asked for (each once,
+    however named), or
     every keyed gateway's unfinished messages with an event within `window`."""
     from smswatch.timefmt import now_us
 
@@ -194,11 +193,9 @@ async def choose(reader: Any, clients: dict[str, Any], wanted: list[str], window
         targets[msg.message_id] = (msg.provider, msg.first_at)
     if not wanted:
         now = now_us()
-        for gateway in clients:
+        for gateway in gateways:
             found = await reader.quiet_unfinished(gateway, now, now - window, 100_000)
             targets.update((mid, (gateway, first)) for mid, _, first in found)
-    for client in clients.values():
-        await client.close()
     return [(gateway, mid, first) for mid, (gateway, first) in targets.items()]
 
 

@@ -1,7 +1,7 @@
 """The gateway API clients and their registry: one client per gateway that has a key.
 
-Adding a gateway means one module with a `GatewayApi` subclass (its paths, key header, parsing
-and `from_config`) listed in `CLIENTS`.
+Adding a gateway means one module with a `GatewayApi` subclass (its paths, key header and parsing;
+its settings are `ApiConfig`'s `<name>_key`, `_url` and `_rate`) listed in `CLIENTS`.
 """
 
 from __future__ import annotations

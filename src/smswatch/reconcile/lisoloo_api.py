@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from smswatch.providers.base import Identifier, Integer, Text, Time
 from smswatch.reconcile.api import NOT_FOUND, GatewayApi, path_segment
-from smswatch.reconcile.config import ApiConfig
+from smswatch.reconcile.config import LISOLOO_RATE
 
 STATUS_PATH = "/api/v1/lisoloo/sms-api/status/"
 
@@ -108,16 +108,7 @@ class LisolooApi(GatewayApi):
     name: ClassVar[str] = "lisoloo"
     title: ClassVar[str] = "Lisoloo"
     key_header: ClassVar[str] = "app-key"
-    default_rate: ClassVar[int] = 120
-
-    @classmethod
-    def from_config(cls, config: ApiConfig, **kwargs: Any) -> LisolooApi | None:
-        """The client, or None without a key: then nothing is ever polled."""
-        if config.lisoloo_key is None or config.lisoloo_url is None:
-            return None
-        kwargs.setdefault("rate", config.lisoloo_rate)
-        kwargs.setdefault("timeout", config.timeout)
-        return cls(config.lisoloo_key, config.lisoloo_url, **kwargs)
+    default_rate: ClassVar[int] = LISOLOO_RATE
 
     async def status(self, message_id: str) -> LisolooStatus | None:
         """The message's aggregate status; None if Lisoloo does not know it (404: unknown, or

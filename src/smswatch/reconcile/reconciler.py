@@ -235,6 +235,7 @@ class Reconciler:
         for r in await reader.stuck(self.deadlines, now, SCAN_LIMIT, since=now - HORIZON_US):
             if r.provider in polling:
                 self._maybe(r.provider, r.message_id, now)
+        self._set()  # the queues' lengths, once a scan
 
     def _maybe(self, gateway: str, message_id: str, now: int) -> None:
         due, _polls = self._next.get(message_id, (0, 0))
@@ -247,7 +248,6 @@ class Reconciler:
         self._queued.add(message_id)
         self._queues[gateway].append(message_id)
         self._wake[gateway].set()
-        self._set()
 
     # --- polling --------------------------------------------------------------------------------
 
@@ -413,8 +413,9 @@ class Reconciler:
     ) -> dict[str, PollResult]:
         events, ids = [], []
         results: dict[str, PollResult] = {}
+        known = await self._recipients_of(list(found))
         for message_id, msg in found.items():
-            ours = await self._recipient_of(message_id)
+            ours = known.get(message_id)
             if msg.recipient and ours and not same_recipient(msg.recipient, ours):
                 continue  # asked about by id, where the mismatch is reported
             event = yebolink_message_event(
@@ -520,6 +521,13 @@ class Reconciler:
         found = await self._reader.recipients(message_id, limit=1)
         return found[0].recipient if found else None
 
+    async def _recipients_of(self, message_ids: list[str]) -> dict[str, str]:
+        """`_recipient_of` for a page of messages, in one read."""
+        if self._reader is None or not message_ids:
+            return {}
+        rows = await self._reader.recipients_of(message_ids)
+        return {m: r for m, r in sorted(((row[0], row[1]) for row in rows), reverse=True)}
+
     async def poll_now(self, message_id: str, gateway: str | None = None) -> PollResult:
         """An operator's request: poll this message now (its gateway looked up if not given)."""
         if gateway is None:
@@ -533,13 +541,9 @@ class Reconciler:
 
     def _set(self, **changes: Any) -> None:
         queued = {name: len(q) for name, q in self._queues.items()}
-        paused = [
-            until
-            for client in self.clients.values()
-            if (until := getattr(client, "paused_until", None)) is not None
-        ]
-        self.status = replace(
-            self.status, queued=queued, paused_until=max(paused, default=None), **changes
-        )
+        # A 429's Retry-After pauses the client's limiter: until when, for the screen.
+        wait = max((client.limiter.paused_for() for client in self.clients.values()), default=0)
+        paused_until = self.clock() + int(wait * 1_000_000) if wait > 0 else None
+        self.status = replace(self.status, queued=queued, paused_until=paused_until, **changes)
         if self._report is not None:
             self._report(self.status)

@@ -18,9 +18,9 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from smswatch.domain import State
-from smswatch.providers.base import Identifier, Integer, Number, Text, Time
+from smswatch.providers.base import Flag, Identifier, Integer, Number, Text, Time
 from smswatch.reconcile.api import NOT_FOUND, GatewayApi, path_segment
-from smswatch.reconcile.config import ApiConfig
+from smswatch.reconcile.config import YEBOLINK_RATE
 from smswatch.timefmt import iso, to_us
 
 MESSAGES_PATH = "/api/v1/messages"
@@ -73,7 +73,7 @@ class _Paging(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
     total: Integer = _aliases("total", "totalCount", "total_count", "count", "totalItems")
     pages: Integer = _aliases("pages", "totalPages", "total_pages", "lastPage", "last_page")
-    has_more: Any = _aliases("hasMore", "has_more", "hasNext", "has_next", "hasNextPage")
+    has_more: Flag = _aliases("hasMore", "has_more", "hasNext", "has_next", "hasNextPage")
     next: Any = _aliases("next", "nextPage", "next_page")
 
 
@@ -196,14 +196,6 @@ def _items(inner: Any) -> tuple[list[Any], dict[str, Any]] | None:
     return None
 
 
-def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return None
-
-
 def parse_page(body: Any, page: int, limit: int) -> Page | None:
     """One page of the list; None if the answer holds no list."""
     found = _items(_unwrap(body))
@@ -216,7 +208,7 @@ def parse_page(body: Any, page: int, limit: int) -> Page | None:
     if isinstance(body, dict):
         sources += [body, *(_object(body.get(k)) for k in _PAGING_KEYS)]
     paging = [_Paging.model_validate(s) for s in sources if s]
-    has_more = next((f for p in paging if (f := _flag(p.has_more)) is not None), None)
+    has_more = next((p.has_more for p in paging if p.has_more is not None), None)
     pages = next((p.pages for p in paging if p.pages is not None), None)
     total = next((p.total for p in paging if p.total is not None and p.total >= 0), None)
     if has_more is None:
@@ -244,16 +236,7 @@ class YeboLinkApi(GatewayApi):
     name: ClassVar[str] = "yebolink"
     title: ClassVar[str] = "YeboLink"
     key_header: ClassVar[str] = "X-API-Key"
-    default_rate: ClassVar[int] = 60
-
-    @classmethod
-    def from_config(cls, config: ApiConfig, **kwargs: Any) -> YeboLinkApi | None:
-        """The client, or None without a key: then nothing is ever polled."""
-        if config.yebolink_key is None:
-            return None
-        kwargs.setdefault("rate", config.yebolink_rate)
-        kwargs.setdefault("timeout", config.timeout)
-        return cls(config.yebolink_key, config.yebolink_url, **kwargs)
+    default_rate: ClassVar[int] = YEBOLINK_RATE
 
     def _check_success(self, body: Any) -> None:
         if isinstance(body, dict) and body.get("success") is False:

@@ -14,7 +14,7 @@ from textual.widgets import Sparkline, Static
 from smswatch.datasource import Connection, SourceInfo
 from smswatch.domain import State
 from smswatch.hub import Counters
-from smswatch.reconcile.clients import CLIENTS
+from smswatch.providers import ADAPTERS
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
 from smswatch.store.outbox import RECENT_S, TargetStatus
@@ -132,8 +132,8 @@ def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
     text.append(f"{'Polling':<9}", style="bold")
     for n, gateway in enumerate(status.gateways):
         text.append("  ·  " if n else "", style="dim")
-        client = CLIENTS.get(gateway)
-        text.append(client.title if client else gateway, style="bold")
+        adapter = ADAPTERS.get(gateway)
+        text.append(adapter.title if adapter else gateway, style="bold")
         if gateway in status.standby:
             text.append(" another instance polls", style="dim")
         else:
