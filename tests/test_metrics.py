@@ -237,5 +237,5 @@ def test_metrics_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
             timeout=30,
         )
     assert result.returncode == 2
-    assert f"cannot serve metrics (Address already in use) on 127.0.0.1:{port}" in result.stdout
+    assert f"cannot listen for metrics on 127.0.0.1:{port}: the port is in use" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr

@@ -475,12 +475,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def handles_store_errors(f: F) -> F:
     """Read commands: a missing or foreign database is a one-line error, not a traceback."""
     from smswatch.store import NoDatabase
+    from smswatch.store.errors import CannotOpen
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return f(*args, **kwargs)
-        except NoDatabase as exc:
+        except (NoDatabase, CannotOpen) as exc:
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
@@ -550,8 +551,12 @@ def main(ctx: click.Context, demo: bool, theme: str | None, no_listen: bool, **o
     config = engine_config(opts)
     if no_listen:
         config = replace(config, listen=False)
+    # Only the default port may give way to a free one in the demo: a port asked for is kept.
+    port_given = ctx.get_parameter_source("port") is not click.core.ParameterSource.DEFAULT
     try:
-        code = run_monitor(config, demo=demo, theme=theme, settings=loaded_settings())
+        code = run_monitor(
+            config, demo=demo, theme=theme, settings=loaded_settings(), port_given=port_given
+        )
     except BindRefused as exc:
         fail(str(exc), 2)
     sys.exit(code)

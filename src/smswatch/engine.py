@@ -6,6 +6,7 @@ asyncio loop, and everything a UI needs comes out of `hub` (live) and a `Reader`
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from smswatch.listener import Listener, ListenerConfig, is_loopback
 from smswatch.providers import Credentials
 from smswatch.reconcile.config import ApiConfig
 from smswatch.store import is_url, make_writer, open_reader
+from smswatch.store.errors import CannotOpen, reason
 from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
@@ -34,6 +36,20 @@ log = logging.getLogger(__name__)
 
 class BindRefused(Exception):
     """A non-loopback bind with no credentials at all."""
+
+
+class CannotListen(Exception):
+    """A port this engine was asked to serve on cannot be bound: the message names which one
+    (webhook or feed) and why."""
+
+
+def bind_problem(what: str, host: str, port: int, option: str, exc: OSError) -> CannotListen:
+    why = {
+        errno.EADDRINUSE: "the port is in use (another smswatch?)",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+        errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
+    }.get(exc.errno or 0) or (exc.strerror or str(exc))
+    return CannotListen(f"cannot listen for {what} on {host}:{port}: {why}. Pick another {option}")
 
 
 @dataclass(frozen=True)
@@ -150,7 +166,11 @@ class Engine:
 
                 token = self.config.feed_token or await self._feed_token()
                 feed = FeedServer(self, self.config.feed_host, self.config.feed_port, token)
-                await feed.start()
+                try:
+                    await feed.start()
+                except OSError as exc:
+                    host, port = self.config.feed_host, self.config.feed_port
+                    raise bind_problem("the feed", host, port, "--feed-port", exc) from None
                 self.feed = feed
             # Forwarding before the listener: every event stored from now on is forwarded.
             if self.config.forward is not None:
@@ -159,7 +179,11 @@ class Engine:
                 await self._start_forwarding(ForwardConfig(targets=()), send=False)
             await self._start_reconciling()
             if self.config.listen:
-                await self.listener.start()
+                try:
+                    await self.listener.start()
+                except OSError as exc:
+                    host, port = self.config.host, self.config.port
+                    raise bind_problem("webhooks", host, port, "--port", exc) from None
         except BaseException:
             if self.reconciler is not None:
                 await self.reconciler.stop()
@@ -220,11 +244,18 @@ class Engine:
     async def _feed_token(self) -> str:
         """Kept beside a SQLite file; in a shared database, so that one token lets a viewer
         attach to any of the instances."""
-        from smswatch.feed.server import load_or_create_token
+        from smswatch.feed.server import load_or_create_token, token_path
 
         if is_url(self.config.db_path):
             return await self.writer.shared_token()  # type: ignore[attr-defined]
-        return load_or_create_token(Path(self.config.db_path))
+        db = Path(self.config.db_path)
+        try:
+            return load_or_create_token(db)
+        except OSError as exc:
+            raise CannotOpen(
+                f"cannot keep the feed token in {token_path(db)}: {reason(exc)} "
+                "(or give one with --feed-token)"
+            ) from None
 
     async def stop(self) -> None:
         """Stop taking requests, then commit what is queued and close the database. Whatever

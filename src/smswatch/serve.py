@@ -17,7 +17,7 @@ import sys
 from typing import Any, TextIO
 
 from smswatch import __version__
-from smswatch.engine import Engine
+from smswatch.engine import CannotListen, Engine, bind_problem
 from smswatch.hub import Counters, Delta
 from smswatch.metrics import Metrics
 from smswatch.runtime import tune_gc
@@ -221,14 +221,8 @@ async def run(
     except CannotOpen as exc:
         log.emit("error", "database", str(exc))
         return 2
-    except OSError as exc:
-        log.emit(
-            "error",
-            "bind",
-            f"cannot listen ({exc.strerror or exc}) on {engine.config.host}:{engine.config.port} "
-            f"or on the feed port {engine.config.feed_port}. Is another smswatch running? "
-            "Pick other ports with --port / --feed-port (or --no-feed).",
-        )
+    except CannotListen as exc:
+        log.emit("error", "bind", f"{exc}.")
         return 2
     if metrics is not None and metrics_at is not None:
         host, port = metrics_at
@@ -238,8 +232,7 @@ async def run(
             log.emit(
                 "error",
                 "bind",
-                f"cannot serve metrics ({exc.strerror or exc}) on {host}:{port}. "
-                "Pick another port with --metrics-port.",
+                f"{bind_problem('metrics', host, port, '--metrics-port', exc)}.",
             )
             await engine.stop()
             return 2

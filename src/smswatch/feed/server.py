@@ -53,10 +53,14 @@ MAX_QUERY_BYTES = 64 * 1024
 SNAPSHOT = object()  # queued marker: build and send a fresh snapshot here
 
 
+def token_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".feed-token")
+
+
 def load_or_create_token(db_path: Path) -> str:
     """The token kept beside the database, created on first use, so a restarted `serve` keeps
     accepting the viewers it had."""
-    path = db_path.with_name(db_path.name + ".feed-token")
+    path = token_path(db_path)
     if path.is_file():
         token = path.read_text().strip()
         if token:

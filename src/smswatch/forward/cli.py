@@ -23,8 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.cli import CONTEXT, config_option, db_option, fail, print_json
+from smswatch.store.errors import NotOurs
 from smswatch.store.location import describe, is_url, without_password
 from smswatch.store.outbox import RECENT_S, Target, TargetStatus, open_outbox, outbox_path
+from smswatch.store.schema import refuse_foreign
 from smswatch.timefmt import iso, now_us, span
 
 T = TypeVar("T")
@@ -81,6 +83,10 @@ def no_outbox(db: str | Path, *, create: bool = False) -> bool:
         return False
     if not Path(db).is_file():
         fail(f"no smswatch database at {db}")
+    try:
+        refuse_foreign(db)
+    except NotOurs as exc:
+        fail(str(exc))
     return not create and not outbox_path(db).is_file()
 
 

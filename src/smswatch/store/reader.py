@@ -27,6 +27,7 @@ from smswatch.campaigns.model import Selector
 from smswatch.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
 from smswatch.store.campaign_rows import CampaignRows
 from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
+from smswatch.store.errors import CannotOpen, location_problem
 from smswatch.store.reconcile_rows import ReconcileRows
 from smswatch.store.rows import (
     MESSAGE_COLUMNS,
@@ -41,7 +42,9 @@ from smswatch.store.rows import (
 from smswatch.store.schema import (
     SCHEMA_VERSION,
     STATE_SCHEMA_VERSION,
+    is_not_sqlite,
     read_checkpoint,
+    refuse_foreign,
     state_path,
     state_version,
 )
@@ -122,14 +125,20 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         """`current`: see the state as of the newest stored event, not of the last checkpoint
         (costs a fold of the log after it, once, at open)."""
         path = Path(path)
+        problem = location_problem(path, writing=False)
         if not path.is_file():
-            raise NoDatabase(f"no smswatch database at {path}")
+            raise NoDatabase(
+                f"no smswatch database at {path}" + (f": {problem}" if problem else "")
+            )
+        if problem is not None:
+            raise NoDatabase(f"cannot read the database {path}: {problem}")
         db = await aiosqlite.connect(path)
         try:
             await db.execute("PRAGMA busy_timeout=5000")
             version = await cls._scalar(db, "PRAGMA user_version")
             if version == 0:
-                raise NoDatabase(f"{path} is not an smswatch database (or is empty)")
+                await asyncio.to_thread(refuse_foreign, path)  # names what it holds instead
+                raise NoDatabase(f"{path} is not an smswatch database (it is empty)")
             if version > SCHEMA_VERSION:
                 raise NoDatabase(
                     f"{path} was written by a newer smswatch (schema {version}); upgrade smswatch"
@@ -150,9 +159,17 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
             if current:
                 await overlay_tail(db, path)
             await db.execute("PRAGMA query_only=1")
+        except sqlite3.OperationalError as exc:  # locked, unreadable: the file may be fine
+            await db.close()
+            if not is_not_sqlite(exc):
+                raise NoDatabase(f"cannot read the database {path}: {exc}") from None
+            raise NoDatabase(f"{path} is not an smswatch database ({exc})") from None
         except sqlite3.DatabaseError as exc:  # not SQLite at all, or damaged
             await db.close()
             raise NoDatabase(f"{path} is not an smswatch database ({exc})") from None
+        except CannotOpen as exc:  # prepare_database refused it
+            await db.close()
+            raise NoDatabase(str(exc)) from None
         except BaseException:
             await db.close()
             raise

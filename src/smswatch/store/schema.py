@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from smswatch.store.errors import CannotOpen
+from smswatch.store.errors import CannotOpen, NotOurs
 
 SCHEMA_VERSION = 3
 
@@ -207,6 +207,55 @@ def migrate(
             raise
         version += 1
     return version
+
+
+def is_not_sqlite(exc: sqlite3.Error) -> bool:
+    """SQLite's answer for a file that is not a database at all (text, random bytes)."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB"
+
+
+def check_ours(conn: sqlite3.Connection, file: str | Path, table: str) -> None:
+    """Refuse, before anything is written to it, a file that is not SQLite or that holds
+    another application's tables: migrating it would add smswatch's tables beside them.
+    `table` is one every version of this kind of file has (`events` in a log)."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+    except sqlite3.DatabaseError as exc:
+        if is_not_sqlite(exc):
+            raise NotOurs(f"{file} is not an smswatch database ({exc})") from None
+        raise
+    if tables and (version == 0 or table not in tables):
+        shown = ", ".join(tables[:3]) + (", …" if len(tables) > 3 else "")
+        raise NotOurs(
+            f"{file} is not an smswatch database: it holds another application's tables "
+            f"({shown}); give smswatch a file of its own with --db"
+        )
+
+
+def refuse_foreign(path: str | Path) -> None:
+    """Raise NotOurs for an existing file that is not SQLite or not smswatch's, without
+    writing to it; any other trouble opening it is left to the code that opens it next."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        check_ours(conn, path, "events")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            raise NotOurs(f"{path} is not an smswatch database (it is empty)")
+    except NotOurs:
+        raise
+    except sqlite3.Error:
+        return
+    finally:
+        conn.close()
 
 
 def migrate_state(conn: sqlite3.Connection) -> int:

@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 
 from smswatch.campaigns.rule import CampaignRule
 from smswatch.domain import Event
-from smswatch.store.errors import CannotOpen
+from smswatch.store.errors import CannotOpen, NotOurs, cannot_open, location_problem
 from smswatch.store.reader import Reader, Totals
 from smswatch.store.rows import (
     LOG_COLUMNS,
@@ -65,7 +65,9 @@ from smswatch.store.rows import (
 )
 from smswatch.store.schema import (
     adopt_legacy_state,
+    check_ours,
     has_legacy_state,
+    is_not_sqlite,
     log_id,
     migrate,
     migrate_state,
@@ -155,9 +157,11 @@ class _Pending:
 def prepare_database(path: str | Path) -> None:
     """Create or migrate the log file and its state file, both in WAL mode (persistent), and
     make sure the state file belongs to this log. Blocking."""
-    for file, upgrade in ((Path(path), migrate), (state_path(path), migrate_state)):
+    steps = ((Path(path), migrate, "events"), (state_path(path), migrate_state, "meta"))
+    for file, upgrade, table in steps:
         conn = sqlite3.connect(file, isolation_level=None)
         try:
+            check_ours(conn, file, table)
             conn.execute("PRAGMA journal_mode=WAL")
             upgrade(conn)
         finally:
@@ -228,12 +232,14 @@ class _WriterLock:
     def __init__(self, db: Path) -> None:
         self.path = db.with_name(db.name + "-writer")
         self._fd: int | None = None
+        self._made = False  # this lock made the file: a failed open removes it again
 
     def acquire(self) -> None:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: one writer is the user's business
             return
+        self._made = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -248,10 +254,14 @@ class _WriterLock:
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """`remove`: the open failed; leave no file behind that the lock made."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            if remove and self._made:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
 
 
 class GroupCommit:
@@ -401,6 +411,25 @@ class Writer(GroupCommit):
         self._task = asyncio.create_task(self._run(), name="smswatch-writer")
 
     def _connect(self) -> None:
+        """Open the database, or raise CannotOpen saying what is wrong with it or its path."""
+        problem = location_problem(self.path)
+        if problem is not None:
+            raise CannotOpen(f"cannot open the database {self.path}: {problem}")
+        try:
+            self._open_files()
+        except CannotOpen:
+            self._lock.release(remove=True)
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._lock.release(remove=True)
+            if is_not_sqlite(exc):
+                raise NotOurs(f"{self.path} is not an smswatch database ({exc})") from None
+            raise cannot_open(self.path, exc) from None
+        except OSError as exc:
+            self._lock.release(remove=True)
+            raise cannot_open(self.path, exc) from None
+
+    def _open_files(self) -> None:
         self._lock.acquire()
         prepare_database(self.path)
         # Two connections, not one with the state file attached: a write transaction takes the

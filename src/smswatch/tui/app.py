@@ -85,6 +85,7 @@ class SmsWatchApp(App[int]):
             float(settings.get("silence_after", DEFAULT_SILENCE_S)) * 1_000_000
         )
         self.loaded_themes, self.theme_problems = load_themes()
+        self.notices: list[str] = []  # told once the screen is up (e.g. the demo's port moved)
         for loaded in self.loaded_themes.values():
             self.register_theme(loaded.theme)
         wanted = theme or remembered() or DEFAULT
@@ -131,8 +132,8 @@ class SmsWatchApp(App[int]):
         await self.pop_screen()
         await self.push_screen(DashboardScreen())
         self.call_after_refresh(self._painted)
-        for problem in self.theme_problems:
-            self.notify(problem, severity="warning", timeout=8)
+        for problem in [*self.theme_problems, *self.notices]:
+            self.notify(problem, severity="warning", timeout=8, markup=False)
 
     def _painted(self) -> None:
         self.painted_at = time.perf_counter()

@@ -16,11 +16,11 @@ from typing import Any
 from smswatch.config import Credentials
 from smswatch.datasource import LocalSource
 from smswatch.demo import DemoTraffic
-from smswatch.engine import EngineConfig
+from smswatch.engine import CannotListen, EngineConfig
 from smswatch.engine_thread import EngineThread
 from smswatch.runtime import tune_gc
 from smswatch.store.location import describe
-from smswatch.store.writer import CannotOpen
+from smswatch.store.writer import CannotOpen, DatabaseInUse
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
 
@@ -38,14 +38,18 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def demo_config(config: EngineConfig, api_url: str, keys: Any) -> tuple[EngineConfig, Path]:
+def demo_config(
+    config: EngineConfig, api_url: str, keys: Any, port_given: bool = False
+) -> tuple[EngineConfig, Path]:
     """A throwaway database, real credentials (so auth shows as verified), a free port, and
-    keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon)."""
+    keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon). Only
+    the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
+    not, and a busy one fails to bind like any other."""
     from smswatch.reconcile.config import ApiConfig, ApiKey
 
     workdir = Path(tempfile.mkdtemp(prefix="smswatch-demo-"))
     credentials = Credentials(("demo", secrets.token_urlsafe(12)), secrets.token_urlsafe(24))
-    port = config.port if port_free(config.host, config.port) else 0
+    port = config.port if port_given or port_free(config.host, config.port) else 0
     api = ApiConfig(
         lisoloo_key=ApiKey(keys.lisoloo_app_key, "--lisoloo-app-key"),
         lisoloo_url=api_url,
@@ -65,11 +69,32 @@ def demo_config(config: EngineConfig, api_url: str, keys: Any) -> tuple[EngineCo
     )
 
 
+def watch_instead(config: EngineConfig) -> str:
+    """How a second terminal watches a SQLite database that another smswatch writes: through
+    that one's feed (one process writes a SQLite file, and this monitor would be a writer)."""
+    from smswatch.feed.server import token_path
+
+    if config.listen or isinstance(config.db_path, str):
+        return ""
+    token = token_path(Path(config.db_path))
+    return (
+        f". To watch it from here, attach to its feed: smswatch attach ws://127.0.0.1:8788 "
+        f'--token "$(cat {token})" (serve\'s feed is on port 8788 unless --feed-port moved '
+        "it; the monitor serves one only with --feed-port)"
+    )
+
+
 def run_monitor(
-    config: EngineConfig, *, demo: bool, theme: str | None, settings: dict[str, Any]
+    config: EngineConfig,
+    *,
+    demo: bool,
+    theme: str | None,
+    settings: dict[str, Any],
+    port_given: bool = False,
 ) -> int:
     workdir = None
     sandbox = None
+    asked_port = config.port
     if demo:
         from smswatch.sandbox import SandboxAPI, SandboxKeys
 
@@ -78,20 +103,18 @@ def run_monitor(
             yebolink_api_key="ybk_" + secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
-        config, workdir = demo_config(config, sandbox.start_background(), keys)
+        config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)
     tune_gc()
     engine = EngineThread(config)
     try:
         engine.start()
-    except CannotOpen as exc:
-        print(f"smswatch: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(
-            f"smswatch: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}. "
-            "Is another smswatch running? Pick another port with --port.",
-            file=sys.stderr,
-        )
+    except (CannotOpen, CannotListen) as exc:
+        hint = watch_instead(config) if isinstance(exc, DatabaseInUse) else ""
+        print(f"smswatch: {exc}{hint}", file=sys.stderr)
+        if sandbox is not None:
+            sandbox.stop_background()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
         return 2
     traffic = None
     if demo:
@@ -103,6 +126,10 @@ def run_monitor(
         ).start()
     source = LocalSource(engine)
     app = SmsWatchApp(source, theme=theme, settings=settings)
+    if demo and config.port != asked_port:
+        app.notices.append(
+            f"port {asked_port} is in use: the demo listens on {engine.engine.listener.base_url}"
+        )
     try:
         code = app.run()
     finally:
