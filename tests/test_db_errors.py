@@ -236,13 +236,50 @@ def test_the_demo_moves_off_a_busy_default_port_and_says_so(busy_port: int) -> N
     assert kept.port == busy_port
 
 
-def test_a_second_terminal_is_told_how_to_watch(tmp_path: Path) -> None:
+def test_a_second_terminal_is_told_exactly_how_to_watch(tmp_path: Path) -> None:
+    """One process writes a SQLite file: a second monitor on it is told what to attach to."""
     db = tmp_path / "shared.db"
-    server = Server(db, free_port(), "--feed-port", str(free_port())).start()
+    feed_port = free_port()
+    server = Server(db, free_port(), "--feed-port", str(feed_port)).start()
     try:
         out = smswatch("--no-listen", "--db", str(db))
     finally:
         server.stop()
-    assert "another smswatch" in out
-    assert "smswatch attach ws://" in out
-    assert f"{db}.feed-token" in out
+    assert f"another smswatch (pid {server.proc.pid if server.proc else ''})" in out
+    assert f'smswatch attach ws://127.0.0.1:{feed_port} --token "$(cat {db}.feed-token)"' in out
+
+
+def test_a_second_terminal_is_told_the_writer_needs_a_feed(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    server = Server(db, free_port(), "--no-feed").start()
+    try:
+        out = smswatch("--no-listen", "--db", str(db))
+    finally:
+        server.stop()
+    assert "serves no feed" in out and "--feed-port PORT" in out
+    assert "smswatch attach ws://127.0.0.1:PORT" in out
+
+
+def test_the_demo_says_on_screen_that_its_default_port_moved(tmp_path: Path) -> None:
+    """With the default port (8787) busy the demo takes a free one, and the screen says so."""
+    from tests.test_terminal_gone import Terminal
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+        except OSError:
+            pytest.skip("port 8787 is in use here already")
+        taken.listen()
+        term = Terminal([*SMSWATCH, "--demo"], tmp_path)
+        try:
+            term.wait_for(b"8787 is in use", timeout=60)
+        finally:
+            term.kill()
+
+
+@pytest.mark.parametrize("side", ["-state", "-writer"])
+def test_an_unusable_file_beside_the_database_is_named(tmp_path: Path, side: str) -> None:
+    db = tmp_path / "x.db"
+    (tmp_path / f"x.db{side}").mkdir()
+    out = smswatch(*COMMANDS["serve"], "--db", str(db))
+    assert f"{db}{side} (which smswatch keeps beside the database) is a directory" in out

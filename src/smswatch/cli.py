@@ -531,7 +531,8 @@ class Commands(click.Group):
     "--no-listen",
     is_flag=True,
     help="Watch the database without taking webhooks here (e.g. a PostgreSQL database that "
-    "serve instances share).",
+    "serve instances share; a SQLite file that another smswatch writes is watched with "
+    "`smswatch attach` to its feed).",
 )
 @click.version_option(__version__, prog_name="smswatch")
 @click.pass_context

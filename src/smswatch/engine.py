@@ -172,6 +172,8 @@ class Engine:
                     host, port = self.config.feed_host, self.config.feed_port
                     raise bind_problem("the feed", host, port, "--feed-port", exc) from None
                 self.feed = feed
+                if not is_url(self.config.db_path):
+                    self.writer.note_feed(feed.url)  # type: ignore[attr-defined]
             # Forwarding before the listener: every event stored from now on is forwarded.
             if self.config.forward is not None:
                 await self._start_forwarding(self.config.forward)

@@ -15,6 +15,9 @@ class NotOurs(CannotOpen):
     """The file is not a SQLite database, or one that belongs to something else."""
 
 
+# What a writer keeps beside a SQLite database (store/schema.py, store/writer.py).
+SIDE_FILES = ("-state", "-writer", "-wal", "-shm", "-state-wal", "-state-shm")
+
 _REASONS = {
     errno.ENOENT: "no such file or directory",
     errno.ENOTDIR: "not a directory",
@@ -60,6 +63,14 @@ def location_problem(db: Path, writing: bool = True) -> str | None:
     if writing and not os.access(directory, os.W_OK):
         why = "is on a read-only file system" if _read_only(directory) else "is not writable"
         return f"the directory {directory} {why} (smswatch keeps its files beside the database)"
+    if db.is_dir():
+        return "it is a directory"
+    for suffix in SIDE_FILES if writing else ():
+        side = db.with_name(db.name + suffix)
+        if side.is_dir():
+            return f"{side} (which smswatch keeps beside the database) is a directory"
+        if side.exists() and not os.access(side, os.R_OK | os.W_OK):
+            return f"{side} (which smswatch keeps beside the database) is not writable"
     return None
 
 

@@ -125,7 +125,12 @@ class Unstorable(Exception):
 
 
 class DatabaseInUse(CannotOpen):
-    """Another process is writing to this database."""
+    """Another process is writing to this database. `feed`: the address of its viewers' feed,
+    if it serves one (as its lock file says), for a second terminal to attach to instead."""
+
+    def __init__(self, message: str, feed: str | None = None) -> None:
+        super().__init__(message)
+        self.feed = feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +249,25 @@ class _WriterLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            lines = os.read(fd, 512).decode(errors="replace").splitlines()
             os.close(fd)
+            holder = lines[0].strip() if lines and lines[0].strip() else "?"
+            feed = next((ln[5:].strip() for ln in lines[1:] if ln.startswith("feed ")), None)
             raise DatabaseInUse(
                 f"another smswatch (pid {holder}) is writing to {self.path.name[:-7]}; "
-                "stop it, or give this one another --db"
+                "stop it, or give this one another --db",
+                feed,
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+
+    def note_feed(self, url: str) -> None:
+        """Say in the lock file where this process serves its feed: a second smswatch refused
+        the database can then tell its user what to attach to."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\nfeed {url}\n".encode(), 0)
 
     def release(self, remove: bool = False) -> None:
         """`remove`: the open failed; leave no file behind that the lock made."""
@@ -397,6 +412,10 @@ class Writer(GroupCommit):
         self._task: asyncio.Task[None] | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
+
+    def note_feed(self, url: str) -> None:
+        """Where this process serves its viewers' feed (kept in the lock file)."""
+        self._lock.note_feed(url)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -69,19 +69,21 @@ def demo_config(
     )
 
 
-def watch_instead(config: EngineConfig) -> str:
+def watch_instead(config: EngineConfig, exc: DatabaseInUse) -> str:
     """How a second terminal watches a SQLite database that another smswatch writes: through
     that one's feed (one process writes a SQLite file, and this monitor would be a writer)."""
     from smswatch.feed.server import token_path
 
     if config.listen or isinstance(config.db_path, str):
         return ""
-    token = token_path(Path(config.db_path))
-    return (
-        f". To watch it from here, attach to its feed: smswatch attach ws://127.0.0.1:8788 "
-        f'--token "$(cat {token})" (serve\'s feed is on port 8788 unless --feed-port moved '
-        "it; the monitor serves one only with --feed-port)"
-    )
+    token_file = token_path(Path(config.db_path))
+    token = f'"$(cat {token_file})"' if token_file.is_file() else "TOKEN (the one it was given)"
+    if exc.feed is None:
+        return (
+            ". It serves no feed to watch it through: start it with --feed-port PORT, then "
+            f"run here: smswatch attach ws://127.0.0.1:PORT --token {token}"
+        )
+    return f". To watch it from here: smswatch attach {exc.feed} --token {token}"
 
 
 def run_monitor(
@@ -109,7 +111,7 @@ def run_monitor(
     try:
         engine.start()
     except (CannotOpen, CannotListen) as exc:
-        hint = watch_instead(config) if isinstance(exc, DatabaseInUse) else ""
+        hint = watch_instead(config, exc) if isinstance(exc, DatabaseInUse) else ""
         print(f"smswatch: {exc}{hint}", file=sys.stderr)
         if sandbox is not None:
             sandbox.stop_background()
