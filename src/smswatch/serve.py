@@ -224,6 +224,9 @@ async def run(
     except CannotListen as exc:
         log.emit("error", "bind", f"{exc}.")
         return 2
+    except OSError as exc:  # anything else the start needed from the system: one line too
+        log.emit("error", "start", f"cannot start: {exc}")
+        return 2
     if metrics is not None and metrics_at is not None:
         host, port = metrics_at
         try:

@@ -110,9 +110,10 @@ def run_monitor(
     engine = EngineThread(config)
     try:
         engine.start()
-    except (CannotOpen, CannotListen) as exc:
+    except (CannotOpen, CannotListen, OSError) as exc:
         hint = watch_instead(config, exc) if isinstance(exc, DatabaseInUse) else ""
-        print(f"smswatch: {exc}{hint}", file=sys.stderr)
+        problem = f"cannot start: {exc}" if isinstance(exc, OSError) else str(exc)
+        print(f"smswatch: {problem}{hint}", file=sys.stderr)
         if sandbox is not None:
             sandbox.stop_background()
         if workdir is not None:
