@@ -108,7 +108,7 @@ def test_another_applications_sqlite_database_is_refused(tmp_path: Path, command
     assert beside(db) == []
 
 
-@pytest.mark.parametrize("command", [*WRITERS, "stats", "export"])
+@pytest.mark.parametrize("command", [*WRITERS, "stats", "export", "forward"])
 def test_a_missing_directory_is_named(tmp_path: Path, command: str) -> None:
     db = tmp_path / "missing-dir" / "x.db"
     out = smswatch(*COMMANDS[command], "--db", str(db))

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.cli import CONTEXT, config_option, db_option, fail, print_json
-from smswatch.store.errors import NotOurs
+from smswatch.store.errors import NotOurs, location_problem
 from smswatch.store.location import describe, is_url, without_password
 from smswatch.store.outbox import RECENT_S, Target, TargetStatus, open_outbox, outbox_path
 from smswatch.store.schema import refuse_foreign
@@ -82,7 +82,8 @@ def no_outbox(db: str | Path, *, create: bool = False) -> bool:
     if is_url(db):
         return False
     if not Path(db).is_file():
-        fail(f"no smswatch database at {db}")
+        problem = location_problem(Path(db), writing=False)
+        fail(f"no smswatch database at {db}" + (f": {problem}" if problem else ""))
     try:
         refuse_foreign(db)
     except NotOurs as exc:
