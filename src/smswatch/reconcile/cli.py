@@ -20,6 +20,7 @@ from smswatch.cli import (
     fail,
     gateway_api_config,
     handles_store_errors,
+    one_message,
     print_json,
 )
 
@@ -143,7 +144,7 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
 
     # Opened first: a path that is no smswatch database is refused before anything is asked.
     async with await open_reader(db, current=True) as reader:
-        targets = await choose(reader, api.gateways, wanted, window)
+        targets = await choose(reader, api.gateways, wanted, window, db)
     reconciler = Reconciler(build(api), keep, lambda: open_reader(db, current=True), now_us)
     await reconciler.start_reader()
     try:
@@ -178,7 +179,9 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
     return out
 
 
-async def choose(reader: Any, gateways: tuple[str, ...], wanted: list[str], window: int) -> Any:
+async def choose(
+    reader: Any, gateways: tuple[str, ...], wanted: list[str], window: int, db: Path | str = ""
+) -> Any:
     """(gateway, message id, first event time) to poll: the messages asked for (each once,
     however named), or
     every keyed gateway's unfinished messages with an event within `window`."""
@@ -186,10 +189,8 @@ async def choose(reader: Any, gateways: tuple[str, ...], wanted: list[str], wind
 
     targets: dict[str, tuple[str, int | None]] = {}  # id -> gateway, first event's time
     for text in wanted:
-        mid = await reader.resolve_message_id(text)
-        msg = await reader.message(mid) if mid else None
-        if msg is None:
-            fail(f"no message {text!r} (or more than one)")
+        msg = await reader.message(await one_message(reader, text, db))
+        assert msg is not None
         targets[msg.message_id] = (msg.provider, msg.first_at)
     if not wanted:
         now = now_us()
