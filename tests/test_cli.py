@@ -132,6 +132,12 @@ def test_read_commands(tmp_path: Path) -> None:
         "carrier",
         "error_code",
         "error_message",
+        # What `smswatch import` restores besides (tests/test_import.py):
+        "time_estimated",
+        "dedupe_key",
+        "retryable",
+        "message_info",
+        "campaign",
         "payload",
     }
     assert lines[0]["payload"] == json.loads(LISOLOO["sms.queued"])
@@ -151,6 +157,33 @@ def test_read_commands_explain_a_missing_database_or_message(tmp_path: Path) -> 
     Server(db, free_port()).start().stop()
     result = run("inspect", "abc", "--db", str(db), check=False)
     assert result.returncode == 1 and "no message 'abc'" in result.stderr
+
+
+def test_a_message_is_named_by_a_unique_prefix_everywhere(tmp_path: Path) -> None:
+    """export --message, inspect and reconcile --message take what inspect takes: the id or a
+    unique prefix; none or several matching is an error that says which, never empty output."""
+    db = tmp_path / "p.db"
+    server = Server(db, free_port()).start()
+    try:
+        for body in LISOLOO.values():
+            assert post(server.url + "/webhooks/lisoloo", body) == 200
+        twin = json.loads(LISOLOO["sms.queued"])
+        twin["event_id"], twin["message_id"] = "twin-1", "507f1f77aaaaaaaaaaaaaaaa"
+        assert post(server.url + "/webhooks/lisoloo", json.dumps(twin)) == 200
+    finally:
+        server.stop()
+    whole = run("export", "--db", str(db), "--message", "507f1f77bcf86cd799439011").stdout
+    assert run("export", "--db", str(db), "--message", "507f1f77b").stdout == whole
+    assert len(whole.splitlines()) == 5
+    keys = ["--lisoloo-app-key", "sk_test_" + "a" * 32, "--lisoloo-api-url", "http://127.0.0.1:9"]
+    for command in (["export", "--message"], ["inspect"], ["reconcile", *keys, "--message"]):
+        missing = run(*command, "doesnotexist", "--db", str(db), check=False)
+        assert missing.returncode == 1, command
+        assert "no message 'doesnotexist'" in missing.stderr and not missing.stdout, command
+        several = run(*command, "507f1f77", "--db", str(db), check=False)
+        assert several.returncode == 1, command
+        assert "'507f1f77' starts more than one message id" in several.stderr, command
+        assert "507f1f77aaaaaaaaaaaaaaaa" in several.stderr and not several.stdout, command
 
 
 def test_config_file_feeds_every_command(tmp_path: Path) -> None:
