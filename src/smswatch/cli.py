@@ -873,6 +873,7 @@ def simulate(**opts: Any) -> None:
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
     from smswatch.simulate import SimConfig, plan_campaign, write_truth
+    from smswatch.words import plural
 
     config = SimConfig(
         url=opts["url"],
@@ -896,8 +897,8 @@ def simulate(**opts: Any) -> None:
         write_truth(plan.truth, opts["truth"])
     if plan.dropped_events:
         click.echo(
-            f"simulate: {plan.dropped_events} webhooks dropped by the gateway (--drop-rate), "
-            "never sent",
+            f"simulate: {plural(plan.dropped_events, 'webhook')} dropped by the gateway "
+            "(--drop-rate), never sent",
             err=True,
         )
     if opts["api_port"] is None:
