@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -509,6 +510,7 @@ async def test_the_reconcile_table_says_what_it_did_in_words_that_agree(
     keys = ["--lisoloo-app-key", LISOLOO_KEY, "--lisoloo-api-url", url]
     keys += ["--yebolink-api-key", YEBOLINK_KEY, "--yebolink-api-url", url]
     one = lost[0].message_id
+    piped = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # uncut: every column
     try:
         async with running(make_engine()) as engine:
             for p in planned:
@@ -517,12 +519,12 @@ async def test_the_reconcile_table_says_what_it_did_in_words_that_agree(
                 assert result.ok or result.dropped
             await asyncio.to_thread(engine.writer.settle().result)
             shown = await asyncio.to_thread(
-                run, "reconcile", "--db", str(db_path), *keys, "--message", one
+                run, "reconcile", "--db", str(db_path), *keys, "--message", one, env=piped
             )
-        stored = await asyncio.to_thread(run, "reconcile", "--db", str(db_path), *keys)
+        stored = await asyncio.to_thread(run, "reconcile", "--db", str(db_path), *keys, env=piped)
     finally:
         sandbox.stop_background()
-    assert "1 final state found by polling" in shown.stdout, shown.stdout
+    assert f"{one}: 1 final state found by polling" in shown.stdout, shown.stdout
     assert "Not stored: another smswatch is writing this database" in shown.stdout
     assert "1 message polled: 1 delivery report was never brought by a webhook" in shown.stdout
     assert "(s)" not in shown.stdout + stored.stdout

@@ -278,30 +278,36 @@ def print_table(rows: list[dict[str, Any]], stored: bool) -> None:
     )
     for name in figures:
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("note", no_wrap=True, overflow="ellipsis")
+    notes = []
     for r in rows:
         g = r["gateway"]
         says = ["-"] * 3 if g is None else [f"{g[k]:,}" for k in ("delivered", "failed", "pending")]
         held = [f"{r['webhooks'][k]:,}" for k in ("delivered", "failed")]
-        note = t(r["error"], 60) if r["error"] else Text("")
+        mid = t(r["message_id"], 40)
+        table.add_row(mid, Text(r["provider"]), *says, *held, f"{r['missing']:,}")
         if r["recovered_by_polling"]:
             found = plural(r["recovered_by_polling"], "final state")
-            note = Text(f"{found} filled in by polling" if stored else f"{found} found by polling")
-        table.add_row(
-            t(r["message_id"], 40), Text(r["provider"]), *says, *held, f"{r['missing']:,}", note
-        )
-    short = {name: name.replace("delivered", "dlvd").replace("pending", "pend") for name in figures}
-    whole = ("message", "gateway", *figures)
+            done = "filled in by polling" if stored else "found by polling"
+            notes.append(Text.assemble(mid, f": {found} {done}"))
+        if r["error"]:
+            notes.append(Text.assemble(mid, ": ", t(r["error"], 160)))
+    short = {
+        "gateway\ndelivered": "gw\ndlvd",
+        "gateway\nfailed": "gw\nfail",
+        "gateway\npending": "gw\npend",
+        "smswatch\ndelivered": "ours\ndlvd",
+        "smswatch\nfailed": "ours\nfail",
+    }
     out = console()
-    out.print(Fit(table, whole, short, drop=("note", "gateway\npending")))
+    out.print(Fit(table, ("message", "gateway", *figures), short, drop=("gateway\npending",)))
+    for note in notes:
+        out.print(note)
     total = sum(r["missing"] for r in rows)
     missing = plural(total, "delivery report was", "delivery reports were")
     out.print(f"{plural(len(rows), 'message')} polled: {missing} never brought by a webhook")
     failed = [r for r in rows if r["error"]]
     if failed:
-        out.print(
-            f"{plural(len(failed), 'poll')} failed, e.g. ", t(failed[0]["error"], 100), sep=""
-        )
+        out.print(f"{plural(len(failed), 'poll')} failed (why: the lines above)")
     if not stored:
         out.print(
             "Not stored: another smswatch is writing this database, so what the gateways said is "
