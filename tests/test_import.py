@@ -192,3 +192,5 @@ def test_import_says_which_line_is_not_an_export(tmp_path: Path) -> None:
     done = run("import", str(path), "--db", str(tmp_path / "x.db"), check=False)
     assert done.returncode == 2
     assert "line 1" in done.stderr and "replay" in done.stderr, done.stderr
+    assert "before it imported" not in done.stderr  # nothing was
+    assert not list(tmp_path.glob("x.db*"))  # and no database made for nothing

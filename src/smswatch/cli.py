@@ -483,8 +483,8 @@ async def one_message(reader: Any, text: str, db: str | Path) -> str:
         return str(found[0])
     if not found:
         fail(f"no message {text!r} in {describe(db)} (try `smswatch stats` or `smswatch export`)")
-    shown = ", ".join(safe(m, 40) for m in found[:2])
-    fail(f"{text!r} starts more than one message id ({shown}, …): give more of it")
+    shown = ", ".join(safe(m, 40) for m in found[:2]) + (", …" if len(found) > 2 else "")
+    fail(f"{text!r} starts more than one message id ({shown}): give more of it")
 
 
 def handles_store_errors(f: F) -> F:
@@ -1172,7 +1172,11 @@ def import_(file: Any, db: str | Path) -> None:
     except CannotOpen as exc:
         fail(str(exc))
     except BadExport as exc:
-        fail(f"{file.name}: {exc} (what came before it was imported)", 2)
+        before = ""
+        if exc.done is not None and exc.done.events:
+            before = f" ({plural(exc.done.events, 'event')} before it imported: run it again "
+            before += "once the file is fixed, nothing is stored twice)"
+        fail(f"{file.name}: {exc}{before}", 2)
     polled = f", {done.polled:,} of them polled" if done.polled else ""
     old = done.events - done.stored
     already = f"; {plural(old, 'was', 'were')} there already" if old else ""

@@ -11,6 +11,7 @@ same file twice stores nothing twice (the dedupe keys).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ _PAYLOAD_KEY = ', "payload": '
 
 
 class BadExport(Exception):
-    """A line that is not an event of an `smswatch export` file; the message says which."""
+    """A line that is not an event of an `smswatch export` file; the message says which.
+    `done`: what was imported before it."""
+
+    done: Imported | None = None
 
 
 @dataclass(slots=True)
@@ -179,15 +183,20 @@ async def import_events(db: str | Path, lines: Iterable[str]) -> Imported:
     from smswatch.store import make_writer
 
     rule = RecordedCampaigns()
+    pages = read(lines, rule)
+    first = next(pages, None)  # a file that is no export is refused before a database is made
     writer = make_writer(db, campaigns=rule)
     await writer.open()
     done = Imported()
     try:
-        for page in read(lines, rule):
+        for page in itertools.chain([first] if first else [], pages):
             outcomes = await writer.submit(page)
             done.events += len(page)
             done.stored += sum(not o.duplicate for o in outcomes)
             done.polled += sum(ev.polled for ev in page)
+    except BadExport as exc:
+        exc.done = done
+        raise
     finally:
         await writer.close()
     return done
