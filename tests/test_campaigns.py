@@ -243,6 +243,10 @@ async def assert_show_and_stats_agree(
     name = entry["name"]
     shown = await campaign_show(db, name)
     assert shown["messages"] == sorted(ids)
+    # Without --json too, as the README says: every id, one a line, after the figures.
+    human = (await smswatch("campaign", "show", name, "--db", str(db))).stdout.splitlines()
+    assert human[-len(ids) :] == sorted(ids)
+    assert human[-len(ids) - 1] == f"{len(ids):,} message{'' if len(ids) == 1 else 's'}"
     for key, value in entry.items():
         if key != "messages":
             assert shown[key] == value, f"campaign show's {key!r} is not campaign list's"

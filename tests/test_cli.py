@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,12 @@ def test_read_commands(tmp_path: Path) -> None:
         "carrier",
         "error_code",
         "error_message",
+        # What `smswatch import` restores besides (tests/test_import.py):
+        "time_estimated",
+        "dedupe_key",
+        "retryable",
+        "message_info",
+        "campaign",
         "payload",
     }
     assert lines[0]["payload"] == json.loads(LISOLOO["sms.queued"])
@@ -151,6 +159,33 @@ def test_read_commands_explain_a_missing_database_or_message(tmp_path: Path) -> 
     Server(db, free_port()).start().stop()
     result = run("inspect", "abc", "--db", str(db), check=False)
     assert result.returncode == 1 and "no message 'abc'" in result.stderr
+
+
+def test_a_message_is_named_by_a_unique_prefix_everywhere(tmp_path: Path) -> None:
+    """export --message, inspect and reconcile --message take what inspect takes: the id or a
+    unique prefix; none or several matching is an error that says which, never empty output."""
+    db = tmp_path / "p.db"
+    server = Server(db, free_port(), "--no-feed").start()
+    try:
+        for body in LISOLOO.values():
+            assert post(server.url + "/webhooks/lisoloo", body) == 200
+        twin = json.loads(LISOLOO["sms.queued"])
+        twin["event_id"], twin["message_id"] = "twin-1", "507f1f77aaaaaaaaaaaaaaaa"
+        assert post(server.url + "/webhooks/lisoloo", json.dumps(twin)) == 200
+    finally:
+        server.stop()
+    whole = run("export", "--db", str(db), "--message", "507f1f77bcf86cd799439011").stdout
+    assert run("export", "--db", str(db), "--message", "507f1f77b").stdout == whole
+    assert len(whole.splitlines()) == 5
+    keys = ["--lisoloo-app-key", "sk_test_" + "a" * 32, "--lisoloo-api-url", "http://127.0.0.1:9"]
+    for command in (["export", "--message"], ["inspect"], ["reconcile", *keys, "--message"]):
+        missing = run(*command, "doesnotexist", "--db", str(db), check=False)
+        assert missing.returncode == 1, command
+        assert "no message 'doesnotexist'" in missing.stderr and not missing.stdout, command
+        several = run(*command, "507f1f77", "--db", str(db), check=False)
+        assert several.returncode == 1, command
+        assert "'507f1f77' starts more than one message id" in several.stderr, command
+        assert "507f1f77aaaaaaaaaaaaaaaa" in several.stderr and not several.stdout, command
 
 
 def test_config_file_feeds_every_command(tmp_path: Path) -> None:
@@ -219,3 +254,123 @@ def test_campaign_names_and_outputs_are_checked(tmp_path: Path) -> None:
     for args in (["export"], ["export", "--suppression"]):
         result = invoke(*args, "--out", str(tmp_path / "nodir" / "x.csv"))
         assert result.exit_code == 1 and "cannot write" in result.output, args
+
+
+def rich_rows(out: str) -> list[list[str]]:
+    """The header (┃) and body (│) rows of the Rich tables in `out`, as lists of cells."""
+    rows = []
+    for line in out.splitlines():
+        bar = "┃" if line.startswith("┃") else "│" if line.startswith("│") else None
+        if bar:
+            rows.append([c.strip() for c in line.strip().strip(bar).split(bar)])
+    return rows
+
+
+def traffic(tmp_path: Path) -> Path:
+    """Both sample campaigns, replayed through a real `serve`."""
+    db = tmp_path / "t.db"
+    server = Server(db, free_port(), "--no-feed").start()
+    try:
+        for name in ("lisoloo_campaign.jsonl", "yebolink_bulk.jsonl"):
+            sample = Path(__file__).parent.parent / "sample_data" / name
+            run("replay", str(sample), "--url", server.url, "--speed", "0", "-q")
+    finally:
+        server.stop()
+    return db
+
+
+def on_a_tty(args: list[str], columns: int) -> str:
+    """`smswatch ARGS` with stdout on a pseudo-terminal `columns` wide (and no COLUMNS)."""
+    import fcntl
+    import os
+    import struct
+    import subprocess
+    import termios
+
+    from tests.helpers import SMSWATCH
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([*SMSWATCH, *args], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+    text = out.decode("utf-8").replace("\r\n", "\n")
+    return re.sub("\x1b\\[[0-9;?]*[a-zA-Z]", "", text)
+
+
+def test_tables_are_never_cut_when_piped_and_fit_a_terminal_without_cutting_a_figure(
+    tmp_path: Path,
+) -> None:
+    db = traffic(tmp_path)
+    listed = json.loads(run("campaign", "list", "--db", str(db), "--json").stdout)
+    assert len(listed) >= 2
+    mid = json.loads(run("export", "--db", str(db)).stdout.splitlines()[0])["message_id"]
+    commands = [
+        ["campaign", "list"],
+        ["campaign", "show", listed[0]["name"]],
+        ["stats"],
+        ["inspect", mid],
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = {}
+    for args in commands:
+        piped["".join(args[:2])] = out = run(*args, "--db", str(db), env=env).stdout
+        # No column is narrowed, whatever its width (texts have their own bounds on screen).
+        cut = [c for row in rich_rows(out) for c in row if re.search(r"[\d.,%]…$", c)]
+        assert not cut, (args, out)
+    assert "…" not in piped["campaignlist"]
+    headers = rich_rows(piped["campaignlist"])[0]
+    assert headers[3:] == [
+        "messages",
+        "recipients",
+        "progress",
+        "queued",
+        "processing",
+        "sent",
+        "delivered",
+        "failed",
+        "delivery",
+        "last seen",
+    ]
+
+    def figures_whole(out: str, width: int) -> None:
+        assert all(len(line) <= width for line in out.splitlines()), out
+        # A figure may lose its column, never a digit: no cell ends cut after a digit.
+        cells = [c for row in rich_rows(out) for c in row]
+        assert not [c for c in cells if re.search(r"[\d.,%]…$", c)], out
+        # Every campaign's figures that are shown are its own, whole.
+        by_name = {c["name"]: c for c in listed}
+        names = {"msgs": "messages", "rcpts": "recipients", "dlvd": "delivered"}
+        names |= {"fail": "failed", "sent": "sent"}
+        rows = rich_rows(out)
+        header = [names.get(h, h) for h in rows[0]]
+        for row in rows[1:]:
+            entry = by_name[row[0]]  # the name whole: bursts of one day differ at the end
+            for title, cell in zip(header, row, strict=True):
+                if title in ("messages", "recipients"):
+                    assert cell == f"{entry[title]:,}", (title, out)
+                elif title in ("delivered", "failed", "sent"):
+                    assert cell == f"{entry['counts'][title]:,}", (title, out)
+
+    for width in (160, 100, 80, 60, 44):
+        out = run("campaign", "list", "--db", str(db), env={**env, "COLUMNS": str(width)}).stdout
+        figures_whole(out, width)
+        if width < 100:
+            assert "left out to fit" in out or "msgs" in out
+    for width in (160, 80, 50):
+        figures_whole(on_a_tty(["campaign", "list", "--db", str(db)], width), width)
+        for args in commands[1:]:
+            out = on_a_tty([*args, "--db", str(db)], width)
+            cells = [c for row in rich_rows(out) for c in row]
+            assert not [c for c in cells if re.search(r"[\d.,%]…$", c)], (args, out)

@@ -195,7 +195,7 @@ async def test_retry_gives_a_new_target_only_the_events_asked_for(
         # --event: to the target that had it, and to one named that never had it.
         args = ("--event", "ev-1", "--forward-to", f"lisoloo={second.url}")
         result = await cli("retry", "--db", str(db), *args)
-        assert result.stdout.startswith("queued 2 forwards of 1 event(s) named")
+        assert result.stdout.startswith("queued 2 forwards of 1 event named")
         by_target = {t["target"]: t for t in await status_json(db)}
         assert {u: t["backlog"] for u, t in by_target.items()} == {first.url: 1, second.url: 1}
 
@@ -260,7 +260,7 @@ async def test_a_database_never_forwarded_and_bad_arguments(
     # Events stored before forwarding was ever on, for a target named: the outbox starts here.
     url = f"http://hook:{PASSWORD}@127.0.0.1:9/hooks"
     result = await cli("retry", "--db", str(db), "--since", "1h", "--forward-to", url)
-    assert result.stdout.startswith("queued 1 forwards")
+    assert result.stdout.startswith("queued 1 forward of")
     [target] = await status_json(db)
     assert target["target"] == "http://hook:***@127.0.0.1:9/hooks" and target["backlog"] == 1
     assert target["last_attempt"] is None and target["failures_by_status"] == []
@@ -282,14 +282,14 @@ async def test_a_postgresql_store(pg_url: str, session: aiohttp.ClientSession) -
         before = app.counts()
         async with running(engine(pg_url, app.url)) as eng:
             result = await cli("retry", "--db", pg_url)
-            assert result.stdout.startswith("queued 1 failed forwards")
+            assert result.stdout.startswith("queued 1 failed forward to")
             await wait_until(lambda: app.sent_again(["pg-bad"], before), within=5)
             await wait_until(lambda: counts(eng) == [(0, 0, 2)], within=5)
             assert app.count("pg-ok") == before["pg-ok"]
 
             before = app.counts()
             result = await cli("retry", "--db", pg_url, "--event", "pg-ok")
-            assert result.stdout.startswith("queued 1 forwards of 1 event(s) named")
+            assert result.stdout.startswith("queued 1 forward of 1 event named")
             await wait_until(lambda: app.sent_again(["pg-ok"], before), within=5)
         missing = await cli("retry", "--db", pg_url, "--event", "nope", check=False)
         assert missing.returncode == 1 and "no event 'nope'" in missing.stderr

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -488,3 +489,50 @@ async def test_instances_sharing_a_database_poll_one_at_a_time_per_key(pg_url: s
     finally:
         await asyncio.gather(*(e.stop() for e in running_))
         await sandbox.stop()
+
+
+@pytest.mark.sqlite_only  # the "shown, not stored" case is SQLite's (one writer)
+async def test_the_reconcile_table_says_what_it_did_in_words_that_agree(
+    make_engine: Any, db_path: Path | str
+) -> None:
+    """Without --json: each figure in its own column (the gateway's, smswatch's, the missing
+    webhooks), final states "found by polling" while another smswatch holds the database and
+    "filled in by polling" once stored, counts in the singular when they are one, and the
+    progress on stderr one line at a time when stderr is not a terminal."""
+    planned = [plans(0.05)[0], bulk_send(40, 0.1)]
+    truth = [t for p in planned for t in p.truth]
+    lost = [t for t in truth if t.provider == "yebolink" and t.dropped]
+    assert lost
+    sandbox = SandboxAPI(keys=SandboxKeys(LISOLOO_KEY, YEBOLINK_KEY))
+    for p in planned:
+        sandbox.add_plan(p)
+    url = sandbox.start_background()
+    keys = ["--lisoloo-app-key", LISOLOO_KEY, "--lisoloo-api-url", url]
+    keys += ["--yebolink-api-key", YEBOLINK_KEY, "--yebolink-api-url", url]
+    one = lost[0].message_id
+    piped = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # uncut: every column
+    try:
+        async with running(make_engine()) as engine:
+            for p in planned:
+                config = SimConfig(url=engine.listener.base_url, concurrency=16)
+                result = await Sender(config).run(p.deliveries)
+                assert result.ok or result.dropped
+            await asyncio.to_thread(engine.writer.settle().result)
+            shown = await asyncio.to_thread(
+                run, "reconcile", "--db", str(db_path), *keys, "--message", one, env=piped
+            )
+        stored = await asyncio.to_thread(run, "reconcile", "--db", str(db_path), *keys, env=piped)
+    finally:
+        sandbox.stop_background()
+    assert f"{one}: 1 final state found by polling" in shown.stdout, shown.stdout
+    assert "Not stored: another smswatch is writing this database" in shown.stdout
+    assert "1 message polled: 1 delivery report was never brought by a webhook" in shown.stdout
+    assert "(s)" not in shown.stdout + stored.stdout
+    assert "filled in by polling" in stored.stdout and "Not stored" not in stored.stdout
+    headers = " ".join(stored.stdout.splitlines()[1:4])
+    for word in ("gateway", "smswatch", "webhooks", "missing", "delivered", "pending"):
+        assert word in headers, stored.stdout
+    # Progress: whole lines on a pipe, never carriage returns running together.
+    progress = [line for line in stored.stderr.splitlines() if line]
+    assert progress and "\r" not in stored.stderr, stored.stderr
+    assert all(line.startswith(("polling ", "reading ")) for line in progress), stored.stderr

@@ -140,3 +140,30 @@ def test_ages_move_by_the_second() -> None:
     ]
     assert age(now, None) == "-"
     assert age(now, now + 5_000_000) == "0s"  # a clock that runs behind the event's
+
+
+def test_a_count_agrees_with_its_noun() -> None:
+    from smswatch.words import plural
+
+    assert plural(1, "event") == "1 event"
+    assert plural(0, "event") == "0 events"
+    assert plural(12_345, "recipient") == "12,345 recipients"
+    assert plural(1, "stretch", "stretches") == "1 stretch"
+    assert plural(2, "stretch", "stretches") == "2 stretches"
+
+
+def test_no_output_hedges_a_plural_or_hand_rolls_one() -> None:
+    """Every count smswatch prints goes through words.plural: none says "1 event(s)", and none
+    picks its own 's' (the way "1 calls" and "queued 1 failed forwards" came about)."""
+    import re
+
+    src = Path(__file__).parent.parent / "src" / "smswatch"
+    hedged = re.compile(r"\}[^\"'{}]*\b(?!http\()[a-z]+\(s\)")  # f"{n} thing(s)", not http(s)
+    hand_rolled = re.compile(r"""'s' if|"s" if|else 's'|else "s"|'' if [^:]*== 1 else""")
+    found = [
+        f"{path.relative_to(src)}:{number}: {line.strip()}"
+        for path in src.rglob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if hedged.search(line) or hand_rolled.search(line)
+    ]
+    assert not found, "\n".join(found)

@@ -240,7 +240,7 @@ def test_serve_over_https_from_the_config_file(tmp_path: Path, cert: tuple[Path,
     text = log.read_text()
     assert f"serving webhooks on {base}" in text
     assert f"{base}/webhooks/lisoloo" in text and f"{base}/webhooks/yebolink" in text
-    assert "stopped; 1 events" in text
+    assert "stopped; 1 event in" in text
 
 
 @pytest.mark.slow

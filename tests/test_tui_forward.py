@@ -262,7 +262,7 @@ async def test_resend_from_the_timeline_and_the_palette_reach_the_app(
             await until(
                 pilot,
                 lambda: any(
-                    t.message.startswith(f"{CAMPAIGN_EVENTS - 1} failed forward(s) queued")
+                    t.message.startswith(f"{CAMPAIGN_EVENTS - 1} failed forwards queued")
                     for t in toasts(app)
                 ),
             )

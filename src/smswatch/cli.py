@@ -472,6 +472,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+async def one_message(reader: Any, text: str, db: str | Path) -> str:
+    """The message id `text` names, whole or as a unique prefix; else exits saying that no
+    message matches, or that several do (read commands: inspect, export, reconcile)."""
+    from smswatch.sanitize import safe
+    from smswatch.store import describe
+
+    found = await reader.message_ids_starting(text, 3)
+    if len(found) == 1:
+        return str(found[0])
+    if not found:
+        fail(f"no message {text!r} in {describe(db)} (try `smswatch stats` or `smswatch export`)")
+    shown = ", ".join(safe(m, 40) for m in found[:2]) + (", …" if len(found) > 2 else "")
+    fail(f"{text!r} starts more than one message id ({shown}): give more of it")
+
+
 def handles_store_errors(f: F) -> F:
     """Read commands: a missing or foreign database is a one-line error, not a traceback."""
     from smswatch.store import NoDatabase
@@ -864,6 +879,7 @@ def simulate(**opts: Any) -> None:
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
     from smswatch.simulate import SimConfig, plan_campaign, write_truth
+    from smswatch.words import plural
 
     config = SimConfig(
         url=opts["url"],
@@ -887,8 +903,8 @@ def simulate(**opts: Any) -> None:
         write_truth(plan.truth, opts["truth"])
     if plan.dropped_events:
         click.echo(
-            f"simulate: {plan.dropped_events} webhooks dropped by the gateway (--drop-rate), "
-            "never sent",
+            f"simulate: {plural(plan.dropped_events, 'webhook')} dropped by the gateway "
+            "(--drop-rate), never sent",
             err=True,
         )
     if opts["api_port"] is None:
@@ -945,14 +961,22 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
     """Post recorded webhook traffic (JSON lines: export output or bare bodies) again.
 
     Timing follows each line's received_at. Exit status 1 if any event was rejected or given up.
+    Polled events in an export are left out: to copy a database, use `smswatch import`.
     """
-    from smswatch.replay import ReplayError, load
+    from smswatch.replay import ReplayError, load_webhooks
     from smswatch.simulate import SimConfig
+    from smswatch.words import plural
 
     try:
-        deliveries = load(file, speed)
+        deliveries, polled = load_webhooks(file, speed)
     except ReplayError as exc:
         fail(str(exc), 2)
+    if polled:
+        click.echo(
+            f"replay: {plural(polled, 'polled event')} left out: made from a gateway's status "
+            "API, not webhooks (`smswatch import` copies a database whole)",
+            err=True,
+        )
     config = SimConfig(
         url=opts["url"],
         rate=opts["rate"],
@@ -987,9 +1011,7 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
 
     async def work() -> Any:
         async with await open_reader(db, current=True) as reader:
-            found = await reader.resolve_message_id(message_id)
-            if found is None:
-                return None
+            found = await one_message(reader, message_id, db)
             msg = await reader.message(found)
             assert msg is not None
             recipients = await reader.recipients(found)
@@ -998,8 +1020,6 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
             return message_view(msg, recipients, await reader.latency(found))
 
     result = asyncio.run(work())
-    if result is None:
-        fail(f"no message {message_id!r} in {db} (try `smswatch stats` or `smswatch export`)")
     if as_json:
         print_json(result)
     else:
@@ -1017,7 +1037,12 @@ def inspect(message_id: str, db: Path, as_json: bool) -> None:
     show_default=True,
     help="Events' format (the suppression list is always CSV).",
 )
-@click.option("--message", "message_id", default=None, help="Only this message's events.")
+@click.option(
+    "--message",
+    "message_id",
+    default=None,
+    help="Only this message's events (its id, or a unique prefix of it).",
+)
 @click.option(
     "--suppression",
     is_flag=True,
@@ -1062,22 +1087,29 @@ def export_events(
         raise click.UsageError("--campaign selects a suppression list: add --suppression")
     from smswatch.records import write_csv, write_jsonl
     from smswatch.store import open_reader
+    from smswatch.words import plural
+
+    async def resolve(text: str) -> str:
+        async with await open_reader(db, current=True) as reader:
+            return await one_message(reader, text, db)
 
     async def work(stream: Any, terminal: bool = False) -> int:
         async with await open_reader(db) as reader:
-            events = reader.iter_events(message_id)
+            events = reader.iter_events(wanted)
             return await (
-                write_jsonl(events, stream, terminal)
+                write_jsonl(events, stream, terminal, reader)
                 if fmt == "jsonl"
                 else write_csv(events, stream, terminal)
             )
 
+    # A unique prefix, as `inspect` takes; resolved before the output file is made.
+    wanted = None if message_id is None else asyncio.run(resolve(message_id))
     if str(out) == "-":
         count = asyncio.run(work(sys.stdout, sys.stdout.isatty()))
     else:
         with open(out, "w", encoding="utf-8", newline="") as stream:
             count = asyncio.run(work(stream))
-        click.echo(f"exported {count} events to {out}", err=True)
+        click.echo(f"exported {plural(count, 'event')} to {out}", err=True)
 
 
 def export_suppression(
@@ -1089,6 +1121,7 @@ def export_suppression(
 
     from smswatch.store import describe, open_reader
     from smswatch.suppression import suppression_list, write_csv, write_suppression
+    from smswatch.words import plural
 
     if message_id is not None:
         raise click.UsageError("--message selects events; --suppression lists numbers")
@@ -1116,7 +1149,48 @@ def export_suppression(
         # describe(): a postgresql:// URL's password must not reach the screen.
         fail(f"no campaign {campaign!r} in {describe(db)} (see `smswatch campaign list`)")
     if str(out) != "-":
-        click.echo(f"exported {count} numbers to {out}", err=True)
+        click.echo(f"exported {plural(count, 'number')} to {out}", err=True)
+
+
+@main.command("import", context_settings=CONTEXT)
+@config_option
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@db_option
+@handles_store_errors
+def import_(file: Any, db: str | Path) -> None:
+    """Store the events of an `export` file (JSON lines) in --db, as they were stored.
+
+    Each event keeps its ids, event and receive times, and polled mark, and each message its
+    campaign: the new database shows the same figures as the one exported (a copy, a restore,
+    or a move from SQLite to PostgreSQL). Events already in --db are not stored twice. Works
+    while smswatch runs on a PostgreSQL database; a SQLite file must not be in use.
+    """
+    from smswatch.restore import BadExport, import_events
+    from smswatch.store import describe
+    from smswatch.store.errors import CannotOpen
+    from smswatch.store.writer import DatabaseInUse
+    from smswatch.words import plural
+
+    try:
+        done = asyncio.run(import_events(db, file))
+    except DatabaseInUse:
+        fail(f"another smswatch is writing {describe(db)}: stop it, or import into another file")
+    except CannotOpen as exc:
+        fail(str(exc))
+    except BadExport as exc:
+        before = ""
+        if exc.done is not None and exc.done.events:
+            before = f" ({plural(exc.done.events, 'event')} before it imported: run it again "
+            before += "once the file is fixed, nothing is stored twice)"
+        fail(f"{file.name}: {exc}{before}", 2)
+    polled = f", {done.polled:,} of them polled" if done.polled else ""
+    old = done.events - done.stored
+    already = f"; {plural(old, 'was', 'were')} there already" if old else ""
+    click.echo(
+        f"imported {plural(done.stored, 'event')} into {describe(db)} "
+        f"(of {done.events:,} read{polled}){already}",
+        err=True,
+    )
 
 
 @main.command(context_settings=CONTEXT)

@@ -339,7 +339,7 @@ class LocalSource(StoreQueries):
 
     async def export(self, path: Path) -> int:
         with path.open("w", encoding="utf-8") as out:
-            return await write_jsonl(self.reader.iter_events(), out)
+            return await write_jsonl(self.reader.iter_events(), out, reader=self.reader)
 
     def run_campaign(self) -> str | None:
         return self.engine.engine.campaigns.active

@@ -8,13 +8,14 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict
 from itertools import groupby
 from typing import Any, TextIO
 
 from smswatch.catalogue import explain
-from smswatch.domain import FUNNEL, MessageState, RecipientState
+from smswatch.domain import FUNNEL, MessageInfo, MessageState, RecipientState
 from smswatch.sanitize import visible
-from smswatch.store.rows import StoredEvent
+from smswatch.store.rows import StoredEvent, message_info
 from smswatch.timefmt import iso
 
 EXPORT_FIELDS = (
@@ -50,12 +51,38 @@ def event_fields(ev: StoredEvent) -> dict[str, Any]:
     }
 
 
-def export_line(ev: StoredEvent, ascii_only: bool = False) -> str:
+def restore_fields(
+    ev: StoredEvent, log: tuple[str, bool | None, str | None], tag: tuple[str, str, int] | None
+) -> dict[str, Any]:
+    """What `smswatch import` needs beyond the event's fields to store it again exactly as it
+    was (restore.py reads them back): the log's own columns and the message's campaign."""
+    dedupe_key, retryable, info = log
+    return {
+        "time_estimated": ev.time_estimated,
+        "dedupe_key": dedupe_key,
+        "retryable": retryable,
+        "message_info": None if info is None else _info_record(message_info(info)),
+        "campaign": None
+        if tag is None
+        else {"name": tag[0], "source": tag[1], "tagged_at": tag[2]},
+    }
+
+
+def _info_record(info: MessageInfo) -> dict[str, Any]:
+    record = asdict(info)
+    record["scheduled_at"] = iso(info.scheduled_at)
+    return record
+
+
+def export_line(
+    ev: StoredEvent, ascii_only: bool = False, extra: dict[str, Any] | None = None
+) -> str:
     """One JSONL line. The payload is the stored body, spliced in as received when it is on
     one line (it is valid JSON: it was parsed before it was stored), re-encoded otherwise.
     `ascii_only` (for a terminal): every non-ASCII character as a JSON escape, which reads back
-    as the same value but cannot hide (zero-width characters) or act (C1 controls) on screen."""
-    head = json.dumps(event_fields(ev), ensure_ascii=ascii_only)
+    as the same value but cannot hide (zero-width characters) or act (C1 controls) on screen.
+    `extra`: more fields, before the payload (restore_fields)."""
+    head = json.dumps({**event_fields(ev), **(extra or {})}, ensure_ascii=ascii_only)
     payload = ev.payload
     if (ascii_only and not payload.isascii()) or "\n" in payload or "\r" in payload:
         payload = json.dumps(json.loads(payload), ensure_ascii=ascii_only, separators=(",", ":"))
@@ -63,13 +90,32 @@ def export_line(ev: StoredEvent, ascii_only: bool = False) -> str:
 
 
 async def write_jsonl(
-    events: AsyncIterator[StoredEvent], out: TextIO, ascii_only: bool = False
+    events: AsyncIterator[StoredEvent], out: TextIO, ascii_only: bool = False, reader: Any = None
 ) -> int:
+    """The events as JSON lines; with `reader` (a store reader), each with its restore_fields,
+    so that `smswatch import` can make the same database again."""
+    tags = await reader.campaign_tags() if reader is not None else {}
     n = 0
-    async for ev in events:
-        out.write(export_line(ev, ascii_only) + "\n")
-        n += 1
+    async for page in _pages(events, 500):
+        log = await reader.log_fields([ev.id for ev in page]) if reader is not None else {}
+        for ev in page:
+            extra = (
+                restore_fields(ev, log[ev.id], tags.get(ev.message_id)) if ev.id in log else None
+            )
+            out.write(export_line(ev, ascii_only, extra) + "\n")
+        n += len(page)
     return n
+
+
+async def _pages(events: AsyncIterator[StoredEvent], size: int) -> AsyncIterator[list[Any]]:
+    page: list[StoredEvent] = []
+    async for ev in events:
+        page.append(ev)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 async def write_csv(

@@ -4,6 +4,10 @@ Each JSONL line is either an `export` record (`provider`, `received_at`, `payloa
 webhook body, whose gateway is told from its envelope. A line may give `payload_raw` (a string)
 to send bytes exactly as recorded. Replay signs YeboLink bodies and adds Lisoloo Basic auth when
 credentials are given, so traffic recorded elsewhere passes this listener's checks.
+
+Replay is for traffic. To copy a database, `smswatch import` stores an export as it was: replay
+leaves out the events smswatch made by polling (no gateway posts those), and the listener stamps
+its own receive times.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from smswatch.domain import POLLED_PREFIX
 from smswatch.simulate import Delivery
 from smswatch.timefmt import to_us
 
@@ -45,9 +50,17 @@ def _time_of(record: dict[str, Any]) -> int | None:
 
 
 def load(lines: Iterable[str], speed: float = 1.0) -> list[Delivery]:
+    """Deliveries for every non-empty line (see load_webhooks)."""
+    return load_webhooks(lines, speed)[0]
+
+
+def load_webhooks(lines: Iterable[str], speed: float = 1.0) -> tuple[list[Delivery], int]:
     """Deliveries for every non-empty line, due at the recorded offsets divided by `speed`
-    (0 sends as fast as allowed)."""
+    (0 sends as fast as allowed), and how many exported polled events were left out: smswatch
+    made them from a gateway's status API, no gateway ever posts them, and a listener rightly
+    refuses them (`smswatch import` stores them as they were)."""
     parsed: list[tuple[int | None, str, bytes, str]] = []
+    polled = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -57,6 +70,10 @@ def load(lines: Iterable[str], speed: float = 1.0) -> list[Delivery]:
             raise ReplayError(f"line {number}: not JSON: {exc}") from None
         if not isinstance(record, dict):
             raise ReplayError(f"line {number}: not a JSON object")
+        event_type = record.get("event_type")
+        if "payload" in record and str(event_type).startswith(POLLED_PREFIX):
+            polled += 1
+            continue
         if isinstance(record.get("payload_raw"), str):
             raw = record["payload_raw"].encode()
             body: Any = None
@@ -80,4 +97,4 @@ def load(lines: Iterable[str], speed: float = 1.0) -> list[Delivery]:
         due = offset / speed if speed > 0 else 0.0
         deliveries.append(Delivery(due, seq, provider, raw, label))
     deliveries.sort()
-    return deliveries
+    return deliveries, polled

@@ -75,6 +75,7 @@ from aiohttp import web
 
 from smswatch.simulate import GatewayRecord, Plan
 from smswatch.timefmt import iso, now_us, to_us
+from smswatch.words import plural
 
 Clock = Callable[[], int]  # epoch microseconds
 
@@ -423,7 +424,8 @@ class SandboxAPI:
             s = stats[gateway]
             if s["calls"] or s["unauthorized"]:
                 lines.append(
-                    f"sandbox API {gateway}: {s['calls']} calls, at most {s['max_in_window']} "
+                    f"sandbox API {gateway}: {plural(s['calls'], 'call')}, "
+                    f"at most {s['max_in_window']} "
                     f"in {self.limits.window_s:g} s (limit {s['limit']}), "
                     f"{s['limited']} over the limit, {s['burst']} in the 429 burst, "
                     f"{s['unauthorized']} unauthorized"

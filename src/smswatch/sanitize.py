@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from smswatch.words import plural
+
 # C0 controls, DEL and C1 controls; every format character (Unicode category Cf: bidi marks and
 # overrides, zero-width space/joiners, soft hyphen, word joiner, invisible operators, BOM,
 # interlinear annotations, tags); characters that draw as nothing though they are not format
@@ -68,11 +70,11 @@ def _tame_marks(text: str) -> str:
                 continue
         else:
             if extra:
-                out.append(f"[+{extra} marks]")
+                out.append(f"[+{plural(extra, 'mark')}]")
             run = extra = 0
         out.append(ch)
     if extra:
-        out.append(f"[+{extra} marks]")
+        out.append(f"[+{plural(extra, 'mark')}]")
     return "".join(out)
 
 
@@ -101,5 +103,5 @@ def safe_block(text: str, limit: int = 20_000) -> str:
     """Like `safe` for multi-line text (pretty-printed JSON): keeps newlines, neutralises the
     rest."""
     if len(text) > limit:
-        text = text[:limit] + f"\n{ELLIPSIS} ({len(text) - limit} more characters)"
+        text = text[:limit] + f"\n{ELLIPSIS} ({plural(len(text) - limit, 'more character')})"
     return "\n".join(safe(line, limit) for line in text.split("\n"))

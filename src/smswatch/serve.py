@@ -25,6 +25,7 @@ from smswatch.sanitize import safe
 from smswatch.store.location import describe, display
 from smswatch.store.writer import CannotOpen
 from smswatch.timefmt import iso, now_us
+from smswatch.words import plural
 
 HEARTBEAT_S = 60.0
 
@@ -282,7 +283,7 @@ async def run(
         log.emit(
             "info",
             "stopped",
-            f"stopped; {engine.hub.events} events in {describe(engine.config.db_path)}",
+            f"stopped; {plural(engine.hub.events, 'event')} in {describe(engine.config.db_path)}",
             **counter_fields(engine.hub.counters()),
         )
     return 0

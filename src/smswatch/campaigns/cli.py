@@ -11,6 +11,7 @@ import click
 
 from smswatch.cli import CONTEXT, config_option, db_option, fail, handles_store_errors, print_json
 from smswatch.store.location import describe
+from smswatch.words import plural
 
 
 @click.group(context_settings=CONTEXT)
@@ -48,9 +49,10 @@ def list_(db: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (DESIGN.md).")
 @handles_store_errors
 def show(name: str, db: Path, as_json: bool) -> None:
-    """One campaign: progress, rates, ETA, latency, cost, carriers, countries, failures."""
+    """One campaign: progress, rates, ETA, latency, cost, carriers, countries, failures, and
+    its message ids."""
     from smswatch.campaigns.records import view_record
-    from smswatch.campaigns.views import campaign_panel
+    from smswatch.campaigns.views import campaign_panel, message_list
     from smswatch.report import console
 
     view, ids = asyncio.run(load_view(db, name, settings_deadlines()))
@@ -59,7 +61,10 @@ def show(name: str, db: Path, as_json: bool) -> None:
     if as_json:
         print_json(view_record(view, ids))
     else:
-        console().print(campaign_panel(view))
+        out = console()
+        out.print(campaign_panel(view))
+        out.print()
+        out.print(message_list(ids))
 
 
 def settings_deadlines() -> Any:
@@ -139,5 +144,5 @@ def tag(name: str, message_ids: tuple[str, ...], db: Path, source: str | None) -
     from smswatch.sanitize import safe
 
     shown = safe(name, 120)  # the operator's text, but a terminal's escapes never go through
-    click.echo(f"tagged {count} message{'s' if count != 1 else ''} as {shown}", err=True)
+    click.echo(f"tagged {plural(count, 'message')} as {shown}", err=True)
     sys.exit(0)

@@ -32,6 +32,7 @@ from smswatch.store import open_reader
 from smswatch.store.location import describe
 from smswatch.store.reader import FailureGroup, Reader
 from smswatch.timefmt import from_us
+from smswatch.words import plural
 
 SILENCE_US = 60_000_000  # nothing happening for this long while recipients wait is a silence
 TIMELINE_BUCKETS = 60  # about this many bars across the delivery chart
@@ -298,10 +299,6 @@ def total_count(figures: dict[str, Any]) -> int:
 
 def _minutes(us: int) -> str:
     return f"{us // 60_000_000} min" if us % 60_000_000 == 0 else microseconds(us)
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{number(n)} {one if n == 1 else many or one + 's'}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from rich.text import Text
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
 from smswatch.domain import FUNNEL
-from smswatch.report import STATE_STYLE, pct, t
+from smswatch.report import STATE_STYLE, Fit, pct, t
 from smswatch.sanitize import safe
 from smswatch.timefmt import iso
+from smswatch.words import plural
 
 
 def percent(v: float | None) -> str:
@@ -23,14 +24,31 @@ def money(amounts: dict[str, float]) -> str:
     return ", ".join(f"{v:,.2f} {c}" for c, v in sorted(amounts.items())) or "-"
 
 
-def campaigns_table(found: list[Summary]) -> Table:
+# Headers short enough for the figures under them, for a screen too narrow for the long ones.
+SHORT = {
+    "messages": "msgs",
+    "recipients": "rcpts",
+    "progress": "done",
+    "queued": "q'd",
+    "processing": "proc",
+    "delivered": "dlvd",
+    "failed": "fail",
+    "delivery": "rate",
+    "last seen": "seen",
+}
+_FIGURES = ("messages", "recipients", "progress", *(s.value for s in FUNNEL), "delivery")
+
+
+def campaigns_table(found: list[Summary]) -> Fit:
     table = Table(header_style="bold", title="campaigns", title_justify="left")
-    for name in ("campaign", "from", "gateway", "messages", "recipients", "progress"):
+    for name in ("campaign", "from", "gateway"):
         table.add_column(name, no_wrap=True, overflow="ellipsis")
+    for name in ("messages", "recipients", "progress"):
+        table.add_column(name, justify="right")
     for s in FUNNEL:
         table.add_column(s.value, justify="right", style=STATE_STYLE[s])
     table.add_column("delivery", justify="right")
-    table.add_column("last seen", no_wrap=True)
+    table.add_column("last seen", no_wrap=True, overflow="ellipsis")
     for s in found:
         table.add_row(
             t(s.name, 40),
@@ -45,13 +63,17 @@ def campaigns_table(found: list[Summary]) -> Table:
         )
     if not found:
         table.caption = "no campaigns yet"
-    return table
+    # The name tells bursts of one day apart (lisoloo-20261207-031245): never cut either.
+    drop = ("last seen", "from", "gateway", "processing", "queued", "progress")
+    return Fit(table, ("campaign", *_FIGURES), SHORT, drop)
 
 
-def _delivery_table(title: str, label: str, rows: list[CarrierRow], regions: bool) -> Table:
+def _delivery_table(title: str, label: str, rows: list[CarrierRow], regions: bool) -> Fit:
     table = Table(header_style="bold", title=title, title_justify="left")
-    for name in (label, "recipients", "delivered", "failed", "rate", "recent", "earlier"):
-        table.add_column(name, no_wrap=True)
+    table.add_column(label, no_wrap=True, overflow="ellipsis")
+    figures = ("recipients", "delivered", "failed", "rate", "recent", "earlier")
+    for name in figures:
+        table.add_column(name, no_wrap=True, justify="right")
     for r in rows[:25]:
         key = r.key or "(none)"
         if regions and r.key:
@@ -66,7 +88,7 @@ def _delivery_table(title: str, label: str, rows: list[CarrierRow], regions: boo
             Text(percent(r.recent_rate)) + flag,
             Text(percent(r.earlier_rate)),
         )
-    return table
+    return Fit(table, figures, SHORT, drop=("earlier",))
 
 
 def campaign_panel(view: CampaignView) -> Group:
@@ -102,7 +124,8 @@ def campaign_panel(view: CampaignView) -> Group:
     if s.conflicts:
         head.add_row("conflicts", Text(f"{s.conflicts:,}", style="magenta"))
     if view.stuck:
-        head.add_row("stuck", Text(f"{view.stuck:,} recipients past their deadline", style="red"))
+        stuck = plural(view.stuck, "recipient")
+        head.add_row("stuck", Text(f"{stuck} past their deadline", style="red"))
     head.add_row("seen", Text(f"{iso(s.first_received_at)} … {iso(s.last_received_at)}"))
     failures = Table(header_style="bold", title="failures by code", title_justify="left")
     for name in ("gateway", "code", "count", "meaning", "retry?", "advice"):
@@ -126,3 +149,12 @@ def campaign_panel(view: CampaignView) -> Group:
     if view.failures:
         parts += [Text(""), failures]
     return Group(*parts)
+
+
+def message_list(ids: list[str]) -> Text:
+    """The campaign's message ids, one a line (to read, or to pipe into `inspect`)."""
+    text = Text(plural(len(ids), "message"), style="bold")
+    for mid in ids:
+        text.append("\n")
+        text.append(safe(mid, 200))
+    return text

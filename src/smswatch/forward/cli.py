@@ -28,6 +28,7 @@ from smswatch.store.location import describe, is_url, without_password
 from smswatch.store.outbox import RECENT_S, Target, TargetStatus, open_outbox, outbox_path
 from smswatch.store.schema import refuse_foreign
 from smswatch.timefmt import iso, now_us, span
+from smswatch.words import plural
 
 T = TypeVar("T")
 
@@ -256,17 +257,17 @@ def retry_summary(
     event_ids: Sequence[str],
     targets: Sequence[Target],
 ) -> str:
-    what = "failed forwards" if failed_only else "forwards"
+    what = "failed forward" if failed_only else "forward"
     scope = []
     if since is not None:
         scope.append(f"of events received in the last {span(since * 1_000_000)}")
     if event_ids:
-        scope.append(f"of {len(set(event_ids))} event(s) named")
+        scope.append(f"of {plural(len(set(event_ids)), 'event')} named")
     where = f" {' and '.join(scope)}" if scope else ""
     if not queued:
-        return f"nothing to send again: no {what}{where}"
+        return f"nothing to send again: no {what}s{where}"
     lines = [
-        f"queued {queued} {what}{where} to be sent again",
+        f"queued {plural(queued, what)}{where} to be sent again",
         "A running smswatch that forwards to their target sends them within about a second; "
         "if none is running, they go when one starts with --forward-to.",
     ]

@@ -20,6 +20,7 @@ from smswatch.cli import (
     fail,
     gateway_api_config,
     handles_store_errors,
+    one_message,
     print_json,
 )
 
@@ -143,7 +144,7 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
 
     # Opened first: a path that is no smswatch database is refused before anything is asked.
     async with await open_reader(db, current=True) as reader:
-        targets = await choose(reader, api.gateways, wanted, window)
+        targets = await choose(reader, api.gateways, wanted, window, db)
     reconciler = Reconciler(build(api), keep, lambda: open_reader(db, current=True), now_us)
     await reconciler.start_reader()
     try:
@@ -178,7 +179,9 @@ async def run(db: Path | str, api: Any, wanted: list[str], window: int, quiet: b
     return out
 
 
-async def choose(reader: Any, gateways: tuple[str, ...], wanted: list[str], window: int) -> Any:
+async def choose(
+    reader: Any, gateways: tuple[str, ...], wanted: list[str], window: int, db: Path | str = ""
+) -> Any:
     """(gateway, message id, first event time) to poll: the messages asked for (each once,
     however named), or
     every keyed gateway's unfinished messages with an event within `window`."""
@@ -186,10 +189,8 @@ async def choose(reader: Any, gateways: tuple[str, ...], wanted: list[str], wind
 
     targets: dict[str, tuple[str, int | None]] = {}  # id -> gateway, first event's time
     for text in wanted:
-        mid = await reader.resolve_message_id(text)
-        msg = await reader.message(mid) if mid else None
-        if msg is None:
-            fail(f"no message {text!r} (or more than one)")
+        msg = await reader.message(await one_message(reader, text, db))
+        assert msg is not None
         targets[msg.message_id] = (msg.provider, msg.first_at)
     if not wanted:
         now = now_us()
@@ -200,6 +201,8 @@ async def choose(reader: Any, gateways: tuple[str, ...], wanted: list[str], wind
 
 
 async def poll_all(reconciler: Any, chosen: list[tuple[str, str, int | None]], quiet: bool) -> Any:
+    from smswatch.words import plural
+
     results: dict[str, Any] = {}
     for gateway in reconciler.clients:
         reconciler.remember_first(
@@ -212,17 +215,22 @@ async def poll_all(reconciler: Any, chosen: list[tuple[str, str, int | None]], q
             gateway, [m for g, m in targets if g == gateway and m not in results]
         ):
             if not quiet:
-                click.echo(f"reading {gateway}'s list for {len(batch):,} messages …", err=True)
+                many = plural(len(batch), "message")
+                click.echo(f"reading {gateway}'s list for {many} …", err=True)
             swept = await reconciler.sweep(gateway, batch)
             results.update(swept)
             if len(swept) < len(batch):
                 break  # cut short: the rest one by one
     left = [(g, m) for g, m in targets if m not in results]
+    # On a terminal one line counts up; in a log, a line every tenth or so of the way.
+    live = sys.stderr.isatty()
+    every = max(1, len(left) // 10)
     for n, (gateway, mid) in enumerate(left, 1):
-        if not quiet:
-            click.echo(f"\rpolling {n:,} of {len(left):,} …", nl=False, err=True)
+        if not quiet and (live or n == 1 or n == len(left) or n % every == 0):
+            line = f"polling {n:,} of {len(left):,} …"
+            click.echo(f"\r{line}" if live else line, nl=not live, err=True)
         results[mid] = await reconciler.poll(gateway, mid)
-    if left and not quiet:
+    if left and not quiet and live:
         click.echo("", err=True)
     return results
 
@@ -249,32 +257,59 @@ async def store(db: Path | str, events: list[Any]) -> set[str] | None:
 
 
 def print_table(rows: list[dict[str, Any]], stored: bool) -> None:
+    """The figures side by side: what the gateway's status API says, what smswatch holds
+    (webhooks, and final states polling filled in), and what the webhooks never brought."""
     from rich.table import Table
+    from rich.text import Text
 
-    from smswatch.report import console, t
+    from smswatch.report import Fit, console, t
+    from smswatch.words import plural
 
     table = Table(header_style="bold", title="reconciled", title_justify="left")
-    for name in ("message", "gateway", "gateway says", "webhooks", "missing", "note"):
-        table.add_column(name, no_wrap=True)
+    table.add_column("message", no_wrap=True, overflow="ellipsis")
+    table.add_column("gateway", no_wrap=True)
+    figures = (
+        "gateway\ndelivered",
+        "gateway\nfailed",
+        "gateway\npending",
+        "smswatch\ndelivered",
+        "smswatch\nfailed",
+        "webhooks\nmissing",
+    )
+    for name in figures:
+        table.add_column(name, justify="right", no_wrap=True)
+    notes = []
     for r in rows:
         g = r["gateway"]
-        says = "-" if g is None else f"{g['delivered']} delivered, {g['failed']} failed"
-        if g and g["pending"]:
-            says += f", {g['pending']} pending"
-        hooks = f"{r['webhooks']['delivered']} delivered, {r['webhooks']['failed']} failed"
-        note = t(r["error"], 60) if r["error"] else ""
+        says = ["-"] * 3 if g is None else [f"{g[k]:,}" for k in ("delivered", "failed", "pending")]
+        held = [f"{r['webhooks'][k]:,}" for k in ("delivered", "failed")]
+        mid = t(r["message_id"], 40)
+        table.add_row(mid, Text(r["provider"]), *says, *held, f"{r['missing']:,}")
         if r["recovered_by_polling"]:
-            note = f"{r['recovered_by_polling']} final state(s) filled in by polling"
-        table.add_row(t(r["message_id"], 40), r["provider"], says, hooks, str(r["missing"]), note)
+            found = plural(r["recovered_by_polling"], "final state")
+            done = "filled in by polling" if stored else "found by polling"
+            notes.append(Text.assemble(mid, f": {found} {done}"))
+        if r["error"]:
+            notes.append(Text.assemble(mid, ": ", t(r["error"], 160)))
+    short = {
+        "gateway\ndelivered": "gw\ndlvd",
+        "gateway\nfailed": "gw\nfail",
+        "gateway\npending": "gw\npend",
+        "smswatch\ndelivered": "ours\ndlvd",
+        "smswatch\nfailed": "ours\nfail",
+    }
     out = console()
-    out.print(table)
+    out.print(Fit(table, ("message", "gateway", *figures), short, drop=("gateway\npending",)))
+    for note in notes:
+        out.print(note)
     total = sum(r["missing"] for r in rows)
-    out.print(f"{total:,} delivery report(s) missing in {len(rows):,} message(s) polled")
+    missing = plural(total, "delivery report was", "delivery reports were")
+    out.print(f"{plural(len(rows), 'message')} polled: {missing} never brought by a webhook")
     failed = [r for r in rows if r["error"]]
     if failed:
-        out.print(f"{len(failed):,} poll(s) failed, e.g. {t(failed[0]['error'], 100)}")
+        out.print(f"{plural(len(failed), 'poll')} failed (why: the lines above)")
     if not stored:
         out.print(
-            "shown, not stored: another smswatch is writing this database (given the same "
-            "keys, its own reconciler polls and stores)"
+            "Not stored: another smswatch is writing this database, so what the gateways said is "
+            "shown here only (given the same keys, its own reconciler polls and stores it)"
         )

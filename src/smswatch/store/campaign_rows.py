@@ -113,6 +113,13 @@ class CampaignRows:
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def campaign_tags(self) -> dict[str, tuple[str, str, int]]:
+        """Every tagged message's campaign: message id -> (campaign, source, tagged at)."""
+        rows = await self._all(
+            "SELECT message_id, campaign, source, tagged_at FROM campaigns ORDER BY id"
+        )
+        return {mid: (name, source, int(at)) for mid, name, source, at in rows}
+
     async def last_tag_id(self) -> int:
         rows = await self._all("SELECT coalesce(max(id), 0) FROM campaigns")
         return int(rows[0][0])

@@ -36,6 +36,7 @@ from smswatch.store.rows import (
     Rejection,
     StoredEvent,
     message_from_row,
+    placeholders,
     recipient_from_row,
     stored_event,
 )
@@ -198,14 +199,20 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
 
     async def resolve_message_id(self, text: str) -> str | None:
         """An exact message id, or the one message whose id starts with `text`."""
+        found = await self.message_ids_starting(text, 2)
+        return found[0] if len(found) == 1 else None
+
+    async def message_ids_starting(self, text: str, limit: int = 3) -> list[str]:
+        """[text] if it is a message id, else up to `limit` ids that start with it."""
         if await self._scalar(self._db, "SELECT 1 FROM messages WHERE message_id = ?", (text,)):
-            return text
+            return [text]
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = await self._all(
-            "SELECT message_id FROM messages WHERE message_id LIKE ? ESCAPE '\\' LIMIT 2",
-            (escaped + "%",),
+            "SELECT message_id FROM messages WHERE message_id LIKE ? ESCAPE '\\' "
+            "ORDER BY message_id LIMIT ?",
+            (escaped + "%", limit),
         )
-        return rows[0][0] if len(rows) == 1 else None
+        return [r[0] for r in rows]
 
     async def message(self, message_id: str) -> MessageState | None:
         rows = await self._all(
@@ -342,6 +349,21 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
             params = (after, limit)
         rows = await self._all(sql, params)
         return [stored_event(r) for r in rows]
+
+    async def log_fields(self, ids: Sequence[int]) -> dict[int, tuple[str, bool | None, Any]]:
+        """What the log keeps of these events beyond a StoredEvent: (dedupe key, retryable,
+        message facts as the log's JSON text), for an export that `smswatch import` restores."""
+        found: dict[int, tuple[str, bool | None, Any]] = {}
+        for start in range(0, len(ids), 500):  # bounded: PostgreSQL numbers its parameters
+            part = list(ids[start : start + 500])
+            rows = await self._all(
+                "SELECT id, dedupe_key, retryable, info FROM events "
+                f"WHERE id IN ({placeholders(len(part))})",
+                part,
+            )
+            for i, key, retryable, info in rows:
+                found[i] = (key, None if retryable is None else bool(retryable), info)
+        return found
 
     async def iter_events(
         self, message_id: str | None = None, chunk: int = 1000

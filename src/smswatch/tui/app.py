@@ -35,6 +35,7 @@ from smswatch.tui.screens.message import MessageScreen
 from smswatch.tui.screens.recipient import RecipientScreen
 from smswatch.tui.terminal import TerminalWatchDriver
 from smswatch.tui.themes import DEFAULT, Palette, load_themes, remember, remembered
+from smswatch.words import plural
 
 DEFAULT_SILENCE_S = 60
 T = TypeVar("T")
@@ -232,7 +233,8 @@ class SmsWatchApp(App[int]):
         if count is None:
             return
         if count:
-            self.notify(f"{count:,} failed forward(s) queued to be sent again now", timeout=6)
+            queued = plural(count, "failed forward")
+            self.notify(f"{queued} queued to be sent again now", timeout=6)
         else:
             self.notify("no failed forwards to re-send", timeout=4)
 
@@ -306,7 +308,7 @@ class SmsWatchApp(App[int]):
         except (OSError, SourceUnavailable) as exc:
             self.notify(f"export failed: {exc}", severity="error")
             return
-        self.notify(f"exported {count:,} events to {path}", timeout=8)
+        self.notify(f"exported {plural(count, 'event')} to {path}", timeout=8)
 
     def _dashboard(self) -> DashboardScreen:
         for screen in self.screen_stack:
@@ -391,7 +393,7 @@ class SmsWatchApp(App[int]):
             return
         what = f" of {safe(campaign, 40)}" if campaign else ""
         self.notify(
-            f"{count:,} numbers never to text again{what} written to {path}",
+            f"{plural(count, 'number')} never to text again{what} written to {path}",
             title="Suppression list",
             timeout=10,
             markup=False,

@@ -11,6 +11,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from smswatch.datasource import SourceUnavailable
 from smswatch.tui.format import literal
+from smswatch.words import plural
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
@@ -106,7 +107,7 @@ class SmsWatchCommands(Provider):
             score = matcher.match(c.name)
             if score > 0:
                 title = f"Open campaign {literal(c.name, 50)}"
-                detail = f"{', '.join(c.providers)} · {c.messages:,} messages · {c.source}"
+                detail = f"{', '.join(c.providers)} · {plural(c.messages, 'message')} · {c.source}"
                 yield Hit(score, title, partial(self.sw.open_campaign, c.name, c), help=detail)
         try:
             found = await self.sw.source.messages(needle, limit=12)
@@ -114,5 +115,5 @@ class SmsWatchCommands(Provider):
             return
         for msg in found:
             title = f"Go to message {literal(msg.message_id, 40)}"
-            detail = f"{msg.provider} · {msg.expected_recipients} recipients"
+            detail = f"{msg.provider} · {plural(msg.expected_recipients, 'recipient')}"
             yield Hit(0.9, title, partial(self.sw.open_message, msg.message_id), help=detail)

@@ -23,6 +23,7 @@ from smswatch.store.location import describe
 from smswatch.store.writer import CannotOpen, DatabaseInUse
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
+from smswatch.words import plural
 
 
 def port_free(host: str, port: int) -> bool:
@@ -154,7 +155,7 @@ def run_monitor(
     if app.gone_reason is not None:
         return code or GONE_EXIT_CODE
     print(
-        f"smswatch: {engine.engine.hub.events:,} events in {describe(config.db_path)}"
+        f"smswatch: {plural(engine.engine.hub.events, 'event')} in {describe(config.db_path)}"
         if not demo
         else "smswatch: demo over"
     )

@@ -32,6 +32,7 @@ from smswatch.tui.screens.dashboard import MessagesTable
 from smswatch.tui.screens.message import percentiles_text
 from smswatch.tui.widgets.campaigns import percent
 from smswatch.tui.widgets.rowtable import Column, RowTable
+from smswatch.words import plural
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
@@ -267,7 +268,9 @@ class CampaignScreen(AppScreen):
         grid.add_row("states", counts, "delivery rate", Text(percent(s.delivery_rate), "bold"))
         grid.add_row(
             "messages",
-            Text(f"{s.messages:,} · {s.recipients:,} recipients · {s.in_flight:,} in flight"),
+            Text(
+                f"{s.messages:,} · {plural(s.recipients, 'recipient')} · {s.in_flight:,} in flight"
+            ),
             "grouped by",
             grouped,
         )
@@ -314,7 +317,7 @@ class CampaignScreen(AppScreen):
             text.append(f"{view.stuck:,} stuck  ", style=pal.state(State.SENT))
         if view.summary.conflicts:
             n = view.summary.conflicts
-            text.append(f"⚡ {n:,} conflict{'s' if n != 1 else ''}", style=pal.state(State.UNKNOWN))
+            text.append(f"⚡ {plural(n, 'conflict')}", style=pal.state(State.UNKNOWN))
         return text if len(text) else Text("nothing", style="dim")
 
     def seen(self, s: Summary) -> Text:

@@ -37,6 +37,7 @@ from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.tui.widgets.status import StatusBar
 from smswatch.tui.widgets.transitions import Entry, TransitionLog
+from smswatch.words import plural
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
@@ -197,7 +198,7 @@ class DashboardScreen(AppScreen):
         if delta.dropped:
             # A burst larger than a delta carries: say so rather than look complete.
             log.border_subtitle = (
-                f"{log.dropped:,} lines of bursts not listed — all stored; / finds them"
+                f"{plural(log.dropped, 'line')} of bursts not listed — all stored; / finds them"
             )
         if self.search_rows is not None:
             for m in delta.messages:
@@ -339,7 +340,7 @@ class DashboardScreen(AppScreen):
                         "silence",
                         "warning",
                         f"no webhook for {span(quiet)}",
-                        f"{c.in_flight} message(s) still in flight",
+                        f"{plural(c.in_flight, 'message')} still in flight",
                     )
                 )
         if model.stuck and model.stuck.count:

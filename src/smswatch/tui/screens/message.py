@@ -26,6 +26,7 @@ from smswatch.tui.format import cost, literal, recipient_text, state_bar, state_
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
+from smswatch.words import plural
 
 if TYPE_CHECKING:
     from smswatch.tui.app import SmsWatchApp
@@ -55,7 +56,7 @@ def gateway_counts(m: MessageState, pal: Palette) -> Text:
     missing = m.missing or 0
     if missing:
         text.append(
-            f" → {missing:,} delivery report{'s' if missing != 1 else ''} missing",
+            f" → {plural(missing, 'delivery report')} missing",
             style=f"bold {pal.state(State.FAILED)}",
         )
     else:
@@ -235,7 +236,7 @@ class MessageScreen(AppScreen):
             else Text("in flight", style="bold")
         )
         if m.conflicts:
-            status.append(f"  ⚡ {m.conflicts} conflict(s)", style=pal.state(State.UNKNOWN))
+            status.append(f"  ⚡ {plural(m.conflicts, 'conflict')}", style=pal.state(State.UNKNOWN))
         grid.add_row("gateway", gateway, "recipients", Text(f"{m.expected_recipients:,}"))
         grid.add_row("status", status, "cost", Text(cost(m)))
         grid.add_row("states", counts, "progress", state_bar(m, 30, pal))

@@ -35,6 +35,7 @@ from smswatch.tui.format import (
 )
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.timeline import Timeline
+from smswatch.words import plural
 
 ATTEMPTS_SHOWN = 5  # per event and target: the latest ones
 # How a forward's state is coloured: as the recipient state it resembles.
@@ -96,7 +97,7 @@ class RecipientScreen(AppScreen):
             header.update(Text("this recipient has no events in the database", style="bold"))
             return
         header.update(self.summary(d))
-        title = f"Timeline — {len(d.events)} event(s) in event-time order"
+        title = f"Timeline — {plural(len(d.events), 'event')} in event-time order"
         if self.forwards is not None:
             title += ", with their forwards"
         timeline.border_title = title
@@ -218,7 +219,9 @@ class RecipientScreen(AppScreen):
             text.append("  not tried yet", style="dim")
         shown = f.attempts[-ATTEMPTS_SHOWN:]
         if len(f.attempts) > len(shown):
-            text.append(f"\n      … {len(f.attempts) - len(shown)} earlier attempt(s)", "dim")
+            text.append(
+                f"\n      … {plural(len(f.attempts) - len(shown), 'earlier attempt')}", "dim"
+            )
         for a in shown:
             ok = answered(a.status)
             text.append(f"\n      {iso(a.at)}  ", style="dim")

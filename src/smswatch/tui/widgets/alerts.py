@@ -28,6 +28,7 @@ from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, failing, shown_target
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
+from smswatch.words import plural
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def forward_alerts(targets: Sequence[TargetStatus], now: int, resend: bool) -> l
             said = safe(t.last.error, 160) if t.last.error else ""
             whole = (
                 f"{where}: {answer} for {span(max(now - t.failing_since, 0))}, "
-                f"{t.backlog:,} event(s) waiting"
+                f"{plural(t.backlog, 'event')} waiting"
                 + (f"\n{safe(t.last.error, 600)}" if t.last.error else "")
             )
             alerts.append(
@@ -128,11 +129,13 @@ def reconcile_alerts(status: ReconcileStatus | None) -> list[Alert]:
     if status.missing or status.recovered:
         parts = []
         if status.missing:
-            parts.append(f"{status.messages_missing:,} message(s) short by the gateway's counts")
+            parts.append(
+                f"{plural(status.messages_missing, 'message')} short by the gateway's counts"
+            )
         if status.recovered:
-            parts.append(f"{status.recovered:,} final state(s) recovered by polling")
+            parts.append(f"{plural(status.recovered, 'final state')} recovered by polling")
         if status.waiting:
-            parts.append(f"{status.waiting:,} poll(s) queued")
+            parts.append(f"{plural(status.waiting, 'poll')} queued")
         if status.standby:
             parts.append(f"{', '.join(status.standby)} polled by another instance")
         detail = " · ".join(parts)

@@ -10,6 +10,7 @@ from textual.widgets import Static
 from smswatch.domain import FUNNEL, State
 from smswatch.hub import Counters
 from smswatch.tui.themes import Palette
+from smswatch.words import plural
 
 
 class Funnel(Static):
@@ -56,7 +57,7 @@ class Funnel(Static):
         text.append(rate, style=f"bold {pal.state(State.DELIVERED)}")
         text.append(f" delivered of {done:,} done\n", style="dim")
         text.append(f"{c.in_flight:,}", style="bold")
-        text.append(f" in flight of {c.messages:,} messages", style="dim")
+        text.append(f" in flight of {plural(c.messages, 'message')}", style="dim")
         if c.conflicts:
             text.append(f"\n{c.conflicts:,}", style=f"bold {pal.state(State.UNKNOWN)}")
             text.append(" conflicting", style="dim")

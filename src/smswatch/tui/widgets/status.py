@@ -21,6 +21,7 @@ from smswatch.store.outbox import RECENT_S, TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette
+from smswatch.words import plural
 
 
 def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
@@ -139,10 +140,9 @@ def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
         else:
             queued = status.queued.get(gateway, 0)
             text.append(f" {queued:,} queued" if queued else " idle", style="" if queued else "dim")
-    text.append(f"   {status.polls:,} call{'' if status.polls == 1 else 's'}", style="dim")
+    text.append(f"   {plural(status.polls, 'call')}", style="dim")
     if status.swept:
-        reads = "list read" if status.swept == 1 else "list reads"
-        text.append(f" ({status.swept:,} {reads})", style="dim")
+        text.append(f" ({plural(status.swept, 'list read')})", style="dim")
     if status.paused_until is not None and status.paused_until > now:
         text.append(
             f"  429: waiting {span(status.paused_until - now)}", style=palette.state(State.SENT)

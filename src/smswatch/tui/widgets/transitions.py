@@ -30,6 +30,7 @@ from smswatch.tui.format import mask, short_id
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.lines import LineView
 from smswatch.tui.widgets.scrolling import one_scrollbar_update, set_virtual_size
+from smswatch.words import plural
 
 MAX_ENTRIES = 5000
 # Drawn lines kept for reuse. A following log only ever shows the newest screenful, so this only
@@ -220,7 +221,9 @@ class TransitionLog(LineView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width, base = self.frame()
         if self.paused and y == self.size.height - 1:
-            note = f" ⏸ paused: {self.waiting_total} new event(s) waiting — space to resume "
+            note = (
+                f" ⏸ paused: {plural(self.waiting_total, 'new event')} waiting — space to resume "
+            )
             text = Text(note)
             text.stylize_before(base + self.get_component_rich_style("log--paused"))
         else:
