@@ -105,6 +105,97 @@ def counts_bar(count: Callable[[State], int], total: int, width: int, palette: P
     return bar
 
 
+# One figure with what goes around it: "1,234", "94.7%", "▼12.5%", "3.00 USD", "+1.2s".
+_FIGURE = re.compile(r"^(\D*?)(\d[\d,]*)(\.\d+)?(\D*)$")
+_UNITS = ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"))
+
+
+def fit_figure(text: str, width: int) -> str:
+    """A figure in at most `width` cells, saying the same thing: without thousands separators,
+    then with fewer decimals (rounded), then abbreviated (1.2k, 15M). Cut at the edge, 141
+    would read 14: a wrong figure. What cannot be shortened so becomes "…", never a part."""
+    if len(text) <= width:
+        return text
+    m = _FIGURE.match(text)
+    if m is None:
+        if not any(c.isdigit() for c in text):  # words ("done", "no answer"): cut
+            return text[: max(width - 1, 0)] + "…"[:width]
+        return "…"[:width]
+    head, whole, decimals, tail = m.groups()
+    value = float(whole.replace(",", "") + (decimals or ""))
+    places = len(decimals or ".") - 1
+    candidates = []
+    for d in range(places, -1, -1):
+        if value and not round(value, d):
+            break  # 0.04 is not 0
+        candidates += [f"{value:,.{d}f}", f"{value:.{d}f}"]
+    for scale, unit in _UNITS:
+        if value / scale < 0.9995:  # 999 is not 1k (but 999,960 is 1M)
+            break
+        for d in (1, 0):
+            mantissa = f"{value / scale:.{d}f}"
+            if 1 <= float(mantissa) < 1000:  # 999,960 is 1M, not 1000k
+                candidates.append(mantissa.removesuffix(".0") + unit)
+    for number in candidates:
+        shown = f"{head}{number}{tail}"
+        if len(shown) <= width:
+            return shown
+    return "…"[:width]
+
+
+def cut_middle(text: Text, width: int) -> Text:
+    """Text in `width` cells keeping both ends: names that differ at the end (two bursts of a
+    day, `lisoloo-20261207-085301` and `-093012`) stay apart when cut."""
+    if text.cell_len <= width:
+        return text
+    if width < 3:
+        text = text.copy()
+        text.truncate(width, overflow="ellipsis")
+        return text
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    plain = text.plain
+    shown = text[:head] + Text("…", style=text.style) + text[len(plain) - tail :]
+    while shown.cell_len > width and head > 1:  # wide characters
+        head -= 1
+        shown = text[:head] + Text("…", style=text.style) + text[len(plain) - tail :]
+    shown.truncate(width)
+    return shown
+
+
+def cut_end(text: Text, width: int) -> Text:
+    """Text in `width` cells, cut at the end with an ellipsis; a figure the cut would fall in
+    goes whole ("no webhook for…", not "no webhook for 1m…")."""
+    if text.cell_len <= width:
+        return text
+    text = text.copy()
+    plain = text.plain
+    start = plain.rfind(" ", 0, width) + 1
+    end = plain.find(" ", start)
+    word = plain[start : end if end >= 0 else len(plain)]
+    if start > 1 and any(c.isdigit() for c in word) and text[:start].cell_len < width:
+        text.truncate(start)
+        text.rstrip()
+        text.append("…")
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
+def cut_words(text: Text, width: int) -> Text:
+    """Text in `width` cells, cut after a word when one ends in the second half (a sentence
+    of advice; a figure is never left as its first digits), else at the edge."""
+    if text.cell_len <= width:
+        return text
+    space = text.plain.rfind(" ", 0, width)
+    text = text.copy()
+    if space > width // 2 and text[:space].cell_len < width:
+        text.truncate(space)
+        text.rstrip()
+        text.append("…")
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
 def short_id(message_id: str, width: int) -> str:
     text = safe(message_id, 64)
     if len(text) <= width:

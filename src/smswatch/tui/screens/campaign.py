@@ -55,7 +55,7 @@ class DeliveryTable(RowTable):
         super().__init__(
             [
                 Column(label, None, 9),
-                Column("rcpts", 6, align="right"),
+                Column("rcpts", 5, align="right"),
                 Column("rate", 6, align="right"),
                 Column("recent", 8, align="right", priority=1),
                 Column("failed", 6, align="right", priority=2),
@@ -84,21 +84,28 @@ class DeliveryTable(RowTable):
 
 
 class FailuresTable(RowTable):
+    """Failures by code, each with the catalogue's advice on a line of its own under it: the
+    width of the panel, where a column left it a third."""
+
     def __init__(self, app: SmsWatchApp) -> None:
         self.sw = app
         super().__init__(
             [
-                Column("code", 7),
-                Column("count", 6, align="right"),
-                Column("meaning", 24, 12),
+                Column("code", 6),
+                Column("count", 5, align="right"),
+                Column("meaning", None, 9),
                 Column("retry", 5, priority=1),
-                Column("advice", None, 10, priority=2),
             ],
             self._cells,
             key=lambda f: (f[0].provider, f[0].error_code or ""),
             empty="no failures",
+            detail=self._advice,
             id="campaign-failures",
         )
+
+    def _advice(self, row: tuple[FailureGroup, ErrorInfo | None]) -> Text:
+        info = row[1]
+        return untrusted(info.action if info else "", 200, "dim")
 
     def _cells(self, row: tuple[FailureGroup, ErrorInfo | None]) -> Sequence[Text]:
         f, info = row
@@ -107,11 +114,13 @@ class FailuresTable(RowTable):
             Text(f"{f.count:,}"),
             untrusted(info.title if info else "-", 40),
             Text(info.retry if info else "-", style="dim"),
-            untrusted(info.action if info else "", 120, "dim"),
         ]
 
 
 class CampaignScreen(AppScreen):
+    # Under 120 columns the three tables share the width equally (app.tcss): a third is the
+    # least that holds a carrier, its recipients and its rate.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
         Binding("f", "failures", "failed messages"),

@@ -248,15 +248,17 @@ class MessageScreen(AppScreen):
         )
         seen = Text(f"{iso(m.first_received_at)} … {iso(m.last_received_at)}", style="dim")
         grid.add_row("received", seen, "events", Text(f"{m.events:,}"))
-        if m.metadata:
-            grid.add_row("metadata", untrusted(m.metadata, 200), "", Text(""))
-        if m.gateway_at is None:
+        if not m.metadata and m.gateway_at is None:
             return grid
-        # A line of its own, the width of the panel: the gap is the point of it.
+        # Lines of their own, the width of the panel: the metadata is the sender's (long, and
+        # cut at half the width in a column), and the gap is the point of the reconciled line.
         line = Table.grid(padding=(0, 2), expand=True)
         line.add_column(style="dim", width=15)
         line.add_column(ratio=1)
-        line.add_row("reconciled", gateway_counts(m, pal))
+        if m.metadata:
+            line.add_row("metadata", untrusted(m.metadata, 200))
+        if m.gateway_at is not None:
+            line.add_row("reconciled", gateway_counts(m, pal))
         return Group(grid, line)
 
     def live_update(self, delta: Delta) -> None:

@@ -32,14 +32,15 @@ class CampaignsTable(RowTable):
         self.clock = clock
         super().__init__(
             [
-                Column("campaign", None, 14),
+                # Cut in the middle: bursts of one gateway and day differ only at the end.
+                Column("campaign", None, 14, cut="middle"),
                 Column("by", 5, priority=5),
                 Column("gateway", 8, priority=4),
                 Column("msgs", 7, align="right", priority=3),
-                Column("rcpts", 7, align="right"),
+                Column("rcpts", 6, align="right"),
                 Column("progress", 14, priority=2),
-                Column("done", 6, align="right"),
-                Column("deliv", 7, align="right"),
+                Column("done", 6, align="right", priority=1),
+                Column("deliv", 6, align="right"),
                 Column("failed", 6, align="right"),
                 Column("rate", 6, align="right", priority=1),
                 Column("active", 6, align="right", priority=6),

@@ -27,17 +27,23 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 
+from smswatch.tui.format import cut_end, cut_middle, cut_words, fit_figure
 from smswatch.tui.widgets.lines import LineView
 from smswatch.tui.widgets.scrolling import one_scrollbar_update, scrolled_y, set_virtual_size
 
 
 @dataclass(frozen=True)
 class Column:
+    """A column. Right-aligned cells are figures: one that does not fit is shortened
+    (`fit_figure`: 1,234 → 1234 → 1.2k), never cut. A left-aligned cell is cut with an
+    ellipsis, at its end or, with `cut="middle"`, keeping both ends."""
+
     title: str
     width: int | None = None  # None: share the leftover width
     min_width: int = 6
     align: str = "left"
     priority: int = 0  # higher numbers are dropped first when the table is narrow
+    cut: str = "end"
 
 
 class RowTable(LineView, can_focus=True):
@@ -251,27 +257,41 @@ class RowTable(LineView, can_focus=True):
     # --- drawing --------------------------------------------------------------------------------
 
     def layout_columns(self, width: int) -> list[tuple[int, int]]:
-        """(column index, width) for the columns that fit, dropping by priority."""
-        shown = list(range(len(self.columns)))
+        """(column index, width) for the columns that fit in `width`, never wider: columns are
+        dropped by priority (the highest number first; among equals, from the right), down to
+        the first, which is narrowed if it alone is too wide. A line wider than the table
+        would be cut at its edge, and a figure cut there reads as another (141 as 14)."""
+        columns = self.columns
+        shown = list(range(len(columns)))
 
         def needed(idx: list[int]) -> int:
-            return (
-                sum(self.columns[i].width or self.columns[i].min_width for i in idx) + len(idx) - 1
-            )
+            return sum(columns[i].width or columns[i].min_width for i in idx) + len(idx) - 1
 
         while len(shown) > 1 and needed(shown) > width:
-            drop = max(shown, key=lambda i: (self.columns[i].priority, i))
-            if self.columns[drop].priority == 0:
-                break
-            shown.remove(drop)
-        fixed = sum(self.columns[i].width or 0 for i in shown) + len(shown) - 1
-        flexible = [i for i in shown if self.columns[i].width is None]
+            shown.remove(max(shown[1:], key=lambda i: (columns[i].priority, i)))
+        fixed = sum(columns[i].width or 0 for i in shown) + len(shown) - 1
+        flexible = [i for i in shown if columns[i].width is None]
         spare = max(width - fixed, 0)
         widths = {}
         for n, i in enumerate(flexible):
             share = spare // len(flexible) + (1 if n < spare % len(flexible) else 0)
-            widths[i] = max(share, self.columns[i].min_width)
-        return [(i, self.columns[i].width or widths[i]) for i in shown]
+            widths[i] = max(share, columns[i].min_width)
+        layout = [(i, columns[i].width or widths[i]) for i in shown]
+        if len(layout) == 1:
+            layout = [(layout[0][0], min(layout[0][1], max(width, 0)))]
+        return layout
+
+    def _fit(self, cell: Text, width: int, column: Column) -> Text:
+        if cell.cell_len <= width:
+            return cell
+        if column.align == "right":
+            short = Text(fit_figure(cell.plain, width), style=cell.style)
+            if cell.spans:  # a figure has one style: keep it
+                short.stylize(cell.spans[0].style)
+            return short
+        if column.cut == "middle":
+            return cut_middle(cell, width)
+        return cut_end(cell, width)
 
     def _line(self, cells: Sequence[Text], layout: list[tuple[int, int]], style: Style) -> Text:
         line = Text(no_wrap=True, end="")
@@ -280,7 +300,7 @@ class RowTable(LineView, can_focus=True):
                 line.append(" ")
             cell = cells[i].copy() if i < len(cells) else Text()
             cell.no_wrap = True
-            cell.truncate(width, overflow="ellipsis")
+            cell = self._fit(cell, width, self.columns[i])
             pad = width - cell.cell_len
             if self.columns[i].align == "right":
                 line.append(" " * pad)
@@ -328,9 +348,7 @@ class RowTable(LineView, can_focus=True):
             return self._line(self.cells(row), self.layout_columns(width), style)
         assert self.detail is not None
         text = Text("  ", no_wrap=True, end="")
-        detail = self.detail(row)
-        detail.truncate(max(width - 2, 1), overflow="ellipsis")
-        text.append_text(detail)
+        text.append_text(cut_words(self.detail(row), max(width - 2, 1)))
         text.append(" " * max(width - text.cell_len, 0))
         text.stylize_before(style)
         return text

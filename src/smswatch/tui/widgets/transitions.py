@@ -326,13 +326,21 @@ class TransitionLog(LineView, can_focus=True):
             # A late or repeated state: stored and shown, but the recipient did not move.
             stays = e.after.value if e.after else "?"
             t.append((f"{e.state.value} (late, stays {stays})", dim))
+        more: list[tuple[str, Style | str]] = []
         if e.error_code:
-            t.append((f"  {safe(e.error_code, 8)}", pal.state(State.FAILED)))
+            more.append((f"  {safe(e.error_code, 8)}", pal.state(State.FAILED)))
         if e.since is not None and e.changed:
-            t.append((f"  +{span(e.since)}", dim))
+            more.append((f"  +{span(e.since)}", dim))
         if not wide:
-            t.append((f"  {short_id(e.message_id, 12)}", dim))
+            more.append((f"  {short_id(e.message_id, 12)}", dim))
         if e.carrier:
-            t.append((f"  {safe(e.carrier, 20)}", dim))
-        t.append((f"  {e.provider}", dim))
+            more.append((f"  {safe(e.carrier, 20)}", dim))
+        more.append((f"  {e.provider}", dim))
+        # Each whole or not at all: cut at the panel's edge, "1503  65a…" read "1503  6".
+        used = sum(cell_len(part) for part, _ in t)
+        for part, style in more:
+            used += cell_len(part)
+            if used > width:
+                break
+            t.append((part, style))
         return t
