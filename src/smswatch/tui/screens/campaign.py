@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Sparkline, Static
+from textual.widgets import Input, Sparkline, Static
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
@@ -31,6 +31,7 @@ from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.screens.dashboard import MessagesTable
 from smswatch.tui.screens.message import percentiles_text
 from smswatch.tui.widgets.campaigns import percent
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ class FailuresTable(RowTable):
 class CampaignScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
-        Binding("f", "failures", "failed messages"),
-        Binding("x", "suppression", "export do-not-send"),
+        Binding("f", "failures", "failures", tooltip="only messages with failures"),
+        Binding("x", "suppression", "do-not-send", tooltip="write the do-not-send list as CSV"),
     ]
 
     def __init__(self, name: str, summary: Summary | None = None) -> None:
@@ -153,7 +154,7 @@ class CampaignScreen(AppScreen):
         messages = MessagesTable(self.sw, id="campaign-messages")
         messages.border_title = "Messages"
         yield messages
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#campaign-messages", MessagesTable).focus()

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from smswatch.datasource import Connection, Snapshot, SourceUnavailable
 from smswatch.domain import MessageState, State
@@ -33,6 +33,7 @@ from smswatch.tui.widgets.alerts import (
     reconcile_alerts,
 )
 from smswatch.tui.widgets.campaigns import CampaignsTable
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.tui.widgets.status import StatusBar
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 # UI thread's drawing at 50 events/s, for changes no one reads at ten a second.
 SUMMARY_EVERY_S = 0.5
 CAMPAIGNS_EVERY_S = 2.0
+# Fewer rows than this: the status bar takes two lines, not four or more, and the in-flight
+# table as many rows as the live log.
+SHORT_BELOW = 30
 
 FILTER_HELP = (
     "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
@@ -121,7 +125,7 @@ class MessagesTable(RowTable):
 class DashboardScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "filter"),
-        Binding("f", "failures", "failures only"),
+        Binding("f", "failures", "failures", tooltip="only messages with failures"),
         Binding("space", "pause", "pause"),
         Binding("c", "campaigns", "campaigns"),
         Binding("escape", "clear_filter", "clear", show=False),
@@ -168,7 +172,7 @@ class DashboardScreen(AppScreen):
         filter_input = Input(placeholder=FILTER_HELP, id="filter")
         filter_input.display = False
         yield filter_input
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         sw = self.sw
@@ -185,9 +189,16 @@ class DashboardScreen(AppScreen):
 
     def on_resize(self) -> None:
         narrow = self.size.width < 110
+        short = self.size.height < SHORT_BELOW
         self.set_class(narrow, "-narrow")
-        self.set_class(self.size.height < 30, "-short")
-        self.query_one(StatusBar).set_class(narrow, "-narrow")
+        self.set_class(short, "-short")
+        status = self.query_one(StatusBar)
+        status.set_class(narrow, "-narrow")
+        if status.short != short:
+            status.set_class(short, "-short")
+            status.restyle()
+        # The pulse line names the database by as much of its path as fits the new width.
+        self.call_after_refresh(self.refresh_status)
 
     # --- live updates ---------------------------------------------------------------------
 

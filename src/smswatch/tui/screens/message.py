@@ -13,7 +13,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from smswatch.catalogue import explain
 from smswatch.datasource import MessageDetail, SourceUnavailable
@@ -25,6 +25,7 @@ from smswatch.timefmt import iso, span
 from smswatch.tui.format import cost, literal, recipient_text, state_bar, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.themes import Palette
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ class MessageScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
         Binding("slash", "filter", "filter"),
-        Binding("f", "failures", "failures only"),
-        Binding("p", "poll", "poll the gateway"),
+        Binding("f", "failures", "failures", tooltip="only failed or conflicting recipients"),
+        Binding("p", "poll", "poll", tooltip="ask the gateway's status API now"),
     ]
 
     def __init__(self, message_id: str) -> None:
@@ -139,7 +140,7 @@ class MessageScreen(AppScreen):
         )
         box.display = False
         yield box
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(RecipientsTable).focus()

@@ -13,7 +13,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from smswatch.catalogue import explain
 from smswatch.datasource import Forwards, RecipientDetail, SourceUnavailable
@@ -34,6 +34,7 @@ from smswatch.tui.format import (
     untrusted,
 )
 from smswatch.tui.screens.base import AppScreen
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.timeline import Timeline
 
 ATTEMPTS_SHOWN = 5  # per event and target: the latest ones
@@ -44,8 +45,8 @@ FORWARD_STATES = {"delivered": State.DELIVERED, "failed": State.FAILED, "pending
 class RecipientScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),
-        Binding("r", "raw", "raw JSON on/off"),
-        Binding("s", "resend", "re-send to app"),
+        Binding("r", "raw", "raw JSON", tooltip="raw JSON on / off"),
+        Binding("s", "resend", "re-send", tooltip="forward the selected event to the app again"),
     ]
 
     def __init__(self, message_id: str, recipient: str) -> None:
@@ -63,7 +64,7 @@ class RecipientScreen(AppScreen):
         header = Static(id="recipient-header")
         yield header
         yield Timeline(id="timeline")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#timeline").focus()
