@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from rich.highlighter import JSONHighlighter
 from rich.markup import escape
@@ -18,7 +18,7 @@ from smswatch.domain import MessageState, State
 from smswatch.sanitize import safe, safe_block
 from smswatch.store.location import without_password
 from smswatch.store.outbox import TargetStatus
-from smswatch.timefmt import span
+from smswatch.timefmt import iso, span
 from smswatch.tui.themes import Palette
 
 _PHONE = re.compile(r"^(\+?\d{3})(\d+)(\d{2})$")
@@ -72,6 +72,46 @@ def age(now: int, then: int | None) -> str:
         return "-"
     us = max(now - then, 0)
     return f"{us // 1_000_000}s" if us < 60_000_000 else span(us)
+
+
+def moments(values: Sequence[int | None], now: int) -> list[str]:
+    """Times shown together (one panel), as short as stays unambiguous: the time of day alone
+    (UTC, to the millisecond at most) when all fall on today's date, the date once, on the
+    first, when all share another; else each whole (ISO 8601). None gives "-"."""
+    whole = [iso(v) for v in values]
+    days = {w[:10] for w in whole if w}
+    if len(days) != 1:
+        return [w or "-" for w in whole]
+    (day,) = days
+    shown = [_time_of_day(w) if w else "-" for w in whole]
+    if day != (iso(now) or "")[:10]:
+        first = next(i for i, w in enumerate(whole) if w)
+        shown[first] = f"{day} {shown[first]}"
+    return shown
+
+
+def _time_of_day(whole: str) -> str:
+    """ "2026-12-07T02:57:31.957543Z" → "02:57:31.957Z"."""
+    clock, _, fraction = whole[11:-1].partition(".")
+    return f"{clock}.{fraction[:3]}Z" if fraction else f"{clock}Z"
+
+
+def flow(items: Iterable[Text], width: int, gap: int = 2) -> Text:
+    """Items on lines of at most `width` cells, each kept whole on one line (left to Rich to
+    wrap, `sent` and its count could land on two lines); one wider than a line has its own."""
+    out = Text()
+    used = 0
+    for item in items:
+        size = item.cell_len
+        if used and used + gap + size > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append(" " * gap)
+            used += gap
+        out.append_text(item)
+        used += size
+    return out
 
 
 def cost(msg: MessageState) -> str:

@@ -21,8 +21,17 @@ from smswatch.domain import FUNNEL, MessageState, RecipientState, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
-from smswatch.timefmt import iso, span
-from smswatch.tui.format import cost, literal, recipient_text, state_bar, state_text, untrusted
+from smswatch.timefmt import span
+from smswatch.tui.format import (
+    cost,
+    flow,
+    literal,
+    moments,
+    recipient_text,
+    state_bar,
+    state_text,
+    untrusted,
+)
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.footer import KeyFooter
@@ -44,25 +53,28 @@ def percentiles_text(p: Percentiles) -> Text:
     return text
 
 
-def gateway_counts(m: MessageState, pal: Palette) -> Text:
-    """The gateway's counts (its status API, last poll) beside the webhooks', and the gap."""
-    text = Text()
-    text.append("gateway: ", style="dim")
-    text.append(f"{m.gateway_delivered or 0:,} delivered, {m.gateway_failed or 0:,} failed")
+def gateway_counts(m: MessageState, pal: Palette, at: str) -> list[Text]:
+    """The gateway's counts (its status API, last poll, at `at`) beside the webhooks', and
+    the gap: the parts of one line."""
+    gateway = Text("gateway: ", style="dim")
+    gateway.append(f"{m.gateway_delivered or 0:,} delivered, {m.gateway_failed or 0:,} failed")
     if m.gateway_pending:
-        text.append(f", {m.gateway_pending:,} pending")
-    text.append("; webhooks: ", style="dim")
-    text.append(f"{m.counts[State.DELIVERED]:,} delivered, {m.counts[State.FAILED]:,} failed")
+        gateway.append(f", {m.gateway_pending:,} pending")
+    gateway.append(";", style="dim")
+    ours = Text("webhooks: ", style="dim")
+    ours.append(f"{m.counts[State.DELIVERED]:,} delivered, {m.counts[State.FAILED]:,} failed")
     missing = m.missing or 0
     if missing:
-        text.append(
-            f" → {missing:,} delivery report{'s' if missing != 1 else ''} missing",
+        gap = Text(
+            f"→ {missing:,} delivery report{'s' if missing != 1 else ''} missing",
             style=f"bold {pal.state(State.FAILED)}",
         )
     else:
-        text.append(" → none missing", style=pal.state(State.DELIVERED))
-    text.append(f"  (as of {iso(m.gateway_at)})", style="dim")
-    return text
+        gap = Text("→ none missing", style=pal.state(State.DELIVERED))
+    return [gateway, ours, gap, Text(f"(as of {at})", style="dim")]
+
+
+LABEL = 13  # the header's label columns: "queued → sent"
 
 
 class RecipientsTable(RowTable):
@@ -217,47 +229,65 @@ class MessageScreen(AppScreen):
     def _first_frame(self) -> None:
         self.shown_at = time.perf_counter()
 
-    def header(self, d: MessageDetail) -> Table | Group:
+    def header(self, d: MessageDetail) -> Group:
+        """Pairs of facts side by side where they fit; the states, the metadata and the
+        reconciliation on lines of their own, flowed so no count is parted from its name."""
         m, pal = d.message, self.sw.palette
-        grid = Table.grid(padding=(0, 2), expand=True)
-        grid.add_column(style="dim", width=15)
-        grid.add_column(ratio=1)
-        grid.add_column(style="dim", width=15)
-        grid.add_column(ratio=1)
+        inner = max(self.size.width - 4, 40)  # the panel's border and padding
+        value = (inner - 2 * LABEL - 3 * 2) // 2  # one of the two value columns
+        wide = value >= 36
         gateway = Text(m.provider)
         if m.channel:
             gateway.append(f" · {safe(m.channel, 12)}", style="dim")
-        counts = Text()
-        for s in FUNNEL:
-            counts.append(f"{s.value} {m.count(s):,}  ", style=pal.state(s))
         status = (
             Text("finished", style=pal.state(State.DELIVERED))
             if m.finished
             else Text("in flight", style="bold")
         )
+        states = [Text(f"{s.value} {m.count(s):,}", style=pal.state(s)) for s in FUNNEL]
         if m.conflicts:
-            status.append(f"  ⚡ {m.conflicts} conflict(s)", style=pal.state(State.UNKNOWN))
-        grid.add_row("gateway", gateway, "recipients", Text(f"{m.expected_recipients:,}"))
-        grid.add_row("status", status, "cost", Text(cost(m)))
-        grid.add_row("states", counts, "progress", state_bar(m, 30, pal))
-        grid.add_row(
-            "queued → sent",
-            percentiles_text(d.latency.queued_to_sent),
-            "sent → deliv.",
-            percentiles_text(d.latency.sent_to_delivered),
+            n = m.conflicts
+            states.append(
+                Text(f"⚡ {n:,} conflict{'s' if n != 1 else ''}", pal.state(State.UNKNOWN))
+            )
+        first, last, polled = moments(
+            [m.first_received_at, m.last_received_at, m.gateway_at], self.sw.clock()
         )
-        seen = Text(f"{iso(m.first_received_at)} … {iso(m.last_received_at)}", style="dim")
-        grid.add_row("received", seen, "events", Text(f"{m.events:,}"))
+        seen = Text(f"{first} … {last}", style="dim")
+        q_sent = ("queued → sent", percentiles_text(d.latency.queued_to_sent))
+        s_deliv = ("sent → deliv.", percentiles_text(d.latency.sent_to_delivered))
+        pairs = [
+            ("gateway", gateway, "recipients", Text(f"{m.expected_recipients:,}")),
+            ("status", status, "cost", Text(cost(m))),
+            ("progress", state_bar(m, min(30, value - 2), pal), "events", Text(f"{m.events:,}")),
+        ]
+        lines: list[tuple[str, Text]] = []
+        if wide:
+            pairs += [(*q_sent, *s_deliv), ("received", seen, "", Text(""))]
+        else:
+            lines += [q_sent, s_deliv, ("received", seen)]
+        rest = inner - LABEL - 2
+        lines.append(("states", flow(states, rest)))
         if m.metadata:
-            grid.add_row("metadata", untrusted(m.metadata, 200), "", Text(""))
-        if m.gateway_at is None:
-            return grid
-        # A line of its own, the width of the panel: the gap is the point of it.
-        line = Table.grid(padding=(0, 2), expand=True)
-        line.add_column(style="dim", width=15)
-        line.add_column(ratio=1)
-        line.add_row("reconciled", gateway_counts(m, pal))
-        return Group(grid, line)
+            lines.append(("metadata", untrusted(m.metadata, 200)))
+        if m.gateway_at is not None:
+            lines.append(("reconciled", flow(gateway_counts(m, pal, polled), rest)))
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(style="dim", width=LABEL)
+        grid.add_column(ratio=1)
+        grid.add_column(style="dim", width=LABEL)
+        grid.add_column(ratio=1)
+        for row in pairs:
+            grid.add_row(*row)
+        full = Table.grid(padding=(0, 2), expand=True)
+        full.add_column(style="dim", width=LABEL)
+        full.add_column(ratio=1)
+        for row in lines:
+            full.add_row(*row)
+        return Group(grid, full)
+
+    def on_resize(self) -> None:
+        self.show()  # the header's layout follows the width
 
     def live_update(self, delta: Delta) -> None:
         if any(m.message_id == self.message_id for m in delta.messages) and self._reload is None:

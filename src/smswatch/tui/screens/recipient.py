@@ -22,12 +22,14 @@ from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store import StoredEvent
 from smswatch.store.outbox import Forward, TargetStatus
-from smswatch.timefmt import iso, span
+from smswatch.timefmt import span
 from smswatch.tui.format import (
     answer_label,
     answered,
+    flow,
     mask,
     mask_json,
+    moments,
     pretty_json,
     shown_target,
     state_text,
@@ -87,6 +89,10 @@ class RecipientScreen(AppScreen):
     def resync(self, _snapshot: object) -> None:
         self.load()
 
+    async def on_resize(self) -> None:
+        if self.detail is not None:
+            await self.show()  # the stages reached flow to the width
+
     async def show(self) -> None:
         header = self.query_one("#recipient-header", Static)
         who = safe(self.recipient, 60)
@@ -132,18 +138,17 @@ class RecipientScreen(AppScreen):
             )
         grid.add_row("state", state)
         grid.add_row("carrier", untrusted(r.carrier, 40) if r.carrier else Text("-", style="dim"))
-        times = Text()
         start = r.first_at.get(State.QUEUED) or (d.message.queued_at if d.message else None)
-        for s in FUNNEL:
-            at = r.first_at.get(s)
-            if at is None:
-                continue
-            times.append(f"{s.value} ", style=pal.state(s))
-            times.append(iso(at) or "")
+        reached = [(s, r.first_at[s]) for s in FUNNEL if r.first_at.get(s) is not None]
+        stages = []
+        for (s, at), shown in zip(reached, self.times([at for _, at in reached]), strict=True):
+            stage = Text(f"{s.value} ", style=pal.state(s))
+            stage.append(shown)
             if start is not None and at != start:
-                times.append(f" (+{span(at - start)})", style="dim")
-            times.append("   ")
-        grid.add_row("reached", times)
+                stage.append(f" (+{span(at - start)})", style="dim")
+            stages.append(stage)
+        # The panel's border and padding, and the label column with its gap.
+        grid.add_row("reached", flow(stages, max(self.size.width - 4 - 14, 30), gap=3))
         parts: list[Table | Text] = [grid]
         info = explain(r.provider, r.error_code, r.retryable)
         if info:
@@ -170,9 +175,10 @@ class RecipientScreen(AppScreen):
 
     def event_block(self, ev: StoredEvent, index: int, events: list[StoredEvent]) -> Group:
         pal = self.sw.palette
+        occurred, received = self.times([ev.occurred_at, ev.received_at])
         line = Text()
         line.append(f"{index + 1:>2}. ", style="dim")
-        line.append(iso(ev.occurred_at) or "", style="bold")
+        line.append(occurred, style="bold")
         if ev.time_estimated:
             line.append(" ~", style="dim")
         line.append("  ")
@@ -184,7 +190,8 @@ class RecipientScreen(AppScreen):
         line.append("  → ")
         line.append(ev.state.value, style=pal.state(ev.state))
         delay = ev.received_at - ev.occurred_at
-        line.append(f"   received {iso(ev.received_at)}", style="dim")
+        # The receive time on a line of its own: beside the event's it wrapped at 100 columns.
+        line.append(f"\n    received {received}", style="dim")
         if not ev.time_estimated:
             line.append(f" ({'+' if delay >= 0 else ''}{span(delay)} after)", style="dim")
         if index and ev.received_at < events[index - 1].received_at:
@@ -220,9 +227,9 @@ class RecipientScreen(AppScreen):
         shown = f.attempts[-ATTEMPTS_SHOWN:]
         if len(f.attempts) > len(shown):
             text.append(f"\n      … {len(f.attempts) - len(shown)} earlier attempt(s)", "dim")
-        for a in shown:
+        for a, when in zip(shown, self.times([a.at for a in shown]), strict=True):
             ok = answered(a.status)
-            text.append(f"\n      {iso(a.at)}  ", style="dim")
+            text.append(f"\n      {when}  ", style="dim")
             colour = pal.state(State.DELIVERED if ok else State.FAILED)
             text.append(f"{answer_label(a.status):<9}", style=f"bold {colour}")
             if a.ms is not None:
@@ -231,6 +238,13 @@ class RecipientScreen(AppScreen):
                 said = safe(a.error, 160)
                 text.append(f"  {mask_json(said) if self.sw.masked else said}")
         return text
+
+    def times(self, values: list[int]) -> list[str]:
+        """Times of this recipient: of day alone when all its events fall on one date."""
+        every = [e.occurred_at for e in self.detail.events] if self.detail else []
+        every += [e.received_at for e in self.detail.events] if self.detail else []
+        shown = moments([*values, *every], self.sw.clock())
+        return shown[: len(values)]
 
     def live_update(self, delta: Delta) -> None:
         touched = any(
