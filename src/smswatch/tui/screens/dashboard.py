@@ -52,9 +52,8 @@ CAMPAIGNS_EVERY_S = 2.0
 # table as many rows as the live log.
 SHORT_BELOW = 30
 
-FILTER_HELP = (
-    "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
-)
+# Whole in the box at 80 columns (cut, it lost "esc clears"); esc is in the footer too.
+FILTER_HELP = "id, phone, state, error code, carrier, gateway · ⏎ keep · esc clear"
 
 
 def failing_targets(forwarding: Sequence[TargetStatus]) -> tuple[str, ...]:
@@ -128,7 +127,7 @@ class DashboardScreen(AppScreen):
         Binding("f", "failures", "failures", tooltip="only messages with failures"),
         Binding("space", "pause", "pause"),
         Binding("c", "campaigns", "campaigns"),
-        Binding("escape", "clear_filter", "clear", show=False),
+        Binding("escape", "clear_filter", "clear filter"),
     ]
 
     def __init__(self) -> None:
@@ -372,7 +371,7 @@ class DashboardScreen(AppScreen):
         failed = self.sw.model.counters.funnel[State.FAILED]
         if failed == self._failed_seen or not self.sw.connected:
             return
-        with contextlib.suppress(SourceUnavailable):
+        with contextlib.suppress(SourceUnavailable, NoMatches):  # NoMatches: the app quit meanwhile
             self.sw.model.failures = await self.sw.source.failures(20)
             self._failed_seen = failed
             self.refresh_alerts()
@@ -381,7 +380,7 @@ class DashboardScreen(AppScreen):
     async def refresh_stuck(self) -> None:
         if not self.sw.connected:
             return
-        with contextlib.suppress(SourceUnavailable):
+        with contextlib.suppress(SourceUnavailable, NoMatches):  # NoMatches: the app quit meanwhile
             self.sw.model.stuck = await self.sw.source.stuck(
                 self.sw.stuck_deadlines, self.sw.clock()
             )
@@ -394,7 +393,9 @@ class DashboardScreen(AppScreen):
         fifth of a core; sooner when a new message arrived and the panel may lack its row."""
         started = time.monotonic()
         if self.sw.connected:
-            with contextlib.suppress(SourceUnavailable):
+            with contextlib.suppress(
+                SourceUnavailable, NoMatches
+            ):  # NoMatches: the app quit meanwhile
                 found = await self.sw.source.campaigns()
                 self.sw.model.campaigns = found
                 table = self.query_one(CampaignsTable)
@@ -430,10 +431,17 @@ class DashboardScreen(AppScreen):
 
     # --- keys -----------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":  # in the footer only while there is a filter to clear
+            box = self.query_one("#filter", Input)
+            return box.display or bool(self.query_text)
+        return True
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
         box.focus()
+        self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -442,6 +450,7 @@ class DashboardScreen(AppScreen):
             box.display = False
             self.query_one(MessagesTable).focus()
             self.set_query("")
+            self.refresh_bindings()
 
     def action_campaigns(self) -> None:
         self.query_one(CampaignsTable).focus()

@@ -11,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from smswatch.domain import RecipientState, State
@@ -93,7 +94,10 @@ class RejectionsScreen(AppScreen):
             seen.add(key)
             rows.append(r)
         rows.sort(key=lambda r: r.received_at, reverse=True)
-        table = self.query_one(RowTable)
+        try:
+            table = self.query_one(RowTable)
+        except NoMatches:
+            return  # closed before the answer came (escape at once): nowhere to show it
         table.set_rows(rows)
         table.border_subtitle = f"{len(rows)} kept (the quarantine is bounded)"
         if rows:
@@ -171,7 +175,10 @@ class StuckScreen(AppScreen):
         )
         if stuck is None:
             return
-        table = self.query_one(RowTable)
+        try:
+            table = self.query_one(RowTable)
+        except NoMatches:
+            return  # closed before the answer came (escape at once): nowhere to show it
         table.set_rows(stuck.oldest)
         table.border_subtitle = (
             f"{stuck.count:,} stuck, oldest {len(stuck.oldest)} shown · enter: timeline"

@@ -34,8 +34,8 @@ class Key:
     def width(self, compact: bool) -> int:
         """Cells taken, as Textual's footer styles lay it out."""
         text = cell_len(self.key) + (cell_len(self.description) + 1 if self.description else 0)
-        if self.palette:  # a 1-cell border on its left, and padding on its right
-            return text + (2 if compact else 4)
+        if self.palette:  # always drawn compact: a border on its left, a cell on its right
+            return text + 2
         return text + (1 if compact else 3)
 
 
@@ -88,7 +88,8 @@ class KeyFooter(Footer):
         kept = {id(k) for k in shown}
         for widget, key in zip(keys, found, strict=True):
             if id(key) in kept:
-                widget.compact = compact
+                if not key.palette:  # Textual draws that one compact whatever the footer
+                    widget.compact = compact
                 yield widget
         yield from _others(widgets)
 

@@ -92,16 +92,37 @@ def pulse(
     width: int = 0,
     polling: ReconcileStatus | None = None,
 ) -> Text:
-    """The pulse line. Given a `width`, the database is named by its file alone when its
-    whole path does not fit; given `polling` (a short terminal: no line of its own), a word on
-    the status APIs' polling ends it."""
+    """The pulse line. Given a `width` it fits: in fewer words if need be, the database named
+    by its file alone when its whole path does not fit (cut, it was drawn blank). Given
+    `polling` (a short terminal: no line of its own), a word on the status APIs' polling."""
+    args = (c, now, info, paused, masked, connection, palette, polling)
+    text = _pulse(*args, brief=False, width=width)
+    if width and text.cell_len > width:
+        text = _pulse(*args, brief=True, width=width)
+    return text
+
+
+def _pulse(
+    c: Counters,
+    now: int,
+    info: SourceInfo,
+    paused: bool,
+    masked: bool,
+    connection: Connection | None,
+    palette: Palette | None,
+    polling: ReconcileStatus | None,
+    *,
+    brief: bool,
+    width: int,
+) -> Text:
+    gap = "  " if brief else "   "
     text = Text(no_wrap=True, overflow="ellipsis")
     if connection is not None and palette is not None:
         text.append_text(link(connection, palette))
     text.append(f"{c.events:,}", style="bold")
     text.append(" events  ", style="dim")
     text.append(f"{c.events_per_second:.1f}/s", style="bold")
-    text.append("  last webhook ", style="dim")
+    text.append("  last " if brief else "  last webhook ", style="dim")
     if c.last_request_at is None:
         text.append("never", style="bold")
     else:
@@ -113,14 +134,20 @@ def pulse(
     if masked:
         text.append("  MASKED", style="bold")
     if info.read_only:
-        text.append(f"   viewer of {info.label}", style="dim")
+        text.append(f"{gap}viewer of {info.label}", style="dim")
     if polling is not None:
-        text.append("   polling ", style="dim")
+        text.append(f"{gap}{'poll' if brief else 'polling'} ", style="dim")
         text.append_text(polling_brief(polling, now, palette))
     if info.db_path:
-        text.append("   db ", style="dim")
-        whole = len(text) + len(info.db_path) <= width or not width
-        text.append(info.db_path if whole else PurePath(info.db_path).name, style="dim")
+        text.append(f"{gap}db ", style="dim")
+        room = width - text.cell_len
+        name = PurePath(info.db_path).name
+        if not width or len(info.db_path) <= room:
+            text.append(info.db_path, style="dim")
+        elif len(name) <= room or not brief:
+            text.append(name, style="dim")
+        else:  # cut by hand: Textual drew an ellipsis-cut end of line blank
+            text.append(name[: max(room - 1, 1)] + "…", style="dim")
     return text
 
 
