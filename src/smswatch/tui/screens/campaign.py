@@ -27,7 +27,7 @@ from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.sanitize import safe
 from smswatch.store.reader import FailureGroup, Percentiles
 from smswatch.timefmt import span
-from smswatch.tui.format import counts_bar, flow, literal, moments, untrusted
+from smswatch.tui.format import Flow, counts_bar, literal, moments, untrusted
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.screens.dashboard import SHORT_BELOW, MessagesTable
 from smswatch.tui.screens.message import percentiles_text
@@ -54,7 +54,7 @@ def label(name: str, value: Text) -> Text:
 
 def brief_percentiles(stages: list[tuple[str, Percentiles]]) -> list[Text]:
     """Latency per stage in few cells, for a narrow header: "queued→sent 5.0s / 8.0s"."""
-    parts = [Text("p50 / p95:", style="dim")]
+    parts = []
     for name, p in stages:
         part = Text(f"{name} ", style="dim")
         if p.count:
@@ -233,6 +233,8 @@ class CampaignScreen(AppScreen):
             sw.not_connected(exc)
             self._schedule(REFRESH_S)
             return
+        if not self.is_attached:
+            return  # the app quit while the query was out: nothing left to draw in
         if view is None:
             self.missing()
             return
@@ -303,12 +305,12 @@ class CampaignScreen(AppScreen):
         lines: list[tuple[str, Text]] = []
         if wide:
             pairs += [("progress", bar, "ETA", eta), ("messages", counts, "grouped by", grouped)]
-            lines.append(("states", flow([*states, label("delivery rate", rate)], rest)))
+            lines.append(("states", Flow([*states, label("delivery rate", rate)])))
         else:
             lines += [
-                ("progress", flow([bar, label("ETA", eta)], rest)),
-                ("messages", flow([counts, label("grouped by", grouped)], rest)),
-                ("states", flow([*states, label("delivery rate", rate)], rest)),
+                ("progress", Flow([bar, label("ETA", eta)])),
+                ("messages", Flow([counts, label("grouped by", grouped)])),
+                ("states", Flow([*states, label("delivery rate", rate)])),
             ]
         if view is not None:
             lat = view.latency
@@ -322,12 +324,12 @@ class CampaignScreen(AppScreen):
                 pairs.append((a, percentiles_text(pa), b, percentiles_text(pb)))
                 lines.append((c, percentiles_text(pc)))
             else:
-                lines.append(("latency", flow(brief_percentiles(stages), rest)))
-            lines.append(("cost", flow(self.cost_parts(view), rest)))
+                lines.append(("p50 / p95", Flow(brief_percentiles(stages))))
+            lines.append(("cost", Flow(self.cost_parts(view))))
             seen = label("seen", self.seen(s))
-            lines.append(("attention", flow([*self.attention(view), seen], rest)))
+            lines.append(("attention", Flow([*self.attention(view), seen])))
             if self.has_class("-short"):
-                lines.append(("rates now", flow(self.rates(view), rest)))
+                lines.append(("rates now", Flow(self.rates(view))))
         grid = Table.grid(padding=(0, 2), expand=True)
         for _ in range(2):
             grid.add_column(style="dim", width=LABEL)
@@ -384,7 +386,7 @@ class CampaignScreen(AppScreen):
         return parts or [Text("nothing", style="dim")]
 
     def seen(self, s: Summary) -> Text:
-        first, last = moments([s.first_received_at, s.last_received_at], self.sw.clock())
+        first, last = moments([s.first_received_at, s.last_received_at], self.sw.clock(), True)
         return Text(f"{first} … {last}", style="dim")
 
     def on_resize(self) -> None:

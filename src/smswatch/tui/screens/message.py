@@ -23,8 +23,8 @@ from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
 from smswatch.timefmt import span
 from smswatch.tui.format import (
+    Flow,
     cost,
-    flow,
     literal,
     moments,
     recipient_text,
@@ -250,9 +250,9 @@ class MessageScreen(AppScreen):
             states.append(
                 Text(f"⚡ {n:,} conflict{'s' if n != 1 else ''}", pal.state(State.UNKNOWN))
             )
-        first, last, polled = moments(
-            [m.first_received_at, m.last_received_at, m.gateway_at], self.sw.clock()
-        )
+        now = self.sw.clock()
+        first, last = moments([m.first_received_at, m.last_received_at], now, seconds=True)
+        (polled,) = moments([m.gateway_at], now)
         seen = Text(f"{first} … {last}", style="dim")
         q_sent = ("queued → sent", percentiles_text(d.latency.queued_to_sent))
         s_deliv = ("sent → deliv.", percentiles_text(d.latency.sent_to_delivered))
@@ -266,12 +266,11 @@ class MessageScreen(AppScreen):
             pairs += [(*q_sent, *s_deliv), ("received", seen, "", Text(""))]
         else:
             lines += [q_sent, s_deliv, ("received", seen)]
-        rest = inner - LABEL - 2
-        lines.append(("states", flow(states, rest)))
+        lines.append(("states", Flow(states)))
         if m.metadata:
             lines.append(("metadata", untrusted(m.metadata, 200)))
         if m.gateway_at is not None:
-            lines.append(("reconciled", flow(gateway_counts(m, pal, polled), rest)))
+            lines.append(("reconciled", Flow(gateway_counts(m, pal, polled))))
         grid = Table.grid(padding=(0, 2), expand=True)
         grid.add_column(style="dim", width=LABEL)
         grid.add_column(ratio=1)

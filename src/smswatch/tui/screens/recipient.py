@@ -24,9 +24,9 @@ from smswatch.store import StoredEvent
 from smswatch.store.outbox import Forward, TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import (
+    Flow,
     answer_label,
     answered,
-    flow,
     mask,
     mask_json,
     moments,
@@ -89,10 +89,6 @@ class RecipientScreen(AppScreen):
     def resync(self, _snapshot: object) -> None:
         self.load()
 
-    async def on_resize(self) -> None:
-        if self.detail is not None:
-            await self.show()  # the stages reached flow to the width
-
     async def show(self) -> None:
         header = self.query_one("#recipient-header", Static)
         who = safe(self.recipient, 60)
@@ -147,8 +143,7 @@ class RecipientScreen(AppScreen):
             if start is not None and at != start:
                 stage.append(f" (+{span(at - start)})", style="dim")
             stages.append(stage)
-        # The panel's border and padding, and the label column with its gap.
-        grid.add_row("reached", flow(stages, max(self.size.width - 4 - 14, 30), gap=3))
+        grid.add_row("reached", Flow(stages, gap=3))
         parts: list[Table | Text] = [grid]
         info = explain(r.provider, r.error_code, r.retryable)
         if info:
