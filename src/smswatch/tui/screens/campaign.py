@@ -305,7 +305,7 @@ class CampaignScreen(AppScreen):
         lines: list[tuple[str, Text]] = []
         if wide:
             pairs += [("progress", bar, "ETA", eta), ("messages", counts, "grouped by", grouped)]
-            lines.append(("states", Flow([*states, label("delivery rate", rate)])))
+            lines.append(("states", Flow(states)))
         else:
             lines += [
                 ("progress", Flow([bar, label("ETA", eta)])),
@@ -322,7 +322,7 @@ class CampaignScreen(AppScreen):
             if wide:
                 (a, pa), (b, pb), (c, pc) = stages
                 pairs.append((a, percentiles_text(pa), b, percentiles_text(pb)))
-                lines.append((c, percentiles_text(pc)))
+                pairs.append((c, percentiles_text(pc), "delivery rate", rate))
             else:
                 lines.append(("p50 / p95", Flow(brief_percentiles(stages))))
             lines.append(("cost", Flow(self.cost_parts(view))))
@@ -330,6 +330,8 @@ class CampaignScreen(AppScreen):
             lines.append(("attention", Flow([*self.attention(view), seen])))
             if self.has_class("-short"):
                 lines.append(("rates now", Flow(self.rates(view))))
+        elif wide:  # the summary alone, before the campaign's figures are read
+            pairs.append(("delivery rate", rate, "", Text("")))
         grid = Table.grid(padding=(0, 2), expand=True)
         for _ in range(2):
             grid.add_column(style="dim", width=LABEL)
