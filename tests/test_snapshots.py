@@ -164,3 +164,51 @@ def test_campaign_screen_yebolink_metadata(snap_compare, make_app) -> None:
         lambda a: a.open_campaign("black-friday"),
     )
     assert snap_compare(make_app("light"), terminal_size=(120, 40), run_before=run_before)
+
+
+# --- small terminals (issue 19): every screen at 80x24 and 100x30 -----------------------------
+
+
+def test_dashboard_100x30(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=settled)
+
+
+def open_message() -> Callable[[Any], Any]:
+    return opened(MessageScreen, lambda s: s.detail is not None, lambda a: a.open_message(MID))
+
+
+def open_recipient() -> Callable[[Any], Any]:
+    return opened(
+        RecipientScreen,
+        lambda s: s.detail is not None and bool(s.query(".event")),
+        lambda a: a.open_recipient(MID, "+243810000004"),
+    )
+
+
+def open_campaign() -> Callable[[Any], Any]:
+    return opened(
+        CampaignScreen,
+        lambda s: s.view is not None,
+        lambda a: a.open_campaign(a.model.campaigns[-1].name),
+    )
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=["80x24", "100x30"])
+def test_message_screen_small(snap_compare, make_app, size) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=open_message())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=["80x24", "100x30"])
+def test_recipient_timeline_small(snap_compare, make_app, size) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=open_recipient())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=["80x24", "100x30"])
+def test_campaign_screen_small(snap_compare, make_app, size) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=open_campaign())
+
+
+def test_help_80x24(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=(80, 24), run_before=settled, press=["question_mark"]
+    )

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.highlighter import JSONHighlighter
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.text import Text
 
 from smswatch.domain import MessageState, State
 from smswatch.sanitize import safe, safe_block
 from smswatch.store.location import without_password
 from smswatch.store.outbox import TargetStatus
-from smswatch.timefmt import span
+from smswatch.timefmt import iso, span
 from smswatch.tui.themes import Palette
 
 _PHONE = re.compile(r"^(\+?\d{3})(\d+)(\d{2})$")
@@ -72,6 +74,63 @@ def age(now: int, then: int | None) -> str:
         return "-"
     us = max(now - then, 0)
     return f"{us // 1_000_000}s" if us < 60_000_000 else span(us)
+
+
+def moments(values: Sequence[int | None], now: int, seconds: bool = False) -> list[str]:
+    """Times shown together (one panel), as short as stays unambiguous: the time of day alone
+    (UTC, to the millisecond at most, or the second with `seconds`) when all fall on today's
+    date, the date once, on the first, when all share another; else each whole (ISO 8601).
+    None gives "-"."""
+    whole = [iso(v) for v in values]
+    days = {w[:10] for w in whole if w}
+    if len(days) != 1:
+        return [w or "-" for w in whole]
+    (day,) = days
+    shown = [_time_of_day(w, seconds) if w else "-" for w in whole]
+    if day != (iso(now) or "")[:10]:
+        first = next(i for i, w in enumerate(whole) if w)
+        shown[first] = f"{day} {shown[first]}"
+    return shown
+
+
+def _time_of_day(whole: str, seconds: bool) -> str:
+    """ "2026-12-07T02:57:31.957543Z" → "02:57:31.957Z" (or "02:57:31Z")."""
+    clock, _, fraction = whole[11:-1].partition(".")
+    return f"{clock}.{fraction[:3]}Z" if fraction and not seconds else f"{clock}Z"
+
+
+def flow(items: Iterable[Text], width: int, gap: int = 2) -> Text:
+    """Items on lines of at most `width` cells, each kept whole on one line (left to Rich to
+    wrap, `sent` and its count could land on two lines); one wider than a line has its own."""
+    out = Text()
+    used = 0
+    for item in items:
+        size = item.cell_len
+        if used and used + gap + size > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append(" " * gap)
+            used += gap
+        out.append_text(item)
+        used += size
+    return out
+
+
+class Flow:
+    """`flow` as a Rich renderable: the items laid out for the width it is drawn in (a grid's
+    cell), known only then."""
+
+    def __init__(self, items: Iterable[Text], gap: int = 2) -> None:
+        self.items = list(items)
+        self.gap = gap
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield flow(self.items, options.max_width, self.gap)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widths = [item.cell_len for item in self.items] or [0]
+        return Measurement(max(widths), sum(widths) + self.gap * (len(widths) - 1))
 
 
 def cost(msg: MessageState) -> str:

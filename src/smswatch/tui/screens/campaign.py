@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -16,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Sparkline, Static
+from textual.widgets import Input, Sparkline, Static
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
@@ -24,13 +25,14 @@ from smswatch.catalogue import ErrorInfo
 from smswatch.datasource import SourceUnavailable
 from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.sanitize import safe
-from smswatch.store.reader import FailureGroup
-from smswatch.timefmt import iso
-from smswatch.tui.format import counts_bar, literal, untrusted
+from smswatch.store.reader import FailureGroup, Percentiles
+from smswatch.timefmt import span
+from smswatch.tui.format import Flow, counts_bar, literal, moments, untrusted
 from smswatch.tui.screens.base import AppScreen
-from smswatch.tui.screens.dashboard import MessagesTable
+from smswatch.tui.screens.dashboard import SHORT_BELOW, MessagesTable
 from smswatch.tui.screens.message import percentiles_text
 from smswatch.tui.widgets.campaigns import percent
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.words import plural
 
@@ -39,6 +41,30 @@ if TYPE_CHECKING:
 
 REFRESH_S = 2.0  # at least; a slow query (a huge campaign) waits five times its own cost
 MESSAGES_SHOWN = 200
+
+
+LABEL = 13  # the header's label columns: "queued→deliv."
+
+
+def label(name: str, value: Text) -> Text:
+    """A fact named within a line: "ETA stalled"."""
+    text = Text(f"{name} ", style="dim")
+    text.append_text(value)
+    return text
+
+
+def brief_percentiles(stages: list[tuple[str, Percentiles]]) -> list[Text]:
+    """Latency per stage in few cells, for a narrow header: "queued→sent 5.0s / 8.0s"."""
+    parts = []
+    for name, p in stages:
+        part = Text(f"{name} ", style="dim")
+        if p.count:
+            part.append(f"{span(p.p50)} / {span(p.p95)}", style="bold")
+        else:
+            part.append("-", style="dim")
+        parts.append(part)
+    parts.append(Text(f"(n={', '.join(f'{p.count:,}' for _, p in stages)})", style="dim"))
+    return parts
 
 
 def title(name: str) -> str:
@@ -123,8 +149,8 @@ class CampaignScreen(AppScreen):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
-        Binding("f", "failures", "failed messages"),
-        Binding("x", "suppression", "export do-not-send"),
+        Binding("f", "failures", "failures", tooltip="only messages with failures"),
+        Binding("x", "suppression", "do-not-send", tooltip="write the do-not-send list as CSV"),
     ]
 
     def __init__(self, name: str, summary: Summary | None = None) -> None:
@@ -140,7 +166,11 @@ class CampaignScreen(AppScreen):
         header = Static(id="campaign-header")
         header.border_title = title(self.campaign)
         yield header
-        with Horizontal(id="campaign-rates"):
+        rates = Horizontal(id="campaign-rates")
+        # The window in the title: in each label it wrapped at 100 columns, and the wrapped
+        # line pushed the delivered/s chart out of its panel.
+        rates.border_title = "Rates now · last 5 min"
+        with rates:
             with Vertical(classes="rate"):
                 yield Static(id="sent-rate", classes="rate-label")
                 yield Sparkline([], id="sent-spark")
@@ -163,7 +193,7 @@ class CampaignScreen(AppScreen):
         messages = MessagesTable(self.sw, id="campaign-messages")
         messages.border_title = "Messages"
         yield messages
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#campaign-messages", MessagesTable).focus()
@@ -213,6 +243,8 @@ class CampaignScreen(AppScreen):
             sw.not_connected(exc)
             self._schedule(REFRESH_S)
             return
+        if not self.is_attached:
+            return  # the app quit while the query was out: nothing left to draw in
         if view is None:
             self.missing()
             return
@@ -233,15 +265,17 @@ class CampaignScreen(AppScreen):
             ("delivered", view.delivered, view.delivered_per_s, State.DELIVERED),
             ("failed", view.failed, view.failed.per_second(6), State.FAILED),
         ):
-            label = Text()
+            label = Text(no_wrap=True, overflow="ellipsis")
             label.append(f"{rate:,.1f}", style=f"bold {pal.state(state)}")
-            label.append(f" {which}/s now · last 5 min", style="dim")
+            label.append(f" {which}/s", style="dim")
             self.query_one(f"#{which}-rate", Static).update(label)
             self.query_one(f"#{which}-spark", Sparkline).data = list(series.counts)
         carriers = self.query_one("#campaign-carriers", DeliveryTable)
         carriers.set_rows(view.carriers)
         falling = len(view.falling)
-        carriers.border_subtitle = f"▼ {falling} falling" if falling else "recent = last third"
+        # (The explanation only where it fits whole: cut, it read "recent = las…".)
+        explained = "recent = last third" if carriers.size.width >= 26 else ""
+        carriers.border_subtitle = f"▼ {falling} falling" if falling else explained
         self.query_one("#campaign-countries", DeliveryTable).set_rows(view.countries)
         self.query_one(FailuresTable).set_rows(view.failures)
         table = self.query_one("#campaign-messages", MessagesTable)
@@ -256,81 +290,123 @@ class CampaignScreen(AppScreen):
     def _first_frame(self) -> None:
         self.shown_at = time.perf_counter()
 
-    def header(self, s: Summary, view: CampaignView | None) -> Table:
+    def header(self, s: Summary, view: CampaignView | None) -> Group:
+        """Pairs of facts side by side where they fit (else each on a line of its own, its
+        parts flowed, never a count parted from its name); on a short terminal the rates now
+        are a line here, the charts' panel hidden."""
         pal = self.sw.palette
-        grid = Table.grid(padding=(0, 2), expand=True)
-        grid.add_column(style="dim", width=13)
-        grid.add_column(ratio=1)
-        grid.add_column(style="dim", width=15)
-        grid.add_column(ratio=1)
-        bar = counts_bar(s.counts.__getitem__, s.recipients, 40, pal)
+        inner = max(self.size.width - 4, 40)  # the panel's border and padding
+        value = (inner - 2 * LABEL - 3 * 2) // 2  # one of the two value columns
+        wide = value >= 40
+        rest = inner - LABEL - 2
+        bar = counts_bar(
+            s.counts.__getitem__, s.recipients, min(40, (value if wide else rest) - 8), pal
+        )
         bar.append(f"  {s.progress:.1%}", style="bold")
         eta = Text("…", style="dim")
         if view is not None:
             eta = Text(view.eta.label(), style="bold" if view.eta.state == "eta" else "")
         grouped = Text(f"{s.source}", style="dim")
         grouped.append(f" · {', '.join(s.providers)}")
-        grid.add_row("progress", bar, "ETA", eta)
-        counts = Text()
-        for st in FUNNEL:
-            counts.append(f"{st.value} {s.counts[st]:,}  ", style=pal.state(st))
-        grid.add_row("states", counts, "delivery rate", Text(percent(s.delivery_rate), "bold"))
-        grid.add_row(
-            "messages",
-            Text(
-                f"{s.messages:,} · {plural(s.recipients, 'recipient')} · {s.in_flight:,} in flight"
-            ),
-            "grouped by",
-            grouped,
+        states = [Text(f"{st.value} {s.counts[st]:,}", style=pal.state(st)) for st in FUNNEL]
+        rate = Text(percent(s.delivery_rate), "bold")
+        counts = Text(
+            f"{s.messages:,} · {plural(s.recipients, 'recipient')} · {s.in_flight:,} in flight"
         )
+        pairs: list[tuple[str, Text, str, Text]] = []
+        lines: list[tuple[str, Text]] = []
+        if wide:
+            pairs += [("progress", bar, "ETA", eta), ("messages", counts, "grouped by", grouped)]
+            lines.append(("states", Flow(states)))
+        else:
+            lines += [
+                ("progress", Flow([bar, label("ETA", eta)])),
+                ("messages", Flow([counts, label("grouped by", grouped)])),
+                ("states", Flow([*states, label("delivery rate", rate)])),
+            ]
         if view is not None:
             lat = view.latency
-            grid.add_row(
-                "queued→sent",
-                percentiles_text(lat.queued_to_sent),
-                "sent→delivered",
-                percentiles_text(lat.sent_to_delivered),
-            )
-            grid.add_row(
-                "queued→deliv.",
-                percentiles_text(lat.queued_to_delivered),
-                "cost",
-                self.cost_text(view),
-            )
-            grid.add_row("attention", self.attention(view), "seen", self.seen(s))
-        return grid
+            stages = [
+                ("queued→sent", lat.queued_to_sent),
+                ("sent→deliv.", lat.sent_to_delivered),
+                ("queued→deliv.", lat.queued_to_delivered),
+            ]
+            if wide:
+                (a, pa), (b, pb), (c, pc) = stages
+                pairs.append((a, percentiles_text(pa), b, percentiles_text(pb)))
+                pairs.append((c, percentiles_text(pc), "delivery rate", rate))
+            else:
+                lines.append(("p50 / p95", Flow(brief_percentiles(stages))))
+            lines.append(("cost", Flow(self.cost_parts(view))))
+            seen = label("seen", self.seen(s))
+            lines.append(("attention", Flow([*self.attention(view), seen])))
+            if self.has_class("-short"):
+                lines.append(("rates now", Flow(self.rates(view))))
+        elif wide:  # the summary alone, before the campaign's figures are read
+            pairs.append(("delivery rate", rate, "", Text("")))
+        grid = Table.grid(padding=(0, 2), expand=True)
+        for _ in range(2):
+            grid.add_column(style="dim", width=LABEL)
+            grid.add_column(ratio=1)
+        for row in pairs:
+            grid.add_row(*row)
+        full = Table.grid(padding=(0, 2), expand=True)
+        full.add_column(style="dim", width=LABEL)
+        full.add_column(ratio=1)
+        for row in lines:
+            full.add_row(*row)
+        return Group(grid, full) if pairs else Group(full)
 
-    def cost_text(self, view: CampaignView) -> Text:
+    def rates(self, view: CampaignView) -> list[Text]:
+        pal = self.sw.palette
+        parts = []
+        for which, rate, state in (
+            ("sent", view.sent_per_s, State.SENT),
+            ("delivered", view.delivered_per_s, State.DELIVERED),
+            ("failed", view.failed.per_second(6), State.FAILED),
+        ):
+            part = Text(f"{rate:,.1f}", style=f"bold {pal.state(state)}")
+            part.append(f" {which}/s", style="dim")
+            parts.append(part)
+        return parts
+
+    def cost_parts(self, view: CampaignView) -> list[Text]:
         if not view.costs:
-            return Text("-", style="dim")
-        text = Text()
+            return [Text("-", style="dim")]
+        parts = []
         for c in view.costs:
             unit = "cr" if c.currency == "credits" else safe(c.currency or "", 8)
-            if len(text):
-                text.append(" · ")
-            text.append(f"{c.spent:,.2f} {unit}", style="bold")
-            text.append(f" spent, {c.wasted:,.2f} on failures", style="dim")
+            parts.append(Text(f"{c.spent:,.2f} {unit} spent,", style="bold"))
+            parts.append(Text(f"{c.wasted:,.2f} on failures", style="dim"))
             if c.per_delivered is not None:
-                text.append(f", {c.per_delivered:,.4f}/delivered", style="dim")
-        return text
+                parts.append(Text(f"{c.per_delivered:,.4f}/delivered", style="dim"))
+        return parts
 
-    def attention(self, view: CampaignView) -> Text:
+    def attention(self, view: CampaignView) -> list[Text]:
         pal = self.sw.palette
-        text = Text()
-        for c in view.falling:
-            text.append(
-                f"▼ {safe(c.key, 20)} {percent(c.earlier_rate)}→{percent(c.recent_rate)}  ",
+        parts = [
+            Text(
+                f"▼ {safe(c.key, 20)} {percent(c.earlier_rate)}→{percent(c.recent_rate)}",
                 style=f"bold {pal.state(State.FAILED)}",
             )
+            for c in view.falling
+        ]
         if view.stuck:
-            text.append(f"{view.stuck:,} stuck  ", style=pal.state(State.SENT))
+            parts.append(Text(f"{view.stuck:,} stuck", style=pal.state(State.SENT)))
         if view.summary.conflicts:
             n = view.summary.conflicts
-            text.append(f"⚡ {plural(n, 'conflict')}", style=pal.state(State.UNKNOWN))
-        return text if len(text) else Text("nothing", style="dim")
+            parts.append(Text(f"⚡ {plural(n, 'conflict')}", style=pal.state(State.UNKNOWN)))
+        return parts or [Text("nothing", style="dim")]
 
     def seen(self, s: Summary) -> Text:
-        return Text(f"{iso(s.first_received_at)} … {iso(s.last_received_at)}", style="dim")
+        first, last = moments([s.first_received_at, s.last_received_at], self.sw.clock(), True)
+        return Text(f"{first} … {last}", style="dim")
+
+    def on_resize(self) -> None:
+        # A short terminal: the rates are a line of the header, their charts' panel hidden.
+        self.set_class(self.size.height < SHORT_BELOW, "-short")
+        if self.summary is not None:
+            self.query_one("#campaign-header", Static).update(self.header(self.summary, self.view))
 
     def refresh_styles(self) -> None:
         if self.view is not None:

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from smswatch.datasource import Connection, Snapshot, SourceUnavailable
 from smswatch.domain import MessageState, State
@@ -33,6 +33,7 @@ from smswatch.tui.widgets.alerts import (
     reconcile_alerts,
 )
 from smswatch.tui.widgets.campaigns import CampaignsTable
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.tui.widgets.status import StatusBar
@@ -48,10 +49,12 @@ if TYPE_CHECKING:
 # UI thread's drawing at 50 events/s, for changes no one reads at ten a second.
 SUMMARY_EVERY_S = 0.5
 CAMPAIGNS_EVERY_S = 2.0
+# Fewer rows than this: the status bar takes two lines, not four or more, and the in-flight
+# table as many rows as the live log.
+SHORT_BELOW = 30
 
-FILTER_HELP = (
-    "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
-)
+# Whole in the box at 80 columns (cut, it lost "esc clears"); esc is in the footer too.
+FILTER_HELP = "id, phone, state, error code, carrier, gateway · ⏎ keep · esc clear"
 
 
 def failing_targets(forwarding: Sequence[TargetStatus]) -> tuple[str, ...]:
@@ -122,10 +125,10 @@ class MessagesTable(RowTable):
 class DashboardScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "filter"),
-        Binding("f", "failures", "failures only"),
+        Binding("f", "failures", "failures", tooltip="only messages with failures"),
         Binding("space", "pause", "pause"),
         Binding("c", "campaigns", "campaigns"),
-        Binding("escape", "clear_filter", "clear", show=False),
+        Binding("escape", "clear_filter", "clear filter"),
     ]
 
     def __init__(self) -> None:
@@ -169,7 +172,7 @@ class DashboardScreen(AppScreen):
         filter_input = Input(placeholder=FILTER_HELP, id="filter")
         filter_input.display = False
         yield filter_input
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         sw = self.sw
@@ -186,9 +189,16 @@ class DashboardScreen(AppScreen):
 
     def on_resize(self) -> None:
         narrow = self.size.width < 110
+        short = self.size.height < SHORT_BELOW
         self.set_class(narrow, "-narrow")
-        self.set_class(self.size.height < 30, "-short")
-        self.query_one(StatusBar).set_class(narrow, "-narrow")
+        self.set_class(short, "-short")
+        status = self.query_one(StatusBar)
+        status.set_class(narrow, "-narrow")
+        if status.short != short:
+            status.set_class(short, "-short")
+            status.restyle()
+        # The pulse line names the database by as much of its path as fits the new width.
+        self.call_after_refresh(self.refresh_status)
 
     # --- live updates ---------------------------------------------------------------------
 
@@ -362,7 +372,7 @@ class DashboardScreen(AppScreen):
         failed = self.sw.model.counters.funnel[State.FAILED]
         if failed == self._failed_seen or not self.sw.connected:
             return
-        with contextlib.suppress(SourceUnavailable):
+        with contextlib.suppress(SourceUnavailable, NoMatches):  # NoMatches: the app quit meanwhile
             self.sw.model.failures = await self.sw.source.failures(20)
             self._failed_seen = failed
             self.refresh_alerts()
@@ -371,7 +381,7 @@ class DashboardScreen(AppScreen):
     async def refresh_stuck(self) -> None:
         if not self.sw.connected:
             return
-        with contextlib.suppress(SourceUnavailable):
+        with contextlib.suppress(SourceUnavailable, NoMatches):  # NoMatches: the app quit meanwhile
             self.sw.model.stuck = await self.sw.source.stuck(
                 self.sw.stuck_deadlines, self.sw.clock()
             )
@@ -384,7 +394,9 @@ class DashboardScreen(AppScreen):
         fifth of a core; sooner when a new message arrived and the panel may lack its row."""
         started = time.monotonic()
         if self.sw.connected:
-            with contextlib.suppress(SourceUnavailable):
+            with contextlib.suppress(
+                SourceUnavailable, NoMatches
+            ):  # NoMatches: the app quit meanwhile
                 found = await self.sw.source.campaigns()
                 self.sw.model.campaigns = found
                 table = self.query_one(CampaignsTable)
@@ -420,10 +432,17 @@ class DashboardScreen(AppScreen):
 
     # --- keys -----------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":  # in the footer only while there is a filter to clear
+            box = self.query_one("#filter", Input)
+            return box.display or bool(self.query_text)
+        return True
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
         box.focus()
+        self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -432,6 +451,7 @@ class DashboardScreen(AppScreen):
             box.display = False
             self.query_one(MessagesTable).focus()
             self.set_query("")
+            self.refresh_bindings()
 
     def action_campaigns(self) -> None:
         self.query_one(CampaignsTable).focus()

@@ -11,7 +11,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.css.query import NoMatches
+from textual.widgets import Static
 
 from smswatch.domain import RecipientState, State
 from smswatch.sanitize import safe
@@ -19,6 +20,7 @@ from smswatch.store import Rejection
 from smswatch.timefmt import clock, iso, span
 from smswatch.tui.format import pretty_json, recipient_text, short_id, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
 
@@ -64,7 +66,7 @@ class RejectionsScreen(AppScreen):
         body = Static(id="rejection-body")
         body.border_title = "Request"
         yield VerticalScroll(body, id="rejection-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def _cells(self, r: Rejection) -> Sequence[Text]:
         return [
@@ -92,7 +94,10 @@ class RejectionsScreen(AppScreen):
             seen.add(key)
             rows.append(r)
         rows.sort(key=lambda r: r.received_at, reverse=True)
-        table = self.query_one(RowTable)
+        try:
+            table = self.query_one(RowTable)
+        except NoMatches:
+            return  # closed before the answer came (escape at once): nowhere to show it
         table.set_rows(rows)
         table.border_subtitle = f"{len(rows)} kept (the quarantine is bounded)"
         if rows:
@@ -145,7 +150,7 @@ class StuckScreen(AppScreen):
         deadlines = ", ".join(f"{s.value} {span(d)}" for s, d in self.sw.stuck_deadlines.items())
         table.border_title = f"Stuck recipients (deadlines: {deadlines})"
         yield table
-        yield Footer()
+        yield KeyFooter()
 
     def _for(self, r: RecipientState) -> str:
         return span(self.sw.clock() - r.state_at) if r.state_at else "-"
@@ -170,7 +175,10 @@ class StuckScreen(AppScreen):
         )
         if stuck is None:
             return
-        table = self.query_one(RowTable)
+        try:
+            table = self.query_one(RowTable)
+        except NoMatches:
+            return  # closed before the answer came (escape at once): nowhere to show it
         table.set_rows(stuck.oldest)
         table.border_subtitle = (
             f"{stuck.count:,} stuck, oldest {len(stuck.oldest)} shown · enter: timeline"

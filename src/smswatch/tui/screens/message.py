@@ -13,7 +13,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from smswatch.catalogue import explain
 from smswatch.datasource import MessageDetail, SourceUnavailable
@@ -21,10 +21,20 @@ from smswatch.domain import FUNNEL, MessageState, RecipientState, State
 from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
-from smswatch.timefmt import iso, span
-from smswatch.tui.format import cost, literal, recipient_text, state_bar, state_text, untrusted
+from smswatch.timefmt import span
+from smswatch.tui.format import (
+    Flow,
+    cost,
+    literal,
+    moments,
+    recipient_text,
+    state_bar,
+    state_text,
+    untrusted,
+)
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.themes import Palette
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.rowtable import Column, RowTable
 from smswatch.words import plural
 
@@ -44,25 +54,28 @@ def percentiles_text(p: Percentiles) -> Text:
     return text
 
 
-def gateway_counts(m: MessageState, pal: Palette) -> Text:
-    """The gateway's counts (its status API, last poll) beside the webhooks', and the gap."""
-    text = Text()
-    text.append("gateway: ", style="dim")
-    text.append(f"{m.gateway_delivered or 0:,} delivered, {m.gateway_failed or 0:,} failed")
+def gateway_counts(m: MessageState, pal: Palette, at: str) -> list[Text]:
+    """The gateway's counts (its status API, last poll, at `at`) beside the webhooks', and
+    the gap: the parts of one line."""
+    gateway = Text("gateway: ", style="dim")
+    gateway.append(f"{m.gateway_delivered or 0:,} delivered, {m.gateway_failed or 0:,} failed")
     if m.gateway_pending:
-        text.append(f", {m.gateway_pending:,} pending")
-    text.append("; webhooks: ", style="dim")
-    text.append(f"{m.counts[State.DELIVERED]:,} delivered, {m.counts[State.FAILED]:,} failed")
+        gateway.append(f", {m.gateway_pending:,} pending")
+    gateway.append(";", style="dim")
+    ours = Text("webhooks: ", style="dim")
+    ours.append(f"{m.counts[State.DELIVERED]:,} delivered, {m.counts[State.FAILED]:,} failed")
     missing = m.missing or 0
     if missing:
-        text.append(
-            f" → {plural(missing, 'delivery report')} missing",
+        gap = Text(
+            f"→ {plural(missing, 'delivery report')} missing",
             style=f"bold {pal.state(State.FAILED)}",
         )
     else:
-        text.append(" → none missing", style=pal.state(State.DELIVERED))
-    text.append(f"  (as of {iso(m.gateway_at)})", style="dim")
-    return text
+        gap = Text("→ none missing", style=pal.state(State.DELIVERED))
+    return [gateway, ours, gap, Text(f"(as of {at})", style="dim")]
+
+
+LABEL = 13  # the header's label columns: "queued → sent"
 
 
 class RecipientsTable(RowTable):
@@ -114,8 +127,8 @@ class MessageScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
         Binding("slash", "filter", "filter"),
-        Binding("f", "failures", "failures only"),
-        Binding("p", "poll", "poll the gateway"),
+        Binding("f", "failures", "failures", tooltip="only failed or conflicting recipients"),
+        Binding("p", "poll", "poll", tooltip="ask the gateway's status API now"),
     ]
 
     def __init__(self, message_id: str) -> None:
@@ -140,7 +153,7 @@ class MessageScreen(AppScreen):
         )
         box.display = False
         yield box
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(RecipientsTable).focus()
@@ -217,49 +230,61 @@ class MessageScreen(AppScreen):
     def _first_frame(self) -> None:
         self.shown_at = time.perf_counter()
 
-    def header(self, d: MessageDetail) -> Table | Group:
+    def header(self, d: MessageDetail) -> Group:
+        """Pairs of facts side by side where they fit; the states, the metadata and the
+        reconciliation on lines of their own, flowed so no count is parted from its name."""
         m, pal = d.message, self.sw.palette
-        grid = Table.grid(padding=(0, 2), expand=True)
-        grid.add_column(style="dim", width=15)
-        grid.add_column(ratio=1)
-        grid.add_column(style="dim", width=15)
-        grid.add_column(ratio=1)
+        inner = max(self.size.width - 4, 40)  # the panel's border and padding
+        value = (inner - 2 * LABEL - 3 * 2) // 2  # one of the two value columns
+        wide = value >= 36
         gateway = Text(m.provider)
         if m.channel:
             gateway.append(f" · {safe(m.channel, 12)}", style="dim")
-        counts = Text()
-        for s in FUNNEL:
-            counts.append(f"{s.value} {m.count(s):,}  ", style=pal.state(s))
         status = (
             Text("finished", style=pal.state(State.DELIVERED))
             if m.finished
             else Text("in flight", style="bold")
         )
+        states = [Text(f"{s.value} {m.count(s):,}", style=pal.state(s)) for s in FUNNEL]
         if m.conflicts:
-            status.append(f"  ⚡ {plural(m.conflicts, 'conflict')}", style=pal.state(State.UNKNOWN))
-        grid.add_row("gateway", gateway, "recipients", Text(f"{m.expected_recipients:,}"))
-        grid.add_row("status", status, "cost", Text(cost(m)))
-        grid.add_row("states", counts, "progress", state_bar(m, 30, pal))
-        grid.add_row(
-            "queued → sent",
-            percentiles_text(d.latency.queued_to_sent),
-            "sent → deliv.",
-            percentiles_text(d.latency.sent_to_delivered),
-        )
-        seen = Text(f"{iso(m.first_received_at)} … {iso(m.last_received_at)}", style="dim")
-        grid.add_row("received", seen, "events", Text(f"{m.events:,}"))
-        if not m.metadata and m.gateway_at is None:
-            return grid
-        # Lines of their own, the width of the panel: the metadata is the sender's (long, and
-        # cut at half the width in a column), and the gap is the point of the reconciled line.
-        line = Table.grid(padding=(0, 2), expand=True)
-        line.add_column(style="dim", width=15)
-        line.add_column(ratio=1)
+            states.append(Text(f"⚡ {plural(m.conflicts, 'conflict')}", pal.state(State.UNKNOWN)))
+        now = self.sw.clock()
+        first, last = moments([m.first_received_at, m.last_received_at], now, seconds=True)
+        (polled,) = moments([m.gateway_at], now)
+        seen = Text(f"{first} … {last}", style="dim")
+        q_sent = ("queued → sent", percentiles_text(d.latency.queued_to_sent))
+        s_deliv = ("sent → deliv.", percentiles_text(d.latency.sent_to_delivered))
+        pairs = [
+            ("gateway", gateway, "recipients", Text(f"{m.expected_recipients:,}")),
+            ("status", status, "cost", Text(cost(m))),
+            ("progress", state_bar(m, min(30, value - 2), pal), "events", Text(f"{m.events:,}")),
+        ]
+        lines: list[tuple[str, Text]] = []
+        if wide:
+            pairs += [(*q_sent, *s_deliv), ("received", seen, "", Text(""))]
+        else:
+            lines += [q_sent, s_deliv, ("received", seen)]
+        lines.append(("states", Flow(states)))
         if m.metadata:
-            line.add_row("metadata", untrusted(m.metadata, 200))
+            lines.append(("metadata", untrusted(m.metadata, 200)))
         if m.gateway_at is not None:
-            line.add_row("reconciled", gateway_counts(m, pal))
-        return Group(grid, line)
+            lines.append(("reconciled", Flow(gateway_counts(m, pal, polled))))
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(style="dim", width=LABEL)
+        grid.add_column(ratio=1)
+        grid.add_column(style="dim", width=LABEL)
+        grid.add_column(ratio=1)
+        for row in pairs:
+            grid.add_row(*row)
+        full = Table.grid(padding=(0, 2), expand=True)
+        full.add_column(style="dim", width=LABEL)
+        full.add_column(ratio=1)
+        for row in lines:
+            full.add_row(*row)
+        return Group(grid, full)
+
+    def on_resize(self) -> None:
+        self.show()  # the header's layout follows the width
 
     def live_update(self, delta: Delta) -> None:
         if any(m.message_id == self.message_id for m in delta.messages) and self._reload is None:

@@ -13,7 +13,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from smswatch.catalogue import explain
 from smswatch.datasource import Forwards, RecipientDetail, SourceUnavailable
@@ -22,18 +22,21 @@ from smswatch.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store import StoredEvent
 from smswatch.store.outbox import Forward, TargetStatus
-from smswatch.timefmt import iso, span
+from smswatch.timefmt import span
 from smswatch.tui.format import (
+    Flow,
     answer_label,
     answered,
     mask,
     mask_json,
+    moments,
     pretty_json,
     shown_target,
     state_text,
     untrusted,
 )
 from smswatch.tui.screens.base import AppScreen
+from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.timeline import Timeline
 from smswatch.words import plural
 
@@ -45,8 +48,8 @@ FORWARD_STATES = {"delivered": State.DELIVERED, "failed": State.FAILED, "pending
 class RecipientScreen(AppScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),
-        Binding("r", "raw", "raw JSON on/off"),
-        Binding("s", "resend", "re-send to app"),
+        Binding("r", "raw", "raw JSON", tooltip="raw JSON on / off"),
+        Binding("s", "resend", "re-send", tooltip="forward the selected event to the app again"),
     ]
 
     def __init__(self, message_id: str, recipient: str) -> None:
@@ -64,7 +67,7 @@ class RecipientScreen(AppScreen):
         header = Static(id="recipient-header")
         yield header
         yield Timeline(id="timeline")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#timeline").focus()
@@ -132,18 +135,16 @@ class RecipientScreen(AppScreen):
             )
         grid.add_row("state", state)
         grid.add_row("carrier", untrusted(r.carrier, 40) if r.carrier else Text("-", style="dim"))
-        times = Text()
         start = r.first_at.get(State.QUEUED) or (d.message.queued_at if d.message else None)
-        for s in FUNNEL:
-            at = r.first_at.get(s)
-            if at is None:
-                continue
-            times.append(f"{s.value} ", style=pal.state(s))
-            times.append(iso(at) or "")
+        reached = [(s, r.first_at[s]) for s in FUNNEL if r.first_at.get(s) is not None]
+        stages = []
+        for (s, at), shown in zip(reached, self.times([at for _, at in reached]), strict=True):
+            stage = Text(f"{s.value} ", style=pal.state(s))
+            stage.append(shown)
             if start is not None and at != start:
-                times.append(f" (+{span(at - start)})", style="dim")
-            times.append("   ")
-        grid.add_row("reached", times)
+                stage.append(f" (+{span(at - start)})", style="dim")
+            stages.append(stage)
+        grid.add_row("reached", Flow(stages, gap=3))
         parts: list[Table | Text] = [grid]
         info = explain(r.provider, r.error_code, r.retryable)
         if info:
@@ -170,9 +171,10 @@ class RecipientScreen(AppScreen):
 
     def event_block(self, ev: StoredEvent, index: int, events: list[StoredEvent]) -> Group:
         pal = self.sw.palette
+        occurred, received = self.times([ev.occurred_at, ev.received_at])
         line = Text()
         line.append(f"{index + 1:>2}. ", style="dim")
-        line.append(iso(ev.occurred_at) or "", style="bold")
+        line.append(occurred, style="bold")
         if ev.time_estimated:
             line.append(" ~", style="dim")
         line.append("  ")
@@ -184,7 +186,8 @@ class RecipientScreen(AppScreen):
         line.append("  → ")
         line.append(ev.state.value, style=pal.state(ev.state))
         delay = ev.received_at - ev.occurred_at
-        line.append(f"   received {iso(ev.received_at)}", style="dim")
+        # The receive time on a line of its own: beside the event's it wrapped at 100 columns.
+        line.append(f"\n    received {received}", style="dim")
         if not ev.time_estimated:
             line.append(f" ({'+' if delay >= 0 else ''}{span(delay)} after)", style="dim")
         if index and ev.received_at < events[index - 1].received_at:
@@ -219,12 +222,11 @@ class RecipientScreen(AppScreen):
             text.append("  not tried yet", style="dim")
         shown = f.attempts[-ATTEMPTS_SHOWN:]
         if len(f.attempts) > len(shown):
-            text.append(
-                f"\n      … {plural(len(f.attempts) - len(shown), 'earlier attempt')}", "dim"
-            )
-        for a in shown:
+            n = len(f.attempts) - len(shown)
+            text.append(f"\n      … {plural(n, 'earlier attempt')}", "dim")
+        for a, when in zip(shown, self.times([a.at for a in shown]), strict=True):
             ok = answered(a.status)
-            text.append(f"\n      {iso(a.at)}  ", style="dim")
+            text.append(f"\n      {when}  ", style="dim")
             colour = pal.state(State.DELIVERED if ok else State.FAILED)
             text.append(f"{answer_label(a.status):<9}", style=f"bold {colour}")
             if a.ms is not None:
@@ -233,6 +235,13 @@ class RecipientScreen(AppScreen):
                 said = safe(a.error, 160)
                 text.append(f"  {mask_json(said) if self.sw.masked else said}")
         return text
+
+    def times(self, values: list[int]) -> list[str]:
+        """Times of this recipient: of day alone when all its events fall on one date."""
+        every = [e.occurred_at for e in self.detail.events] if self.detail else []
+        every += [e.received_at for e in self.detail.events] if self.detail else []
+        shown = moments([*values, *every], self.sw.clock())
+        return shown[: len(values)]
 
     def live_update(self, delta: Delta) -> None:
         touched = any(

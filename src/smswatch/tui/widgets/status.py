@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import PurePath
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -43,6 +44,30 @@ def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
     return text
 
 
+def gateway_line(info: SourceInfo, palette: Palette) -> Text:
+    """The gateways on one line, for a short terminal: the first URL whole, the others from
+    where they differ from it, each with its check's mark (the full lines are the tooltip)."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if not info.gateways:
+        text.append(f"viewer of {info.label}: not connected yet", style="dim")
+        return text
+    text.append(f"{'Webhooks':<9}", style="bold")
+    first = info.gateways[0].url
+    base = first[: first.rfind("/") + 1]
+    for n, gw in enumerate(info.gateways):
+        if n:
+            text.append(" · ", style="dim")
+        shown = gw.url if not n or not gw.url.startswith(base) else "…/" + gw.url[len(base) :]
+        text.append(shown, style="underline")
+        if gw.verified:
+            text.append(" ✓", style=palette.state(State.DELIVERED))
+        elif gw.accepting:
+            text.append(" ·", style="dim")
+        else:
+            text.append(f" ✗ {gw.auth}", style=f"bold {palette.state(State.FAILED)}")
+    return text
+
+
 def link(connection: Connection, palette: Palette) -> Text:
     """A remote viewer's connection, first on the line: it must never look live when it is not."""
     if connection.state == "live":
@@ -65,14 +90,40 @@ def pulse(
     masked: bool,
     connection: Connection | None = None,
     palette: Palette | None = None,
+    width: int = 0,
+    polling: ReconcileStatus | None = None,
 ) -> Text:
+    """The pulse line. Given a `width` it fits: in fewer words if need be, the database named
+    by its file alone when its whole path does not fit (cut, it was drawn blank). Given
+    `polling` (a short terminal: no line of its own), a word on the status APIs' polling."""
+    args = (c, now, info, paused, masked, connection, palette, polling)
+    text = _pulse(*args, brief=False, width=width)
+    if width and text.cell_len > width:
+        text = _pulse(*args, brief=True, width=width)
+    return text
+
+
+def _pulse(
+    c: Counters,
+    now: int,
+    info: SourceInfo,
+    paused: bool,
+    masked: bool,
+    connection: Connection | None,
+    palette: Palette | None,
+    polling: ReconcileStatus | None,
+    *,
+    brief: bool,
+    width: int,
+) -> Text:
+    gap = "  " if brief else "   "
     text = Text(no_wrap=True, overflow="ellipsis")
     if connection is not None and palette is not None:
         text.append_text(link(connection, palette))
     text.append(f"{c.events:,}", style="bold")
     text.append(" events  ", style="dim")
     text.append(f"{c.events_per_second:.1f}/s", style="bold")
-    text.append("  last webhook ", style="dim")
+    text.append("  last " if brief else "  last webhook ", style="dim")
     if c.last_request_at is None:
         text.append("never", style="bold")
     else:
@@ -84,10 +135,32 @@ def pulse(
     if masked:
         text.append("  MASKED", style="bold")
     if info.read_only:
-        text.append(f"   viewer of {info.label}", style="dim")
+        text.append(f"{gap}viewer of {info.label}", style="dim")
+    if polling is not None:
+        text.append(f"{gap}{'poll' if brief else 'polling'} ", style="dim")
+        text.append_text(polling_brief(polling, now, palette))
     if info.db_path:
-        text.append("   db ", style="dim")
-        text.append(info.db_path, style="dim")
+        text.append(f"{gap}db ", style="dim")
+        room = width - text.cell_len
+        name = PurePath(info.db_path).name
+        if not width or len(info.db_path) <= room:
+            text.append(info.db_path, style="dim")
+        elif len(name) <= room or not brief:
+            text.append(name, style="dim")
+        else:  # cut by hand: Textual drew an ellipsis-cut end of line blank
+            text.append(name[: max(room - 1, 1)] + "…", style="dim")
+    return text
+
+
+def polling_brief(status: ReconcileStatus, now: int, palette: Palette | None) -> Text:
+    """The polling line in a word or two: its queue, a 429's wait, a failing API."""
+    queued = sum(status.queued.get(g, 0) for g in status.gateways if g not in status.standby)
+    text = Text(f"{queued:,} queued" if queued else "idle", style="bold" if queued else "dim")
+    if status.paused_until is not None and status.paused_until > now:
+        text.append(f" · 429 wait {span(status.paused_until - now)}")
+    if status.last_error:
+        failed = palette.state(State.FAILED) if palette is not None else ""
+        text.append(" · failing", style=f"bold {failed}")
     return text
 
 
@@ -223,8 +296,16 @@ class StatusBar(Vertical):
         for line in self.query(Pulse):
             line.draw()
 
+    @property
+    def short(self) -> bool:
+        """A short terminal: the gateways on one line, the polling within the pulse line."""
+        return self.has_class("-short")
+
     def restyle(self) -> None:
-        self.query_one("#gateways", Static).update(gateway_lines(self.info, self.palette()))
+        gateways = self.query_one("#gateways", Static)
+        whole = gateway_lines(self.info, self.palette())
+        gateways.update(gateway_line(self.info, self.palette()) if self.short else whole)
+        gateways.tooltip = whole if self.short else None
 
     def set_info(self, info: SourceInfo) -> None:
         """The server told us who it is (a viewer learns its gateways on connect)."""
@@ -241,7 +322,10 @@ class StatusBar(Vertical):
         draw: bool = True,
     ) -> None:
         """Without `draw`, the pulse line takes the new text and is drawn by `draw()` later."""
-        text = pulse(c, now, self.info, paused, masked, connection, self.palette())
+        short = self.short
+        width = self.query_one("#pulse", Pulse).size.width
+        polling = c.reconciling if short else None
+        text = pulse(c, now, self.info, paused, masked, connection, self.palette(), width, polling)
         self.query_one("#pulse", Pulse).show(text, draw)
         forwarding = self.query_one("#forwarding", Pulse)
         if c.forwarding:
@@ -249,10 +333,10 @@ class StatusBar(Vertical):
         if forwarding.display != bool(c.forwarding):
             forwarding.display = bool(c.forwarding)
         reconciling = self.query_one("#reconciling", Pulse)
-        if c.reconciling is not None:
+        if c.reconciling is not None and not short:
             reconciling.show(reconcile_line(c.reconciling, now, self.palette()), draw)
-        if reconciling.display != (c.reconciling is not None):
-            reconciling.display = c.reconciling is not None
+        if reconciling.display != (c.reconciling is not None and not short):
+            reconciling.display = c.reconciling is not None and not short
         # The current second's bar grows on every tick; the sparkline follows it once a second,
         # when a second is complete (it is one of ~60 bars, and each redraw costs a frame).
         if c.rate[:-1] != self._last_rate[:-1] or not self._last_rate:
