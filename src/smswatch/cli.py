@@ -1,4 +1,4 @@
-"""Command line: `smswatch` (live monitor) and its subcommands. See DESIGN.md for the contract."""
+"""Command line: `smswatch` (live monitor) and its subcommands, as the README documents them."""
 
 from __future__ import annotations
 
@@ -540,7 +540,7 @@ def handles_store_errors(f: F) -> F:
 
 class Commands(click.Group):
     """`smswatch`'s subcommands, with the command groups that live in modules of their own
-    (DESIGN.md: one module per group as commands multiply) imported only when one is asked
+    (one module per group as commands multiply) imported only when one is asked
     for: they start no slower, and they import this module's options without a circle."""
 
     GROUPS: ClassVar[dict[str, str]] = {
@@ -1084,7 +1084,7 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
 @click.argument("message_id")
 @db_option
 @click.option(
-    "--json", "as_json", is_flag=True, help="Machine-readable output (shape in DESIGN.md)."
+    "--json", "as_json", is_flag=True, help="Machine-readable output (shape in docs/json.md)."
 )
 @handles_store_errors
 def inspect(message_id: str, db: Path, as_json: bool) -> None:
