@@ -9,6 +9,7 @@ import importlib
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -782,6 +783,29 @@ def attach(ctx: click.Context, feed_url: str, feed_token: str | None, theme: str
 # --- simulate ---------------------------------------------------------------------------------
 
 
+def interrupted(title: str, result: Any, source: str | None) -> None:
+    """After Ctrl-C: what was acknowledged (stored for good), and where to go on from."""
+    unsure = f", {result.in_flight} in flight (stored or not)" if result.in_flight else ""
+    click.echo(
+        f"{title}: interrupted: {result.acked} acknowledged of {result.planned} deliveries"
+        f"{unsure}, {result.rejected} rejected, {result.dropped} given up",
+        err=True,
+    )
+    if source is None or not result.open_lines:
+        return
+    first = min(result.open_lines)
+    again = (
+        f"`tail -n +{first} {shlex.quote(source)} | smswatch replay - …` with the same options"
+        if source != "<stdin>"
+        else f"replay the input from line {first} on"
+    )
+    click.echo(
+        f"{title}: every line before line {first} was acknowledged; to go on: {again} "
+        "(replaying all of it again is safe too: what is stored is answered as a duplicate)",
+        err=True,
+    )
+
+
 def sender_options(f: F) -> F:
     options = [
         click.option(
@@ -827,10 +851,29 @@ def sender_options(f: F) -> F:
     return f
 
 
-def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, title: str) -> Any:
+def run_sender(
+    deliveries: list[Any],
+    config: Any,
+    acked: Any,
+    quiet: bool,
+    title: str,
+    source: str | None = None,
+) -> Any:
+    """Send and report. `source`: the replayed file's name, for where to resume after Ctrl-C."""
     from smswatch.progress import send_with_progress
+    from smswatch.simulate import Result, Unreachable
 
-    result = asyncio.run(send_with_progress(deliveries, config, acked, quiet, title))
+    result = Result()
+    try:
+        asyncio.run(send_with_progress(deliveries, config, acked, quiet, title, result))
+    except Unreachable as exc:
+        fail(
+            f"{title}: {exc}. Is smswatch running there? Start it (`smswatch` or "
+            "`smswatch serve`), or point --url at it."
+        )
+    except KeyboardInterrupt:
+        interrupted(title, result, source)
+        sys.exit(130)
     line = (
         f"{title}: {result.acked} acknowledged ({result.acked_duplicate} as duplicates) of "
         f"{result.planned} deliveries, {result.retried} retried, {result.rejected} rejected, "
@@ -1072,7 +1115,8 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
         basic_auth=opts["basic_auth"],
         yebolink_secret=opts["yebolink_secret"] or None,
     )
-    result = run_sender(deliveries, config, opts["acked"], opts["quiet"], "replay")
+    name = getattr(file, "name", None)
+    result = run_sender(deliveries, config, opts["acked"], opts["quiet"], "replay", str(name))
     sys.exit(0 if result.ok else 1)
 
 
