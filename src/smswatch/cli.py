@@ -557,6 +557,11 @@ class Commands(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.GROUPS:
             command: click.Command = getattr(importlib.import_module(self.GROUPS[name]), name)
+            # Click would look the group's defaults up under its name in this command's
+            # defaults, where `campaign` is the monitor's --campaign from the config file (a
+            # string): each command inside loads the file itself (--config).
+            if "default_map" not in command.context_settings:
+                command.context_settings = {**command.context_settings, "default_map": {}}
             return command
         return super().get_command(ctx, name)
 
