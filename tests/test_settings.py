@@ -389,12 +389,14 @@ def test_bad_values_from_the_environment_or_the_file_name_their_source(tmp_path:
         ('durability = "sometimes"\n', f"{cfg}: durability: input should be 'full' or 'normal'"),
         ("[stuck]\nsent = -1\n", f"{cfg}: [stuck] sent must be a positive number"),
         ('colour = "red"\n', f"{cfg}: unknown setting 'colour'"),
+        ("yebolink_secret = 12345678\n", f"{cfg}: yebolink_secret: input should be a valid string"),
     ]:
         cfg.write_text(text)
         result = run("serve", "--config", str(cfg), "--port", "0", check=False)
         assert result.returncode == 2, (text, result.stderr)
         assert expected in result.stderr, (text, result.stderr)
         assert "Invalid value for" not in result.stderr
+        assert "12345678" not in result.stderr  # a credential is never echoed
 
     result = run("stats", check=False, env={**os.environ, "SMSWATCH_CONFIG": str(tmp_path / "no")})
     assert result.returncode == 2 and "SMSWATCH_CONFIG: config file" in result.stderr

@@ -89,7 +89,10 @@ def check(path: Path, settings: dict[str, Any], spelled: dict[str, str]) -> None
             known = ", ".join(sorted(Settings.model_fields))
             raise ConfigError(f"{path}: unknown setting {key!r} (known: {known})") from None
         problem = error["msg"][:1].lower() + error["msg"][1:]
-        raise ConfigError(f"{path}: {key}: {problem} (got {error['input']!r})") from None
+        # A credential's value stays off the screen, even a mistyped one.
+        secret = any(word in name for word in ("auth", "secret", "key", "token"))
+        got = "" if secret else f" (got {error['input']!r})"
+        raise ConfigError(f"{path}: {key}: {problem}{got}") from None
 
 
 def stuck_deadlines(settings: dict[str, Any]) -> dict[State, int]:
