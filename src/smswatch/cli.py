@@ -748,7 +748,7 @@ def serve(
 
 @main.command(context_settings=CONTEXT)
 @config_option
-@click.argument("feed_url", metavar="URL", default="ws://127.0.0.1:8788")
+@click.argument("feed_url", metavar="[URL]", default="ws://127.0.0.1:8788")
 @click.option(
     # Named as the setting, so a config file's feed_token reaches attach too; and the URL
     # argument is not the senders' `url` setting.
