@@ -215,7 +215,7 @@ async def tag(db: Path | str, *args: str, process: bool = False) -> str:
 
 
 def assert_listed(entry: dict[str, Any]) -> None:
-    """DESIGN.md's shape of `campaign list --json`."""
+    """docs/json.md's shape of `campaign list --json`."""
     assert {"name", "messages", "recipients", "counts"} <= set(entry)
     assert isinstance(entry["name"], str)
     assert isinstance(entry["messages"], int) and isinstance(entry["recipients"], int)

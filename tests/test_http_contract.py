@@ -1,4 +1,5 @@
-"""Every status code of the listener's HTTP contract (DESIGN.md), over real HTTP."""
+"""Every status code of the listener's HTTP contract (the README, "What the listener answers"),
+over real HTTP."""
 
 from __future__ import annotations
 

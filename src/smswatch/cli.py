@@ -1,14 +1,17 @@
-"""Command line: `smswatch` (live monitor) and its subcommands. See DESIGN.md for the contract."""
+"""Command line: `smswatch` (live monitor) and its subcommands, as the README documents them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import json
 import math
+import os
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
@@ -48,13 +51,60 @@ class FiniteRange(click.FloatRange):
         return number
 
 
+class SettingsError(click.ClickException):
+    """A bad setting from the config file or the environment: named as the user wrote it
+    (the file and key, or the variable), not as a flag they never typed."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"smswatch: {self.format_message()}", err=True)
+
+
+def settings_error(exc: click.BadParameter) -> SettingsError | None:
+    """The error to show for a bad value that came from the environment or the config file;
+    None for one typed on the command line."""
+    from click.core import ParameterSource
+
+    ctx, param = exc.ctx, exc.param
+    if ctx is None or param is None or param.name is None:
+        return None
+    source = ctx.get_parameter_source(param.name)
+    if source is ParameterSource.ENVIRONMENT:
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+        where = next((name for name in names if name in os.environ), "the environment")
+    elif source is ParameterSource.DEFAULT_MAP:
+        where = f"{ctx.meta.get('config_file', 'the config file')}: {param.name}"
+    else:
+        return None
+    return SettingsError(f"{where}: {exc.message}")
+
+
+@contextlib.contextmanager
+def named_settings_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.BadParameter as exc:
+        named = settings_error(exc)
+        if named is None:
+            raise
+        raise named from None
+
+
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    from click.core import ParameterSource
+
+    from smswatch.paths import default_config_file
+
     try:
         loaded = settings.load(value)
     except settings.ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
+        from_env = ctx.get_parameter_source("config") is ParameterSource.ENVIRONMENT
+        raise SettingsError(f"SMSWATCH_CONFIG: {exc}" if from_env else str(exc)) from None
     ctx.meta["settings"] = loaded
-    ctx.default_map = settings.default_map(loaded, SUBCOMMANDS if ctx.parent is None else [])
+    ctx.meta["config_file"] = value or default_config_file()
+    name = "smswatch" if ctx.parent is None else (ctx.info_name or "")
+    ctx.default_map = settings.default_map(loaded, name, SUBCOMMANDS if ctx.parent is None else [])
     return value
 
 
@@ -507,7 +557,7 @@ def handles_store_errors(f: F) -> F:
 
 class Commands(click.Group):
     """`smswatch`'s subcommands, with the command groups that live in modules of their own
-    (DESIGN.md: one module per group as commands multiply) imported only when one is asked
+    (one module per group as commands multiply) imported only when one is asked
     for: they start no slower, and they import this module's options without a circle."""
 
     GROUPS: ClassVar[dict[str, str]] = {
@@ -523,8 +573,74 @@ class Commands(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.GROUPS:
             command: click.Command = getattr(importlib.import_module(self.GROUPS[name]), name)
+            # Click would look the group's defaults up under its name in this command's
+            # defaults, where `campaign` is the monitor's --campaign from the config file (a
+            # string): each command inside loads the file itself (--config).
+            if "default_map" not in command.context_settings:
+                command.context_settings = {**command.context_settings, "default_map": {}}
             return command
         return super().get_command(ctx, name)
+
+    # A bad value from the environment or the config file is named as such, here and in every
+    # subcommand (they are parsed inside invoke).
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with named_settings_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with named_settings_errors():
+            return super().invoke(ctx)
+
+    # Options typed before the subcommand (`smswatch --port 9811 serve`) go to it when it has
+    # the same option, and are refused when it does not: never quietly dropped.
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["smswatch.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        given = ctx.meta.pop("smswatch.args", [])
+        before = given[: len(given) - len(args)]
+        if command is None or not before:
+            return name, command, rest
+        # A group (`campaign list`): the options go to the command inside it.
+        path, target, at = [name], command, 0
+        if isinstance(command, click.Group) and rest:
+            inner = command.get_command(ctx, rest[0])
+            if inner is not None:
+                path, target, at = [name, rest[0]], inner, 1
+        for tokens in self.option_tokens(before):
+            option = tokens[0].partition("=")[0]
+            if not any(option in (*p.opts, *p.secondary_opts) for p in target.params):
+                where = " ".join(str(part) for part in path)
+                raise click.UsageError(
+                    f"{option} is not an option of `smswatch {where}` "
+                    f"(see `smswatch {where} --help`)",
+                    ctx,
+                )
+        return name, command, [*rest[:at], *before, *rest[at:]]
+
+    def option_tokens(self, tokens: list[str]) -> Iterator[list[str]]:
+        """The group's own options as typed, one list of tokens per option."""
+        takes_value = {
+            opt: not (isinstance(p, click.Option) and (p.is_flag or p.count))
+            for p in self.params
+            for opt in (*p.opts, *p.secondary_opts)
+        }
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            n = 2 if "=" not in token and takes_value.get(token, False) else 1
+            yield tokens[i : i + n]
+            i += n
 
 
 @click.group(cls=Commands, invoke_without_command=True, context_settings=CONTEXT)
@@ -653,16 +769,19 @@ def serve(
 
 @main.command(context_settings=CONTEXT)
 @config_option
-@click.argument("url", default="ws://127.0.0.1:8788")
+@click.argument("feed_url", metavar="[URL]", default="ws://127.0.0.1:8788")
 @click.option(
+    # Named as the setting, so a config file's feed_token reaches attach too; and the URL
+    # argument is not the senders' `url` setting.
     "--token",
+    "feed_token",
     envvar="SMSWATCH_FEED_TOKEN",
     default=None,
     help="The feed token `serve` printed (or SMSWATCH_FEED_TOKEN).",
 )
 @click.option("--theme", envvar="SMSWATCH_THEME", default=None, help="Theme name.")
 @click.pass_context
-def attach(ctx: click.Context, url: str, token: str | None, theme: str | None) -> None:
+def attach(ctx: click.Context, feed_url: str, feed_token: str | None, theme: str | None) -> None:
     """Watch a running `smswatch serve` from anywhere: the same screens, read-only.
 
     URL is the feed's address (ws://HOST:PORT). Reconnects by itself, and says so plainly
@@ -672,11 +791,15 @@ def attach(ctx: click.Context, url: str, token: str | None, theme: str | None) -
     from smswatch.tui.app import SmsWatchApp
     from smswatch.tui.terminal import quiet_dead_terminal
 
-    if not url.startswith(("ws://", "wss://")):
-        fail(f"{url!r} is not a feed address (ws://HOST:PORT)", 2)
-    if not token:
-        fail("a feed token is needed: --token (serve prints it) or SMSWATCH_FEED_TOKEN", 2)
-    app = SmsWatchApp(RemoteSource(url, token), theme=theme, settings=loaded_settings())
+    if not feed_url.startswith(("ws://", "wss://")):
+        fail(f"{feed_url!r} is not a feed address (ws://HOST:PORT)", 2)
+    if not feed_token:
+        fail(
+            "a feed token is needed: --token (serve prints it), SMSWATCH_FEED_TOKEN or "
+            "feed_token in the config file",
+            2,
+        )
+    app = SmsWatchApp(RemoteSource(feed_url, feed_token), theme=theme, settings=loaded_settings())
     code = app.run() or 0
     if app.gone_reason is not None:
         quiet_dead_terminal()
@@ -684,6 +807,29 @@ def attach(ctx: click.Context, url: str, token: str | None, theme: str | None) -
 
 
 # --- simulate ---------------------------------------------------------------------------------
+
+
+def interrupted(title: str, result: Any, source: str | None) -> None:
+    """After Ctrl-C: what was acknowledged (stored for good), and where to go on from."""
+    unsure = f", {result.in_flight} in flight (stored or not)" if result.in_flight else ""
+    click.echo(
+        f"{title}: interrupted: {result.acked} acknowledged of {result.planned} deliveries"
+        f"{unsure}, {result.rejected} rejected, {result.dropped} given up",
+        err=True,
+    )
+    if source is None or not result.open_lines:
+        return
+    first = min(result.open_lines)
+    again = (
+        f"`tail -n +{first} {shlex.quote(source)} | smswatch replay - …` with the same options"
+        if source != "<stdin>"
+        else f"replay the input from line {first} on"
+    )
+    click.echo(
+        f"{title}: every line before line {first} was acknowledged; to go on: {again} "
+        "(replaying all of it again is safe too: what is stored is answered as a duplicate)",
+        err=True,
+    )
 
 
 def sender_options(f: F) -> F:
@@ -731,10 +877,29 @@ def sender_options(f: F) -> F:
     return f
 
 
-def run_sender(deliveries: list[Any], config: Any, acked: Any, quiet: bool, title: str) -> Any:
+def run_sender(
+    deliveries: list[Any],
+    config: Any,
+    acked: Any,
+    quiet: bool,
+    title: str,
+    source: str | None = None,
+) -> Any:
+    """Send and report. `source`: the replayed file's name, for where to resume after Ctrl-C."""
     from smswatch.progress import send_with_progress
+    from smswatch.simulate import Result, Unreachable
 
-    result = asyncio.run(send_with_progress(deliveries, config, acked, quiet, title))
+    result = Result()
+    try:
+        asyncio.run(send_with_progress(deliveries, config, acked, quiet, title, result))
+    except Unreachable as exc:
+        fail(
+            f"{title}: {exc}. Is smswatch running there? Start it (`smswatch` or "
+            "`smswatch serve`), or point --url at it."
+        )
+    except KeyboardInterrupt:
+        interrupted(title, result, source)
+        sys.exit(130)
     line = (
         f"{title}: {result.acked} acknowledged ({result.acked_duplicate} as duplicates) of "
         f"{result.planned} deliveries, {result.retried} retried, {result.rejected} rejected, "
@@ -985,7 +1150,8 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
         basic_auth=opts["basic_auth"],
         yebolink_secret=opts["yebolink_secret"] or None,
     )
-    result = run_sender(deliveries, config, opts["acked"], opts["quiet"], "replay")
+    name = getattr(file, "name", None)
+    result = run_sender(deliveries, config, opts["acked"], opts["quiet"], "replay", str(name))
     sys.exit(0 if result.ok else 1)
 
 
@@ -997,7 +1163,7 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
 @click.argument("message_id")
 @db_option
 @click.option(
-    "--json", "as_json", is_flag=True, help="Machine-readable output (shape in DESIGN.md)."
+    "--json", "as_json", is_flag=True, help="Machine-readable output (shape in docs/json.md)."
 )
 @handles_store_errors
 def inspect(message_id: str, db: Path, as_json: bool) -> None:

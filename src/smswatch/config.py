@@ -1,11 +1,10 @@
 """Settings from a TOML file, `SMSWATCH_*` environment variables and flags.
 
 Precedence, highest first: command-line flag, environment variable, config file, built-in
-default. The file is flat TOML whose keys are the long option names with dashes or underscores
-(`port = 8787`, `basic_auth = "ops:secret"`, `yebolink_secret = "…"`, `db = "campaign.db"`,
-`tls_cert = "/etc/smswatch/cert.pem"`);
-click applies it as each command's `default_map`, so every command reads the keys it has.
-A `[stuck]` table sets the stuck-recipient deadlines in seconds per state.
+default. The file is flat TOML whose keys are the fields of `smswatch.settings.Settings` (the
+long option names, with dashes or underscores: `port = 8787`, `basic_auth = "ops:secret"`,
+`db = "campaign.db"`); click applies it as each command's `default_map`, so every command reads
+the keys it has. A `[stuck]` table sets the stuck-recipient deadlines in seconds per state.
 """
 
 from __future__ import annotations
@@ -18,45 +17,10 @@ from typing import Any
 from smswatch.domain import State
 from smswatch.paths import default_config_file
 
-# Keys a config file may set (option names, underscores), and the tables.
-KNOWN_KEYS = {
-    "host",
-    "port",
-    "db",
-    "durability",
-    "checkpoint_interval",
-    "basic_auth",
-    "yebolink_secret",
-    "insecure",
-    "max_body",
-    "max_db_mb",
-    "read_timeout",
-    "tls_cert",
-    "tls_key",
-    "log_format",
-    "summary_interval",
-    "theme",
-    "url",
-    "feed_host",
-    "feed_port",
-    "feed_token",
-    "metrics_host",
-    "metrics_port",
-    "forward_to",
-    "forward_basic_auth",
-    "forward_secret",
-    "forward_timeout",
-    "forward_concurrency",
-    "forward_max_attempts",
-    "forward_retry_4xx",
-    "campaign",
-    "campaign_keys",
-    "lisoloo_app_key",
-    "lisoloo_api_url",
-    "yebolink_api_key",
-    "yebolink_api_url",
-}
 TABLES = {"stuck"}
+# Keys that share a name with an option of other commands that means something else
+# (`export --campaign` selects one): applied only to these commands.
+ONLY_FOR = {"campaign": {"smswatch", "serve"}}
 
 # How long a recipient may sit in a state before the TUI calls it stuck (seconds).
 DEFAULT_STUCK = {State.QUEUED: 300, State.PROCESSING: 300, State.SENT: 900}
@@ -87,7 +51,8 @@ def parse_basic_auth(value: str) -> tuple[str, str]:
 
 
 def load(path: Path | None) -> dict[str, Any]:
-    """Read a config file; with no path, the user's default file if it exists."""
+    """Read a config file; with no path, the user's default file if it exists. Every key and
+    value is checked against `smswatch.settings.Settings`: an error names the file and key."""
     explicit = path is not None
     path = path or default_config_file()
     if not path.is_file():
@@ -99,15 +64,35 @@ def load(path: Path | None) -> dict[str, Any]:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    settings: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.replace("-", "_")
-        if name not in KNOWN_KEYS | TABLES:
-            known = ", ".join(sorted(KNOWN_KEYS | TABLES))
-            raise ConfigError(f"{path}: unknown setting {key!r} (known: {known})")
-        settings[name] = value
-    stuck_deadlines(settings)  # validate early
+    spelled = {key.replace("-", "_"): key for key in raw}
+    settings = {key.replace("-", "_"): value for key, value in raw.items()}
+    check(path, settings, spelled)
+    try:
+        stuck_deadlines(settings)  # validate early
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return settings
+
+
+def check(path: Path, settings: dict[str, Any], spelled: dict[str, str]) -> None:
+    from pydantic import ValidationError
+
+    from smswatch.settings import Settings
+
+    try:
+        Settings.model_validate(settings)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        key = spelled.get(name, name)
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(sorted(Settings.model_fields))
+            raise ConfigError(f"{path}: unknown setting {key!r} (known: {known})") from None
+        problem = error["msg"][:1].lower() + error["msg"][1:]
+        # A credential's value stays off the screen, even a mistyped one.
+        secret = any(word in name for word in ("auth", "secret", "key", "token"))
+        got = "" if secret else f" (got {error['input']!r})"
+        raise ConfigError(f"{path}: {key}: {problem}{got}") from None
 
 
 def stuck_deadlines(settings: dict[str, Any]) -> dict[State, int]:
@@ -129,7 +114,13 @@ def stuck_deadlines(settings: dict[str, Any]) -> dict[State, int]:
     return {s: int(v * 1_000_000) for s, v in deadlines.items()}
 
 
-def default_map(settings: dict[str, Any], commands: list[str]) -> dict[str, Any]:
-    """Click's default_map: the flat settings for the group and for each subcommand."""
-    flat = {k: v for k, v in settings.items() if k not in TABLES}
-    return {**flat, **{name: dict(flat) for name in commands}}
+def default_map(settings: dict[str, Any], command: str, subcommands: list[str]) -> dict[str, Any]:
+    """Click's default_map: the flat settings for the command (the monitor is "smswatch") and
+    for each subcommand, less the keys another command's option of the same name does not mean."""
+
+    def flat(name: str) -> dict[str, Any]:
+        return {
+            k: v for k, v in settings.items() if k not in TABLES and name in ONLY_FOR.get(k, {name})
+        }
+
+    return {**flat(command), **{name: flat(name) for name in subcommands}}

@@ -1,11 +1,11 @@
 """The webhook HTTP server: an asyncio Protocol over httptools' parser (the one uvicorn uses),
 on uvloop where the engine's loop is one (smswatch.loops), with TLS when given a certificate.
 
-Contract (DESIGN.md): 200 only once the event is committed, duplicates included; 400 malformed
-JSON or no gateway's envelope; 401 bad or missing credentials; 404/405 wrong path or method; 408
-body not received in time; 413 body over the limit; 415 a content type that is clearly not JSON;
-503 with Retry-After when the store cannot commit. Every answer has a small JSON body. Rejected
-requests go to the bounded quarantine and to the hub so the TUI can say why.
+Contract (the README, "What the listener answers"): 200 only once the event is committed, duplicates
+included; 400 malformed JSON or no gateway's envelope; 401 bad or missing credentials; 404/405 wrong
+path or method; 408 body not received in time; 413 body over the limit; 415 a content type that is
+clearly not JSON; 503 with Retry-After when the store cannot commit. Every answer has a small JSON
+body. Rejected requests go to the bounded quarantine and to the hub so the TUI can say why.
 
 Order of checks: path and method, then content type, declared size, Content-Encoding and Expect
 (headers only), then the body is read under a time limit, then credentials on the raw bytes, then

@@ -19,11 +19,17 @@ from smswatch.simulate import Delivery, Result, Sender, SimConfig
 
 
 async def send_with_progress(
-    deliveries: list[Delivery], config: SimConfig, acked: TextIO | None, quiet: bool, title: str
+    deliveries: list[Delivery],
+    config: SimConfig,
+    acked: TextIO | None,
+    quiet: bool,
+    title: str,
+    result: Result | None = None,
 ) -> Result:
+    """`result`, if given, is filled in as the run goes (what to report after a Ctrl-C)."""
     stderr = Console(stderr=True, highlight=False, markup=False)
     if quiet or not stderr.is_terminal:
-        return await Sender(config, acked).run(deliveries)
+        return await Sender(config, acked, result=result).run(deliveries)
     columns: list[Any] = [
         TextColumn(title),
         BarColumn(),
@@ -44,6 +50,6 @@ async def send_with_progress(
                 detail += f"  rejected {result.rejected}  gave up {result.dropped}"
             progress.update(task, completed=done, detail=detail)
 
-        result = await Sender(config, acked, update).run(deliveries)
-        update(result)
-    return result
+        done = await Sender(config, acked, update, result).run(deliveries)
+        update(done)
+    return done

@@ -1,4 +1,4 @@
-"""The JSON shapes of `export` and `inspect --json` (DESIGN.md), and the export writers.
+"""The JSON shapes of `export` and `inspect --json` (docs/json.md), and the export writers.
 
 Both shapes are a stable interface: fields may be added, never renamed or removed.
 """

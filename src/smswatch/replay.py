@@ -59,7 +59,7 @@ def load_webhooks(lines: Iterable[str], speed: float = 1.0) -> tuple[list[Delive
     (0 sends as fast as allowed), and how many exported polled events were left out: smswatch
     made them from a gateway's status API, no gateway ever posts them, and a listener rightly
     refuses them (`smswatch import` stores them as they were)."""
-    parsed: list[tuple[int | None, str, bytes, str]] = []
+    parsed: list[tuple[int | None, str, bytes, str, int]] = []
     polled = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -88,13 +88,13 @@ def load_webhooks(lines: Iterable[str], speed: float = 1.0) -> tuple[list[Delive
         except ReplayError as exc:
             raise ReplayError(f"line {number}: {exc}") from None
         kind = body.get("event_type") or body.get("event") if isinstance(body, dict) else "raw"
-        parsed.append((_time_of(record), provider, raw, f"line {number} {kind}"))
+        parsed.append((_time_of(record), provider, raw, f"line {number} {kind}", number))
     times = [t for t, *_ in parsed if t is not None]
     first = min(times) if times else 0
     deliveries = []
-    for seq, (t, provider, raw, label) in enumerate(parsed):
+    for seq, (t, provider, raw, label, number) in enumerate(parsed):
         offset = (t - first) / 1e6 if t is not None else 0.0
         due = offset / speed if speed > 0 else 0.0
-        deliveries.append(Delivery(due, seq, provider, raw, label))
+        deliveries.append(Delivery(due, seq, provider, raw, label, line=number))
     deliveries.sort()
     return deliveries, polled

@@ -22,7 +22,7 @@ from smswatch.hub import Counters, Delta
 from smswatch.metrics import Metrics
 from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe
-from smswatch.store.location import describe, display
+from smswatch.store.location import describe, display, without_password
 from smswatch.store.writer import CannotOpen
 from smswatch.timefmt import iso, now_us
 from smswatch.words import plural
@@ -75,6 +75,35 @@ class Log:
         self.stream.flush()
 
 
+def forward_targets(engine: Engine) -> list[dict[str, Any]]:
+    """Where `--forward-to` sends the events, each URL without its password."""
+    forward = engine.config.forward
+    if forward is None:
+        return []
+    return [
+        {"url": without_password(t.url), "gateways": sorted(t.gateways) if t.gateways else None}
+        for t in forward.targets
+    ]
+
+
+def polled_apis(engine: Engine) -> dict[str, dict[str, str | None]]:
+    """The status APIs polled to reconcile, per gateway: the base URL and the key in its
+    redacted form (`sk_test_****1234`: which environment, never the key)."""
+    api = engine.config.gateway_api
+    if api is None:
+        return {}
+    polled: dict[str, dict[str, str | None]] = {}
+    if api.lisoloo_key is not None:
+        url = without_password(api.lisoloo_url) if api.lisoloo_url else None
+        polled["lisoloo"] = {"url": url, "key": api.lisoloo_key.masked}
+    if api.yebolink_key is not None:
+        polled["yebolink"] = {
+            "url": without_password(api.yebolink_url),
+            "key": api.yebolink_key.masked,
+        }
+    return polled
+
+
 def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     cfg = engine.config
     lines = [
@@ -98,6 +127,20 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
             "  Watch it live (read-only; the feed is on loopback: tunnel it for other machines):",
             f"    smswatch attach {engine.feed.url} --token {engine.feed.token}",
         ]
+    targets = forward_targets(engine)
+    if targets:
+        lines += ["", "  Forwarding every stored event to (see `smswatch forward status`):"]
+        for t in targets:
+            only = f"   {', '.join(t['gateways'])} only" if t["gateways"] else ""
+            lines.append(f"    {safe(t['url'], 200)}{only}")
+    polled = polled_apis(engine)
+    if polled:
+        lines += ["", "  Polling the status APIs for what the webhooks miss:"]
+        titles = {gw.name: gw.title for gw in engine.gateways()}
+        for name, api in polled.items():
+            lines.append(
+                f"    {titles.get(name, name):<9} {safe(api['url'] or '', 200)}   key {api['key']}"
+            )
     if metrics_url is not None:
         lines += [
             "",
@@ -255,6 +298,8 @@ async def run(
             # The token itself stays out of logs that may be shipped elsewhere.
             feed=engine.feed.url if engine.feed else None,
             metrics=metrics.url if metrics else None,
+            forward=forward_targets(engine),
+            polling=polled_apis(engine),
         )
     else:
         with contextlib.suppress(OSError):

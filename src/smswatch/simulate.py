@@ -13,7 +13,8 @@ handset), divided by `--speed`. Each delivery gets network jitter and a few get 
 seconds, so arrival order differs from event order as the Lisoloo docs warn; `--duplicate-rate`
 resends some events with the same bytes (same event_id), as a gateway retry would. Like a
 gateway, the sender retries on 5xx, timeouts and refused connections with backoff, and gives up
-after `--max-attempts`; a 4xx is not retried.
+after `--max-attempts`; a 4xx is not retried. Until something has answered, though, refused
+connections mean nothing listens at the URL: the run stops within seconds and says so.
 
 `--drop-rate` plays the webhooks a gateway gave up on after its own retries failed: for that
 share of recipients the final event (`sms.delivered|failed`, `message.delivered|failed`), and
@@ -31,6 +32,7 @@ import contextlib
 import heapq
 import json
 import math
+import os
 import random
 import uuid
 from collections.abc import Callable, Mapping
@@ -116,6 +118,7 @@ class Delivery:
     body: bytes = field(compare=False)
     label: str = field(compare=False)
     attempt: int = field(default=1, compare=False)
+    line: int | None = field(default=None, compare=False)  # in a replayed file
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,9 @@ class Result:
     dropped: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     first_errors: list[str] = field(default_factory=list)
+    in_flight: int = 0  # sent and not answered yet
+    # Replayed lines not acknowledged (nor refused with a 4xx) yet: where to resume.
+    open_lines: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -490,6 +496,17 @@ def request_headers(
     return headers
 
 
+# Before anything has answered, refused connections are retried this long (a listener that is
+# just starting), then the run stops: nothing listens at the URL. Once one request was answered,
+# refusals are a restart mid-run, retried on the full schedule.
+UNREACHABLE_AFTER_S = 2.0
+FIRST_RETRY_S = 0.25
+
+
+class Unreachable(Exception):
+    """Nothing answered at the URL: every connection so far was refused (or its name unknown)."""
+
+
 def backoff(attempt: int) -> float:
     """A gateway's 30s → 2m → 10m → 1h schedule, compressed to seconds."""
     return min(0.25 * 2 ** (attempt - 1), 8.0)
@@ -503,16 +520,24 @@ class Sender:
         config: SimConfig,
         acked_out: TextIO | None = None,
         on_progress: Callable[[Result], None] | None = None,
+        result: Result | None = None,
     ) -> None:
+        """`result` is filled in as the run goes, so a caller interrupted mid-run can still
+        say what was acknowledged."""
         self.c = config
         self.acked_out = acked_out
         self.on_progress = on_progress
-        self.result = Result()
+        self.result = result if result is not None else Result()
+        self.answered = False
+        self.refused_since: float | None = None
+        self.refusal = ""  # the last refused connection's reason
+        self.unreachable: str | None = None
 
     async def run(self, deliveries: list[Delivery]) -> Result:
         heap = list(deliveries)
         heapq.heapify(heap)
         self.result.planned = len(heap)
+        self.result.open_lines = {d.line for d in heap if d.line is not None}
         loop = asyncio.get_running_loop()
         start = loop.time()
         next_slot = start
@@ -532,22 +557,39 @@ class Sender:
                 finally:
                     limit.release()
                     active -= 1
+                    self.result.in_flight = active
                     wake.set()
+                if not retry and d.line is not None:
+                    self.result.open_lines.discard(d.line)
                 if retry:
                     if d.attempt >= self.c.max_attempts:
                         self.result.dropped += 1
+                        if not self.answered and self.refused_since is not None:
+                            self.unreachable = self.refusal
                     else:
                         self.result.retried += 1
-                        due = loop.time() - start + backoff(d.attempt)
-                        heapq.heappush(
-                            heap, Delivery(due, seq, d.provider, d.body, d.label, d.attempt + 1)
+                        wait = backoff(d.attempt) if self.answered else FIRST_RETRY_S
+                        again = Delivery(
+                            loop.time() - start + wait,
+                            seq,
+                            d.provider,
+                            d.body,
+                            d.label,
+                            d.attempt + 1,
+                            d.line,
                         )
+                        heapq.heappush(heap, again)
                         seq += 1
                         wake.set()
                 if self.on_progress:
                     self.on_progress(self.result)
 
             while heap or active:
+                if self.unreachable is not None:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise Unreachable(f"nothing answers at {self.c.url} ({self.unreachable})")
                 if not heap:
                     wake.clear()
                     await wake.wait()
@@ -563,6 +605,7 @@ class Sender:
                 next_slot = max(next_slot, loop.time()) + 1.0 / self.c.rate
                 await limit.acquire()
                 active += 1
+                self.result.in_flight = active
                 task = asyncio.create_task(post(d))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -578,7 +621,10 @@ class Sender:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.result.note("connection", f"{d.label}: {type(exc).__name__}: {exc}")
+            if not self.answered and isinstance(exc, aiohttp.ClientConnectorError):
+                self.refused(exc)
             return True
+        self.answered = True
         if 200 <= status < 300:
             self.result.acked += 1
             try:
@@ -597,6 +643,17 @@ class Sender:
         self.result.rejected += 1
         self.result.note(f"http {status}", f"{d.label}: {status} {text[:200]}")
         return False
+
+    def refused(self, exc: aiohttp.ClientConnectorError) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.refused_since is None:
+            self.refused_since = now
+        error = exc.os_error
+        # "Connection refused" rather than asyncio's "Connect call failed ('127.0.0.1', …)".
+        known = (error.errno or 0) > 0  # a DNS failure's is negative: its strerror says it
+        self.refusal = os.strerror(error.errno) if known else str(error.strerror or error)
+        if now - self.refused_since >= UNREACHABLE_AFTER_S:
+            self.unreachable = self.refusal
 
 
 def write_truth(truth: list[Truth], path: Path) -> None:

@@ -29,7 +29,7 @@ from smswatch.files import write_whole
 from smswatch.sanitize import visible
 from smswatch.timefmt import iso
 
-# DESIGN.md requires recipient, provider and error_code; columns may be added, never renamed.
+# docs/json.md promises recipient, provider and error_code; columns may be added, never renamed.
 FIELDS = (
     "recipient",
     "provider",

@@ -22,7 +22,7 @@ def campaign() -> None:
 @campaign.command("list", context_settings=CONTEXT)
 @config_option
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (DESIGN.md).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 @handles_store_errors
 def list_(db: Path, as_json: bool) -> None:
     """Every campaign, the most recently active first."""
@@ -46,7 +46,7 @@ def list_(db: Path, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (DESIGN.md).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 @handles_store_errors
 def show(name: str, db: Path, as_json: bool) -> None:
     """One campaign: progress, rates, ETA, latency, cost, carriers, countries, failures, and

@@ -1,4 +1,4 @@
-"""The JSON shapes of `campaign list|show --json` (DESIGN.md) and of the report's data."""
+"""The JSON shapes of `campaign list|show --json` (docs/json.md) and of the report's data."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def delivery_record(row: CarrierRow, label: str) -> dict[str, Any]:
 
 def view_record(view: CampaignView, message_ids: list[str]) -> dict[str, Any]:
     """`campaign show --json`: the list's object, "messages" as the ids, and the analysis.
-    The list's keys keep their meaning (DESIGN.md: "the same object plus"): the cost per
+    The list's keys keep their meaning (docs/json.md: "the same object, plus"): the cost per
     currency stays "cost", its breakdown per gateway is "costs"."""
     record = summary_record(view.summary)
     record["message_count"] = record["messages"]

@@ -1,5 +1,5 @@
 """`smswatch reconcile`: poll the gateways' status APIs now, store the answers, and list the
-webhooks that never came (DESIGN.md: `reconcile --json: [{"message_id", "provider", "missing",
+webhooks that never came (docs/json.md: `reconcile --json: [{"message_id", "provider", "missing",
 ...}]`)."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str,
     show_default=True,
     help="Unfinished messages with an event this recently (90s, 15m, 2h, 1d).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (DESIGN.md).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 @handles_store_errors
 def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **opts: Any) -> None:
     """Ask the gateways' status APIs about unfinished messages now, store the answers as
