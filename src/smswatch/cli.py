@@ -22,6 +22,7 @@ from smswatch import __version__
 from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS, own_name
 from smswatch.config import Credentials, parse_basic_auth
+from smswatch.words import plural
 
 if TYPE_CHECKING:
     from smswatch.engine import EngineConfig
@@ -813,7 +814,8 @@ def interrupted(title: str, result: Any, source: str | None) -> None:
     """After Ctrl-C: what was acknowledged (stored for good), and where to go on from."""
     unsure = f", {result.in_flight} in flight (stored or not)" if result.in_flight else ""
     click.echo(
-        f"{title}: interrupted: {result.acked} acknowledged of {result.planned} deliveries"
+        f"{title}: interrupted: {result.acked} acknowledged of "
+        f"{plural(result.planned, 'delivery', 'deliveries')}"
         f"{unsure}, {result.rejected} rejected, {result.dropped} given up",
         err=True,
     )
@@ -902,7 +904,8 @@ def run_sender(
         sys.exit(130)
     line = (
         f"{title}: {result.acked} acknowledged ({result.acked_duplicate} as duplicates) of "
-        f"{result.planned} deliveries, {result.retried} retried, {result.rejected} rejected, "
+        f"{plural(result.planned, 'delivery', 'deliveries')}, {result.retried} retried, "
+        f"{result.rejected} rejected, "
         f"{result.dropped} given up"
     )
     click.echo(line, err=True)
@@ -1044,7 +1047,6 @@ def simulate(**opts: Any) -> None:
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
     from smswatch.simulate import SimConfig, plan_campaign, write_truth
-    from smswatch.words import plural
 
     config = SimConfig(
         url=opts["url"],
@@ -1130,7 +1132,6 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
     """
     from smswatch.replay import ReplayError, load_webhooks
     from smswatch.simulate import SimConfig
-    from smswatch.words import plural
 
     try:
         deliveries, polled = load_webhooks(file, speed)
@@ -1253,7 +1254,6 @@ def export_events(
         raise click.UsageError("--campaign selects a suppression list: add --suppression")
     from smswatch.records import write_csv, write_jsonl
     from smswatch.store import open_reader
-    from smswatch.words import plural
 
     async def resolve(text: str) -> str:
         async with await open_reader(db, current=True) as reader:
@@ -1287,7 +1287,6 @@ def export_suppression(
 
     from smswatch.store import describe, open_reader
     from smswatch.suppression import suppression_list, write_csv, write_suppression
-    from smswatch.words import plural
 
     if message_id is not None:
         raise click.UsageError("--message selects events; --suppression lists numbers")
@@ -1335,7 +1334,6 @@ def import_(file: Any, db: str | Path) -> None:
     from smswatch.store import describe
     from smswatch.store.errors import CannotOpen
     from smswatch.store.writer import DatabaseInUse
-    from smswatch.words import plural
 
     try:
         done = asyncio.run(import_events(db, file))
