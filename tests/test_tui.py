@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.widgets import Input
 
 from smswatch.domain import State
 from smswatch.tui.app import SmsWatchApp, UpdateArrived
@@ -21,6 +22,7 @@ from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
 from smswatch.tui.screens.message import MessageScreen, RecipientsTable
 from smswatch.tui.screens.recipient import RecipientScreen
 from smswatch.tui.widgets.alerts import AlertsPanel
+from smswatch.tui.widgets.campaigns import CampaignsTable
 from smswatch.tui.widgets.transitions import TransitionLog
 from tests.tui_support import Env, campaign, lisoloo_event
 
@@ -152,6 +154,39 @@ async def test_filter_by_error_code_and_phone_then_escape_clears(env: Env) -> No
         await until(
             pilot, lambda: len(table.rows) == 2 and not app.screen.query_one("#filter").display
         )
+
+
+async def test_filter_matches_within_any_field_whatever_the_case(env: Env) -> None:
+    """One rule for the in-flight table, the campaigns panel and the transitions: the text
+    typed anywhere in a field, in any case; a typed `%` or `_` is literal."""
+    ymid = "550e8400-e29b-41d4-a716-446655440000"
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        table = app.screen.query_one(MessagesTable)
+        campaigns = app.screen.query_one(CampaignsTable)
+        await until(pilot, lambda: len(table.rows) == 2 and len(campaigns.rows) == 2)
+        box = app.screen.query_one("#filter", Input)
+        for typed, messages, gateways in (
+            ("AIRTEL", [MID], set()),  # a carrier, airtel_drc
+            ("vodacom", [MID], set()),
+            ("yebo", [ymid], {"yebolink"}),  # a gateway
+            ("LisoL", [MID], {"lisoloo"}),
+            ("2438100000", [MID], set()),  # a phone number, within
+            ("a1b2c3", [MID], set()),  # a message id, within
+            ("vodacom%drc", [], set()),  # a wildcard taken literally
+            ("airtel_", [MID], set()),
+            ("airtel_x", [], set()),
+        ):
+            await pilot.press("slash")
+            box.value = typed
+            await pilot.press("enter")
+            await until(pilot, lambda m=messages: [r.message_id for r in table.rows] == m)
+            await until(
+                pilot, lambda g=gateways: {p for c in campaigns.rows for p in c.providers} == g
+            )
+            log = app.screen.query_one(TransitionLog)
+            assert {e.message_id for e in log.shown} == set(messages), typed
+            await pilot.press("escape")
+            await until(pilot, lambda: len(table.rows) == 2)
 
 
 async def test_failures_only(env: Env) -> None:

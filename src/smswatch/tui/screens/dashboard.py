@@ -49,7 +49,8 @@ SUMMARY_EVERY_S = 0.5
 CAMPAIGNS_EVERY_S = 2.0
 
 FILTER_HELP = (
-    "filter: message id, phone, state, error code, carrier, gateway — enter keeps it, esc clears"
+    "filter (any part, any case): message id, phone, state, error code, carrier, gateway, "
+    "campaign — enter keeps it, esc clears"
 )
 
 
@@ -132,6 +133,7 @@ class DashboardScreen(AppScreen):
         self.query_text = ""
         self.failed_only = False
         self.search_rows: dict[str, MessageState] | None = None
+        self._campaigns_empty: str | None = None
         self._debounce: Timer | None = None
         self._failed_seen = -1
         self._codes_seen: set[str] = set()
@@ -384,21 +386,33 @@ class DashboardScreen(AppScreen):
         started = time.monotonic()
         if self.sw.connected:
             with contextlib.suppress(SourceUnavailable):
-                found = await self.sw.source.campaigns()
-                self.sw.model.campaigns = found
-                table = self.query_one(CampaignsTable)
-                table.set_rows(found)
-                active = sum(1 for c in found if not c.finished)
-                run = self.sw.source.run_campaign()
-                now = f"new messages join {literal(run, 30)} · " if run else ""
-                set_titles(
-                    table,
-                    f"Campaigns — {active} active of {len(found)}" if found else "Campaigns",
-                    f"{now}c: focus · enter: open",
-                )
+                self.sw.model.campaigns = await self.sw.source.campaigns()
+                self.show_campaigns()
         cost = time.monotonic() - started
         self._campaigns_timer = self.set_timer(
             max(CAMPAIGNS_EVERY_S, 5 * cost), self.refresh_campaigns
+        )
+
+    def show_campaigns(self) -> None:
+        """The campaigns panel, with the `/` filter's rule: within the name or a gateway."""
+        found = self.sw.model.campaigns
+        needle = self.query_text.lower()
+        shown = [c for c in found if any(needle in f.lower() for f in (c.name, *c.providers))]
+        table = self.query_one(CampaignsTable)
+        if self._campaigns_empty is None:
+            self._campaigns_empty = table.empty  # the table's own, for when no filter is set
+        table.set_empty(
+            "no campaign matches — esc clears the filter" if needle else self._campaigns_empty
+        )
+        table.set_rows(shown)
+        active = sum(1 for c in shown if not c.finished)
+        run = self.sw.source.run_campaign()
+        now = f"new messages join {literal(run, 30)} · " if run else ""
+        title = f"Campaigns matching {safe(self.query_text, 30)!r}" if needle else "Campaigns"
+        set_titles(
+            table,
+            f"{title} — {active} active of {len(shown)}" if found else title,
+            f"{now}c: focus · enter: open",
         )
 
     def resync(self, snapshot: Snapshot) -> None:
@@ -469,6 +483,7 @@ class DashboardScreen(AppScreen):
     async def run_search(self) -> None:
         q = self.query_text
         self.query_one(TransitionLog).set_filter(q, self.failed_only)
+        self.show_campaigns()
         if q:
             found = await self.sw.ask(
                 self.sw.source.messages(q, failed_only=self.failed_only, limit=500)
