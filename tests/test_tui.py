@@ -289,6 +289,61 @@ async def test_help_opens_and_closes(env: Env) -> None:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
 
 
+def bound_classes() -> list[type]:
+    """The app and every screen and widget class of the TUI with bindings of its own, found by
+    importing the package (a new screen is found too). Modal prompts say their keys themselves."""
+    import importlib
+    import inspect
+
+    from textual.dom import DOMNode
+    from textual.screen import ModalScreen
+
+    import smswatch.tui
+
+    found: list[type] = [SmsWatchApp]
+    root = Path(smswatch.tui.__file__).parent
+    for path in sorted(root.rglob("*.py")):  # screens/ has no __init__: walk the files
+        name = ".".join(("smswatch", "tui", *path.relative_to(root).with_suffix("").parts))
+        module = importlib.import_module(name.removesuffix(".__init__"))
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, DOMNode)
+                and cls.__module__ == module.__name__
+                and "BINDINGS" in vars(cls)
+                and not issubclass(cls, ModalScreen)
+            ):
+                found.append(cls)
+    return found
+
+
+async def test_help_lists_every_binding_of_every_screen(env: Env) -> None:
+    from textual.binding import Binding
+    from textual.keys import format_key
+
+    from smswatch.tui.screens.help import EXPLAIN
+
+    classes = bound_classes()
+    assert {DashboardScreen, MessageScreen, RecipientScreen, SmsWatchApp} <= set(classes)
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        lines = plain(app.screen.query_one("#help-body")).splitlines()
+    missing = []
+    for cls in classes:
+        for b in Binding.make_bindings(cls.BINDINGS):
+            what = [v for k, v in EXPLAIN.items() if k.split(".")[-1] == b.action]
+            shown = [
+                line
+                for line in lines
+                if format_key(b.key) in line[:12].split()  # the key column: its keys
+                and any(w in line for w in [b.description, *what])
+            ]
+            if not shown:
+                missing.append(f"{cls.__name__}: {b.key} ({b.action})")
+    assert not missing, missing
+    assert any(line.split()[:1] == ["p"] and "poll" in line for line in lines)
+
+
 async def test_a_bad_signature_is_obvious_within_seconds(env: Env) -> None:
     async with dashboard(env, (160, 45), data=False) as (app, pilot):
         body = {
