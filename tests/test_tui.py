@@ -424,6 +424,45 @@ async def test_command_palette_goes_to_a_message(env: Env) -> None:
         assert app.screen.message_id == MID
 
 
+def palette_entries(app: SmsWatchApp) -> list[str]:
+    from textual.command import CommandList
+
+    options = app.screen.query_one(CommandList).options
+    return [getattr(o.prompt, "plain", str(o.prompt)).splitlines()[0] for o in options]
+
+
+async def test_the_palette_lists_the_apps_own_commands_and_its_own_themes(env: Env) -> None:
+    from textual.command import CommandPalette
+
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await until(pilot, lambda: "Change theme…" in palette_entries(app))
+        entries = palette_entries(app)
+        assert entries == [
+            "Export all events to a JSONL file",
+            "Mask phone numbers",
+            "Failures only (toggle)",
+            "Pause / resume the live scroll",
+            "Rejected requests",
+            "Stuck recipients",
+            "Campaigns",
+            "Export the suppression list (do-not-send CSV)",
+            "Start a campaign…",
+            "Help",
+            "Change theme…",
+        ], entries
+        await pilot.press(*"change theme", "enter")
+        await until(pilot, lambda: "high-contrast" in palette_entries(app))
+        assert palette_entries(app) == app.theme_names()
+        await pilot.press(*"light", "enter")
+        await until(pilot, lambda: app.theme == "light")
+        await pilot.press("m")  # masked: the entry offers to show them again
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: "Show phone numbers" in palette_entries(app))
+        assert "Mask phone numbers" not in palette_entries(app)
+
+
 async def test_mouse_double_click_opens_a_message(env: Env) -> None:
     async with dashboard(env, (160, 45)) as (app, pilot):
         table = app.screen.query_one(MessagesTable)
