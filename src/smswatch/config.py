@@ -49,6 +49,7 @@ KNOWN_KEYS = {
     "forward_concurrency",
     "forward_max_attempts",
     "forward_retry_4xx",
+    "forward_polled",
     "campaign",
     "campaign_keys",
     "lisoloo_app_key",
