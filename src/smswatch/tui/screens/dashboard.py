@@ -395,10 +395,13 @@ class DashboardScreen(AppScreen):
 
     def show_campaigns(self) -> None:
         """The campaigns panel, with the `/` filter's rule: within the name or a gateway."""
+        try:
+            table = self.query_one(CampaignsTable)
+        except NoMatches:
+            return  # the app is closing, as in refresh_messages
         found = self.sw.model.campaigns
         needle = self.query_text.lower()
         shown = [c for c in found if any(needle in f.lower() for f in (c.name, *c.providers))]
-        table = self.query_one(CampaignsTable)
         if self._campaigns_empty is None:
             self._campaigns_empty = table.empty  # the table's own, for when no filter is set
         table.set_empty(

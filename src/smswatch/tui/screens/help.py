@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.console import Group
@@ -27,7 +28,7 @@ EXPLAIN = {
     "message.failures": "failed or conflicting recipients only",
     "message.poll": "poll now: ask the gateway's status API about this message, store the answer",
     "recipient.raw": "raw JSON on / off in the timeline",
-    "recipient.resend": "re-send the selected event (↑↓, click) to your app (with --forward-to)",
+    "recipient.resend": "re-send the selected event (↑↓, click) of the timeline to your app",
     "campaign.failures": "the campaign's failed messages only",
     "campaign.suppression": "write the campaign's do-not-send (suppression) list as CSV",
     "mask": "mask phone numbers and emails, for screen sharing",
@@ -44,8 +45,15 @@ TEXTUAL_KEYS = [
 ]
 
 
-def key_sections(app_bindings: list[BindingType]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every binding of the app, its screens and its tables, with what it does."""
+# Actions offered only where they can act: re-sending changes the outbox (never on a viewer).
+CONDITIONAL = {"resend": "can_resend"}
+
+
+def key_sections(
+    app_bindings: list[BindingType], can: Callable[[str], bool] = lambda _: True
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every binding of the app, its screens and its tables, with what it does; `can(flag)`:
+    whether a CONDITIONAL action can act here."""
     from smswatch.tui.screens.campaign import CampaignScreen
     from smswatch.tui.screens.dashboard import DashboardScreen
     from smswatch.tui.screens.lists import RejectionsScreen
@@ -66,6 +74,8 @@ def key_sections(app_bindings: list[BindingType]) -> list[tuple[str, list[tuple[
     for title, screen, bindings in where:
         rows = []
         for b in (b if isinstance(b, Binding) else Binding(*b) for b in bindings):
+            if b.action in CONDITIONAL and not can(CONDITIONAL[b.action]):
+                continue
             keys = " ".join(format_key(k.strip()) for k in b.key.split(","))
             what = EXPLAIN.get(f"{screen}.{b.action}") or EXPLAIN.get(b.action) or b.description
             rows.append((keys, what))
@@ -134,7 +144,8 @@ class HelpScreen(ModalScreen[None]):
         keys.add_column(style="bold", width=10)
         keys.add_column()
         forwarding = bool(getattr(self.app, "forwarding", False))
-        for title, rows in key_sections(type(self.app).BINDINGS):
+        app = self.app
+        for title, rows in key_sections(type(app).BINDINGS, lambda f: bool(getattr(app, f, False))):
             keys.add_row("", Text(title, style="italic"))
             for key, what in rows:
                 keys.add_row(Text(key), Text(what))
