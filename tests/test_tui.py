@@ -458,10 +458,14 @@ async def test_the_palette_lists_the_apps_own_commands_and_its_own_themes(env: E
             "Help",
             "Change theme…",
         ], entries
-        await pilot.press(*"change theme", "enter")
+        await pilot.press(*"change theme")
+        await until(pilot, lambda: palette_entries(app)[:1] == ["Change theme…"])
+        await pilot.press("enter")
         await until(pilot, lambda: "high-contrast" in palette_entries(app))
         assert palette_entries(app) == app.theme_names()
-        await pilot.press(*"light", "enter")
+        await pilot.press(*"light")
+        await until(pilot, lambda: palette_entries(app)[:1] == ["light"])
+        await pilot.press("enter")
         await until(pilot, lambda: app.theme == "light")
         await pilot.press("m")  # masked: the entry offers to show them again
         await pilot.press("ctrl+p")
