@@ -922,3 +922,43 @@ async def test_both_back_ends_answer_every_campaign_query_alike(
     assert lite["promo"]["totals"].funnel[State.DELIVERED] == 2
 
     assert pg == lite
+
+
+@pytest.mark.parametrize(
+    ("minutes", "label", "tick"),
+    [
+        (3, "event time, UTC (hh:mm:ss), 27 May 2026", r"10:1\d:\d\d"),
+        (150, "event time, UTC (hh:mm), 27 May 2026", r"1[0-2]:\d\d"),
+        (
+            3 * 24 * 60,
+            "event time, UTC (day month hh:mm), 27 May 2026 – 30 May 2026",
+            r"\d\d May \d\d:\d\d",
+        ),
+    ],
+)
+def test_the_delivery_chart_time_axis_reads_whole_clock_times(
+    minutes: int, label: str, tick: str
+) -> None:
+    """Every tick a whole time (not ConciseDateFormatter's bare `05 10 15` seconds), and the
+    axis label names the zone, the format and the day."""
+    import re
+
+    from matplotlib import dates as mdates
+    from matplotlib.figure import Figure
+
+    from smswatch.campaigns.report_charts import time_axis
+    from smswatch.timefmt import from_us
+
+    start = 1_779_876_900_000_000  # 2026-05-27T10:15:00Z
+    end = start + minutes * 60_000_000
+    ax = Figure().add_subplot()
+    ends = [from_us(t).replace(tzinfo=None) for t in (start, end)]
+    ax.plot(ends, [0, 1])
+    time_axis(ax, start, end)
+    ticks = [t for t in ax.xaxis.get_major_locator()() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    labels = ax.xaxis.get_major_formatter().format_ticks(ticks)
+    assert ax.get_xlabel() == label
+    assert len(labels) >= 3, labels
+    assert all(re.fullmatch(tick, text) for text in labels), labels
+    assert len(set(labels)) == len(labels), labels  # no two ticks read the same
+    assert mdates.num2date(ticks[0]).year == 2026

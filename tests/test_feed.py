@@ -311,3 +311,37 @@ async def test_remote_source_delivers_snapshots_deltas_and_connection_changes(
         assert json.loads(out.read_text())["recipient"] == "+9"
     finally:
         await source.close()
+
+
+def test_the_readme_lists_every_file_serve_keeps_beside_the_database(tmp_path: Path) -> None:
+    """Read from what `serve` really creates (a feed, a forward target, a stored webhook), not
+    from a list kept in the test."""
+    import fnmatch
+    import re
+    import urllib.request
+
+    home = tmp_path / "data"
+    home.mkdir()
+    db = home / "side.db"
+    args = ("--feed-port", str(free_port()), "--forward-to", "http://127.0.0.1:9/hook")
+    server = Server(db, free_port(), *args, log=tmp_path / "serve.log").start()
+    try:
+        body = json.dumps(lisoloo_event(1, "sms.sent", "m-side", 1_795_400_000_000_000)).encode()
+        req = urllib.request.Request(
+            server.url + "/webhooks/lisoloo", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+        beside = sorted(p.name.replace(db.name, "smswatch.db") for p in home.iterdir())
+    finally:
+        server.stop()
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("| file | what it holds |") :].split("\n\n")[0]
+    listed = [
+        name
+        for row in table.splitlines()[2:]
+        for name in re.findall(r"`([^`]+)`", row.split("|")[1])
+    ]
+    assert "smswatch.db.feed-token" in beside and "smswatch.db-forward" in beside, beside
+    missing = [f for f in beside if not any(fnmatch.fnmatch(f, name) for name in listed)]
+    assert not missing, f"not in the README's table: {missing} (it lists {listed})"

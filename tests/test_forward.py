@@ -359,3 +359,64 @@ def test_a_retried_forward_gets_all_its_attempts_again(tmp_path: Path) -> None:
     assert outbox.hurry(target.url, 40) == 1
     assert [j.event for j in outbox.due(40, 1)] == [job.event]
     outbox.close()
+
+
+async def test_polled_answers_reach_only_the_apps_that_asked_for_them_marked_as_polled(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A status API's answer is no webhook: by default it is not forwarded; a target given
+    --forward-polled gets it with X-Smswatch-Polled: 1 (and the webhooks without it)."""
+    from types import SimpleNamespace
+
+    from smswatch.reconcile.events import lisoloo_status_event
+
+    plain, polled = await App().start(), await App().start()
+    db = tmp_path / "polled.db"
+    forward = forward_config(
+        plain.url, targets=(Target(plain.url), Target(polled.url, polled=True))
+    )
+    config = EngineConfig(
+        db_path=db, port=0, hub_tick=0.05, credentials=Credentials(BASIC, SECRET), forward=forward
+    )
+    webhook = json.dumps(
+        {
+            "event_id": "ev-webhook",
+            "event_type": "sms.sent",
+            "timestamp": "2026-05-27T10:15:03Z",
+            "message_id": "m-polled",
+            "data": {"recipient_phone": "+243810000001"},
+        }
+    )
+    status = SimpleNamespace(
+        message_id="m-polled",
+        status="completed",
+        delivered=1,
+        failed=0,
+        pending=0,
+        updated_at=1_795_400_000_000_000,
+        created_at=None,
+        raw={"message_id": "m-polled", "status": "completed"},
+        total_recipients=1,
+    )
+    try:
+        async with running(Engine(config)) as engine:
+            client = Client(session, engine.listener.base_url)
+            assert (await client.lisoloo(webhook, BASIC))[0] == 200
+            # As the reconciler stores what it polled: through the engine's writer.
+            await engine.writer.submit([lisoloo_status_event(status, 1_795_400_001_000_000)])
+            await wait_until(lambda: len(polled.delivered()) == 2, within=30)
+            await wait_until(lambda: "ev-webhook" in plain.delivered(), within=30)
+            await wait_until(lambda: all(t.backlog == 0 for t in engine.hub.forwarding), within=10)
+    finally:
+        await plain.stop()
+        await polled.stop()
+    assert set(plain.received) == {"ev-webhook"}
+    (poll_id,) = set(polled.received) - {"ev-webhook"}
+    assert poll_id.startswith("poll:")
+    (answer,) = polled.received[poll_id]
+    assert answer["headers"]["X-Smswatch-Polled"] == "1"
+    assert json.loads(answer["body"]) == status.raw
+    for app in (plain, polled):
+        (hook,) = app.received["ev-webhook"]
+        assert "X-Smswatch-Polled" not in hook["headers"]
+        assert hook["body"] == webhook.encode()

@@ -358,3 +358,38 @@ async def test_503_when_the_database_is_full_and_no_2xx_before_commit(
     assert refused and acked
     r = await reader()
     assert [e.event_id async for e in r.iter_events()] == acked
+
+
+def test_the_readmes_hand_sent_webhooks_are_stored(tmp_path) -> None:
+    """The README's curl commands (Basic auth, and the YeboLink signature computed with
+    openssl), run as written against a `serve` with the credentials they name."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from tests.helpers import Server, export_records, free_port
+
+    if not (shutil.which("curl") and shutil.which("openssl")):
+        pytest.skip("curl and openssl are needed to run the README's commands")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Send a test webhook by hand") :]
+    intro, block = re.search(r"(.*?)```sh\n(.*?)```", section, re.S).groups()  # type: ignore[union-attr]
+    served = re.search(r"`smswatch serve (--basic-auth \S+ --yebolink-secret \S+)`", intro)
+    assert served, intro
+    server = Server(tmp_path / "curl.db", free_port(), "--no-feed", *served.group(1).split())
+    server.start()
+    try:
+        script = block.replace("http://127.0.0.1:8787", server.url)
+        done = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    answers, text = [], done.stdout.strip()
+    while text:
+        answer, end = json.JSONDecoder().raw_decode(text)
+        answers.append(answer)
+        text = text[end:].strip()
+    assert [a["status"] for a in answers] == ["stored", "stored"], answers
+    stored = {(r["provider"], r["message_id"]) for r in export_records(tmp_path / "curl.db")}
+    assert stored == {("lisoloo", "test-msg"), ("yebolink", "test-yebo")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -17,10 +18,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import smswatch
 from smswatch import __version__
 from smswatch.config import Credentials
 from smswatch.engine import Engine
 from smswatch.metrics import LATENCY_BUCKETS, Metrics
+from smswatch.store.rows import Rejection
 from tests.conftest import BASIC, SECRET, Client, basic_header, fill_until_503, running
 from tests.helpers import Server, free_port, run
 
@@ -74,6 +77,7 @@ async def test_metrics_count_what_the_listener_and_store_did(
             assert (status, answer["status"]) == (200, "duplicate")
             assert (await client.lisoloo(sent("ev-x"), ("lisoloo-hook", "wrong")))[0] == 401
             assert (await client.lisoloo("{not json", BASIC))[0] == 400
+            assert (await client.lisoloo('{"event_type": 5, "data": {}}', BASIC))[0] == 400
             auth = {"Authorization": basic_header(*BASIC)}
             assert (await client.post("/webhooks", sent("ev-auto"), auth))[0] == 200
             assert (await client.yebolink("{}", "not-the-secret"))[0] == 401
@@ -87,7 +91,7 @@ async def test_metrics_count_what_the_listener_and_store_did(
                 assert time.monotonic() < deadline, samples
                 await asyncio.sleep(0.05)
 
-            assert value(samples, "smswatch_requests_total", route="/webhooks/lisoloo") == 6
+            assert value(samples, "smswatch_requests_total", route="/webhooks/lisoloo") == 7
             assert value(samples, "smswatch_requests_total", route="/webhooks/yebolink") == 1
             assert value(samples, "smswatch_requests_total", route="/webhooks") == 1
             assert value(samples, "smswatch_events_stored_total") == 4
@@ -100,6 +104,7 @@ async def test_metrics_count_what_the_listener_and_store_did(
             assert rejected == {
                 ("unauthorized", "401"): 1,
                 ("malformed_json", "400"): 1,
+                ("invalid_envelope", "400"): 1,
                 ("bad_signature", "401"): 1,
             }
             # Every request that reached the writer was timed: 4 stored and 1 duplicate.
@@ -127,6 +132,53 @@ async def test_metrics_count_what_the_listener_and_store_did(
             metrics.stop()
     with pytest.raises(aiohttp.ClientConnectionError):
         await scrape(session, url)
+
+
+def rejection_reasons() -> dict[str, int]:
+    """Every rejection code the source can raise, with its status, read from the source itself
+    (`Rejected(status, "code", ...)` and `malformed(..., "code")`), so a new code is covered."""
+    found: dict[str, int] = {}
+    for path in Path(smswatch.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "malformed":
+                found[node.args.defaults[0].value] = 400  # type: ignore[attr-defined]
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+            if node.func.id == "Rejected" and len(args) >= 2 and isinstance(args[1], str):
+                found[args[1]] = args[0]
+            elif node.func.id == "malformed" and len(args) >= 2 and isinstance(args[1], str):
+                found[args[1]] = 400
+    return found
+
+
+async def test_every_rejection_reason_has_its_status(
+    make_engine: Callable[..., Engine], session: aiohttp.ClientSession
+) -> None:
+    reasons = rejection_reasons()
+    # The scan works: it finds codes raised in the listener, the providers and the detector.
+    assert {"invalid_envelope", "unknown_envelope", "request_timeout", "bad_signature"} <= set(
+        reasons
+    ), reasons
+    assert all(isinstance(status, int) and 400 <= status < 500 for status in reasons.values())
+    engine = make_engine()
+    metrics = Metrics(engine)
+    async with running(engine):
+        url = metrics.start("127.0.0.1", 0)
+        try:
+            for code, status in reasons.items():
+                engine.hub.rejected_request(
+                    Rejection(received_at=1, status=status, code=code, reason="test")
+                )
+            samples = await scrape(session, url)
+        finally:
+            metrics.stop()
+    rejected = {
+        dict(labels)["reason"]: dict(labels)["status"]
+        for (name, labels), _ in samples.items()
+        if name == "smswatch_rejected_total"
+    }
+    assert rejected == {code: str(status) for code, status in reasons.items()}
 
 
 async def test_a_failing_store_reads_down_with_its_reason(

@@ -344,6 +344,14 @@ async def test_message_lookups(campaign: Reader) -> None:
         ("Vodacom", ["msg-ok"]),  # a carrier
         ("lisoloo", ["msg-open", "msg-bad", "msg-ok"]),  # a gateway
         ("100%", []),  # LIKE's wildcards are literal
+        # One rule for every field: the text anywhere in it, in any case.
+        ("sg-o", ["msg-open", "msg-ok"]),  # within a message id
+        ("fail", ["msg-bad"]),  # within a state
+        ("150", ["msg-bad"]),  # within an error code
+        ("vODA", ["msg-ok"]),  # within a carrier
+        ("LISO", ["msg-open", "msg-bad", "msg-ok"]),  # within a gateway
+        ("msg_ok", []),  # `_` is literal, not any one character
+        ("msg%ok", []),
     ],
 )
 async def test_search_messages(campaign: Reader, query: str, found: list[str]) -> None:
@@ -361,6 +369,15 @@ async def test_recipient_lists_and_filters(campaign: Reader) -> None:
     ]
     assert [x.recipient for x in await r.recipients("msg-bad", text="1503")] == ["+2435"]
     assert [x.recipient for x in await r.recipients("msg-ok", text="vodacom")] == ["+2431"]
+    assert [x.recipient for x in await r.recipients("msg-ok", text="ODAC")] == ["+2431"]
+    assert [x.recipient for x in await r.recipients("msg-bad", text="150")] == [
+        "+2433",
+        "+2434",
+        "+2435",
+    ]
+    assert [x.recipient for x in await r.recipients("msg-ok", text="DELIV")] == ["+2431", "+2432"]
+    assert await r.recipients("msg-ok", text="+243_") == []  # LIKE's wildcards are literal
+    assert await r.recipients("msg-ok", text="+243%1") == []
     assert len(await r.recipients("msg-bad", failed_only=True)) == 3
     one = await r.recipient("msg-bad", "+2435")
     assert (one.state, one.error_code, one.retryable) == (State.FAILED, "1503", True)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.widgets import Input
 
 from smswatch.domain import State
 from smswatch.tui.app import SmsWatchApp, UpdateArrived
@@ -21,6 +22,7 @@ from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
 from smswatch.tui.screens.message import MessageScreen, RecipientsTable
 from smswatch.tui.screens.recipient import RecipientScreen
 from smswatch.tui.widgets.alerts import AlertsPanel
+from smswatch.tui.widgets.campaigns import CampaignsTable
 from smswatch.tui.widgets.transitions import TransitionLog
 from tests.tui_support import Env, campaign, lisoloo_event
 
@@ -154,6 +156,39 @@ async def test_filter_by_error_code_and_phone_then_escape_clears(env: Env) -> No
         )
 
 
+async def test_filter_matches_within_any_field_whatever_the_case(env: Env) -> None:
+    """One rule for the in-flight table, the campaigns panel and the transitions: the text
+    typed anywhere in a field, in any case; a typed `%` or `_` is literal."""
+    ymid = "550e8400-e29b-41d4-a716-446655440000"
+    async with dashboard(env, (160, 45)) as (app, pilot):
+        table = app.screen.query_one(MessagesTable)
+        campaigns = app.screen.query_one(CampaignsTable)
+        await until(pilot, lambda: len(table.rows) == 2 and len(campaigns.rows) == 2)
+        box = app.screen.query_one("#filter", Input)
+        for typed, messages, gateways in (
+            ("AIRTEL", [MID], set()),  # a carrier, airtel_drc
+            ("vodacom", [MID], set()),
+            ("yebo", [ymid], {"yebolink"}),  # a gateway
+            ("LisoL", [MID], {"lisoloo"}),
+            ("2438100000", [MID], set()),  # a phone number, within
+            ("a1b2c3", [MID], set()),  # a message id, within
+            ("vodacom%drc", [], set()),  # a wildcard taken literally
+            ("airtel_", [MID], set()),
+            ("airtel_x", [], set()),
+        ):
+            await pilot.press("slash")
+            box.value = typed
+            await pilot.press("enter")
+            await until(pilot, lambda m=messages: [r.message_id for r in table.rows] == m)
+            await until(
+                pilot, lambda g=gateways: {p for c in campaigns.rows for p in c.providers} == g
+            )
+            log = app.screen.query_one(TransitionLog)
+            assert {e.message_id for e in log.shown} == set(messages), typed
+            await pilot.press("escape")
+            await until(pilot, lambda: len(table.rows) == 2)
+
+
 async def test_failures_only(env: Env) -> None:
     campaign(env)
     env.lisoloo(
@@ -254,6 +289,63 @@ async def test_help_opens_and_closes(env: Env) -> None:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
 
 
+def bound_classes() -> list[type]:
+    """The app and every screen and widget class of the TUI with bindings of its own, found by
+    importing the package (a new screen is found too). Modal prompts say their keys themselves."""
+    import importlib
+    import inspect
+
+    from textual.dom import DOMNode
+    from textual.screen import ModalScreen
+
+    import smswatch.tui
+
+    found: list[type] = [SmsWatchApp]
+    root = Path(smswatch.tui.__file__).parent
+    for path in sorted(root.rglob("*.py")):  # screens/ has no __init__: walk the files
+        name = ".".join(("smswatch", "tui", *path.relative_to(root).with_suffix("").parts))
+        module = importlib.import_module(name.removesuffix(".__init__"))
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, DOMNode)
+                and cls.__module__ == module.__name__
+                and "BINDINGS" in vars(cls)
+                and not issubclass(cls, ModalScreen)
+            ):
+                found.append(cls)
+    return found
+
+
+async def test_help_lists_every_binding_of_every_screen(env: Env) -> None:
+    from textual.binding import Binding
+    from textual.keys import format_key
+
+    from smswatch.tui.screens.help import CONDITIONAL, EXPLAIN
+
+    classes = bound_classes()
+    assert {DashboardScreen, MessageScreen, RecipientScreen, SmsWatchApp} <= set(classes)
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        lines = plain(app.screen.query_one("#help-body")).splitlines()
+    missing = []
+    for cls in classes:
+        for b in Binding.make_bindings(cls.BINDINGS):
+            if b.action in CONDITIONAL and not getattr(app, CONDITIONAL[b.action]):
+                continue  # listed where it can act (tests/test_tui_forward.py)
+            what = [v for k, v in EXPLAIN.items() if k.split(".")[-1] == b.action]
+            shown = [
+                line
+                for line in lines
+                if format_key(b.key) in line[:12].split()  # the key column: its keys
+                and any(w in line for w in [b.description, *what])
+            ]
+            if not shown:
+                missing.append(f"{cls.__name__}: {b.key} ({b.action})")
+    assert not missing, missing
+    assert any(line.split()[:1] == ["p"] and "poll" in line for line in lines)
+
+
 async def test_a_bad_signature_is_obvious_within_seconds(env: Env) -> None:
     async with dashboard(env, (160, 45), data=False) as (app, pilot):
         body = {
@@ -332,6 +424,53 @@ async def test_command_palette_goes_to_a_message(env: Env) -> None:
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, MessageScreen))
         assert app.screen.message_id == MID
+
+
+def palette_entries(app: SmsWatchApp) -> list[str]:
+    from textual.command import CommandList
+    from textual.css.query import NoMatches
+
+    try:
+        options = app.screen.query_one(CommandList).options
+    except NoMatches:  # between two palettes (the theme list replaces the commands)
+        return []
+    return [getattr(o.prompt, "plain", str(o.prompt)).splitlines()[0] for o in options]
+
+
+async def test_the_palette_lists_the_apps_own_commands_and_its_own_themes(env: Env) -> None:
+    from textual.command import CommandPalette
+
+    async with dashboard(env, (160, 45), data=False) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await until(pilot, lambda: "Change theme…" in palette_entries(app))
+        entries = palette_entries(app)
+        assert entries == [
+            "Export all events to a JSONL file",
+            "Mask phone numbers",
+            "Failures only (toggle)",
+            "Pause / resume the live scroll",
+            "Rejected requests",
+            "Stuck recipients",
+            "Campaigns",
+            "Export the suppression list (do-not-send CSV)",
+            "Start a campaign…",
+            "Help",
+            "Change theme…",
+        ], entries
+        await pilot.press(*"change theme")
+        await until(pilot, lambda: palette_entries(app)[:1] == ["Change theme…"])
+        await pilot.press("enter")
+        await until(pilot, lambda: "high-contrast" in palette_entries(app))
+        assert palette_entries(app) == app.theme_names()
+        await pilot.press(*"light")
+        await until(pilot, lambda: palette_entries(app)[:1] == ["light"])
+        await pilot.press("enter")
+        await until(pilot, lambda: app.theme == "light")
+        await pilot.press("m")  # masked: the entry offers to show them again
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: "Show phone numbers" in palette_entries(app))
+        assert "Mask phone numbers" not in palette_entries(app)
 
 
 async def test_mouse_double_click_opens_a_message(env: Env) -> None:

@@ -220,6 +220,13 @@ FORWARD_OPTIONS = [
         help="Attempts before a forward is marked failed (backoff doubles from 1 s to 5 min).",
     ),
     click.option(
+        "--forward-polled",
+        is_flag=True,
+        envvar="SMSWATCH_FORWARD_POLLED",
+        help="Forward the status APIs' answers too (poll.status, poll.message: not the "
+        "gateway's webhooks, marked X-Smswatch-Polled: 1).",
+    ),
+    click.option(
         "--forward-retry-4xx",
         is_flag=True,
         help="Retry 4xx answers too (by default only 408, 425, 429, 5xx and no answer are).",
@@ -233,7 +240,7 @@ def forward_config(opts: dict[str, Any]) -> ForwardConfig | None:
     if not opts.get("forward_to"):
         return None
     try:
-        targets = parse_targets(list(opts["forward_to"]))
+        targets = parse_targets(list(opts["forward_to"]), bool(opts.get("forward_polled")))
     except ForwardConfigError as exc:
         raise click.UsageError(str(exc)) from None
     return ForwardConfig(

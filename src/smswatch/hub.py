@@ -101,6 +101,9 @@ class Hub:
         self.duplicates = 0
         self.rejected = 0
         self.rejected_by_code: dict[str, int] = {}
+        # The HTTP status each code was last answered with, from the rejection itself: a table
+        # kept by hand beside the codes drifts (a new code would go out with no status).
+        self.rejected_status: dict[str, int] = {}
         self.last_request_at: int | None = None
         self.store_error: str | None = None
         self.forwarding: tuple[TargetStatus, ...] = ()
@@ -161,6 +164,8 @@ class Hub:
 
     def rejected_request(self, r: Rejection) -> None:
         self.rejected += 1
+        # The status first: a scrape on the metrics thread copies the counts, then the statuses.
+        self.rejected_status[r.code] = r.status
         self.rejected_by_code[r.code] = self.rejected_by_code.get(r.code, 0) + 1
         self._pending.rejections.append(r)
         self._pending.changed = True

@@ -60,24 +60,6 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
-# The HTTP status each rejection reason is answered with (the hub counts by reason only). A
-# reason missing here (a new gateway's own) is still counted, with an empty status label.
-REJECTION_STATUS = {
-    "malformed_json": "400",
-    "unknown_envelope": "400",
-    "malformed": "400",
-    "unreadable_body": "400",
-    "unstorable": "400",
-    "unauthorized": "401",
-    "auth_required": "401",
-    "missing_signature": "401",
-    "bad_signature": "401",
-    "request_timeout": "408",
-    "payload_too_large": "413",
-    "unsupported_media_type": "415",
-    "expectation_failed": "417",
-}
-
 
 class CommitLatency:
     """A histogram kept as plain bucket counts, written by the engine's loop only."""
@@ -137,8 +119,10 @@ class EngineCollector(Collector):
             "Webhook requests refused, by reason and HTTP status (4xx: the gateway drops them).",
             labels=["reason", "status"],
         )
-        for reason, n in sorted(dict(hub.rejected_by_code).items()):
-            rejected.add_metric([reason, REJECTION_STATUS.get(reason, "")], n)
+        counts = dict(hub.rejected_by_code)
+        statuses = dict(hub.rejected_status)  # after the counts: the hub writes it before them
+        for reason, n in sorted(counts.items()):
+            rejected.add_metric([reason, str(statuses[reason])], n)
         yield rejected
         yield self.latency.family(
             "smswatch_commit_latency_seconds",

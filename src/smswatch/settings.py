@@ -85,6 +85,8 @@ class Settings(BaseModel):
     """Attempts before a forward is marked failed."""
     forward_retry_4xx: bool | None = None
     """Retry 4xx answers too."""
+    forward_polled: bool | None = None
+    """Forward the status APIs' answers too, marked X-Smswatch-Polled."""
     # The gateways' status APIs.
     lisoloo_app_key: Text = None
     """Lisoloo API key: poll its status API to reconcile."""

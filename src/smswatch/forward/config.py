@@ -32,7 +32,11 @@ class ForwardConfig:
     def to_json(self) -> str:
         data = asdict(self)
         data["targets"] = [
-            {"url": t.url, "gateways": sorted(t.gateways) if t.gateways else None}
+            {
+                "url": t.url,
+                "gateways": sorted(t.gateways) if t.gateways else None,
+                "polled": t.polled,
+            }
             for t in self.targets
         ]
         return json.dumps(data)
@@ -41,7 +45,7 @@ class ForwardConfig:
     def from_json(cls, text: str) -> ForwardConfig:
         data: dict[str, Any] = json.loads(text)
         data["targets"] = tuple(
-            Target(t["url"], frozenset(t["gateways"]) if t["gateways"] else None)
+            Target(t["url"], frozenset(t["gateways"] or ()) or None, t.get("polled", False))
             for t in data["targets"]
         )
         if data.get("basic_auth"):
@@ -65,8 +69,9 @@ class ForwardConfig:
         return wait
 
 
-def parse_targets(values: tuple[str, ...] | list[str]) -> tuple[Target, ...]:
-    """`URL` (every gateway's events) or `GATEWAY=URL`, repeatable; one target per URL."""
+def parse_targets(values: tuple[str, ...] | list[str], polled: bool = False) -> tuple[Target, ...]:
+    """`URL` (every gateway's events) or `GATEWAY=URL`, repeatable; one target per URL.
+    `polled`: the targets take the polled answers too (--forward-polled)."""
     by_url: dict[str, set[str] | None] = {}
     for value in values:
         name, sep, rest = value.partition("=")
@@ -87,5 +92,6 @@ def parse_targets(values: tuple[str, ...] | list[str]) -> tuple[Target, ...]:
         else:
             by_url[url] = gateways
     return tuple(
-        Target(url, frozenset(gws) if gws is not None else None) for url, gws in by_url.items()
+        Target(url, frozenset(gws) if gws is not None else None, polled)
+        for url, gws in by_url.items()
     )

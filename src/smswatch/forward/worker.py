@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import aiohttp
 
 from smswatch import __version__
+from smswatch.domain import POLLED_PREFIX
 from smswatch.forward.config import ForwardConfig
 from smswatch.providers.yebolink import sign
 from smswatch.store.outbox import EXCERPT, Attempt, Job, Outcome, open_outbox
@@ -85,6 +86,10 @@ class Forwarder:
             headers["Authorization"] = f"Basic {token}"
         if job.provider == "yebolink" and self.config.secret:
             headers["X-YeboLink-Signature"] = sign(self.config.secret, body)
+        if job.event_type.startswith(POLLED_PREFIX):
+            # A status API's answer (only with --forward-polled): the gateway never sent it as
+            # a webhook, so the app can tell it apart. The auth stays, so the app's route takes it.
+            headers["X-Smswatch-Polled"] = "1"
         return headers
 
     async def send(self, session: aiohttp.ClientSession, job: Job) -> Outcome:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smswatch.domain import POLLED_PREFIX
 from smswatch.store.schema import log_id
 
 SCHEMA_VERSION = 1
@@ -66,8 +67,13 @@ INSERT INTO meta VALUES ('log_id', '');
 class Target:
     url: str
     gateways: frozenset[str] | None = None  # None: every gateway's events
+    # Polled answers (poll.status, poll.message: the status APIs' bodies, not webhooks) go to
+    # the app only with --forward-polled: forwards are otherwise the gateway's own requests.
+    polled: bool = False
 
-    def takes(self, provider: str) -> bool:
+    def takes(self, provider: str, event_type: str) -> bool:
+        if event_type.startswith(POLLED_PREFIX) and not self.polled:
+            return False
         return self.gateways is None or provider in self.gateways
 
 
@@ -80,6 +86,7 @@ class Job:
     event_id: str
     message_id: str
     payload: str
+    event_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,12 +229,13 @@ class Outbox:
                     continue
                 after = row[0]
                 rows = db.execute(
-                    "SELECT id, provider FROM log.events WHERE id > ? ORDER BY id LIMIT ?",
+                    "SELECT id, provider, event_type FROM log.events WHERE id > ? ORDER BY id "
+                    "LIMIT ?",
                     (after, limit),
                 ).fetchall()
                 if not rows:
                     continue
-                wanted = [(i, target.url, now) for i, provider in rows if target.takes(provider)]
+                wanted = [(i, target.url, now) for i, p, kind in rows if target.takes(p, kind)]
                 n = self._add(db, target.url, wanted)
                 db.execute(
                     "UPDATE cursors SET after = ? WHERE target = ?", (rows[-1][0], target.url)
@@ -259,7 +267,7 @@ class Outbox:
         which = "" if target is None else "AND f.target = ? "
         sql = (
             "SELECT f.event, f.target, f.attempts, e.provider, e.event_id, e.message_id, "
-            "e.payload FROM forwards f JOIN log.events e ON e.id = f.event "
+            "e.payload, e.event_type FROM forwards f JOIN log.events e ON e.id = f.event "
             f"WHERE f.state = 'pending' AND f.next_at <= ? {which}"
             "ORDER BY f.next_at, f.event LIMIT ?"
         )
@@ -445,7 +453,7 @@ class Outbox:
             ).rowcount
             if not failed_only and conds:
                 rows = db.execute(
-                    f"SELECT e.id, e.provider FROM log.events e WHERE {scope}", params
+                    f"SELECT e.id, e.provider, e.event_type FROM log.events e WHERE {scope}", params
                 ).fetchall()
                 for target in targets:
                     db.execute(
@@ -456,7 +464,9 @@ class Outbox:
                         (target.url,),
                     )
                     n += self._add(
-                        db, target.url, [(i, target.url, now) for i, p in rows if target.takes(p)]
+                        db,
+                        target.url,
+                        [(i, target.url, now) for i, p, kind in rows if target.takes(p, kind)],
                     )
             db.execute("COMMIT")
         except BaseException:

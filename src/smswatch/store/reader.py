@@ -55,6 +55,22 @@ class NoDatabase(Exception):
     pass
 
 
+# What a user types in a filter matches anywhere in a field, whatever the case: `contains`
+# gives the pattern, with LIKE's wildcards escaped so a typed `%` or `_` is literal. SQLite's
+# LIKE ignores ASCII case; PostgreSQL's reader turns LIKE into ILIKE.
+_LIKE = "LIKE ? ESCAPE '\\'"
+
+
+def literal(text: str) -> str:
+    """`text` as a LIKE pattern (for `_LIKE`) that matches only itself."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains(text: str) -> str:
+    """The LIKE pattern (for `_LIKE`) matching `text` anywhere, taken literally."""
+    return f"%{literal(text)}%"
+
+
 # The log after the last checkpoint is newer than the state tables and the timeline.
 _CHECKPOINT = "(SELECT value FROM state.meta WHERE key = 'checkpoint')"
 # The ids of a message's events (?1): through the timeline, plus the log after the checkpoint.
@@ -206,11 +222,9 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         """[text] if it is a message id, else up to `limit` ids that start with it."""
         if await self._scalar(self._db, "SELECT 1 FROM messages WHERE message_id = ?", (text,)):
             return [text]
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = await self._all(
-            "SELECT message_id FROM messages WHERE message_id LIKE ? ESCAPE '\\' "
-            "ORDER BY message_id LIMIT ?",
-            (escaped + "%", limit),
+            f"SELECT message_id FROM messages WHERE message_id {_LIKE} ORDER BY message_id LIMIT ?",
+            (literal(text) + "%", limit),
         )
         return [r[0] for r in rows]
 
@@ -235,22 +249,22 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
     async def search_messages(
         self, query: str, limit: int = 200, failed_only: bool = False
     ) -> list[MessageState]:
-        """Messages matching a filter: message id (substring), recipient phone (substring),
-        state, error code, carrier, gateway or channel. Newest activity first."""
+        """Messages matching a filter: `query` within the message id, a recipient's phone, a
+        state, an error code, a carrier, the gateway or the channel (`contains`). Newest
+        activity first."""
         q = query.strip()
         if not q:
             return await self.recent_messages(limit, failed_only=failed_only)
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses = ["m.message_id LIKE ? ESCAPE '\\'", "m.provider = ?", "m.channel = ?"]
-        params: list[Any] = [like, q.lower(), q.lower()]
+        like = contains(q)
+        clauses = [f"m.message_id {_LIKE}", f"m.provider {_LIKE}", f"m.channel {_LIKE}"]
+        params: list[Any] = [like, like, like]
         clauses.append(
-            "m.message_id IN (SELECT message_id FROM recipients WHERE recipient LIKE ? ESCAPE '\\' "
-            "OR error_code = ? OR carrier = ?)"
+            f"m.message_id IN (SELECT message_id FROM recipients WHERE recipient {_LIKE} "
+            f"OR error_code {_LIKE} OR carrier {_LIKE})"
         )
-        params += [like, q, q]
-        if q.lower() in {s.value for s in FUNNEL}:
-            column = f"n_{q.lower()}"
-            clauses.append(f"m.{column} > 0")
+        params += [like, like, like]
+        # A state is matched by the message's count of it (a column), not a scan of recipients.
+        clauses += [f"m.n_{s.value} > 0" for s in FUNNEL if q.lower() in s.value]
         failed = " AND (m.n_failed > 0 OR m.conflicts > 0)" if failed_only else ""
         sql = (
             f"SELECT {', '.join('m.' + c.strip() for c in MESSAGE_COLUMNS.split(','))} "
@@ -287,12 +301,11 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         if failed_only:
             clauses.append("(state = 'failed' OR conflict = 1)")
         if text:
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = contains(text)
             clauses.append(
-                "(recipient LIKE ? ESCAPE '\\' OR state = ? OR error_code = ? OR carrier LIKE ? "
-                "ESCAPE '\\')"
+                f"(recipient {_LIKE} OR state {_LIKE} OR error_code {_LIKE} OR carrier {_LIKE})"
             )
-            params += [like, text.lower(), text, like]
+            params += [like] * 4
         sql = (
             f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE {' AND '.join(clauses)} "
             "ORDER BY recipient LIMIT ? OFFSET ?"

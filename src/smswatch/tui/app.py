@@ -10,6 +10,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -53,7 +54,7 @@ class UpdateArrived(Message):
 class SmsWatchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "smswatch"
-    COMMANDS: ClassVar = App.COMMANDS | {SmsWatchCommands}
+    COMMANDS: ClassVar = {SmsWatchCommands}  # the app's own commands only
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
@@ -257,6 +258,14 @@ class SmsWatchApp(App[int]):
 
     def use_theme(self, name: str) -> None:
         self.theme = name
+
+    def pick_theme(self) -> None:
+        """The palette's theme list: smswatch's themes (the ones `t` cycles through), not every
+        theme Textual registers."""
+        self.search_commands(
+            [(name, partial(self.use_theme, name)) for name in self.theme_names()],
+            placeholder="Theme…",
+        )
 
     def action_next_theme(self) -> None:
         names = self.theme_names()

@@ -1,6 +1,7 @@
 """Command palette (ctrl+p): go to a message or a campaign, start and end the run's campaign,
 export (events, the suppression list), mask, themes, failures only, pause, and re-send the
-failed forwards (where the engine forwards and runs here: never on a viewer)."""
+failed forwards (where the engine forwards and runs here: never on a viewer). Only these:
+Textual's own commands (its twenty themes, Keys, Maximize, Screenshot) are left out."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ class SmsWatchCommands(Provider):
                 sw.action_export,
             ),
             (
-                "Mask phone numbers" if not sw.masked else "Show phone numbers",
-                "for screen sharing",
+                "Show phone numbers" if sw.masked else "Mask phone numbers",
+                "unmask them again (masked for screen sharing)"
+                if sw.masked
+                else "hide them and emails, for screen sharing",
                 sw.action_mask,
             ),
             (
@@ -84,10 +87,7 @@ class SmsWatchCommands(Provider):
                 )
             )
         items.append(("Help", "keys and what the panels mean", sw.action_help))
-        for name in sw.theme_names():
-            items.append(
-                (f"Theme: {name}", "switch theme (remembered)", partial(sw.use_theme, name))
-            )
+        items.append(("Change theme…", "pick one of smswatch's themes (remembered)", sw.pick_theme))
         return items
 
     async def discover(self) -> Hits:

@@ -102,7 +102,7 @@ class PgOutbox:
             if not claimed:
                 return []
             rows = await conn.fetch(
-                "SELECT id, provider, event_id, message_id, payload FROM events "
+                "SELECT id, provider, event_id, message_id, payload, event_type FROM events "
                 "WHERE id = ANY($1::int8[])",
                 [r[0] for r in claimed],
             )
@@ -276,10 +276,10 @@ class PgOutbox:
             if not failed_only and (since is not None or events is not None):
                 where, params = scope(1)
                 rows = await conn.fetch(
-                    f"SELECT e.id, e.provider FROM events e WHERE {where}", *params
+                    f"SELECT e.id, e.provider, e.event_type FROM events e WHERE {where}", *params
                 )
                 for target in targets:
-                    wanted = [(r[0], target.url, now) for r in rows if target.takes(r[1])]
+                    wanted = [(r[0], target.url, now) for r in rows if target.takes(r[1], r[2])]
                     n += await add_forwards(conn, self.instance, target.url, wanted)
         return int(n)
 

@@ -109,7 +109,7 @@ _INSERT_CAMPAIGNS = (
 )
 _INSERT_EVENTS = (
     f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT * FROM unnest({_unnest(_EVENT_TYPES)}) "
-    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, provider"
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, provider, event_type"
 )
 _UPSERT_RECIPIENTS = _upsert(
     "recipients", RECIPIENT_COLUMNS, _RECIPIENT_TYPES, "message_id, recipient", False
@@ -543,7 +543,7 @@ class PgWriter(GroupCommit):
                 raise _Again()
             now = self.clock()
             for target in self.forward_targets:
-                wanted = [(r[0], target.url, now) for r in stored if target.takes(r[1])]
+                wanted = [(r[0], target.url, now) for r in stored if target.takes(r[1], r[2])]
                 await add_forwards(conn, self.instance, target.url, wanted)
         if effects.new_messages and (tags := self.campaigns.tags(effects.new_messages)):
             await conn.execute(_INSERT_CAMPAIGNS, *_columns([_clean(t) for t in tags], 4))

@@ -54,7 +54,7 @@ CAMPAIGNS_EVERY_S = 2.0
 SHORT_BELOW = 30
 
 # Whole in the box at 80 columns (cut, it lost "esc clears"); esc is in the footer too.
-FILTER_HELP = "id, phone, state, error code, carrier, gateway · ⏎ keep · esc clear"
+FILTER_HELP = "any part of id, phone, state, code, carrier, gateway, campaign · esc clear"
 
 
 def failing_targets(forwarding: Sequence[TargetStatus]) -> tuple[str, ...]:
@@ -136,6 +136,7 @@ class DashboardScreen(AppScreen):
         self.query_text = ""
         self.failed_only = False
         self.search_rows: dict[str, MessageState] | None = None
+        self._campaigns_empty: str | None = None
         self._debounce: Timer | None = None
         self._failed_seen = -1
         self._codes_seen: set[str] = set()
@@ -394,24 +395,37 @@ class DashboardScreen(AppScreen):
         fifth of a core; sooner when a new message arrived and the panel may lack its row."""
         started = time.monotonic()
         if self.sw.connected:
-            with contextlib.suppress(
-                SourceUnavailable, NoMatches
-            ):  # NoMatches: the app quit meanwhile
-                found = await self.sw.source.campaigns()
-                self.sw.model.campaigns = found
-                table = self.query_one(CampaignsTable)
-                table.set_rows(found)
-                active = sum(1 for c in found if not c.finished)
-                run = self.sw.source.run_campaign()
-                now = f"new messages join {literal(run, 30)} · " if run else ""
-                set_titles(
-                    table,
-                    f"Campaigns — {active} active of {len(found)}" if found else "Campaigns",
-                    f"{now}c: focus · enter: open",
-                )
+            with contextlib.suppress(SourceUnavailable):
+                self.sw.model.campaigns = await self.sw.source.campaigns()
+                self.show_campaigns()
         cost = time.monotonic() - started
         self._campaigns_timer = self.set_timer(
             max(CAMPAIGNS_EVERY_S, 5 * cost), self.refresh_campaigns
+        )
+
+    def show_campaigns(self) -> None:
+        """The campaigns panel, with the `/` filter's rule: within the name or a gateway."""
+        try:
+            table = self.query_one(CampaignsTable)
+        except NoMatches:
+            return  # the app is closing, as in refresh_messages
+        found = self.sw.model.campaigns
+        needle = self.query_text.lower()
+        shown = [c for c in found if any(needle in f.lower() for f in (c.name, *c.providers))]
+        if self._campaigns_empty is None:
+            self._campaigns_empty = table.empty  # the table's own, for when no filter is set
+        table.set_empty(
+            "no campaign matches — esc clears the filter" if needle else self._campaigns_empty
+        )
+        table.set_rows(shown)
+        active = sum(1 for c in shown if not c.finished)
+        run = self.sw.source.run_campaign()
+        now = f"new messages join {literal(run, 30)} · " if run else ""
+        title = f"Campaigns matching {safe(self.query_text, 30)!r}" if needle else "Campaigns"
+        set_titles(
+            table,
+            f"{title} — {active} active of {len(shown)}" if found else title,
+            f"{now}c: focus · enter: open",
         )
 
     def resync(self, snapshot: Snapshot) -> None:
@@ -490,6 +504,7 @@ class DashboardScreen(AppScreen):
     async def run_search(self) -> None:
         q = self.query_text
         self.query_one(TransitionLog).set_filter(q, self.failed_only)
+        self.show_campaigns()
         if q:
             found = await self.sw.ask(
                 self.sw.source.messages(q, failed_only=self.failed_only, limit=500)

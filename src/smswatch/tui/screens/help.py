@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.console import Group
@@ -10,25 +11,78 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEYS = [
-    ("/", "filter by message id, phone, state, error code, carrier or gateway"),
-    ("enter", "open the message, recipient or alert under the cursor"),
-    ("escape", "back, or clear the filter"),
-    ("f", "failures only (messages with failed or conflicting recipients)"),
-    ("c", "the campaigns panel (enter opens a campaign)"),
-    ("x", "on a campaign: write its do-not-send (suppression) list as CSV"),
-    ("space", "pause / resume the live scroll (counters keep counting)"),
-    ("m", "mask phone numbers and emails, for screen sharing"),
-    ("t", "next theme (remembered)"),
-    ("r", "raw JSON on / off in a recipient's timeline"),
-    ("ctrl+p", "command palette: go to a message or campaign, start/end a campaign, export"),
+# The keys come from the bindings themselves (`key_sections`), so help cannot drift from them;
+# these are only longer words than a binding's footer label, by "screen.action" or action.
+EXPLAIN = {
+    "dashboard.filter": "filter: the text within a message id, phone, state, error code, "
+    "carrier, gateway or campaign name, in any case",
+    "dashboard.clear_filter": "clear the filter",
+    "dashboard.failures": "failures only (messages with failed or conflicting recipients)",
+    "dashboard.campaigns": "the campaigns panel (enter opens a campaign)",
+    "dashboard.pause": "pause / resume the live scroll (counters keep counting)",
+    "message.filter": "filter recipients: the text within a phone, state, error code or carrier",
+    "message.failures": "failed or conflicting recipients only",
+    "message.poll": "poll now: ask the gateway's status API about this message, store the answer",
+    "recipient.raw": "raw JSON on / off in the timeline",
+    "recipient.resend": "re-send the selected event (↑↓, click) of the timeline to your app",
+    "campaign.failures": "the campaign's failed messages only",
+    "campaign.suppression": "write the campaign's do-not-send (suppression) list as CSV",
+    "mask": "mask phone numbers and emails, for screen sharing",
+    "next_theme": "next theme (remembered)",
+    "help": "this help",
+    "select": "open the message, recipient, campaign or alert under the cursor",
+    "back": "back",
+    "app.pop_screen": "back",
+}
+# Keys that are not one of our bindings: Textual's own.
+TEXTUAL_KEYS = [
+    ("ctrl+p", "command palette: go to a message or campaign, start/end a campaign, theme, export"),
     ("tab", "move between panels"),
-    ("?", "this help"),
-    ("q", "quit"),
 ]
+
+
+# Actions offered only where they can act: re-sending changes the outbox (never on a viewer).
+CONDITIONAL = {"resend": "can_resend"}
+
+
+def key_sections(
+    app_bindings: list[BindingType], can: Callable[[str], bool] = lambda _: True
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every binding of the app, its screens and its tables, with what it does; `can(flag)`:
+    whether a CONDITIONAL action can act here."""
+    from smswatch.tui.screens.campaign import CampaignScreen
+    from smswatch.tui.screens.dashboard import DashboardScreen
+    from smswatch.tui.screens.lists import RejectionsScreen
+    from smswatch.tui.screens.message import MessageScreen
+    from smswatch.tui.screens.recipient import RecipientScreen
+    from smswatch.tui.widgets.rowtable import RowTable
+
+    where = [
+        ("everywhere", "", app_bindings),
+        ("dashboard", "dashboard", DashboardScreen.BINDINGS),
+        ("a message", "message", MessageScreen.BINDINGS),
+        ("a recipient", "recipient", RecipientScreen.BINDINGS),
+        ("a campaign", "campaign", CampaignScreen.BINDINGS),
+        ("lists (rejections, stuck)", "list", RejectionsScreen.BINDINGS),
+        ("tables", "table", RowTable.BINDINGS),
+    ]
+    sections = []
+    for title, screen, bindings in where:
+        rows = []
+        for b in (b if isinstance(b, Binding) else Binding(*b) for b in bindings):
+            if b.action in CONDITIONAL and not can(CONDITIONAL[b.action]):
+                continue
+            keys = " ".join(format_key(k.strip()) for k in b.key.split(","))
+            what = EXPLAIN.get(f"{screen}.{b.action}") or EXPLAIN.get(b.action) or b.description
+            rows.append((keys, what))
+        sections.append((title, rows))
+    sections[0][1].extend(TEXTUAL_KEYS)
+    return sections
+
 
 PANELS = [
     (
@@ -66,8 +120,7 @@ STATES = (
     "event time wins and the recipient is flagged ⚡conflict."
 )
 
-# Only when the engine forwards (--forward-to); the re-send key only where it can act.
-RESEND_KEY = ("s", "re-send the selected event (↑↓, click) of a recipient's timeline to your app")
+# Only when the engine forwards (--forward-to).
 FORWARD_PANEL = (
     "Forward",
     "the status bar's line per app: backlog, deliveries per second, the app's last answer; "
@@ -88,15 +141,14 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         keys = Table.grid(padding=(0, 2))
-        keys.add_column(style="bold", width=8)
+        keys.add_column(style="bold", width=10)
         keys.add_column()
         forwarding = bool(getattr(self.app, "forwarding", False))
-        keys_shown = list(KEYS)
-        if getattr(self.app, "can_resend", False):
-            after_raw = [k for k, _ in KEYS].index("r") + 1
-            keys_shown.insert(after_raw, RESEND_KEY)
-        for key, what in keys_shown:
-            keys.add_row(key, what)
+        app = self.app
+        for title, rows in key_sections(type(app).BINDINGS, lambda f: bool(getattr(app, f, False))):
+            keys.add_row("", Text(title, style="italic"))
+            for key, what in rows:
+                keys.add_row(Text(key), Text(what))
         panels = Table.grid(padding=(0, 2))
         panels.add_column(style="bold", width=18)
         panels.add_column(ratio=1)

@@ -92,7 +92,9 @@ class Entry:
         return self.before != self.after
 
     def matches(self, needle: str) -> bool:
+        """`needle` (lower case) within a field, as the store's filter queries match."""
         fields = (
+            self.provider,
             self.message_id,
             self.recipient,
             self.state.value,
