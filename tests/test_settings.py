@@ -57,6 +57,7 @@ SAMPLES: dict[str, Any] = {
     "forward_concurrency": 3,
     "forward_max_attempts": 4,
     "forward_retry_4xx": True,
+    "forward_polled": True,
     "lisoloo_app_key": LISOLOO_KEY,
     "lisoloo_api_url": "http://127.0.0.1:9",
     "yebolink_api_key": YEBOLINK_KEY,
