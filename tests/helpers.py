@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,13 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("serve did not come up")
+
+    def wait_for_log(self, ready: Callable[[str], bool], within: float = 60) -> None:
+        """Wait until the server's output so far satisfies `ready` (a generous ceiling)."""
+        deadline = time.monotonic() + within
+        while not ready(self.log.read_text()):
+            assert time.monotonic() < deadline, f"not in the log in time:\n{self.log.read_text()}"
+            time.sleep(0.05)
 
     def kill9(self) -> None:
         assert self.proc is not None

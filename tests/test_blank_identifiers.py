@@ -159,6 +159,9 @@ def test_blank_identifiers_agree_everywhere(tmp_path: Path, db_path: Path | str)
     assert len(failed) == 2 and failed[0] == failed[1]
 
     stats = json.loads(run("stats", "--db", str(db), "--json").stdout)
+    # By hand: the 14 edge cases (distinct event ids and YeboLink keys) and the 14 bodies of
+    # blank_id_traffic(), two of them the same.
+    assert stats["events"] == len(records) == 14 + 13
     summary = final_counters(logs[-1])
     folded = figures_from_export(records)
     for name, figures in (("serve summary", summary), ("export", folded)):

@@ -39,9 +39,8 @@ def test_serve_prints_the_urls_and_summarises(tmp_path: Path) -> None:
                 == 200
             )
         assert post(server.url + "/webhooks/lisoloo", LISOLOO["sms.sent"]) == 401
-        import time
-
-        time.sleep(1.5)
+        # Until a summary has counted all five and the refusal is logged.
+        server.wait_for_log(lambda log: "events 5 " in log and "warning: 401 unauthorized" in log)
     finally:
         log = server.stop()
     assert f"{server.url}/webhooks/lisoloo" in log
@@ -58,9 +57,13 @@ def test_serve_json_logs(tmp_path: Path) -> None:
     try:
         assert post(server.url + "/webhooks/lisoloo", "{oops") == 400
         assert post(server.url + "/webhooks/lisoloo", LISOLOO["sms.queued"]) == 200
-        import time
-
-        time.sleep(1.5)
+        # Until a summary has counted the event and the rejection.
+        server.wait_for_log(
+            lambda log: any(
+                r.get("event") == "summary" and r.get("events") == 1 and r.get("rejected") == 1
+                for r in map(json.loads, filter(str.strip, log.splitlines()))
+            )
+        )
     finally:
         log = server.stop()
     records = [json.loads(line) for line in log.splitlines() if line.strip()]

@@ -107,7 +107,11 @@ def test_kill_9_mid_campaign_loses_no_acknowledged_event(tmp_path: Path) -> None
         "-q",
     )
     try:
-        time.sleep(2.0)
+        # Until the campaign is under way: some events acknowledged, the simulator still going.
+        deadline = time.monotonic() + 60
+        while not acked.exists() or acked.read_text().count("\n") < 20:  # whole lines only
+            assert time.monotonic() < deadline, "the campaign had not started"
+            time.sleep(0.05)
         assert sim.poll() is None, "the campaign finished before the kill"
         server.kill9()
         acked_before = acked_ids(acked)

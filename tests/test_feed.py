@@ -151,6 +151,9 @@ async def test_a_wrong_token_is_refused_and_shown(tmp_path: Path) -> None:
         tmp_path / "t.db", free_port(), "--feed-port", str(feed_port), "--feed-token", TOKEN
     ).start()
     try:
+        # Something to leak: the server holds an event the refused viewer must never see.
+        event = lisoloo_event(1, "sms.sent", MID, 1, recipient_phone="+243810000001")
+        assert post(server.url + "/webhooks/lisoloo", event) == 200
         with pytest.raises(InvalidStatus) as refused:
             async with connect(
                 f"ws://127.0.0.1:{feed_port}", additional_headers={"Authorization": "Bearer nope"}

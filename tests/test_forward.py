@@ -6,10 +6,12 @@ it expects, with the event-id header; and the webhooks keep being answered meanw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
@@ -28,7 +30,7 @@ from smswatch.forward.config import ForwardConfig
 from smswatch.providers.yebolink import sign
 from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
 from smswatch.store import open_reader
-from smswatch.store.outbox import Target
+from smswatch.store.outbox import Target, outbox_path
 from tests.conftest import BASIC, SECRET, Client, basic_header, running
 from tests.helpers import SMSWATCH, free_port
 
@@ -129,6 +131,17 @@ async def wait_until(condition: Any, within: float, step: float = 0.1) -> None:
         await asyncio.sleep(step)
 
 
+def tried_forwards(db: Path) -> int:
+    """Events the outbox beside `db` has tried to forward at least once (0: no outbox yet)."""
+    if not outbox_path(db).exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{outbox_path(db)}?mode=ro", uri=True)) as o:
+        try:
+            return o.execute("SELECT count(*) FROM forwards WHERE attempts > 0").fetchone()[0]
+        except sqlite3.OperationalError:  # being created
+            return 0
+
+
 async def stored_events(db: Path) -> dict[str, dict[str, Any]]:
     async with await open_reader(db, current=True) as r:
         return {
@@ -168,7 +181,11 @@ async def test_every_event_reaches_a_failing_hanging_and_vanishing_app_at_least_
         # The app goes away for a few seconds; webhooks are still answered meanwhile.
         await app.stop()
         outage = asyncio.create_task(sender.run(sends[half:]))
-        await asyncio.sleep(2.5)
+        # Until the forwarder has tried the app while it was down, and failed.
+        await wait_until(
+            lambda: engine.hub.forwarding and engine.hub.forwarding[0].failed_attempts > 0,
+            within=60,
+        )
         await app.start()
         second = await outage
         # (One sender: its result counts both halves.)
@@ -248,7 +265,8 @@ async def test_sigkill_with_a_backlog_then_restart_drains_it(
             url = f"http://127.0.0.1:{port}/webhooks/lisoloo"
             async with session.post(url, data=lisoloo(i), headers=auth) as resp:
                 assert resp.status == 200
-        await asyncio.sleep(1.5)  # the forwarder has queued them and is retrying
+        # Until the forwarder has queued all 60 and tried each at least once.
+        await wait_until(lambda: tried_forwards(db) == 60, within=60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         await app.start()

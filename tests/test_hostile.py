@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,6 +23,8 @@ from smswatch.engine import Engine
 from smswatch.providers.yebolink import sign
 from smswatch.store import open_reader
 from tests.conftest import BASIC, SECRET, basic_header, running
+
+README = Path(__file__).parents[1] / "README.md"
 
 # The whole suite, with each store behind the listener.
 pytestmark = pytest.mark.both_stores
@@ -274,6 +278,22 @@ CASES = [
         headers={"X-YeboLink-Signature": "zz-not-hex-ünïcode"},
     ),
     Case(
+        "signature-truncated",
+        YEBO,
+        status=401,
+        code="bad_signature",
+        path="/webhooks/yebolink",
+        auth=None,
+        headers={"X-YeboLink-Signature": sign(SECRET, YEBO)[:-2]},
+    ),
+    Case(
+        "yebolink-signature-on-lisoloo",
+        status=401,
+        code="unauthorized",
+        auth=None,
+        headers={"X-YeboLink-Signature": sign(SECRET, VALID)},
+    ),
+    Case(
         "signature-empty",
         YEBO,
         status=401,
@@ -392,8 +412,14 @@ async def stored(engine: Engine) -> list[str]:
         return [e.event_id async for e in r.iter_events() if e.event_id != "control"]
 
 
-def test_there_are_more_than_fifty_cases() -> None:
-    assert len(CASES) + len(RAW) >= 50
+def test_the_readme_count_of_hostile_requests_is_what_the_suite_sends() -> None:
+    """The README promises "N+ hostile requests": this file holds that many distinct cases,
+    each run against the server by test_hostile_request or test_hostile_bytes below."""
+    claim = re.search(r"includes (\d+)\+ hostile requests", README.read_text())
+    assert claim, "the README no longer says how many hostile requests the tests send"
+    ids = [c.id for c in CASES] + [r[0] for r in RAW]
+    assert len(set(ids)) == len(ids), "two cases share an id"
+    assert len(ids) >= int(claim[1]), f"{len(ids)} cases; the README says {claim[1]}+"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

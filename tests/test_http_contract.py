@@ -4,9 +4,13 @@ over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import asyncpg
 import pytest
 
 from smswatch.config import Credentials
@@ -32,8 +36,37 @@ EVENT = json.dumps(
 )
 
 
-async def test_200_only_after_commit_and_200_again_for_a_duplicate(client: Client, reader) -> None:
-    status, answer = await client.lisoloo(EVENT)
+@contextlib.asynccontextmanager
+async def write_lock_held(db_path: Path | str) -> AsyncIterator[None]:
+    """Another connection holds the store's write lock, so no commit can complete meanwhile
+    (the writer waits for it: its busy timeout is longer than the hold)."""
+    if isinstance(db_path, Path):
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    conn = await asyncpg.connect(db_path)
+    try:
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # blocks every INSERT
+            yield
+    finally:
+        await conn.close()
+
+
+async def test_200_only_after_commit_and_200_again_for_a_duplicate(
+    client: Client, reader, db_path: Path | str
+) -> None:
+    async with write_lock_held(db_path):
+        posted = asyncio.ensure_future(client.lisoloo(EVENT))
+        # While the commit cannot happen, no answer may come: not a 200, not anything.
+        done, _ = await asyncio.wait([posted], timeout=0.5)
+        assert not done, posted.result()
+    status, answer = await asyncio.wait_for(posted, 30)  # the lock went: now it commits
     assert status == 200
     assert answer == {
         "status": "stored",

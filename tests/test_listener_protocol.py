@@ -10,6 +10,7 @@ import gzip
 import json
 import socket
 import sqlite3
+import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -166,9 +167,11 @@ async def test_an_idle_keep_alive_connection_is_closed(eng: Engine) -> None:
     reader, writer = await connect(eng.listener.port)
     writer.write(GET_HEALTH)
     assert (await read_answer(reader)).status == 200
-    started = time.monotonic()
-    assert await closed(reader)
-    assert 0.8 < time.monotonic() - started < 3.0  # idle_timeout 1.0, swept every 0.2 s
+    # Kept alive after an answer: the next request on it is served...
+    writer.write(GET_HEALTH)
+    assert (await read_answer(reader)).status == 200
+    # ...and, with none coming, the idle timeout (1.0 s) closes it, unanswered.
+    assert await closed(reader, within=30)
 
 
 # --- Expect: 100-continue -------------------------------------------------------------------
@@ -338,25 +341,31 @@ async def test_an_upgrade_request_is_answered_and_never_upgraded(eng: Engine) ->
 # --- slowloris and head limits ----------------------------------------------------------------
 
 
-async def trickle(writer: asyncio.StreamWriter, data: bytes, size: int, pause: float) -> None:
-    """Send `data` a few bytes at a time until done or the server hangs up."""
+async def trickle(writer: asyncio.StreamWriter, data: bytes, size: int, pause: float) -> int:
+    """Send `data` a few bytes at a time until done or the server hangs up; returns how many
+    bytes were sent."""
+    sent = 0
     with contextlib.suppress(ConnectionError):
         for i in range(0, len(data), size):
             writer.write(data[i : i + size])
             await writer.drain()
+            sent = i + size
             await asyncio.sleep(pause)
+    return min(sent, len(data))
 
 
 async def test_headers_trickled_byte_by_byte_are_cut_by_the_idle_timeout(eng: Engine) -> None:
     reader, writer = await connect(eng.listener.port)
-    started = time.monotonic()
+    # 1,000+ bytes, one each 50 ms: 50 s at least, however loaded the machine.
     head = b"POST /webhooks/lisoloo HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
     sender = asyncio.create_task(trickle(writer, head, 1, 0.05))  # busy, never complete
     try:
-        assert await closed(reader)  # closed, unanswered
+        assert await closed(reader, within=30)  # closed, unanswered
+        # The idle timeout (1.0 s) cut it while bytes were still coming, long before the end:
+        # the sender's next writes fail.
+        assert await asyncio.wait_for(sender, 30) < len(head)
     finally:
         sender.cancel()
-    assert time.monotonic() - started < 3.5  # idle_timeout 1.0, though bytes kept coming
 
 
 async def test_head_limits(eng: Engine) -> None:
@@ -513,7 +522,9 @@ async def test_a_flood_on_one_connection_is_not_read_past_what_can_wait(
     total = 5000  # ~1.5 MB of pipelined requests while no commit completes
     reader, w = await connect(listener.port)
     w.write(b"".join(post(event(i)) for i in range(total)))
-    await asyncio.sleep(0.5)
+    await until(lambda: bool(listener._connections))
+    conn = next(iter(listener._connections))
+    await until(lambda: bool(conn.paused), within=30)  # stopped reading
     # Read in chunks of at most 256 KiB (under 1,000 requests), then stopped: memory is bounded
     # by what one read brings, not by what the client sends.
     assert 0 < writer.submitted < 1000
@@ -572,8 +583,9 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(eng: E
 # --- uvloop -----------------------------------------------------------------------------------
 
 
+# uvloop is a dependency everywhere but Windows (pyproject.toml): missing, this fails.
+@pytest.mark.skipif(sys.platform == "win32", reason="smswatch runs on asyncio's loop on Windows")
 def test_the_engine_thread_runs_the_listener_on_uvloop(tmp_path: Any) -> None:
-    pytest.importorskip("uvloop")
     assert loops.name() == "uvloop"
     with EngineThread(EngineConfig(db_path=tmp_path / "u.db", port=0)) as thread:
         assert type(thread.loop).__module__.startswith("uvloop")

@@ -100,10 +100,19 @@ async def test_one_recipient_hammered_from_three_instances_folds_as_one_writer_w
     for ev in events:
         fold(expected, ev)
 
+    # And the domain rules applied by hand, with no code of smswatch's: the highest-ranked
+    # state seen; of delivered and failed, the later by event time, and a conflict if both.
+    seen = [(json.loads(b)["timestamp"], json.loads(b)["event_type"][4:]) for b in bodies]
+    terminal = sorted((at, kind) for at, kind in seen if kind in ("delivered", "failed"))
+    assert terminal and terminal[-1][0] != terminal[-2][0]  # no tie for the latest, this seed
+    by_hand = (State(terminal[-1][1]), len({kind for _, kind in terminal}) == 2)
+    assert (expected.state, expected.conflict) == by_hand
+
     r = await open_reader(pg_url)
     try:
         got = await r.recipient("hammered", "+243990000001")
         assert got is not None
+        assert (got.state, got.conflict) == by_hand
         assert (got.state, got.state_at, got.conflict) == (
             expected.state,
             expected.state_at,

@@ -592,6 +592,37 @@ async def test_hostile_text_is_escaped_and_anomalies_found(
     deadlines = {State.QUEUED: 300_000_000, State.PROCESSING: 300_000_000, State.SENT: 60_000_000}
     report = await gather_report(db_path, HOSTILE, now_us(), deadlines)
     assert report.figures == stats_record(*await gather(db_path, HOSTILE))
+    # And against the traffic itself, worked out by hand: 8 events (the 7 and a's second
+    # sent); a left at sent, b delivered after 90 s, c delivered after 91 s then failed (the
+    # conflict); the broken body quarantined.
+    figures = dict(report.figures)
+    received = figures.pop("first_received_at"), figures.pop("last_received_at")
+    assert received[0] is not None and received[0] <= received[1]
+    assert figures == {
+        "events": 8,
+        "events_by_provider": {"lisoloo": 8},
+        "messages": 1,
+        "in_flight": 1,
+        "recipients": {"queued": 0, "processing": 0, "sent": 1, "delivered": 1, "failed": 1},
+        "delivery_rate": 0.5,
+        "conflicts": 1,
+        "latency": {
+            "queued_to_sent": {"count": 3, "p50_ms": 1000.0, "p95_ms": 1000.0},
+            "sent_to_delivered": {"count": 2, "p50_ms": 90000.0, "p95_ms": 91000.0},
+            "queued_to_delivered": {"count": 2, "p50_ms": 91000.0, "p95_ms": 92000.0},
+        },
+        "failures": [
+            {
+                "provider": "lisoloo",
+                "error_code": HOSTILE_CODE,
+                "name": None,
+                "count": 1,
+                "retry": "unknown",
+                "latest_message": HOSTILE_MESSAGE,
+            }
+        ],
+        "quarantined": 1,
+    }
     a = report.anomalies
     # 90 s with nothing while all three waited, and nothing since the last event for the one
     # still at sent.

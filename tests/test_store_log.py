@@ -81,6 +81,27 @@ def campaign(n_messages: int = 6, n_recipients: int = 40) -> list[Event]:
     return events
 
 
+def campaign_truth(n_messages: int = 6, n_recipients: int = 40) -> dict[tuple[str, str], Any]:
+    """What campaign() must end in, by its construction and the domain rules, with no code of
+    smswatch's: (message, recipient) -> (state, conflict)."""
+    truth: dict[tuple[str, str], Any] = {}
+    for m in range(n_messages):
+        for r in range(n_recipients):
+            final = "failed" if r % 5 == 0 else "delivered"
+            if r % 11 == 0:  # the other outcome came later: it wins, and is a conflict
+                final = "delivered" if final == "failed" else "failed"
+            truth[(f"{m:024x}", f"+24381{m:02d}{r:05d}")] = (final, r % 11 == 0)
+    for r in range(30):
+        truth[(f"ye{r:04d}", f"+2687600{r:04d}")] = ("delivered" if r % 4 else "failed", False)
+    return truth
+
+
+def recipient_states(path: Path) -> dict[tuple[str, str], Any]:
+    with contextlib.closing(connect_log(path)) as db:
+        rows = db.execute("SELECT message_id, recipient, state, conflict FROM recipients")
+        return {(m, r): (s, bool(c)) for m, r, s, c in rows}
+
+
 async def store(path: Path, events: list[Event], **options: Any) -> Writer:
     writer = Writer(path, **options)
     await writer.open()
@@ -129,6 +150,7 @@ async def test_a_clean_run_leaves_tables_equal_to_the_fold_of_the_log(tmp_path: 
     writer = await store(db, campaign())
     await writer.close()
     assert_state_is_the_fold_of_the_log(db)
+    assert recipient_states(db) == campaign_truth()
 
 
 async def test_the_answer_comes_before_the_checkpoint_and_the_log_has_it(tmp_path: Path) -> None:
@@ -168,6 +190,7 @@ async def test_after_a_crash_the_log_tail_is_folded_again(tmp_path: Path) -> Non
     assert again.replayed == len({ev.dedupe_key for ev in events})
     await again.close()
     assert_state_is_the_fold_of_the_log(db)
+    assert recipient_states(db) == campaign_truth()
     reference = tmp_path / "reference.db"
     await (await store(reference, events)).close()
     assert tables(db) == tables(reference)
