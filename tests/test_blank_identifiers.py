@@ -78,6 +78,50 @@ def blank_id_traffic() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+REAL = "b1a4c0b1a4c0b1a4c0b1a4c0"
+YEBO = "7c1d0000-aaaa-4bbb-8ccc-000000000001"
+# The sample's only YeboLink message still in flight when the blank-id traffic arrives.
+YEBO_OPEN = "5e5e5e5e-0000-4000-8000-000000000003"
+NONE = "unattributed"
+
+# Written down by hand from the README's rule, not computed by smswatch: blank is absent; an
+# absent message id is resolved from the recipient (its latest message, else the gateway's latest
+# unfinished message, else `unattributed`); an event without a recipient is message-level, and
+# with no message id either it goes to `unattributed`. One row per body of blank_id_traffic().
+EXPECTED_ATTRIBUTION: list[tuple[str, str | None]] = [
+    (REAL, None),  # 1 queued, message-level
+    (REAL, "+243820000001"),  # 2 processing
+    (REAL, "+243820000001"),  # 3 message id "": the recipient's message
+    (REAL, "+243820000001"),  # 4 message id "   ": the same
+    (REAL, None),  # 5 recipient "": message-level
+    (REAL, None),  # 6 recipient " \t": message-level
+    (NONE, None),  # 7 no message id, no recipient
+    (REAL, "+243820000002"),  # 8 new recipient: the latest unfinished Lisoloo message
+    (REAL, "+243820000003"),  # 9 event id "": derived from the body
+    (REAL, "+243820000003"),  # 10 the same body: the same event
+    (YEBO_OPEN, "+26876000009"),  # 11 new recipient: the latest unfinished YeboLink message
+    (YEBO, None),  # 12 recipient "": message-level
+    (YEBO, None),  # 13 recipient " ": message-level
+    (NONE, None),  # 14 nothing to correlate on
+]
+# Each message's final recipients (state) and funnel, as `inspect --json` must show them.
+EXPECTED_MESSAGES: dict[str, tuple[dict[str, str], dict[str, int]]] = {
+    REAL: (
+        {"+243820000001": "delivered", "+243820000002": "sent", "+243820000003": "failed"},
+        # sms.queued announced 4 recipients and 3 were named: the one not named yet is queued.
+        {"queued": 1, "processing": 0, "sent": 1, "delivered": 1, "failed": 1},
+    ),
+    YEBO_OPEN: (
+        {"thandi@example.org": "sent", "+26876000009": "queued"},
+        {"queued": 1, "processing": 0, "sent": 1, "delivered": 0, "failed": 0},
+    ),
+    # A YeboLink message is for one recipient; its events named none, so it is not named yet.
+    YEBO: ({}, {"queued": 1, "processing": 0, "sent": 0, "delivered": 0, "failed": 0}),
+    # Body 7 announced 2, then body 14 (YeboLink: one recipient a message) 1; none named.
+    NONE: ({}, {"queued": 1, "processing": 0, "sent": 0, "delivered": 0, "failed": 0}),
+}
+
+
 def post(url: str, provider: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{url}/webhooks/{provider}",
@@ -157,6 +201,20 @@ def test_blank_identifiers_agree_everywhere(tmp_path: Path, db_path: Path | str)
     # The same body with a blank event id twice: stored once.
     failed = [a["event_id"] for p, b, a in answers if b.get("event_id") == ""]
     assert len(failed) == 2 and failed[0] == failed[1]
+    # The independent truth: each body ends up where the rule, read by hand, says.
+    for n, ((_p, _b, answer), (mid, recipient)) in enumerate(
+        zip(answers, EXPECTED_ATTRIBUTION, strict=True)
+    ):
+        stored = by_id[answer["event_id"]]
+        assert (answer["message_id"], stored["message_id"], stored["recipient"]) == (
+            mid,
+            mid,
+            recipient,
+        ), f"body {n + 1}"
+    for mid, (recipients, counts) in EXPECTED_MESSAGES.items():
+        shown = json.loads(run("inspect", mid, "--db", str(db), "--json").stdout)
+        assert {r["recipient"]: r["state"] for r in shown["recipients"]} == recipients, mid
+        assert shown["counts"] == counts, mid
 
     stats = json.loads(run("stats", "--db", str(db), "--json").stdout)
     # By hand: the 14 edge cases (distinct event ids and YeboLink keys) and the 14 bodies of
