@@ -79,6 +79,7 @@ async def test_two_viewers_see_a_webhook_and_survive_a_restart_of_serve(tmp_path
     apps = [viewer(feed), viewer(feed)]
     step = asyncio.Event()
     results: list[str] = []
+    live: list[SmsWatchApp] = []  # viewers connected to the feed
     progress = asyncio.Condition()
 
     async def reached(stage: str) -> None:
@@ -93,6 +94,9 @@ async def test_two_viewers_see_a_webhook_and_survive_a_restart_of_serve(tmp_path
     async def watch(app: SmsWatchApp) -> None:
         async with app.run_test(size=(140, 40)) as pilot:
             await until(pilot, lambda: app.connected and isinstance(app.screen, DashboardScreen))
+            async with progress:
+                live.append(app)
+                progress.notify_all()
             await until(pilot, lambda: shows(app, "+243810000001"))
             assert app.screen.query_one(MessagesTable).rows[0].message_id == MID
             # The status bar says where the data comes from and that it is live.
@@ -132,7 +136,10 @@ async def test_two_viewers_see_a_webhook_and_survive_a_restart_of_serve(tmp_path
         await asyncio.to_thread(restarted.stop)
 
     tasks = [asyncio.create_task(watch(app)) for app in apps]
-    await asyncio.sleep(1.0)
+
+    # The webhook comes once both viewers are on the feed, so they see it pushed, not backfilled.
+    async with progress:
+        await asyncio.wait_for(progress.wait_for(lambda: len(live) == len(apps)), 30)
     assert (
         await asyncio.to_thread(
             post,
