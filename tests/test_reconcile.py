@@ -232,7 +232,13 @@ async def test_the_keys_appear_in_no_log_export_or_feed_frame(
                         }
                     )
                 )
-                await asyncio.sleep(1.0)
+
+                async def answered() -> bool:
+                    replies = (json.loads(f) for f in frames)
+                    return any(r.get("type") == "reply" and r.get("id") == 1 for r in replies)
+
+                # The message's answer is in the frames checked for the keys below.
+                await until(answered, within=30)
                 reading.cancel()
             assert "401" in (engine.reconciler.status.last_error or "")
             out = io.StringIO()
