@@ -150,7 +150,13 @@ async def test_the_forwarder_rides_out_a_database_outage(pg_url: str, postgres_s
             assert (await post(engine, i))[0] == 200
         db = urlsplit(pg_url).path.lstrip("/")
         await set_reachable(postgres_server.url("postgres"), db, False)
-        await asyncio.sleep(2.5)  # the forwarder's claims and the status both fail meanwhile
+        # Up again only once the forwarder has felt the outage (it cannot open or use the outbox),
+        # however long that takes on a busy machine.
+        assert engine.forwarder is not None
+        forwarder = engine.forwarder
+        await wait_until(
+            lambda: any("the outbox: " in line for line in forwarder.stderr), within=30
+        )
         await set_reachable(postgres_server.url("postgres"), db, True)
         await app.start()
         wanted = {f"pg-fwd-{i}" for i in range(6)}
