@@ -26,6 +26,10 @@ def free_port() -> int:
 def run(
     *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    if env is None:
+        # pytest puts COLUMNS=80 in its children's environment (not in os.environ): a command
+        # piped here must see what a script's pipe sees, no width at all, unless a test says so.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     return subprocess.run(
         [*SMSWATCH, *args], capture_output=True, text=True, timeout=timeout, check=check, env=env
     )

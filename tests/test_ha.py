@@ -283,12 +283,14 @@ async def test_three_instances_behind_haproxy_one_killed_halfway(
         summary = err.strip()
         assert sim.returncode == 0, f"{summary}\n{logs()}"
         m = re.search(
-            r"(\d+) acknowledged \((\d+) as duplicates\) of (\d+) deliveries, (\d+) retried, "
+            r"(\d+) acknowledged \((\d+) as duplicates\) of ([\d,]+) deliveries, (\d+) retried, "
             r"(\d+) rejected, (\d+) given up",
             summary,
         )
         assert m is not None, summary
-        answered, as_duplicates, planned, _, rejected, given_up = map(int, m.groups())
+        answered, as_duplicates, planned, _, rejected, given_up = (
+            int(g.replace(",", "")) for g in m.groups()
+        )
         assert (answered, planned, rejected, given_up) == (len(plan.deliveries),) * 2 + (0, 0)
 
         await viewer.wait(lambda: viewer.events >= plan.events, 10, "caught up")

@@ -101,11 +101,11 @@ def test_the_forwarder_signs_and_authenticates_with_the_known_answers(tmp_path: 
     )
     forwarder = Forwarder(db, config)  # not run: only the headers it would send are asked
     data = RFC4231[1][1].decode()
-    yebolink = Job(1, "http://127.0.0.1:9/", 0, "yebolink", "e1", "m1", data)
+    yebolink = Job(1, "http://127.0.0.1:9/", 0, "yebolink", "e1", "m1", data, "message.delivered")
     headers = forwarder._headers(yebolink, data.encode(), None)
     assert headers["X-YeboLink-Signature"] == RFC4231[1][2]
     assert "Authorization" not in headers
-    lisoloo = Job(2, "http://127.0.0.1:9/", 0, "lisoloo", "e2", "m2", "{}")
+    lisoloo = Job(2, "http://127.0.0.1:9/", 0, "lisoloo", "e2", "m2", "{}", "sms.delivered")
     headers = forwarder._headers(lisoloo, b"{}", None)
     assert headers["Authorization"] == ALADDIN_HEADER
     assert "X-YeboLink-Signature" not in headers
