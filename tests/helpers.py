@@ -115,3 +115,32 @@ class Server:
 def export_records(db: Path | str) -> list[dict[str, Any]]:
     out = run("export", "--db", str(db)).stdout
     return [json.loads(line) for line in out.splitlines()]
+
+
+def on_a_terminal(*args: str, columns: int | None = None, timeout: float = 60) -> str:
+    """`smswatch ARGS` with stdout on a pseudo-terminal; what it printed. `columns`: the
+    terminal's own width (no COLUMNS); without it, COLUMNS=200."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    if columns is None:
+        env = {**os.environ, "COLUMNS": "200"}
+    else:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([*SMSWATCH, *args], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout) == 0, proc.stderr.read() if proc.stderr else ""
+    return out.decode("utf-8").replace("\r\n", "\n")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ from smswatch.store.campaigns import tag_messages
 from smswatch.store.schema import state_path
 from smswatch.timefmt import iso
 from tests.conftest import Client, running
-from tests.helpers import SMSWATCH, Server, free_port, run
+from tests.helpers import Server, free_port, on_a_terminal, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_stores]
 
@@ -696,30 +695,6 @@ async def test_hostile_campaign_names_are_bounded_and_printed_literally(
         assert "esc␛[2J" in out
         assert "L" * 30 in out and "L" * 60 not in out  # bounded on screen too
     assert {c["name"] for c in json.loads(tty_json)} == set(listed)
-
-
-def on_a_terminal(*args: str) -> str:
-    """Run `smswatch ARGS` with stdout on a pseudo-terminal; return what it printed."""
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [*SMSWATCH, *args],
-        stdout=slave,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    os.close(slave)
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its side
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
-    return out.decode("utf-8").replace("\r\n", "\n")
 
 
 # --- 8. both back ends answer the campaign queries alike ------------------------------------------

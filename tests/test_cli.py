@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.seeds import LISOLOO
-from tests.helpers import Server, free_port, run
+from tests.helpers import Server, free_port, on_a_terminal, run
 
 pytestmark = pytest.mark.slow
 
@@ -284,31 +284,7 @@ def traffic(tmp_path: Path) -> Path:
 
 def on_a_tty(args: list[str], columns: int) -> str:
     """`smswatch ARGS` with stdout on a pseudo-terminal `columns` wide (and no COLUMNS)."""
-    import fcntl
-    import os
-    import struct
-    import subprocess
-    import termios
-
-    from tests.helpers import SMSWATCH
-
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    proc = subprocess.Popen([*SMSWATCH, *args], stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its side
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
-    text = out.decode("utf-8").replace("\r\n", "\n")
+    text = on_a_terminal(*args, columns=columns)
     return re.sub("\x1b\\[[0-9;?]*[a-zA-Z]", "", text)
 
 

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SMSWATCH, Server, free_port, run
+from tests.helpers import Server, free_port, on_a_terminal, run
 from tests.tui_support import lisoloo_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="ptys")]
@@ -29,30 +27,6 @@ HIDDEN = {"\u200b", "\u2060", "\ufeff", "\u00ad", "\U000e0041", "\U000e007f", "\
 def hidden_in(text: str) -> set[str]:
     """What should not be there, once the colours Rich itself asks for are taken out."""
     return HIDDEN & set(re.sub("\x1b\\[[0-9;]*m", "", text))
-
-
-def on_a_terminal(*args: str) -> str:
-    """Run `smswatch ARGS` with stdout on a pseudo-terminal; return what it printed."""
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [*SMSWATCH, *args],
-        stdout=slave,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    os.close(slave)
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its side
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
-    return out.decode("utf-8").replace("\r\n", "\n")
 
 
 @pytest.fixture(scope="module")

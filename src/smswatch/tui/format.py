@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.highlighter import JSONHighlighter
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.table import Table
 from rich.text import Text
 
 from smswatch.domain import MessageState, State
@@ -131,6 +133,28 @@ class Flow:
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         widths = [item.cell_len for item in self.items] or [0]
         return Measurement(max(widths), sum(widths) + self.gap * (len(widths) - 1))
+
+
+def labelled(
+    pairs: Sequence[tuple[str, Any, str, Any]], lines: Sequence[tuple[str, Any]], label: int
+) -> Group:
+    """A screen header: facts two to a row where they fit (`pairs`), then full-width rows
+    (`lines`), their labels one width so the values line up."""
+    parts = []
+    if pairs:
+        grid = Table.grid(padding=(0, 2), expand=True)
+        for _ in range(2):
+            grid.add_column(style="dim", width=label)
+            grid.add_column(ratio=1)
+        for row in pairs:
+            grid.add_row(*row)
+        parts.append(grid)
+    full = Table.grid(padding=(0, 2), expand=True)
+    full.add_column(style="dim", width=label)
+    full.add_column(ratio=1)
+    for line in lines:
+        full.add_row(*line)
+    return Group(*parts, full)
 
 
 def cost(msg: MessageState) -> str:

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -27,7 +26,7 @@ from smswatch.domain import FUNNEL, MessageState, State
 from smswatch.sanitize import safe
 from smswatch.store.reader import FailureGroup, Percentiles
 from smswatch.timefmt import span
-from smswatch.tui.format import Flow, counts_bar, literal, moments, untrusted
+from smswatch.tui.format import Flow, counts_bar, labelled, literal, moments, untrusted
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.screens.dashboard import SHORT_BELOW, MessagesTable
 from smswatch.tui.screens.message import percentiles_text
@@ -344,18 +343,7 @@ class CampaignScreen(AppScreen):
                 lines.append(("rates now", Flow(self.rates(view))))
         elif wide:  # the summary alone, before the campaign's figures are read
             pairs.append(("delivery rate", rate, "", Text("")))
-        grid = Table.grid(padding=(0, 2), expand=True)
-        for _ in range(2):
-            grid.add_column(style="dim", width=LABEL)
-            grid.add_column(ratio=1)
-        for row in pairs:
-            grid.add_row(*row)
-        full = Table.grid(padding=(0, 2), expand=True)
-        full.add_column(style="dim", width=LABEL)
-        full.add_column(ratio=1)
-        for row in lines:
-            full.add_row(*row)
-        return Group(grid, full) if pairs else Group(full)
+        return labelled(pairs, lines, LABEL)
 
     def rates(self, view: CampaignView) -> list[Text]:
         pal = self.sw.palette

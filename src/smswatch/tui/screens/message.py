@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,6 +24,7 @@ from smswatch.timefmt import span
 from smswatch.tui.format import (
     Flow,
     cost,
+    labelled,
     literal,
     moments,
     recipient_text,
@@ -269,19 +269,7 @@ class MessageScreen(AppScreen):
             lines.append(("metadata", untrusted(m.metadata, 200)))
         if m.gateway_at is not None:
             lines.append(("reconciled", Flow(gateway_counts(m, pal, polled))))
-        grid = Table.grid(padding=(0, 2), expand=True)
-        grid.add_column(style="dim", width=LABEL)
-        grid.add_column(ratio=1)
-        grid.add_column(style="dim", width=LABEL)
-        grid.add_column(ratio=1)
-        for row in pairs:
-            grid.add_row(*row)
-        full = Table.grid(padding=(0, 2), expand=True)
-        full.add_column(style="dim", width=LABEL)
-        full.add_column(ratio=1)
-        for row in lines:
-            full.add_row(*row)
-        return Group(grid, full)
+        return labelled(pairs, lines, LABEL)
 
     def on_resize(self) -> None:
         self.show()  # the header's layout follows the width
