@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import percentile
-from smswatch.domain import Event, MessageInfo, State
+from smswatch.core.domain import Event, MessageInfo, State
 from smswatch.store import Writer
 
 CAMPAIGN = "bulk-100k"
@@ -96,9 +96,9 @@ async def generate(path: Path, recipients: int, t0: int, open_share: float = 0.0
 def measure(path: Path, rate: int, seconds: float) -> dict[str, Any]:
     """First paint, the campaign screen opening (five times), and keys answered while `rate`
     events a second flow in (a load generator on the other CPU), in one monitor process."""
-    from smswatch.datasource import LocalSource
-    from smswatch.engine import EngineConfig
-    from smswatch.engine_thread import EngineThread
+    from smswatch.live.datasource import LocalSource
+    from smswatch.live.engine import EngineConfig
+    from smswatch.live.thread import EngineThread
     from smswatch.tui.app import SmsWatchApp
     from smswatch.tui.screens.campaign import CampaignScreen
     from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable

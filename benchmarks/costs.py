@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smswatch.providers.lisoloo import Lisoloo
+from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.store.writer import Writer, _Pending
 
 BATCH = 32

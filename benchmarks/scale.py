@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from smswatch.domain import Event, MessageInfo, State
+from smswatch.core.domain import Event, MessageInfo, State
 from smswatch.store import Writer
 
 BIG_MESSAGE = "big0000000000000000000000"
@@ -104,9 +104,9 @@ async def generate(path: Path, total: int) -> None:
 
 
 def measure(path: Path) -> dict[str, float | None]:
-    from smswatch.datasource import LocalSource
-    from smswatch.engine import EngineConfig
-    from smswatch.engine_thread import EngineThread
+    from smswatch.live.datasource import LocalSource
+    from smswatch.live.engine import EngineConfig
+    from smswatch.live.thread import EngineThread
     from smswatch.tui.app import SmsWatchApp
     from smswatch.tui.screens.dashboard import DashboardScreen
     from smswatch.tui.screens.message import MessageScreen

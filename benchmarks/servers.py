@@ -61,9 +61,9 @@ async def lean(port: int) -> None:
 
 
 def tui(port: int, db: Path, drawn_path: Path | None) -> None:
-    from smswatch.datasource import LocalSource
-    from smswatch.engine import EngineConfig
-    from smswatch.engine_thread import EngineThread
+    from smswatch.live.datasource import LocalSource
+    from smswatch.live.engine import EngineConfig
+    from smswatch.live.thread import EngineThread
     from smswatch.runtime import tune_gc
     from smswatch.tui.app import SmsWatchApp
 

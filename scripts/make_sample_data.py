@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from smswatch.simulate import SimConfig, plan_campaign
+from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.timefmt import iso
 
 OUT = Path(__file__).resolve().parent.parent / "sample_data"

@@ -15,8 +15,8 @@ import pytest
 
 from smswatch import store
 from smswatch.config import Credentials
-from smswatch.engine import Engine, EngineConfig
-from smswatch.providers.yebolink import sign
+from smswatch.gateways.yebolink.webhook import sign
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import Reader
 from tests.pg_server import PostgresServer, start_postgres
 

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smswatch.providers import lisoloo, yebolink
-from smswatch.providers.base import Rejected
-from smswatch.providers.lisoloo import Lisoloo
-from smswatch.providers.yebolink import YeboLink
+from smswatch.gateways import lisoloo, yebolink
+from smswatch.gateways.base import Rejected
+from smswatch.gateways.lisoloo.webhook import Lisoloo
+from smswatch.gateways.yebolink.webhook import YeboLink
 from tests.test_reliability import json_values, lisoloo_bodies, yebolink_bodies
 
 # Values on both sides of every limit the two paths must agree on.

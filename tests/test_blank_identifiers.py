@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from smswatch import providers
-from smswatch.domain import (
+from smswatch import gateways as providers
+from smswatch.core.domain import (
     FUNNEL,
     MessageState,
     RecipientState,
@@ -22,8 +22,8 @@ from smswatch.domain import (
     apply_transition,
     fold,
 )
-from smswatch.providers import Credentials
-from smswatch.providers.base import absent_if_blank
+from smswatch.gateways import Credentials
+from smswatch.gateways.base import absent_if_blank
 from smswatch.timefmt import to_us
 from tests.helpers import Server, export_records, free_port, run
 

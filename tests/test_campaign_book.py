@@ -12,7 +12,7 @@ import pytest
 
 from smswatch.campaigns.analysis import campaign_view
 from smswatch.config import stuck_deadlines
-from smswatch.datasource import StoreQueries
+from smswatch.live.datasource import StoreQueries
 from smswatch.store import open_reader
 from smswatch.store.campaigns import tag_messages
 from smswatch.timefmt import now_us

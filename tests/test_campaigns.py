@@ -33,9 +33,9 @@ from smswatch.campaigns.analysis import campaign_view
 from smswatch.campaigns.model import BURST_GAP_US, Selector, burst_name
 from smswatch.campaigns.rule import MAX_NAME, CampaignRule
 from smswatch.cli import main
-from smswatch.domain import FUNNEL, Event, MessageInfo, State
-from smswatch.engine import Engine
-from smswatch.simulate import SimConfig, plan_campaign
+from smswatch.core.domain import FUNNEL, Event, MessageInfo, State
+from smswatch.devtools.simulate import SimConfig, plan_campaign
+from smswatch.live.engine import Engine
 from smswatch.store import make_writer, open_reader
 from smswatch.store.campaigns import tag_messages
 from smswatch.store.schema import state_path

@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smswatch.domain import (
+from smswatch.core.domain import (
     Event,
     MessageInfo,
     MessageState,

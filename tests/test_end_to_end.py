@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smswatch.simulate import SimConfig, plan_campaign
+from smswatch.devtools.simulate import SimConfig, plan_campaign
 from tests.helpers import Server, acked_ids, export_records, free_port, run, start_simulate
 
 pytestmark = pytest.mark.slow

@@ -25,10 +25,10 @@ import pytest
 from aiohttp import web
 
 from smswatch.config import Credentials
-from smswatch.engine import Engine, EngineConfig
+from smswatch.devtools.simulate import Delivery, Sender, SimConfig, plan_campaign
 from smswatch.forward.config import ForwardConfig
-from smswatch.providers.yebolink import sign
-from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.gateways.yebolink.webhook import sign
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
 from smswatch.store.outbox import Target, outbox_path
 from tests.conftest import BASIC, SECRET, Client, basic_header, running
@@ -292,7 +292,7 @@ def forwarders_of(db: Path) -> list[str]:
 
 
 def test_forwarding_metrics_label_targets_without_their_password() -> None:
-    from smswatch.metrics import forwarding_metrics
+    from smswatch.live.metrics import forwarding_metrics
     from smswatch.store.outbox import Attempt, TargetStatus
 
     url = "https://hook:s3cret@app.example/sms"

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from smswatch.cli.forward import parse_duration
 from smswatch.config import Credentials
-from smswatch.engine import Engine, EngineConfig
-from smswatch.forward.cli import parse_duration
 from smswatch.forward.config import parse_targets
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store.outbox import outbox_path
 from tests.conftest import BASIC, SECRET, Client, running
 from tests.helpers import free_port, run

@@ -33,11 +33,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from smswatch.datasource import Connection, Snapshot
-from smswatch.domain import FUNNEL
+from smswatch.core.domain import FUNNEL
+from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.feed.client import RemoteSource
-from smswatch.hub import Counters, Delta
-from smswatch.simulate import SimConfig, plan_campaign
+from smswatch.live.datasource import Connection, Snapshot
+from smswatch.live.hub import Counters, Delta
 from smswatch.store import open_reader
 from tests.helpers import SMSWATCH, acked_ids, free_port, start_simulate
 

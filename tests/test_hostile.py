@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from smswatch.config import Credentials
-from smswatch.engine import Engine
-from smswatch.providers.yebolink import sign
+from smswatch.gateways.yebolink.webhook import sign
+from smswatch.live.engine import Engine
 from smswatch.store import open_reader
 from tests.conftest import BASIC, SECRET, basic_header, running
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from smswatch.config import Credentials
-from smswatch.domain import State
+from smswatch.core.domain import State
 from tests.conftest import BASIC, SECRET, Client, basic_header, fill_until_503
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
 
@@ -227,7 +227,7 @@ async def test_401_yebolink_signature(secured_client: Client, reader) -> None:
     assert (status, answer["error"]) == (401, "bad_signature")
     assert "secret" in answer["detail"]
     tampered = body.replace("delivered", "failed", 1)
-    from smswatch.providers.yebolink import sign
+    from smswatch.gateways.yebolink.webhook import sign
 
     status, _, _ = await secured_client.post(
         "/webhooks/yebolink", tampered, {"X-YeboLink-Signature": sign(SECRET, body.encode())}
@@ -262,7 +262,7 @@ async def test_401_for_a_gateway_without_credentials_on_a_public_bind(make_engin
 
 
 def test_public_bind_without_any_credentials_is_refused(make_engine) -> None:
-    from smswatch.engine import BindRefused
+    from smswatch.live.engine import BindRefused
 
     with pytest.raises(BindRefused, match="--insecure"):
         make_engine(host="0.0.0.0")

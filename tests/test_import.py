@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from smswatch.engine import Engine, EngineConfig
-from smswatch.records import message_record
-from smswatch.replay import load
-from smswatch.sandbox import SandboxAPI, SandboxKeys
-from smswatch.simulate import Sender, SimConfig
+from smswatch.devtools.replay import load
+from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys
+from smswatch.devtools.simulate import Sender, SimConfig
+from smswatch.exports.records import message_record
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
 from tests.conftest import running
 from tests.helpers import run

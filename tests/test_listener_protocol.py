@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 
-from smswatch import loops
-from smswatch import providers as gateways
+from smswatch import gateways, loops
 from smswatch.config import Credentials
-from smswatch.domain import Event
-from smswatch.engine import Engine, EngineConfig
-from smswatch.engine_thread import EngineThread
-from smswatch.hub import Hub
-from smswatch.listener import Listener, ListenerConfig
+from smswatch.core.domain import Event
+from smswatch.ingest.http import Listener, ListenerConfig
+from smswatch.live.engine import Engine, EngineConfig
+from smswatch.live.hub import Hub
+from smswatch.live.thread import EngineThread
 from smswatch.store import Outcome, Reader
 from tests.conftest import Client, running
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from smswatch.config import Credentials
-from smswatch.engine import Engine, EngineConfig
-from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.devtools.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store.postgres.outbox import PgOutbox
 from tests.conftest import BASIC, SECRET
 from tests.helpers import free_port

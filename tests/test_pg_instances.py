@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smswatch.domain import Event, RecipientState, State, fold
-from smswatch.engine import Engine, EngineConfig
-from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.core.domain import Event, RecipientState, State, fold
+from smswatch.devtools.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
 from tests.conftest import Client
 
@@ -91,7 +91,7 @@ async def test_one_recipient_hammered_from_three_instances_folds_as_one_writer_w
 
     # What one writer folding the same events, in any order, ends with.
     expected = RecipientState("hammered", "+243990000001", "lisoloo")
-    from smswatch.providers.lisoloo import Lisoloo
+    from smswatch.gateways.lisoloo.webhook import Lisoloo
 
     adapter = Lisoloo()
     events: list[Event] = []

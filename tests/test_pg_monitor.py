@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from smswatch.datasource import LocalSource
-from smswatch.domain import State
-from smswatch.engine import EngineConfig
-from smswatch.engine_thread import EngineThread
+from smswatch.core.domain import State
+from smswatch.live.datasource import LocalSource
+from smswatch.live.engine import EngineConfig
+from smswatch.live.thread import EngineThread
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
 from smswatch.tui.screens.message import MessageScreen, RecipientsTable

@@ -11,7 +11,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from smswatch.engine import Engine, EngineConfig
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
 from tests.conftest import Client
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from smswatch.domain import (
+from smswatch.core.domain import (
     Event,
     MessageInfo,
     MessageState,

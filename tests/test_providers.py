@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from smswatch.config import Credentials
-from smswatch.domain import State
-from smswatch.providers import Rejected, build, detect
-from smswatch.providers.base import MAX_FIELD
-from smswatch.providers.lisoloo import Lisoloo
-from smswatch.providers.yebolink import YeboLink, sign
+from smswatch.core.domain import State
+from smswatch.gateways import Rejected, build, detect
+from smswatch.gateways.base import MAX_FIELD
+from smswatch.gateways.lisoloo.webhook import Lisoloo
+from smswatch.gateways.yebolink.webhook import YeboLink, sign
 from smswatch.timefmt import to_us
 from tests.conftest import basic_header
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
@@ -153,7 +153,7 @@ def test_detect_by_header_then_by_shape() -> None:
     st.sampled_from(["seconds", "milliseconds", "microseconds"]),
 )
 def test_the_fast_time_path_reads_rfc3339_as_pydantic_does(moment: datetime, spec: str) -> None:
-    from smswatch.providers.base import _DATETIME, _time
+    from smswatch.gateways.base import _DATETIME, _time
 
     text = moment.isoformat(timespec=spec)
     if moment.utcoffset() == timedelta(0):

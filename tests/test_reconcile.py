@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from smswatch.domain import State
+from smswatch.core.domain import State
+from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys, SandboxLimits
+from smswatch.devtools.simulate import Sender, SimConfig, plan_campaign
+from smswatch.exports.records import write_jsonl
+from smswatch.exports.stats import gather, stats_record
 from smswatch.reconcile.config import ApiConfig, ApiKey
-from smswatch.records import write_jsonl
-from smswatch.sandbox import SandboxAPI, SandboxKeys, SandboxLimits
-from smswatch.simulate import Sender, SimConfig, plan_campaign
-from smswatch.stats import gather, stats_record
 from smswatch.store import open_reader
 from tests.conftest import running
 from tests.helpers import run
@@ -414,7 +414,7 @@ async def test_instances_sharing_a_database_poll_one_at_a_time_per_key(pg_url: s
     is the key's): one polls Lisoloo, the other stands by for it while still showing the
     missing counts; YeboLink is polled by the only instance with its key; when the one
     polling Lisoloo stops, the other takes over."""
-    from smswatch.engine import Engine, EngineConfig
+    from smswatch.live.engine import Engine, EngineConfig
 
     first = plans(0.05)
     later = campaign("lisoloo", 3, 40, 21, 0.1)

@@ -27,8 +27,8 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from smswatch import cli
-from smswatch.domain import State
-from smswatch.engine import EngineConfig
+from smswatch.core.domain import State
+from smswatch.live.engine import EngineConfig
 from smswatch.reconcile.api import RetryPolicy, retry_after_seconds
 from smswatch.reconcile.clients import (
     ApiConfig,

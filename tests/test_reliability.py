@@ -22,15 +22,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from smswatch.domain import State
-from smswatch.engine import EngineConfig
-from smswatch.engine_thread import EngineThread
-from smswatch.providers import Rejected
-from smswatch.providers.lisoloo import STATES as LISOLOO_TYPES
-from smswatch.providers.lisoloo import Lisoloo
-from smswatch.providers.yebolink import STATES as YEBOLINK_TYPES
-from smswatch.providers.yebolink import YeboLink
-from smswatch.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.core.domain import State
+from smswatch.devtools.simulate import Delivery, Sender, SimConfig, plan_campaign
+from smswatch.gateways import Rejected
+from smswatch.gateways.lisoloo.webhook import STATES as LISOLOO_TYPES
+from smswatch.gateways.lisoloo.webhook import Lisoloo
+from smswatch.gateways.yebolink.webhook import STATES as YEBOLINK_TYPES
+from smswatch.gateways.yebolink.webhook import YeboLink
+from smswatch.live.engine import EngineConfig
+from smswatch.live.thread import EngineThread
 from smswatch.store import Reader
 from smswatch.store.rows import EVENT_COLUMNS, event_row, placeholders
 from smswatch.store.schema import migrate

@@ -46,9 +46,9 @@ from smswatch.campaigns.report import (
 )
 from smswatch.campaigns.report_html import page
 from smswatch.campaigns.report_md import markdown
-from smswatch.domain import State
-from smswatch.engine import Engine
-from smswatch.stats import gather, stats_record
+from smswatch.core.domain import State
+from smswatch.exports.stats import gather, stats_record
+from smswatch.live.engine import Engine
 from smswatch.timefmt import iso, now_us
 from tests.conftest import Client, running
 from tests.helpers import Server, free_port, run

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from smswatch.domain import UNATTRIBUTED, State
-from smswatch.replay import load
-from smswatch.simulate import Sender, SimConfig
+from smswatch.core.domain import UNATTRIBUTED, State
+from smswatch.devtools.replay import load
+from smswatch.devtools.simulate import Sender, SimConfig
 from tests.helpers import run
 
 # The recorded traffic folds to the same truth in either store.

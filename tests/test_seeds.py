@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.store import Reader
 from tests.conftest import Client
 from tests.fixtures.seeds import LISOLOO, YEBOLINK

@@ -194,7 +194,7 @@ def test_every_documented_key_is_accepted_and_reaches_each_command_that_has_it(
     assert attach.params["feed_url"] == "ws://127.0.0.1:8788"  # not the senders' url
 
     # The keys the monitor reads itself.
-    from smswatch.domain import State
+    from smswatch.core.domain import State
     from smswatch.feed.client import RemoteSource
     from smswatch.tui.app import SmsWatchApp
 

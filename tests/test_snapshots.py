@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from smswatch.datasource import LocalSource
+from smswatch.live.datasource import LocalSource
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.campaign import CampaignScreen
 from smswatch.tui.screens.dashboard import DashboardScreen

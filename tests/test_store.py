@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smswatch.domain import Event, State
+from smswatch.core.domain import Event, State
 from smswatch.store import Reader, Rejection, StoreUnavailable, Unstorable, Writer, schema
 from smswatch.store.reader import NoDatabase
 

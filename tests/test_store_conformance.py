@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from smswatch.domain import UNATTRIBUTED, Event, MessageInfo, State
+from smswatch.core.domain import UNATTRIBUTED, Event, MessageInfo, State
 from smswatch.store import (
     NoDatabase,
     Reader,

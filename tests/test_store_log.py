@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from smswatch.domain import Event
-from smswatch.providers.lisoloo import Lisoloo
-from smswatch.providers.yebolink import YeboLink
+from smswatch.core.domain import Event
+from smswatch.gateways.lisoloo.webhook import Lisoloo
+from smswatch.gateways.yebolink.webhook import YeboLink
 from smswatch.store import Reader, Writer
 from smswatch.store.rows import MESSAGE_COLUMNS, RECIPIENT_COLUMNS
 from smswatch.store.schema import read_checkpoint
@@ -304,7 +304,7 @@ async def test_a_version_1_database_is_upgraded_with_its_state(tmp_path: Path) -
 
 
 def test_message_copies_are_equal_and_independent() -> None:
-    from smswatch.domain import MessageState, State
+    from smswatch.core.domain import MessageState, State
 
     msg = MessageState("m", "lisoloo", 3, 3, 0.06, "USD", 5, "sms", "{}")
     msg.counts[State.SENT] = 2
@@ -365,7 +365,7 @@ def test_kill_9_at_random_points_under_load_ends_in_the_truth(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("total", "known"), [(None, 3), (10, 3), (2, 3), (3, 3)])
 def test_a_baseline_counts_as_the_message_does(total: int | None, known: int) -> None:
-    from smswatch.domain import FUNNEL, MessageState, State
+    from smswatch.core.domain import FUNNEL, MessageState, State
     from smswatch.store.state import baseline
 
     msg = MessageState("m", "lisoloo", total_recipients=total)

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from smswatch.catalogue import catalogue, explain, suppressible
-from smswatch.simulate import LISOLOO_FAILURES, YEBOLINK_FAILURES
-from smswatch.suppression import FIELDS, Suppressed, permanent_failures, write_csv
+from smswatch.devtools.simulate import LISOLOO_FAILURES, YEBOLINK_FAILURES
+from smswatch.exports.suppression import FIELDS, Suppressed, permanent_failures, write_csv
 from tests.conftest import Client, running
 from tests.helpers import Server, free_port, run
 
@@ -186,7 +186,7 @@ async def test_the_palettes_writer_lists_each_number_once(
 ) -> None:
     """`write_suppression`, the function the TUI's palette calls, over events posted to a real
     engine: a number that failed for good in two messages is one row, the later failure."""
-    from smswatch.suppression import write_suppression
+    from smswatch.exports.suppression import write_suppression
 
     async with running(make_engine()) as engine:
         client = Client(session, engine.listener.base_url)
@@ -374,7 +374,7 @@ def test_export_suppression_on_a_terminal_shows_code_points(tmp_path: Path) -> N
 
 
 def test_no_cell_of_the_list_can_start_a_spreadsheet_formula() -> None:
-    from smswatch.suppression import inert
+    from smswatch.exports.suppression import inert
 
     for number in ("+243810000001", "+1 (555) 010-0000", "27824940551", "-", "-1"):
         assert inert(number) == number  # numbers stay as sent: senders match them exactly

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from smswatch import providers as gateways
+from smswatch import gateways
 from smswatch.config import Credentials
-from smswatch.engine import Engine
-from smswatch.hub import Hub
-from smswatch.listener import Listener, ListenerConfig, TLSError
-from smswatch.providers.yebolink import sign
+from smswatch.gateways.yebolink.webhook import sign
+from smswatch.ingest.http import Listener, ListenerConfig, TLSError
+from smswatch.live.engine import Engine
+from smswatch.live.hub import Hub
 from smswatch.store import Reader
 from tests.conftest import BASIC, SECRET, basic_header, running
 from tests.fixtures.seeds import LISOLOO, YEBOLINK

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from textual.widgets import Input
 
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.tui.app import SmsWatchApp, UpdateArrived
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
 from smswatch.tui.screens.help import HelpScreen
@@ -597,7 +597,7 @@ async def test_q_quits_cleanly(env: Env) -> None:
 
 
 async def test_a_burst_too_big_for_one_delta_says_how_many_lines_it_left_out(env: Env) -> None:
-    from smswatch.hub import Delta
+    from smswatch.live.hub import Delta
 
     async with dashboard(env, data=False) as (app, pilot):
         app.post_message(UpdateArrived(Delta(at=0, counters=app.model.counters, dropped=1234)))

@@ -20,9 +20,9 @@ from aiohttp import web
 from rich.console import Console
 
 from smswatch.config import Credentials
-from smswatch.engine import Engine, EngineConfig
 from smswatch.feed.client import RemoteSource
 from smswatch.forward.config import ForwardConfig
+from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store.outbox import Target
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.commands import RESEND_FAILED, SmsWatchCommands

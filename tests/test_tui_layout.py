@@ -14,7 +14,7 @@ import pytest
 from rich.text import Text
 
 from smswatch.campaigns.model import CarrierRow, Summary
-from smswatch.domain import MessageState, RecipientState, State
+from smswatch.core.domain import MessageState, RecipientState, State
 from smswatch.timefmt import iso
 from smswatch.tui.format import cut_end, cut_middle, cut_words, fit_figure
 from smswatch.tui.screens.campaign import CampaignScreen, DeliveryTable, FailuresTable

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from smswatch.datasource import LocalSource
-from smswatch.engine import EngineConfig
-from smswatch.engine_thread import EngineThread
-from smswatch.sandbox import SandboxAPI, SandboxKeys
-from smswatch.simulate import Sender, SimConfig
+from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys
+from smswatch.devtools.simulate import Sender, SimConfig
+from smswatch.live.datasource import LocalSource
+from smswatch.live.engine import EngineConfig
+from smswatch.live.thread import EngineThread
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.message import MessageScreen

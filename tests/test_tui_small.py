@@ -17,8 +17,8 @@ from rich.text import Text
 from textual.widgets import Sparkline, Static
 from textual.widgets._footer import FooterKey
 
-from smswatch.datasource import LocalSource
-from smswatch.domain import FUNNEL
+from smswatch.core.domain import FUNNEL
+from smswatch.live.datasource import LocalSource
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.format import Flow, flow, moments
 from smswatch.tui.screens.campaign import CampaignScreen

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from smswatch.config import Credentials
-from smswatch.datasource import LocalSource
-from smswatch.engine import EngineConfig
-from smswatch.engine_thread import EngineThread
 from smswatch.forward.config import ForwardConfig
-from smswatch.providers.yebolink import sign
+from smswatch.gateways.yebolink.webhook import sign
+from smswatch.live.datasource import LocalSource
+from smswatch.live.engine import EngineConfig
+from smswatch.live.thread import EngineThread
 from smswatch.tui.app import SmsWatchApp
 
 SECRET = "tui-test-secret"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.paths import default_config_file
 
 TABLES = {"stuck"}

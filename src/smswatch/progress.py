@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from smswatch.simulate import Delivery, Result, Sender, SimConfig
+from smswatch.devtools.simulate import Delivery, Result, Sender, SimConfig
 
 
 async def send_with_progress(

@@ -11,7 +11,7 @@ from functools import cache
 
 from smswatch.campaigns.model import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.catalogue import ErrorInfo
-from smswatch.domain import FUNNEL, State
+from smswatch.core.domain import FUNNEL, State
 from smswatch.store.reader import FailureGroup, Latency, Reader
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message

@@ -42,7 +42,7 @@ from smswatch.campaigns.rows import (
     Row,
 )
 from smswatch.campaigns.tally import Sums, Tally
-from smswatch.domain import UNATTRIBUTED, State
+from smswatch.core.domain import UNATTRIBUTED, State
 from smswatch.store.reader import Reader
 
 LOOK_BACK_US = 10_000_000  # each refresh reads this far before the last one's time

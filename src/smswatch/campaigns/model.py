@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from smswatch.domain import FUNNEL, State
+from smswatch.core.domain import FUNNEL, State
 
 BURST = "burst"  # the kind of a campaign no name was given to
 BURST_GAP_US = 120_000_000  # a gateway's messages first seen closer than this are one burst

@@ -6,8 +6,8 @@ from typing import Any
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
-from smswatch.domain import FUNNEL
-from smswatch.stats import percentiles_record
+from smswatch.core.domain import FUNNEL
+from smswatch.exports.stats import percentiles_record
 from smswatch.timefmt import iso
 
 

@@ -25,9 +25,9 @@ from smswatch.campaigns.analysis import (
 )
 from smswatch.campaigns.model import CarrierRow, Selector, Series, Summary
 from smswatch.catalogue import ErrorInfo, explain
-from smswatch.domain import State
+from smswatch.core.domain import State
+from smswatch.exports.stats import NoCampaign, gather, stats_record
 from smswatch.sanitize import safe
-from smswatch.stats import NoCampaign, gather, stats_record
 from smswatch.store import open_reader
 from smswatch.store.location import describe
 from smswatch.store.reader import FailureGroup, Reader

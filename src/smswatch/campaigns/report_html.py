@@ -30,7 +30,7 @@ from smswatch.campaigns.report import (
     total_count,
     when,
 )
-from smswatch.domain import FUNNEL
+from smswatch.core.domain import FUNNEL
 from smswatch.sanitize import safe
 
 # No script, no fetch of any kind: only the page's own inline CSS (and inline SVG) is allowed.

@@ -28,7 +28,7 @@ from smswatch.campaigns.report import (
     total_count,
     when,
 )
-from smswatch.domain import FUNNEL
+from smswatch.core.domain import FUNNEL
 from smswatch.sanitize import safe
 
 # Emphasis, code, links and images, tables, strikethrough, math ($), footnotes (^), attribute

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from smswatch.campaigns.model import Summary
-from smswatch.domain import State
+from smswatch.core.domain import State
 
 # A message row (store/campaign_rows.py MESSAGE_ROW).
 (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smswatch.campaigns.model import looks_like_burst
-from smswatch.domain import UNATTRIBUTED, Event
+from smswatch.core.domain import UNATTRIBUTED, Event
 
 DEFAULT_KEYS: tuple[str, ...] = ("campaign", "campaign_id", "batch_id")
 MAX_NAME = 120  # a name longer than this is cut: it is shown in narrow columns and filenames

@@ -51,7 +51,7 @@ from smswatch.campaigns.rows import (
     Row,
     expected,
 )
-from smswatch.domain import FUNNEL, State
+from smswatch.core.domain import FUNNEL, State
 from smswatch.store.reader import FailureGroup, Latency, Percentiles
 
 NANO = 1_000_000_000

@@ -9,8 +9,8 @@ from rich.text import Text
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
-from smswatch.domain import FUNNEL
-from smswatch.report import STATE_STYLE, Fit, pct, t
+from smswatch.core.domain import FUNNEL
+from smswatch.exports.console import STATE_STYLE, Fit, pct, t
 from smswatch.sanitize import safe
 from smswatch.timefmt import iso
 from smswatch.words import plural

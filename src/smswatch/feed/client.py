@@ -22,18 +22,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from smswatch.campaigns.analysis import CampaignView
 from smswatch.campaigns.model import Summary
-from smswatch.datasource import (
-    Connection,
-    Forwards,
-    MessageDetail,
-    RecipientDetail,
-    Snapshot,
-    SourceInfo,
-    SourceUnavailable,
-    Stuck,
-    Update,
-)
-from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.core.domain import FUNNEL, MessageState, State
+from smswatch.exports.records import write_jsonl
+from smswatch.exports.suppression import write_entries
 from smswatch.feed.protocol import (
     SERVER_FRAME,
     DeltaFrame,
@@ -44,12 +35,21 @@ from smswatch.feed.protocol import (
     SnapshotFrame,
     decode_result,
 )
-from smswatch.hub import Counters
+from smswatch.live.datasource import (
+    Connection,
+    Forwards,
+    MessageDetail,
+    RecipientDetail,
+    Snapshot,
+    SourceInfo,
+    SourceUnavailable,
+    Stuck,
+    Update,
+)
+from smswatch.live.hub import Counters
 from smswatch.reconcile.reconciler import PollResult
-from smswatch.records import write_jsonl
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup, paged
-from smswatch.suppression import write_entries
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from smswatch.campaigns.analysis import CampaignView
 from smswatch.campaigns.model import Summary
-from smswatch.datasource import (
+from smswatch.core.domain import MessageState, State
+from smswatch.exports.suppression import Suppressed
+from smswatch.live.datasource import (
     Forwards,
     MessageDetail,
     RecipientDetail,
@@ -25,11 +27,9 @@ from smswatch.datasource import (
     SourceInfo,
     Stuck,
 )
-from smswatch.domain import MessageState, State
-from smswatch.hub import Delta
+from smswatch.live.hub import Delta
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup
-from smswatch.suppression import Suppressed
 
 PROTOCOL_VERSION = 1
 

@@ -29,8 +29,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from smswatch import __version__
-from smswatch.datasource import Forwards, SourceInfo, StoreQueries
-from smswatch.engine import Engine
 from smswatch.feed.protocol import (
     MAX_LIMIT,
     METHODS,
@@ -42,7 +40,9 @@ from smswatch.feed.protocol import (
     SnapshotFrame,
     encode_result,
 )
-from smswatch.hub import Delta
+from smswatch.live.datasource import Forwards, SourceInfo, StoreQueries
+from smswatch.live.engine import Engine
+from smswatch.live.hub import Delta
 from smswatch.store import describe, open_reader
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from smswatch import providers
+from smswatch import gateways as providers
 from smswatch.store.outbox import Target
 
 

@@ -27,9 +27,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import aiohttp
 
 from smswatch import __version__
-from smswatch.domain import POLLED_PREFIX
+from smswatch.core.domain import POLLED_PREFIX
 from smswatch.forward.config import ForwardConfig
-from smswatch.providers.yebolink import sign
+from smswatch.gateways.yebolink.webhook import sign
 from smswatch.store.outbox import EXCERPT, Attempt, Job, Outcome, open_outbox
 from smswatch.timefmt import now_us
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from smswatch.gateways.lisoloo.api import LisolooApi, LisolooStatus
+from smswatch.gateways.yebolink.api import Page, YeboLinkApi, YeboLinkMessage
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi, RateLimited, RetryPolicy
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
-from smswatch.reconcile.lisoloo_api import LisolooApi, LisolooStatus
-from smswatch.reconcile.yebolink_api import Page, YeboLinkApi, YeboLinkMessage
 
 CLIENTS: dict[str, type[LisolooApi] | type[YeboLinkApi]] = {
     LisolooApi.name: LisolooApi,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from smswatch.domain import POLLED_PREFIX, Event, MessageInfo, State
+from smswatch.core.domain import POLLED_PREFIX, Event, MessageInfo, State
 
 
 def _payload(raw: dict[str, Any]) -> str:

@@ -41,11 +41,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from smswatch.config import stuck_deadlines
-from smswatch.domain import State
+from smswatch.core.domain import State
+from smswatch.gateways.yebolink.api import YeboLinkApi, YeboLinkMessage
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
 from smswatch.reconcile.status import ReconcileStatus
-from smswatch.reconcile.yebolink_api import YeboLinkApi, YeboLinkMessage
 from smswatch.store.reader import Reader
 from smswatch.store.writer import StoreUnavailable, Unstorable
 

@@ -24,7 +24,7 @@ from smswatch.campaigns.model import (
     burst_name,
 )
 from smswatch.campaigns.rule import TAG, clean_name, own_name
-from smswatch.domain import UNATTRIBUTED, MessageState
+from smswatch.core.domain import UNATTRIBUTED, MessageState
 from smswatch.store.location import is_url
 from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smswatch.domain import POLLED_PREFIX
+from smswatch.core.domain import POLLED_PREFIX
 from smswatch.store.schema import log_id
 
 SCHEMA_VERSION = 1

@@ -24,7 +24,7 @@ from typing import Any
 import aiosqlite
 
 from smswatch.campaigns.model import Selector
-from smswatch.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
+from smswatch.core.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
 from smswatch.store.campaign_rows import CampaignRows
 from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
 from smswatch.store.errors import CannotOpen, location_problem

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from smswatch.domain import UNATTRIBUTED
+from smswatch.core.domain import UNATTRIBUTED
 
 
 class ReconcileRows:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
 
-from smswatch.domain import FUNNEL, Event, MessageInfo, MessageState, RecipientState, State
+from smswatch.core.domain import FUNNEL, Event, MessageInfo, MessageState, RecipientState, State
 
 EVENT_COLUMNS = (
     "dedupe_key, event_id, provider, event_type, state, message_id, recipient, occurred_at, "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from smswatch.domain import (
+from smswatch.core.domain import (
     FUNNEL,
     UNATTRIBUTED,
     Event,

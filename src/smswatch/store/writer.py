@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smswatch.campaigns.rule import CampaignRule
-from smswatch.domain import Event
+from smswatch.core.domain import Event
 from smswatch.store.errors import CannotOpen, NotOurs, cannot_open, location_problem
 from smswatch.store.reader import Reader, Totals
 from smswatch.store.rows import (

@@ -23,7 +23,7 @@ from textual.message import Message
 
 from smswatch import config as settings_mod
 from smswatch.campaigns.model import Summary
-from smswatch.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
+from smswatch.live.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.sanitize import safe
 from smswatch.timefmt import now_us
 from smswatch.tui.commands import SmsWatchCommands

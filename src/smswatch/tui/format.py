@@ -18,7 +18,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from smswatch.domain import MessageState, State
+from smswatch.core.domain import MessageState, State
 from smswatch.sanitize import safe, safe_block
 from smswatch.store.location import without_password
 from smswatch.store.outbox import TargetStatus

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
 from smswatch.campaigns.model import Summary
-from smswatch.datasource import Snapshot, Stuck
-from smswatch.domain import MessageState
-from smswatch.hub import Counters, Delta
+from smswatch.core.domain import MessageState
+from smswatch.live.datasource import Snapshot, Stuck
+from smswatch.live.hub import Counters, Delta
 from smswatch.store import Rejection
 from smswatch.store.reader import FailureGroup
 

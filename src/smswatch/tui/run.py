@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from smswatch.config import Credentials
-from smswatch.datasource import LocalSource
-from smswatch.demo import DemoTraffic
-from smswatch.engine import CannotListen, EngineConfig
-from smswatch.engine_thread import EngineThread
+from smswatch.devtools.demo import DemoTraffic
+from smswatch.live.datasource import LocalSource
+from smswatch.live.engine import CannotListen, EngineConfig
+from smswatch.live.thread import EngineThread
 from smswatch.runtime import tune_gc
 from smswatch.store.location import describe
 from smswatch.store.writer import CannotOpen, DatabaseInUse
@@ -99,7 +99,7 @@ def run_monitor(
     sandbox = None
     asked_port = config.port
     if demo:
-        from smswatch.sandbox import SandboxAPI, SandboxKeys
+        from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys
 
         keys = SandboxKeys(
             lisoloo_app_key="sk_test_" + secrets.token_urlsafe(24),

@@ -15,7 +15,7 @@ from typing import Any
 
 from textual.theme import Theme
 
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.paths import config_dir, state_file
 
 DEFAULT = "dark"

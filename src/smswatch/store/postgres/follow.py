@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.store.reader import Totals
 from smswatch.store.rows import LOG_COLUMNS, MESSAGE_COLUMNS, event_from_row, message_from_row
 from smswatch.store.state import MessageChanges, Transition

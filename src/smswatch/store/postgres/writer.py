@@ -38,7 +38,7 @@ from typing import Any
 import asyncpg
 
 from smswatch.campaigns.rule import CampaignRule
-from smswatch.domain import FUNNEL, UNATTRIBUTED, Event
+from smswatch.core.domain import FUNNEL, UNATTRIBUTED, Event
 from smswatch.store.location import describe
 from smswatch.store.outbox import Target
 from smswatch.store.postgres.follow import Follower

@@ -21,8 +21,8 @@ from textual.widgets import Input, Sparkline, Static
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
 from smswatch.catalogue import ErrorInfo
-from smswatch.datasource import SourceUnavailable
-from smswatch.domain import FUNNEL, MessageState, State
+from smswatch.core.domain import FUNNEL, MessageState, State
+from smswatch.live.datasource import SourceUnavailable
 from smswatch.sanitize import safe
 from smswatch.store.reader import FailureGroup, Percentiles
 from smswatch.timefmt import span

@@ -17,9 +17,9 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input
 
-from smswatch.datasource import Connection, Snapshot, SourceUnavailable
-from smswatch.domain import MessageState, State
-from smswatch.hub import Delta
+from smswatch.core.domain import MessageState, State
+from smswatch.live.datasource import Connection, Snapshot, SourceUnavailable
+from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span

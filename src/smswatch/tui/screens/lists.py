@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Static
 
-from smswatch.domain import RecipientState, State
+from smswatch.core.domain import RecipientState, State
 from smswatch.sanitize import safe
 from smswatch.store import Rejection
 from smswatch.timefmt import clock, iso, span

@@ -15,9 +15,9 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from smswatch.catalogue import explain
-from smswatch.datasource import MessageDetail, SourceUnavailable
-from smswatch.domain import FUNNEL, MessageState, RecipientState, State
-from smswatch.hub import Delta
+from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.live.datasource import MessageDetail, SourceUnavailable
+from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store.reader import Percentiles
 from smswatch.timefmt import span

@@ -16,9 +16,9 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from smswatch.catalogue import explain
-from smswatch.datasource import Forwards, RecipientDetail, SourceUnavailable
-from smswatch.domain import FUNNEL, POLLED_PREFIX, State
-from smswatch.hub import Delta
+from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
+from smswatch.live.datasource import Forwards, RecipientDetail, SourceUnavailable
+from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
 from smswatch.store import StoredEvent
 from smswatch.store.outbox import Forward, TargetStatus

@@ -20,7 +20,7 @@ from typing import Any
 from rich.text import Text
 
 from smswatch.catalogue import explain
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
 from smswatch.store.outbox import TargetStatus

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from rich.text import Text
 
 from smswatch.campaigns.model import Summary
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.tui.format import age, counts_bar, untrusted
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from smswatch.domain import FUNNEL, State
-from smswatch.hub import Counters
+from smswatch.core.domain import FUNNEL, State
+from smswatch.live.hub import Counters
 from smswatch.tui.themes import Palette
 from smswatch.words import plural
 

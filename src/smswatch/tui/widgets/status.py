@@ -12,10 +12,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
-from smswatch.datasource import Connection, SourceInfo
-from smswatch.domain import State
-from smswatch.hub import Counters
-from smswatch.providers import ADAPTERS
+from smswatch.core.domain import State
+from smswatch.gateways import ADAPTERS
+from smswatch.live.datasource import Connection, SourceInfo
+from smswatch.live.hub import Counters
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
 from smswatch.store.outbox import RECENT_S, TargetStatus

@@ -22,7 +22,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.strip import Strip
 
-from smswatch.domain import State
+from smswatch.core.domain import State
 from smswatch.sanitize import safe
 from smswatch.store import StoredEvent, Transition
 from smswatch.timefmt import clock, span

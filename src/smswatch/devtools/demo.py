@@ -1,0 +1,156 @@
+"""Continuous simulated traffic for `smswatch --demo`, over real HTTP, from its own thread.
+
+New sends start every few seconds (both gateways, a few to 150 recipients, realistic delays),
+so the monitor always has something moving. They make named campaigns on both gateways: YeboLink
+bulk sends name theirs in their metadata, and Lisoloo multi-sends join the run's campaign, which
+the demo starts and ends in waves as an operator would from the palette (between waves, the
+untagged sends group into bursts). Now and then a request signed with a stale secret arrives, as
+from a sender whose secret was rotated, so the rejection alert can be seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from typing import Any
+
+import aiohttp
+
+from smswatch.campaigns.rule import CampaignRule
+from smswatch.config import Credentials
+from smswatch.devtools.simulate import (
+    Sender,
+    SimConfig,
+    plan_campaign,
+    request_headers,
+    webhook_url,
+)
+
+MAX_CAMPAIGNS = 10
+STALE_SECRET_EVERY_S = 40.0
+# The run's campaign: on for a wave, then off for a pause (bursts), then the next one.
+WAVES = ("loan-reminder", "airtime-promo", "school-fees")
+DROP_RATE = 0.04  # final webhooks the gateways give up on, with the sandbox API running
+WAVE_S = 90.0
+PAUSE_S = 20.0
+
+
+class DemoTraffic:
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials,
+        seed: int | None = None,
+        campaigns: CampaignRule | None = None,
+        sandbox: Any = None,
+    ) -> None:
+        self.url = url
+        self.credentials = credentials
+        self.campaigns = campaigns
+        # The gateways' status APIs (smswatch.devtools.sandbox): each send is made known to
+        # it, and a few final webhooks are dropped, as a gateway gives up on them, for the monitor's
+        # reconciler to find.
+        self.sandbox = sandbox
+        self.rng = random.Random(seed)
+        self.loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._main, name="smswatch-demo", daemon=True)
+
+    def start(self) -> DemoTraffic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._cancel)
+            self._thread.join(10)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._task = self.loop.create_task(self.run())
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self._task)
+        self.loop.close()
+
+    def campaign(self) -> SimConfig:
+        rng = self.rng
+        lisoloo = rng.random() < 0.6
+        return SimConfig(
+            url=self.url,
+            provider="lisoloo" if lisoloo else "yebolink",
+            # A Lisoloo campaign is several sends (1,000 recipients at most each).
+            messages=rng.randint(2, 4) if lisoloo else 1,
+            spread=rng.uniform(2.0, 8.0) if lisoloo else 0.0,
+            recipients=rng.choice((8, 15, 25, 40, 60, 90, 150)) if lisoloo else rng.randint(4, 16),
+            rate=300,
+            fail_rate=rng.choice((0.03, 0.06, 0.1, 0.25)),
+            duplicate_rate=0.05,
+            seed=rng.getrandbits(32),
+            speed=1.0,
+            concurrency=8,
+            basic_auth=self.credentials.basic_auth,
+            yebolink_secret=self.credentials.yebolink_secret,
+            drop_rate=DROP_RATE if self.sandbox is not None else 0.0,
+        )
+
+    async def run(self) -> None:
+        running: set[asyncio.Task[object]] = set()
+        loop = asyncio.get_running_loop()
+        next_stale = loop.time() + 12.0
+        waves = None if self.campaigns is None else asyncio.create_task(self.waves())
+        try:
+            for _ in range(3):
+                self._launch(running)
+            while True:
+                await asyncio.sleep(self.rng.uniform(2.0, 6.0))
+                if len(running) < MAX_CAMPAIGNS:
+                    self._launch(running)
+                if loop.time() >= next_stale:
+                    next_stale = loop.time() + STALE_SECRET_EVERY_S
+                    await self.stale_secret_request()
+        finally:
+            for task in running:
+                task.cancel()
+            if waves is not None:
+                waves.cancel()
+                running.add(waves)
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def waves(self) -> None:
+        assert self.campaigns is not None
+        n = 0
+        while True:
+            # Written from this thread, read by the writer's at each batch: an attribute.
+            self.campaigns.active = WAVES[n % len(WAVES)] + ("" if n < len(WAVES) else f"-{n}")
+            await asyncio.sleep(WAVE_S)
+            self.campaigns.active = None
+            await asyncio.sleep(PAUSE_S)
+            n += 1
+
+    def _launch(self, running: set[asyncio.Task[object]]) -> None:
+        config = self.campaign()
+        plan = plan_campaign(config)
+        if self.sandbox is not None:
+            self.sandbox.add_plan(plan)
+        task = asyncio.create_task(Sender(config).run(plan.deliveries))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def stale_secret_request(self) -> None:
+        body = (
+            b'{"event":"message.delivered","timestamp":"2026-01-01T00:00:00Z","data":'
+            b'{"message_id":"stale-sender","channel":"sms","recipient":"+26876000000","status":"delivered"}}'
+        )
+        headers = request_headers("yebolink", body, None, "an-old-rotated-secret")
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+                session.post(webhook_url(self.url, "yebolink"), data=body, headers=headers) as resp,
+            ):
+                await resp.read()

@@ -1,0 +1,662 @@
+"""Realistic campaign traffic for Lisoloo and YeboLink, sent over real HTTP.
+
+A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
+can say exactly how every recipient must end:
+
+- Lisoloo: one `sms.queued` per message (totals, cost), then per recipient `sms.processing` →
+  `sms.sent` → `sms.delivered`, or `sms.failed` (before or after sent) with 15xx codes.
+- YeboLink: a bulk send is one message per recipient, each `message.queued` → `message.sent` →
+  `message.delivered | message.failed` with Twilio-style codes and the sender's `metadata`.
+
+Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
+handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
+seconds, so arrival order differs from event order as the Lisoloo docs warn; `--duplicate-rate`
+resends some events with the same bytes (same event_id), as a gateway retry would. Like a
+gateway, the sender retries on 5xx, timeouts and refused connections with backoff, and gives up
+after `--max-attempts`; a 4xx is not retried. Until something has answered, though, refused
+connections mean nothing listens at the URL: the run stops within seconds and says so.
+
+`--drop-rate` plays the webhooks a gateway gave up on after its own retries failed: for that
+share of recipients the final event (`sms.delivered|failed`, `message.delivered|failed`), and
+for some of them the one before it too, is never sent. The gateway still knows how they ended:
+`Plan.ledger` holds what it knows of every recipient, with the time of each step, and the
+sandbox status APIs (smswatch.devtools.sandbox) answer from it; the truth file says which recipients
+lost their final webhook, so a test knows exactly what a reconciler must recover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import json
+import math
+import os
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+from smswatch.gateways.yebolink.webhook import SIGNATURE_HEADER, sign
+from smswatch.timefmt import iso, now_us
+
+PROVIDERS = ("lisoloo", "yebolink")
+
+# Lisoloo serves the DRC: carrier connector slugs by mobile prefix (+243 XX).
+LISOLOO_CARRIERS = {
+    "vodacom_drc": ("81", "82", "83"),
+    "airtel_drc": ("97", "98", "99"),
+    "orange_drc": ("84", "85", "89"),
+    "africell_drc": ("90", "91"),
+}
+# A carrier's delivery receipts come more or less quickly.
+CARRIER_PACE = {"vodacom_drc": 1.0, "airtel_drc": 1.4, "orange_drc": 1.2, "africell_drc": 2.0}
+# Failure codes in rough real-world proportions; one unnamed code shows pass-through. Each row
+# says why the simulated recipient failed, including whether the number itself is bad for good
+# (`permanent`: what `export --suppression` must list). That is the simulator's own decision,
+# made here, never read from the catalogue: the truth must be able to prove the catalogue wrong.
+# The weight stays last (`_Planner.pick`), so a seed plans the same traffic as before.
+# Lisoloo: (code, error_message, retryable, permanent, weight).
+LISOLOO_FAILURES = (
+    ("1502", "Number unreachable", False, True, 0.55),
+    ("1503", "Delivery receipt timeout", True, False, 0.30),
+    # The same code as a bad number, but the sender is at fault: the number is fine.
+    ("1502", "Rejected by carrier: sender ID not registered", False, False, 0.10),
+    ("1504", "Carrier congestion", True, False, 0.05),
+)
+# YeboLink (Twilio's codes): (code, error_message, permanent, weight). The handset that is off
+# comes back, the spam filter is about the text, "unknown destination" is Twilio's unknown
+# error whatever YeboLink's label says, and 30034 is the sender's registration.
+YEBOLINK_FAILURES = (
+    ("30003", "Unreachable destination handset", False, 0.35),
+    ("30005", "Unknown destination handset", True, 0.15),
+    ("30006", "Landline or unreachable carrier", True, 0.15),
+    ("30007", "Message filtered (spam)", False, 0.10),
+    ("30008", "Unknown destination", False, 0.10),
+    ("21610", "Attempt to send to unsubscribed recipient", True, 0.10),
+    ("30034", "Exceeded max price", False, 0.05),
+)
+YEBOLINK_PREFIXES = ("+26876", "+26878", "+26879", "+2782", "+2783", "+2772")
+CAMPAIGNS = ("black-friday", "otp-resend", "payday-reminder", "clinic-recall", "stock-alert")
+# Of the recipients whose final webhook is dropped, the share that lost the one before it too
+# (the receiving end was down for a while, not for one request).
+ALSO_DROP_PREVIOUS = 0.3
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    url: str = "http://127.0.0.1:8787"
+    provider: str = "lisoloo"  # lisoloo | yebolink | mixed
+    messages: int = 10
+    recipients: int = 20
+    rate: float = 500.0  # events per second at most
+    fail_rate: float = 0.08
+    duplicate_rate: float = 0.05
+    seed: int | None = None
+    speed: float = 1.0  # divide realistic delays by this
+    spread: float = 0.0  # seconds over which message starts are spread (before --speed)
+    concurrency: int = 16
+    max_attempts: int = 8
+    timeout: float = 10.0
+    basic_auth: tuple[str, str] | None = None
+    yebolink_secret: str | None = None
+    drop_rate: float = 0.0  # share of recipients whose final webhook the gateway gave up on
+
+
+@dataclass(order=True)
+class Delivery:
+    """One POST to make: a webhook body and when to send it."""
+
+    due: float  # seconds after the run starts
+    seq: int
+    provider: str = field(compare=False)
+    body: bytes = field(compare=False)
+    label: str = field(compare=False)
+    attempt: int = field(default=1, compare=False)
+    line: int | None = field(default=None, compare=False)  # in a replayed file
+
+
+@dataclass(frozen=True)
+class Truth:
+    """How one recipient of the plan must end. Fields are only ever added (at the end, with a
+    default), as `--truth` files are read by tests and scripts."""
+
+    provider: str
+    message_id: str
+    recipient: str
+    state: str
+    error_code: str | None
+    carrier: str | None
+    # A failure because the number is bad for good: it belongs on the do-not-send list.
+    permanent: bool = False
+    # The campaign the sender named for the message (YeboLink metadata); None when the
+    # traffic names none (Lisoloo's webhooks carry no metadata).
+    campaign: str | None = None
+    # The gateway gave up on the final webhook (--drop-rate): `state` is known only to its
+    # status API, and the webhooks that were sent end at `webhook_state`.
+    dropped: bool = False
+    # The state the webhooks actually sent bring the recipient to (None: `state`).
+    webhook_state: str | None = None
+    # When the gateway reached `state` (ISO 8601), whether or not its webhook was sent.
+    final_at: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "state": self.state,
+            "error_code": self.error_code,
+            "carrier": self.carrier,
+            "permanent": self.permanent,
+            "campaign": self.campaign,
+            "dropped": self.dropped,
+            "webhook_state": self.webhook_state or self.state,
+            "final_at": self.final_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """What the gateway itself knows of one recipient, whether or not its webhooks got through:
+    what its status API answers from (smswatch.devtools.sandbox)."""
+
+    truth: Truth
+    created_us: int  # the message's send: Lisoloo `sms.queued`, YeboLink `message.queued`
+    # (epoch µs, the gateway's status) in order from creation; before the first, a Lisoloo
+    # recipient is `pending`.
+    steps: tuple[tuple[int, str], ...]
+    total_recipients: int = 1  # of the message (Lisoloo sends to many)
+    # YeboLink: the message's own fields (channel, credits_used, provider_message_id,
+    # error_message, metadata) as its webhooks carry them.
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    deliveries: list[Delivery]
+    truth: list[Truth]
+    events: int  # unique events sent (deliveries minus duplicate copies; dropped ones excluded)
+    ledger: list[GatewayRecord] = field(default_factory=list)  # one per recipient, like truth
+    dropped_events: int = 0  # events the gateway gave up on (--drop-rate), never sent
+
+
+@dataclass
+class Result:
+    planned: int = 0
+    acked: int = 0
+    acked_duplicate: int = 0
+    retried: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    first_errors: list[str] = field(default_factory=list)
+    in_flight: int = 0  # sent and not answered yet
+    # Replayed lines not acknowledged (nor refused with a 4xx) yet: where to resume.
+    open_lines: set[int] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected == 0 and self.dropped == 0
+
+    def note(self, kind: str, detail: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if len(self.first_errors) < 5:
+            self.first_errors.append(detail)
+
+
+class _Planner:
+    def __init__(self, config: SimConfig, t0_us: int) -> None:
+        self.c = config
+        self.rng = random.Random(config.seed)
+        self.t0 = t0_us
+        self.events: list[
+            tuple[float, str, dict[str, Any], str]
+        ] = []  # (sim time, provider, body, label)
+        self.truth: list[Truth] = []
+        self.ledger: list[GatewayRecord] = []
+        self.dropped: set[int] = set()  # indexes into `events` that are never sent
+        # Drops draw from their own generator, the same number of draws per recipient, so a
+        # seed plans the same traffic at any drop rate and a higher rate drops a superset.
+        self.drop_rng = random.Random(None if config.seed is None else f"drop:{config.seed}")
+
+    def uuid4(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def us(self, sim_s: float) -> int:
+        # Event times follow the compressed clock, so they never lie in the future.
+        return self.t0 + int(sim_s / self.c.speed * 1e6) // 1000 * 1000
+
+    def stamp(self, sim_s: float) -> str:
+        return iso(self.us(sim_s)) or ""
+
+    def close(
+        self,
+        how: tuple[Any, ...],
+        marks: list[tuple[int, float, str]],
+        created: float,
+        total: int = 1,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Settle one recipient: whether the gateway gave up on its last webhooks, and what the
+        gateway knows of it. `how` is the Truth's leading fields; `marks` are the recipient's own
+        events: (index in events, sim time, status)."""
+        drop = self.drop_rng.random() < self.c.drop_rate
+        also_previous = self.drop_rng.random() < ALSO_DROP_PREVIOUS
+        kept = len(marks)
+        if drop:
+            kept -= 1
+            # Keep the recipient's first event at least, so the monitor knows the recipient.
+            if also_previous and kept >= 2:
+                kept -= 1
+            self.dropped.update(index for index, _, _ in marks[kept:])
+        final_at = self.events[marks[-1][0]][2]["timestamp"]  # the final event's own time
+        truth = Truth(*how, dropped=drop, webhook_state=marks[kept - 1][2], final_at=final_at)
+        self.truth.append(truth)
+        steps = tuple((self.us(at), status) for _, at, status in marks)
+        self.ledger.append(
+            GatewayRecord(truth, self.us(created), steps, total, fields if fields else {})
+        )
+
+    def handset_delay(self, pace: float = 1.0) -> float:
+        return min(self.rng.lognormvariate(math.log(3.0 * pace), 0.6), 25.0)
+
+    def pick(self, table: tuple[Any, ...]) -> Any:
+        weights = [row[-1] for row in table]
+        return self.rng.choices(table, weights=weights)[0]
+
+    def plan(self) -> None:
+        for i in range(self.c.messages):
+            provider = self.c.provider
+            if provider == "mixed":
+                provider = PROVIDERS[i % 2]
+            start = self.rng.uniform(0, self.c.spread) if self.c.spread else 0.0
+            if provider == "lisoloo":
+                self.lisoloo_message(start)
+            else:
+                self.yebolink_bulk(start)
+
+    # --- Lisoloo ----------------------------------------------------------------------------
+
+    def lisoloo_phone(self, taken: set[str]) -> tuple[str, str]:
+        while True:
+            carrier = self.rng.choice(list(LISOLOO_CARRIERS))
+            phone = (
+                f"+243{self.rng.choice(LISOLOO_CARRIERS[carrier])}{self.rng.randrange(10**7):07d}"
+            )
+            if phone not in taken:
+                taken.add(phone)
+                return phone, carrier
+
+    def lisoloo_event(
+        self, at: float, message_id: str, kind: str, data: dict[str, Any], label: str
+    ) -> int:
+        body = {
+            "event_id": self.uuid4(),
+            "event_type": kind,
+            "timestamp": self.stamp(at),
+            "message_id": message_id,
+            "data": data,
+        }
+        self.events.append((at, "lisoloo", body, label))
+        return len(self.events) - 1
+
+    def lisoloo_message(self, start: float) -> None:
+        n = self.c.recipients
+        message_id = f"{self.rng.getrandbits(96):024x}"
+        segments = self.rng.choice((1, 1, 1, 2))
+        self.lisoloo_event(
+            start,
+            message_id,
+            "sms.queued",
+            {
+                "total_recipients": n,
+                "total_messages": n * segments,
+                "total_cost": round(n * segments * 0.02, 2),
+                "currency": "USD",
+                "scheduled_at": None,
+            },
+            f"sms.queued {message_id}",
+        )
+        taken: set[str] = set()
+        for _ in range(n):
+            phone, carrier = self.lisoloo_phone(taken)
+            base = {"recipient_phone": phone, "carrier": carrier}
+            t = start + self.rng.uniform(0.3, 2.5)
+            label = f"sms.processing {phone}"
+            index = self.lisoloo_event(t, message_id, "sms.processing", dict(base), label)
+            marks = [(index, t, "processing")]
+            failing = self.rng.random() < self.c.fail_rate
+            code, text, retryable, permanent, _ = self.pick(LISOLOO_FAILURES)
+            if failing and self.rng.random() < 0.3:  # refused before the SMSC took it
+                t += self.rng.uniform(0.5, 2.0)
+                index = self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
+                marks.append((index, t, "failed"))
+                how = ("lisoloo", message_id, phone, "failed", code, carrier, permanent)
+                self.close(how, marks, start, n)
+                continue
+            t += self.rng.uniform(0.5, 3.0)
+            sent = {**base, "sent_at": self.stamp(t)}
+            index = self.lisoloo_event(t, message_id, "sms.sent", sent, f"sms.sent {phone}")
+            marks.append((index, t, "sent"))
+            t += self.handset_delay(CARRIER_PACE[carrier])
+            if failing:
+                index = self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
+                marks.append((index, t, "failed"))
+                how = ("lisoloo", message_id, phone, "failed", code, carrier, permanent)
+            else:
+                data = {**base, "delivered_at": self.stamp(t), "segments": segments}
+                index = self.lisoloo_event(
+                    t, message_id, "sms.delivered", data, f"sms.delivered {phone}"
+                )
+                marks.append((index, t, "delivered"))
+                how = ("lisoloo", message_id, phone, "delivered", None, carrier, False)
+            self.close(how, marks, start, n)
+
+    def lisoloo_failed(
+        self,
+        t: float,
+        message_id: str,
+        base: dict[str, Any],
+        code: str,
+        text: str,
+        retryable: bool,
+        phone: str,
+    ) -> int:
+        data = {
+            **base,
+            "failed_at": self.stamp(t),
+            "error_code": code,
+            "error_message": text,
+            "retryable": retryable,
+        }
+        return self.lisoloo_event(t, message_id, "sms.failed", data, f"sms.failed {phone}")
+
+    # --- YeboLink ---------------------------------------------------------------------------
+
+    def yebolink_bulk(self, start: float) -> None:
+        campaign = self.rng.choice(CAMPAIGNS)
+        batch = f"bulk_{self.rng.getrandbits(32):08x}"
+        taken: set[str] = set()
+        for i in range(self.c.recipients):
+            while True:
+                phone = f"{self.rng.choice(YEBOLINK_PREFIXES)}{self.rng.randrange(10**6):06d}"
+                if phone not in taken:
+                    taken.add(phone)
+                    break
+            message_id = self.uuid4()
+            metadata = {"campaign": campaign, "batch": batch, "user_id": str(10000 + i)}
+            base = {"message_id": message_id, "channel": "sms", "recipient": phone}
+            created = t = start + self.rng.uniform(0.05, 1.0)
+            queued = {**base, "status": "queued", "credits_used": 1, "metadata": metadata}
+            marks = [(self.yebolink_event(t, "message.queued", queued, phone), t, "queued")]
+            sid = f"SM{self.rng.getrandbits(128):032x}"
+            t += self.rng.uniform(0.5, 3.0)
+            sent = {**base, "status": "sent", "provider_message_id": sid, "metadata": metadata}
+            marks.append((self.yebolink_event(t, "message.sent", sent, phone), t, "sent"))
+            t += self.handset_delay(1.1)
+            fields: dict[str, Any] = {
+                "channel": "sms",
+                "credits_used": 1,
+                "provider_message_id": sid,
+                "metadata": metadata,
+            }
+            if self.rng.random() < self.c.fail_rate:
+                code, text, permanent, _ = self.pick(YEBOLINK_FAILURES)
+                data = {
+                    **base,
+                    "status": "failed",
+                    "error_code": code,
+                    "error_message": text,
+                    "provider_message_id": sid,
+                    "metadata": metadata,
+                }
+                marks.append((self.yebolink_event(t, "message.failed", data, phone), t, "failed"))
+                fields["error_message"] = text
+                how = ("yebolink", message_id, phone, "failed", code, None, permanent, campaign)
+            else:
+                data = {
+                    **base,
+                    "status": "delivered",
+                    "provider_message_id": sid,
+                    "delivered_at": self.stamp(t),
+                    "metadata": metadata,
+                }
+                index = self.yebolink_event(t, "message.delivered", data, phone)
+                marks.append((index, t, "delivered"))
+                how = ("yebolink", message_id, phone, "delivered", None, None, False, campaign)
+            self.close(how, marks, created, 1, fields)
+
+    def yebolink_event(self, at: float, kind: str, data: dict[str, Any], phone: str) -> int:
+        body = {"event": kind, "timestamp": self.stamp(at), "data": data}
+        self.events.append((at, "yebolink", body, f"{kind} {phone}"))
+        return len(self.events) - 1
+
+    # --- arrival order ----------------------------------------------------------------------
+
+    def deliveries(self) -> list[Delivery]:
+        out: list[Delivery] = []
+        seq = 0
+        for index, (at, provider, body, label) in enumerate(self.events):
+            arrive = at + self.rng.expovariate(1 / 0.15)
+            if self.rng.random() < 0.05:  # held back: a slow response upstream
+                arrive += self.rng.uniform(0.5, 4.0)
+            copies = [arrive]
+            if self.rng.random() < self.c.duplicate_rate:
+                copies.append(arrive + self.rng.uniform(0.05, 2.0))
+            if index in self.dropped:
+                # Drawn for all the same, so every other event arrives as it would undropped.
+                continue
+            raw = json.dumps(body, separators=(",", ":")).encode()
+            for when in copies:
+                out.append(Delivery(when / self.c.speed, seq, provider, raw, label))
+                seq += 1
+        out.sort()
+        return out
+
+
+def plan_campaign(config: SimConfig, t0_us: int | None = None) -> Plan:
+    planner = _Planner(config, now_us() if t0_us is None else t0_us)
+    planner.plan()
+    dropped = len(planner.dropped)
+    return Plan(
+        planner.deliveries(),
+        planner.truth,
+        len(planner.events) - dropped,
+        planner.ledger,
+        dropped,
+    )
+
+
+def webhook_url(base: str, provider: str) -> str:
+    """The URL to post a gateway's events to: `base` may be the server's root, its /webhooks
+    route, or a full gateway URL."""
+    base = base.rstrip("/")
+    if base.endswith("/webhooks"):
+        return f"{base}/{provider}"
+    if "/webhooks/" in base:
+        return base
+    return f"{base}/webhooks/{provider}"
+
+
+def request_headers(
+    provider: str, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
+) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": "smswatch-simulate"}
+    if provider == "lisoloo" and basic_auth:
+        token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    if provider == "yebolink" and secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    return headers
+
+
+# Before anything has answered, refused connections are retried this long (a listener that is
+# just starting), then the run stops: nothing listens at the URL. Once one request was answered,
+# refusals are a restart mid-run, retried on the full schedule.
+UNREACHABLE_AFTER_S = 2.0
+FIRST_RETRY_S = 0.25
+
+
+class Unreachable(Exception):
+    """Nothing answered at the URL: every connection so far was refused (or its name unknown)."""
+
+
+def backoff(attempt: int) -> float:
+    """A gateway's 30s → 2m → 10m → 1h schedule, compressed to seconds."""
+    return min(0.25 * 2 ** (attempt - 1), 8.0)
+
+
+class Sender:
+    """Sends planned deliveries in due order at a capped rate, retrying like a gateway."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        acked_out: TextIO | None = None,
+        on_progress: Callable[[Result], None] | None = None,
+        result: Result | None = None,
+    ) -> None:
+        """`result` is filled in as the run goes, so a caller interrupted mid-run can still
+        say what was acknowledged."""
+        self.c = config
+        self.acked_out = acked_out
+        self.on_progress = on_progress
+        self.result = result if result is not None else Result()
+        self.answered = False
+        self.refused_since: float | None = None
+        self.refusal = ""  # the last refused connection's reason
+        self.unreachable: str | None = None
+
+    async def run(self, deliveries: list[Delivery]) -> Result:
+        heap = list(deliveries)
+        heapq.heapify(heap)
+        self.result.planned = len(heap)
+        self.result.open_lines = {d.line for d in heap if d.line is not None}
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        next_slot = start
+        wake = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        active = 0
+        limit = asyncio.Semaphore(self.c.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.c.timeout)
+        connector = aiohttp.TCPConnector(limit=self.c.concurrency, force_close=False)
+        seq = len(heap)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def post(d: Delivery) -> None:
+                nonlocal seq, active
+                try:
+                    retry = await self._post(session, d)
+                finally:
+                    limit.release()
+                    active -= 1
+                    self.result.in_flight = active
+                    wake.set()
+                if not retry and d.line is not None:
+                    self.result.open_lines.discard(d.line)
+                if retry:
+                    if d.attempt >= self.c.max_attempts:
+                        self.result.dropped += 1
+                        if not self.answered and self.refused_since is not None:
+                            self.unreachable = self.refusal
+                    else:
+                        self.result.retried += 1
+                        wait = backoff(d.attempt) if self.answered else FIRST_RETRY_S
+                        again = Delivery(
+                            loop.time() - start + wait,
+                            seq,
+                            d.provider,
+                            d.body,
+                            d.label,
+                            d.attempt + 1,
+                            d.line,
+                        )
+                        heapq.heappush(heap, again)
+                        seq += 1
+                        wake.set()
+                if self.on_progress:
+                    self.on_progress(self.result)
+
+            while heap or active:
+                if self.unreachable is not None:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise Unreachable(f"nothing answers at {self.c.url} ({self.unreachable})")
+                if not heap:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                send_at = max(start + heap[0].due, next_slot)
+                delay = send_at - loop.time()
+                if delay > 0:
+                    wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=delay)
+                    continue
+                d = heapq.heappop(heap)
+                next_slot = max(next_slot, loop.time()) + 1.0 / self.c.rate
+                await limit.acquire()
+                active += 1
+                self.result.in_flight = active
+                task = asyncio.create_task(post(d))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        return self.result
+
+    async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
+        """Send one delivery; True if it should be retried."""
+        url = webhook_url(self.c.url, d.provider)
+        headers = request_headers(d.provider, d.body, self.c.basic_auth, self.c.yebolink_secret)
+        try:
+            async with session.post(url, data=d.body, headers=headers) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.result.note("connection", f"{d.label}: {type(exc).__name__}: {exc}")
+            if not self.answered and isinstance(exc, aiohttp.ClientConnectorError):
+                self.refused(exc)
+            return True
+        self.answered = True
+        if 200 <= status < 300:
+            self.result.acked += 1
+            try:
+                answer = json.loads(text)
+            except ValueError:
+                answer = {}
+            if answer.get("status") == "duplicate":
+                self.result.acked_duplicate += 1
+            if self.acked_out is not None:
+                record = {"provider": d.provider, "label": d.label, "status": status, **answer}
+                self.acked_out.write(json.dumps(record) + "\n")
+            return False
+        if status >= 500 or status in (408, 429):
+            self.result.note(f"http {status}", f"{d.label}: {status} {text[:200]}")
+            return True
+        self.result.rejected += 1
+        self.result.note(f"http {status}", f"{d.label}: {status} {text[:200]}")
+        return False
+
+    def refused(self, exc: aiohttp.ClientConnectorError) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.refused_since is None:
+            self.refused_since = now
+        error = exc.os_error
+        # "Connection refused" rather than asyncio's "Connect call failed ('127.0.0.1', …)".
+        known = (error.errno or 0) > 0  # a DNS failure's is negative: its strerror says it
+        self.refusal = os.strerror(error.errno) if known else str(error.strerror or error)
+        if now - self.refused_since >= UNREACHABLE_AFTER_S:
+            self.unreachable = self.refusal
+
+
+def write_truth(truth: list[Truth], path: Path) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for t in truth:
+            f.write(json.dumps(t.record()) + "\n")

@@ -1,0 +1,260 @@
+"""The interface every gateway adapter implements, and the helpers they share.
+
+An adapter turns the raw bytes of one webhook request into normalized `Event`s. It also says
+whether the request is authentic (on the raw bytes, before anything is parsed) and whether a
+JSON body has its envelope shape (for `POST /webhooks`, which detects the gateway).
+
+Parsing policy: the *envelope* is the contract. A body that is not a JSON object with the
+gateway's envelope is rejected (400). Inside a valid envelope we are lenient: an unknown event
+type or a data field of an unexpected type is stored rather than rejected, because Lisoloo does
+not retry a 4xx and a rejected event is lost for good. Every normalized field is bounded and
+made storable (finite numbers, 64-bit integers), so no body can poison a database batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Protocol
+
+import pydantic_core
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from smswatch.core.domain import Event
+from smswatch.timefmt import to_us
+
+# Normalized string columns are bounded; the full value stays in the stored payload.
+MAX_FIELD = 512
+_INT64 = 2**63 - 1
+_ID_NAMESPACE = uuid.UUID("6c1f6bd0-8f1e-4f43-9a57-1c1b2f2d5e7a")
+
+
+class Rejected(Exception):
+    """The request cannot be accepted; `status` and `code` go into the HTTP answer."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def malformed(detail: str, code: str = "malformed") -> Rejected:
+    return Rejected(400, code, detail)
+
+
+@dataclass(frozen=True)
+class AuthMode:
+    """How a gateway's requests are checked, for the status bar and `serve`'s banner."""
+
+    verified: bool  # requests are authenticated
+    label: str  # e.g. "Basic auth (user ops)", "HMAC-SHA256 signature", "open (loopback only)"
+
+
+class Provider(Protocol):
+    name: ClassVar[str]
+    title: ClassVar[str]
+
+    def auth_mode(self) -> AuthMode: ...
+
+    def check_auth(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `Rejected(401, ...)` unless the request is authentic. Constant-time."""
+
+    def claims_headers(self, headers: Mapping[str, str]) -> bool:
+        """True if the headers alone say the request comes from this gateway."""
+
+    def claims_body(self, obj: dict[str, Any]) -> bool:
+        """True if a parsed JSON object has this gateway's envelope shape."""
+
+    def parse(self, body: bytes, received_at: int) -> list[Event]:
+        """Validate the body and normalize it. Raise `Rejected(400, ...)` if it is not ours."""
+
+
+# --- lenient field types: a wrong type becomes None instead of failing the whole event -------
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value[:MAX_FIELD]
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and abs(value) <= _INT64:
+        return str(value)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        value = float(value) if abs(value) <= _INT64 else math.inf
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    # An integer is kept exactly: through a float, those just under 2**63 rounded up past the
+    # bound and were dropped, where the fast path (FastInt) keeps them.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) <= _INT64 else None
+    number = _number(value)
+    if number is None or not number.is_integer() or abs(number) > _INT64:
+        return None
+    return int(number)
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+_DATETIME = TypeAdapter(datetime)
+# The shape gateways send (RFC 3339 with a zone), which the standard library reads the same way
+# pydantic does, ten times faster; anything else goes to pydantic.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
+
+
+def _time(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, str) and _RFC3339.fullmatch(value):
+            return to_us(datetime.fromisoformat(value))
+        return to_us(_DATETIME.validate_python(value))
+    except (ValidationError, OverflowError, ValueError):
+        return None
+
+
+def json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = pydantic_core.to_json(value, inf_nan_mode="null").decode()
+    except (pydantic_core.PydanticSerializationError, ValueError):
+        return None
+    return text if len(text) <= 2048 else text[:2047] + "…"
+
+
+def absent_if_blank(value: str | None) -> str | None:
+    """The one rule for identifiers from a webhook (event id, message id, recipient): empty or
+    all whitespace means absent. An absent event id is derived from the body, an absent message
+    id is resolved from the recipient, and an event with no recipient is message-level; so a
+    blank id never becomes a message or recipient of its own, and the answer, the store and
+    every counter name the same thing."""
+    if value is None or not value.strip():
+        return None
+    return value
+
+
+Text = Annotated[str | None, BeforeValidator(_text)]
+# An identifier: lenient like Text, and blank is absent.
+Identifier = Annotated[str | None, BeforeValidator(_text), AfterValidator(absent_if_blank)]
+Number = Annotated[float | None, BeforeValidator(_number)]
+Integer = Annotated[int | None, BeforeValidator(_integer)]
+Flag = Annotated[bool | None, BeforeValidator(_flag)]
+Time = Annotated[int | None, BeforeValidator(_time)]
+JsonText = Annotated[str | None, BeforeValidator(json_text)]
+
+
+# --- the fast path: the same fields as plain types, so pydantic-core validates a well-formed
+# body without calling back into Python. Each admits only values the lenient types above would
+# have kept as they are, so an adapter may try it first and fall back to the lenient model when
+# it fails: the result is the same either way (datetimes still need `us()`, ids `absent_if_blank`).
+
+FastText = Annotated[str, StringConstraints(max_length=MAX_FIELD)] | None
+FastInt = Annotated[int, Field(ge=-_INT64, le=_INT64)] | None
+# Strict floats take JSON integers as they are; the lenient type turns integers past 64 bits
+# into None, hence the bound, open at 2**63: integers just below it round up to it as floats,
+# and go to the lenient type, which keeps them.
+FastFloat = Annotated[float, Field(gt=-(2.0**63), lt=2.0**63, allow_inf_nan=False)] | None
+FastTime = datetime | None
+
+
+def us(value: int | datetime | None) -> int | None:
+    """A time from either path, as microseconds since the epoch."""
+    if value is None or type(value) is int:
+        return value
+    return to_us(value)  # type: ignore[arg-type]
+
+
+def strict_time(value: Any) -> int | None:
+    """An envelope timestamp: absent is fine, present but unreadable is a malformed envelope."""
+    if value is None:
+        return None
+    us = _time(value)
+    if us is None:
+        raise ValueError("timestamp is not an ISO 8601 date-time")
+    return us
+
+
+EnvelopeTime = Annotated[int | None, BeforeValidator(strict_time)]
+
+
+# --- shared steps ------------------------------------------------------------------------------
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """Parse a body that must be one JSON object (used to detect the gateway)."""
+    try:
+        obj = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise malformed(f"body is not valid JSON: {exc}", "malformed_json") from exc
+    if not isinstance(obj, dict):
+        raise malformed("body is JSON but not an object", "unknown_envelope")
+    return obj
+
+
+def reject_non_json_numbers(body: bytes) -> None:
+    """NaN and Infinity are not JSON, but the fast validator accepts them; check the rare body
+    that contains those letters with the strict parser."""
+    if b"NaN" in body or b"Infinity" in body:
+        parse_object(body)
+
+
+def validation_detail(exc: ValidationError, tags: Collection[str] = ()) -> Rejected:
+    """A 400 that names the first problem. `tags` are discriminated-union tags, which pydantic
+    puts in the error location but which are not fields of the body."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"] if str(p) not in tags)
+    if first["type"] == "json_invalid":
+        return malformed(f"body is not valid JSON: {first['msg']}", "malformed_json")
+    if first["type"] in ("model_type", "model_attributes_type") and not where:
+        return malformed("body is JSON but not an object", "unknown_envelope")
+    return malformed(
+        f"invalid envelope field {where or 'body'}: {first['msg']}", "invalid_envelope"
+    )
+
+
+def derived_id(*parts: str) -> str:
+    """A stable event id for events that carry none: the same parts always give the same id."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def decode_payload(body: bytes) -> str:
+    # Validation already proved the body is UTF-8 JSON.
+    return body.decode("utf-8")

@@ -1,0 +1,1 @@
+"""Lisoloo: its webhooks, its status API."""

@@ -1,0 +1,1 @@
+"""YeboLink: its webhooks, its status API."""

@@ -1,0 +1,1 @@
+"""Webhooks in: HTTP framing, limits, TLS and backpressure; routing, auth and quarantine."""
