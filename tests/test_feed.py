@@ -12,12 +12,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from smswatch.core.live import Delta
 from smswatch.feed import server as feed_server
 from smswatch.feed.client import RemoteSource
 from smswatch.feed.protocol import SERVER_FRAME, Hello, Reply, Resync, SnapshotFrame
 from smswatch.live.datasource import Connection, Snapshot
 from smswatch.live.engine import Engine
-from smswatch.live.hub import Delta
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
 from smswatch.tui.screens.message import MessageScreen, RecipientsTable

@@ -25,12 +25,13 @@ import pytest
 from aiohttp import web
 
 from smswatch.config import Credentials
+from smswatch.core.forwarding import Target
 from smswatch.devtools.simulate import Delivery, Sender, SimConfig, plan_campaign
 from smswatch.forward.config import ForwardConfig
 from smswatch.gateways.yebolink.webhook import sign
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
-from smswatch.store.outbox import Target, outbox_path
+from smswatch.store.outbox import outbox_path
 from tests.conftest import BASIC, SECRET, Client, basic_header, running
 from tests.helpers import SMSWATCH, free_port
 
@@ -292,8 +293,8 @@ def forwarders_of(db: Path) -> list[str]:
 
 
 def test_forwarding_metrics_label_targets_without_their_password() -> None:
+    from smswatch.core.forwarding import Attempt, TargetStatus
     from smswatch.live.metrics import forwarding_metrics
-    from smswatch.store.outbox import Attempt, TargetStatus
 
     url = "https://hook:s3cret@app.example/sms"
     status = TargetStatus(url, 7, 2, 40, 3, Attempt(1, url, 5, None, "refused", 3), 4)
@@ -344,8 +345,9 @@ async def test_credentials_in_the_target_url_are_sent_as_basic_auth_for_every_fo
 def test_a_retried_forward_gets_all_its_attempts_again(tmp_path: Path) -> None:
     import asyncio as aio
 
+    from smswatch.core.forwarding import Attempt, Outcome
     from smswatch.store import make_writer
-    from smswatch.store.outbox import Attempt, Outbox, Outcome
+    from smswatch.store.outbox import Outbox
     from tests.test_store_conformance import event
 
     db = tmp_path / "retry.db"

@@ -34,10 +34,10 @@ import asyncpg
 import pytest
 
 from smswatch.core.domain import FUNNEL
+from smswatch.core.live import Counters, Delta
 from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.feed.client import RemoteSource
 from smswatch.live.datasource import Connection, Snapshot
-from smswatch.live.hub import Counters, Delta
 from smswatch.store import open_reader
 from tests.helpers import SMSWATCH, acked_ids, free_port, start_simulate
 

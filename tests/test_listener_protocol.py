@@ -21,11 +21,12 @@ import pytest
 from smswatch import gateways, loops
 from smswatch.config import Credentials
 from smswatch.core.domain import Event
+from smswatch.core.live import Outcome
 from smswatch.ingest.http import Listener, ListenerConfig
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.live.hub import Hub
 from smswatch.live.thread import EngineThread
-from smswatch.store import Outcome, Reader
+from smswatch.store import Reader
 from tests.conftest import Client, running
 
 

@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import smswatch
 from smswatch import __version__
 from smswatch.config import Credentials
+from smswatch.core.records import Rejection
 from smswatch.live.engine import Engine
 from smswatch.live.metrics import LATENCY_BUCKETS, Metrics
-from smswatch.store.rows import Rejection
 from tests.conftest import BASIC, SECRET, Client, basic_header, fill_until_503, running
 from tests.helpers import Server, free_port, run
 

@@ -17,13 +17,13 @@ import pytest
 from multidict import CIMultiDict
 
 from smswatch.config import Credentials
+from smswatch.core.forwarding import Job, Target
 from smswatch.forward.config import ForwardConfig
 from smswatch.forward.worker import Forwarder
 from smswatch.gateways import Rejected
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import YeboLink, sign
 from smswatch.live.engine import Engine
-from smswatch.store.outbox import Job, Target
 from smswatch.store.writer import connect_log
 from tests.conftest import SECRET, Client, running
 from tests.fixtures.seeds import LISOLOO, YEBOLINK

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from smswatch.core.domain import Event, State
-from smswatch.store import Reader, Rejection, StoreUnavailable, Unstorable, Writer, schema
+from smswatch.core.records import Rejection
+from smswatch.store import Reader, StoreUnavailable, Unstorable, Writer, schema
 from smswatch.store.reader import NoDatabase
 
 

@@ -21,10 +21,10 @@ import asyncpg
 import pytest
 
 from smswatch.core.domain import UNATTRIBUTED, Event, MessageInfo, State
+from smswatch.core.records import Rejection
 from smswatch.store import (
     NoDatabase,
     Reader,
-    Rejection,
     StoreUnavailable,
     Unstorable,
     is_url,

@@ -597,7 +597,7 @@ async def test_q_quits_cleanly(env: Env) -> None:
 
 
 async def test_a_burst_too_big_for_one_delta_says_how_many_lines_it_left_out(env: Env) -> None:
-    from smswatch.live.hub import Delta
+    from smswatch.core.live import Delta
 
     async with dashboard(env, data=False) as (app, pilot):
         app.post_message(UpdateArrived(Delta(at=0, counters=app.model.counters, dropped=1234)))

@@ -20,10 +20,10 @@ from aiohttp import web
 from rich.console import Console
 
 from smswatch.config import Credentials
+from smswatch.core.forwarding import Target
 from smswatch.feed.client import RemoteSource
 from smswatch.forward.config import ForwardConfig
 from smswatch.live.engine import Engine, EngineConfig
-from smswatch.store.outbox import Target
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.commands import RESEND_FAILED, SmsWatchCommands
 from smswatch.tui.screens.dashboard import DashboardScreen
@@ -352,7 +352,7 @@ async def test_an_attach_viewer_sees_the_forwarding_read_only(
 
 
 def test_an_app_that_fails_now_and_then_is_not_called_failing() -> None:
-    from smswatch.store.outbox import Attempt, TargetStatus
+    from smswatch.core.forwarding import Attempt, TargetStatus
     from smswatch.tui.format import failing
 
     last = Attempt(1, "http://app/", 10, 503, "busy", 2)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 
-from smswatch.campaigns.model import CarrierRow, Summary
+from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import MessageState, RecipientState, State
 from smswatch.timefmt import iso
 from smswatch.tui.format import cut_end, cut_middle, cut_words, fit_figure

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from smswatch.campaigns.model import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.catalogue import ErrorInfo
+from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
-from smswatch.store.reader import FailureGroup, Latency, Reader
+from smswatch.core.figures import FailureGroup, Latency
+from smswatch.store.reader import Reader
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smswatch.campaigns.model import BURST, BURST_GAP_US, Selector, Summary, burst_name
 from smswatch.campaigns.rows import (
     M_CONFLICTS,
     M_FAILED,
@@ -42,6 +41,7 @@ from smswatch.campaigns.rows import (
     Row,
 )
 from smswatch.campaigns.tally import Sums, Tally
+from smswatch.core.campaigns import BURST, BURST_GAP_US, Selector, Summary, burst_name
 from smswatch.core.domain import UNATTRIBUTED, State
 from smswatch.store.reader import Reader
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smswatch.campaigns.analysis import CampaignView, region_of
-from smswatch.campaigns.model import CarrierRow, Summary
+from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import FUNNEL
 from smswatch.exports.stats import percentiles_record
 from smswatch.timefmt import iso

@@ -23,14 +23,15 @@ from smswatch.campaigns.analysis import (
     duration,
     scope,
 )
-from smswatch.campaigns.model import CarrierRow, Selector, Series, Summary
 from smswatch.catalogue import ErrorInfo, explain
+from smswatch.core.campaigns import CarrierRow, Selector, Series, Summary
 from smswatch.core.domain import State
+from smswatch.core.figures import FailureGroup
 from smswatch.exports.stats import NoCampaign, gather, stats_record
 from smswatch.sanitize import safe
 from smswatch.store import open_reader
 from smswatch.store.location import describe
-from smswatch.store.reader import FailureGroup, Reader
+from smswatch.store.reader import Reader
 from smswatch.timefmt import from_us
 from smswatch.words import plural
 

@@ -13,7 +13,6 @@ import re
 
 from smswatch import __version__
 from smswatch.campaigns.analysis import region_of
-from smswatch.campaigns.model import CarrierRow
 from smswatch.campaigns.report import (
     Report,
     attention,
@@ -28,6 +27,7 @@ from smswatch.campaigns.report import (
     total_count,
     when,
 )
+from smswatch.core.campaigns import CarrierRow
 from smswatch.core.domain import FUNNEL
 from smswatch.sanitize import safe
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from smswatch.campaigns.model import Summary
+from smswatch.core.campaigns import Summary
 from smswatch.core.domain import State
 
 # A message row (store/campaign_rows.py MESSAGE_ROW).

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from smswatch.campaigns.model import looks_like_burst
+from smswatch.core.campaigns import looks_like_burst
 from smswatch.core.domain import UNATTRIBUTED, Event
 
 DEFAULT_KEYS: tuple[str, ...] = ("campaign", "campaign_id", "batch_id")

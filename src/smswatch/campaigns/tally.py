@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from smswatch.campaigns.model import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.campaigns.rows import (
     M_CONFLICTS,
     M_COST,
@@ -51,8 +50,9 @@ from smswatch.campaigns.rows import (
     Row,
     expected,
 )
+from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
-from smswatch.store.reader import FailureGroup, Latency, Percentiles
+from smswatch.core.figures import FailureGroup, Latency, Percentiles
 
 NANO = 1_000_000_000
 SPARK_BUCKETS = 30

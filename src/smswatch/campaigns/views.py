@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.campaigns.analysis import CampaignView, region_of
-from smswatch.campaigns.model import CarrierRow, Summary
+from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import FUNNEL
 from smswatch.exports.console import STATE_STYLE, Fit, pct, t
 from smswatch.sanitize import safe

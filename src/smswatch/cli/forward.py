@@ -23,9 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.cli import CONTEXT, config_option, db_option, fail, print_json
+from smswatch.core.forwarding import Target, TargetStatus
 from smswatch.store.errors import NotOurs, location_problem
 from smswatch.store.location import describe, is_url, without_password
-from smswatch.store.outbox import RECENT_S, Target, TargetStatus, open_outbox, outbox_path
+from smswatch.store.outbox import RECENT_S, open_outbox, outbox_path
 from smswatch.store.schema import refuse_foreign
 from smswatch.timefmt import iso, now_us, span
 from smswatch.words import plural

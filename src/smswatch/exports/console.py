@@ -18,8 +18,8 @@ from rich.text import Text
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals
 from smswatch.sanitize import safe
-from smswatch.store.reader import FailureGroup, Latency, Percentiles, Totals
 from smswatch.timefmt import iso, span
 from smswatch.words import plural
 

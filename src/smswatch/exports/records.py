@@ -14,8 +14,9 @@ from typing import Any, TextIO
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageInfo, MessageState, RecipientState
+from smswatch.core.records import StoredEvent
 from smswatch.sanitize import visible
-from smswatch.store.rows import StoredEvent, message_info
+from smswatch.store.rows import message_info
 from smswatch.timefmt import iso
 
 EXPORT_FIELDS = (

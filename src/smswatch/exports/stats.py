@@ -7,8 +7,8 @@ from typing import Any
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, State
+from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals
 from smswatch.store import open_reader
-from smswatch.store.reader import FailureGroup, Latency, Percentiles, Totals
 from smswatch.timefmt import iso
 
 

@@ -21,8 +21,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from smswatch.campaigns.analysis import CampaignView
-from smswatch.campaigns.model import Summary
+from smswatch.core.campaigns import Summary
 from smswatch.core.domain import FUNNEL, MessageState, State
+from smswatch.core.figures import FailureGroup
+from smswatch.core.live import Counters
+from smswatch.core.records import Rejection, StoredEvent
 from smswatch.exports.records import write_jsonl
 from smswatch.exports.suppression import write_entries
 from smswatch.feed.protocol import (
@@ -46,10 +49,8 @@ from smswatch.live.datasource import (
     Stuck,
     Update,
 )
-from smswatch.live.hub import Counters
 from smswatch.reconcile.reconciler import PollResult
-from smswatch.store import Rejection, StoredEvent
-from smswatch.store.reader import FailureGroup, paged
+from smswatch.store.reader import paged
 
 log = logging.getLogger(__name__)
 

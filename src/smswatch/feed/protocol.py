@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from smswatch.campaigns.analysis import CampaignView
-from smswatch.campaigns.model import Summary
+from smswatch.core.campaigns import Summary
 from smswatch.core.domain import MessageState, State
+from smswatch.core.figures import FailureGroup
+from smswatch.core.live import Delta
+from smswatch.core.records import Rejection, StoredEvent
 from smswatch.exports.suppression import Suppressed
 from smswatch.live.datasource import (
     Forwards,
@@ -27,9 +30,6 @@ from smswatch.live.datasource import (
     SourceInfo,
     Stuck,
 )
-from smswatch.live.hub import Delta
-from smswatch.store import Rejection, StoredEvent
-from smswatch.store.reader import FailureGroup
 
 PROTOCOL_VERSION = 1
 

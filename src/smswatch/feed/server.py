@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from smswatch import __version__
+from smswatch.core.live import Delta
 from smswatch.feed.protocol import (
     MAX_LIMIT,
     METHODS,
@@ -42,7 +43,6 @@ from smswatch.feed.protocol import (
 )
 from smswatch.live.datasource import Forwards, SourceInfo, StoreQueries
 from smswatch.live.engine import Engine
-from smswatch.live.hub import Delta
 from smswatch.store import describe, open_reader
 
 log = logging.getLogger(__name__)

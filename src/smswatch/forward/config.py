@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from smswatch import gateways as providers
-from smswatch.store.outbox import Target
+from smswatch.core.forwarding import Target
 
 
 class ForwardConfigError(ValueError):

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from smswatch.core.forwarding import Attempt, Forward, TargetStatus
 from smswatch.forward.config import ForwardConfig
 from smswatch.store.location import without_password
-from smswatch.store.outbox import Attempt, Forward, TargetStatus, open_outbox
+from smswatch.store.outbox import open_outbox
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,10 @@ import aiohttp
 
 from smswatch import __version__
 from smswatch.core.domain import POLLED_PREFIX
+from smswatch.core.forwarding import Attempt, Job, Outcome
 from smswatch.forward.config import ForwardConfig
 from smswatch.gateways.yebolink.webhook import sign
-from smswatch.store.outbox import EXCERPT, Attempt, Job, Outcome, open_outbox
+from smswatch.store.outbox import EXCERPT, open_outbox
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)

@@ -69,9 +69,10 @@ import httptools
 import pydantic_core
 
 from smswatch import __version__
+from smswatch.core.records import Rejection
 from smswatch.gateways import Provider, Rejected, detect
 from smswatch.live.hub import Hub
-from smswatch.store import Rejection, StoreUnavailable, Unstorable, Writer
+from smswatch.store import StoreUnavailable, Unstorable, Writer
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)

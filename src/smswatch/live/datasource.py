@@ -17,18 +17,19 @@ from typing import Any, Protocol, TypeVar
 
 from smswatch.campaigns.analysis import CampaignView
 from smswatch.campaigns.book import CampaignBook
-from smswatch.campaigns.model import Summary
 from smswatch.campaigns.rule import own_name
+from smswatch.core.campaigns import Summary
 from smswatch.core.domain import MessageState, RecipientState, State
+from smswatch.core.figures import FailureGroup, Latency
+from smswatch.core.forwarding import Forward
+from smswatch.core.live import Counters, Delta
+from smswatch.core.records import Rejection, StoredEvent
 from smswatch.exports.records import write_jsonl
 from smswatch.exports.suppression import Suppressed, suppression_list, write_entries
 from smswatch.live.engine import GatewayStatus
-from smswatch.live.hub import Counters, Delta
 from smswatch.live.thread import EngineThread
 from smswatch.reconcile.reconciler import PollResult
-from smswatch.store import Reader, Rejection, StoredEvent, describe, open_reader
-from smswatch.store.outbox import Forward
-from smswatch.store.reader import FailureGroup, Latency
+from smswatch.store import Reader, describe, open_reader
 from smswatch.timefmt import now_us
 
 RECENT = 300  # messages and events a snapshot carries

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smswatch.core.domain import FUNNEL, MessageState, State
-from smswatch.reconcile.status import ReconcileStatus
-from smswatch.store.outbox import TargetStatus
-from smswatch.store.reader import Totals
-from smswatch.store.state import MessageChanges
-from smswatch.store.writer import Commit, Rejection, Transition
+from smswatch.core.figures import Totals
+from smswatch.core.forwarding import TargetStatus
+from smswatch.core.live import Commit, Counters, Delta, MessageChanges, Transition
+from smswatch.core.reconciling import ReconcileStatus
+from smswatch.core.records import Rejection
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -30,45 +30,6 @@ log = logging.getLogger(__name__)
 RATE_WINDOW = 60  # seconds of events/s history kept for sparklines
 MAX_TRANSITIONS = 500  # per delta; older ones in a burst are counted as dropped from view
 MAX_REJECTIONS = 100  # per delta
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    events: int
-    duplicates: int
-    rejected: int
-    rejected_by_code: dict[str, int]
-    funnel: dict[State, int]
-    messages: int
-    in_flight: int
-    conflicts: int
-    rate: tuple[int, ...]  # events stored in each of the last RATE_WINDOW seconds, oldest first
-    last_request_at: int | None  # any request to a webhook route, accepted or not
-    last_event_at: int | None  # the last webhook stored (a poll's answer is not one)
-    store_error: str | None
-    started_at: int
-    forwarding: tuple[TargetStatus, ...] = ()  # each forward target's outbox, if forwarding
-    reconciling: ReconcileStatus | None = None  # polling the gateways' status APIs, if keyed
-
-    @property
-    def delivery_rate(self) -> float | None:
-        done = self.funnel[State.DELIVERED] + self.funnel[State.FAILED]
-        return self.funnel[State.DELIVERED] / done if done else None
-
-    @property
-    def events_per_second(self) -> float:
-        recent = self.rate[-6:-1]  # the last five whole seconds
-        return sum(recent) / len(recent) if recent else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    at: int
-    counters: Counters
-    transitions: tuple[Transition, ...] = ()
-    dropped: int = 0
-    messages: tuple[MessageState, ...] = ()  # the latest state of each message that changed
-    rejections: tuple[Rejection, ...] = ()
 
 
 @dataclass(slots=True)

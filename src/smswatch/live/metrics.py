@@ -33,8 +33,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from smswatch import __version__
+from smswatch.core.forwarding import TargetStatus
 from smswatch.store.location import without_password as describe_url
-from smswatch.store.outbox import TargetStatus
 
 if TYPE_CHECKING:
     from prometheus_client import Metric

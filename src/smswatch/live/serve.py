@@ -17,8 +17,8 @@ import sys
 from typing import Any, TextIO
 
 from smswatch import __version__
+from smswatch.core.live import Counters, Delta
 from smswatch.live.engine import CannotListen, Engine, bind_problem
-from smswatch.live.hub import Counters, Delta
 from smswatch.live.metrics import Metrics
 from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe

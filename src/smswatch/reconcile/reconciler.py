@@ -42,10 +42,10 @@ from typing import Any, Protocol
 
 from smswatch.config import stuck_deadlines
 from smswatch.core.domain import State
+from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways.yebolink.api import YeboLinkApi, YeboLinkMessage
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
-from smswatch.reconcile.status import ReconcileStatus
 from smswatch.store.reader import Reader
 from smswatch.store.writer import StoreUnavailable, Unstorable
 

@@ -14,15 +14,7 @@ from typing import Any
 
 from smswatch.store.location import describe, is_url
 from smswatch.store.reader import NoDatabase, Reader
-from smswatch.store.rows import Rejection, StoredEvent
-from smswatch.store.writer import (
-    Commit,
-    Outcome,
-    StoreUnavailable,
-    Transition,
-    Unstorable,
-    Writer,
-)
+from smswatch.store.writer import StoreUnavailable, Unstorable, Writer
 
 
 def make_writer(db: str | Path, **options: Any) -> Writer:
@@ -45,14 +37,9 @@ async def open_reader(db: str | Path, *, current: bool = False) -> Reader:
 
 
 __all__ = [
-    "Commit",
     "NoDatabase",
-    "Outcome",
     "Reader",
-    "Rejection",
     "StoreUnavailable",
-    "StoredEvent",
-    "Transition",
     "Unstorable",
     "Writer",
     "describe",

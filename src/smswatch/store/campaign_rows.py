@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from smswatch.campaigns.model import Selector
+from smswatch.core.campaigns import Selector
 from smswatch.core.domain import MessageState
 from smswatch.store.campaigns import member, message_member
 from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row

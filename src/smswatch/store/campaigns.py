@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from smswatch.campaigns.model import (
+from smswatch.campaigns.rule import TAG, clean_name, own_name
+from smswatch.core.campaigns import (
     BURST,
     BURST_GAP_US,
     CostRow,
@@ -23,7 +24,6 @@ from smswatch.campaigns.model import (
     SummaryBuilder,
     burst_name,
 )
-from smswatch.campaigns.rule import TAG, clean_name, own_name
 from smswatch.core.domain import UNATTRIBUTED, MessageState
 from smswatch.store.location import is_url
 from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row

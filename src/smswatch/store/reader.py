@@ -14,17 +14,17 @@ the newest stored event.
 from __future__ import annotations
 
 import asyncio
-import math
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from smswatch.campaigns.model import Selector
+from smswatch.core.campaigns import Selector
 from smswatch.core.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
+from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals, percentiles
+from smswatch.core.records import Rejection, StoredEvent
 from smswatch.store.campaign_rows import CampaignRows
 from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
 from smswatch.store.errors import CannotOpen, location_problem
@@ -33,8 +33,6 @@ from smswatch.store.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     STORED_EVENT_COLUMNS,
-    Rejection,
-    StoredEvent,
     message_from_row,
     placeholders,
     recipient_from_row,
@@ -78,54 +76,6 @@ _OF_MESSAGE = (
     "SELECT event FROM timeline WHERE message_id = ?1 UNION ALL "
     f"SELECT id FROM events WHERE id > {_CHECKPOINT} AND message_id = ?1"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    events: int
-    messages: int
-    in_flight: int
-    funnel: dict[State, int]
-    conflicts: int
-    first_received_at: int | None
-    last_received_at: int | None
-    by_provider: dict[str, int]  # events per gateway
-
-
-@dataclass(frozen=True, slots=True)
-class FailureGroup:
-    provider: str
-    error_code: str | None
-    count: int
-    last_at: int | None
-    error_message: str | None  # the latest message seen for the code
-    retryable: bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class Percentiles:
-    count: int
-    p50: int | None
-    p95: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Latency:
-    queued_to_sent: Percentiles
-    sent_to_delivered: Percentiles
-    queued_to_delivered: Percentiles = Percentiles(0, None, None)
-
-
-def percentiles(values: Sequence[int]) -> Percentiles:
-    """Nearest-rank p50 and p95."""
-    if not values:
-        return Percentiles(0, None, None)
-    ordered = sorted(values)
-
-    def rank(p: float) -> int:
-        return ordered[max(math.ceil(p * len(ordered)) - 1, 0)]
-
-    return Percentiles(len(ordered), rank(0.50), rank(0.95))
 
 
 class Reader(CampaignQueries, CampaignRows, ReconcileRows):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from typing import Any
 
 from smswatch.core.domain import FUNNEL, Event, MessageInfo, MessageState, RecipientState, State
+from smswatch.core.records import StoredEvent
 
 EVENT_COLUMNS = (
     "dedupe_key, event_id, provider, event_type, state, message_id, recipient, occurred_at, "
@@ -78,26 +79,6 @@ def message_info(text: str) -> MessageInfo:
     return MessageInfo(*fields)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as read back from the database."""
-
-    id: int
-    event_id: str
-    provider: str
-    event_type: str
-    state: State
-    message_id: str
-    recipient: str | None
-    occurred_at: int
-    received_at: int
-    time_estimated: bool
-    carrier: str | None
-    error_code: str | None
-    error_message: str | None
-    payload: str
-
-
 STORED_EVENT_COLUMNS = (
     "id, event_id, provider, event_type, state, message_id, recipient, occurred_at, received_at, "
     "time_estimated, carrier, error_code, error_message, payload"
@@ -121,23 +102,6 @@ def stored_event(row: tuple[Any, ...]) -> StoredEvent:
         error_message=row[12],
         payload=row[13],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A request the listener refused, kept (bounded) so the TUI can show why."""
-
-    received_at: int
-    status: int
-    code: str
-    reason: str
-    remote: str | None = None
-    method: str | None = None
-    path: str | None = None
-    provider: str | None = None
-    content_type: str | None = None
-    body_size: int | None = None
-    body: bytes | None = None
 
 
 _FIRST = (State.QUEUED, State.PROCESSING, State.SENT, State.DELIVERED, State.FAILED)

@@ -33,6 +33,7 @@ from smswatch.core.domain import (
     apply_transition,
     fold,
 )
+from smswatch.core.live import MessageChanges, Transition
 from smswatch.store.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
@@ -48,17 +49,6 @@ CHUNK = 400
 _JOINED_RECIPIENT_COLUMNS = ", ".join("r." + c.strip() for c in RECIPIENT_COLUMNS.split(","))
 
 Key = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """What one stored event did to its recipient (before = after = None for a message-level
-    event)."""
-
-    event: Event
-    before: State | None
-    after: State | None
-    since: int | None  # microseconds since the recipient entered `before`, by event time
 
 
 @dataclass(slots=True)
@@ -89,19 +79,6 @@ def baseline(msg: MessageState) -> Baseline:
         c[State.FAILED],
     )
     return counts, msg.finished, msg.conflicts
-
-
-@dataclass(frozen=True, slots=True)
-class MessageChanges:
-    """What changed in the messages since the hub last asked, for its counters and screens:
-    copies of the changed messages, and the counters' changes over them."""
-
-    messages: tuple[MessageState, ...] = ()
-    funnel_delta: dict[State, int] = field(default_factory=dict)
-    new_messages: int = 0
-    in_flight_delta: int = 0
-    conflicts_delta: int = 0
-    changed: int = 0  # messages that changed (their copies are in `messages` if asked for)
 
 
 def copy_message(m: MessageState) -> MessageState:

@@ -51,13 +51,15 @@ from typing import Any, TypeVar
 
 from smswatch.campaigns.rule import CampaignRule
 from smswatch.core.domain import Event
+from smswatch.core.figures import Totals
+from smswatch.core.live import Commit, MessageChanges, Outcome
+from smswatch.core.records import Rejection
 from smswatch.store.errors import CannotOpen, NotOurs, cannot_open, location_problem
-from smswatch.store.reader import Reader, Totals
+from smswatch.store.reader import Reader
 from smswatch.store.rows import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
-    Rejection,
     event_from_row,
     log_row,
     placeholders,
@@ -75,15 +77,7 @@ from smswatch.store.schema import (
     reset_state,
     state_path,
 )
-from smswatch.store.state import (
-    CHUNK,
-    BatchEffects,
-    MessageChanges,
-    Snapshot,
-    StateCache,
-    Transition,
-    pull_changes,
-)
+from smswatch.store.state import CHUNK, BatchEffects, Snapshot, StateCache, pull_changes
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -131,26 +125,6 @@ class DatabaseInUse(CannotOpen):
     def __init__(self, message: str, feed: str | None = None) -> None:
         super().__init__(message)
         self.feed = feed
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    event_id: str
-    message_id: str
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """One committed batch, as published to the hub. What it did to the messages is not in it:
-    the hub asks for that once a tick (`pull_changes`), coalesced, instead of every batch
-    copying every message it touched."""
-
-    at: int
-    events: tuple[Event, ...]
-    duplicates: int
-    transitions: tuple[Transition, ...]
-    rejections_stored: int
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from textual.driver import Driver
 from textual.message import Message
 
 from smswatch import config as settings_mod
-from smswatch.campaigns.model import Summary
+from smswatch.core.campaigns import Summary
 from smswatch.live.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.sanitize import safe
 from smswatch.timefmt import now_us

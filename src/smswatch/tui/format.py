@@ -19,9 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.core.domain import MessageState, State
+from smswatch.core.forwarding import TargetStatus
 from smswatch.sanitize import safe, safe_block
 from smswatch.store.location import without_password
-from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import iso, span
 from smswatch.tui.themes import Palette
 

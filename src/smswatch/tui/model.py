@@ -11,12 +11,12 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
-from smswatch.campaigns.model import Summary
+from smswatch.core.campaigns import Summary
 from smswatch.core.domain import MessageState
+from smswatch.core.figures import FailureGroup
+from smswatch.core.live import Counters, Delta
+from smswatch.core.records import Rejection
 from smswatch.live.datasource import Snapshot, Stuck
-from smswatch.live.hub import Counters, Delta
-from smswatch.store import Rejection
-from smswatch.store.reader import FailureGroup
 
 _NEWEST = attrgetter("first_received_at", "message_id")
 LINGER_US = 60_000_000  # a finished message stays in the in-flight list this long

@@ -26,10 +26,9 @@ from typing import Any
 import asyncpg
 
 from smswatch.core.domain import FUNNEL, MessageState, State
-from smswatch.store.reader import Totals
+from smswatch.core.figures import Totals
+from smswatch.core.live import Commit, MessageChanges, Transition
 from smswatch.store.rows import LOG_COLUMNS, MESSAGE_COLUMNS, event_from_row, message_from_row
-from smswatch.store.state import MessageChanges, Transition
-from smswatch.store.writer import Commit
 
 MAX_EVENTS = 10_000  # a poll reads at most this many events; the rest come at the next one
 MAX_MESSAGES = 5_000

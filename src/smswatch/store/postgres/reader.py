@@ -16,10 +16,11 @@ from typing import Any
 
 import asyncpg
 
+from smswatch.core.records import StoredEvent
 from smswatch.store.location import describe
 from smswatch.store.postgres.schema import SCHEMA_VERSION, schema_version
 from smswatch.store.reader import NoDatabase, Reader
-from smswatch.store.rows import STORED_EVENT_COLUMNS, StoredEvent, stored_event
+from smswatch.store.rows import STORED_EVENT_COLUMNS, stored_event
 
 _PARAM = re.compile(r"\?(\d*)")
 

@@ -39,32 +39,26 @@ import asyncpg
 
 from smswatch.campaigns.rule import CampaignRule
 from smswatch.core.domain import FUNNEL, UNATTRIBUTED, Event
+from smswatch.core.figures import Totals
+from smswatch.core.forwarding import Target
+from smswatch.core.live import MessageChanges, Outcome
+from smswatch.core.records import Rejection
 from smswatch.store.location import describe
-from smswatch.store.outbox import Target
 from smswatch.store.postgres.follow import Follower
 from smswatch.store.postgres.outbox import add_forwards, no_nul
 from smswatch.store.postgres.schema import migrate
-from smswatch.store.reader import Totals
 from smswatch.store.rows import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
-    Rejection,
     log_row,
     message_from_row,
     message_row,
     recipient_from_row,
     recipient_row,
 )
-from smswatch.store.state import BatchEffects, MessageChanges, StateCache, pull_changes
-from smswatch.store.writer import (
-    CannotOpen,
-    GroupCommit,
-    Outcome,
-    StoreUnavailable,
-    Unstorable,
-    _Pending,
-)
+from smswatch.store.state import BatchEffects, StateCache, pull_changes
+from smswatch.store.writer import CannotOpen, GroupCommit, StoreUnavailable, Unstorable, _Pending
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from textual.timer import Timer
 from textual.widgets import Input, Sparkline, Static
 
 from smswatch.campaigns.analysis import CampaignView, region_of
-from smswatch.campaigns.model import CarrierRow, Summary
 from smswatch.catalogue import ErrorInfo
+from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import FUNNEL, MessageState, State
+from smswatch.core.figures import FailureGroup, Percentiles
 from smswatch.live.datasource import SourceUnavailable
 from smswatch.sanitize import safe
-from smswatch.store.reader import FailureGroup, Percentiles
 from smswatch.timefmt import span
 from smswatch.tui.format import Flow, counts_bar, labelled, literal, moments, untrusted
 from smswatch.tui.screens.base import AppScreen

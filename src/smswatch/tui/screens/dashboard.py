@@ -18,10 +18,10 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from smswatch.core.domain import MessageState, State
+from smswatch.core.forwarding import TargetStatus
+from smswatch.core.live import Delta
 from smswatch.live.datasource import Connection, Snapshot, SourceUnavailable
-from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
-from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import age, cost, failing, literal, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen

@@ -15,8 +15,8 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from smswatch.core.domain import RecipientState, State
+from smswatch.core.records import Rejection
 from smswatch.sanitize import safe
-from smswatch.store import Rejection
 from smswatch.timefmt import clock, iso, span
 from smswatch.tui.format import pretty_json, recipient_text, short_id, state_text, untrusted
 from smswatch.tui.screens.base import AppScreen

@@ -16,10 +16,10 @@ from textual.widgets import Input, Static
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.core.figures import Percentiles
+from smswatch.core.live import Delta
 from smswatch.live.datasource import MessageDetail, SourceUnavailable
-from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
-from smswatch.store.reader import Percentiles
 from smswatch.timefmt import span
 from smswatch.tui.format import (
     Flow,

@@ -17,11 +17,11 @@ from textual.widgets import Static
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
+from smswatch.core.forwarding import Forward, TargetStatus
+from smswatch.core.live import Delta
+from smswatch.core.records import StoredEvent
 from smswatch.live.datasource import Forwards, RecipientDetail, SourceUnavailable
-from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
-from smswatch.store import StoredEvent
-from smswatch.store.outbox import Forward, TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import (
     Flow,

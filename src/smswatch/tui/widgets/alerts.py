@@ -21,9 +21,9 @@ from rich.text import Text
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import State
-from smswatch.reconcile.status import ReconcileStatus
+from smswatch.core.forwarding import TargetStatus
+from smswatch.core.reconciling import ReconcileStatus
 from smswatch.sanitize import safe
-from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, failing, shown_target
 from smswatch.tui.themes import Palette

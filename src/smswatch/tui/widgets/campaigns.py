@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from rich.text import Text
 
-from smswatch.campaigns.model import Summary
+from smswatch.core.campaigns import Summary
 from smswatch.core.domain import State
 from smswatch.tui.format import age, counts_bar, untrusted
 from smswatch.tui.themes import Palette

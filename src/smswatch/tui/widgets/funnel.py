@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from smswatch.core.domain import FUNNEL, State
-from smswatch.live.hub import Counters
+from smswatch.core.live import Counters
 from smswatch.tui.themes import Palette
 from smswatch.words import plural
 

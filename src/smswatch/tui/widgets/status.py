@@ -13,12 +13,13 @@ from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from smswatch.core.domain import State
+from smswatch.core.forwarding import TargetStatus
+from smswatch.core.live import Counters
+from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways import ADAPTERS
 from smswatch.live.datasource import Connection, SourceInfo
-from smswatch.live.hub import Counters
-from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
-from smswatch.store.outbox import RECENT_S, TargetStatus
+from smswatch.store.outbox import RECENT_S
 from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette

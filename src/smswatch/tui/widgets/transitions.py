@@ -23,8 +23,9 @@ from textual.message import Message
 from textual.strip import Strip
 
 from smswatch.core.domain import State
+from smswatch.core.live import Transition
+from smswatch.core.records import StoredEvent
 from smswatch.sanitize import safe
-from smswatch.store import StoredEvent, Transition
 from smswatch.timefmt import clock, span
 from smswatch.tui.format import mask, short_id
 from smswatch.tui.themes import Palette
