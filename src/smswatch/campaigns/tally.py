@@ -12,7 +12,6 @@ same in any order.
 from __future__ import annotations
 
 import itertools
-import math
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -52,7 +51,7 @@ from smswatch.campaigns.rows import (
 )
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
-from smswatch.core.figures import FailureGroup, Latency, Percentiles
+from smswatch.core.figures import FailureGroup, Latency, ranked
 
 NANO = 1_000_000_000
 SPARK_BUCKETS = 30
@@ -66,16 +65,6 @@ _OPEN = tuple(s.value for s in FUNNEL if not s.terminal)
 
 def _drop(ordered: list[int], value: int) -> None:
     del ordered[bisect_left(ordered, value)]
-
-
-def _nearest_rank(ordered: list[int]) -> Percentiles:
-    """store.reader.percentiles of values already sorted."""
-    n = len(ordered)
-    if not n:
-        return Percentiles(0, None, None)
-    return Percentiles(
-        n, ordered[max(math.ceil(0.5 * n) - 1, 0)], ordered[max(math.ceil(0.95 * n) - 1, 0)]
-    )
 
 
 class Sums:
@@ -362,9 +351,9 @@ class Tally:
                 summary, delivered.per_second(RATE_WINDOW) + failed.per_second(RATE_WINDOW)
             ),
             latency=Latency(
-                _nearest_rank(lat["to_sent"]),
-                _nearest_rank(lat["to_delivered"]),
-                _nearest_rank(lat["end_to_end"]),
+                ranked(lat["to_sent"]),
+                ranked(lat["to_delivered"]),
+                ranked(lat["end_to_end"]),
             ),
             costs=costs,
             carriers=by_size([k.row(key, since) for key, k in self.carriers.items()]),

@@ -47,11 +47,16 @@ class Latency:
 
 def percentiles(values: Sequence[int]) -> Percentiles:
     """Nearest-rank p50 and p95."""
-    if not values:
+    return ranked(sorted(values))
+
+
+def ranked(ordered: Sequence[int]) -> Percentiles:
+    """Nearest-rank p50 and p95 of values already sorted (a running tally keeps them so)."""
+    n = len(ordered)
+    if not n:
         return Percentiles(0, None, None)
-    ordered = sorted(values)
 
     def rank(p: float) -> int:
-        return ordered[max(math.ceil(p * len(ordered)) - 1, 0)]
+        return ordered[max(math.ceil(p * n) - 1, 0)]
 
-    return Percentiles(len(ordered), rank(0.50), rank(0.95))
+    return Percentiles(n, rank(0.50), rank(0.95))
