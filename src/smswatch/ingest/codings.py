@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import zlib
 
+from smswatch.ingest.exchange import Rejected
+
 # A body is "clearly not JSON" if its media type names another format. No header, JSON types,
 # text/plain and octet-stream are accepted: some senders mislabel JSON as those.
 _JSON_TYPES = {"", "application/json", "text/json", "text/plain", "application/octet-stream"}
@@ -20,19 +22,9 @@ def is_json_content_type(content_type: str) -> bool:
     return media in _JSON_TYPES or media.endswith("+json") or media == "*/*"
 
 
-class Refusal(Exception):
-    """A body the listener cannot take: the status, code and detail of the answer."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-
 def decode(body: bytes, encoding: str, limit: int) -> bytes:
     """A gzip (one or more members) or deflate (zlib-wrapped or raw) body, decoded to at most
-    `limit` bytes. Raises Refusal: 413 past the limit, 400 unreadable_body if it does not
+    `limit` bytes. Raises Rejected: 413 past the limit, 400 unreadable_body if it does not
     decode."""
     if encoding == "gzip":
         wbits = 16 + zlib.MAX_WBITS
@@ -47,22 +39,22 @@ def decode(body: bytes, encoding: str, limit: int) -> bytes:
             # Never more than one byte past the limit is inflated, whatever the ratio.
             chunk = decompressor.decompress(data, limit + 1 - size)
         except zlib.error as exc:
-            raise Refusal(
+            raise Rejected(
                 400, "unreadable_body", f"body could not be read: {encoding}: {exc}"
             ) from None
         size += len(chunk)
         if size > limit:
-            raise Refusal(
+            raise Rejected(
                 413, "payload_too_large", f"body is over the {limit}-byte limit once decoded"
             )
         out.append(chunk)
         if not decompressor.eof:
-            raise Refusal(400, "unreadable_body", f"body could not be read: truncated {encoding}")
+            raise Rejected(400, "unreadable_body", f"body could not be read: truncated {encoding}")
         data = decompressor.unused_data
         if not data:
             return out[0] if len(out) == 1 else b"".join(out)
         if encoding != "gzip":
-            raise Refusal(
+            raise Rejected(
                 400, "unreadable_body", "body could not be read: bytes after the deflate stream"
             )
 
@@ -75,7 +67,7 @@ def content_coding(coding: str) -> str | None:
         return "deflate"
     if value in ("", "identity"):
         return None
-    raise Refusal(
+    raise Rejected(
         415,
         "unsupported_media_type",
         f"content encoding {coding!r} is not supported; send the body as is, gzip or deflate",

@@ -65,6 +65,17 @@ class Headers(dict[str, str]):
 _get = dict.get  # the lower-case lookups of the hot path skip Headers.get's .lower()
 
 
+class Rejected(Exception):
+    """Why the server refuses a request it read: the status, code and detail of the answer. (A
+    gateway raises smswatch.gateways.Rejected, with the same three fields.)"""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
 class BadRequest(Exception):
     """Raised in a parser callback, the handler's `head` included: the request cannot be read
     (answered 400, then close)."""
@@ -118,7 +129,7 @@ class Request:
         self.headers = headers
         self.close = not keep_alive  # the connection closes after the answer
         self.v10 = v10
-        self.head = method == b"HEAD"
+        self.head_only = method == b"HEAD"  # answered without its body
 
     @property
     def peer(self) -> str | None:
@@ -167,7 +178,7 @@ class Request:
             len(body),
             headers,
             connection,
-            b"" if self.head else body,
+            b"" if self.head_only else body,
         )
         self.close = close
         self.linger = linger

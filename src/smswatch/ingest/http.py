@@ -58,8 +58,8 @@ from typing import Any, Generic
 
 import httptools
 
-from smswatch.ingest.codings import Refusal, content_coding, decode, is_json_content_type
-from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Request, error
+from smswatch.ingest.codings import content_coding, decode, is_json_content_type
+from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Rejected, Request, error
 
 log = logging.getLogger(__name__)
 
@@ -319,12 +319,12 @@ class _Connection(asyncio.Protocol):
         expect = _get(headers, "expect") if version == "1.1" else None
         try:
             if content_type is not None and not server._is_json(content_type):
-                raise Refusal(
+                raise Rejected(
                     415, "unsupported_media_type", f"content type {content_type!r} is not JSON"
                 )
             length_n, limit = r.content_length, server._max_body
             if length_n is not None and length_n > limit:
-                raise Refusal(
+                raise Rejected(
                     413,
                     "payload_too_large",
                     f"body of {length_n} bytes is over the {limit}-byte limit",
@@ -333,13 +333,11 @@ class _Connection(asyncio.Protocol):
             if coding is not None:
                 r.encoding = content_coding(coding)
             if expect is not None and expect.lower() != "100-continue":
-                raise Refusal(417, "expectation_failed", f"cannot meet Expect: {expect!r}")
-        except Refusal as exc:
+                raise Rejected(417, "expectation_failed", f"cannot meet Expect: {expect!r}")
+        except Rejected as exc:
             # With Expect the client waits for our word before sending the body, or never sends
             # it: the connection cannot be reused either way.
-            self.handler.refused(
-                r, exc.status, exc.code, exc.detail, has_body and expect is not None
-            )
+            self._refused(r, exc, has_body and expect is not None)
             if self.closing:
                 raise _Stop from None
             return
@@ -355,11 +353,12 @@ class _Connection(asyncio.Protocol):
         self.body_size += len(chunk)
         if self.body_size > self.server._max_body:
             self.body = []
-            detail = f"body is over the {self.server._max_body}-byte limit"
+            limit = self.server._max_body
+            exc = Rejected(413, "payload_too_large", f"body is over the {limit}-byte limit")
             if r.taken:
-                self.handler.refused(r, 413, "payload_too_large", detail)
+                self._refused(r, exc)
             else:
-                r.respond(413, error("payload_too_large", detail), close=True, linger=True)
+                r.respond(413, error(exc.code, exc.detail), close=True, linger=True)
             raise _Stop
         self.body.append(chunk)
 
@@ -385,14 +384,17 @@ class _Connection(asyncio.Protocol):
             if r.encoding is not None and body:
                 try:
                     body = decode(body, r.encoding, self.server._max_body)
-                except Refusal as exc:
-                    self.handler.refused(r, exc.status, exc.code, exc.detail)
+                except Rejected as exc:
+                    self._refused(r, exc)
                     return
             self.handler.body(r, body)
         else:
             self.handler.body(r, b"")
 
     # --- answers ----------------------------------------------------------------------------
+
+    def _refused(self, r: Request, exc: Rejected, close: bool = False) -> None:
+        self.handler.refused(r, exc.status, exc.code, exc.detail, close)
 
     def flush(self) -> None:
         """Write the answers ready at the front of the queue."""
@@ -464,8 +466,8 @@ class _Connection(asyncio.Protocol):
             self.queue.append(r)
         r.broken = True
         if r.taken:  # the framing of its body broke, e.g. a bad chunk
-            detail = f"body could not be read: {detail}"
-            self.handler.refused(r, 400, "unreadable_body", detail, True)
+            exc = Rejected(400, "unreadable_body", f"body could not be read: {detail}")
+            self._refused(r, exc, close=True)
         else:
             r.respond(400, error("bad_request", detail), b"", True, True)
 
@@ -493,7 +495,7 @@ class _Connection(asyncio.Protocol):
             self.req = None
             self.phase = _WAIT
             if r.taken:
-                self.handler.refused(r, 408, "request_timeout", detail)
+                self._refused(r, Rejected(408, "request_timeout", detail))
             else:
                 r.respond(408, error("request_timeout", detail), b"", True, True)
         elif phase == _BODY:

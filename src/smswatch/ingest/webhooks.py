@@ -80,7 +80,7 @@ class Webhook(Request):
         try:
             outcomes = task.result()
         except Unstorable as exc:
-            app.refused(self, 400, "unstorable", str(exc), body=self.body)
+            app.reject(self, Rejected(400, "unstorable", str(exc)), self.body)
         except StoreUnavailable as exc:
             self.respond(503, error("store_unavailable", str(exc)), _RETRY_AFTER)
         except asyncio.CancelledError:
@@ -194,7 +194,7 @@ class Webhooks:
                 )
             events = provider.parse(body, r.received_at)
         except Rejected as exc:
-            self.refused(r, exc.status, exc.code, exc.detail, body=body)
+            self.reject(r, exc, body)
             return
         except Exception:
             # Never expected; answered so the gateway retries, logged once, server keeps serving.
@@ -247,6 +247,10 @@ class Webhooks:
         r.respond(status, error(code, detail), extra, close, close)
 
     # --- its parts --------------------------------------------------------------------------
+
+    def reject(self, r: Webhook, exc: Rejected, body: bytes | None) -> None:
+        """Refuse a webhook whose body was read, keeping the body in the quarantine."""
+        self.refused(r, exc.status, exc.code, exc.detail, body=body)
 
     def _route(self, target: bytes) -> _Route:
         """The route of a URL that is not one of the exact paths: with a query, in absolute
