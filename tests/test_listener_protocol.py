@@ -22,7 +22,7 @@ from smswatch import gateways, loops
 from smswatch.config import Credentials
 from smswatch.core.domain import Event
 from smswatch.core.live import Outcome
-from smswatch.ingest.http import Listener, ListenerConfig
+from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.live.hub import Hub
 from smswatch.live.thread import EngineThread

@@ -26,7 +26,8 @@ from cryptography.x509.oid import NameOID
 from smswatch import gateways
 from smswatch.config import Credentials
 from smswatch.gateways.yebolink.webhook import sign
-from smswatch.ingest.http import Listener, ListenerConfig, TLSError
+from smswatch.ingest.http import TLSError
+from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.engine import Engine
 from smswatch.live.hub import Hub
 from smswatch.store import Reader

@@ -1,17 +1,15 @@
-"""The webhook HTTP server: an asyncio Protocol over httptools' parser (the one uvicorn uses),
-on uvloop where the engine's loop is one (smswatch.loops), with TLS when given a certificate.
+"""The HTTP server under the webhook listener: an asyncio Protocol over httptools' parser (the one
+uvicorn uses), on uvloop where the engine's loop is one (smswatch.loops), with TLS when given a
+certificate. It owns framing, limits, timeouts and backpressure, and knows no gateway: what a
+request means is up to a `Handler` (smswatch.ingest.webhooks), which the connection calls at three
+points -- the head is in (`head`), the body is in (`body`), the body cannot be taken (`refused`)
+-- and which answers through the `Request` it is handed.
 
-Contract (the README, "What the listener answers"): 200 only once the event is committed, duplicates
-included; 400 malformed JSON or no gateway's envelope; 401 bad or missing credentials; 404/405 wrong
-path or method; 408 body not received in time; 413 body over the limit; 415 a content type that is
-clearly not JSON; 503 with Retry-After when the store cannot commit. Every answer has a small JSON
-body. Rejected requests go to the bounded quarantine and to the hub so the TUI can say why.
-
-Order of checks: path and method, then content type, declared size, Content-Encoding and Expect
-(headers only), then the body is read under a time limit, then credentials on the raw bytes, then
-parsing. `Expect: 100-continue` gets `100 Continue` only once the header checks pass; otherwise
-the final answer goes at once and the connection closes, since the body may or may not follow.
-Any other expectation gets 417, as aiohttp answered it.
+Order of checks: the handler's on the head (path and method), then, for a request the handler
+takes in, content type, declared size, Content-Encoding and Expect (headers only), then the body is
+read under a time limit and handed to the handler. `Expect: 100-continue` gets `100 Continue` only
+once the header checks pass; otherwise the final answer goes at once and the connection closes,
+since the body may or may not follow. Any other expectation gets 417, as aiohttp answered it.
 
 httptools does all the HTTP parsing; this module owns the connection:
 
@@ -20,7 +18,7 @@ httptools does all the HTTP parsing; this module owns the connection:
 - Pipelined requests are worked on at once, so they share group commits, and are answered in
   the order they came: each request takes its place in the connection's answer queue when its
   headers are in, and answers leave from the front only.
-- Timeouts, checked by one sweep per listener a fraction of the shortest timeout apart (the hot
+- Timeouts, checked by one sweep per server a fraction of the shortest timeout apart (the hot
   path only stores a deadline): `idle_timeout` from a connection's opening or last answer to a
   request's first byte, and again from that byte to the end of its headers, so a client that
   trickles headers (slowloris) is closed, unanswered; `read_timeout` from the end of the
@@ -31,54 +29,39 @@ httptools does all the HTTP parsing; this module owns the connection:
   precise, but a client that sends 2,000 headers to a webhook endpoint is not reading status
   codes.
 - A request the parser cannot read (bad framing, an invalid method or version) gets
-  `HTTP/1.0 400 bad_request` and the connection closes; a webhook whose body framing breaks
-  after its headers passed (a bad chunk) gets the same status line with `unreadable_body`, and
-  is quarantined. HTTP/1.0 because nothing said on that connection can be trusted after it, and
-  an HTTP/1.0 answer tells the client the connection ends with it (aiohttp did the same).
+  `HTTP/1.0 400 bad_request` and the connection closes; a request taken in whose body framing
+  breaks after its headers passed (a bad chunk) gets the same status line with
+  `unreadable_body`, through the handler. HTTP/1.0 because nothing said on that connection can
+  be trusted after it, and an HTTP/1.0 answer tells the client the connection ends with it
+  (aiohttp did the same).
 - Bodies: 413 from Content-Length before anything is read, and as soon as a chunked body grows
-  past the limit. gzip and deflate (zlib-wrapped or raw) are decoded with the decoded size held
-  to the same limit, so a zip bomb gets 413 and undecodable bytes 400 `unreadable_body`; any
-  other Content-Encoding gets 415 at once (the body could never be read), identity is the body.
+  past the limit; gzip and deflate are decoded under the same limit (smswatch.ingest.codings).
 - After 408, 413 or any answer that closes while a body may still be arriving, the connection
   reads and drops the rest for up to a second before closing, so the client reads the answer
   rather than a reset.
-- Backpressure: when the writer has more than `max_queue` requests queued and not yet taken into
-  a commit, connections that submit stop reading (the kernel's buffers then push back on the
-  senders) until the queue is down to half. A connection also stops reading while 32 of its
-  answers are owed, and while its own client does not read what is written to it.
+- Backpressure (`Backpressure`): when the handler's queue is past its limit, connections that
+  fed it stop reading (the kernel's buffers then push back on the senders) until it is down to
+  half. A connection also stops reading while 32 of its answers are owed, and while its own
+  client does not read what is written to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import ssl
-import zlib
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
-from time import perf_counter
-from typing import Any
-from urllib.parse import unquote_to_bytes
+from typing import Any, Generic
 
 import httptools
-import pydantic_core
 
-from smswatch import __version__
-from smswatch.core.records import Rejection
-from smswatch.gateways import Provider, Rejected, detect
-from smswatch.live.hub import Hub
-from smswatch.store import StoreUnavailable, Unstorable, Writer
-from smswatch.timefmt import now_us
+from smswatch.ingest.codings import content_coding, decode, is_json_content_type
+from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Rejected, Request, error
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_S = 10
-QUARANTINE_BODY = 64 * 1024
 
 MAX_LINE = 8190  # bytes of the URL, and of one header's name and value
 MAX_HEADERS = 128
@@ -87,15 +70,6 @@ LINGER_S = 1.0  # after an answer that closes, how long the rest of a body is re
 SHUTDOWN_S = 3.0  # on stop, requests waiting for a commit (milliseconds) get this long
 PIPELINE_HIGH = 32  # answers owed on one connection before it stops reading
 PIPELINE_LOW = 8
-
-# A body is "clearly not JSON" if its media type names another format. No header, JSON types,
-# text/plain and octet-stream are accepted: some senders mislabel JSON as those.
-_JSON_TYPES = {"", "application/json", "text/json", "text/plain", "application/octet-stream"}
-
-
-def is_json_content_type(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in _JSON_TYPES or media.endswith("+json") or media == "*/*"
 
 
 def is_loopback(host: str) -> bool:
@@ -107,19 +81,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_wildcard(host: str) -> bool:
+    """True for a bind to every interface, which is reached locally at 127.0.0.1."""
+    return host in ("0.0.0.0", "::", "")
+
+
 @dataclass(frozen=True)
-class ListenerConfig:
+class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8787
     max_body: int = 1024 * 1024
     read_timeout: float = 10.0  # for the body, once the headers are in
     idle_timeout: float = 15.0  # for headers and between keep-alive requests
-    # Gateways accepted without credentials (all of them on a loopback bind; on a public bind only
-    # with --insecure). A gateway with credentials configured always checks them.
-    open_gateways: frozenset[str] = frozenset()
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    max_queue: int = 4096  # stop reading requests while the writer has this many queued
+    max_queue: int = 4096  # stop reading requests while the handler has this many queued
 
 
 class TLSError(ValueError):
@@ -144,92 +120,29 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-# --- answers, built as bytes ------------------------------------------------------------------
-
-
-def _json(payload: dict[str, Any]) -> bytes:
-    try:
-        return pydantic_core.to_json(payload)  # several times faster than json.dumps
-    except pydantic_core.PydanticSerializationError:  # a lone surrogate in some detail text
-        return json.dumps(payload).encode()
-
-
-def _heads(version: bytes) -> dict[int, bytes]:
-    return {
-        status.value: b"HTTP/%s %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
-        b"Content-Length: " % (version, status.value, status.phrase.encode())
-        for status in HTTPStatus
-        if status.value >= 200
-    }
-
-
-_HEAD11 = _heads(b"1.1")
-_HEAD10 = _heads(b"1.0")
-_CLOSE = b"Connection: close\r\n"
-_KEEP_ALIVE_10 = b"Connection: keep-alive\r\n"  # HTTP/1.0 keeps a connection only if told
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_WWW_AUTHENTICATE = b'WWW-Authenticate: Basic realm="smswatch", charset="UTF-8"\r\n'
-_RETRY_AFTER = b"Retry-After: %d\r\n" % RETRY_AFTER_S
-
-
-def _error(code: str, detail: str) -> dict[str, str]:
-    return {"error": code, "detail": detail}
-
-
-class Headers(dict[str, str]):
-    """A request's headers by lower-case name; lookups ignore case, as HTTP's names do. The first
-    of repeated headers counts."""
-
-    __slots__ = ()
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return dict.get(self, key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return dict.__getitem__(self, key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and dict.__contains__(self, key.lower())
-
-
 _get = dict.get  # the lower-case lookups of the hot path skip Headers.get's .lower()
 
 
-def _decode(body: bytes, encoding: str, limit: int) -> bytes:
-    """A gzip (one or more members) or deflate (zlib-wrapped or raw) body, decoded to at most
-    `limit` bytes. Raises Rejected: 413 past the limit, 400 unreadable_body if it does not
-    decode."""
-    if encoding == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    else:  # deflate is meant to be zlib-wrapped (RFC 9110), but many senders send it raw
-        wbits = zlib.MAX_WBITS if body[0] & 0x0F == 8 else -zlib.MAX_WBITS
-    out: list[bytes] = []
-    size = 0
-    data = body
-    while True:
-        decompressor = zlib.decompressobj(wbits)
-        try:
-            # Never more than one byte past the limit is inflated, whatever the ratio.
-            chunk = decompressor.decompress(data, limit + 1 - size)
-        except zlib.error as exc:
-            raise Rejected(
-                400, "unreadable_body", f"body could not be read: {encoding}: {exc}"
-            ) from None
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(
-                413, "payload_too_large", f"body is over the {limit}-byte limit once decoded"
-            )
-        out.append(chunk)
-        if not decompressor.eof:
-            raise Rejected(400, "unreadable_body", f"body could not be read: truncated {encoding}")
-        data = decompressor.unused_data
-        if not data:
-            return out[0] if len(out) == 1 else b"".join(out)
-        if encoding != "gzip":
-            raise Rejected(
-                400, "unreadable_body", "body could not be read: bytes after the deflate stream"
-            )
+class Backpressure:
+    """Connections whose requests went into a handler's queue past `limit` stop reading until
+    the queue is down to half: the handler holds them, and releases them all at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.low = limit // 2
+        self.held: set[_Connection] = set()  # non-empty while some connection is held
+
+    def hold(self, request: Request) -> None:
+        """Read no more on the connection `request` came on."""
+        conn = request.conn
+        conn._pause(_BACKPRESSURE)
+        self.held.add(conn)
+
+    def release(self) -> None:
+        held, self.held = self.held, set()
+        for conn in held:
+            conn._resume(_BACKPRESSURE)
 
 
 # --- one connection ---------------------------------------------------------------------------
@@ -239,92 +152,26 @@ _IDLE, _HEAD, _BODY, _WAIT, _LINGER = range(5)
 _NEVER = float("inf")
 # Why a connection is not reading (bits).
 _BACKPRESSURE, _PIPELINE, _WRITE = 1, 2, 4
-# Routes.
-_HEALTH, _WEBHOOK, _UNKNOWN_GATEWAY, _NOT_FOUND = range(4)
-
-
-class _BadRequest(Exception):
-    """Raised in a parser callback: the request cannot be read (answered 400, then close)."""
 
 
 class _Stop(Exception):
     """Raised in a parser callback to stop parsing: a closing answer is already queued."""
 
 
-class _Request:
-    """One request from its headers to its answer, and its place in the answer queue."""
-
-    # Defaults on the class: a request sets only what differs (this is made per request).
-    data: bytes | None = None  # the answer, once known
-    linger = False  # close only after reading what is left of the body for a moment
-    interim: bytes | None = None  # 100 Continue, sent when this request is first in line
-    webhook = False
-    provider: Provider | None = None
-    received_at = 0
-    path = ""
-    content_type: str | None = None
-    content_length: int | None = None
-    encoding: str | None = None
-    body: bytes | None = None
-    task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
-    submitted = 0.0  # perf_counter() at the submit, when the commit latency is measured
-
-    def __init__(self, conn: _Connection, keep_alive: bool, v10: bool, head: bool) -> None:
-        self.conn = conn
-        self.close = not keep_alive  # the connection closes after the answer
-        self.v10 = v10
-        self.head = head
-
-    def stored(self, task: asyncio.Future[Any]) -> None:
-        """The writer is done with this request's events: answer it."""
-        conn = self.conn
-        listener = conn.listener
-        observe = listener.observe_commit
-        if observe is not None:
-            observe(perf_counter() - self.submitted)
-        if listener._throttled and listener.writer.depth <= listener._low_water:
-            listener._unthrottle()
-        self.task = None
-        try:
-            outcomes = task.result()
-        except Unstorable as exc:
-            conn._reject(self, Rejected(400, "unstorable", str(exc)), self.body)
-        except StoreUnavailable as exc:
-            conn._answer(self, 503, _error("store_unavailable", str(exc)), _RETRY_AFTER)
-        except asyncio.CancelledError:
-            conn._answer(
-                self, 503, _error("store_unavailable", "the store is stopping"), _RETRY_AFTER
-            )
-        except Exception:
-            log.exception("unexpected error storing a webhook")
-            conn._answer(
-                self, 500, _error("internal_error", "unexpected error; the event was not stored")
-            )
-        else:
-            first = outcomes[0]
-            conn._answer(
-                self,
-                200,
-                {
-                    "status": "duplicate" if first.duplicate else "stored",
-                    "event_id": first.event_id,
-                    "message_id": first.message_id,
-                },
-            )
-
-
 class _Connection(asyncio.Protocol):
-    def __init__(self, listener: Listener) -> None:
-        self.listener = listener
-        self.loop = listener._loop
+    def __init__(self, server: Server[Any]) -> None:
+        self.server = server
+        self.handler = server.handler
+        self.request_type = server.handler.request_type
+        self.loop = server._loop
         self.parser = httptools.HttpRequestParser(self)
         # Bytes after a request that asked to close are dropped, not a parse error.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.remote: str | None = None
         self.tls = False
-        self.queue: deque[_Request] = deque()  # answers owed, in request order
-        self.req: _Request | None = None  # the request whose body is being read
+        self.queue: deque[Request] = deque()  # answers owed, in request order
+        self.req: Request | None = None  # the request whose body is being read
         self.closing = False  # no further request is read
         self.closed = False
         self.flush_soon = False
@@ -347,16 +194,16 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if peer else None
-        self.tls = self.listener.tls
-        self.listener._connections.add(self)
-        self.deadline = self.loop.time() + self.listener._idle_timeout
+        self.tls = self.server.tls
+        self.server._connections.add(self)
+        self.deadline = self.loop.time() + self.server._idle_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.closing = True
         self.queue.clear()
         self.req = None
-        self.listener._lost(self)
+        self.server._lost(self)
 
     def eof_received(self) -> bool | None:
         # The client sent all it will send. Answers still owed are written (except over TLS,
@@ -385,7 +232,7 @@ class _Connection(asyncio.Protocol):
             cause = exc.__context__
             if isinstance(cause, _Stop):
                 self._stopped()
-            elif isinstance(cause, _BadRequest):
+            elif isinstance(cause, BadRequest):
                 self._unreadable(str(cause))
             else:
                 log.error("unexpected error reading a request", exc_info=cause)
@@ -413,7 +260,7 @@ class _Connection(asyncio.Protocol):
             raise _Stop  # a request after one whose answer closes the connection
         self.messages += 1
         self.phase = _HEAD
-        self.deadline = self.loop.time() + self.listener._idle_timeout
+        self.deadline = self.loop.time() + self.server._idle_timeout
         self.url = b""
         self.headers = Headers()
         self.header_count = self.head_size = self.head_raw = 0
@@ -421,78 +268,61 @@ class _Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > MAX_LINE:
-            raise _BadRequest(f"URL over {MAX_LINE} bytes")
+            raise BadRequest(f"URL over {MAX_LINE} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value)
         self.header_count += 1
         self.head_size += size
         if self.header_count > MAX_HEADERS:
-            raise _BadRequest(f"more than {MAX_HEADERS} headers")
+            raise BadRequest(f"more than {MAX_HEADERS} headers")
         if size > MAX_LINE:
-            raise _BadRequest(f"a header over {MAX_LINE} bytes")
+            raise BadRequest(f"a header over {MAX_LINE} bytes")
         if self.head_size > MAX_HEAD:
-            raise _BadRequest(f"headers over {MAX_HEAD} bytes")
+            raise BadRequest(f"headers over {MAX_HEAD} bytes")
         self.headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
-        listener = self.listener
+        server = self.server
         parser = self.parser
         self.phase = _BODY
-        self.deadline = self.loop.time() + listener._read_timeout
+        self.deadline = self.loop.time() + server._read_timeout
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
-            raise _BadRequest(f"HTTP/{version} is not supported")
+            raise BadRequest(f"HTTP/{version} is not supported")
         method = parser.get_method()
         upgrade = parser.should_upgrade()
         keep_alive = parser.should_keep_alive() and not upgrade
-        r = _Request(self, keep_alive, version == "1.0", method == b"HEAD")
+        headers = self.headers
+        r = self.request_type(self, method, self.url, headers, keep_alive, version == "1.0")
+        if upgrade:
+            r.upgrade = True
         self.req = r
         queue = self.queue
         queue.append(r)
         if len(queue) >= PIPELINE_HIGH:
             self._pause(_PIPELINE)
-        headers = self.headers
-        url = self.url
-        kind, provider, path, name = listener._routes.get(url) or listener._route(url)
-        r.path = path
         length = _get(headers, "content-length")
         r.content_length = int(length) if length is not None else None
-        has_body = r.content_length != 0 and (
+        r.has_body = has_body = r.content_length != 0 and (
             length is not None or _get(headers, "transfer-encoding") is not None
         )
-        if kind == _HEALTH:
-            if method != b"GET" and method != b"HEAD":
-                self._refuse(r, 405, "method_not_allowed", f"use GET, HEAD on {path}", has_body)
+        taken = self.handler.head(r)
+        if r.data is not None:  # refused from its head
+            if self.closing:
+                raise _Stop
             return
-        if kind == _NOT_FOUND:
-            detail = f"no route {path}; webhooks go to /webhooks/<gateway>"
-            self._refuse(r, 404, "not_found", detail, has_body)
+        if not taken:
             return
-        if method != b"POST":
-            self._refuse(r, 405, "method_not_allowed", f"use POST on {path}", has_body)
-            return
-        if kind == _UNKNOWN_GATEWAY:
-            known = ", ".join(f"/webhooks/{n}" for n in listener.providers)
-            detail = f"no gateway {name!r}; use one of {known}"
-            self._refuse(r, 404, "unknown_gateway", detail, has_body)
-            return
-        if upgrade and has_body:  # httptools would hand the body over as the new protocol
-            self._refuse(r, 400, "bad_request", "protocol upgrades are not supported", True)
-            return
-        r.webhook = True
-        r.provider = provider
-        r.received_at = received_at = listener.clock()
-        listener.hub.request_seen(received_at)
-        listener.requests[name] += 1
+        r.taken = True
         r.content_type = content_type = _get(headers, "content-type")
         expect = _get(headers, "expect") if version == "1.1" else None
         try:
-            if content_type is not None and not listener._is_json(content_type):
+            if content_type is not None and not server._is_json(content_type):
                 raise Rejected(
                     415, "unsupported_media_type", f"content type {content_type!r} is not JSON"
                 )
-            length_n, limit = r.content_length, listener._max_body
+            length_n, limit = r.content_length, server._max_body
             if length_n is not None and length_n > limit:
                 raise Rejected(
                     413,
@@ -501,34 +331,34 @@ class _Connection(asyncio.Protocol):
                 )
             coding = _get(headers, "content-encoding")
             if coding is not None:
-                r.encoding = self._coding(coding)
+                r.encoding = content_coding(coding)
             if expect is not None and expect.lower() != "100-continue":
                 raise Rejected(417, "expectation_failed", f"cannot meet Expect: {expect!r}")
         except Rejected as exc:
             # With Expect the client waits for our word before sending the body, or never sends
             # it: the connection cannot be reused either way.
-            self._reject(r, exc, None, close=has_body and expect is not None)
+            self._refused(r, exc, has_body and expect is not None)
             if self.closing:
                 raise _Stop from None
             return
         if expect is not None and has_body:
             r.interim = _CONTINUE
             if queue[0] is r:
-                self._flush()
+                self.flush()
 
     def on_body(self, chunk: bytes) -> None:
         r = self.req
         if r is None or r.data is not None:
             return  # answered from its headers: the body is dropped
         self.body_size += len(chunk)
-        if self.body_size > self.listener._max_body:
+        if self.body_size > self.server._max_body:
             self.body = []
-            limit = self.listener._max_body
+            limit = self.server._max_body
             exc = Rejected(413, "payload_too_large", f"body is over the {limit}-byte limit")
-            if r.webhook:
-                self._reject(r, exc, None)
+            if r.taken:
+                self._refused(r, exc)
             else:
-                self._answer(r, 413, _error(exc.code, exc.detail), close=True, linger=True)
+                r.respond(413, error(exc.code, exc.detail), close=True, linger=True)
             raise _Stop
         self.body.append(chunk)
 
@@ -546,150 +376,27 @@ class _Connection(asyncio.Protocol):
             self.body_size = 0
             if not self.queue:
                 self._idle()
-        elif r.webhook:
-            self._webhook(r)
-        else:
-            self._answer(r, 200, self.listener._health())
-
-    # --- handling ---------------------------------------------------------------------------
-
-    def _coding(self, coding: str) -> str | None:
-        value = coding.strip().lower()
-        if value in ("gzip", "x-gzip"):
-            return "gzip"
-        if value == "deflate":
-            return "deflate"
-        if value in ("", "identity"):
-            return None
-        raise Rejected(
-            415,
-            "unsupported_media_type",
-            f"content encoding {coding!r} is not supported; send the body as is, gzip or deflate",
-        )
-
-    def _webhook(self, r: _Request) -> None:
-        listener = self.listener
-        chunks = self.body
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.body = []
-        self.body_size = 0
-        try:
+        elif r.taken:
+            chunks = self.body
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.body = []
+            self.body_size = 0
             if r.encoding is not None and body:
-                body = _decode(body, r.encoding, listener._max_body)
-            if not body.strip():
-                raise Rejected(400, "malformed_json", "empty body")
-        except Rejected as exc:
-            self._reject(r, exc, None)  # kept without its body, as one that could not be read
-            return
-        try:
-            provider = r.provider
-            if provider is None:
-                provider = r.provider = detect(listener.providers, self.headers, body)
-            listener._check_auth(provider, self.headers, body)
-            events = provider.parse(body, r.received_at)
-        except Rejected as exc:
-            self._reject(r, exc, body)
-            return
-        except Exception:
-            # Never expected; answered so the gateway retries, logged once, server keeps serving.
-            log.exception("unexpected error handling a webhook")
-            self._answer(
-                r, 500, _error("internal_error", "unexpected error; the event was not stored")
-            )
-            return
-        r.body = body
-        writer = listener.writer
-        # A future, not a task: no coroutine to run per request, only a callback when the
-        # writer has committed (or failed) the batch it rode in.
-        if listener.observe_commit is not None:
-            r.submitted = perf_counter()
-        try:
-            task = r.task = writer.submit_nowait(events)
-        except StoreUnavailable as exc:
-            self._answer(r, 503, _error("store_unavailable", str(exc)), _RETRY_AFTER)
-            return
-        task.add_done_callback(r.stored)
-        if writer.depth > listener._max_queue:
-            listener._throttle(self)
+                try:
+                    body = decode(body, r.encoding, self.server._max_body)
+                except Rejected as exc:
+                    self._refused(r, exc)
+                    return
+            self.handler.body(r, body)
+        else:
+            self.handler.body(r, b"")
 
-    def _reject(
-        self,
-        r: _Request,
-        exc: Rejected,
-        body: bytes | None,
-        close: bool = False,
-        v10: bool = False,
-    ) -> None:
-        """Answer a webhook request the contract refuses; keep it in the quarantine."""
-        rejection = Rejection(
-            received_at=r.received_at,
-            status=exc.status,
-            code=exc.code,
-            reason=exc.detail,
-            remote=self.remote,
-            method="POST",
-            path=r.path,
-            provider=r.provider.name if r.provider else None,
-            content_type=r.content_type,
-            body_size=len(body) if body is not None else r.content_length,
-            body=body[:QUARANTINE_BODY] if body is not None else None,
-        )
-        listener = self.listener
-        listener.hub.rejected_request(rejection)
-        listener.writer.quarantine(rejection)
-        extra = _WWW_AUTHENTICATE if exc.status == 401 and exc.code == "unauthorized" else b""
-        # The rest of the body may still be on its way, or be garbage.
-        close = close or exc.status in (408, 413, 417) or exc.code == "unreadable_body"
-        self._answer(r, exc.status, _error(exc.code, exc.detail), extra, close, close, v10)
+    # --- answers ----------------------------------------------------------------------------
 
-    def _refuse(self, r: _Request, status: int, code: str, detail: str, has_body: bool) -> None:
-        """Answer from the headers a request that no route takes; its body, if any, is dropped."""
-        extra = b""
-        if status == 405:
-            extra = b"Allow: %s\r\n" % (b"GET, HEAD" if r.path == "/healthz" else b"POST")
-        # With Expect: 100-continue the body may never come: the connection cannot be reused.
-        close = has_body and (_get(self.headers, "expect") is not None or code == "bad_request")
-        # Closing (asked for, or as above) while a body may be arriving: read it out first.
-        self._answer(r, status, _error(code, detail), extra, close, has_body)
-        if self.closing:
-            raise _Stop
+    def _refused(self, r: Request, exc: Rejected, close: bool = False) -> None:
+        self.handler.refused(r, exc.status, exc.code, exc.detail, close)
 
-    def _answer(
-        self,
-        r: _Request,
-        status: int,
-        payload: dict[str, Any],
-        extra: bytes = b"",
-        close: bool = False,
-        linger: bool = False,
-        v10: bool = False,
-    ) -> None:
-        """Set `r`'s answer, and send it (with any ready after it) if it is first in line."""
-        close = close or r.close
-        body = _json(payload)
-        connection = _CLOSE if close else _KEEP_ALIVE_10 if r.v10 else b""
-        r.data = b"%s%d\r\n%s%s\r\n%s" % (
-            (_HEAD10 if v10 else _HEAD11)[status],
-            len(body),
-            extra,
-            connection,
-            b"" if r.head else body,
-        )
-        r.close = close
-        r.linger = linger
-        if close:
-            self.closing = True
-        queue = self.queue
-        if queue and queue[0] is r:
-            if len(queue) == 1:
-                self._flush()
-            elif not self.flush_soon:
-                # Pipelined: the answers after this one are often completed by the same commit,
-                # in this same turn of the loop. One write for all of them, a moment later.
-                self.flush_soon = True
-                self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write the answers ready at the front of the queue."""
         self.flush_soon = False
         queue = self.queue
@@ -720,17 +427,17 @@ class _Connection(asyncio.Protocol):
 
     def _idle(self) -> None:
         self.phase = _IDLE
-        self.deadline = self.loop.time() + self.listener._idle_timeout
+        self.deadline = self.loop.time() + self.server._idle_timeout
 
     def _end(self, linger: bool) -> None:
         """Close after the answers written so far."""
         self.closing = True
         if self.closed:
             return
-        if linger and not self.listener._stopping:
+        if linger and not self.server._stopping:
             self.phase = _LINGER
             self.deadline = self.loop.time() + LINGER_S
-            self.listener._throttled.discard(self)
+            self.server.backpressure.held.discard(self)
             if self.paused:
                 self.paused = 0
                 self.transport.resume_reading()
@@ -755,13 +462,14 @@ class _Connection(asyncio.Protocol):
             self._close_after_queue(linger=True)  # already answered: nothing more to say
             return
         if r is None:
-            r = _Request(self, False, True, False)
+            r = self.request_type(self, b"", self.url, self.headers, False, True)
             self.queue.append(r)
-        if r.webhook:  # the framing of its body broke, e.g. a bad chunk
+        r.broken = True
+        if r.taken:  # the framing of its body broke, e.g. a bad chunk
             exc = Rejected(400, "unreadable_body", f"body could not be read: {detail}")
-            self._reject(r, exc, None, close=True, v10=True)
+            self._refused(r, exc, close=True)
         else:
-            self._answer(r, 400, _error("bad_request", detail), b"", True, True, True)
+            r.respond(400, error("bad_request", detail), b"", True, True)
 
     def _close_after_queue(self, linger: bool) -> None:
         self.closing = True
@@ -783,13 +491,13 @@ class _Connection(asyncio.Protocol):
         self.deadline = _NEVER
         r = self.req
         if phase == _BODY and r is not None and r.data is None:
-            detail = f"body not received within {self.listener._read_timeout:g}s"
+            detail = f"body not received within {self.server._read_timeout:g}s"
             self.req = None
             self.phase = _WAIT
-            if r.webhook:
-                self._reject(r, Rejected(408, "request_timeout", detail), None)
+            if r.taken:
+                self._refused(r, Rejected(408, "request_timeout", detail))
             else:
-                self._answer(r, 408, _error("request_timeout", detail), b"", True, True)
+                r.respond(408, error("request_timeout", detail), b"", True, True)
         elif phase == _BODY:
             self._close_after_queue(linger=False)
         else:  # idle, headers that never end (slowloris), or the end of lingering
@@ -800,7 +508,7 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
 
     def shutdown(self) -> None:
-        """The listener stops: answer what is owed (requests still arriving are not), close."""
+        """The server stops: answer what is owed (requests still arriving are not), close."""
         self._drop_unfinished()
         if self.queue:
             self._close_after_queue(linger=False)
@@ -824,64 +532,36 @@ class _Connection(asyncio.Protocol):
         self.transport.resume_reading()
         # Time spent paused by us is not the client's: deadlines start again.
         if self.phase in (_IDLE, _HEAD):
-            self.deadline = self.loop.time() + self.listener._idle_timeout
+            self.deadline = self.loop.time() + self.server._idle_timeout
         elif self.phase == _BODY:
-            self.deadline = self.loop.time() + self.listener._read_timeout
+            self.deadline = self.loop.time() + self.server._read_timeout
 
 
-# --- the listener -----------------------------------------------------------------------------
-
-_Route = tuple[int, Provider | None, str, str]  # kind, provider (None: detect), path, gateway name
+# --- the server -------------------------------------------------------------------------------
 
 
-class Listener:
+class Server(Generic[R]):
+    """Listens on `config`'s address and hands each request to `handler`."""
+
     def __init__(
-        self,
-        config: ListenerConfig,
-        providers: dict[str, Provider],
-        writer: Writer,
-        hub: Hub,
-        clock: Callable[[], int] = now_us,
+        self, config: ServerConfig, handler: Handler[R], backpressure: Backpressure
     ) -> None:
         self.config = config
-        self.providers = providers
-        self.writer = writer
-        self.hub = hub
-        self.clock = clock
-        self.started_at = clock()
+        self.handler = handler
+        self.backpressure = backpressure
         self.port: int | None = None
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._connections: set[_Connection] = set()
-        self._throttled: set[_Connection] = set()
         self._stopping = False
         self._all_closed: asyncio.Future[None] | None = None
         self._reaper: asyncio.TimerHandle | None = None
         # Read on every request: plain attributes, not a walk through the config.
         self._max_body = config.max_body
-        self._max_queue = config.max_queue
-        self._low_water = config.max_queue // 2
         self._read_timeout = config.read_timeout
         self._idle_timeout = config.idle_timeout
         self._sweep_every = max(0.05, min(1.0, min(config.read_timeout, config.idle_timeout) / 5))
-        # Gateways whose requests are accepted once check_auth passes: credentials are fixed for
-        # the life of the process, so this is decided once.
-        self._accepting = frozenset(
-            name
-            for name, provider in providers.items()
-            if provider.auth_mode().verified or name in config.open_gateways
-        )
         self._json_types: dict[str, bool] = {}  # is_json_content_type, per Content-Type seen
-        # For the metrics: webhook requests per gateway route ("": /webhooks, detected from the
-        # body), and, when set, a callback given each request's commit latency in seconds.
-        self.requests: dict[str, int] = dict.fromkeys(["", *providers], 0)
-        self.observe_commit: Callable[[float], None] | None = None
-        self._routes: dict[bytes, _Route] = {b"/healthz": (_HEALTH, None, "/healthz", "")}
-        for path in ("/webhooks", "/webhooks/"):
-            self._routes[path.encode()] = (_WEBHOOK, None, path, "")
-        for name, provider in providers.items():
-            for path in (f"/webhooks/{name}", f"/webhooks/{name}/"):
-                self._routes[path.encode()] = (_WEBHOOK, provider, path, name)
 
     @property
     def tls(self) -> bool:
@@ -935,47 +615,14 @@ class Listener:
     @property
     def base_url(self) -> str:
         host = self.config.host
-        if host in ("0.0.0.0", "::", ""):
+        if is_wildcard(host):
             host = "127.0.0.1"
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{host}:{self.port}"
 
-    def url(self, gateway: str) -> str:
-        return f"{self.base_url}/webhooks/{gateway}"
-
     # --- used by the connections ----------------------------------------------------------
-
-    def _route(self, url: bytes) -> _Route:
-        """The route of a URL that is not one of the exact paths: with a query, in absolute
-        form, percent-encoded, a gateway's name in capitals, or no route at all."""
-        if url.startswith(b"/"):
-            raw = url.partition(b"?")[0].partition(b"#")[0]
-        elif url == b"*":
-            raw = url
-        else:
-            try:
-                raw = httptools.parse_url(url).path or b"/"
-            except httptools.HttpParserInvalidURLError:
-                raise _BadRequest("cannot parse the URL") from None
-        if raw in self._routes:
-            return self._routes[raw]
-        path = (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace")
-        if path == "/healthz":
-            return (_HEALTH, None, path, "")
-        if path in ("/webhooks", "/webhooks/"):
-            return (_WEBHOOK, None, path, "")
-        if path.startswith("/webhooks/"):
-            name = path[len("/webhooks/") :]
-            name = name[:-1] if name.endswith("/") else name
-            if name and "/" not in name:
-                name = name.lower()
-                provider = self.providers.get(name)
-                if provider is None:
-                    return (_UNKNOWN_GATEWAY, None, path, name)
-                return (_WEBHOOK, provider, path, name)
-        return (_NOT_FOUND, None, path, "")
 
     def _is_json(self, content_type: str) -> bool:
         known = self._json_types.get(content_type)
@@ -985,38 +632,9 @@ class Listener:
             known = self._json_types[content_type] = is_json_content_type(content_type)
         return known
 
-    def _health(self) -> dict[str, Any]:
-        error = self.writer.failing
-        return {
-            "status": "ok" if error is None else "degraded",
-            "version": __version__,
-            "events": self.hub.events,
-            "store": "ok" if error is None else error,
-            "uptime_s": round((self.clock() - self.started_at) / 1e6, 1),
-        }
-
-    def _check_auth(self, provider: Provider, headers: Headers, body: bytes) -> None:
-        provider.check_auth(headers, body)
-        if provider.name not in self._accepting:
-            raise Rejected(
-                401,
-                "auth_required",
-                f"{provider.title} has no credentials configured; unauthenticated webhooks are "
-                "accepted only on a loopback bind (or with --insecure)",
-            )
-
-    def _throttle(self, conn: _Connection) -> None:
-        conn._pause(_BACKPRESSURE)
-        self._throttled.add(conn)
-
-    def _unthrottle(self) -> None:
-        throttled, self._throttled = self._throttled, set()
-        for conn in throttled:
-            conn._resume(_BACKPRESSURE)
-
     def _lost(self, conn: _Connection) -> None:
         self._connections.discard(conn)
-        self._throttled.discard(conn)
+        self.backpressure.held.discard(conn)
         if self._all_closed is not None and not self._connections and not self._all_closed.done():
             self._all_closed.set_result(None)
 

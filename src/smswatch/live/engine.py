@@ -17,7 +17,8 @@ from smswatch import gateways
 from smswatch.campaigns.rule import DEFAULT_KEYS, CampaignRule
 from smswatch.forward.config import ForwardConfig
 from smswatch.gateways import Credentials
-from smswatch.ingest.http import Listener, ListenerConfig, is_loopback
+from smswatch.ingest.http import is_loopback
+from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.hub import Hub
 from smswatch.reconcile.config import ApiConfig
 from smswatch.store import is_url, make_writer, open_reader

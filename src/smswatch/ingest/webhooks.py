@@ -1,0 +1,315 @@
+"""The webhook listener: routing, credentials and quarantine, as the `Handler` the HTTP server
+(smswatch.ingest.http) runs. This is the only part of ingest that knows gateways: it finds them
+through smswatch.gateways.
+
+Contract (the README, "What the listener answers"): 200 only once the event is committed, duplicates
+included; 400 malformed JSON or no gateway's envelope; 401 bad or missing credentials; 404/405 wrong
+path or method; 408 body not received in time; 413 body over the limit; 415 a content type that is
+clearly not JSON; 503 with Retry-After when the store cannot commit. Every answer has a small JSON
+body. Rejected requests go to the bounded quarantine and to the hub so the TUI can say why.
+
+Order of checks: path and method (here), then the HTTP server's on the headers and the body, then
+credentials on the raw bytes, then parsing (here). A webhook is answered once the writer has
+committed its events; while the writer's queue is deep, the connections that feed it are held
+(`Backpressure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from smswatch import __version__
+from smswatch.core.records import Rejection
+from smswatch.gateways import Provider, Rejected, detect
+from smswatch.ingest.exchange import Request, error, target_path
+from smswatch.ingest.http import Backpressure, Server, ServerConfig
+from smswatch.live.hub import Hub
+from smswatch.store import StoreUnavailable, Unstorable, Writer
+from smswatch.timefmt import now_us
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 10
+QUARANTINE_BODY = 64 * 1024
+
+_WWW_AUTHENTICATE = b'WWW-Authenticate: Basic realm="smswatch", charset="UTF-8"\r\n'
+_RETRY_AFTER = b"Retry-After: %d\r\n" % RETRY_AFTER_S
+_ALLOW_HEALTH = b"Allow: GET, HEAD\r\n"
+_ALLOW_WEBHOOK = b"Allow: POST\r\n"
+
+
+@dataclass(frozen=True)
+class ListenerConfig(ServerConfig):
+    # Gateways accepted without credentials (all of them on a loopback bind; on a public bind only
+    # with --insecure). A gateway with credentials configured always checks them.
+    open_gateways: frozenset[str] = frozenset()
+
+
+# Routes.
+_HEALTH, _WEBHOOK, _UNKNOWN_GATEWAY, _NOT_FOUND = range(4)
+_Route = tuple[int, Provider | None, str, str]  # kind, provider (None: detect), path, gateway name
+
+
+class Webhook(Request):
+    """A request to a webhook route, with what the listener notes about it on the way."""
+
+    # Defaults on the class, as on Request.
+    app: Webhooks
+    provider: Provider | None = None
+    received_at = 0
+    path = ""
+    body: bytes | None = None  # kept for the quarantine once it is submitted
+    task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
+    submitted = 0.0  # perf_counter() at the submit, when the commit latency is measured
+
+    def stored(self, task: asyncio.Future[Any]) -> None:
+        """The writer is done with this request's events: answer it."""
+        app = self.app
+        observe = app.observe_commit
+        if observe is not None:
+            observe(perf_counter() - self.submitted)
+        backpressure = app.backpressure
+        if backpressure.held and app.writer.depth <= backpressure.low:
+            backpressure.release()
+        self.task = None
+        try:
+            outcomes = task.result()
+        except Unstorable as exc:
+            app.reject(self, Rejected(400, "unstorable", str(exc)), self.body)
+        except StoreUnavailable as exc:
+            self.respond(503, error("store_unavailable", str(exc)), _RETRY_AFTER)
+        except asyncio.CancelledError:
+            self.respond(503, error("store_unavailable", "the store is stopping"), _RETRY_AFTER)
+        except Exception:
+            log.exception("unexpected error storing a webhook")
+            self.respond(500, error("internal_error", "unexpected error; the event was not stored"))
+        else:
+            first = outcomes[0]
+            self.respond(
+                200,
+                {
+                    "status": "duplicate" if first.duplicate else "stored",
+                    "event_id": first.event_id,
+                    "message_id": first.message_id,
+                },
+            )
+
+
+class Webhooks:
+    """The handler: routes a request to its gateway, checks its credentials on the raw bytes,
+    parses it, submits its events to the writer and answers once they are committed. Refused
+    webhooks go to the quarantine."""
+
+    request_type = Webhook
+
+    def __init__(
+        self,
+        config: ListenerConfig,
+        providers: dict[str, Provider],
+        writer: Writer,
+        hub: Hub,
+        clock: Callable[[], int],
+        backpressure: Backpressure,
+    ) -> None:
+        self.providers = providers
+        self.writer = writer
+        self.hub = hub
+        self.clock = clock
+        self.backpressure = backpressure
+        self.started_at = clock()
+        self._max_queue = backpressure.limit
+        # Gateways whose requests are accepted once check_auth passes: credentials are fixed for
+        # the life of the process, so this is decided once.
+        self._accepting = frozenset(
+            name
+            for name, provider in providers.items()
+            if provider.auth_mode().verified or name in config.open_gateways
+        )
+        # For the metrics: webhook requests per gateway route ("": /webhooks, detected from the
+        # body), and, when set, a callback given each request's commit latency in seconds.
+        self.requests: dict[str, int] = dict.fromkeys(["", *providers], 0)
+        self.observe_commit: Callable[[float], None] | None = None
+        self._routes: dict[bytes, _Route] = {b"/healthz": (_HEALTH, None, "/healthz", "")}
+        for path in ("/webhooks", "/webhooks/"):
+            self._routes[path.encode()] = (_WEBHOOK, None, path, "")
+        for name, provider in providers.items():
+            for path in (f"/webhooks/{name}", f"/webhooks/{name}/"):
+                self._routes[path.encode()] = (_WEBHOOK, provider, path, name)
+
+    # --- the handler ------------------------------------------------------------------------
+
+    def head(self, r: Webhook) -> bool:
+        target = r.target
+        kind, provider, path, name = self._routes.get(target) or self._route(target)
+        method = r.method
+        if kind == _HEALTH:
+            if method != b"GET" and method != b"HEAD":
+                r.refuse(405, "method_not_allowed", f"use GET, HEAD on {path}", _ALLOW_HEALTH)
+            return False
+        if kind == _NOT_FOUND:
+            detail = f"no route {path}; webhooks go to /webhooks/<gateway>"
+            r.refuse(404, "not_found", detail)
+            return False
+        if method != b"POST":
+            r.refuse(405, "method_not_allowed", f"use POST on {path}", _ALLOW_WEBHOOK)
+            return False
+        if kind == _UNKNOWN_GATEWAY:
+            known = ", ".join(f"/webhooks/{n}" for n in self.providers)
+            r.refuse(404, "unknown_gateway", f"no gateway {name!r}; use one of {known}")
+            return False
+        if r.upgrade and r.has_body:  # httptools would hand the body over as the new protocol
+            r.refuse(400, "bad_request", "protocol upgrades are not supported")
+            return False
+        r.app = self
+        r.path = path
+        r.provider = provider
+        r.received_at = received_at = self.clock()
+        self.hub.request_seen(received_at)
+        self.requests[name] += 1
+        return True
+
+    def body(self, r: Webhook, body: bytes) -> None:
+        if not r.taken:  # the health check
+            r.respond(200, self._health())
+            return
+        if not body.strip():
+            self.refused(r, 400, "malformed_json", "empty body")  # kept without its body
+            return
+        try:
+            provider = r.provider
+            if provider is None:
+                provider = r.provider = detect(self.providers, r.headers, body)
+            provider.check_auth(r.headers, body)
+            if provider.name not in self._accepting:
+                raise Rejected(
+                    401,
+                    "auth_required",
+                    f"{provider.title} has no credentials configured; unauthenticated webhooks "
+                    "are accepted only on a loopback bind (or with --insecure)",
+                )
+            events = provider.parse(body, r.received_at)
+        except Rejected as exc:
+            self.reject(r, exc, body)
+            return
+        except Exception:
+            # Never expected; answered so the gateway retries, logged once, server keeps serving.
+            log.exception("unexpected error handling a webhook")
+            r.respond(500, error("internal_error", "unexpected error; the event was not stored"))
+            return
+        r.body = body
+        writer = self.writer
+        # A future, not a task: no coroutine to run per request, only a callback when the
+        # writer has committed (or failed) the batch it rode in.
+        if self.observe_commit is not None:
+            r.submitted = perf_counter()
+        try:
+            task = r.task = writer.submit_nowait(events)
+        except StoreUnavailable as exc:
+            r.respond(503, error("store_unavailable", str(exc)), _RETRY_AFTER)
+            return
+        task.add_done_callback(r.stored)
+        if writer.depth > self._max_queue:
+            self.backpressure.hold(r)
+
+    def refused(
+        self,
+        r: Webhook,
+        status: int,
+        code: str,
+        detail: str,
+        close: bool = False,
+        body: bytes | None = None,
+    ) -> None:
+        """Answer a webhook request the contract refuses; keep it in the quarantine."""
+        rejection = Rejection(
+            received_at=r.received_at,
+            status=status,
+            code=code,
+            reason=detail,
+            remote=r.peer,
+            method="POST",
+            path=r.path,
+            provider=r.provider.name if r.provider else None,
+            content_type=r.content_type,
+            body_size=len(body) if body is not None else r.content_length,
+            body=body[:QUARANTINE_BODY] if body is not None else None,
+        )
+        self.hub.rejected_request(rejection)
+        self.writer.quarantine(rejection)
+        extra = _WWW_AUTHENTICATE if status == 401 and code == "unauthorized" else b""
+        # The rest of the body may still be on its way, or be garbage.
+        close = close or status in (408, 413, 417) or code == "unreadable_body"
+        r.respond(status, error(code, detail), extra, close, close)
+
+    # --- its parts --------------------------------------------------------------------------
+
+    def reject(self, r: Webhook, exc: Rejected, body: bytes | None) -> None:
+        """Refuse a webhook whose body was read, keeping the body in the quarantine."""
+        self.refused(r, exc.status, exc.code, exc.detail, body=body)
+
+    def _route(self, target: bytes) -> _Route:
+        """The route of a URL that is not one of the exact paths: with a query, in absolute
+        form, percent-encoded, a gateway's name in capitals, or no route at all."""
+        raw = target_path(target)
+        if raw in self._routes:
+            return self._routes[raw]
+        path = (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace")
+        if path == "/healthz":
+            return (_HEALTH, None, path, "")
+        if path in ("/webhooks", "/webhooks/"):
+            return (_WEBHOOK, None, path, "")
+        if path.startswith("/webhooks/"):
+            name = path[len("/webhooks/") :]
+            name = name[:-1] if name.endswith("/") else name
+            if name and "/" not in name:
+                name = name.lower()
+                provider = self.providers.get(name)
+                if provider is None:
+                    return (_UNKNOWN_GATEWAY, None, path, name)
+                return (_WEBHOOK, provider, path, name)
+        return (_NOT_FOUND, None, path, "")
+
+    def _health(self) -> dict[str, Any]:
+        failing = self.writer.failing
+        return {
+            "status": "ok" if failing is None else "degraded",
+            "version": __version__,
+            "events": self.hub.events,
+            "store": "ok" if failing is None else failing,
+            "uptime_s": round((self.clock() - self.started_at) / 1e6, 1),
+        }
+
+
+class Listener(Server[Webhook]):
+    """The HTTP server running the webhook handler for `providers`, submitting to `writer`."""
+
+    def __init__(
+        self,
+        config: ListenerConfig,
+        providers: dict[str, Provider],
+        writer: Writer,
+        hub: Hub,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        backpressure = Backpressure(config.max_queue)
+        self.webhooks = Webhooks(config, providers, writer, hub, clock, backpressure)
+        super().__init__(config, self.webhooks, backpressure)
+        self.requests = self.webhooks.requests  # for the metrics: one dict, counted in place
+
+    @property
+    def observe_commit(self) -> Callable[[float], None] | None:
+        """Given each webhook's commit latency in seconds, when set (by the metrics)."""
+        return self.webhooks.observe_commit
+
+    @observe_commit.setter
+    def observe_commit(self, observe: Callable[[float], None] | None) -> None:
+        self.webhooks.observe_commit = observe
+
+    def url(self, gateway: str) -> str:
+        return f"{self.base_url}/webhooks/{gateway}"
