@@ -36,8 +36,8 @@ import pytest
 from smswatch.core.domain import FUNNEL
 from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.feed.client import RemoteSource
-from smswatch.live.datasource import Connection, Snapshot
 from smswatch.live.hub import Counters, Delta
+from smswatch.source.api import Connection, Snapshot
 from smswatch.store import open_reader
 from tests.helpers import SMSWATCH, acked_ids, free_port, start_simulate
 

@@ -14,7 +14,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
@@ -35,7 +35,8 @@ from smswatch.feed.protocol import (
     SnapshotFrame,
     decode_result,
 )
-from smswatch.live.datasource import (
+from smswatch.live.hub import Counters
+from smswatch.source.api import (
     Connection,
     Forwards,
     MessageDetail,
@@ -46,10 +47,11 @@ from smswatch.live.datasource import (
     Stuck,
     Update,
 )
-from smswatch.live.hub import Counters
-from smswatch.reconcile.reconciler import PollResult
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup, paged
+
+if TYPE_CHECKING:
+    from smswatch.reconcile.reconciler import PollResult
 
 log = logging.getLogger(__name__)
 

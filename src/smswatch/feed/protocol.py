@@ -19,7 +19,8 @@ from smswatch.campaigns.analysis import CampaignView
 from smswatch.campaigns.model import Summary
 from smswatch.core.domain import MessageState, State
 from smswatch.exports.suppression import Suppressed
-from smswatch.live.datasource import (
+from smswatch.live.hub import Delta
+from smswatch.source.api import (
     Forwards,
     MessageDetail,
     RecipientDetail,
@@ -27,7 +28,6 @@ from smswatch.live.datasource import (
     SourceInfo,
     Stuck,
 )
-from smswatch.live.hub import Delta
 from smswatch.store import Rejection, StoredEvent
 from smswatch.store.reader import FailureGroup
 

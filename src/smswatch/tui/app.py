@@ -23,8 +23,8 @@ from textual.message import Message
 
 from smswatch import config as settings_mod
 from smswatch.campaigns.model import Summary
-from smswatch.live.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.sanitize import safe
+from smswatch.source.api import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.timefmt import now_us
 from smswatch.tui.commands import SmsWatchCommands
 from smswatch.tui.model import LiveModel

@@ -13,8 +13,8 @@ from operator import attrgetter
 
 from smswatch.campaigns.model import Summary
 from smswatch.core.domain import MessageState
-from smswatch.live.datasource import Snapshot, Stuck
 from smswatch.live.hub import Counters, Delta
+from smswatch.source.api import Snapshot, Stuck
 from smswatch.store import Rejection
 from smswatch.store.reader import FailureGroup
 

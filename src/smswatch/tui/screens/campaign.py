@@ -22,8 +22,8 @@ from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
 from smswatch.catalogue import ErrorInfo
 from smswatch.core.domain import FUNNEL, MessageState, State
-from smswatch.live.datasource import SourceUnavailable
 from smswatch.sanitize import safe
+from smswatch.source.api import SourceUnavailable
 from smswatch.store.reader import FailureGroup, Percentiles
 from smswatch.timefmt import span
 from smswatch.tui.format import Flow, counts_bar, labelled, literal, moments, untrusted

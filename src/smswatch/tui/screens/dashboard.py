@@ -18,9 +18,9 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from smswatch.core.domain import MessageState, State
-from smswatch.live.datasource import Connection, Snapshot, SourceUnavailable
 from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
+from smswatch.source.api import Connection, Snapshot, SourceUnavailable
 from smswatch.store.outbox import TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import age, cost, failing, literal, short_id, state_bar

@@ -16,9 +16,9 @@ from textual.widgets import Input, Static
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
-from smswatch.live.datasource import MessageDetail, SourceUnavailable
 from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
+from smswatch.source.api import MessageDetail, SourceUnavailable
 from smswatch.store.reader import Percentiles
 from smswatch.timefmt import span
 from smswatch.tui.format import (

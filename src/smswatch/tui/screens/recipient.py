@@ -17,9 +17,9 @@ from textual.widgets import Static
 
 from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
-from smswatch.live.datasource import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
+from smswatch.source.api import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.store import StoredEvent
 from smswatch.store.outbox import Forward, TargetStatus
 from smswatch.timefmt import span

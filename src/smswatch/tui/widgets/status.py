@@ -14,10 +14,10 @@ from textual.widgets import Sparkline, Static
 
 from smswatch.core.domain import State
 from smswatch.gateways import ADAPTERS
-from smswatch.live.datasource import Connection, SourceInfo
 from smswatch.live.hub import Counters
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
+from smswatch.source.api import Connection, SourceInfo
 from smswatch.store.outbox import RECENT_S, TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, answered, failing, shown_target
