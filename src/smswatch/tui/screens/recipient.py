@@ -19,19 +19,17 @@ from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
 from smswatch.live.hub import Delta
 from smswatch.sanitize import safe
+from smswatch.source.alerts import answer_label, answered, shown_target
 from smswatch.source.api import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.store import StoredEvent
 from smswatch.store.outbox import Forward, TargetStatus
 from smswatch.timefmt import span
 from smswatch.tui.format import (
     Flow,
-    answer_label,
-    answered,
     mask,
     mask_json,
     moments,
     pretty_json,
-    shown_target,
     state_text,
     untrusted,
 )

@@ -17,10 +17,10 @@ from smswatch.gateways import ADAPTERS
 from smswatch.live.hub import Counters
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
+from smswatch.source.alerts import answer_label, answered, failing, shown_target
 from smswatch.source.api import Connection, SourceInfo
 from smswatch.store.outbox import RECENT_S, TargetStatus
 from smswatch.timefmt import span
-from smswatch.tui.format import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette
 from smswatch.words import plural
 
