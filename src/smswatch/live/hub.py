@@ -15,15 +15,19 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.store.outbox import TargetStatus
 from smswatch.store.reader import Totals
-from smswatch.store.state import MessageChanges
-from smswatch.store.writer import Commit, Rejection, Transition
+from smswatch.store.rows import Rejection
+from smswatch.store.state import MessageChanges, Transition
 from smswatch.timefmt import now_us
+
+if TYPE_CHECKING:
+    # The writer calls the hub; a viewer that only reads deltas must not load the writer.
+    from smswatch.store.writer import Commit
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from textual.strip import Strip
 
 from smswatch.core.domain import State
 from smswatch.sanitize import safe
-from smswatch.store import StoredEvent, Transition
+from smswatch.store.rows import StoredEvent
+from smswatch.store.state import Transition
 from smswatch.timefmt import clock, span
 from smswatch.tui.format import mask, short_id
 from smswatch.tui.themes import Palette
