@@ -28,7 +28,7 @@ from smswatch.source.api import Connection, DataSource, Snapshot, SourceUnavaila
 from smswatch.timefmt import now_us
 from smswatch.tui.commands import SmsWatchCommands
 from smswatch.tui.model import LiveModel
-from smswatch.tui.screens.base import LiveView
+from smswatch.tui.screens.base import LiveView, Restyles
 from smswatch.tui.screens.campaign import CampaignNameScreen, CampaignScreen
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.help import HelpScreen
@@ -285,9 +285,8 @@ class SmsWatchApp(App[int]):
         for screen in self.screen_stack:
             for widget in screen.query("RowTable, TransitionLog"):
                 widget.restyle()  # type: ignore[attr-defined]
-            restyle = getattr(screen, "refresh_styles", None)
-            if restyle is not None:
-                self.call_later(restyle)
+            if isinstance(screen, Restyles):
+                self.call_later(screen.refresh_styles)
             if isinstance(screen, DashboardScreen):
                 screen.query_one("StatusBar").restyle()  # type: ignore[attr-defined]
                 screen.refresh_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from textual.screen import Screen
@@ -25,6 +26,14 @@ class LiveView(Protocol):
 
     def connection_changed(self, connection: Connection) -> None:
         """A remote source connected, lost its connection or was refused."""
+
+
+@runtime_checkable
+class Restyles(Protocol):
+    """A screen that draws colours of its own (Rich text it built from the palette): the app
+    has it redraw after a theme change or masking."""
+
+    def refresh_styles(self) -> Awaitable[None] | None: ...
 
 
 class AppScreen(Screen[Any]):
