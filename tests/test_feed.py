@@ -16,8 +16,8 @@ from smswatch.core.live import Delta
 from smswatch.feed import server as feed_server
 from smswatch.feed.client import RemoteSource
 from smswatch.feed.protocol import SERVER_FRAME, Hello, Reply, Resync, SnapshotFrame
-from smswatch.live.datasource import Connection, Snapshot
 from smswatch.live.engine import Engine
+from smswatch.source.api import Connection, Snapshot
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
 from smswatch.tui.screens.message import MessageScreen, RecipientsTable

@@ -37,7 +37,7 @@ from smswatch.core.domain import FUNNEL
 from smswatch.core.live import Counters, Delta
 from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.feed.client import RemoteSource
-from smswatch.live.datasource import Connection, Snapshot
+from smswatch.source.api import Connection, Snapshot
 from smswatch.store import open_reader
 from tests.helpers import SMSWATCH, acked_ids, free_port, start_simulate
 

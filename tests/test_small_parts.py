@@ -10,8 +10,7 @@ from smswatch import config
 from smswatch.catalogue import catalogue, explain
 from smswatch.core.domain import State
 from smswatch.sanitize import safe, safe_block
-from smswatch.timefmt import iso, span
-from smswatch.tui.format import age
+from smswatch.timefmt import age, iso, span
 
 
 def test_catalogue_named_grouped_and_unknown_codes() -> None:

@@ -15,13 +15,14 @@ from rich.text import Text
 
 from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import MessageState, RecipientState, State
+from smswatch.source.alerts import Alert
 from smswatch.timefmt import iso
 from smswatch.tui.format import cut_end, cut_middle, cut_words, fit_figure
 from smswatch.tui.screens.campaign import CampaignScreen, DeliveryTable, FailuresTable
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
 from smswatch.tui.screens.message import MessageScreen, RecipientsTable
 from smswatch.tui.screens.recipient import RecipientScreen
-from smswatch.tui.widgets.alerts import Alert, AlertsPanel
+from smswatch.tui.widgets.alerts import AlertsPanel
 from smswatch.tui.widgets.campaigns import CampaignsTable
 from smswatch.tui.widgets.funnel import Funnel
 from smswatch.tui.widgets.rowtable import Column, RowTable

@@ -65,3 +65,12 @@ def span(us: int | None) -> str:
         h = us // 3_600_000_000
         text = f"{h // 24}d{h % 24:02d}h"
     return "-" + text if neg else text
+
+
+def age(now: int, then: int | None) -> str:
+    """How long ago, to the second under a minute: a column of ages in tenths would change on
+    every tick and redraw every row of its table for nothing."""
+    if then is None:
+        return "-"
+    us = max(now - then, 0)
+    return f"{us // 1_000_000}s" if us < 60_000_000 else span(us)

@@ -14,7 +14,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,7 +38,7 @@ from smswatch.feed.protocol import (
     SnapshotFrame,
     decode_result,
 )
-from smswatch.live.datasource import (
+from smswatch.source.api import (
     Connection,
     Forwards,
     MessageDetail,
@@ -49,8 +49,10 @@ from smswatch.live.datasource import (
     Stuck,
     Update,
 )
-from smswatch.reconcile.reconciler import PollResult
 from smswatch.store.reader import paged
+
+if TYPE_CHECKING:
+    from smswatch.reconcile.reconciler import PollResult
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from smswatch.core.figures import FailureGroup
 from smswatch.core.live import Delta
 from smswatch.core.records import Rejection, StoredEvent
 from smswatch.exports.suppression import Suppressed
-from smswatch.live.datasource import (
+from smswatch.source.api import (
     Forwards,
     MessageDetail,
     RecipientDetail,

@@ -8,6 +8,9 @@ connection.
 A slow or stuck viewer never slows ingest: the hub hands each delta over without waiting (it is
 encoded once, for everyone), each client has a bounded queue, and a client whose queue fills up
 loses what was queued and is told to resync; a fresh snapshot follows once it reads again.
+
+The server knows the engine only as a `FeedHost`: its deltas, its counters, its queries and how
+it describes itself.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -29,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from smswatch import __version__
-from smswatch.core.live import Delta
+from smswatch.core.live import Counters, Delta
 from smswatch.feed.protocol import (
     MAX_LIMIT,
     METHODS,
@@ -41,9 +44,10 @@ from smswatch.feed.protocol import (
     SnapshotFrame,
     encode_result,
 )
-from smswatch.live.datasource import Forwards, SourceInfo, StoreQueries
-from smswatch.live.engine import Engine
-from smswatch.store import describe, open_reader
+from smswatch.source.api import SourceInfo
+
+if TYPE_CHECKING:
+    from smswatch.live.datasource import StoreQueries
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,25 @@ def load_or_create_token(db_path: Path) -> str:
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token
+
+
+class FeedHost(Protocol):
+    """What the feed needs of the engine it serves (smswatch.live.engine.Engine)."""
+
+    def info(self) -> SourceInfo:
+        """Where the engine runs: its database and gateways (the feed sets label and
+        read_only)."""
+
+    async def open_queries(self) -> StoreQueries:
+        """The seam's queries over a reader of the feed's own, which the feed closes."""
+
+    def subscribe(
+        self, callback: Callable[[Delta], None], messages: Callable[[], bool]
+    ) -> Callable[[], None]:
+        """`callback` gets every hub delta; `messages` says whether it wants the changed
+        messages in them now. Returns an unsubscribe function."""
+
+    async def counters(self) -> Counters: ...
 
 
 class _Client:
@@ -105,13 +128,13 @@ class _Client:
 
 
 class FeedServer:
-    def __init__(self, engine: Engine, host: str, port: int, token: str) -> None:
-        self.engine = engine
-        self.host = host
+    def __init__(self, host: FeedHost, bind: str, port: int, token: str) -> None:
+        self.engine = host
+        self.host = bind
         self.port = port
         self.token = token
         self.clients: set[_Client] = set()
-        self.queries = StoreQueries()
+        self._queries: StoreQueries | None = None
         self._server: Server | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -120,22 +143,16 @@ class FeedServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
         return f"ws://{host}:{self.port}"
 
+    @property
+    def queries(self) -> StoreQueries:
+        assert self._queries is not None, "start() first"
+        return self._queries
+
     def info(self) -> SourceInfo:
-        return SourceInfo(
-            label=self.url,
-            db_path=describe(self.engine.config.db_path),
-            gateways=self.engine.gateways(),
-            read_only=True,
-        )
+        return replace(self.engine.info(), label=self.url, read_only=True)
 
     async def start(self) -> None:
-        writer = self.engine.writer
-        self.queries = StoreQueries(
-            await open_reader(self.engine.config.db_path),
-            lambda: asyncio.wrap_future(writer.settle()),
-            self._forwards,
-            self.engine.config.clock,
-        )
+        self._queries = await self.engine.open_queries()
         try:
             self._server = await serve(
                 self._handle,
@@ -150,14 +167,9 @@ class FeedServer:
             await self.queries.reader.close()
             raise
         self.port = self._server.sockets[0].getsockname()[1]
-        self._unsubscribe = self.engine.hub.subscribe(
+        self._unsubscribe = self.engine.subscribe(
             self._on_delta, messages=lambda: bool(self.clients)
         )
-
-    async def _forwards(self, events: list[int]) -> Forwards:
-        # Started after the feed (engine.start), so looked up at each query.
-        forwarder = self.engine.forwarder
-        return {} if forwarder is None else await forwarder.forwards(events)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -194,7 +206,7 @@ class FeedServer:
             client.push(frame)
 
     async def _snapshot(self) -> str:
-        snap = await self.queries.recent(await self.engine.hub.current(), self.info())
+        snap = await self.queries.recent(await self.engine.counters(), self.info())
         return SnapshotFrame(data=snap).model_dump_json()
 
     # --- one viewer ------------------------------------------------------------------------------

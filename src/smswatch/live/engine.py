@@ -6,6 +6,7 @@ asyncio loop, and everything a UI needs comes out of `hub` (live) and a `Reader`
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 from collections.abc import Callable
@@ -15,13 +16,16 @@ from typing import TYPE_CHECKING
 
 from smswatch import gateways
 from smswatch.campaigns.rule import DEFAULT_KEYS, CampaignRule
+from smswatch.core.live import Counters, Delta
 from smswatch.forward.config import ForwardConfig
 from smswatch.gateways import Credentials
 from smswatch.ingest.http import is_loopback
 from smswatch.ingest.webhooks import Listener, ListenerConfig
+from smswatch.live.datasource import StoreQueries
 from smswatch.live.hub import Hub
 from smswatch.reconcile.config import ApiConfig
-from smswatch.store import is_url, make_writer, open_reader
+from smswatch.source.api import Forwards, GatewayStatus, SourceInfo
+from smswatch.store import describe, is_url, make_writer, open_reader
 from smswatch.store.errors import CannotOpen, reason
 from smswatch.timefmt import now_us
 
@@ -87,16 +91,6 @@ class EngineConfig:
     # Per state, how long a recipient may wait before it is stuck (µs; the `[stuck]` table):
     # a stuck recipient's message is polled too. None: the defaults (config.py).
     stuck_deadlines: dict[State, int] | None = None
-
-
-@dataclass(frozen=True)
-class GatewayStatus:
-    name: str
-    title: str
-    url: str
-    auth: str  # what the status bar shows
-    verified: bool
-    accepting: bool
 
 
 def open_gateways(config: EngineConfig) -> frozenset[str]:
@@ -320,3 +314,34 @@ class Engine:
                 )
             )
         return result
+
+    # --- what the feed serves its viewers (smswatch.feed.server.FeedHost) ---------------------
+
+    def info(self) -> SourceInfo:
+        return SourceInfo(
+            label="local", db_path=describe(self.config.db_path), gateways=self.gateways()
+        )
+
+    async def open_queries(self) -> StoreQueries:
+        """The seam's queries over a reader of their own, settled by this engine's writer; the
+        caller closes the reader."""
+        writer = self.writer
+        return StoreQueries(
+            await open_reader(self.config.db_path),
+            lambda: asyncio.wrap_future(writer.settle()),
+            self._forwards,
+            self.config.clock,
+        )
+
+    async def _forwards(self, events: list[int]) -> Forwards:
+        # Started after the feed (start()), so looked up at each query.
+        forwarder = self.forwarder
+        return {} if forwarder is None else await forwarder.forwards(events)
+
+    def subscribe(
+        self, callback: Callable[[Delta], None], messages: Callable[[], bool]
+    ) -> Callable[[], None]:
+        return self.hub.subscribe(callback, messages=messages)
+
+    async def counters(self) -> Counters:
+        return await self.hub.current()

@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.core.figures import Totals
@@ -24,6 +24,10 @@ from smswatch.core.live import Commit, Counters, Delta, MessageChanges, Transiti
 from smswatch.core.reconciling import ReconcileStatus
 from smswatch.core.records import Rejection
 from smswatch.timefmt import now_us
+
+if TYPE_CHECKING:
+    # The writer calls the hub; a viewer that only reads deltas must not load the writer.
+    from smswatch.core.live import Commit
 
 log = logging.getLogger(__name__)
 

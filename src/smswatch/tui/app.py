@@ -23,11 +23,12 @@ from textual.message import Message
 
 from smswatch import config as settings_mod
 from smswatch.core.campaigns import Summary
-from smswatch.live.datasource import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.sanitize import safe
+from smswatch.source.api import Connection, DataSource, Snapshot, SourceUnavailable, Update
 from smswatch.timefmt import now_us
 from smswatch.tui.commands import SmsWatchCommands
 from smswatch.tui.model import LiveModel
+from smswatch.tui.screens.base import LiveView, Restyles
 from smswatch.tui.screens.campaign import CampaignNameScreen, CampaignScreen
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.help import HelpScreen
@@ -158,22 +159,22 @@ class SmsWatchApp(App[int]):
             # A (re)connected feed: start over from the server's picture.
             self.snapshot = update
             self.model = LiveModel.from_snapshot(update)
-            self._each_screen("resync", update)
+            self._each_view(lambda view: view.resync(update))
             return
         delta = self.model.apply(update)
         if self.drawn is not None and delta.transitions:
             ids = [t.event.event_id for t in delta.transitions]
             drawn = self.drawn
             self.call_after_refresh(lambda: drawn(ids, time.time()))
-        self._each_screen("live_update", delta)
+        self._each_view(lambda view: view.live_update(delta))
 
-    def _each_screen(self, method: str, arg: object) -> None:
+    def _each_view(self, tell: Callable[[LiveView], None]) -> None:
+        """Hand an update to every mounted screen that follows the data source."""
         for screen in self.screen_stack:
-            handler = getattr(screen, method, None)
-            if handler is not None and screen.is_mounted:
+            if isinstance(screen, LiveView) and screen.is_mounted:
                 # NoMatches: the screen is being torn down (quitting): nothing left to update.
                 with contextlib.suppress(NoMatches):
-                    handler(arg)
+                    tell(screen)
 
     def _connection_changed(self, connection: Connection) -> None:
         before = self.connection
@@ -187,7 +188,7 @@ class SmsWatchApp(App[int]):
                 self.notify(
                     connection.detail, title="Connection lost", severity="warning", timeout=6
                 )
-        self._each_screen("connection_changed", connection)
+        self._each_view(lambda view: view.connection_changed(connection))
 
     @property
     def connected(self) -> bool:
@@ -284,9 +285,8 @@ class SmsWatchApp(App[int]):
         for screen in self.screen_stack:
             for widget in screen.query("RowTable, TransitionLog"):
                 widget.restyle()  # type: ignore[attr-defined]
-            restyle = getattr(screen, "refresh_styles", None)
-            if restyle is not None:
-                self.call_later(restyle)
+            if isinstance(screen, Restyles):
+                self.call_later(screen.refresh_styles)
             if isinstance(screen, DashboardScreen):
                 screen.query_one("StatusBar").restyle()  # type: ignore[attr-defined]
                 screen.refresh_all()

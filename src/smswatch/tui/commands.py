@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from smswatch.live.datasource import SourceUnavailable
+from smswatch.source.api import SourceUnavailable
 from smswatch.tui.format import literal
 from smswatch.words import plural
 

@@ -19,10 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.core.domain import MessageState, State
-from smswatch.core.forwarding import TargetStatus
 from smswatch.sanitize import safe, safe_block
-from smswatch.store.location import without_password
-from smswatch.timefmt import iso, span
+from smswatch.timefmt import iso
 from smswatch.tui.themes import Palette
 
 _PHONE = re.compile(r"^(\+?\d{3})(\d+)(\d{2})$")
@@ -67,15 +65,6 @@ def untrusted(value: object, limit: int = 40, style: str = "") -> Text:
 def state_text(state: State | None, palette: Palette, bold: bool = False) -> Text:
     s = state or State.UNKNOWN
     return Text(s.value, style=f"{'bold ' if bold else ''}{palette.state(s)}")
-
-
-def age(now: int, then: int | None) -> str:
-    """How long ago, to the second under a minute: a column of ages in tenths would change on
-    every tick and redraw every row of its table for nothing."""
-    if then is None:
-        return "-"
-    us = max(now - then, 0)
-    return f"{us // 1_000_000}s" if us < 60_000_000 else span(us)
 
 
 def moments(values: Sequence[int | None], now: int, seconds: bool = False) -> list[str]:
@@ -300,37 +289,3 @@ def pretty_json(raw: str, masked: bool, limit: int = 20_000) -> Text:
     if masked:
         text = mask_json(text)
     return _JSON(Text(text))
-
-
-# --- forwarding (--forward-to) ---------------------------------------------------------------
-
-
-def answered(status: int | None) -> bool:
-    """Whether an app's answer counts as delivered (2xx)."""
-    return status is not None and 200 <= status < 300
-
-
-def answer_label(status: int | None) -> str:
-    return "no answer" if status is None else str(status)
-
-
-# Failed attempts since the last delivery before the app is called failing: one failure among
-# deliveries (an app that fails now and then) does not raise and drop an alert every second.
-FAILING_AFTER = 3
-
-
-def failing(t: TargetStatus) -> bool:
-    """The app is failing: its last answer was not a 2xx (or none came), and several attempts
-    have failed with no delivery since."""
-    return (
-        t.failing_since is not None
-        and t.failed_attempts >= FAILING_AFTER
-        and t.last is not None
-        and not answered(t.last.status)
-    )
-
-
-def shown_target(url: str, limit: int = 80) -> str:
-    """A forward target for the screen: never its password (it comes from our own config, but
-    may be a viewer's copy: bounded and made safe all the same)."""
-    return safe(without_password(url), limit)

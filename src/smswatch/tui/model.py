@@ -16,7 +16,7 @@ from smswatch.core.domain import MessageState
 from smswatch.core.figures import FailureGroup
 from smswatch.core.live import Counters, Delta
 from smswatch.core.records import Rejection
-from smswatch.live.datasource import Snapshot, Stuck
+from smswatch.source.api import Snapshot, Stuck
 
 _NEWEST = attrgetter("first_received_at", "message_id")
 LINGER_US = 60_000_000  # a finished message stays in the in-flight list this long

@@ -23,8 +23,8 @@ from smswatch.catalogue import ErrorInfo
 from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.core.figures import FailureGroup, Percentiles
-from smswatch.live.datasource import SourceUnavailable
 from smswatch.sanitize import safe
+from smswatch.source.api import SourceUnavailable
 from smswatch.timefmt import span
 from smswatch.tui.format import Flow, counts_bar, labelled, literal, moments, untrusted
 from smswatch.tui.screens.base import AppScreen

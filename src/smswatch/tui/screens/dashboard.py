@@ -18,20 +18,14 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from smswatch.core.domain import MessageState, State
-from smswatch.core.forwarding import TargetStatus
 from smswatch.core.live import Delta
-from smswatch.live.datasource import Connection, Snapshot, SourceUnavailable
 from smswatch.sanitize import safe
-from smswatch.timefmt import span
-from smswatch.tui.format import age, cost, failing, literal, short_id, state_bar
+from smswatch.source.alerts import Alert, Standing, alerts, newly_rejected, raises_alert, standing
+from smswatch.source.api import Connection, Snapshot, SourceUnavailable
+from smswatch.timefmt import age
+from smswatch.tui.format import cost, literal, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen
-from smswatch.tui.widgets.alerts import (
-    Alert,
-    AlertsPanel,
-    failure_alert,
-    forward_alerts,
-    reconcile_alerts,
-)
+from smswatch.tui.widgets.alerts import AlertsPanel
 from smswatch.tui.widgets.campaigns import CampaignsTable
 from smswatch.tui.widgets.footer import KeyFooter
 from smswatch.tui.widgets.funnel import Funnel
@@ -55,10 +49,6 @@ SHORT_BELOW = 30
 
 # Whole in the box at 80 columns (cut, it lost "esc clears"); esc is in the footer too.
 FILTER_HELP = "any part of id, phone, state, code, carrier, gateway, campaign · esc clear"
-
-
-def failing_targets(forwarding: Sequence[TargetStatus]) -> tuple[str, ...]:
-    return tuple(t.target for t in forwarding if failing(t))
 
 
 def set_titles(widget: Widget, title: str, subtitle: str) -> None:
@@ -143,8 +133,7 @@ class DashboardScreen(AppScreen):
         # The summary panels follow the deltas at most every SUMMARY_EVERY_S (see live_update).
         self._summary_at = 0.0
         self._summary_timer: Timer | None = None
-        self._store_error: str | None = None
-        self._failing: tuple[str, ...] = ()  # forward targets whose app is failing
+        self._standing = Standing()  # what the alerts last drawn stood on
         self._campaigns_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -215,23 +204,18 @@ class DashboardScreen(AppScreen):
             for m in delta.messages:
                 if m.message_id in self.search_rows:
                     self.search_rows[m.message_id] = m
-        for r in delta.rejections:
-            if r.code not in self._codes_seen:
-                self._codes_seen.add(r.code)
-                self.app.notify(
-                    f"{r.status} {r.code} on {safe(r.path, 40)}: {safe(r.reason, 160)}",
-                    title="Webhook rejected",
-                    severity="error",
-                    timeout=10,
-                    markup=False,  # the reason quotes the request (its content type, say)
-                )
+        for r in newly_rejected(delta.rejections, self._codes_seen):
+            self._codes_seen.add(r.code)
+            self.app.notify(
+                f"{r.status} {r.code} on {safe(r.path, 40)}: {safe(r.reason, 160)}",
+                title="Webhook rejected",
+                severity="error",
+                timeout=10,
+                markup=False,  # the reason quotes the request (its content type, say)
+            )
         # The pulse line takes the new counts now and is drawn with the summary panels.
         self.refresh_status(draw=False)
-        if (
-            delta.rejections
-            or delta.counters.store_error != self._store_error
-            or failing_targets(delta.counters.forwarding) != self._failing
-        ):
+        if raises_alert(delta, self._standing):
             self.refresh_summary()  # an alert (or its end): at once
             return
         if self._unlisted(delta):
@@ -273,8 +257,7 @@ class DashboardScreen(AppScreen):
             self._summary_timer.stop()
             self._summary_timer = None
         self._summary_at = time.monotonic()
-        self._store_error = self.sw.model.counters.store_error
-        self._failing = failing_targets(self.sw.model.counters.forwarding)
+        self._standing = standing(self.sw.model.counters)
         self.query_one(StatusBar).draw()
         self.query_one(Funnel).show(self.sw.model.counters)
         self.refresh_alerts()
@@ -315,58 +298,16 @@ class DashboardScreen(AppScreen):
     def refresh_alerts(self) -> None:
         sw = self.sw
         model, now = sw.model, sw.clock()
-        c = model.counters
-        alerts: list[Alert] = []
-        if c.store_error:
-            alerts.append(
-                Alert(
-                    "store",
-                    "store",
-                    "error",
-                    "STORE FAILING — webhooks get 503",
-                    safe(c.store_error, 80),
-                )
-            )
-        for code, count, r in model.rejections_by_code():
-            # To the second, as ages elsewhere: in tenths the alert changed on every tick.
-            when = age(now, r.received_at)
-            detail = f"{safe(r.reason, 90)} ({safe(r.path, 30)}, {when} ago)"
-            alerts.append(
-                Alert(
-                    "rejected",
-                    f"rejected:{code}",
-                    "error",
-                    f"{r.status} {code}",
-                    detail,
-                    count,
-                    code,
-                )
-            )
-        if c.in_flight and c.last_request_at is not None:
-            quiet = now - c.last_request_at
-            if quiet > sw.silence_after:
-                alerts.append(
-                    Alert(
-                        "silence",
-                        "silence",
-                        "warning",
-                        f"no webhook for {span(quiet)}",
-                        f"{plural(c.in_flight, 'message')} still in flight",
-                    )
-                )
-        if model.stuck and model.stuck.count:
-            oldest = model.stuck.oldest[0] if model.stuck.oldest else None
-            detail = ""
-            if oldest and oldest.state and oldest.state_at:
-                detail = f"oldest {oldest.state.value} for {span(now - oldest.state_at)}"
-            alerts.append(
-                Alert("stuck", "stuck", "warning", "recipients stuck", detail, model.stuck.count)
-            )
-        alerts += reconcile_alerts(c.reconciling)
-        alerts += forward_alerts(c.forwarding, now, resend=sw.can_resend)
-        for f in model.failures:
-            alerts.append(failure_alert(f.provider, f.error_code, f.count, f.retryable))
-        self.query_one(AlertsPanel).set_rows(alerts)
+        found = alerts(
+            model.counters,
+            model.rejections_by_code(),
+            model.stuck,
+            model.failures,
+            now=now,
+            silence_after=sw.silence_after,
+            can_resend=sw.can_resend,
+        )
+        self.query_one(AlertsPanel).set_rows(found)
 
     @work(exclusive=True, group="failures")
     async def refresh_failures(self) -> None:

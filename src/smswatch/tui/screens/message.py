@@ -18,8 +18,8 @@ from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
 from smswatch.core.figures import Percentiles
 from smswatch.core.live import Delta
-from smswatch.live.datasource import MessageDetail, SourceUnavailable
 from smswatch.sanitize import safe
+from smswatch.source.api import MessageDetail, SourceUnavailable
 from smswatch.timefmt import span
 from smswatch.tui.format import (
     Flow,

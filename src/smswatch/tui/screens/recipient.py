@@ -20,18 +20,16 @@ from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
 from smswatch.core.forwarding import Forward, TargetStatus
 from smswatch.core.live import Delta
 from smswatch.core.records import StoredEvent
-from smswatch.live.datasource import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.sanitize import safe
+from smswatch.source.alerts import answer_label, answered, shown_target
+from smswatch.source.api import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.timefmt import span
 from smswatch.tui.format import (
     Flow,
-    answer_label,
-    answered,
     mask,
     mask_json,
     moments,
     pretty_json,
-    shown_target,
     state_text,
     untrusted,
 )

@@ -9,7 +9,8 @@ from rich.text import Text
 
 from smswatch.core.campaigns import Summary
 from smswatch.core.domain import State
-from smswatch.tui.format import age, counts_bar, untrusted
+from smswatch.timefmt import age
+from smswatch.tui.format import counts_bar, untrusted
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
 

@@ -17,11 +17,11 @@ from smswatch.core.forwarding import TargetStatus
 from smswatch.core.live import Counters
 from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways import ADAPTERS
-from smswatch.live.datasource import Connection, SourceInfo
 from smswatch.sanitize import safe
+from smswatch.source.alerts import answer_label, answered, failing, shown_target
+from smswatch.source.api import Connection, SourceInfo
 from smswatch.store.outbox import RECENT_S
 from smswatch.timefmt import span
-from smswatch.tui.format import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette
 from smswatch.words import plural
 
