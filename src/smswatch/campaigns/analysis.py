@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from smswatch.campaigns.model import CarrierRow, CostRow, Selector, Series, Summary
-from smswatch.catalogue import ErrorInfo
 from smswatch.core.domain import FUNNEL, State
+from smswatch.gateways.catalogue import ErrorInfo
 from smswatch.store.reader import FailureGroup, Latency, Reader
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message

@@ -24,9 +24,9 @@ from smswatch.campaigns.analysis import (
     scope,
 )
 from smswatch.campaigns.model import CarrierRow, Selector, Series, Summary
-from smswatch.catalogue import ErrorInfo, explain
 from smswatch.core.domain import State
 from smswatch.exports.stats import NoCampaign, gather, stats_record
+from smswatch.gateways.catalogue import ErrorInfo, explain
 from smswatch.sanitize import safe
 from smswatch.store import open_reader
 from smswatch.store.location import describe

@@ -16,8 +16,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
 from smswatch.store.reader import FailureGroup, Latency, Percentiles, Totals
 from smswatch.timefmt import iso, span

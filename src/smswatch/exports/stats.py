@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, State
+from smswatch.gateways.catalogue import explain
 from smswatch.store import open_reader
 from smswatch.store.reader import FailureGroup, Latency, Percentiles, Totals
 from smswatch.timefmt import iso

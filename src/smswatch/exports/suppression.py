@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from smswatch.campaigns.model import Selector
-from smswatch.catalogue import explain, suppressible
 from smswatch.files import write_whole
+from smswatch.gateways.catalogue import explain, suppressible
 from smswatch.sanitize import visible
 from smswatch.timefmt import iso
 

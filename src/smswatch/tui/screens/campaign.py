@@ -20,8 +20,8 @@ from textual.widgets import Input, Sparkline, Static
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.campaigns.model import CarrierRow, Summary
-from smswatch.catalogue import ErrorInfo
 from smswatch.core.domain import FUNNEL, MessageState, State
+from smswatch.gateways.catalogue import ErrorInfo
 from smswatch.live.datasource import SourceUnavailable
 from smswatch.sanitize import safe
 from smswatch.store.reader import FailureGroup, Percentiles

@@ -14,8 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.gateways.catalogue import explain
 from smswatch.live.datasource import MessageDetail, SourceUnavailable
 from smswatch.live.hub import Delta
 from smswatch.sanitize import safe

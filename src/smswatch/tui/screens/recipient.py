@@ -15,8 +15,8 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Static
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
+from smswatch.gateways.catalogue import explain
 from smswatch.live.datasource import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.live.hub import Delta
 from smswatch.sanitize import safe

@@ -19,8 +19,8 @@ from typing import Any
 
 from rich.text import Text
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import State
+from smswatch.gateways.catalogue import explain
 from smswatch.reconcile.status import ReconcileStatus
 from smswatch.sanitize import safe
 from smswatch.store.outbox import TargetStatus
