@@ -9,9 +9,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smswatch.gateways import lisoloo, yebolink
 from smswatch.gateways.base import Rejected
+from smswatch.gateways.lisoloo import webhook as lisoloo
 from smswatch.gateways.lisoloo.webhook import Lisoloo
+from smswatch.gateways.yebolink import webhook as yebolink
 from smswatch.gateways.yebolink.webhook import YeboLink
 from tests.test_reliability import json_values, lisoloo_bodies, yebolink_bodies
 

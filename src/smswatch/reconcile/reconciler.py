@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from smswatch.config import stuck_deadlines
 from smswatch.core.domain import State
+from smswatch.gateways.registry import GATEWAYS
 from smswatch.gateways.yebolink.api import YeboLinkApi, YeboLinkMessage
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
@@ -55,9 +56,8 @@ log = logging.getLogger(__name__)
 # gateway may have been mid-way), then less and less often.
 BACKOFF_S = (15, 30, 60, 120, 300, 600, 1800)
 SCAN_EVERY = 5.0  # seconds between looks at the store for quiet messages
-# How long a message must have been quiet before it is polled: YeboLink's docs say ten minutes;
-# Lisoloo retries a webhook for over an hour, but its first retries come within minutes.
-DEFAULT_QUIET = {"lisoloo": 300_000_000, "yebolink": 600_000_000}
+# How long a message must have been quiet before it is polled: each gateway says.
+DEFAULT_QUIET = {name: g.reconcile_quiet_us for name, g in GATEWAYS.items()}
 SCAN_LIMIT = 2000  # messages taken from the store per gateway and scan
 HORIZON_US = 86_400_000_000  # messages quiet for longer than a day are left alone
 REFUSED_PAUSE_US = 600_000_000  # a gateway that refused the key is asked again in 10 minutes
