@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 import uuid
 from collections.abc import Collection, Mapping
@@ -37,6 +38,7 @@ from smswatch.core.domain import Event
 from smswatch.timefmt import to_us
 
 if TYPE_CHECKING:
+    from smswatch.devtools.sandbox import GatewaySandbox
     from smswatch.reconcile.api import GatewayApi
 
 # Normalized string columns are bounded; the full value stays in the stored payload.
@@ -95,6 +97,47 @@ class Resigned:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+class SimPlanner(Protocol):
+    """What a gateway's simulator profile plans its traffic on (`smswatch.devtools.simulate`):
+    one seeded generator for every draw, the compressed clock, and the plan it adds to."""
+
+    rng: random.Random
+
+    @property
+    def recipients(self) -> int:
+        """Recipients of one send."""
+
+    @property
+    def fail_rate(self) -> float:
+        """Share of recipients that fail."""
+
+    def uuid4(self) -> str:
+        """A random UUID drawn from `rng`."""
+
+    def stamp(self, sim_s: float) -> str:
+        """A simulated time as the gateway writes a timestamp."""
+
+    def handset_delay(self, pace: float = 1.0) -> float:
+        """Seconds from sent to the handset's receipt."""
+
+    def pick(self, table: tuple[Any, ...]) -> Any:
+        """A row of `table`, drawn by the weight each row ends with."""
+
+    def emit(self, at: float, provider: str, body: dict[str, Any], label: str) -> int:
+        """Plan one webhook at sim time `at`; its index, for `close`."""
+
+    def close(
+        self,
+        how: tuple[Any, ...],
+        marks: list[tuple[int, float, str]],
+        created: float,
+        total: int = 1,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Settle one recipient: its truth (`how`, the leading fields of `Truth`) and its
+        events (`marks`: index, sim time, status)."""
+
+
 class Gateway(Protocol):
     """Everything smswatch knows about one gateway, behind one name. The engine, the forwarder,
     the reconciler and the dev tools reach a gateway only through this and the registry
@@ -114,6 +157,13 @@ class Gateway(Protocol):
     def status_api(self) -> type[GatewayApi] | None:
         """Its status-API client, None if it has none. Imported on demand: the client loads
         aiohttp, which the listener does not need."""
+
+    def simulate(self, planner: SimPlanner, start: float) -> None:
+        """Its simulator profile: plan one send (with its recipients' truth) from `start`."""
+
+    def sandbox(self) -> type[GatewaySandbox] | None:
+        """Its status API as the sandbox serves it, None if it has none. Imported on demand,
+        like `status_api`."""
 
     def resign(
         self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from smswatch.config import Credentials
-from smswatch.gateways.base import Resigned
+from smswatch.gateways.base import Resigned, SimPlanner
+from smswatch.gateways.lisoloo.sim import plan_message
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 
 if TYPE_CHECKING:
     from smswatch.gateways.lisoloo.api import LisolooApi
+    from smswatch.gateways.lisoloo.sandbox import LisolooSandbox
 
 
 class LisolooGateway:
@@ -27,6 +29,14 @@ class LisolooGateway:
         from smswatch.gateways.lisoloo.api import LisolooApi
 
         return LisolooApi
+
+    def simulate(self, planner: SimPlanner, start: float) -> None:
+        plan_message(planner, start)
+
+    def sandbox(self) -> type[LisolooSandbox]:
+        from smswatch.gateways.lisoloo.sandbox import LisolooSandbox
+
+        return LisolooSandbox
 
     def resign(
         self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None

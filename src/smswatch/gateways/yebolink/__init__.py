@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from smswatch.config import Credentials
-from smswatch.gateways.base import Resigned
+from smswatch.gateways.base import Resigned, SimPlanner
+from smswatch.gateways.yebolink.sim import plan_message
 from smswatch.gateways.yebolink.webhook import SIGNATURE_HEADER, YeboLink, sign
 
 if TYPE_CHECKING:
     from smswatch.gateways.yebolink.api import YeboLinkApi
+    from smswatch.gateways.yebolink.sandbox import YeboLinkSandbox
 
 
 class YeboLinkGateway:
@@ -27,6 +29,14 @@ class YeboLinkGateway:
         from smswatch.gateways.yebolink.api import YeboLinkApi
 
         return YeboLinkApi
+
+    def simulate(self, planner: SimPlanner, start: float) -> None:
+        plan_message(planner, start)
+
+    def sandbox(self) -> type[YeboLinkSandbox]:
+        from smswatch.gateways.yebolink.sandbox import YeboLinkSandbox
+
+        return YeboLinkSandbox
 
     def resign(
         self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
