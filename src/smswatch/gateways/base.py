@@ -168,8 +168,9 @@ class Gateway(Protocol):
     def resign(
         self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
     ) -> Resigned:
-        """A forward's authentication, from the forwarder's credentials (`--forward-basic-auth`,
-        `--forward-secret`): the gateway takes the one its own posts carry."""
+        """How a post of `body` as this gateway is authenticated, from the poster's credentials
+        (the forwarder's `--forward-basic-auth` / `--forward-secret`, the simulator's
+        `--basic-auth` / `--yebolink-secret`): the gateway takes the one its own posts carry."""
 
 
 # --- lenient field types: a wrong type becomes None instead of failing the whole event -------
