@@ -388,7 +388,7 @@ async def test_polled_answers_reach_only_the_apps_that_asked_for_them_marked_as_
     --forward-polled gets it with X-Smswatch-Polled: 1 (and the webhooks without it)."""
     from types import SimpleNamespace
 
-    from smswatch.reconcile.events import lisoloo_status_event
+    from smswatch.gateways.lisoloo.api import status_event as lisoloo_status_event
 
     plain, polled = await App().start(), await App().start()
     db = tmp_path / "polled.db"

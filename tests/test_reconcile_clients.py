@@ -28,6 +28,8 @@ from click.testing import CliRunner
 
 from smswatch import cli
 from smswatch.core.domain import State
+from smswatch.gateways.lisoloo.api import LisolooApi
+from smswatch.gateways.yebolink.api import YeboLinkApi
 from smswatch.live.engine import EngineConfig
 from smswatch.reconcile.api import RetryPolicy, retry_after_seconds
 from smswatch.reconcile.clients import (
@@ -36,9 +38,7 @@ from smswatch.reconcile.clients import (
     ApiError,
     ApiKey,
     AuthError,
-    LisolooApi,
     RateLimited,
-    YeboLinkApi,
     build,
 )
 from smswatch.reconcile.ratelimit import RollingWindow

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from smswatch import config
-from smswatch.catalogue import catalogue, explain
 from smswatch.core.domain import State
+from smswatch.gateways.catalogue import catalogue, explain
 from smswatch.sanitize import safe, safe_block
 from smswatch.timefmt import age, iso, span
 

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from smswatch.catalogue import catalogue, explain, suppressible
-from smswatch.devtools.simulate import LISOLOO_FAILURES, YEBOLINK_FAILURES
 from smswatch.exports.suppression import FIELDS, Suppressed, permanent_failures, write_csv
+from smswatch.gateways.catalogue import catalogue, explain, suppressible
+from smswatch.gateways.lisoloo.sim import FAILURES as LISOLOO_FAILURES
+from smswatch.gateways.yebolink.sim import FAILURES as YEBOLINK_FAILURES
 from tests.conftest import Client, running
 from tests.helpers import Server, free_port, run
 

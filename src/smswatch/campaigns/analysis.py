@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from smswatch.catalogue import ErrorInfo
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
 from smswatch.core.figures import FailureGroup, Latency
+from smswatch.gateways.catalogue import ErrorInfo
 from smswatch.store.reader import Reader
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message

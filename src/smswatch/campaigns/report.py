@@ -23,11 +23,11 @@ from smswatch.campaigns.analysis import (
     duration,
     scope,
 )
-from smswatch.catalogue import ErrorInfo, explain
 from smswatch.core.campaigns import CarrierRow, Selector, Series, Summary
 from smswatch.core.domain import State
 from smswatch.core.figures import FailureGroup
 from smswatch.exports.stats import NoCampaign, gather, stats_record
+from smswatch.gateways.catalogue import ErrorInfo, explain
 from smswatch.sanitize import safe
 from smswatch.store import open_reader
 from smswatch.store.location import describe

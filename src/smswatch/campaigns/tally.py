@@ -302,7 +302,7 @@ class Tally:
         self, summary: Summary, costs: list[CostRow], now: int, deadlines: Mapping[State, int]
     ) -> Any:
         from smswatch.campaigns.analysis import CampaignView, by_country, by_size, estimate
-        from smswatch.catalogue import explain
+        from smswatch.gateways.catalogue import explain
 
         start = now - SPARK_STEP * SPARK_BUCKETS
         sent, delivered, failed = (self.series(n, start) for n in ("sent", "delivered", "failed"))

@@ -19,6 +19,7 @@ from typing import Any
 
 from smswatch.core.domain import POLLED_PREFIX
 from smswatch.devtools.simulate import Delivery
+from smswatch.gateways.registry import GATEWAYS
 from smswatch.timefmt import to_us
 
 
@@ -30,10 +31,10 @@ def _provider_of(record: dict[str, Any], body: Any) -> str:
     provider = record.get("provider")
     if isinstance(provider, str):
         return provider
-    if isinstance(body, dict) and "event_type" in body:
-        return "lisoloo"
-    if isinstance(body, dict) and "event" in body:
-        return "yebolink"
+    if isinstance(body, dict):
+        for name, gateway in GATEWAYS.items():
+            if gateway.envelope_key in body:
+                return name
     raise ReplayError("cannot tell the gateway: no 'provider' and no known envelope")
 
 

@@ -8,41 +8,11 @@ sent) and answers as of the clock's now: a recipient delivered at t is delivered
 clock has passed t, so a poll during a run sees pending recipients. A message that the clock
 has not reached yet (its send lies in the future) is unknown: 404.
 
-Endpoints, base = `SandboxAPI.url`:
-
-Lisoloo (shared/gateways.md §1.4–1.6), header `app-key`:
-- `GET /api/v1/lisoloo/sms-api/status/{message_id}` → 200 `{"status_code": 200, "data":
-  {"message_id", "status", "total_recipients", "delivered", "failed", "pending", "created_at",
-  "updated_at"}}`; 404 `{"detail": "Message not found"}`; 401 `{"detail": "Missing or invalid
-  app-key"}`; 429 with `Retry-After` and the error envelope of §1.5 (`error_code` "1301",
-  `retryable` true, `retry_after`). 120 calls per key per rolling minute, as documented.
-- `GET /api/v1/lisoloo/sms-api/health` → 200 `{"status": "ok"}`: no auth, never limited.
-
-YeboLink (§2.5), header `X-API-Key`:
-- `GET /api/v1/messages/{id}` → 200 `{"success": true, "data": {message}}`.
-- `GET /api/v1/messages?channel=&status=&startDate=&endDate=&page=&limit=` → 200
-  `{"success": true, "data": {"messages": [message, …], "page", "limit", "total"}}`.
-- Errors `{"success": false, "error": "…"}`: 400 a bad filter (limit outside 1..100, unknown
-  status or channel, a date that is not ISO 8601, page < 1), 401 a missing or wrong key, 404 an
-  unknown id, 429 over the limit with `Retry-After`. Every answer to a key carries
-  `RateLimit-Limit` / `RateLimit-Remaining`, as express-rate-limit (the usual Node limiter) does.
+Each gateway's endpoints and answers live in its package (`smswatch.gateways.<name>.sandbox`,
+e.g. Lisoloo's status API, YeboLink's messages API); this module is what they share: the truth,
+the keys, the rate limits, the counters and the server. Base = `SandboxAPI.url`.
 
 Sandbox: `GET /_sandbox/stats` → JSON counters (see `SandboxAPI.stats`), no auth.
-
-YeboLink publishes neither the shape of these answers nor a limit for them; what this sandbox
-does there is our guess, kept close to what the webhooks carry:
-- A message is `{"message_id", "channel", "recipient", "status", "credits_used", "metadata",
-  "created_at", "updated_at"}`, plus `"provider_message_id"` and `"sent_at"` once sent,
-  `"delivered_at"` once delivered, `"error_code"`, `"error_message"` and `"failed_at"` once
-  failed: as in the webhooks, a field that does not apply yet is absent, not null.
-- The list is newest first (created_at, then message_id); the status filter is on the status as
-  of now; startDate/endDate bound created_at, both inclusive (a bare date is its midnight UTC).
-- 60 calls per key per rolling minute over both endpoints together (`--api-yebolink-limit`).
-
-Lisoloo's aggregate `status` is not defined for a batch either: here it is `delivered` once every
-recipient is final and at least one was delivered, `failed` if none was, and otherwise the least
-advanced unfinished recipient's status (`pending` < `processing` < `sent`). Clients should read
-the counts, which are exact.
 
 Rate limits are per key over a rolling window (`SandboxLimits.window_s`, 60 s): a call is
 answered if fewer than the limit were answered in the window before it, else 429 with a
@@ -64,32 +34,21 @@ import hmac
 import math
 import threading
 import time
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from smswatch.devtools.simulate import GatewayRecord, Plan
-from smswatch.timefmt import iso, now_us, to_us
+from smswatch.gateways.registry import GATEWAYS as REGISTRY
+from smswatch.timefmt import iso, now_us
 from smswatch.words import plural
 
 Clock = Callable[[], int]  # epoch microseconds
 
-LISOLOO_PREFIX = "/api/v1/lisoloo/sms-api"
-YEBOLINK_PREFIX = "/api/v1/messages"
 STATS_PATH = "/_sandbox/stats"
-GATEWAYS = ("lisoloo", "yebolink")
-YEBOLINK_STATUSES = ("queued", "sent", "delivered", "failed")
-YEBOLINK_CHANNELS = ("sms", "whatsapp", "email", "voice")
-FINAL = ("delivered", "failed")
-# How far along an unfinished Lisoloo recipient is, for the message's aggregate status.
-PROGRESS = {"pending": 0, "processing": 1, "sent": 2}
-MAX_LIMIT = 100  # YeboLink's documented page size cap
-DEFAULT_LIMIT = 50
 
 
 class ManualClock:
@@ -123,7 +82,7 @@ class SandboxLimits:
     burst_retry_after: int = 1  # seconds, in the burst's Retry-After
 
     def limit(self, gateway: str) -> int:
-        return self.lisoloo_per_window if gateway == "lisoloo" else self.yebolink_per_window
+        return _sandbox_class(gateway).limit(self)
 
 
 def key_label(key: str) -> str:
@@ -132,7 +91,7 @@ def key_label(key: str) -> str:
 
 
 @dataclass
-class _Bucket:
+class Bucket:
     """One key's calls to one gateway's API."""
 
     attempts: deque[int] = field(default_factory=deque)  # every call in the window
@@ -159,15 +118,7 @@ class _Bucket:
         }
 
 
-@dataclass
-class _LisolooMessage:
-    message_id: str
-    created_us: int
-    total: int
-    recipients: list[GatewayRecord]
-
-
-class _Refused(Exception):
+class Refused(Exception):
     """A call answered 429: by the rate limit, or by the burst fault."""
 
     def __init__(self, retry_after: int, remaining: int = 0) -> None:
@@ -175,15 +126,72 @@ class _Refused(Exception):
         self.remaining = remaining
 
 
-def status_at(record: GatewayRecord, now: int) -> tuple[str, int]:
-    """The gateway's status of one recipient as of `now`, and since when."""
-    status = "pending" if record.truth.provider == "lisoloo" else "queued"
+def status_at(record: GatewayRecord, now: int, initial: str) -> tuple[str, int]:
+    """The gateway's status of one recipient as of `now`, and since when; `initial` before
+    its first step."""
+    status = initial
     since = record.created_us
     for at, step in record.steps:
         if at > now:
             break
         status, since = step, at
     return status, since
+
+
+class SandboxHost(Protocol):
+    """What a gateway's sandbox answers with: the clock, the keys, the limits, the counters."""
+
+    clock: Clock
+    limits: SandboxLimits
+    lock: threading.Lock
+
+    def key(self, gateway: str, given: str | None) -> str | None: ...
+
+    def admit(self, gateway: str, key: str, now: int) -> Bucket: ...
+
+    def remaining(self, gateway: str, bucket: Bucket) -> int: ...
+
+    def count_unauthorized(self, gateway: str) -> None: ...
+
+    def count_health(self) -> None: ...
+
+
+class GatewaySandbox(Protocol):
+    """One gateway's status API in the sandbox (`Gateway.sandbox`): its records, its routes
+    and its answers; the host counts and limits the calls."""
+
+    name: str
+    initial_status: str  # a recipient's status before its first step
+
+    def __init__(self, host: SandboxHost) -> None: ...
+
+    @staticmethod
+    def expected_key(keys: SandboxKeys) -> str | None: ...
+
+    @staticmethod
+    def limit(limits: SandboxLimits) -> int: ...
+
+    def add(self, record: GatewayRecord) -> None:
+        """Know one more recipient (under the host's lock)."""
+
+    def added(self) -> None:
+        """After a batch of `add`s (under the host's lock)."""
+
+    def route(self, app: web.Application) -> None: ...
+
+    def unrouted(self, request: web.Request, status: int) -> web.Response | None:
+        """Its own answer to an unknown path or method (404, 405), None if not its path."""
+
+
+def _sandbox_class(gateway: str) -> type[GatewaySandbox]:
+    cls = REGISTRY[gateway].sandbox()
+    if cls is None:
+        raise KeyError(f"{gateway} has no sandbox")
+    return cls
+
+
+def _sandboxed() -> tuple[str, ...]:
+    return tuple(name for name, g in REGISTRY.items() if g.sandbox() is not None)
 
 
 class SandboxAPI:
@@ -205,14 +213,13 @@ class SandboxAPI:
         self.clock = clock
         self.keys = keys or SandboxKeys()
         self.limits = limits or SandboxLimits()
-        self._lock = threading.Lock()
-        self._lisoloo: dict[str, _LisolooMessage] = {}
-        self._yebolink: dict[str, GatewayRecord] = {}
-        self._yebolink_newest: list[GatewayRecord] = []  # newest first, for the list endpoint
+        self.lock = threading.Lock()
+        self.gateways = _sandboxed()
+        self._sandboxes = {g: _sandbox_class(g)(self) for g in self.gateways}
         self._last_step_us = 0
-        self._buckets: dict[str, dict[str, _Bucket]] = {g: {} for g in GATEWAYS}
-        self._gateway_calls = dict.fromkeys(GATEWAYS, 0)  # authenticated calls, for the burst
-        self._unauthorized = dict.fromkeys(GATEWAYS, 0)
+        self._buckets: dict[str, dict[str, Bucket]] = {g: {} for g in self.gateways}
+        self._gateway_calls = dict.fromkeys(self.gateways, 0)  # authenticated calls, for the burst
+        self._unauthorized = dict.fromkeys(self.gateways, 0)
         self._health = 0
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -224,28 +231,17 @@ class SandboxAPI:
 
     def add(self, records: Iterable[GatewayRecord]) -> None:
         """Make more recipients known (a new send)."""
-        with self._lock:
-            added_yebolink = False
+        with self.lock:
+            touched = set()
             for r in records:
-                t = r.truth
                 if r.steps:
                     self._last_step_us = max(self._last_step_us, r.steps[-1][0])
-                if t.provider == "lisoloo":
-                    msg = self._lisoloo.get(t.message_id)
-                    if msg is None:
-                        msg = _LisolooMessage(t.message_id, r.created_us, r.total_recipients, [])
-                        self._lisoloo[t.message_id] = msg
-                    msg.recipients.append(r)
-                else:
-                    self._yebolink[t.message_id] = r
-                    added_yebolink = True
-            if added_yebolink:
-                # A new list, not an in-place sort: a reader mid-iteration keeps the old one.
-                self._yebolink_newest = sorted(
-                    self._yebolink.values(),
-                    key=lambda r: (r.created_us, r.truth.message_id),
-                    reverse=True,
-                )
+                sandbox = self._sandboxes[r.truth.provider]
+                sandbox.add(r)
+                touched.add(sandbox.name)
+            for name in self.gateways:
+                if name in touched:
+                    self._sandboxes[name].added()
 
     def add_plan(self, plan: Plan) -> None:
         self.add(plan.ledger)
@@ -266,10 +262,8 @@ class SandboxAPI:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0: any free port) in the running loop; returns the base URL."""
         app = web.Application(middlewares=[self._json_errors])
-        app.router.add_get(f"{LISOLOO_PREFIX}/status/{{message_id}}", self._lisoloo_status)
-        app.router.add_get(f"{LISOLOO_PREFIX}/health", self._lisoloo_health)
-        app.router.add_get(f"{YEBOLINK_PREFIX}/{{message_id}}", self._yebolink_message)
-        app.router.add_get(YEBOLINK_PREFIX, self._yebolink_list)
+        for sandbox in self._sandboxes.values():
+            sandbox.route(app)
         app.router.add_get(STATS_PATH, self._stats)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -338,13 +332,13 @@ class SandboxAPI:
 
     # --- accounting ---------------------------------------------------------------------------
 
-    def _admit(self, gateway: str, key: str, now: int) -> _Bucket:
-        """Count one authenticated call; raise _Refused if it gets a 429."""
+    def admit(self, gateway: str, key: str, now: int) -> Bucket:
+        """Count one authenticated call; raise Refused if it gets a 429."""
         limits = self.limits
         window = int(limits.window_s * 1_000_000)
         limit = limits.limit(gateway)
-        with self._lock:
-            bucket = self._buckets[gateway].setdefault(key, _Bucket())
+        with self.lock:
+            bucket = self._buckets[gateway].setdefault(key, Bucket())
             bucket.calls += 1
             bucket.per_minute[now // 60_000_000] += 1
             for calls in (bucket.attempts, bucket.answered):
@@ -356,34 +350,42 @@ class SandboxAPI:
             nth = self._gateway_calls[gateway]
             if limits.burst_after < nth <= limits.burst_after + limits.burst_429:
                 bucket.burst += 1
-                raise _Refused(limits.burst_retry_after, max(limit - len(bucket.answered), 0))
+                raise Refused(limits.burst_retry_after, max(limit - len(bucket.answered), 0))
             if len(bucket.answered) >= limit:
                 bucket.limited += 1
                 wait_us = bucket.answered[0] + window - now
-                raise _Refused(max(1, math.ceil(wait_us / 1_000_000)))
+                raise Refused(max(1, math.ceil(wait_us / 1_000_000)))
             bucket.answered.append(now)
             bucket.served += 1
             bucket.max_served_in_window = max(bucket.max_served_in_window, len(bucket.answered))
             return bucket
 
-    def _remaining(self, gateway: str, bucket: _Bucket) -> int:
+    def remaining(self, gateway: str, bucket: Bucket) -> int:
         return max(self.limits.limit(gateway) - len(bucket.answered), 0)
 
-    def _key(self, gateway: str, given: str | None) -> str | None:
+    def key(self, gateway: str, given: str | None) -> str | None:
         """The caller's key if the gateway would accept it."""
         if not given:
             return None
-        expected = self.keys.lisoloo_app_key if gateway == "lisoloo" else self.keys.yebolink_api_key
+        expected = self._sandboxes[gateway].expected_key(self.keys)
         if expected is not None and not hmac.compare_digest(given.encode(), expected.encode()):
             return None
         return given
+
+    def count_unauthorized(self, gateway: str) -> None:
+        with self.lock:
+            self._unauthorized[gateway] += 1
+
+    def count_health(self) -> None:
+        with self.lock:
+            self._health += 1
 
     def stats(self) -> dict[str, Any]:
         """Calls per gateway and per key: `calls` (every authenticated call), `served` (answered
         within the limit, 404s included), `limited` and `burst` (429s), `not_found`,
         `max_in_window` (most calls a key made in any rolling window; what a client's limit is
         checked against), `max_served_in_window`, and `per_minute` (calls per calendar minute)."""
-        with self._lock:
+        with self.lock:
             out: dict[str, Any] = {
                 "now": iso(self.clock()),
                 "window_s": self.limits.window_s,
@@ -394,7 +396,7 @@ class SandboxAPI:
                 },
                 "health": self._health,
             }
-            for gateway in GATEWAYS:
+            for gateway in self.gateways:
                 keys = {key_label(k): b.as_dict() for k, b in self._buckets[gateway].items()}
                 per_minute: Counter[str] = Counter()
                 for b in keys.values():
@@ -420,7 +422,7 @@ class SandboxAPI:
         """One line per gateway that was called, for the command line's end."""
         stats = self.stats()
         lines = []
-        for gateway in GATEWAYS:
+        for gateway in self.gateways:
             s = stats[gateway]
             if s["calls"] or s["unauthorized"]:
                 lines.append(
@@ -445,239 +447,15 @@ class SandboxAPI:
         except web.HTTPException as exc:
             if exc.status not in (404, 405):
                 raise
-            if request.path.startswith(LISOLOO_PREFIX):
-                detail = "Not Found" if exc.status == 404 else "Method Not Allowed"
-                return web.json_response({"detail": detail}, status=exc.status)
+            for sandbox in self._sandboxes.values():
+                answer = sandbox.unrouted(request, exc.status)
+                if answer is not None:
+                    return answer
+            # Elsewhere, Express's default answer (what a Node gateway's API gives).
             return web.json_response(
                 {"success": False, "error": f"Cannot {request.method} {request.path}"},
                 status=exc.status,
             )
 
-    async def _lisoloo_health(self, request: web.Request) -> web.Response:
-        with self._lock:
-            self._health += 1
-        return web.json_response({"status": "ok"})
-
-    async def _lisoloo_status(self, request: web.Request) -> web.Response:
-        now = self.clock()
-        key = self._key("lisoloo", request.headers.get("app-key"))
-        if key is None:
-            with self._lock:
-                self._unauthorized["lisoloo"] += 1
-            return web.json_response({"detail": "Missing or invalid app-key"}, status=401)
-        try:
-            bucket = self._admit("lisoloo", key, now)
-        except _Refused as refused:
-            return self._lisoloo_429(refused, now)
-        msg = self._lisoloo.get(request.match_info["message_id"])
-        if msg is None or msg.created_us > now:
-            with self._lock:
-                bucket.not_found += 1
-            return web.json_response({"detail": "Message not found"}, status=404)
-        return web.json_response({"status_code": 200, "data": self._lisoloo_view(msg, now)})
-
-    def _lisoloo_429(self, refused: _Refused, now: int) -> web.Response:
-        seconds = refused.retry_after
-        body = {
-            "success": False,
-            "status_code": 429,
-            "error_code": "1301",
-            "message": f"Rate limit exceeded: retry after {seconds} s.",
-            "details": None,
-            "timestamp": iso(now),
-            "request_id": str(uuid.uuid4()),
-            "retryable": True,
-            "retry_after": seconds,
-        }
-        return web.json_response(body, status=429, headers={"Retry-After": str(seconds)})
-
-    @staticmethod
-    def _lisoloo_view(msg: _LisolooMessage, now: int) -> dict[str, Any]:
-        delivered = failed = 0
-        least: str | None = None
-        updated = msg.created_us
-        for r in list(msg.recipients):  # a copy: the demo may add recipients meanwhile
-            status, since = status_at(r, now)
-            updated = max(updated, since)
-            if status == "delivered":
-                delivered += 1
-            elif status == "failed":
-                failed += 1
-            elif least is None or PROGRESS[status] < PROGRESS[least]:
-                least = status
-        pending = msg.total - delivered - failed
-        if pending == 0:
-            least = "delivered" if delivered else "failed"
-        return {
-            "message_id": msg.message_id,
-            "status": least or "pending",
-            "total_recipients": msg.total,
-            "delivered": delivered,
-            "failed": failed,
-            "pending": pending,
-            "created_at": iso(msg.created_us),
-            "updated_at": iso(updated),
-        }
-
-    def _yebolink_auth(self, request: web.Request, now: int) -> _Bucket | web.Response:
-        key = self._key("yebolink", request.headers.get("X-API-Key"))
-        if key is None:
-            with self._lock:
-                self._unauthorized["yebolink"] += 1
-            return web.json_response(
-                {"success": False, "error": "Invalid or missing API key"}, status=401
-            )
-        try:
-            return self._admit("yebolink", key, now)
-        except _Refused as refused:
-            headers = {
-                "Retry-After": str(refused.retry_after),
-                "RateLimit-Limit": str(self.limits.yebolink_per_window),
-                "RateLimit-Remaining": str(refused.remaining),
-                "RateLimit-Reset": str(refused.retry_after),
-            }
-            return web.json_response(
-                {"success": False, "error": "Too many requests, please try again later."},
-                status=429,
-                headers=headers,
-            )
-
-    def _yebolink_headers(self, bucket: _Bucket) -> dict[str, str]:
-        return {
-            "RateLimit-Limit": str(self.limits.yebolink_per_window),
-            "RateLimit-Remaining": str(self._remaining("yebolink", bucket)),
-        }
-
-    async def _yebolink_message(self, request: web.Request) -> web.Response:
-        now = self.clock()
-        bucket = self._yebolink_auth(request, now)
-        if isinstance(bucket, web.Response):
-            return bucket
-        headers = self._yebolink_headers(bucket)
-        record = self._yebolink.get(request.match_info["message_id"])
-        if record is None or record.created_us > now:
-            with self._lock:
-                bucket.not_found += 1
-            return web.json_response(
-                {"success": False, "error": "Message not found"}, status=404, headers=headers
-            )
-        return web.json_response(
-            {"success": True, "data": yebolink_view(record, now)}, headers=headers
-        )
-
-    async def _yebolink_list(self, request: web.Request) -> web.Response:
-        now = self.clock()
-        bucket = self._yebolink_auth(request, now)
-        if isinstance(bucket, web.Response):
-            return bucket
-        headers = self._yebolink_headers(bucket)
-        try:
-            query = ListQuery.parse(request.query)
-        except ValueError as exc:
-            return web.json_response(
-                {"success": False, "error": str(exc)}, status=400, headers=headers
-            )
-        matching = []
-        for record in self._yebolink_newest:
-            if record.created_us > now or not query.created_ok(record.created_us):
-                continue
-            if query.channel and record.fields.get("channel", "sms") != query.channel:
-                continue
-            if query.status and status_at(record, now)[0] != query.status:
-                continue
-            matching.append(record)
-        first = (query.page - 1) * query.limit
-        page = [yebolink_view(r, now) for r in matching[first : first + query.limit]]
-        data = {"messages": page, "page": query.page, "limit": query.limit, "total": len(matching)}
-        return web.json_response({"success": True, "data": data}, headers=headers)
-
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
-
-
-def yebolink_view(record: GatewayRecord, now: int) -> dict[str, Any]:
-    """One YeboLink message as of `now`, with the fields its webhooks would have carried."""
-    t = record.truth
-    f = record.fields
-    status, since = status_at(record, now)
-    data: dict[str, Any] = {
-        "message_id": t.message_id,
-        "channel": f.get("channel", "sms"),
-        "recipient": t.recipient,
-        "status": status,
-        "credits_used": f.get("credits_used", 1),
-    }
-    if f.get("metadata"):
-        data["metadata"] = f["metadata"]
-    data["created_at"] = iso(record.created_us)
-    data["updated_at"] = iso(since)
-    if status != "queued":
-        data["provider_message_id"] = f.get("provider_message_id")
-        sent = next((at for at, step in record.steps if step == "sent"), None)
-        if sent is not None:
-            data["sent_at"] = iso(sent)
-    if status == "delivered":
-        data["delivered_at"] = iso(since)
-    elif status == "failed":
-        data["error_code"] = t.error_code
-        data["error_message"] = f.get("error_message")
-        data["failed_at"] = iso(since)
-    return data
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    """`GET /api/v1/messages`' filters, validated as the documented ranges say."""
-
-    status: str | None = None
-    channel: str | None = None
-    start_us: int | None = None
-    end_us: int | None = None
-    page: int = 1
-    limit: int = DEFAULT_LIMIT
-
-    @classmethod
-    def parse(cls, query: Any) -> ListQuery:
-        status = query.get("status") or None
-        if status is not None and status not in YEBOLINK_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(YEBOLINK_STATUSES)}")
-        channel = query.get("channel") or None
-        if channel is not None and channel not in YEBOLINK_CHANNELS:
-            raise ValueError(f"channel must be one of {', '.join(YEBOLINK_CHANNELS)}")
-        page = _integer(query.get("page"), "page", 1, None, 1)
-        limit = _integer(query.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
-        return cls(
-            status,
-            channel,
-            _date(query.get("startDate"), "startDate"),
-            _date(query.get("endDate"), "endDate"),
-            page,
-            limit,
-        )
-
-    def created_ok(self, created_us: int) -> bool:
-        if self.start_us is not None and created_us < self.start_us:
-            return False
-        return self.end_us is None or created_us <= self.end_us
-
-
-def _integer(text: str | None, name: str, low: int, high: int | None, default: int) -> int:
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{name} must be an integer {bounds}")
-    return value
-
-
-def _date(text: str | None, name: str) -> int | None:
-    if not text:
-        return None
-    try:
-        return to_us(datetime.fromisoformat(text))
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO 8601 date") from None

@@ -42,47 +42,11 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from smswatch.gateways.yebolink.webhook import SIGNATURE_HEADER, sign
+from smswatch.gateways.registry import GATEWAYS, gateway
 from smswatch.timefmt import iso, now_us
 
-PROVIDERS = ("lisoloo", "yebolink")
+PROVIDERS = tuple(GATEWAYS)
 
-# Lisoloo serves the DRC: carrier connector slugs by mobile prefix (+243 XX).
-LISOLOO_CARRIERS = {
-    "vodacom_drc": ("81", "82", "83"),
-    "airtel_drc": ("97", "98", "99"),
-    "orange_drc": ("84", "85", "89"),
-    "africell_drc": ("90", "91"),
-}
-# A carrier's delivery receipts come more or less quickly.
-CARRIER_PACE = {"vodacom_drc": 1.0, "airtel_drc": 1.4, "orange_drc": 1.2, "africell_drc": 2.0}
-# Failure codes in rough real-world proportions; one unnamed code shows pass-through. Each row
-# says why the simulated recipient failed, including whether the number itself is bad for good
-# (`permanent`: what `export --suppression` must list). That is the simulator's own decision,
-# made here, never read from the catalogue: the truth must be able to prove the catalogue wrong.
-# The weight stays last (`_Planner.pick`), so a seed plans the same traffic as before.
-# Lisoloo: (code, error_message, retryable, permanent, weight).
-LISOLOO_FAILURES = (
-    ("1502", "Number unreachable", False, True, 0.55),
-    ("1503", "Delivery receipt timeout", True, False, 0.30),
-    # The same code as a bad number, but the sender is at fault: the number is fine.
-    ("1502", "Rejected by carrier: sender ID not registered", False, False, 0.10),
-    ("1504", "Carrier congestion", True, False, 0.05),
-)
-# YeboLink (Twilio's codes): (code, error_message, permanent, weight). The handset that is off
-# comes back, the spam filter is about the text, "unknown destination" is Twilio's unknown
-# error whatever YeboLink's label says, and 30034 is the sender's registration.
-YEBOLINK_FAILURES = (
-    ("30003", "Unreachable destination handset", False, 0.35),
-    ("30005", "Unknown destination handset", True, 0.15),
-    ("30006", "Landline or unreachable carrier", True, 0.15),
-    ("30007", "Message filtered (spam)", False, 0.10),
-    ("30008", "Unknown destination", False, 0.10),
-    ("21610", "Attempt to send to unsubscribed recipient", True, 0.10),
-    ("30034", "Exceeded max price", False, 0.05),
-)
-YEBOLINK_PREFIXES = ("+26876", "+26878", "+26879", "+2782", "+2783", "+2772")
-CAMPAIGNS = ("black-friday", "otp-resend", "payday-reminder", "clinic-recall", "stock-alert")
 # Of the recipients whose final webhook is dropped, the share that lost the one before it too
 # (the receiving end was down for a while, not for one request).
 ALSO_DROP_PREVIOUS = 0.3
@@ -225,6 +189,18 @@ class _Planner:
         # seed plans the same traffic at any drop rate and a higher rate drops a superset.
         self.drop_rng = random.Random(None if config.seed is None else f"drop:{config.seed}")
 
+    @property
+    def recipients(self) -> int:
+        return self.c.recipients
+
+    @property
+    def fail_rate(self) -> float:
+        return self.c.fail_rate
+
+    def emit(self, at: float, provider: str, body: dict[str, Any], label: str) -> int:
+        self.events.append((at, provider, body, label))
+        return len(self.events) - 1
+
     def uuid4(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
@@ -274,168 +250,9 @@ class _Planner:
         for i in range(self.c.messages):
             provider = self.c.provider
             if provider == "mixed":
-                provider = PROVIDERS[i % 2]
+                provider = PROVIDERS[i % len(PROVIDERS)]
             start = self.rng.uniform(0, self.c.spread) if self.c.spread else 0.0
-            if provider == "lisoloo":
-                self.lisoloo_message(start)
-            else:
-                self.yebolink_bulk(start)
-
-    # --- Lisoloo ----------------------------------------------------------------------------
-
-    def lisoloo_phone(self, taken: set[str]) -> tuple[str, str]:
-        while True:
-            carrier = self.rng.choice(list(LISOLOO_CARRIERS))
-            phone = (
-                f"+243{self.rng.choice(LISOLOO_CARRIERS[carrier])}{self.rng.randrange(10**7):07d}"
-            )
-            if phone not in taken:
-                taken.add(phone)
-                return phone, carrier
-
-    def lisoloo_event(
-        self, at: float, message_id: str, kind: str, data: dict[str, Any], label: str
-    ) -> int:
-        body = {
-            "event_id": self.uuid4(),
-            "event_type": kind,
-            "timestamp": self.stamp(at),
-            "message_id": message_id,
-            "data": data,
-        }
-        self.events.append((at, "lisoloo", body, label))
-        return len(self.events) - 1
-
-    def lisoloo_message(self, start: float) -> None:
-        n = self.c.recipients
-        message_id = f"{self.rng.getrandbits(96):024x}"
-        segments = self.rng.choice((1, 1, 1, 2))
-        self.lisoloo_event(
-            start,
-            message_id,
-            "sms.queued",
-            {
-                "total_recipients": n,
-                "total_messages": n * segments,
-                "total_cost": round(n * segments * 0.02, 2),
-                "currency": "USD",
-                "scheduled_at": None,
-            },
-            f"sms.queued {message_id}",
-        )
-        taken: set[str] = set()
-        for _ in range(n):
-            phone, carrier = self.lisoloo_phone(taken)
-            base = {"recipient_phone": phone, "carrier": carrier}
-            t = start + self.rng.uniform(0.3, 2.5)
-            label = f"sms.processing {phone}"
-            index = self.lisoloo_event(t, message_id, "sms.processing", dict(base), label)
-            marks = [(index, t, "processing")]
-            failing = self.rng.random() < self.c.fail_rate
-            code, text, retryable, permanent, _ = self.pick(LISOLOO_FAILURES)
-            if failing and self.rng.random() < 0.3:  # refused before the SMSC took it
-                t += self.rng.uniform(0.5, 2.0)
-                index = self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
-                marks.append((index, t, "failed"))
-                how = ("lisoloo", message_id, phone, "failed", code, carrier, permanent)
-                self.close(how, marks, start, n)
-                continue
-            t += self.rng.uniform(0.5, 3.0)
-            sent = {**base, "sent_at": self.stamp(t)}
-            index = self.lisoloo_event(t, message_id, "sms.sent", sent, f"sms.sent {phone}")
-            marks.append((index, t, "sent"))
-            t += self.handset_delay(CARRIER_PACE[carrier])
-            if failing:
-                index = self.lisoloo_failed(t, message_id, base, code, text, retryable, phone)
-                marks.append((index, t, "failed"))
-                how = ("lisoloo", message_id, phone, "failed", code, carrier, permanent)
-            else:
-                data = {**base, "delivered_at": self.stamp(t), "segments": segments}
-                index = self.lisoloo_event(
-                    t, message_id, "sms.delivered", data, f"sms.delivered {phone}"
-                )
-                marks.append((index, t, "delivered"))
-                how = ("lisoloo", message_id, phone, "delivered", None, carrier, False)
-            self.close(how, marks, start, n)
-
-    def lisoloo_failed(
-        self,
-        t: float,
-        message_id: str,
-        base: dict[str, Any],
-        code: str,
-        text: str,
-        retryable: bool,
-        phone: str,
-    ) -> int:
-        data = {
-            **base,
-            "failed_at": self.stamp(t),
-            "error_code": code,
-            "error_message": text,
-            "retryable": retryable,
-        }
-        return self.lisoloo_event(t, message_id, "sms.failed", data, f"sms.failed {phone}")
-
-    # --- YeboLink ---------------------------------------------------------------------------
-
-    def yebolink_bulk(self, start: float) -> None:
-        campaign = self.rng.choice(CAMPAIGNS)
-        batch = f"bulk_{self.rng.getrandbits(32):08x}"
-        taken: set[str] = set()
-        for i in range(self.c.recipients):
-            while True:
-                phone = f"{self.rng.choice(YEBOLINK_PREFIXES)}{self.rng.randrange(10**6):06d}"
-                if phone not in taken:
-                    taken.add(phone)
-                    break
-            message_id = self.uuid4()
-            metadata = {"campaign": campaign, "batch": batch, "user_id": str(10000 + i)}
-            base = {"message_id": message_id, "channel": "sms", "recipient": phone}
-            created = t = start + self.rng.uniform(0.05, 1.0)
-            queued = {**base, "status": "queued", "credits_used": 1, "metadata": metadata}
-            marks = [(self.yebolink_event(t, "message.queued", queued, phone), t, "queued")]
-            sid = f"SM{self.rng.getrandbits(128):032x}"
-            t += self.rng.uniform(0.5, 3.0)
-            sent = {**base, "status": "sent", "provider_message_id": sid, "metadata": metadata}
-            marks.append((self.yebolink_event(t, "message.sent", sent, phone), t, "sent"))
-            t += self.handset_delay(1.1)
-            fields: dict[str, Any] = {
-                "channel": "sms",
-                "credits_used": 1,
-                "provider_message_id": sid,
-                "metadata": metadata,
-            }
-            if self.rng.random() < self.c.fail_rate:
-                code, text, permanent, _ = self.pick(YEBOLINK_FAILURES)
-                data = {
-                    **base,
-                    "status": "failed",
-                    "error_code": code,
-                    "error_message": text,
-                    "provider_message_id": sid,
-                    "metadata": metadata,
-                }
-                marks.append((self.yebolink_event(t, "message.failed", data, phone), t, "failed"))
-                fields["error_message"] = text
-                how = ("yebolink", message_id, phone, "failed", code, None, permanent, campaign)
-            else:
-                data = {
-                    **base,
-                    "status": "delivered",
-                    "provider_message_id": sid,
-                    "delivered_at": self.stamp(t),
-                    "metadata": metadata,
-                }
-                index = self.yebolink_event(t, "message.delivered", data, phone)
-                marks.append((index, t, "delivered"))
-                how = ("yebolink", message_id, phone, "delivered", None, None, False, campaign)
-            self.close(how, marks, created, 1, fields)
-
-    def yebolink_event(self, at: float, kind: str, data: dict[str, Any], phone: str) -> int:
-        body = {"event": kind, "timestamp": self.stamp(at), "data": data}
-        self.events.append((at, "yebolink", body, f"{kind} {phone}"))
-        return len(self.events) - 1
+            GATEWAYS[provider].simulate(self, start)
 
     # --- arrival order ----------------------------------------------------------------------
 
@@ -488,11 +305,15 @@ def request_headers(
     provider: str, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
 ) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "User-Agent": "smswatch-simulate"}
-    if provider == "lisoloo" and basic_auth:
-        token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+    # Signed as the gateway signs its posts: the same re-signing as a forward's.
+    origin = gateway(provider)
+    if origin is None:
+        return headers
+    signed = origin.resign(body, basic_auth, secret)
+    if signed.basic_auth:
+        token = base64.b64encode(":".join(signed.basic_auth).encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    if provider == "yebolink" and secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body)
+    headers.update(signed.headers)
     return headers
 
 

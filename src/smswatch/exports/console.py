@@ -16,9 +16,9 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
 from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals
+from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
 from smswatch.timefmt import iso, span
 from smswatch.words import plural

@@ -12,9 +12,9 @@ from dataclasses import asdict
 from itertools import groupby
 from typing import Any, TextIO
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageInfo, MessageState, RecipientState
 from smswatch.core.records import StoredEvent
+from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import visible
 from smswatch.store.rows import message_info
 from smswatch.timefmt import iso

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, State
 from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals
+from smswatch.gateways.catalogue import explain
 from smswatch.store import open_reader
 from smswatch.timefmt import iso
 

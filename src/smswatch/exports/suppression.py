@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from smswatch.catalogue import explain, suppressible
 from smswatch.core.campaigns import Selector
 from smswatch.files import write_whole
+from smswatch.gateways.catalogue import explain, suppressible
 from smswatch.sanitize import visible
 from smswatch.timefmt import iso
 

@@ -18,8 +18,9 @@ class ForwardConfigError(ValueError):
 @dataclass(frozen=True)
 class ForwardConfig:
     targets: tuple[Target, ...]
-    basic_auth: tuple[str, str] | None = None  # what a Lisoloo forward carries
-    secret: str | None = None  # what a YeboLink forward is signed with
+    # What the gateways re-sign their forwards with (each takes the one its posts carry).
+    basic_auth: tuple[str, str] | None = None
+    secret: str | None = None
     timeout: float = 10.0  # seconds for the app's whole answer
     concurrency: int = 8  # requests in flight to one target
     max_attempts: int = 25  # then the forward is `failed` (resend by hand)

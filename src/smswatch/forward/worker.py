@@ -30,7 +30,8 @@ from smswatch import __version__
 from smswatch.core.domain import POLLED_PREFIX
 from smswatch.core.forwarding import Attempt, Job, Outcome
 from smswatch.forward.config import ForwardConfig
-from smswatch.gateways.yebolink.webhook import sign
+from smswatch.gateways.base import Resigned
+from smswatch.gateways.registry import gateway
 from smswatch.store.outbox import EXCERPT, open_outbox
 from smswatch.timefmt import now_us
 
@@ -79,14 +80,20 @@ class Forwarder:
             "X-Smswatch-Event-Id": job.event_id,
             **self.config.headers,
         }
-        # Credentials in the target's URL are that app's own, for every forward; else Lisoloo's
-        # forwards carry the Basic auth the app already expects from Lisoloo.
-        basic = url_auth or (self.config.basic_auth if job.provider == "lisoloo" else None)
+        # Each gateway re-signs its own forwards as its posts are signed (the app checks them
+        # as it checks the gateway's); credentials in the target's URL are that app's own, and
+        # win over a gateway's Basic auth for every forward.
+        origin = gateway(job.provider)
+        signed = (
+            origin.resign(body, self.config.basic_auth, self.config.secret)
+            if origin is not None
+            else Resigned()
+        )
+        basic = url_auth or signed.basic_auth
         if basic:
             token = base64.b64encode(":".join(basic).encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        if job.provider == "yebolink" and self.config.secret:
-            headers["X-YeboLink-Signature"] = sign(self.config.secret, body)
+        headers.update(signed.headers)
         if job.event_type.startswith(POLLED_PREFIX):
             # A status API's answer (only with --forward-polled): the gateway never sent it as
             # a webhook, so the app can tell it apart. The auth stays, so the app's route takes it.

@@ -1,7 +1,9 @@
 """Gateway adapters and their registry.
 
-Adding a gateway means adding one module with a class that implements `Provider` and listing it
-in `ADAPTERS`; the listener routes `/webhooks/<name>` to it and `/webhooks` detects it.
+Adding a gateway means one package under `gateways/` whose `GATEWAY` implements `Gateway`
+(`gateways/base.py`) and one line in `gateways/registry.py`; the listener routes
+`/webhooks/<name>` to its adapter and `/webhooks` detects it. The names here are views of the
+registry for the code that only needs the webhook side.
 """
 
 from __future__ import annotations
@@ -9,20 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from smswatch.config import Credentials
-from smswatch.gateways.base import Provider, Rejected, parse_object
-from smswatch.gateways.lisoloo.webhook import Lisoloo
-from smswatch.gateways.yebolink.webhook import YeboLink
+from smswatch.gateways.base import Gateway, Provider, Rejected, parse_object
+from smswatch.gateways.registry import GATEWAYS
 
-ADAPTERS: dict[str, type] = {Lisoloo.name: Lisoloo, YeboLink.name: YeboLink}
-NAMES: tuple[str, ...] = tuple(ADAPTERS)
+ADAPTERS: dict[str, type[Provider]] = {name: g.adapter for name, g in GATEWAYS.items()}
+NAMES: tuple[str, ...] = tuple(GATEWAYS)
 
 
 def build(credentials: Credentials) -> dict[str, Provider]:
     """One configured adapter per gateway."""
-    return {
-        Lisoloo.name: Lisoloo(credentials.basic_auth),
-        YeboLink.name: YeboLink(credentials.yebolink_secret),
-    }
+    return {name: g.provider(credentials) for name, g in GATEWAYS.items()}
 
 
 def detect(providers: Mapping[str, Provider], headers: Mapping[str, str], body: bytes) -> Provider:
@@ -41,4 +39,14 @@ def detect(providers: Mapping[str, Provider], headers: Mapping[str, str], body: 
     )
 
 
-__all__ = ["ADAPTERS", "NAMES", "Credentials", "Provider", "Rejected", "build", "detect"]
+__all__ = [
+    "ADAPTERS",
+    "GATEWAYS",
+    "NAMES",
+    "Credentials",
+    "Gateway",
+    "Provider",
+    "Rejected",
+    "build",
+    "detect",
+]

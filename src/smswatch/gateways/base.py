@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 import pydantic_core
 from pydantic import (
@@ -32,8 +33,13 @@ from pydantic import (
     ValidationError,
 )
 
+from smswatch.config import Credentials
 from smswatch.core.domain import Event
 from smswatch.timefmt import to_us
+
+if TYPE_CHECKING:
+    from smswatch.devtools.sandbox import GatewaySandbox
+    from smswatch.reconcile.api import GatewayApi
 
 # Normalized string columns are bounded; the full value stays in the stored payload.
 MAX_FIELD = 512
@@ -80,6 +86,91 @@ class Provider(Protocol):
 
     def parse(self, body: bytes, received_at: int) -> list[Event]:
         """Validate the body and normalize it. Raise `Rejected(400, ...)` if it is not ours."""
+
+
+@dataclass(frozen=True)
+class Resigned:
+    """How a forward of one of a gateway's webhooks authenticates to the team's app: as the
+    gateway's own post would have (Basic auth, a signature header over the body)."""
+
+    basic_auth: tuple[str, str] | None = None  # unless the target's URL carries its own
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class SimPlanner(Protocol):
+    """What a gateway's simulator profile plans its traffic on (`smswatch.devtools.simulate`):
+    one seeded generator for every draw, the compressed clock, and the plan it adds to."""
+
+    rng: random.Random
+
+    @property
+    def recipients(self) -> int:
+        """Recipients of one send."""
+
+    @property
+    def fail_rate(self) -> float:
+        """Share of recipients that fail."""
+
+    def uuid4(self) -> str:
+        """A random UUID drawn from `rng`."""
+
+    def stamp(self, sim_s: float) -> str:
+        """A simulated time as the gateway writes a timestamp."""
+
+    def handset_delay(self, pace: float = 1.0) -> float:
+        """Seconds from sent to the handset's receipt."""
+
+    def pick(self, table: tuple[Any, ...]) -> Any:
+        """A row of `table`, drawn by the weight each row ends with."""
+
+    def emit(self, at: float, provider: str, body: dict[str, Any], label: str) -> int:
+        """Plan one webhook at sim time `at`; its index, for `close`."""
+
+    def close(
+        self,
+        how: tuple[Any, ...],
+        marks: list[tuple[int, float, str]],
+        created: float,
+        total: int = 1,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Settle one recipient: its truth (`how`, the leading fields of `Truth`) and its
+        events (`marks`: index, sim time, status)."""
+
+
+class Gateway(Protocol):
+    """Everything smswatch knows about one gateway, behind one name. The engine, the forwarder,
+    the reconciler and the dev tools reach a gateway only through this and the registry
+    (`smswatch.gateways.registry`); its error catalogue is the `errors.toml` of its package."""
+
+    name: str  # the provider name in the store, the exports and `/webhooks/<name>`
+    title: str  # how a screen names it
+    adapter: type[Provider]  # its webhook adapter's class
+    # The top-level key of its JSON envelope: which gateway a recorded body came from.
+    envelope_key: str
+    # How long a message must have been quiet before its status API is asked about it (µs).
+    reconcile_quiet_us: int
+
+    def provider(self, credentials: Credentials) -> Provider:
+        """Its webhook adapter (verify + parse), with the credential it checks requests by."""
+
+    def status_api(self) -> type[GatewayApi] | None:
+        """Its status-API client, None if it has none. Imported on demand: the client loads
+        aiohttp, which the listener does not need."""
+
+    def simulate(self, planner: SimPlanner, start: float) -> None:
+        """Its simulator profile: plan one send (with its recipients' truth) from `start`."""
+
+    def sandbox(self) -> type[GatewaySandbox] | None:
+        """Its status API as the sandbox serves it, None if it has none. Imported on demand,
+        like `status_api`."""
+
+    def resign(
+        self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
+    ) -> Resigned:
+        """How a post of `body` as this gateway is authenticated, from the poster's credentials
+        (the forwarder's `--forward-basic-auth` / `--forward-secret`, the simulator's
+        `--basic-auth` / `--yebolink-secret`): the gateway takes the one its own posts carry."""
 
 
 # --- lenient field types: a wrong type becomes None instead of failing the whole event -------

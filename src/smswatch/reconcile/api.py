@@ -1,9 +1,10 @@
 """What every gateway API client shares: the key, the HTTP session, the rate limit, retries,
 and errors that never carry the key.
 
-One module per gateway (`lisoloo_api.py`, `yebolink_api.py`) subclasses `GatewayApi` with its
-paths, its key header and its parsing; `clients.build()` makes one client per gateway that has
-a key. Like the webhook adapters, a new gateway is one new module plus its registration.
+Each gateway's `gateways/<name>/api.py` subclasses `GatewayApi` with its paths, its key header,
+its parsing and `lookup` (its answer as an event); a gateway that can list its messages also
+implements `ListingApi`. `clients.build()` makes one client per gateway that has a key: like the
+webhook adapters, a new gateway is one new package plus its registration.
 
 Failure policy, per call:
 - 2xx: parsed by the gateway module. 404 on a lookup: None (not found), but only when the body
@@ -33,17 +34,20 @@ import json
 import logging
 import math
 import random
+import re
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
 from smswatch import __version__
+from smswatch.core.domain import Event, State
 from smswatch.reconcile.config import ApiConfig, ApiKey, base_url
 from smswatch.reconcile.ratelimit import Clock, RollingWindow, Sleep
 from smswatch.sanitize import safe
@@ -137,6 +141,37 @@ def path_segment(value: str) -> str:
     if not isinstance(value, str) or not value.strip() or value in (".", ".."):
         raise ValueError(f"not a message id: {safe(repr(value), 80)}")
     return quote(value, safe="")
+
+
+def same_recipient(a: str, b: str) -> bool:
+    """The same phone number (whatever its punctuation) or address (whatever its case)."""
+    if "@" in a or "@" in b:
+        return a.strip().lower() == b.strip().lower()
+    digits_a, digits_b = (re.sub(r"\D", "", x) for x in (a, b))
+    return digits_a == digits_b if digits_a and digits_b else a.strip() == b.strip()
+
+
+def polled_payload(raw: dict[str, Any]) -> str:
+    """A status answer as a polled event's payload. A poll's event is stored in the log like a
+    webhook's and folded by the same rules, marked as polled (its type starts with `poll.`);
+    its dedupe key is the answer itself, so asking again and getting the same answer stores
+    nothing."""
+    return json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What asking a gateway about one message found: whether the gateway knows it, whether
+    its answer is final, and the answer as an event (None: a status smswatch cannot fold)."""
+
+    found: bool
+    final: bool
+    event: Event | None = None
+
+
+# The recipient the store has for a message (gateways with one message per recipient check the
+# answer against it, and fill it in when the answer names none).
+RecipientOf = Callable[[str], Awaitable[str | None]]
 
 
 class GatewayApi:
@@ -240,6 +275,20 @@ class GatewayApi:
     def wrong_answer(self, message: str) -> ApiError:
         """An answer read fine but not to be believed (the caller says why)."""
         return self._fail(message)
+
+    def check_answer(self, asked: str, answered: str) -> None:
+        """An answer about another message than the one asked about is the gateway's mistake
+        (or a proxy's): stored, it would give our message another's outcome."""
+        if answered.strip().lower() != asked.strip().lower():
+            raise self.wrong_answer("the answer is about another message than the one asked about")
+
+    async def lookup(
+        self, message_id: str, recipient_of: RecipientOf, received_at: Callable[[], int]
+    ) -> Lookup:
+        """Ask about one message; its answer as an event stored under the id asked about
+        (whatever id the answer names), `received_at()` read once the answer is in. Raises
+        ApiError, or ValueError for an id no URL can carry."""
+        raise NotImplementedError
 
     def _describe(self, status: int, body: Any, raw: bytes) -> tuple[str, str | None]:
         """The gateway's own words for an error answer, and its error code if it has one."""
@@ -381,3 +430,45 @@ def _json_or_none(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
+
+
+class Listed(Protocol):
+    """One message of a gateway's list (one recipient each)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def recipient(self) -> str | None: ...
+
+    @property
+    def state(self) -> State | None: ...
+
+
+class ListedPage(Protocol):
+    @property
+    def messages(self) -> Sequence[Listed]: ...
+
+    @property
+    def has_more(self) -> bool: ...
+
+    @property
+    def total(self) -> int | None: ...
+
+
+@runtime_checkable
+class ListingApi(Protocol):
+    """A status API that also lists messages by status and creation time: the reconciler
+    sweeps the list for many waiting messages at once instead of asking about each."""
+
+    async def messages(
+        self,
+        status: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        page: int = 1,
+    ) -> ListedPage: ...
+
+    def listed_event(self, msg: Listed, recipient: str | None, received_at: int) -> Event | None:
+        """A listed message (as its page gave it) as its recipient's event, `recipient` the
+        one the answer names or else the store's; None if neither names one."""

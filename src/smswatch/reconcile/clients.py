@@ -1,22 +1,25 @@
-"""The gateway API clients and their registry: one client per gateway that has a key.
+"""The gateway API clients: one client per gateway that has a status API and a key.
 
-Adding a gateway means one module with a `GatewayApi` subclass (its paths, key header and parsing;
-its settings are `ApiConfig`'s `<name>_key`, `_url` and `_rate`) listed in `CLIENTS`.
+A gateway brings its client through the registry (`Gateway.status_api`, a `GatewayApi` subclass
+with its paths, key header and parsing); its settings are `ApiConfig`'s `<name>_key`, `_url` and
+`_rate`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from smswatch.gateways.lisoloo.api import LisolooApi, LisolooStatus
-from smswatch.gateways.yebolink.api import Page, YeboLinkApi, YeboLinkMessage
+from smswatch.gateways.registry import GATEWAYS
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi, RateLimited, RetryPolicy
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
 
-CLIENTS: dict[str, type[LisolooApi] | type[YeboLinkApi]] = {
-    LisolooApi.name: LisolooApi,
-    YeboLinkApi.name: YeboLinkApi,
-}
+
+def _clients() -> dict[str, type[GatewayApi]]:
+    found = {name: g.status_api() for name, g in GATEWAYS.items()}
+    return {name: cls for name, cls in found.items() if cls is not None}
+
+
+CLIENTS: dict[str, type[GatewayApi]] = _clients()
 
 
 def build(config: ApiConfig | None, **kwargs: Any) -> dict[str, GatewayApi]:
@@ -40,12 +43,7 @@ __all__ = [
     "ApiKey",
     "AuthError",
     "GatewayApi",
-    "LisolooApi",
-    "LisolooStatus",
-    "Page",
     "RateLimited",
     "RetryPolicy",
-    "YeboLinkApi",
-    "YeboLinkMessage",
     "build",
 ]

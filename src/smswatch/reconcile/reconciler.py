@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -43,9 +42,15 @@ from typing import Any, Protocol
 from smswatch.config import stuck_deadlines
 from smswatch.core.domain import State
 from smswatch.core.reconciling import ReconcileStatus
-from smswatch.gateways.yebolink.api import YeboLinkApi, YeboLinkMessage
-from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
-from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
+from smswatch.gateways.registry import GATEWAYS
+from smswatch.reconcile.api import (
+    ApiError,
+    AuthError,
+    GatewayApi,
+    Listed,
+    ListingApi,
+    same_recipient,
+)
 from smswatch.store.reader import Reader
 from smswatch.store.writer import StoreUnavailable, Unstorable
 
@@ -55,9 +60,8 @@ log = logging.getLogger(__name__)
 # gateway may have been mid-way), then less and less often.
 BACKOFF_S = (15, 30, 60, 120, 300, 600, 1800)
 SCAN_EVERY = 5.0  # seconds between looks at the store for quiet messages
-# How long a message must have been quiet before it is polled: YeboLink's docs say ten minutes;
-# Lisoloo retries a webhook for over an hour, but its first retries come within minutes.
-DEFAULT_QUIET = {"lisoloo": 300_000_000, "yebolink": 600_000_000}
+# How long a message must have been quiet before it is polled: each gateway says.
+DEFAULT_QUIET = {name: g.reconcile_quiet_us for name, g in GATEWAYS.items()}
 SCAN_LIMIT = 2000  # messages taken from the store per gateway and scan
 HORIZON_US = 86_400_000_000  # messages quiet for longer than a day are left alone
 REFUSED_PAUSE_US = 600_000_000  # a gateway that refused the key is asked again in 10 minutes
@@ -72,14 +76,6 @@ SWEEP_MARGIN_US = 600_000_000
 SWEEP_GAP_US = 2 * SWEEP_MARGIN_US
 SWEEP_TRIES = 2  # a message this many sweeps read whole did not find is asked about by its id
 SWEEP_PAUSE_US = 600_000_000  # after a failed call, sweeps wait: asking each goes on meanwhile
-
-
-def same_recipient(a: str, b: str) -> bool:
-    """The same phone number (whatever its punctuation) or address (whatever its case)."""
-    if "@" in a or "@" in b:
-        return a.strip().lower() == b.strip().lower()
-    digits_a, digits_b = (re.sub(r"\D", "", x) for x in (a, b))
-    return digits_a == digits_b if digits_a and digits_b else a.strip() == b.strip()
 
 
 class Lease(Protocol):
@@ -312,10 +308,10 @@ class Reconciler:
             self._swept.pop(message_id, None)
 
     def _can_sweep(self, gateway: str) -> bool:
-        return isinstance(self.clients.get(gateway), YeboLinkApi)
+        return isinstance(self.clients.get(gateway), ListingApi)
 
     def sweepable(self, gateway: str, waiting: Sequence[str]) -> list[str]:
-        """The waiting messages one sweep of the gateway's list should look for: YeboLink's,
+        """The waiting messages one sweep of the gateway's list should look for: a listing API's,
         with a known first event, not missed by earlier sweeps, and first seen close together
         (the list's window is their span: a day-wide one would cost more than asking each).
         None if too few to pay, or while sweeps are paused after a failed one."""
@@ -355,7 +351,7 @@ class Reconciler:
         by id: the sweep was cut short because the rest of the list would cost more than half
         a call per message, or a call failed (then sweeps pause for a while)."""
         client = self.clients[gateway]
-        assert isinstance(client, YeboLinkApi)
+        assert isinstance(client, ListingApi)
         wanted = {m: self._first_at[m] for m in batch}
         start = min(wanted.values()) - SWEEP_MARGIN_US
         end = max(wanted.values()) + SWEEP_MARGIN_US
@@ -408,9 +404,9 @@ class Reconciler:
                 self._swept[message_id] = SWEEP_TRIES  # another sweep would cost the same
         return results
 
-    async def _store_found(
-        self, gateway: str, found: dict[str, YeboLinkMessage]
-    ) -> dict[str, PollResult]:
+    async def _store_found(self, gateway: str, found: dict[str, Listed]) -> dict[str, PollResult]:
+        client = self.clients[gateway]
+        assert isinstance(client, ListingApi)
         events, ids = [], []
         results: dict[str, PollResult] = {}
         known = await self._recipients_of(list(found))
@@ -418,9 +414,7 @@ class Reconciler:
             ours = known.get(message_id)
             if msg.recipient and ours and not same_recipient(msg.recipient, ours):
                 continue  # asked about by id, where the mismatch is reported
-            event = yebolink_message_event(
-                replace(msg, recipient=msg.recipient or ours), self.clock()
-            )
+            event = client.listed_event(msg, msg.recipient or ours, self.clock())
             if event is None:  # no recipient anywhere: ask about it by id
                 continue
             events.append(event)
@@ -455,36 +449,7 @@ class Reconciler:
         if client is None:
             return PollResult(message_id, gateway, False, False, False, f"no key for {gateway}")
         try:
-            if gateway == "lisoloo":
-                status = await client.status(message_id)  # type: ignore[attr-defined]
-                found = status is not None
-                event = None
-                if status is not None:
-                    self._check_answer(client, message_id, status.message_id)
-                    if status.delivered is None or status.failed is None:
-                        # Counts it did not give are unknown, not zero: stored as zero they
-                        # would hide every missing report.
-                        raise client.wrong_answer(
-                            "the status answer has no delivered and failed counts"
-                        )
-                    event = lisoloo_status_event(
-                        replace(status, message_id=message_id), self.clock()
-                    )
-                final = status is not None and (status.terminal or status.pending == 0)
-            else:
-                msg = await client.message(message_id)  # type: ignore[attr-defined]
-                found = msg is not None
-                event = None
-                if msg is not None:
-                    self._check_answer(client, message_id, msg.message_id)
-                    ours = await self._recipient_of(message_id)
-                    if msg.recipient and ours and not same_recipient(msg.recipient, ours):
-                        raise client.wrong_answer(
-                            "the message answer names another recipient than the webhooks did"
-                        )
-                    msg = replace(msg, message_id=message_id, recipient=msg.recipient or ours)
-                    event = yebolink_message_event(msg, self.clock())
-                final = msg is not None and msg.state is not None and msg.state.terminal
+            answer = await client.lookup(message_id, self._recipient_of, self.clock)
         except ApiError as exc:
             self._call_failed(gateway, exc)
             return PollResult(message_id, gateway, False, False, False, str(exc))
@@ -492,6 +457,7 @@ class Reconciler:
             self._set(polls=self.status.polls + 1, last_error=str(exc))
             return PollResult(message_id, gateway, False, True, False, str(exc))
         self._set(polls=self.status.polls + 1)
+        found, final, event = answer.found, answer.final, answer.event
         if not found:
             # Unknown to the gateway (another account's id, or a typo): stop asking.
             return PollResult(message_id, gateway, False, True, False)
@@ -505,17 +471,9 @@ class Reconciler:
         stored = not outcome[0].duplicate
         return PollResult(message_id, gateway, True, final, stored)
 
-    @staticmethod
-    def _check_answer(client: GatewayApi, asked: str, answered: str) -> None:
-        """An answer about another message than the one asked about is the gateway's mistake
-        (or a proxy's): stored, it would give our message another's outcome."""
-        if answered.strip().lower() != asked.strip().lower():
-            raise client.wrong_answer(
-                "the answer is about another message than the one asked about"
-            )
-
     async def _recipient_of(self, message_id: str) -> str | None:
-        """A YeboLink message's one recipient, as the store has it (an answer may name none)."""
+        """A message's one recipient, as the store has it, for a gateway with one message per
+        recipient (an answer may name none)."""
         if self._reader is None:
             return None
         found = await self._reader.recipients(message_id, limit=1)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from smswatch.catalogue import explain
+from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
 from smswatch.store.location import without_password
 from smswatch.timefmt import age, span

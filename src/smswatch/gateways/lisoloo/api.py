@@ -13,13 +13,22 @@ status, and saying so beats reporting a message with no counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from smswatch.core.domain import POLLED_PREFIX, Event, MessageInfo, State
 from smswatch.gateways.base import Identifier, Integer, Text, Time
-from smswatch.reconcile.api import NOT_FOUND, GatewayApi, path_segment
+from smswatch.reconcile.api import (
+    NOT_FOUND,
+    GatewayApi,
+    Lookup,
+    RecipientOf,
+    path_segment,
+    polled_payload,
+)
 from smswatch.reconcile.config import LISOLOO_RATE
 
 STATUS_PATH = "/api/v1/lisoloo/sms-api/status/"
@@ -104,6 +113,29 @@ def parse_status(body: Any, message_id: str) -> LisolooStatus | None:
     )
 
 
+def status_event(status: LisolooStatus, received_at: int) -> Event:
+    """A status answer as a message-level event: Lisoloo's status API gives a message's counts
+    only, which the event carries (the message then shows the gateway's counts beside the
+    webhooks')."""
+    counts = (status.delivered, status.failed, status.pending or 0)
+    at = status.updated_at or status.created_at or received_at
+    key = f"lisoloo|{POLLED_PREFIX}status|{status.message_id}|{status.status}|{counts}|{at}"
+    return Event(
+        provider="lisoloo",
+        event_id=f"poll:{status.message_id}:{at}",
+        dedupe_key=key,
+        event_type=f"{POLLED_PREFIX}status",
+        state=State.UNKNOWN,
+        message_id=status.message_id,
+        recipient=None,
+        occurred_at=at,
+        received_at=received_at,
+        payload=polled_payload(status.raw or {"message_id": status.message_id}),
+        time_estimated=status.updated_at is None,
+        message_info=MessageInfo(total_recipients=status.total_recipients, gateway_counts=counts),
+    )
+
+
 class LisolooApi(GatewayApi):
     name: ClassVar[str] = "lisoloo"
     title: ClassVar[str] = "Lisoloo"
@@ -129,3 +161,17 @@ class LisolooApi(GatewayApi):
                 '({"status_code": 200, "data": {...}}): check --lisoloo-api-url'
             )
         return status
+
+    async def lookup(
+        self, message_id: str, recipient_of: RecipientOf, received_at: Callable[[], int]
+    ) -> Lookup:
+        status = await self.status(message_id)
+        if status is None:
+            return Lookup(found=False, final=False)
+        self.check_answer(message_id, status.message_id)
+        if status.delivered is None or status.failed is None:
+            # Counts it did not give are unknown, not zero: stored as zero they would hide
+            # every missing report.
+            raise self.wrong_answer("the status answer has no delivered and failed counts")
+        event = status_event(replace(status, message_id=message_id), received_at())
+        return Lookup(True, status.terminal or status.pending == 0, event)

@@ -11,15 +11,24 @@ an odd type becomes None. Errors are `{"success": false, "error": "…"}`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
-from smswatch.core.domain import State
+from smswatch.core.domain import POLLED_PREFIX, Event, State
 from smswatch.gateways.base import Flag, Identifier, Integer, Number, Text, Time
-from smswatch.reconcile.api import NOT_FOUND, GatewayApi, path_segment
+from smswatch.reconcile.api import (
+    NOT_FOUND,
+    GatewayApi,
+    Lookup,
+    RecipientOf,
+    path_segment,
+    polled_payload,
+    same_recipient,
+)
 from smswatch.reconcile.config import YEBOLINK_RATE
 from smswatch.timefmt import iso, to_us
 
@@ -232,6 +241,42 @@ def _when(value: int | datetime | None) -> str | None:
     return iso(to_us(value) if isinstance(value, datetime) else value)
 
 
+def message_event(msg: YeboLinkMessage, received_at: int) -> Event | None:
+    """A message answer as its recipient's event, folded into that recipient like a webhook's,
+    except that a final state a webhook pushed is never replaced by a polled one (domain.fold);
+    None when the answer names no recipient or a status smswatch does not know."""
+    if msg.state is None or not msg.recipient:
+        return None
+    state: State = msg.state
+    at = (
+        {
+            State.DELIVERED: msg.delivered_at,
+            State.FAILED: msg.failed_at,
+            State.SENT: msg.sent_at,
+        }.get(state)
+        or msg.updated_at
+        or msg.created_at
+    )
+    estimated = at is None
+    at = at or received_at
+    key = f"yebolink|{POLLED_PREFIX}message|{msg.message_id}|{state.value}|{at}"
+    return Event(
+        provider="yebolink",
+        event_id=f"poll:{msg.message_id}:{state.value}",
+        dedupe_key=key,
+        event_type=f"{POLLED_PREFIX}message",
+        state=state,
+        message_id=msg.message_id,
+        recipient=msg.recipient,
+        occurred_at=at,
+        received_at=received_at,
+        payload=polled_payload(msg.raw or {"message_id": msg.message_id, "status": msg.status}),
+        time_estimated=estimated,
+        error_code=msg.error_code if state == State.FAILED else None,
+        error_message=msg.error_message if state == State.FAILED else None,
+    )
+
+
 class YeboLinkApi(GatewayApi):
     name: ClassVar[str] = "yebolink"
     title: ClassVar[str] = "YeboLink"
@@ -292,3 +337,24 @@ class YeboLinkApi(GatewayApi):
                 "--yebolink-api-url"
             )
         return result
+
+    async def lookup(
+        self, message_id: str, recipient_of: RecipientOf, received_at: Callable[[], int]
+    ) -> Lookup:
+        msg = await self.message(message_id)
+        if msg is None:
+            return Lookup(found=False, final=False)
+        self.check_answer(message_id, msg.message_id)
+        ours = await recipient_of(message_id)
+        if msg.recipient and ours and not same_recipient(msg.recipient, ours):
+            raise self.wrong_answer(
+                "the message answer names another recipient than the webhooks did"
+            )
+        msg = replace(msg, message_id=message_id, recipient=msg.recipient or ours)
+        event = message_event(msg, received_at())
+        return Lookup(True, msg.state is not None and msg.state.terminal, event)
+
+    def listed_event(
+        self, msg: YeboLinkMessage, recipient: str | None, received_at: int
+    ) -> Event | None:
+        return message_event(replace(msg, recipient=recipient), received_at)

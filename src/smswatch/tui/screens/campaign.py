@@ -19,10 +19,10 @@ from textual.timer import Timer
 from textual.widgets import Input, Sparkline, Static
 
 from smswatch.campaigns.analysis import CampaignView, region_of
-from smswatch.catalogue import ErrorInfo
 from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.core.figures import FailureGroup, Percentiles
+from smswatch.gateways.catalogue import ErrorInfo
 from smswatch.sanitize import safe
 from smswatch.source.api import SourceUnavailable
 from smswatch.timefmt import span

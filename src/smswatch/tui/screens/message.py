@@ -14,10 +14,10 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
 from smswatch.core.figures import Percentiles
 from smswatch.core.live import Delta
+from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
 from smswatch.source.api import MessageDetail, SourceUnavailable
 from smswatch.timefmt import span

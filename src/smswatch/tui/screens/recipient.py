@@ -15,11 +15,11 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Static
 
-from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, POLLED_PREFIX, State
 from smswatch.core.forwarding import Forward, TargetStatus
 from smswatch.core.live import Delta
 from smswatch.core.records import StoredEvent
+from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
 from smswatch.source.alerts import answer_label, answered, shown_target
 from smswatch.source.api import Forwards, RecipientDetail, SourceUnavailable

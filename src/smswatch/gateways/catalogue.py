@@ -1,10 +1,11 @@
 """Error-code catalogues as data: what a gateway's failure code means, whether to retry, and
 whether the number itself is bad (the do-not-send list of `export --suppression`).
 
-The catalogues ship as TOML next to this module. A user can add or override codes by putting a
-file of the same shape in `<config dir>/catalogue/<provider>.toml` (an entry there replaces the
-shipped entry for that code as a whole). Unknown codes pass through with their group's meaning
-when the code falls in a known range.
+Each gateway's catalogue ships as `errors.toml` in its package (`gateways/<provider>/`), so a
+new gateway brings its codes with it and this module knows none by name. A user can add or
+override codes by putting a file of the same shape in `<config dir>/catalogue/<provider>.toml`
+(an entry there replaces the shipped entry for that code as a whole). Unknown codes pass through
+with their group's meaning when the code falls in a known range.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from smswatch.paths import config_dir
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent  # the gateways' packages, each with its errors.toml
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _read(path: Path) -> dict[str, Any]:
 @cache
 def catalogue(provider: str) -> Catalogue:
     data: dict[str, Any] = {"codes": {}, "group": []}
-    for path in (HERE / f"{provider}.toml", config_dir() / "catalogue" / f"{provider}.toml"):
+    for path in (HERE / provider / "errors.toml", config_dir() / "catalogue" / f"{provider}.toml"):
         if path.is_file():
             extra = _read(path)
             data["codes"].update({str(k): v for k, v in extra.get("codes", {}).items()})
