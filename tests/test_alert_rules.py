@@ -1,4 +1,4 @@
-"""The alert rules (smswatch.source.alerts) on their own: plain values in, alerts out, no
+"""The alert rules (smswatch.tui.alert_rules) on their own: plain values in, alerts out, no
 Textual, no engine. Every expectation is written out by hand."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from smswatch.core.forwarding import Attempt, TargetStatus
 from smswatch.core.live import Counters, Delta
 from smswatch.core.reconciling import ReconcileStatus
 from smswatch.core.records import Rejection
-from smswatch.source.alerts import (
+from smswatch.source.api import Stuck
+from smswatch.tui.alert_rules import (
     Alert,
     Standing,
     alerts,
@@ -23,7 +24,6 @@ from smswatch.source.alerts import (
     raises_alert,
     standing,
 )
-from smswatch.source.api import Stuck
 
 S = 1_000_000
 NOW = 1_800_000_000 * S
@@ -239,6 +239,6 @@ def test_each_new_rejection_code_is_told_once() -> None:
 
 
 def test_the_rules_load_no_textual() -> None:
-    code = "import smswatch.source.alerts, sys; print('textual' in sys.modules)"
+    code = "import smswatch.tui.alert_rules, sys; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -224,7 +224,7 @@ def test_the_demo_keeps_a_port_it_was_given(busy_port: int) -> None:
 def test_the_demo_moves_off_a_busy_default_port_and_says_so(busy_port: int) -> None:
     from smswatch.devtools.sandbox import SandboxKeys
     from smswatch.live.engine import EngineConfig
-    from smswatch.tui.run import demo_config
+    from smswatch.live.monitor import demo_config
 
     keys = SandboxKeys(lisoloo_app_key="sk_test_k", yebolink_api_key="ybk_k")
     config = EngineConfig(port=busy_port)

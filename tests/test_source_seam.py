@@ -34,4 +34,4 @@ def test_the_attached_monitor_loads_no_engine_server_or_driver() -> None:
 
 
 def test_the_seam_and_the_wire_format_load_no_engine() -> None:
-    assert loaded("smswatch.source.api, smswatch.source.alerts, smswatch.feed.protocol") == []
+    assert loaded("smswatch.source.api, smswatch.tui.alert_rules, smswatch.feed.protocol") == []

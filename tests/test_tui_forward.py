@@ -353,7 +353,7 @@ async def test_an_attach_viewer_sees_the_forwarding_read_only(
 
 def test_an_app_that_fails_now_and_then_is_not_called_failing() -> None:
     from smswatch.core.forwarding import Attempt, TargetStatus
-    from smswatch.source.alerts import failing
+    from smswatch.tui.alert_rules import failing
 
     last = Attempt(1, "http://app/", 10, 503, "busy", 2)
 

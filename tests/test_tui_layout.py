@@ -15,8 +15,8 @@ from rich.text import Text
 
 from smswatch.core.campaigns import CarrierRow, Summary
 from smswatch.core.domain import MessageState, RecipientState, State
-from smswatch.source.alerts import Alert
 from smswatch.timefmt import iso
+from smswatch.tui.alert_rules import Alert
 from smswatch.tui.format import cut_end, cut_middle, cut_words, fit_figure
 from smswatch.tui.screens.campaign import CampaignScreen, DeliveryTable, FailuresTable
 from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import urlsplit, urlunsplit
 
 from smswatch.words import plural
 
@@ -105,3 +106,16 @@ def safe_block(text: str, limit: int = 20_000) -> str:
     if len(text) > limit:
         text = text[:limit] + f"\n{ELLIPSIS} ({plural(len(text) - limit, 'more character')})"
     return "\n".join(safe(line, limit) for line in text.split("\n"))
+
+
+def without_password(url: str) -> str:
+    """Any URL with its password (if it has one) shown as ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL urllib can split: hide whatever sits between ':' and '@'
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]  # as written: never raises on a bad port
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))

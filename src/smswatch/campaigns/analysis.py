@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
 from smswatch.core.figures import FailureGroup, Latency
 from smswatch.gateways.catalogue import ErrorInfo
-from smswatch.store.reader import Reader
+
+if TYPE_CHECKING:
+    from smswatch.store.reader import Reader
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 

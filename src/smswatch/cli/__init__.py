@@ -684,7 +684,7 @@ def main(ctx: click.Context, demo: bool, theme: str | None, no_listen: bool, **o
     if ctx.invoked_subcommand is not None:
         return
     from smswatch.live.engine import BindRefused
-    from smswatch.tui.run import run_monitor
+    from smswatch.live.monitor import run_monitor
 
     if no_listen and demo:
         fail("--demo sends its traffic to the monitor's own listener: drop --no-listen", 2)

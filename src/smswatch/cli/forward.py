@@ -23,10 +23,11 @@ from rich.table import Table
 from rich.text import Text
 
 from smswatch.cli import CONTEXT, config_option, db_option, fail, print_json
-from smswatch.core.forwarding import Target, TargetStatus
+from smswatch.core.forwarding import RECENT_S, Target, TargetStatus
+from smswatch.sanitize import without_password
 from smswatch.store.errors import NotOurs, location_problem
-from smswatch.store.location import describe, is_url, without_password
-from smswatch.store.outbox import RECENT_S, open_outbox, outbox_path
+from smswatch.store.location import describe, is_url
+from smswatch.store.outbox import open_outbox, outbox_path
 from smswatch.store.schema import refuse_foreign
 from smswatch.timefmt import iso, now_us, span
 from smswatch.words import plural

@@ -78,3 +78,6 @@ class Forward:
     # (stored before the target was configured, or from a gateway it does not take)
     state: str
     attempts: tuple[Attempt, ...] = ()  # oldest first
+
+
+RECENT_S = 5

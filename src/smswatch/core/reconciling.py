@@ -22,3 +22,14 @@ class ReconcileStatus:
     @property
     def waiting(self) -> int:
         return sum(self.queued.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    message_id: str
+    provider: str
+    found: bool  # the gateway knows the message
+    final: bool  # the gateway calls it final: no need to poll again
+    stored: bool  # the answer was new (not the same as last time)
+    error: str | None = None
+    via: str = "id"  # asked about by its id, or read from the gateway's "list"

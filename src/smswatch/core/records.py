@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from smswatch.core.domain import State
@@ -42,3 +43,17 @@ class Rejection:
     content_type: str | None = None
     body_size: int | None = None
     body: bytes | None = None
+
+
+async def paged(
+    fetch: Callable[[int, int], Awaitable[list[StoredEvent]]], size: int = 1000
+) -> AsyncIterator[StoredEvent]:
+    """Walk a keyset pagination: `fetch(after_id, size)` returns the next page in id order."""
+    after = 0
+    while True:
+        page = await fetch(after, size)
+        for ev in page:
+            yield ev
+        if len(page) < size:
+            return
+        after = page[-1].id

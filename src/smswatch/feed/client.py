@@ -25,7 +25,7 @@ from smswatch.core.campaigns import Summary
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.core.figures import FailureGroup
 from smswatch.core.live import Counters
-from smswatch.core.records import Rejection, StoredEvent
+from smswatch.core.records import Rejection, StoredEvent, paged
 from smswatch.exports.records import write_jsonl
 from smswatch.exports.suppression import write_entries
 from smswatch.feed.protocol import (
@@ -49,10 +49,9 @@ from smswatch.source.api import (
     Stuck,
     Update,
 )
-from smswatch.store.reader import paged
 
 if TYPE_CHECKING:
-    from smswatch.reconcile.reconciler import PollResult
+    from smswatch.core.reconciling import PollResult
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from smswatch.core.forwarding import Attempt, Forward, TargetStatus
 from smswatch.forward.config import ForwardConfig
-from smswatch.store.location import without_password
+from smswatch.sanitize import without_password
 from smswatch.store.outbox import open_outbox
 from smswatch.timefmt import now_us
 

@@ -37,8 +37,8 @@ from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
     # Only the local monitor builds a LocalSource: the engine stays out of an attached one.
+    from smswatch.core.reconciling import PollResult
     from smswatch.live.thread import EngineThread
-    from smswatch.reconcile.reconciler import PollResult
 
 RECENT = 300  # messages and events a snapshot carries
 T = TypeVar("T")

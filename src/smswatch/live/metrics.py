@@ -34,7 +34,7 @@ from prometheus_client.utils import floatToGoString
 
 from smswatch import __version__
 from smswatch.core.forwarding import TargetStatus
-from smswatch.store.location import without_password as describe_url
+from smswatch.sanitize import without_password as describe_url
 
 if TYPE_CHECKING:
     from prometheus_client import Metric

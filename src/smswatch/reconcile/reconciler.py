@@ -36,12 +36,12 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from smswatch.config import stuck_deadlines
 from smswatch.core.domain import State
-from smswatch.core.reconciling import ReconcileStatus
+from smswatch.core.reconciling import PollResult, ReconcileStatus
 from smswatch.gateways.registry import GATEWAYS
 from smswatch.reconcile.api import (
     ApiError,
@@ -87,17 +87,6 @@ class Lease(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    message_id: str
-    provider: str
-    found: bool  # the gateway knows the message
-    final: bool  # the gateway calls it final: no need to poll again
-    stored: bool  # the answer was new (not the same as last time)
-    error: str | None = None
-    via: str = "id"  # asked about by its id, or read from the gateway's "list"
 
 
 class Reconciler:

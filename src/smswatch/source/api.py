@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from smswatch.core.campaigns import Summary
     from smswatch.core.domain import State
     from smswatch.core.figures import FailureGroup
-    from smswatch.reconcile.reconciler import PollResult
+    from smswatch.core.reconciling import PollResult
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from smswatch.sanitize import without_password
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -29,19 +30,6 @@ def check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.port is not None and not parts.port > 0:
         raise ValueError("port 0")
-
-
-def without_password(url: str) -> str:
-    """Any URL with its password (if it has one) shown as ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # not a URL urllib can split: hide whatever sits between ':' and '@'
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]  # as written: never raises on a bad port
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def display(db: str | Path) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from smswatch.core.forwarding import Attempt, Forward, Job, Outcome, Target, TargetStatus
+from smswatch.core.forwarding import RECENT_S, Attempt, Forward, Job, Outcome, Target, TargetStatus
 from smswatch.store.schema import log_id
 
 SCHEMA_VERSION = 1
@@ -60,9 +60,6 @@ CREATE TABLE cursors (
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('log_id', '');
 """
-
-
-RECENT_S = 5
 
 
 def outbox_path(log: str | Path) -> Path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import aiosqlite
 from smswatch.core.campaigns import Selector
 from smswatch.core.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
 from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals, percentiles
-from smswatch.core.records import Rejection, StoredEvent
+from smswatch.core.records import Rejection, StoredEvent, paged
 from smswatch.store.campaign_rows import CampaignRows
 from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
 from smswatch.store.errors import CannotOpen, location_problem
@@ -559,17 +559,3 @@ def fold_tail(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
         return recipient_rows, message_rows, folded
     finally:
         conn.close()
-
-
-async def paged(
-    fetch: Callable[[int, int], Awaitable[list[StoredEvent]]], size: int = 1000
-) -> AsyncIterator[StoredEvent]:
-    """Walk a keyset pagination: `fetch(after_id, size)` returns the next page in id order."""
-    after = 0
-    while True:
-        page = await fetch(after, size)
-        for ev in page:
-            yield ev
-        if len(page) < size:
-            return
-        after = page[-1].id

@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from smswatch.core.forwarding import Attempt, Forward, Job, Outcome, Target, TargetStatus
-from smswatch.store.outbox import RECENT_S, forwards_of
+from smswatch.core.forwarding import RECENT_S, Attempt, Forward, Job, Outcome, Target, TargetStatus
+from smswatch.store.outbox import forwards_of
 
 _CLAIM = """
 WITH due AS (

@@ -20,9 +20,9 @@ from textual.widgets import Input
 from smswatch.core.domain import MessageState, State
 from smswatch.core.live import Delta
 from smswatch.sanitize import safe
-from smswatch.source.alerts import Alert, Standing, alerts, newly_rejected, raises_alert, standing
 from smswatch.source.api import Connection, Snapshot, SourceUnavailable
 from smswatch.timefmt import age
+from smswatch.tui.alert_rules import Alert, Standing, alerts, newly_rejected, raises_alert, standing
 from smswatch.tui.format import cost, literal, short_id, state_bar
 from smswatch.tui.screens.base import AppScreen
 from smswatch.tui.widgets.alerts import AlertsPanel

@@ -21,9 +21,9 @@ from smswatch.core.live import Delta
 from smswatch.core.records import StoredEvent
 from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
-from smswatch.source.alerts import answer_label, answered, shown_target
 from smswatch.source.api import Forwards, RecipientDetail, SourceUnavailable
 from smswatch.timefmt import span
+from smswatch.tui.alert_rules import answer_label, answered, shown_target
 from smswatch.tui.format import (
     Flow,
     mask,

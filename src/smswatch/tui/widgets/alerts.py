@@ -1,4 +1,4 @@
-"""Failures & alerts: the panel that draws the alert rules' answer (smswatch.source.alerts),
+"""Failures & alerts: the panel that draws the alert rules' answer (smswatch.tui.alert_rules),
 most urgent first. Each row opens something: the rejected requests, the stuck recipients, a
 filter on the code, or the app's whole answer."""
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from rich.text import Text
 
 from smswatch.core.domain import State
-from smswatch.source.alerts import Alert
+from smswatch.tui.alert_rules import Alert
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
 

@@ -13,15 +13,14 @@ from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from smswatch.core.domain import State
-from smswatch.core.forwarding import TargetStatus
+from smswatch.core.forwarding import RECENT_S, TargetStatus
 from smswatch.core.live import Counters
 from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways import ADAPTERS
 from smswatch.sanitize import safe
-from smswatch.source.alerts import answer_label, answered, failing, shown_target
 from smswatch.source.api import Connection, SourceInfo
-from smswatch.store.outbox import RECENT_S
 from smswatch.timefmt import span
+from smswatch.tui.alert_rules import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette
 from smswatch.words import plural
 

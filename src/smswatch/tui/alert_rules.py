@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from smswatch.gateways.catalogue import explain
-from smswatch.sanitize import safe
-from smswatch.store.location import without_password
+from smswatch.sanitize import safe, without_password
 from smswatch.timefmt import age, span
 from smswatch.words import plural
 
