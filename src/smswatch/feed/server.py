@@ -44,6 +44,7 @@ from smswatch.feed.protocol import (
     SnapshotFrame,
     encode_result,
 )
+from smswatch.ingest.addresses import local_url
 from smswatch.source.api import SourceInfo
 
 if TYPE_CHECKING:
@@ -140,8 +141,7 @@ class FeedServer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        return f"ws://{host}:{self.port}"
+        return local_url("ws", self.host, self.port)
 
     @property
     def queries(self) -> StoreQueries:

@@ -48,7 +48,6 @@ httptools does all the HTTP parsing; this module owns the connection:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 from collections import deque
@@ -58,6 +57,7 @@ from typing import Any, Generic
 
 import httptools
 
+from smswatch.ingest.addresses import local_url
 from smswatch.ingest.codings import content_coding, decode, is_json_content_type
 from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Rejected, Request, error
 
@@ -70,20 +70,6 @@ LINGER_S = 1.0  # after an answer that closes, how long the rest of a body is re
 SHUTDOWN_S = 3.0  # on stop, requests waiting for a commit (milliseconds) get this long
 PIPELINE_HIGH = 32  # answers owed on one connection before it stops reading
 PIPELINE_LOW = 8
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def is_wildcard(host: str) -> bool:
-    """True for a bind to every interface, which is reached locally at 127.0.0.1."""
-    return host in ("0.0.0.0", "::", "")
 
 
 @dataclass(frozen=True)
@@ -614,13 +600,7 @@ class Server(Generic[R]):
 
     @property
     def base_url(self) -> str:
-        host = self.config.host
-        if is_wildcard(host):
-            host = "127.0.0.1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://{host}:{self.port}"
+        return local_url("https" if self.tls else "http", self.config.host, self.port)
 
     # --- used by the connections ----------------------------------------------------------
 

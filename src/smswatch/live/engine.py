@@ -19,7 +19,7 @@ from smswatch.campaigns.rule import DEFAULT_KEYS, CampaignRule
 from smswatch.core.live import Counters, Delta
 from smswatch.forward.config import ForwardConfig
 from smswatch.gateways import Credentials
-from smswatch.ingest.http import is_loopback
+from smswatch.ingest.addresses import is_loopback
 from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.datasource import StoreQueries
 from smswatch.live.hub import Hub

@@ -34,6 +34,7 @@ from prometheus_client.utils import floatToGoString
 
 from smswatch import __version__
 from smswatch.core.forwarding import TargetStatus
+from smswatch.ingest.addresses import local_url
 from smswatch.sanitize import without_password as describe_url
 
 if TYPE_CHECKING:
@@ -211,11 +212,7 @@ def forwarding_metrics(targets: tuple[TargetStatus, ...]) -> Iterator[Metric]:
 
 
 def metrics_url(host: str, port: int) -> str:
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}/metrics"
+    return local_url("http", host, port, "/metrics")
 
 
 class Metrics:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from smswatch import __version__
 from smswatch.core.live import Counters, Delta
+from smswatch.ingest.addresses import is_wildcard
 from smswatch.live.engine import CannotListen, Engine, bind_problem
 from smswatch.live.metrics import Metrics
 from smswatch.runtime import tune_gc
@@ -114,7 +115,7 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     ]
     hosts = [engine.listener.base_url]
     scheme = engine.listener.base_url.split("://", 1)[0]
-    if cfg.host in ("0.0.0.0", "", "::"):
+    if is_wildcard(cfg.host):
         hosts += [f"{scheme}://{a}:{engine.listener.port}" for a in public_addresses()]
     for gw in engine.gateways():
         for i, base in enumerate(hosts):
