@@ -302,10 +302,6 @@ class CampaignBook:
                 ]:
                     c.tally.put(r, c.messages[r[R_MESSAGE]][M_QUEUED_AT])
 
-    def _source_of(self, name: str) -> str:
-        c = self._campaigns.get(name)
-        return c.source if c is not None else "tag"
-
     def _burst_for(self, m: Row, stale: set[str]) -> str:
         """The burst an untagged message joins, as store/campaigns.py's query would put it."""
         provider, first = m[M_PROVIDER], m[M_FIRST] or 0
