@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smswatch.gateways.base import Rejected
+from smswatch.core.rejected import Rejected
 from smswatch.gateways.lisoloo import webhook as lisoloo
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink import webhook as yebolink

@@ -12,7 +12,8 @@ from multidict import CIMultiDict
 
 from smswatch.config import Credentials
 from smswatch.core.domain import State
-from smswatch.gateways import Rejected, build, detect
+from smswatch.core.rejected import Rejected
+from smswatch.gateways import build, detect
 from smswatch.gateways.base import MAX_FIELD
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import YeboLink, sign

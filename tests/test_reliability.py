@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from smswatch.core.domain import State
+from smswatch.core.rejected import Rejected
 from smswatch.devtools.simulate import Delivery, Sender, SimConfig, plan_campaign
-from smswatch.gateways import Rejected
 from smswatch.gateways.lisoloo.webhook import STATES as LISOLOO_TYPES
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import STATES as YEBOLINK_TYPES

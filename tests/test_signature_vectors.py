@@ -18,9 +18,9 @@ from multidict import CIMultiDict
 
 from smswatch.config import Credentials
 from smswatch.core.forwarding import Job, Target
+from smswatch.core.rejected import Rejected
 from smswatch.forward.config import ForwardConfig
 from smswatch.forward.worker import Forwarder
-from smswatch.gateways import Rejected
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import YeboLink, sign
 from smswatch.live.engine import Engine

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from smswatch.config import Credentials
-from smswatch.gateways.base import Gateway, Provider, Rejected, parse_object
+from smswatch.core.rejected import Rejected
+from smswatch.gateways.base import Gateway, Provider, parse_object
 from smswatch.gateways.registry import GATEWAYS
 
 ADAPTERS: dict[str, type[Provider]] = {name: g.adapter for name, g in GATEWAYS.items()}

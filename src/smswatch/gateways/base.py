@@ -35,6 +35,7 @@ from pydantic import (
 
 from smswatch.config import Credentials
 from smswatch.core.domain import Event
+from smswatch.core.rejected import Rejected
 from smswatch.timefmt import to_us
 
 if TYPE_CHECKING:
@@ -45,16 +46,6 @@ if TYPE_CHECKING:
 MAX_FIELD = 512
 _INT64 = 2**63 - 1
 _ID_NAMESPACE = uuid.UUID("6c1f6bd0-8f1e-4f43-9a57-1c1b2f2d5e7a")
-
-
-class Rejected(Exception):
-    """The request cannot be accepted; `status` and `code` go into the HTTP answer."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
 
 
 def malformed(detail: str, code: str = "malformed") -> Rejected:

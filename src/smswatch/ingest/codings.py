@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 
-from smswatch.ingest.exchange import Rejected
+from smswatch.core.rejected import Rejected
 
 # A body is "clearly not JSON" if its media type names another format. No header, JSON types,
 # text/plain and octet-stream are accepted: some senders mislabel JSON as those.

@@ -65,17 +65,6 @@ class Headers(dict[str, str]):
 _get = dict.get  # the lower-case lookups of the hot path skip Headers.get's .lower()
 
 
-class Rejected(Exception):
-    """Why the server refuses a request it read: the status, code and detail of the answer. (A
-    gateway raises smswatch.gateways.Rejected, with the same three fields.)"""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-
 class BadRequest(Exception):
     """Raised in a parser callback, the handler's `head` included: the request cannot be read
     (answered 400, then close)."""

@@ -57,9 +57,10 @@ from typing import Any, Generic
 
 import httptools
 
+from smswatch.core.rejected import Rejected
 from smswatch.ingest.addresses import local_url
 from smswatch.ingest.codings import content_coding, decode, is_json_content_type
-from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Rejected, Request, error
+from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Request, error
 
 log = logging.getLogger(__name__)
 

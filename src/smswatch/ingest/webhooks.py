@@ -26,7 +26,8 @@ from urllib.parse import unquote_to_bytes
 
 from smswatch import __version__
 from smswatch.core.records import Rejection
-from smswatch.gateways import Provider, Rejected, detect
+from smswatch.core.rejected import Rejected
+from smswatch.gateways import Provider, detect
 from smswatch.ingest.exchange import Request, error, target_path
 from smswatch.ingest.http import Backpressure, Server, ServerConfig
 from smswatch.live.hub import Hub

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from smswatch.core.domain import Event, MessageInfo, State
+from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import (
     AuthMode,
     EnvelopeTime,
@@ -39,7 +40,6 @@ from smswatch.gateways.base import (
     Identifier,
     Integer,
     Number,
-    Rejected,
     Text,
     Time,
     absent_if_blank,

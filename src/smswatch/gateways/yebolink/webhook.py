@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
 from smswatch.core.domain import Event, MessageInfo, State
+from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import (
     AuthMode,
     EnvelopeTime,
@@ -28,7 +29,6 @@ from smswatch.gateways.base import (
     Identifier,
     JsonText,
     Number,
-    Rejected,
     Text,
     Time,
     absent_if_blank,
