@@ -67,7 +67,7 @@ def tui(port: int, db: Path, drawn_path: Path | None) -> None:
     from smswatch.runtime import tune_gc
     from smswatch.tui.app import SmsWatchApp
 
-    tune_gc()  # as `smswatch` does (tui/run.py)
+    tune_gc()  # as `smswatch` does (live/monitor.py)
     engine = EngineThread(EngineConfig(db_path=db, port=port)).start()
     out: TextIO | None = drawn_path.open("w") if drawn_path else None
 
