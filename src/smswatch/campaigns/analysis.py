@@ -1,6 +1,6 @@
 """Everything the campaign view and the report show about one campaign, from the store.
 
-The queries are the store's (store/campaigns.py and the reader); this module turns their rows
+The queries are the store's (store/queries/ and the reader); this module turns their rows
 into figures: rates now, an ETA, delivery per carrier and per country, cost.
 """
 
@@ -13,7 +13,7 @@ from smswatch.catalogue import ErrorInfo
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
 from smswatch.core.figures import FailureGroup, Latency
-from smswatch.store.reader import Reader
+from smswatch.store.sqlite.reader import Reader
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 

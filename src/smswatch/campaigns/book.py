@@ -43,7 +43,7 @@ from smswatch.campaigns.rows import (
 from smswatch.campaigns.tally import Sums, Tally
 from smswatch.core.campaigns import BURST, BURST_GAP_US, Selector, Summary, burst_name
 from smswatch.core.domain import UNATTRIBUTED, State
-from smswatch.store.reader import Reader
+from smswatch.store.sqlite.reader import Reader
 
 LOOK_BACK_US = 10_000_000  # each refresh reads this far before the last one's time
 PREFETCH = 2  # the most recently active unfinished campaigns are watched before anyone asks
@@ -307,7 +307,7 @@ class CampaignBook:
         return c.source if c is not None else "tag"
 
     def _burst_for(self, m: Row, stale: set[str]) -> str:
-        """The burst an untagged message joins, as store/campaigns.py's query would put it."""
+        """The burst an untagged message joins, as the store's burst query would put it."""
         provider, first = m[M_PROVIDER], m[M_FIRST] or 0
         near = [
             c

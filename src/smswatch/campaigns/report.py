@@ -31,7 +31,7 @@ from smswatch.exports.stats import NoCampaign, gather, stats_record
 from smswatch.sanitize import safe
 from smswatch.store import open_reader
 from smswatch.store.location import describe
-from smswatch.store.reader import Reader
+from smswatch.store.sqlite.reader import Reader
 from smswatch.timefmt import from_us
 from smswatch.words import plural
 

@@ -16,7 +16,7 @@ from smswatch.catalogue import explain
 from smswatch.core.domain import FUNNEL, MessageInfo, MessageState, RecipientState
 from smswatch.core.records import StoredEvent
 from smswatch.sanitize import visible
-from smswatch.store.rows import message_info
+from smswatch.store.queries.rows import message_info
 from smswatch.timefmt import iso
 
 EXPORT_FIELDS = (

@@ -50,7 +50,7 @@ from smswatch.live.datasource import (
     Update,
 )
 from smswatch.reconcile.reconciler import PollResult
-from smswatch.store.reader import paged
+from smswatch.store.queries.paging import paged
 
 log = logging.getLogger(__name__)
 

@@ -165,7 +165,7 @@ class DataSource(Protocol):
 class StoreQueries:
     """The bounded queries of the seam, answered from a database.
 
-    The state tables may lag the log by one checkpoint (store/writer.py). Where the engine runs
+    The state tables may lag the log by one checkpoint (the SQLite writer). Where the engine runs
     in this process, `settle` asks its writer to checkpoint first, so that a screen opened or a
     filter typed right after a webhook already shows it, as the live panels did.
     """

@@ -46,8 +46,8 @@ from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways.yebolink.api import YeboLinkApi, YeboLinkMessage
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
-from smswatch.store.reader import Reader
-from smswatch.store.writer import StoreUnavailable, Unstorable
+from smswatch.store.errors import StoreUnavailable, Unstorable
+from smswatch.store.sqlite.reader import Reader
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from smswatch.core.forwarding import Attempt, Forward, Job, Outcome, Target, TargetStatus
-from smswatch.store.outbox import RECENT_S, forwards_of
+from smswatch.store.queries.outbox import RECENT_S, forwards_of
 
 _CLAIM = """
 WITH due AS (
@@ -110,9 +110,6 @@ class PgOutbox:
             now,
         )
         return int(result.split()[-1])
-
-    async def next_due(self) -> int | None:
-        return await self._c().fetchval("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:

@@ -1,4 +1,4 @@
-"""The read queries of store/reader.py, answered by PostgreSQL.
+"""The read queries of store/sqlite/reader.py, answered by PostgreSQL.
 
 The queries are the SQLite reader's own (written in SQL both accept), with `?` turned into
 `$n`; only those over SQLite's timeline table, which this back end does not need, are
@@ -17,10 +17,11 @@ from typing import Any
 import asyncpg
 
 from smswatch.core.records import StoredEvent
+from smswatch.store.errors import NoDatabase
 from smswatch.store.location import describe
 from smswatch.store.postgres.schema import SCHEMA_VERSION, schema_version
-from smswatch.store.reader import NoDatabase, Reader
-from smswatch.store.rows import STORED_EVENT_COLUMNS, stored_event
+from smswatch.store.queries.rows import STORED_EVENT_COLUMNS, stored_event
+from smswatch.store.sqlite.reader import Reader
 
 _PARAM = re.compile(r"\?(\d*)")
 

@@ -19,7 +19,7 @@ from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways import ADAPTERS
 from smswatch.live.datasource import Connection, SourceInfo
 from smswatch.sanitize import safe
-from smswatch.store.outbox import RECENT_S
+from smswatch.store.queries.outbox import RECENT_S
 from smswatch.timefmt import span
 from smswatch.tui.format import answer_label, answered, failing, shown_target
 from smswatch.tui.themes import Palette

@@ -3,9 +3,9 @@
 A separate connection in query-only mode; in WAL mode it reads alongside the writer without
 waiting for it. Every list is bounded by a `limit` or streamed, so no query loads all events.
 
-The state tables are written at checkpoints (store/writer.py), so on their own they may lag the
-log by up to one checkpoint; a live screen is fed by the hub and can afford that. Timelines
-always add the log after the checkpoint, so they never lag. A reader opened with
+The state tables are written at checkpoints (store/sqlite/writer.py), so on their own they
+may lag the log by up to one checkpoint; a live screen is fed by the hub and can afford that.
+Timelines always add the log after the checkpoint, so they never lag. A reader opened with
 `current=True` (the command-line tools) folds that part of the log itself at open and lays it
 over the tables through temporary views of the same names, so every query sees the state as of
 the newest stored event.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,12 @@ from smswatch.core.campaigns import Selector
 from smswatch.core.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
 from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals, percentiles
 from smswatch.core.records import Rejection, StoredEvent
-from smswatch.store.campaign_rows import CampaignRows
-from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
-from smswatch.store.errors import CannotOpen, location_problem
-from smswatch.store.reconcile_rows import ReconcileRows
-from smswatch.store.rows import (
+from smswatch.store.errors import CannotOpen, NoDatabase, location_problem
+from smswatch.store.queries.campaign_rows import CampaignRows
+from smswatch.store.queries.campaigns import CampaignQueries, message_member, recipient_member
+from smswatch.store.queries.paging import paged
+from smswatch.store.queries.reconcile_rows import ReconcileRows
+from smswatch.store.queries.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     STORED_EVENT_COLUMNS,
@@ -38,7 +39,8 @@ from smswatch.store.rows import (
     recipient_from_row,
     stored_event,
 )
-from smswatch.store.schema import (
+from smswatch.store.sqlite.files import connect_log, prepare_database, stored_after
+from smswatch.store.sqlite.schema import (
     SCHEMA_VERSION,
     STATE_SCHEMA_VERSION,
     is_not_sqlite,
@@ -47,11 +49,7 @@ from smswatch.store.schema import (
     state_path,
     state_version,
 )
-
-
-class NoDatabase(Exception):
-    pass
-
+from smswatch.store.state import StateCache
 
 # What a user types in a filter matches anywhere in a field, whatever the case: `contains`
 # gives the pattern, with LIKE's wildcards escaped so a typed `%` or `_` is literal. SQLite's
@@ -118,8 +116,6 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
                 # Written by an older smswatch, or copied without its state file: do what a
                 # writer does when it opens it (upgrade in place, the state folded from the
                 # log), then read it.
-                from smswatch.store.writer import prepare_database
-
                 await asyncio.to_thread(prepare_database, path)
                 current = True
             await db.execute("ATTACH DATABASE ? AS state", (str(state_path(path)),))
@@ -505,7 +501,6 @@ __all__ = [
     "UNATTRIBUTED",
     "FailureGroup",
     "Latency",
-    "NoDatabase",
     "Percentiles",
     "Reader",
     "Totals",
@@ -543,9 +538,6 @@ async def overlay_tail(db: aiosqlite.Connection, path: Path) -> int:
 def fold_tail(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
     """(recipient rows, message rows, events folded): the state the log after the last
     checkpoint leads to, for what it touched."""
-    from smswatch.store.state import StateCache
-    from smswatch.store.writer import connect_log, stored_after
-
     conn = connect_log(path)
     try:
         conn.execute("PRAGMA query_only=1")
@@ -559,17 +551,3 @@ def fold_tail(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
         return recipient_rows, message_rows, folded
     finally:
         conn.close()
-
-
-async def paged(
-    fetch: Callable[[int, int], Awaitable[list[StoredEvent]]], size: int = 1000
-) -> AsyncIterator[StoredEvent]:
-    """Walk a keyset pagination: `fetch(after_id, size)` returns the next page in id order."""
-    after = 0
-    while True:
-        page = await fetch(after, size)
-        for ev in page:
-            yield ev
-        if len(page) < size:
-            return
-        after = page[-1].id

@@ -9,8 +9,8 @@ from typing import Any
 
 from smswatch.core.campaigns import Selector
 from smswatch.core.domain import MessageState
-from smswatch.store.campaigns import member, message_member
-from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
+from smswatch.store.queries.campaigns import member, message_member
+from smswatch.store.queries.rows import MESSAGE_COLUMNS, message_from_row
 
 MESSAGE_ROW = (
     "m.message_id, m.provider, m.currency, m.total_cost, m.total_recipients, "

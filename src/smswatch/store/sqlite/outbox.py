@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from smswatch.core.forwarding import Attempt, Forward, Job, Outcome, Target, TargetStatus
-from smswatch.store.schema import log_id
+from smswatch.store.queries.outbox import RECENT_S, forwards_of
+from smswatch.store.sqlite.schema import log_id
 
 SCHEMA_VERSION = 1
-EXCERPT = 512  # characters of an app's answer kept with an attempt
 
 _V1 = """
 CREATE TABLE forwards (
@@ -60,9 +59,6 @@ CREATE TABLE cursors (
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('log_id', '');
 """
-
-
-RECENT_S = 5
 
 
 def outbox_path(log: str | Path) -> Path:
@@ -211,14 +207,6 @@ class Outbox:
             "WHERE state = 'pending' AND target = ? AND next_at > ?",
             (now, target, now),
         ).rowcount
-
-    def next_due(self) -> int | None:
-        row = (
-            self._conn()
-            .execute("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
-            .fetchone()
-        )
-        return row[0] if row else None
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
@@ -418,24 +406,6 @@ class Outbox:
         return found
 
 
-def forwards_of(
-    events: Sequence[int],
-    targets: Sequence[str],
-    states: dict[tuple[int, str], str],
-    tried: dict[int, list[Attempt]],
-    without_row: Callable[[int, str], str],
-) -> dict[int, list[Forward]]:
-    """Each event's Forward to each target, from the rows' states and the attempts; the state
-    of an (event, target) with no row is `without_row`'s (the back ends differ there)."""
-    found: dict[int, list[Forward]] = {}
-    for event in events:
-        for target in targets:
-            state = states.get((event, target)) or without_row(event, target)
-            attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
-            found.setdefault(event, []).append(Forward(event, target, state, attempts))
-    return found
-
-
 class AsyncOutbox:
     """The SQLite outbox behind the interface the forwarder and the engine use for both back
     ends (store/postgres/outbox.py is natively asynchronous): each call on a thread."""
@@ -476,8 +446,20 @@ class AsyncOutbox:
     async def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
         return await asyncio.to_thread(self.outbox.attempts, events)
 
-    async def retry(self, now: int, **options: Any) -> int:
-        return await asyncio.to_thread(lambda: self.outbox.retry(now, **options))
+    async def retry(
+        self,
+        now: int,
+        *,
+        failed_only: bool = True,
+        since: int | None = None,
+        events: Sequence[int] | None = None,
+        targets: Sequence[Target] = (),
+    ) -> int:
+        return await asyncio.to_thread(
+            lambda: self.outbox.retry(
+                now, failed_only=failed_only, since=since, events=events, targets=targets
+            )
+        )
 
     async def forwards(
         self, events: Sequence[int], targets: Sequence[str]
@@ -486,15 +468,3 @@ class AsyncOutbox:
 
     async def log_ids(self, event_ids: Sequence[str]) -> dict[str, list[int]]:
         return await asyncio.to_thread(self.outbox.log_ids, event_ids)
-
-
-def open_outbox(db: str | Path, instance: str = "", lease_us: int = 30_000_000) -> Any:
-    """The outbox of `--db` (not yet opened): AsyncOutbox or store.postgres's PgOutbox. With
-    PostgreSQL, `instance` names this process's claims, held for `lease_us`."""
-    from smswatch.store.location import is_url
-
-    if is_url(db):
-        from smswatch.store.postgres.outbox import PgOutbox
-
-        return PgOutbox(str(db), instance, lease_us)
-    return AsyncOutbox(db)
