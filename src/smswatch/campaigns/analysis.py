@@ -13,7 +13,7 @@ from smswatch.catalogue import ErrorInfo
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
 from smswatch.core.figures import FailureGroup, Latency
-from smswatch.store.sqlite.reader import Reader
+from smswatch.store.api import CampaignReportQueries
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 
@@ -124,7 +124,9 @@ def scope(summary: Summary) -> Selector | None:
     return None if summary.selector.kind == EVERYTHING else summary.selector
 
 
-async def database_summary(reader: Reader, name: str = "all stored messages") -> Summary:
+async def database_summary(
+    reader: CampaignReportQueries, name: str = "all stored messages"
+) -> Summary:
     """The whole database as one campaign (the report without a campaign name), from the same
     totals `smswatch stats` shows: counts per state from the recipients, and the recipients
     announced but not seen yet counted as queued, as a campaign's are."""
@@ -155,7 +157,7 @@ def by_size(rows: list[CarrierRow]) -> list[CarrierRow]:
 
 
 async def campaign_view(
-    reader: Reader, summary: Summary, now: int, deadlines: dict[State, int]
+    reader: CampaignReportQueries, summary: Summary, now: int, deadlines: dict[State, int]
 ) -> CampaignView:
     """A campaign's figures from its rows as stored now (campaigns/rows.py computes them, for
     the screen's rows kept in memory too)."""

@@ -72,7 +72,7 @@ from smswatch import __version__
 from smswatch.core.records import Rejection
 from smswatch.gateways import Provider, Rejected, detect
 from smswatch.live.hub import Hub
-from smswatch.store import StoreUnavailable, Unstorable, Writer
+from smswatch.store import EventStore, StoreUnavailable, Unstorable
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -839,7 +839,7 @@ class Listener:
         self,
         config: ListenerConfig,
         providers: dict[str, Provider],
-        writer: Writer,
+        writer: EventStore,
         hub: Hub,
         clock: Callable[[], int] = now_us,
     ) -> None:

@@ -29,7 +29,7 @@ from smswatch.exports.suppression import Suppressed, suppression_list, write_ent
 from smswatch.live.engine import GatewayStatus
 from smswatch.live.thread import EngineThread
 from smswatch.reconcile.reconciler import PollResult
-from smswatch.store import Reader, describe, open_reader
+from smswatch.store import StoreReader, describe, open_reader
 from smswatch.timefmt import now_us
 
 RECENT = 300  # messages and events a snapshot carries
@@ -172,7 +172,7 @@ class StoreQueries:
 
     def __init__(
         self,
-        reader: Reader | None = None,
+        reader: StoreReader | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
         forwards: Callable[[list[int]], Awaitable[Forwards]] | None = None,
         clock: Callable[[], int] = now_us,
@@ -184,14 +184,14 @@ class StoreQueries:
         # time: read whole, a 100,000-recipient campaign took a quarter of a second.
         self.book = CampaignBook(self.settled, clock)
 
-    async def settled(self) -> Reader:
+    async def settled(self) -> StoreReader:
         """The reader, once the state tables have caught up with the log."""
         if self._settle is not None:
             await self._settle()
         return self.reader
 
     @property
-    def reader(self) -> Reader:
+    def reader(self) -> StoreReader:
         assert self._reader is not None, "open() first"
         return self._reader
 

@@ -46,8 +46,8 @@ from smswatch.core.reconciling import ReconcileStatus
 from smswatch.gateways.yebolink.api import YeboLinkApi, YeboLinkMessage
 from smswatch.reconcile.api import ApiError, AuthError, GatewayApi
 from smswatch.reconcile.events import lisoloo_status_event, yebolink_message_event
+from smswatch.store.api import ReconcileQueries
 from smswatch.store.errors import StoreUnavailable, Unstorable
-from smswatch.store.sqlite.reader import Reader
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Reconciler:
     ) -> None:
         self.clients = clients
         self._submit = submit  # the writer's: async, returns once committed
-        self._open_reader = reader  # async () -> Reader
+        self._open_reader = reader  # async () -> ReconcileQueries
         self.clock = clock
         self._report = report
         self.quiet = {**DEFAULT_QUIET, **(quiet or {})}
@@ -136,7 +136,7 @@ class Reconciler:
         self._sweeps_paused: dict[str, int] = {}  # gateway -> no sweep before then (µs)
         self._refused: dict[str, int] = {}  # gateway -> when to try its key again (µs)
         self._tasks: list[asyncio.Task[None]] = []
-        self._reader: Reader | None = None
+        self._reader: ReconcileQueries | None = None
         self._lease = lease  # None: this instance is the only one, it always polls
         self.leading = {name: lease is None for name in clients}
         self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
@@ -219,7 +219,7 @@ class Reconciler:
         missing, messages, recovered = await reader.missing_totals()
         self._set(missing=missing, messages_missing=messages, recovered=recovered)
 
-    async def _queue_due(self, reader: Reader, now: int) -> None:
+    async def _queue_due(self, reader: ReconcileQueries, now: int) -> None:
         polling = [name for name in self.clients if self.leading[name]]
         if not polling:
             return

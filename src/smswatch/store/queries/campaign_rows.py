@@ -27,7 +27,7 @@ CHUNK = 500  # message ids per IN list
 
 
 class CampaignRows:
-    """Mixed into store.reader.Reader (and so PgReader): needs its `_all`."""
+    """Mixed into store/queries/reader.py's StoreQueries: needs its `_all`."""
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
@@ -111,7 +111,7 @@ class CampaignRows:
             "SELECT id, message_id, campaign, source FROM campaigns WHERE id > ? ORDER BY id",
             [after_id],
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [(i, mid, name, source) for i, mid, name, source in rows]
 
     async def campaign_tags(self) -> dict[str, tuple[str, str, int]]:
         """Every tagged message's campaign: message id -> (campaign, source, tagged at)."""

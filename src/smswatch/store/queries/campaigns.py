@@ -86,7 +86,7 @@ def message_member(sel: Selector | None, alias: str = "m") -> tuple[str, list[An
 
 
 class CampaignQueries:
-    """Mixed into store.reader.Reader (and so into PgReader): needs its `_all`."""
+    """Mixed into store/queries/reader.py's StoreQueries: needs its `_all`."""
 
     NO_LIMIT: int | None
 
