@@ -9,9 +9,7 @@ source may have several queries in flight.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -19,22 +17,10 @@ import asyncpg
 from smswatch.core.records import StoredEvent
 from smswatch.store.errors import NoDatabase
 from smswatch.store.location import describe
+from smswatch.store.postgres.dialect import numbered
 from smswatch.store.postgres.schema import SCHEMA_VERSION, schema_version
 from smswatch.store.queries.reader import ESCAPED, StoreQueries
 from smswatch.store.queries.rows import STORED_EVENT_COLUMNS, stored_event
-
-_PARAM = re.compile(r"\?(\d*)")
-
-
-@lru_cache(maxsize=256)
-def numbered(sql: str) -> str:
-    """The shared SQL's placeholders (`?` in order, `?N` by number) as PostgreSQL's `$n`."""
-    counter = iter(range(1, 1000))
-
-    def number(m: re.Match[str]) -> str:
-        return f"${m.group(1) or next(counter)}"
-
-    return _PARAM.sub(number, sql)
 
 
 class PgReader(StoreQueries):

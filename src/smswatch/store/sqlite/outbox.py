@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from smswatch.core.forwarding import Attempt, Forward, Job, Outcome, Target, TargetStatus
-from smswatch.store.queries.outbox import RECENT_S, forwards_of
+from smswatch.store.queries.outbox import RECENT_S, forwards_of, status_queries, target_status
 from smswatch.store.sqlite.schema import log_id
 
 SCHEMA_VERSION = 1
@@ -59,6 +59,8 @@ CREATE TABLE cursors (
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('log_id', '');
 """
+
+_STATUS = status_queries("attempts")
 
 
 def outbox_path(log: str | Path) -> Path:
@@ -247,54 +249,30 @@ class Outbox:
     # --- what screens and the CLI ask ----------------------------------------------------
 
     def status(self, now: int) -> list[TargetStatus]:
-        """Each target's outbox. Asked every second, so every count reads a partial index or a
-        counter, never every delivered row."""
-        db = self._conn()
+        """Each target's outbox."""
+        db, q = self._conn(), _STATUS
         top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
         out = []
         cursors = db.execute("SELECT target, after, rows FROM cursors ORDER BY target").fetchall()
         for target, after, rows in cursors:
-            pending = db.execute(
-                "SELECT count(*) FROM forwards WHERE state = 'pending' AND target = ?", (target,)
-            ).fetchone()[0]
-            by_status = tuple(
-                db.execute(
-                    "SELECT status, count(*) FROM forwards WHERE state = 'failed' AND target = ? "
-                    "GROUP BY status ORDER BY count(*) DESC, status",
-                    (target,),
-                ).fetchall()
-            )
-            failed = sum(n for _, n in by_status)
-            recent = db.execute(
-                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = ? "
-                "AND delivered_at > ?",
-                (target, now - RECENT_S * 1_000_000),
-            ).fetchone()[0]
-            last_ok = db.execute(
-                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = ?",
-                (target,),
-            ).fetchone()[0]
-            last_row = db.execute(
-                "SELECT event, target, at, status, error, ms FROM attempts WHERE target = ? "
-                "ORDER BY at DESC LIMIT 1",
-                (target,),
-            ).fetchone()
-            since, failed_attempts = db.execute(
-                "SELECT min(at), count(*) FROM attempts WHERE target = ? AND at > ? "
-                "AND (status IS NULL OR status < 200 OR status > 299)",
-                (target, last_ok or 0),
-            ).fetchone()
+            pending = db.execute(q.pending, (target,)).fetchone()[0]
+            by_status = tuple(db.execute(q.failed_by_status, (target,)).fetchall())
+            recent_after = now - RECENT_S * 1_000_000
+            recent = db.execute(q.delivered_since, (target, recent_after)).fetchone()[0]
+            last_ok = db.execute(q.last_delivered, (target,)).fetchone()[0]
+            last = db.execute(q.last_attempt, (target,)).fetchone()
+            since, failed_attempts = db.execute(q.failing_since, (target, last_ok or 0)).fetchone()
             out.append(
-                TargetStatus(
-                    target=target,
-                    backlog=pending + max(top - after, 0),
-                    failed=failed,
-                    delivered=rows - pending - failed,
-                    delivered_recent=recent,
-                    last=Attempt(*last_row) if last_row else None,
-                    failing_since=since,
-                    failed_attempts=failed_attempts,
-                    failures_by_status=by_status,
+                target_status(
+                    target,
+                    rows,
+                    max(top - after, 0),
+                    pending,
+                    by_status,
+                    recent,
+                    last,
+                    since,
+                    failed_attempts,
                 )
             )
         return out
