@@ -91,7 +91,7 @@ def no_outbox(db: str | Path, *, create: bool = False) -> bool:
 
 @contextlib.asynccontextmanager
 async def opened(db: str | Path) -> AsyncIterator[Any]:
-    """The outbox of `--db`, open: either back end's, with one interface (store/sqlite/outbox.py).
+    """The outbox of `--db`, open: either back end's, with one interface (store/api.py Outbox).
     Store errors become `Refused`."""
     outbox = backend_for(db).open_outbox("smswatch-forward-cli")
     try:

@@ -170,7 +170,7 @@ class _Batch:
 
 
 class PgWriter(GroupCommit):
-    """The Writer interface of store/sqlite/writer.py, on PostgreSQL."""
+    """store/api.py's EventStore on PostgreSQL."""
 
     def __init__(
         self,
