@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from smswatch.gateways.lisoloo.webhook import Lisoloo
-from smswatch.store.writer import Writer, _Pending
+from smswatch.store.group_commit import QueuedRequest
+from smswatch.store.sqlite.writer import Writer
 
 BATCH = 32
 CHECKPOINT_EVERY = 10_000
@@ -71,7 +72,7 @@ def measure(events: int) -> dict[str, float]:
         def store() -> None:
             nonlocal checkpoint_cpu
             for i in range(0, len(parsed), BATCH):
-                batch = [_Pending([ev], loop.create_future()) for ev in parsed[i : i + BATCH]]
+                batch = [QueuedRequest([ev], loop.create_future()) for ev in parsed[i : i + BATCH]]
                 writer._transaction(batch, [])
                 if (i // BATCH + 1) * BATCH % CHECKPOINT_EVERY < BATCH:
                     started = time.process_time()

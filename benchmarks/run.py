@@ -319,7 +319,7 @@ def app_server() -> Iterator[str]:
 
 def forward_drain(db: Path, limit: float = 120) -> tuple[float, int, int]:
     """After the load: (seconds until the outbox had nothing left, delivered, failed)."""
-    from smswatch.store.outbox import Outbox
+    from smswatch.store.sqlite.outbox import Outbox
     from smswatch.timefmt import now_us
 
     outbox = Outbox(db).open()

@@ -8,7 +8,7 @@ import os
 from benchmarks import costs, run
 from benchmarks.loadgen import percentile
 
-from smswatch.store.writer import connect_log
+from smswatch.store.sqlite.files import connect_log
 
 
 def test_costs_measures_both_stages_and_stores_every_event(tmp_path, monkeypatch) -> None:

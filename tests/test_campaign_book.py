@@ -13,8 +13,7 @@ import pytest
 from smswatch.campaigns.analysis import campaign_view
 from smswatch.config import stuck_deadlines
 from smswatch.live.datasource import StoreQueries
-from smswatch.store import open_reader
-from smswatch.store.campaigns import tag_messages
+from smswatch.store import open_reader, tag_messages
 from smswatch.timefmt import now_us
 from tests.conftest import running
 from tests.helpers import run

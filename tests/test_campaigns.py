@@ -36,9 +36,8 @@ from smswatch.core.campaigns import BURST_GAP_US, Selector, burst_name
 from smswatch.core.domain import FUNNEL, Event, MessageInfo, State
 from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.live.engine import Engine
-from smswatch.store import make_writer, open_reader
-from smswatch.store.campaigns import tag_messages
-from smswatch.store.schema import state_path
+from smswatch.store import make_writer, open_reader, tag_messages
+from smswatch.store.sqlite.schema import state_path
 from smswatch.timefmt import iso
 from tests.conftest import Client, running
 from tests.helpers import Server, free_port, on_a_terminal, run

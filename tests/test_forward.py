@@ -31,7 +31,7 @@ from smswatch.forward.config import ForwardConfig
 from smswatch.gateways.yebolink.webhook import sign
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
-from smswatch.store.outbox import outbox_path
+from smswatch.store.sqlite.outbox import outbox_path
 from tests.conftest import BASIC, SECRET, Client, basic_header, running
 from tests.helpers import SMSWATCH, free_port
 
@@ -347,7 +347,7 @@ def test_a_retried_forward_gets_all_its_attempts_again(tmp_path: Path) -> None:
 
     from smswatch.core.forwarding import Attempt, Outcome
     from smswatch.store import make_writer
-    from smswatch.store.outbox import Outbox
+    from smswatch.store.sqlite.outbox import Outbox
     from tests.test_store_conformance import event
 
     db = tmp_path / "retry.db"

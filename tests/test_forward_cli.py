@@ -19,7 +19,7 @@ from smswatch.cli.forward import parse_duration
 from smswatch.config import Credentials
 from smswatch.forward.config import parse_targets
 from smswatch.live.engine import Engine, EngineConfig
-from smswatch.store.outbox import outbox_path
+from smswatch.store.sqlite.outbox import outbox_path
 from tests.conftest import BASIC, SECRET, Client, running
 from tests.helpers import free_port, run
 from tests.test_forward import App, forward_config, wait_until

@@ -32,8 +32,8 @@ from smswatch.gateways.yebolink.webhook import YeboLink
 from smswatch.live.engine import EngineConfig
 from smswatch.live.thread import EngineThread
 from smswatch.store import Reader
-from smswatch.store.rows import EVENT_COLUMNS, event_row, placeholders
-from smswatch.store.schema import migrate
+from smswatch.store.queries.rows import EVENT_COLUMNS, event_row, placeholders
+from smswatch.store.sqlite.schema import migrate
 from tests.conftest import Client, fill_until_503
 
 # --- a full disk ------------------------------------------------------------------------------

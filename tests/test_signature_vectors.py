@@ -24,7 +24,7 @@ from smswatch.forward.worker import Forwarder
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import YeboLink, sign
 from smswatch.live.engine import Engine
-from smswatch.store.writer import connect_log
+from smswatch.store.sqlite.files import connect_log
 from tests.conftest import SECRET, Client, running
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
 

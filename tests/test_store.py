@@ -10,8 +10,9 @@ import pytest
 
 from smswatch.core.domain import Event, State
 from smswatch.core.records import Rejection
-from smswatch.store import Reader, StoreUnavailable, Unstorable, Writer, schema
-from smswatch.store.reader import NoDatabase
+from smswatch.store import Reader, StoreUnavailable, Unstorable, Writer
+from smswatch.store.errors import NoDatabase
+from smswatch.store.sqlite import schema
 
 
 def event(i: int, **kw) -> Event:

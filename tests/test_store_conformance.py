@@ -31,8 +31,8 @@ from smswatch.store import (
     make_writer,
     open_reader,
 )
-from smswatch.store import schema as sqlite_schema
 from smswatch.store.postgres import schema as pg_schema
+from smswatch.store.sqlite import schema as sqlite_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

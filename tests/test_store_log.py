@@ -22,10 +22,11 @@ from smswatch.core.domain import Event
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import YeboLink
 from smswatch.store import Reader, Writer
-from smswatch.store.rows import MESSAGE_COLUMNS, RECIPIENT_COLUMNS
-from smswatch.store.schema import read_checkpoint
+from smswatch.store.errors import DatabaseInUse
+from smswatch.store.queries.rows import MESSAGE_COLUMNS, RECIPIENT_COLUMNS
+from smswatch.store.sqlite.files import connect_log, stored_after
+from smswatch.store.sqlite.schema import read_checkpoint
 from smswatch.store.state import StateCache, copy_message
-from smswatch.store.writer import DatabaseInUse, connect_log, stored_after
 
 T0 = 1_795_400_000_000_000
 
@@ -276,7 +277,7 @@ async def test_a_second_writer_on_the_same_database_is_refused(tmp_path: Path) -
 
 
 async def test_a_version_1_database_is_upgraded_with_its_state(tmp_path: Path) -> None:
-    from smswatch.store import schema
+    from smswatch.store.sqlite import schema
 
     db = tmp_path / "v1.db"
     with sqlite3.connect(db, isolation_level=None) as conn:

@@ -11,5 +11,5 @@ message per recipient), so messages are grouped:
 
 The first three are decided when a message is first stored and kept in the store's
 `campaigns` table, so they survive restarts and rebuilds; bursts are derived when read, from
-when each message was first seen (store/campaigns.py).
+when each message was first seen (store/queries/campaigns.py).
 """

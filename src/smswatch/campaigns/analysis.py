@@ -1,6 +1,6 @@
 """Everything the campaign view and the report show about one campaign, from the store.
 
-The queries are the store's (store/campaigns.py and the reader); this module turns their rows
+The queries are the store's (store/queries/ and the reader); this module turns their rows
 into figures: rates now, an ETA, delivery per carrier and per country, cost.
 """
 
@@ -16,7 +16,7 @@ from smswatch.core.figures import FailureGroup, Latency
 from smswatch.gateways.catalogue import ErrorInfo
 
 if TYPE_CHECKING:
-    from smswatch.store.reader import Reader
+    from smswatch.store.api import CampaignReportQueries
 
 EVERYTHING = "all"  # the kind of the selector that stands for every stored message
 
@@ -127,7 +127,9 @@ def scope(summary: Summary) -> Selector | None:
     return None if summary.selector.kind == EVERYTHING else summary.selector
 
 
-async def database_summary(reader: Reader, name: str = "all stored messages") -> Summary:
+async def database_summary(
+    reader: CampaignReportQueries, name: str = "all stored messages"
+) -> Summary:
     """The whole database as one campaign (the report without a campaign name), from the same
     totals `smswatch stats` shows: counts per state from the recipients, and the recipients
     announced but not seen yet counted as queued, as a campaign's are."""
@@ -158,7 +160,7 @@ def by_size(rows: list[CarrierRow]) -> list[CarrierRow]:
 
 
 async def campaign_view(
-    reader: Reader, summary: Summary, now: int, deadlines: dict[State, int]
+    reader: CampaignReportQueries, summary: Summary, now: int, deadlines: dict[State, int]
 ) -> CampaignView:
     """A campaign's figures from its rows as stored now (campaigns/rows.py computes them, for
     the screen's rows kept in memory too)."""

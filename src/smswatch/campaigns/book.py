@@ -43,7 +43,7 @@ from smswatch.campaigns.rows import (
 from smswatch.campaigns.tally import Sums, Tally
 from smswatch.core.campaigns import BURST, BURST_GAP_US, Selector, Summary, burst_name
 from smswatch.core.domain import UNATTRIBUTED, State
-from smswatch.store.reader import Reader
+from smswatch.store.api import CampaignBookQueries
 
 LOOK_BACK_US = 10_000_000  # each refresh reads this far before the last one's time
 PREFETCH = 2  # the most recently active unfinished campaigns are watched before anyone asks
@@ -96,7 +96,7 @@ class _Campaign:
 class CampaignBook:
     def __init__(
         self,
-        reader: Callable[[], Awaitable[Reader]],
+        reader: Callable[[], Awaitable[CampaignBookQueries]],
         clock: Callable[[], int],
         gap: int = BURST_GAP_US,
     ) -> None:
@@ -191,7 +191,7 @@ class CampaignBook:
             if c.tally is None or not c.complete:
                 await self._watch(c)
 
-    async def _load(self, reader: Reader, now: int) -> None:
+    async def _load(self, reader: CampaignBookQueries, now: int) -> None:
         """Every campaign's summary from the store, and the message rows of the active ones."""
         self._tag_id = await reader.last_tag_id()
         self._since = now - LOOK_BACK_US
@@ -207,7 +207,7 @@ class CampaignBook:
             await self._read_messages(reader, c)
         self._loaded = True
 
-    async def _read_messages(self, reader: Reader, c: _Campaign) -> None:
+    async def _read_messages(self, reader: CampaignBookQueries, c: _Campaign) -> None:
         messages = await reader.message_rows_of(c.selector)
         messages.sort(key=lambda m: (m[M_LAST] or 0, m[M_ID]))  # as put() keeps them
         c.messages = {m[M_ID]: m for m in messages}
@@ -223,7 +223,7 @@ class CampaignBook:
         recipients = await reader.recipient_rows_of(c.selector)
         c.tally = Tally.of(c.messages, recipients)
 
-    async def _catch_up(self, reader: Reader, now: int) -> None:
+    async def _catch_up(self, reader: CampaignBookQueries, now: int) -> None:
         stale: set[str] = set()  # campaigns to read again whole
         touched: set[str] = set()
         # Messages first, then tags: a message's tag is written with its first event, so every
@@ -303,7 +303,7 @@ class CampaignBook:
                     c.tally.put(r, c.messages[r[R_MESSAGE]][M_QUEUED_AT])
 
     def _burst_for(self, m: Row, stale: set[str]) -> str:
-        """The burst an untagged message joins, as store/campaigns.py's query would put it."""
+        """The burst an untagged message joins, as the store's burst query would put it."""
         provider, first = m[M_PROVIDER], m[M_FIRST] or 0
         near = [
             c
@@ -331,7 +331,7 @@ class CampaignBook:
         )
         return name
 
-    async def _reread(self, reader: Reader, name: str) -> None:
+    async def _reread(self, reader: CampaignBookQueries, name: str) -> None:
         """A campaign the increments cannot follow, read from the store again; for a burst,
         every burst of its gateway, which may have split, joined or been renamed."""
         old = self._campaigns.get(name)

@@ -30,8 +30,8 @@ from smswatch.exports.stats import NoCampaign, gather, stats_record
 from smswatch.gateways.catalogue import ErrorInfo, explain
 from smswatch.sanitize import safe
 from smswatch.store import open_reader
+from smswatch.store.api import CampaignReportQueries
 from smswatch.store.location import describe
-from smswatch.store.reader import Reader
 from smswatch.timefmt import from_us
 from smswatch.words import plural
 
@@ -174,7 +174,7 @@ def timeline_step(span_us: int) -> int:
 
 
 async def _timeline(
-    reader: Reader, sel: Selector | None, first: int | None, last: int | None
+    reader: CampaignReportQueries, sel: Selector | None, first: int | None, last: int | None
 ) -> Timeline | None:
     if first is None or last is None:
         return None
@@ -191,7 +191,7 @@ async def _timeline(
 
 
 async def _silences(
-    reader: Reader,
+    reader: CampaignReportQueries,
     summary: Summary,
     sel: Selector | None,
     first: int | None,
@@ -222,7 +222,7 @@ async def _silences(
 
 
 async def _anomalies(
-    reader: Reader,
+    reader: CampaignReportQueries,
     summary: Summary,
     view: CampaignView,
     first: int | None,

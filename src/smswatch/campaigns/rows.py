@@ -14,7 +14,7 @@ from typing import Any
 from smswatch.core.campaigns import Summary
 from smswatch.core.domain import State
 
-# A message row (store/campaign_rows.py MESSAGE_ROW).
+# A message row (store/queries/campaign_rows.py MESSAGE_ROW).
 (
     M_ID,
     M_PROVIDER,
@@ -33,7 +33,7 @@ from smswatch.core.domain import State
     M_LAST,
     M_QUEUED_AT,
 ) = range(16)
-# A recipient row (store/campaign_rows.py RECIPIENT_ROW).
+# A recipient row (store/queries/campaign_rows.py RECIPIENT_ROW).
 (
     R_MESSAGE,
     R_RECIPIENT,

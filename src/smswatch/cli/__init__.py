@@ -1339,8 +1339,7 @@ def import_(file: Any, db: str | Path) -> None:
     """
     from smswatch.exports.restore import BadExport, import_events
     from smswatch.store import describe
-    from smswatch.store.errors import CannotOpen
-    from smswatch.store.writer import DatabaseInUse
+    from smswatch.store.errors import CannotOpen, DatabaseInUse
 
     try:
         done = asyncio.run(import_events(db, file))

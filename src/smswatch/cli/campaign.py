@@ -107,8 +107,7 @@ def tag(name: str, message_ids: tuple[str, ...], db: Path, source: str | None) -
 
     MESSAGE_IDS may be unique prefixes. Works while smswatch is running on the database.
     """
-    from smswatch.store import open_reader
-    from smswatch.store.campaigns import tag_messages
+    from smswatch.store import open_reader, tag_messages
     from smswatch.timefmt import now_us
 
     if not message_ids and not source:

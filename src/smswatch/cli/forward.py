@@ -1,6 +1,6 @@
 """`smswatch forward status|retry`: what the forwarding outbox holds, and sending forwards again.
 
-Both use the outbox (store/outbox.py: the file beside a SQLite log, or the tables of a PostgreSQL
+Both use the outbox (the store's Outbox: the file beside a SQLite log, or the tables of a PostgreSQL
 store) directly, never a running smswatch: `retry` marks forwards pending, and whichever
 forwarder runs for their target (the one running now, within about a second, or the next one
 started) sends them. Every string an app answered with is untrusted: the human output draws it
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,10 +24,11 @@ from rich.text import Text
 from smswatch.cli import CONTEXT, config_option, db_option, fail, print_json
 from smswatch.core.forwarding import RECENT_S, Target, TargetStatus
 from smswatch.sanitize import without_password
+from smswatch.store import backend_for
 from smswatch.store.errors import NotOurs, location_problem
-from smswatch.store.location import describe, is_url
-from smswatch.store.outbox import open_outbox, outbox_path
-from smswatch.store.schema import refuse_foreign
+from smswatch.store.location import describe
+from smswatch.store.sqlite.outbox import outbox_path
+from smswatch.store.sqlite.schema import refuse_foreign
 from smswatch.timefmt import iso, now_us, span
 from smswatch.words import plural
 
@@ -71,18 +71,13 @@ class Refused(Exception):
 
 def store_errors(db: str | Path) -> tuple[type[BaseException], ...]:
     """What a broken, unreachable or foreign database raises."""
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, TimeoutError)
-    if is_url(db):
-        import asyncpg
-
-        errors += (asyncpg.PostgresError, asyncpg.InterfaceError)
-    return errors
+    return backend_for(db).errors()
 
 
 def no_outbox(db: str | Path, *, create: bool = False) -> bool:
     """Whether forwarding was never turned on for a SQLite database: it has no outbox file,
     which opening one would make (only `retry --forward-to` does, as serve would)."""
-    if is_url(db):
+    if backend_for(db).shared:
         return False
     if not Path(db).is_file():
         problem = location_problem(Path(db), writing=False)
@@ -96,9 +91,9 @@ def no_outbox(db: str | Path, *, create: bool = False) -> bool:
 
 @contextlib.asynccontextmanager
 async def opened(db: str | Path) -> AsyncIterator[Any]:
-    """The outbox of `--db`, open: either back end's, with one interface (store/outbox.py).
+    """The outbox of `--db`, open: either back end's, with one interface (store/api.py Outbox).
     Store errors become `Refused`."""
-    outbox = open_outbox(db, "smswatch-forward-cli")
+    outbox = backend_for(db).open_outbox("smswatch-forward-cli")
     try:
         await outbox.open()
     except store_errors(db) as exc:

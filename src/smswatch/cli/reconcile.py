@@ -239,8 +239,7 @@ async def store(db: Path | str, events: list[Any]) -> set[str] | None:
     """Store the answers; the ids of the messages something new was stored for, or None when
     another smswatch is writing this database (its own reconciler polls, given the keys)."""
     from smswatch.store import make_writer
-    from smswatch.store.errors import CannotOpen
-    from smswatch.store.writer import DatabaseInUse
+    from smswatch.store.errors import CannotOpen, DatabaseInUse
 
     writer = make_writer(db)
     try:

@@ -97,7 +97,7 @@ class SummaryBuilder:
 
     def add(self, provider: str, currency: str | None, row: tuple) -> None:  # type: ignore[type-arg]
         """`row`: messages, recipients, the five counts, in flight, conflicts, cost, first,
-        last (the columns of store/campaigns.py's _SUMS)."""
+        last (the columns of store/queries/campaigns.py's _SUMS)."""
         if provider not in self.providers:
             self.providers.append(provider)
         messages, recipients, *counts = row[:7]

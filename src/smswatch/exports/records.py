@@ -16,7 +16,7 @@ from smswatch.core.domain import FUNNEL, MessageInfo, MessageState, RecipientSta
 from smswatch.core.records import StoredEvent
 from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import visible
-from smswatch.store.rows import message_info
+from smswatch.store.queries.rows import message_info
 from smswatch.timefmt import iso
 
 EXPORT_FIELDS = (

@@ -16,7 +16,7 @@ from pathlib import Path
 from smswatch.core.forwarding import Attempt, Forward, TargetStatus
 from smswatch.forward.config import ForwardConfig
 from smswatch.sanitize import without_password
-from smswatch.store.outbox import open_outbox
+from smswatch.store import backend_for
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class ForwardSupervisor:
         self.config = config
         self.on_status = on_status
         self.clock = clock
-        self.outbox = open_outbox(db, f"engine:{os.getpid()}")
+        self.outbox = backend_for(db).open_outbox(f"engine:{os.getpid()}")
         self.status: tuple[TargetStatus, ...] = ()
         self.stderr: deque[str] = deque(maxlen=200)  # the forwarder's last words, if it died
         self.restarts = 0

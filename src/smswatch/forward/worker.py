@@ -32,7 +32,8 @@ from smswatch.core.forwarding import Attempt, Job, Outcome
 from smswatch.forward.config import ForwardConfig
 from smswatch.gateways.base import Resigned
 from smswatch.gateways.registry import gateway
-from smswatch.store.outbox import EXCERPT, open_outbox
+from smswatch.store import backend_for
+from smswatch.store.queries.outbox import EXCERPT
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Forwarder:
         # With a shared PostgreSQL store, this process's claims are leased for longer than an
         # attempt can take: another instance's forwarder takes them over only if this one died.
         lease = int((2 * config.timeout + 5) * 1_000_000)
-        self.outbox = open_outbox(db, instance_name(), lease)
+        self.outbox = backend_for(db).open_outbox(instance_name(), lease)
         self._inflight: dict[tuple[int, str], asyncio.Task[Outcome]] = {}
         self._done: list[Outcome] = []
         self._wake = asyncio.Event()

@@ -31,7 +31,7 @@ from smswatch.gateways import Provider, detect
 from smswatch.ingest.exchange import Request, error, target_path
 from smswatch.ingest.http import Backpressure, Server, ServerConfig
 from smswatch.live.hub import Hub
-from smswatch.store import StoreUnavailable, Unstorable, Writer
+from smswatch.store import EventStore, StoreUnavailable, Unstorable
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Webhooks:
         self,
         config: ListenerConfig,
         providers: dict[str, Provider],
-        writer: Writer,
+        writer: EventStore,
         hub: Hub,
         clock: Callable[[], int],
         backpressure: Backpressure,
@@ -294,7 +294,7 @@ class Listener(Server[Webhook]):
         self,
         config: ListenerConfig,
         providers: dict[str, Provider],
-        writer: Writer,
+        writer: EventStore,
         hub: Hub,
         clock: Callable[[], int] = now_us,
     ) -> None:

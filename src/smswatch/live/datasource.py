@@ -32,7 +32,7 @@ from smswatch.source.api import (
     Stuck,
     Update,
 )
-from smswatch.store import Reader, open_reader
+from smswatch.store import StoreReader, open_reader
 from smswatch.timefmt import now_us
 
 if TYPE_CHECKING:
@@ -47,14 +47,14 @@ T = TypeVar("T")
 class StoreQueries:
     """The bounded queries of the seam, answered from a database.
 
-    The state tables may lag the log by one checkpoint (store/writer.py). Where the engine runs
+    The state tables may lag the log by one checkpoint (the SQLite writer). Where the engine runs
     in this process, `settle` asks its writer to checkpoint first, so that a screen opened or a
     filter typed right after a webhook already shows it, as the live panels did.
     """
 
     def __init__(
         self,
-        reader: Reader | None = None,
+        reader: StoreReader | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
         forwards: Callable[[list[int]], Awaitable[Forwards]] | None = None,
         clock: Callable[[], int] = now_us,
@@ -66,14 +66,14 @@ class StoreQueries:
         # time: read whole, a 100,000-recipient campaign took a quarter of a second.
         self.book = CampaignBook(self.settled, clock)
 
-    async def settled(self) -> Reader:
+    async def settled(self) -> StoreReader:
         """The reader, once the state tables have caught up with the log."""
         if self._settle is not None:
             await self._settle()
         return self.reader
 
     @property
-    def reader(self) -> Reader:
+    def reader(self) -> StoreReader:
         assert self._reader is not None, "open() first"
         return self._reader
 

@@ -25,7 +25,7 @@ from smswatch.live.datasource import StoreQueries
 from smswatch.live.hub import Hub
 from smswatch.reconcile.config import ApiConfig
 from smswatch.source.api import Forwards, GatewayStatus, SourceInfo
-from smswatch.store import describe, is_url, make_writer, open_reader
+from smswatch.store import WriterOptions, backend_for, describe, open_reader
 from smswatch.store.errors import CannotOpen, reason
 from smswatch.timefmt import now_us
 
@@ -113,19 +113,20 @@ class Engine:
         self.open = open_gateways(config)
         self.providers = gateways.build(config.credentials)
         self.hub = Hub(tick=config.hub_tick, clock=config.clock)
-        shared = {"forward_targets": config.forward.targets} if config.forward else {}
         # The palette starts and ends the run's campaign: the writer reads `active` per batch.
         self.campaigns = CampaignRule(config.campaign_keys, config.campaign)
-        self.writer = make_writer(
-            config.db_path,
-            campaigns=self.campaigns,
-            **(shared if is_url(config.db_path) else {}),
-            durability=config.durability,
-            checkpoint_interval=config.checkpoint_interval,
-            max_db_bytes=config.max_db_bytes,
-            on_commit=self.hub.commit,
-            on_health=self.hub.store_health,
-            clock=config.clock,
+        self.backend = backend_for(config.db_path)
+        self.writer = self.backend.make_writer(
+            WriterOptions(
+                campaigns=self.campaigns,
+                forward_targets=config.forward.targets if config.forward else (),
+                durability=config.durability,
+                checkpoint_interval=config.checkpoint_interval,
+                max_db_bytes=config.max_db_bytes,
+                on_commit=self.hub.commit,
+                on_health=self.hub.store_health,
+                clock=config.clock,
+            )
         )
         self.listener = Listener(
             ListenerConfig(
@@ -167,12 +168,11 @@ class Engine:
                     host, port = self.config.feed_host, self.config.feed_port
                     raise bind_problem("the feed", host, port, "--feed-port", exc) from None
                 self.feed = feed
-                if not is_url(self.config.db_path):
-                    self.writer.note_feed(feed.url)  # type: ignore[attr-defined]
+                self.writer.note_feed(feed.url)
             # Forwarding before the listener: every event stored from now on is forwarded.
             if self.config.forward is not None:
                 await self._start_forwarding(self.config.forward)
-            elif is_url(self.config.db_path):
+            elif self.backend.shared:
                 await self._start_forwarding(ForwardConfig(targets=()), send=False)
             await self._start_reconciling()
             if self.config.listen:
@@ -209,16 +209,13 @@ class Engine:
         if not clients:
             return
         quiet = {k: int(v * 1_000_000) for k, v in (self.config.reconcile_quiet or {}).items()}
-        db = self.config.db_path
-        lease = None
-        if is_url(db):  # instances sharing the database poll one at a time
-            from smswatch.store.postgres.lease import PgLease
-
-            lease = PgLease(str(db), name="smswatch-reconcile")
+        backend = self.backend
+        # Instances sharing the database poll one at a time.
+        lease = backend.lease("smswatch-reconcile")
         self.reconciler = Reconciler(
             clients,
             self.writer.submit,
-            lambda: open_reader(db),
+            backend.open_reader,
             self.config.clock,
             self.hub.reconcile_status,
             quiet=quiet,
@@ -243,8 +240,8 @@ class Engine:
         attach to any of the instances."""
         from smswatch.feed.server import load_or_create_token, token_path
 
-        if is_url(self.config.db_path):
-            return await self.writer.shared_token()  # type: ignore[attr-defined]
+        if self.backend.shared:
+            return await self.writer.shared_token()
         db = Path(self.config.db_path)
         try:
             return load_or_create_token(db)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.core.figures import Totals
 from smswatch.core.forwarding import TargetStatus
-from smswatch.core.live import Commit, Counters, Delta, MessageChanges, Transition
+from smswatch.core.live import Counters, Delta, MessageChanges, Transition
 from smswatch.core.reconciling import ReconcileStatus
 from smswatch.core.records import Rejection
 from smswatch.timefmt import now_us

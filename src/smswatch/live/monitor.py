@@ -19,8 +19,8 @@ from smswatch.live.datasource import LocalSource
 from smswatch.live.engine import CannotListen, EngineConfig
 from smswatch.live.thread import EngineThread
 from smswatch.runtime import tune_gc
+from smswatch.store.errors import CannotOpen, DatabaseInUse
 from smswatch.store.location import describe
-from smswatch.store.writer import CannotOpen, DatabaseInUse
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.terminal import GONE_EXIT_CODE, quiet_dead_terminal
 from smswatch.words import plural

@@ -23,8 +23,8 @@ from smswatch.live.engine import CannotListen, Engine, bind_problem
 from smswatch.live.metrics import Metrics
 from smswatch.runtime import tune_gc
 from smswatch.sanitize import safe, without_password
+from smswatch.store.errors import CannotOpen
 from smswatch.store.location import describe, display
-from smswatch.store.writer import CannotOpen
 from smswatch.timefmt import iso, now_us
 from smswatch.words import plural
 

@@ -51,8 +51,8 @@ from smswatch.reconcile.api import (
     ListingApi,
     same_recipient,
 )
-from smswatch.store.reader import Reader
-from smswatch.store.writer import StoreUnavailable, Unstorable
+from smswatch.store.api import ReconcileQueries
+from smswatch.store.errors import StoreUnavailable, Unstorable
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Reconciler:
     ) -> None:
         self.clients = clients
         self._submit = submit  # the writer's: async, returns once committed
-        self._open_reader = reader  # async () -> Reader
+        self._open_reader = reader  # async () -> ReconcileQueries
         self.clock = clock
         self._report = report
         self.quiet = {**DEFAULT_QUIET, **(quiet or {})}
@@ -121,7 +121,7 @@ class Reconciler:
         self._sweeps_paused: dict[str, int] = {}  # gateway -> no sweep before then (µs)
         self._refused: dict[str, int] = {}  # gateway -> when to try its key again (µs)
         self._tasks: list[asyncio.Task[None]] = []
-        self._reader: Reader | None = None
+        self._reader: ReconcileQueries | None = None
         self._lease = lease  # None: this instance is the only one, it always polls
         self.leading = {name: lease is None for name in clients}
         self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
@@ -204,7 +204,7 @@ class Reconciler:
         missing, messages, recovered = await reader.missing_totals()
         self._set(missing=missing, messages_missing=messages, recovered=recovered)
 
-    async def _queue_due(self, reader: Reader, now: int) -> None:
+    async def _queue_due(self, reader: ReconcileQueries, now: int) -> None:
         polling = [name for name in self.clients if self.leading[name]]
         if not polling:
             return

@@ -15,7 +15,28 @@ class NotOurs(CannotOpen):
     """The file is not a SQLite database, or one that belongs to something else."""
 
 
-# What a writer keeps beside a SQLite database (store/schema.py, store/writer.py).
+class StoreUnavailable(Exception):
+    """The database cannot commit right now (answer 503 and let the gateway retry)."""
+
+
+class Unstorable(Exception):
+    """This request's data cannot be stored (answer 400)."""
+
+
+class DatabaseInUse(CannotOpen):
+    """Another process is writing to this database. `feed`: the address of its viewers' feed,
+    if it serves one (as its lock file says), for a second terminal to attach to instead."""
+
+    def __init__(self, message: str, feed: str | None = None) -> None:
+        super().__init__(message)
+        self.feed = feed
+
+
+class NoDatabase(Exception):
+    """A reader found no smswatch database to read (the message says why)."""
+
+
+# What a writer keeps beside a SQLite database (store/sqlite/schema.py, store/sqlite/writer.py).
 SIDE_FILES = ("-state", "-writer", "-wal", "-shm", "-state-wal", "-state-shm")
 
 _REASONS = {

@@ -17,7 +17,7 @@ threads (the hub, the UI) is a copy.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -33,8 +33,8 @@ from smswatch.core.domain import (
     apply_transition,
     fold,
 )
-from smswatch.core.live import MessageChanges, Transition
-from smswatch.store.rows import (
+from smswatch.core.live import MessageChanges, Outcome, Transition
+from smswatch.store.queries.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     message_from_row,
@@ -179,8 +179,8 @@ class StateCache:
                 rec = recipient_from_row(row)
                 self.recipients[rec.key] = rec
 
-    def _loaded_message(self, db: sqlite3.Connection, message_id: str) -> None:
-        if message_id not in self.messages:
+    def _loaded_message(self, db: sqlite3.Connection | None, message_id: str) -> None:
+        if message_id not in self.messages and db is not None:
             sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?"
             row = db.execute(sql, (message_id,)).fetchone()
             if row:
@@ -246,6 +246,34 @@ class StateCache:
 
     # --- folding --------------------------------------------------------------------------------
 
+    def fold_requests(
+        self,
+        requests: Iterable[Sequence[Event]],
+        existing: dict[str, str],
+        effects: BatchEffects,
+        attribute: Callable[[Event], str],
+    ) -> list[list[Outcome]]:
+        """Dedupe and fold a batch, request by request, as both writers do: an event whose
+        dedupe key is in `existing` (stored already, or earlier in this batch) is a duplicate
+        answered with the message it was stored under; any other gets a message id from
+        `attribute` if it has none, and is folded. One list of outcomes per request."""
+        outcomes: list[list[Outcome]] = []
+        for events in requests:
+            result = []
+            for ev in events:
+                if ev.dedupe_key in existing:
+                    effects.duplicates += 1
+                    result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
+                    continue
+                if not ev.message_id:  # absent or blank: providers.base.absent_if_blank
+                    ev = ev.with_message_id(attribute(ev))
+                existing[ev.dedupe_key] = ev.message_id
+                self.apply(ev, effects)
+                # The answer names the message the event was stored under, attributed or not.
+                result.append(Outcome(ev.event_id, ev.message_id, False))
+            outcomes.append(result)
+        return outcomes
+
     def apply(self, ev: Event, effects: BatchEffects) -> None:
         """Fold one new event (its message id already resolved) into the state."""
         mid = ev.message_id
@@ -303,14 +331,14 @@ class StateCache:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
-    def snapshot(self, after: int, upto: int) -> Snapshot:
+    def snapshot(self, after: int, upto: int) -> CheckpointRows:
         """The rows of everything changed since the last snapshot, as of log id `upto` (the
         newest event folded in); they count as clean from now on."""
-        snapshot = Snapshot(after)
+        snapshot = CheckpointRows(after)
         self.take(snapshot, None, upto)
         return snapshot
 
-    def take(self, snapshot: Snapshot, limit: int | None, upto: int) -> bool:
+    def take(self, snapshot: CheckpointRows, limit: int | None, upto: int) -> bool:
         """Add to `snapshot` the rows of up to `limit` changed entries; when the rest is taken
         too, the snapshot is complete as of `upto` and True is returned.
 
@@ -335,7 +363,7 @@ class StateCache:
             snapshot.upto = upto
         return done
 
-    def redirty(self, snapshot: Snapshot) -> None:
+    def redirty(self, snapshot: CheckpointRows) -> None:
         """A snapshot that could not be written: its entries are dirty again."""
         self.dirty_recipients |= snapshot.recipients.keys() & self.recipients.keys()
         self.dirty_messages |= snapshot.messages.keys() & self.messages.keys()
@@ -356,7 +384,7 @@ class StateCache:
 
 
 @dataclass(slots=True)
-class Snapshot:
+class CheckpointRows:
     """What a checkpoint writes: rows of the changed state, good up to log id `upto`, and the
     timeline entries of the events in (`after`, `upto`]."""
 
@@ -384,9 +412,11 @@ def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> list[Any]:
     return dropped
 
 
-def pull_changes(state: StateCache, db: sqlite3.Connection, copies: bool = True) -> MessageChanges:
+def pull_changes(
+    state: StateCache, db: sqlite3.Connection | None, copies: bool = True
+) -> MessageChanges:
     """Everything `touched` since the last pull, and start over. Messages a rebuild left out of
-    the cache are read back from the state file first."""
+    the cache are read back from the state file `db` first (None: the cache holds them all)."""
     touched, state.touched = state.touched, {}
     funnel = dict.fromkeys(FUNNEL, 0)
     messages: list[MessageState] = []

@@ -28,7 +28,12 @@ import asyncpg
 from smswatch.core.domain import FUNNEL, MessageState, State
 from smswatch.core.figures import Totals
 from smswatch.core.live import Commit, MessageChanges, Transition
-from smswatch.store.rows import LOG_COLUMNS, MESSAGE_COLUMNS, event_from_row, message_from_row
+from smswatch.store.queries.rows import (
+    LOG_COLUMNS,
+    MESSAGE_COLUMNS,
+    event_from_row,
+    message_from_row,
+)
 
 MAX_EVENTS = 10_000  # a poll reads at most this many events; the rest come at the next one
 MAX_MESSAGES = 5_000

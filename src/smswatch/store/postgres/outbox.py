@@ -11,12 +11,14 @@ leaves its rows leased; when the lease runs out another instance takes them: not
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import astuple
 from typing import Any
 
 import asyncpg
 
 from smswatch.core.forwarding import RECENT_S, Attempt, Forward, Job, Outcome, Target, TargetStatus
-from smswatch.store.outbox import forwards_of
+from smswatch.store.postgres.dialect import numbered
+from smswatch.store.queries.outbox import StatusQueries, forwards_of, status_queries, target_status
 
 _CLAIM = """
 WITH due AS (
@@ -35,6 +37,9 @@ UPDATE forwards SET attempts = attempts + 1, status = $3, last_at = $4, state = 
     next_at = $6, error = $7, delivered_at = $8, lease_until = NULL, owner = NULL
 WHERE event = $1 AND target = $2
 """
+
+# The shared SQL of a target's status, in PostgreSQL's placeholder style.
+_STATUS = StatusQueries(*(numbered(sql) for sql in astuple(status_queries("forward_attempts"))))
 
 
 class PgOutbox:
@@ -111,9 +116,6 @@ class PgOutbox:
         )
         return int(result.split()[-1])
 
-    async def next_due(self) -> int | None:
-        return await self._c().fetchval("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
-
     async def record(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
@@ -144,56 +146,32 @@ class PgOutbox:
             )
 
     async def status(self, now: int) -> list[TargetStatus]:
-        conn = self._c()
+        """Each target's outbox: the rows every instance added (no log to walk here)."""
+        conn, q = self._c(), _STATUS
         out = []
         targets = await conn.fetch(
             "SELECT target, sum(rows) FROM forward_rows GROUP BY target ORDER BY target"
         )
         for target, rows in targets:
-            pending = await conn.fetchval(
-                "SELECT count(*) FROM forwards WHERE state = 'pending' AND target = $1", target
-            )
+            pending = await conn.fetchval(q.pending, target)
             by_status = tuple(
-                (r[0], int(r[1]))
-                for r in await conn.fetch(
-                    "SELECT status, count(*) FROM forwards WHERE state = 'failed' AND target = $1 "
-                    "GROUP BY status ORDER BY count(*) DESC, status",
-                    target,
-                )
+                (r[0], int(r[1])) for r in await conn.fetch(q.failed_by_status, target)
             )
-            failed = sum(n for _, n in by_status)
-            recent = await conn.fetchval(
-                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = $1 "
-                "AND delivered_at > $2",
-                target,
-                now - RECENT_S * 1_000_000,
-            )
-            last_ok = await conn.fetchval(
-                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = $1",
-                target,
-            )
-            last = await conn.fetchrow(
-                "SELECT event, target, at, status, error, ms FROM forward_attempts "
-                "WHERE target = $1 ORDER BY at DESC LIMIT 1",
-                target,
-            )
-            since, failed_attempts = await conn.fetchrow(
-                "SELECT min(at), count(*) FROM forward_attempts WHERE target = $1 AND at > $2 "
-                "AND (status IS NULL OR status < 200 OR status > 299)",
-                target,
-                last_ok or 0,
-            )
+            recent = await conn.fetchval(q.delivered_since, target, now - RECENT_S * 1_000_000)
+            last_ok = await conn.fetchval(q.last_delivered, target)
+            last = await conn.fetchrow(q.last_attempt, target)
+            since, failed_attempts = await conn.fetchrow(q.failing_since, target, last_ok or 0)
             out.append(
-                TargetStatus(
-                    target=target,
-                    backlog=int(pending),
-                    failed=failed,
-                    delivered=int(rows) - int(pending) - failed,
-                    delivered_recent=int(recent),
-                    last=Attempt(*last) if last else None,
-                    failing_since=since,
-                    failed_attempts=int(failed_attempts),
-                    failures_by_status=by_status,
+                target_status(
+                    target,
+                    int(rows),
+                    0,
+                    int(pending),
+                    by_status,
+                    int(recent),
+                    last,
+                    since,
+                    int(failed_attempts),
                 )
             )
         return out

@@ -1,53 +1,39 @@
-"""The read queries of store/reader.py, answered by PostgreSQL.
+"""The read queries of store/queries/reader.py, answered by PostgreSQL.
 
-The queries are the SQLite reader's own (written in SQL both accept), with `?` turned into
-`$n`; only those over SQLite's timeline table, which this back end does not need, are
-overridden here. Every commit is visible at once (the state is written with the events), so a
-reader is always current and has no checkpoint to lay a tail over. A small pool: the TUI's data
+The shared SQL is run with its `?` placeholders numbered as `$n`, PostgreSQL's style; only the
+queries over SQLite's timeline table, which this back end does not need, are written here.
+Every commit is visible at once (the state is written with the events), so a reader is always
+current and has no checkpoint to lay a tail over. A small pool: the TUI's data
 source may have several queries in flight.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import asyncpg
 
 from smswatch.core.records import StoredEvent
+from smswatch.store.errors import NoDatabase
 from smswatch.store.location import describe
+from smswatch.store.postgres.dialect import numbered
 from smswatch.store.postgres.schema import SCHEMA_VERSION, schema_version
-from smswatch.store.reader import NoDatabase, Reader
-from smswatch.store.rows import STORED_EVENT_COLUMNS, stored_event
-
-_PARAM = re.compile(r"\?(\d*)")
+from smswatch.store.queries.reader import ESCAPED, StoreQueries
+from smswatch.store.queries.rows import STORED_EVENT_COLUMNS, stored_event
 
 
-@lru_cache(maxsize=256)
-def dialect(sql: str) -> str:
-    """SQLite's SQL as the reader writes it, for PostgreSQL: numbered parameters, and LIKE
-    without case as SQLite's is (for ASCII)."""
-    counter = iter(range(1, 1000))
-
-    def number(m: re.Match[str]) -> str:
-        return f"${m.group(1) or next(counter)}"
-
-    return _PARAM.sub(number, sql).replace(" LIKE ", " ILIKE ")
-
-
-class PgReader(Reader):
+class PgReader(StoreQueries):
+    LIKE = f"ILIKE {ESCAPED}"
     NO_LIMIT = None
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
-        self._db = pool  # type: ignore[assignment]
-        self.path = describe(url)  # type: ignore[assignment]
+        self._db = pool
+        self.path = describe(url)
         self.url = url
 
     @classmethod
-    async def open(cls, path: Any, *, current: bool = False) -> PgReader:
-        url = str(path)
+    async def open(cls, url: str) -> PgReader:
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -80,14 +66,19 @@ class PgReader(Reader):
         return cls(pool, url)
 
     async def close(self) -> None:
-        await self._db.close()  # type: ignore[attr-defined]
+        await self._db.close()
 
-    @staticmethod
-    async def _scalar(db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
-        return await db.fetchval(dialect(sql), *params)
+    async def __aenter__(self) -> PgReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self._db.fetchval(numbered(sql), *params)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        rows = await self._db.fetch(dialect(sql), *params)  # type: ignore[attr-defined]
+        rows = await self._db.fetch(numbered(sql), *params)
         return [tuple(r) for r in rows]
 
     # --- where PostgreSQL's SQL differs ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """PostgreSQL schema and its versioned migrations.
 
 The tables mirror the SQLite back end's columns and types (times are BIGINT microseconds since
-the epoch, every integer BIGINT), so the same row converters (store/rows.py) read both.
+the epoch, every integer BIGINT), so the same row converters (store/queries/rows.py) read both.
 What differs:
 
 - Several instances write at once, so the folded state is written in the same transaction as

@@ -24,6 +24,7 @@ What the other instances commit reaches this one's hub through the follower (fol
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -41,13 +42,15 @@ from smswatch.campaigns.rule import CampaignRule
 from smswatch.core.domain import FUNNEL, UNATTRIBUTED, Event
 from smswatch.core.figures import Totals
 from smswatch.core.forwarding import Target
-from smswatch.core.live import MessageChanges, Outcome
+from smswatch.core.live import Commit, MessageChanges, Outcome
 from smswatch.core.records import Rejection
+from smswatch.store.errors import CannotOpen, StoreUnavailable, Unstorable
+from smswatch.store.group_commit import GroupCommit, QueuedRequest
 from smswatch.store.location import describe
 from smswatch.store.postgres.follow import Follower
 from smswatch.store.postgres.outbox import add_forwards, no_nul
 from smswatch.store.postgres.schema import migrate
-from smswatch.store.rows import (
+from smswatch.store.queries.rows import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
@@ -58,7 +61,6 @@ from smswatch.store.rows import (
     recipient_row,
 )
 from smswatch.store.state import BatchEffects, StateCache, pull_changes
-from smswatch.store.writer import CannotOpen, GroupCommit, StoreUnavailable, Unstorable, _Pending
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,10 @@ class _Again(Exception):
     """The dedupe key refused an event the fold counted: run the batch again."""
 
 
+def _attributed_already(ev: Event) -> str:
+    raise AssertionError(f"event {ev.event_id} reached the fold without a message id")
+
+
 def lock_key(*parts: str) -> int:
     """The advisory lock of a message (one part) or a recipient (two): 64 bits of a hash."""
     text = "\x1f".join(parts).encode("utf-8", "surrogatepass")
@@ -164,7 +170,7 @@ class _Batch:
 
 
 class PgWriter(GroupCommit):
-    """The Writer interface of store/writer.py, on PostgreSQL."""
+    """store/api.py's EventStore on PostgreSQL."""
 
     def __init__(
         self,
@@ -175,7 +181,7 @@ class PgWriter(GroupCommit):
         max_batch: int = 1000,
         quarantine_keep: int = 500,
         quarantine_body_max: int = 64 * 1024,
-        on_commit: Callable[[Any], None] | None = None,
+        on_commit: Callable[[Commit], None] | None = None,
         on_health: Callable[[str | None], None] | None = None,
         clock: Callable[[], int] = now_us,
         connect_timeout: float = 5.0,
@@ -211,7 +217,7 @@ class PgWriter(GroupCommit):
         self._next_connect = 0.0
         self._size_checked = 0.0
         self._over_size = False
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[QueuedRequest | None] = asyncio.Queue()
         self._rejections: list[Rejection] = []
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -265,6 +271,9 @@ class PgWriter(GroupCommit):
 
     # --- what the engine and the hub ask ------------------------------------------------------
 
+    def note_feed(self, url: str) -> None:
+        """Nothing to note: instances share the database, and any of them may be attached to."""
+
     async def shared_token(self) -> str:
         """The viewers' feed token, made by the first instance and kept in the database."""
         conn = self._conn
@@ -300,10 +309,8 @@ class PgWriter(GroupCommit):
             self.on_commit(commit)
         return changes
 
-    def settle(self) -> Any:
+    def settle(self) -> concurrent.futures.Future[None]:
         """Queries see every commit at once here: nothing to wait for."""
-        import concurrent.futures
-
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         done.set_result(None)
         return done
@@ -356,7 +363,7 @@ class PgWriter(GroupCommit):
             if self.on_health:
                 self.on_health(reason)
 
-    async def _commit_batch(self, batch: list[_Pending]) -> None:
+    async def _commit_batch(self, batch: list[QueuedRequest]) -> None:
         if self._conn is None and not await self._reconnect():
             self._rejections.clear()  # a bounded sample: not kept through an outage
             self._fail(batch, StoreUnavailable(self.failing or "database unreachable"))
@@ -405,7 +412,7 @@ class PgWriter(GroupCommit):
             self._over_size = int(size) > (self.max_db_bytes or 0)
         return self._over_size
 
-    async def _transaction(self, batch: list[_Pending], rejections: list[Rejection]) -> _Batch:
+    async def _transaction(self, batch: list[QueuedRequest], rejections: list[Rejection]) -> _Batch:
         for attempt in range(RETRIES):
             try:
                 return await self._try_transaction(batch, rejections)
@@ -415,7 +422,9 @@ class PgWriter(GroupCommit):
                 await asyncio.sleep(0.002 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def _try_transaction(self, batch: list[_Pending], rejections: list[Rejection]) -> _Batch:
+    async def _try_transaction(
+        self, batch: list[QueuedRequest], rejections: list[Rejection]
+    ) -> _Batch:
         conn = self._conn
         assert conn is not None
         events = [ev for pending in batch for ev in pending.events]
@@ -424,22 +433,13 @@ class PgWriter(GroupCommit):
             state = await self._lock(conn, attributed)
             existing = await self._existing(conn, [ev.dedupe_key for ev in attributed])
             effects = BatchEffects()
-            outcomes: list[list[Outcome]] = []
-            it = iter(attributed)
+            requests, start = [], 0
             for pending in batch:
-                result = []
-                for _ in pending.events:
-                    ev = next(it)
-                    if ev.dedupe_key in existing:
-                        effects.duplicates += 1
-                        result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
-                        continue
-                    assert ev.message_id is not None
-                    existing[ev.dedupe_key] = ev.message_id
-                    state.apply(ev, effects)
-                    result.append(Outcome(ev.event_id, ev.message_id, False))
-                outcomes.append(result)
-            changes = pull_changes(state, None, copies=False)  # type: ignore[arg-type]
+                end = start + len(pending.events)
+                requests.append(attributed[start:end])
+                start = end
+            outcomes = state.fold_requests(requests, existing, effects, _attributed_already)
+            changes = pull_changes(state, None, copies=False)
             await self._write(conn, state, effects, changes)
             if rejections:
                 await self._store_rejections(conn, rejections)

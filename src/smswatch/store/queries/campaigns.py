@@ -7,13 +7,10 @@ need no state of their own and come out the same on every instance of a shared d
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from smswatch.campaigns.rule import TAG, clean_name, own_name
+from smswatch.campaigns.rule import clean_name
 from smswatch.core.campaigns import (
     BURST,
     BURST_GAP_US,
@@ -25,8 +22,7 @@ from smswatch.core.campaigns import (
     burst_name,
 )
 from smswatch.core.domain import UNATTRIBUTED, MessageState
-from smswatch.store.location import is_url
-from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
+from smswatch.store.queries.rows import MESSAGE_COLUMNS, message_from_row
 
 _EXPECTED = (
     "CASE WHEN m.total_recipients > m.known_recipients THEN m.total_recipients "
@@ -90,7 +86,7 @@ def message_member(sel: Selector | None, alias: str = "m") -> tuple[str, list[An
 
 
 class CampaignQueries:
-    """Mixed into store.reader.Reader (and so into PgReader): needs its `_all`."""
+    """Mixed into store/queries/reader.py's StoreQueries: needs its `_all`."""
 
     NO_LIMIT: int | None
 
@@ -309,53 +305,3 @@ class CampaignQueries:
             f"WHERE {cond} AND r.state = 'failed' ORDER BY r.recipient, r.provider, r.state_at",
             params,
         )
-
-
-async def tag_messages(db: str | Path, name: str, message_ids: Iterable[str], at: int) -> int:
-    """Put messages in the named campaign (replacing whatever campaign they had). A write of
-    its own, beside a running writer: SQLite takes the log's write lock for a moment."""
-    clean = own_name(name)
-    if not clean:
-        raise ValueError("a campaign needs a name")
-    ids = sorted({m for m in message_ids if m})
-    if not ids:
-        return 0
-    if is_url(db):
-        import asyncpg
-
-        conn = await asyncpg.connect(str(db))
-        try:
-            # Deleted and inserted, not updated: the new id tells readers the row changed.
-            async with conn.transaction():
-                await conn.execute("DELETE FROM campaigns WHERE message_id = ANY($1::text[])", ids)
-                await conn.execute(
-                    "INSERT INTO campaigns (message_id, campaign, source, tagged_at) "
-                    "SELECT unnest($1::text[]), $2, $3, $4",
-                    ids,
-                    clean,
-                    TAG,
-                    at,
-                )
-        finally:
-            await conn.close()
-        return len(ids)
-    return await asyncio.to_thread(_tag_sqlite, Path(db), clean, ids, at)
-
-
-def _tag_sqlite(path: Path, name: str, ids: list[str], at: int) -> int:
-    # The log alone: with the state file attached, the transaction would lock it too.
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("CREATE TEMP TABLE tagging (message_id TEXT PRIMARY KEY)")
-        conn.executemany("INSERT INTO temp.tagging VALUES (?)", [(m,) for m in ids])
-        conn.execute("DELETE FROM campaigns WHERE message_id IN (SELECT message_id FROM tagging)")
-        conn.executemany(
-            "INSERT INTO campaigns (message_id, campaign, source, tagged_at) VALUES (?, ?, ?, ?)",
-            [(m, name, TAG, at) for m in ids],
-        )
-        conn.execute("COMMIT")
-        return len(ids)
-    finally:
-        conn.close()

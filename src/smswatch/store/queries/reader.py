@@ -1,35 +1,25 @@
-"""Read queries over the store: what inspect, export, stats and the TUI's data source ask.
+"""The read queries both back ends answer with the same SQL: what inspect, export, stats, the
+TUI's data source, the campaign book and the reconciler ask (store/api.py names the parts).
 
-A separate connection in query-only mode; in WAL mode it reads alongside the writer without
-waiting for it. Every list is bounded by a `limit` or streamed, so no query loads all events.
-
-The state tables are written at checkpoints (store/writer.py), so on their own they may lag the
-log by up to one checkpoint; a live screen is fed by the hub and can afford that. Timelines
-always add the log after the checkpoint, so they never lag. A reader opened with
-`current=True` (the command-line tools) folds that part of the log itself at open and lays it
-over the tables through temporary views of the same names, so every query sees the state as of
-the newest stored event.
+The SQL is written once, with `?` (or `?N`) placeholders; a back end's `_all` and `_one` run it
+in its own placeholder style. What differs is the back end's own: how a message's events are
+reached (SQLite's timeline index; PostgreSQL writes the state with the events), the operator of
+a case-blind match and what LIMIT takes for "no limit".
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from smswatch.core.campaigns import Selector
-from smswatch.core.domain import FUNNEL, UNATTRIBUTED, MessageState, RecipientState, State
-from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals, percentiles
+from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.core.figures import FailureGroup, Latency, Totals, percentiles
 from smswatch.core.records import Rejection, StoredEvent, paged
-from smswatch.store.campaign_rows import CampaignRows
-from smswatch.store.campaigns import CampaignQueries, message_member, recipient_member
-from smswatch.store.errors import CannotOpen, location_problem
-from smswatch.store.reconcile_rows import ReconcileRows
-from smswatch.store.rows import (
+from smswatch.store.queries.campaign_rows import CampaignRows
+from smswatch.store.queries.campaigns import CampaignQueries, message_member, recipient_member
+from smswatch.store.queries.reconcile_rows import ReconcileRows
+from smswatch.store.queries.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     STORED_EVENT_COLUMNS,
@@ -38,128 +28,52 @@ from smswatch.store.rows import (
     recipient_from_row,
     stored_event,
 )
-from smswatch.store.schema import (
-    SCHEMA_VERSION,
-    STATE_SCHEMA_VERSION,
-    is_not_sqlite,
-    read_checkpoint,
-    refuse_foreign,
-    state_path,
-    state_version,
-)
-
-
-class NoDatabase(Exception):
-    pass
-
 
 # What a user types in a filter matches anywhere in a field, whatever the case: `contains`
-# gives the pattern, with LIKE's wildcards escaped so a typed `%` or `_` is literal. SQLite's
-# LIKE ignores ASCII case; PostgreSQL's reader turns LIKE into ILIKE.
-_LIKE = "LIKE ? ESCAPE '\\'"
+# gives the pattern, with LIKE's wildcards escaped so a typed `%` or `_` is literal. A back
+# end's `LIKE` is the whole match of one parameter: SQLite's LIKE ignores ASCII case, and
+# PostgreSQL's ILIKE does the same.
+ESCAPED = "? ESCAPE '\\'"
 
 
 def literal(text: str) -> str:
-    """`text` as a LIKE pattern (for `_LIKE`) that matches only itself."""
+    """`text` as a LIKE pattern (for `LIKE`) that matches only itself."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def contains(text: str) -> str:
-    """The LIKE pattern (for `_LIKE`) matching `text` anywhere, taken literally."""
+    """The LIKE pattern (for `LIKE`) matching `text` anywhere, taken literally."""
     return f"%{literal(text)}%"
 
 
-# The log after the last checkpoint is newer than the state tables and the timeline.
-_CHECKPOINT = "(SELECT value FROM state.meta WHERE key = 'checkpoint')"
-# The ids of a message's events (?1): through the timeline, plus the log after the checkpoint.
-_OF_MESSAGE = (
-    "SELECT event FROM timeline WHERE message_id = ?1 UNION ALL "
-    f"SELECT id FROM events WHERE id > {_CHECKPOINT} AND message_id = ?1"
-)
+class StoreQueries(CampaignQueries, CampaignRows, ReconcileRows):
+    """The queries of store/api.py's StoreReader in SQL both back ends run. A back end sets
+    `LIKE` and `NO_LIMIT`, runs the SQL (`_all`, `_one`) and answers the queries whose SQL is
+    its own (`timeline`, `message_events`, `events_after`)."""
 
-
-class Reader(CampaignQueries, CampaignRows, ReconcileRows):
-    """Queries over the SQLite back end; store/postgres/reader.py answers the same ones."""
-
-    NO_LIMIT: int | None = -1  # what LIMIT takes for "no limit"
-
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
-
-    @classmethod
-    async def open(cls, path: str | Path, *, current: bool = False) -> Reader:
-        """`current`: see the state as of the newest stored event, not of the last checkpoint
-        (costs a fold of the log after it, once, at open)."""
-        path = Path(path)
-        problem = location_problem(path, writing=False)
-        if not path.is_file():
-            raise NoDatabase(
-                f"no smswatch database at {path}" + (f": {problem}" if problem else "")
-            )
-        if problem is not None:
-            raise NoDatabase(f"cannot read the database {path}: {problem}")
-        db = await aiosqlite.connect(path)
-        try:
-            await db.execute("PRAGMA busy_timeout=5000")
-            version = await cls._scalar(db, "PRAGMA user_version")
-            if version == 0:
-                await asyncio.to_thread(refuse_foreign, path)  # names what it holds instead
-                raise NoDatabase(f"{path} is not an smswatch database (it is empty)")
-            if version > SCHEMA_VERSION:
-                raise NoDatabase(
-                    f"{path} was written by a newer smswatch (schema {version}); upgrade smswatch"
-                )
-            if (
-                version < SCHEMA_VERSION
-                or not state_path(path).is_file()
-                or state_version(state_path(path)) < STATE_SCHEMA_VERSION
-            ):
-                # Written by an older smswatch, or copied without its state file: do what a
-                # writer does when it opens it (upgrade in place, the state folded from the
-                # log), then read it.
-                from smswatch.store.writer import prepare_database
-
-                await asyncio.to_thread(prepare_database, path)
-                current = True
-            await db.execute("ATTACH DATABASE ? AS state", (str(state_path(path)),))
-            if current:
-                await overlay_tail(db, path)
-            await db.execute("PRAGMA query_only=1")
-        except sqlite3.OperationalError as exc:  # locked, unreadable: the file may be fine
-            await db.close()
-            if not is_not_sqlite(exc):
-                raise NoDatabase(f"cannot read the database {path}: {exc}") from None
-            raise NoDatabase(f"{path} is not an smswatch database ({exc})") from None
-        except sqlite3.DatabaseError as exc:  # not SQLite at all, or damaged
-            await db.close()
-            raise NoDatabase(f"{path} is not an smswatch database ({exc})") from None
-        except CannotOpen as exc:  # prepare_database refused it
-            await db.close()
-            raise NoDatabase(str(exc)) from None
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db, path)
-
-    async def close(self) -> None:
-        await self._db.close()
-
-    async def __aenter__(self) -> Reader:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @staticmethod
-    async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with db.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+    LIKE: str  # e.g. f"LIKE {ESCAPED}": a case-blind match of the next parameter (`contains`)
+    NO_LIMIT: int | None  # what LIMIT takes for "no limit"
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        raise NotImplementedError
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (None without a row)."""
+        raise NotImplementedError
+
+    async def timeline(self, message_id: str, recipient: str | None) -> list[StoredEvent]:
+        """A recipient's events (or the message-level ones, for None) in event-time order."""
+        raise NotImplementedError
+
+    async def message_events(self, message_id: str) -> list[StoredEvent]:
+        raise NotImplementedError
+
+    async def events_after(
+        self, after: int, limit: int = 1000, message_id: str | None = None
+    ) -> list[StoredEvent]:
+        """Up to `limit` stored events with an id above `after`, in storage order: one page of
+        a keyset pagination."""
+        raise NotImplementedError
 
     # --- messages -------------------------------------------------------------------------------
 
@@ -170,10 +84,11 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
 
     async def message_ids_starting(self, text: str, limit: int = 3) -> list[str]:
         """[text] if it is a message id, else up to `limit` ids that start with it."""
-        if await self._scalar(self._db, "SELECT 1 FROM messages WHERE message_id = ?", (text,)):
+        if await self._one("SELECT 1 FROM messages WHERE message_id = ?", (text,)):
             return [text]
         rows = await self._all(
-            f"SELECT message_id FROM messages WHERE message_id {_LIKE} ORDER BY message_id LIMIT ?",
+            f"SELECT message_id FROM messages WHERE message_id {self.LIKE} "
+            "ORDER BY message_id LIMIT ?",
             (literal(text) + "%", limit),
         )
         return [r[0] for r in rows]
@@ -206,11 +121,11 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         if not q:
             return await self.recent_messages(limit, failed_only=failed_only)
         like = contains(q)
-        clauses = [f"m.message_id {_LIKE}", f"m.provider {_LIKE}", f"m.channel {_LIKE}"]
+        clauses = [f"m.message_id {self.LIKE}", f"m.provider {self.LIKE}", f"m.channel {self.LIKE}"]
         params: list[Any] = [like, like, like]
         clauses.append(
-            f"m.message_id IN (SELECT message_id FROM recipients WHERE recipient {_LIKE} "
-            f"OR error_code {_LIKE} OR carrier {_LIKE})"
+            f"m.message_id IN (SELECT message_id FROM recipients WHERE recipient {self.LIKE} "
+            f"OR error_code {self.LIKE} OR carrier {self.LIKE})"
         )
         params += [like, like, like]
         # A state is matched by the message's count of it (a column), not a scan of recipients.
@@ -228,9 +143,7 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
 
     async def count_recipients(self, message_id: str) -> int:
         return int(
-            await self._scalar(
-                self._db, "SELECT count(*) FROM recipients WHERE message_id = ?", (message_id,)
-            )
+            await self._one("SELECT count(*) FROM recipients WHERE message_id = ?", (message_id,))
         )
 
     async def recipients(
@@ -251,9 +164,9 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         if failed_only:
             clauses.append("(state = 'failed' OR conflict = 1)")
         if text:
-            like = contains(text)
+            like, match = contains(text), self.LIKE
             clauses.append(
-                f"(recipient {_LIKE} OR state {_LIKE} OR error_code {_LIKE} OR carrier {_LIKE})"
+                f"(recipient {match} OR state {match} OR error_code {match} OR carrier {match})"
             )
             params += [like] * 4
         sql = (
@@ -270,48 +183,12 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         )
         return recipient_from_row(rows[0]) if rows else None
 
-    async def timeline(self, message_id: str, recipient: str | None) -> list[StoredEvent]:
-        """A recipient's events (or the message-level ones, for None) in event-time order."""
-        rows = await self._all(
-            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id IN ("
-            "SELECT event FROM timeline WHERE message_id = ?1 AND recipient = ?2 UNION ALL "
-            f"SELECT id FROM events WHERE id > {_CHECKPOINT} AND message_id = ?1 "
-            "AND coalesce(recipient, '') = ?2) ORDER BY occurred_at, id",
-            (message_id, recipient or ""),
-        )
-        return [stored_event(r) for r in rows]
-
-    async def message_events(self, message_id: str) -> list[StoredEvent]:
-        rows = await self._all(
-            f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id IN ({_OF_MESSAGE}) "
-            "ORDER BY recipient, occurred_at, id",
-            (message_id,),
-        )
-        return [stored_event(r) for r in rows]
-
     async def recent_events(self, limit: int = 200) -> list[StoredEvent]:
         """The newest stored events, oldest first (for filling a live log at start)."""
         rows = await self._all(
             f"SELECT {STORED_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?", (limit,)
         )
         return [stored_event(r) for r in reversed(rows)]
-
-    async def events_after(
-        self, after: int, limit: int = 1000, message_id: str | None = None
-    ) -> list[StoredEvent]:
-        """Up to `limit` stored events with an id above `after`, in storage order: one page of
-        a keyset pagination."""
-        if message_id:
-            sql = (
-                f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ?2 "
-                f"AND id IN ({_OF_MESSAGE}) ORDER BY id LIMIT ?3"
-            )
-            params: tuple[Any, ...] = (message_id, after, limit)
-        else:
-            sql = f"SELECT {STORED_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
-            params = (after, limit)
-        rows = await self._all(sql, params)
-        return [stored_event(r) for r in rows]
 
     async def log_fields(self, ids: Sequence[int]) -> dict[int, tuple[str, bool | None, Any]]:
         """What the log keeps of these events beyond a StoredEvent: (dedupe key, retryable,
@@ -348,8 +225,7 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
             rparams,
         ):
             funnel[State(state)] += n
-        unseen = await self._scalar(
-            self._db,
+        unseen = await self._one(
             "SELECT coalesce(sum(CASE WHEN m.total_recipients > m.known_recipients "
             f"THEN m.total_recipients - m.known_recipients ELSE 0 END), 0) FROM messages m "
             f"WHERE {mcond}",
@@ -444,8 +320,7 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         cond, params = recipient_member(campaign)
         total = 0
         for state, deadline in deadlines.items():
-            total += await self._scalar(
-                self._db,
+            total += await self._one(
                 "SELECT count(*) FROM recipients r WHERE r.state = ? AND r.state_at < ? "
                 f"AND {cond}",
                 (state.value, now - deadline, *params),
@@ -498,64 +373,4 @@ class Reader(CampaignQueries, CampaignRows, ReconcileRows):
         return [Rejection(*r) for r in rows]
 
     async def quarantine_count(self) -> int:
-        return int(await self._scalar(self._db, "SELECT count(*) FROM quarantine") or 0)
-
-
-__all__ = [
-    "UNATTRIBUTED",
-    "FailureGroup",
-    "Latency",
-    "NoDatabase",
-    "Percentiles",
-    "Reader",
-    "Totals",
-    "percentiles",
-]
-
-
-async def overlay_tail(db: aiosqlite.Connection, path: Path) -> int:
-    """Fold the log after the last checkpoint (on a connection of its own, in a thread) and lay
-    the result over the state tables as temporary views named like them. Returns the number of
-    events folded; with none, the tables are current and nothing is laid over them."""
-    recipients, messages, folded = await asyncio.to_thread(fold_tail, path)
-    if not folded:
-        return 0
-    for name, columns, rows, key in (
-        ("recipients", RECIPIENT_COLUMNS, recipients, ("message_id", "recipient")),
-        ("messages", MESSAGE_COLUMNS, messages, ("message_id",)),
-    ):
-        await db.execute(f"CREATE TEMP TABLE tail_{name} AS SELECT * FROM state.{name} WHERE 0")
-        await db.execute(
-            f"CREATE UNIQUE INDEX temp.tail_{name}_key ON tail_{name} ({', '.join(key)})"
-        )
-        if rows:
-            marks = ",".join("?" * len(rows[0]))
-            await db.executemany(f"INSERT INTO tail_{name} ({columns}) VALUES ({marks})", rows)
-        same = " AND ".join(f"t.{k} = m.{k}" for k in key)
-        await db.execute(
-            f"CREATE TEMP VIEW {name} AS SELECT * FROM state.{name} m WHERE NOT EXISTS "
-            f"(SELECT 1 FROM tail_{name} t WHERE {same}) UNION ALL SELECT * FROM tail_{name}"
-        )
-    await db.commit()
-    return folded
-
-
-def fold_tail(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
-    """(recipient rows, message rows, events folded): the state the log after the last
-    checkpoint leads to, for what it touched."""
-    from smswatch.store.state import StateCache
-    from smswatch.store.writer import connect_log, stored_after
-
-    conn = connect_log(path)
-    try:
-        conn.execute("PRAGMA query_only=1")
-        conn.execute("BEGIN")  # one snapshot: the checkpoint and the log after it agree
-        state = StateCache()
-        folded = 0
-        for _upto, chunk in stored_after(conn, read_checkpoint(conn)):
-            folded += state.replay(conn, chunk)
-        conn.execute("COMMIT")
-        recipient_rows, message_rows = state.dirty_rows()
-        return recipient_rows, message_rows, folded
-    finally:
-        conn.close()
+        return int(await self._one("SELECT count(*) FROM quarantine") or 0)

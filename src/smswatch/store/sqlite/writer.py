@@ -40,44 +40,43 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from smswatch.campaigns.rule import CampaignRule
-from smswatch.core.domain import Event
 from smswatch.core.figures import Totals
 from smswatch.core.live import Commit, MessageChanges, Outcome
 from smswatch.core.records import Rejection
-from smswatch.store.errors import CannotOpen, NotOurs, cannot_open, location_problem
-from smswatch.store.reader import Reader
-from smswatch.store.rows import (
+from smswatch.store.errors import (
+    CannotOpen,
+    NotOurs,
+    StoreUnavailable,
+    Unstorable,
+    cannot_open,
+    location_problem,
+)
+from smswatch.store.group_commit import GroupCommit, QueuedRequest
+from smswatch.store.queries.rows import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
-    event_from_row,
     log_row,
     placeholders,
     upsert,
 )
-from smswatch.store.schema import (
-    adopt_legacy_state,
-    check_ours,
-    has_legacy_state,
+from smswatch.store.sqlite.files import connect_state, prepare_database, stored_after
+from smswatch.store.sqlite.lock import WriterLock
+from smswatch.store.sqlite.reader import Reader
+from smswatch.store.sqlite.schema import (
     is_not_sqlite,
-    log_id,
-    migrate,
-    migrate_state,
     read_checkpoint,
-    reset_state,
     state_path,
 )
-from smswatch.store.state import CHUNK, BatchEffects, Snapshot, StateCache, pull_changes
+from smswatch.store.state import CHUNK, BatchEffects, CheckpointRows, StateCache, pull_changes
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -110,79 +109,7 @@ WINDOW_AFTER = 4  # a batch at least this big says others are sending: wait for 
 SNAPSHOT_SLICE = 2_000  # rows a checkpoint's snapshot takes between two batches
 
 
-class StoreUnavailable(Exception):
-    """The database cannot commit right now (answer 503 and let the gateway retry)."""
-
-
-class Unstorable(Exception):
-    """This request's data cannot be stored (answer 400)."""
-
-
-class DatabaseInUse(CannotOpen):
-    """Another process is writing to this database. `feed`: the address of its viewers' feed,
-    if it serves one (as its lock file says), for a second terminal to attach to instead."""
-
-    def __init__(self, message: str, feed: str | None = None) -> None:
-        super().__init__(message)
-        self.feed = feed
-
-
-@dataclass(slots=True)
-class _Pending:
-    events: Sequence[Event]
-    future: asyncio.Future[list[Outcome]]
-
-
-def prepare_database(path: str | Path) -> None:
-    """Create or migrate the log file and its state file, both in WAL mode (persistent), and
-    make sure the state file belongs to this log. Blocking."""
-    steps = ((Path(path), migrate, "events"), (state_path(path), migrate_state, "meta"))
-    for file, upgrade, table in steps:
-        conn = sqlite3.connect(file, isolation_level=None)
-        try:
-            check_ours(conn, file, table)
-            conn.execute("PRAGMA journal_mode=WAL")
-            upgrade(conn)
-        finally:
-            conn.close()
-    conn = connect_log(path)
-    try:
-        if has_legacy_state(conn):
-            adopt_legacy_state(conn)
-        elif log_id(conn, "state") != log_id(conn):
-            reset_state(conn)  # made from another log, or new: fold this log into it
-    finally:
-        conn.close()
-
-
-def connect_log(path: str | Path) -> sqlite3.Connection:
-    """The log file, with its state file attached as `state`."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("ATTACH DATABASE ? AS state", (str(state_path(path)),))
-    return conn
-
-
-def connect_state(path: str | Path) -> sqlite3.Connection:
-    """The state file, with its log attached (read only, for the timeline) as `log`."""
-    conn = sqlite3.connect(state_path(path), isolation_level=None, check_same_thread=False)
-    conn.execute("ATTACH DATABASE ? AS log", (str(path),))
-    return conn
-
-
-def stored_after(db: sqlite3.Connection, after: int) -> Iterator[tuple[int, list[Event]]]:
-    """The log after an id, as events again, in chunks (with the last id of each)."""
-    while True:
-        rows = db.execute(
-            f"SELECT id, {LOG_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT 2000",
-            (after,),
-        ).fetchall()
-        if not rows:
-            return
-        after = rows[-1][0]
-        yield after, [event_from_row(row[1:]) for row in rows]
-
-
-def write_checkpoint(conn: sqlite3.Connection, snapshot: Snapshot) -> None:
+def write_checkpoint(conn: sqlite3.Connection, snapshot: CheckpointRows) -> None:
     """One transaction on the state file: the changed rows, the timeline entries of the events
     since the last checkpoint, and the id they are all good up to. A crash leaves either the old
     checkpoint or the new one. Deferred: IMMEDIATE would take the attached log's write lock
@@ -203,126 +130,6 @@ def write_checkpoint(conn: sqlite3.Connection, snapshot: Snapshot) -> None:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
-
-
-class _WriterLock:
-    """An exclusive lock on `<db>-writer`, held while this process writes the database."""
-
-    def __init__(self, db: Path) -> None:
-        self.path = db.with_name(db.name + "-writer")
-        self._fd: int | None = None
-        self._made = False  # this lock made the file: a failed open removes it again
-
-    def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: one writer is the user's business
-            return
-        self._made = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lines = os.read(fd, 512).decode(errors="replace").splitlines()
-            os.close(fd)
-            holder = lines[0].strip() if lines and lines[0].strip() else "?"
-            feed = next((ln[5:].strip() for ln in lines[1:] if ln.startswith("feed ")), None)
-            raise DatabaseInUse(
-                f"another smswatch (pid {holder}) is writing to {self.path.name[:-7]}; "
-                "stop it, or give this one another --db",
-                feed,
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def note_feed(self, url: str) -> None:
-        """Say in the lock file where this process serves its feed: a second smswatch refused
-        the database can then tell its user what to attach to."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{os.getpid()}\nfeed {url}\n".encode(), 0)
-
-    def release(self, remove: bool = False) -> None:
-        """`remove`: the open failed; leave no file behind that the lock made."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            if remove and self._made:
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
-
-
-class GroupCommit:
-    """The listener's side of a writer, the same for both back ends: requests wait in a queue,
-    the writer task takes them a batch at a time and resolves each one's future after the
-    batch's COMMIT. A subclass sets `_queue`, `_rejections`, `_task`, `_loop`, `max_batch` and
-    `quarantine_keep`, and runs a task that calls `_batch_from`."""
-
-    _queue: asyncio.Queue[_Pending | None]
-    _rejections: list[Rejection]
-    _task: asyncio.Task[None] | None
-    _loop: asyncio.AbstractEventLoop | None
-    max_batch: int
-    quarantine_keep: int
-
-    @property
-    def depth(self) -> int:
-        """Requests queued and not yet committed: the listener stops reading above a limit."""
-        return self._queue.qsize()
-
-    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
-        """Store events; returns once they are committed. Raises StoreUnavailable/Unstorable."""
-        return await self.submit_nowait(events)
-
-    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
-        """Queue events for the next batch; the future is resolved once they are committed
-        (or fails with StoreUnavailable/Unstorable). On the writer's loop."""
-        if self._task is None or self._loop is None:
-            raise StoreUnavailable("the store is not running")
-        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
-        self._queue.put_nowait(_Pending(events, future))
-        return future
-
-    def quarantine(self, rejection: Rejection) -> None:
-        """Keep a rejected request with the next batch. Best effort: never waits."""
-        if len(self._rejections) >= self.quarantine_keep:
-            del self._rejections[0]
-        self._rejections.append(rejection)
-        if self._queue.empty():
-            self._queue.put_nowait(_Pending((), asyncio.get_running_loop().create_future()))
-
-    async def drain(self) -> None:
-        """Commit what is queued and take no more (the hub can still ask what changed)."""
-        if self._task is not None:
-            await self._queue.put(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def _batch_from(self, item: _Pending | None) -> tuple[list[_Pending], bool]:
-        """The next batch: `item` and what else is queued, up to `max_batch`; and whether the
-        stop marker (None) was among them."""
-        batch: list[_Pending] = []
-        stopping = item is None
-        if item is not None:
-            batch.append(item)
-        while len(batch) < self.max_batch and not self._queue.empty():
-            more = self._queue.get_nowait()
-            if more is None:
-                stopping = True
-                continue
-            batch.append(more)
-        return batch, stopping
-
-    @staticmethod
-    def _fail(batch: Iterable[_Pending], exc: Exception) -> None:
-        for pending in batch:
-            if not pending.future.done():
-                pending.future.set_exception(exc)
-                # A quarantine wake-up item has nobody awaiting it.
-                if not pending.events:
-                    pending.future.exception()
 
 
 class Writer(GroupCommit):
@@ -367,7 +174,7 @@ class Writer(GroupCommit):
         # Used only on the writer thread:
         self._db: sqlite3.Connection | None = None  # the log, nothing attached
         self._state_read: sqlite3.Connection | None = None  # the state file, for lookups
-        self._lock = _WriterLock(self.path)
+        self._lock = WriterLock(self.path)
         self.state = StateCache()
         self._stale = False  # a failed batch left folded state that is not in the log
         self._last_id = 0  # the newest event in the log
@@ -381,7 +188,7 @@ class Writer(GroupCommit):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._checkpointer: ThreadPoolExecutor | None = None
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[QueuedRequest | None] = asyncio.Queue()
         self._rejections: list[Rejection] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -390,6 +197,10 @@ class Writer(GroupCommit):
     def note_feed(self, url: str) -> None:
         """Where this process serves its viewers' feed (kept in the lock file)."""
         self._lock.note_feed(url)
+
+    async def shared_token(self) -> str:
+        """A SQLite database is not shared: its feed token is a file beside it."""
+        raise NotImplementedError("a SQLite database keeps its feed token in a file")
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -534,7 +345,7 @@ class Writer(GroupCommit):
         self._checkpointing = asyncio.create_task(self._checkpoint())
         return self._checkpointing
 
-    def _take(self, snapshot: Snapshot) -> bool:
+    def _take(self, snapshot: CheckpointRows) -> bool:
         if self._stale:
             self._recover()
         return self.state.take(snapshot, SNAPSHOT_SLICE, self._last_id)
@@ -543,7 +354,7 @@ class Writer(GroupCommit):
         """Take a snapshot on the writer thread, a slice between batches, then write it on the
         checkpoint thread while the writer goes on committing."""
         loop = asyncio.get_running_loop()
-        snapshot = Snapshot(self._checkpoint_id)
+        snapshot = CheckpointRows(self._checkpoint_id)
         try:
             while not await self._on_thread(self._take, snapshot):
                 pass
@@ -560,7 +371,7 @@ class Writer(GroupCommit):
             self._checkpoint_at = time.monotonic()
             self._checkpointing = None
 
-    def _write_snapshot(self, snapshot: Snapshot) -> None:
+    def _write_snapshot(self, snapshot: CheckpointRows) -> None:
         assert self._state_db is not None
         write_checkpoint(self._state_db, snapshot)
 
@@ -638,7 +449,7 @@ class Writer(GroupCommit):
                     self._fail(batch, StoreUnavailable(f"internal error: {exc}"))
             await self._maybe_checkpoint()
 
-    async def _commit_batch(self, batch: list[_Pending]) -> None:
+    async def _commit_batch(self, batch: list[QueuedRequest]) -> None:
         rejections, self._rejections = self._rejections, []
         try:
             effects, outcomes = await self._on_thread(self._transaction, batch, rejections)
@@ -681,7 +492,7 @@ class Writer(GroupCommit):
     # --- on the writer thread -----------------------------------------------------------------
 
     def _transaction(
-        self, batch: list[_Pending], rejections: list[Rejection]
+        self, batch: list[QueuedRequest], rejections: list[Rejection]
     ) -> tuple[BatchEffects, list[list[Outcome]]]:
         """One transaction for the whole batch: the new events appended to the log."""
         db = self._db
@@ -713,29 +524,20 @@ class Writer(GroupCommit):
         return effects, outcomes
 
     def _fold_batch(
-        self, db: sqlite3.Connection, batch: list[_Pending], effects: BatchEffects
+        self, db: sqlite3.Connection, batch: list[QueuedRequest], effects: BatchEffects
     ) -> list[list[Outcome]]:
         events = [ev for pending in batch for ev in pending.events]
         existing = self._existing_keys(db, {ev.dedupe_key for ev in events})
         state_read = self._state_read
         assert state_read is not None
         self.state.load(state_read, [ev for ev in events if ev.dedupe_key not in existing])
-        outcomes: list[list[Outcome]] = []
-        for pending in batch:
-            result = []
-            for ev in pending.events:
-                if ev.dedupe_key in existing:
-                    effects.duplicates += 1
-                    result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
-                    continue
-                if not ev.message_id:  # absent or blank: providers.base.absent_if_blank
-                    ev = ev.with_message_id(self.state.attribute(state_read, ev))
-                existing[ev.dedupe_key] = ev.message_id
-                self.state.apply(ev, effects)
-                # The answer names the message the event was stored under, attributed or not.
-                result.append(Outcome(ev.event_id, ev.message_id, False))
-            outcomes.append(result)
-        return outcomes
+        state = self.state
+        return state.fold_requests(
+            [pending.events for pending in batch],
+            existing,
+            effects,
+            lambda ev: state.attribute(state_read, ev),
+        )
 
     def _existing_keys(self, db: sqlite3.Connection, keys: set[str]) -> dict[str, str]:
         """Dedupe keys already stored, with the message each was attributed to."""

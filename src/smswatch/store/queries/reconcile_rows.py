@@ -10,7 +10,7 @@ from smswatch.core.domain import UNATTRIBUTED
 
 
 class ReconcileRows:
-    """Mixed into store.reader.Reader (and so PgReader): needs its `_all`."""
+    """Mixed into store/queries/reader.py's StoreQueries: needs its `_all`."""
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError

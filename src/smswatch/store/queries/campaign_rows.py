@@ -9,8 +9,8 @@ from typing import Any
 
 from smswatch.core.campaigns import Selector
 from smswatch.core.domain import MessageState
-from smswatch.store.campaigns import member, message_member
-from smswatch.store.rows import MESSAGE_COLUMNS, message_from_row
+from smswatch.store.queries.campaigns import member, message_member
+from smswatch.store.queries.rows import MESSAGE_COLUMNS, message_from_row
 
 MESSAGE_ROW = (
     "m.message_id, m.provider, m.currency, m.total_cost, m.total_recipients, "
@@ -27,7 +27,7 @@ CHUNK = 500  # message ids per IN list
 
 
 class CampaignRows:
-    """Mixed into store.reader.Reader (and so PgReader): needs its `_all`."""
+    """Mixed into store/queries/reader.py's StoreQueries: needs its `_all`."""
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
@@ -111,7 +111,7 @@ class CampaignRows:
             "SELECT id, message_id, campaign, source FROM campaigns WHERE id > ? ORDER BY id",
             [after_id],
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [(i, mid, name, source) for i, mid, name, source in rows]
 
     async def campaign_tags(self) -> dict[str, tuple[str, str, int]]:
         """Every tagged message's campaign: message id -> (campaign, source, tagged at)."""

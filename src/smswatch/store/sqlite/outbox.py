@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from smswatch.core.forwarding import RECENT_S, Attempt, Forward, Job, Outcome, Target, TargetStatus
-from smswatch.store.schema import log_id
+from smswatch.store.queries.outbox import forwards_of, status_queries, target_status
+from smswatch.store.sqlite.schema import log_id
 
 SCHEMA_VERSION = 1
-EXCERPT = 512  # characters of an app's answer kept with an attempt
 
 _V1 = """
 CREATE TABLE forwards (
@@ -60,6 +59,8 @@ CREATE TABLE cursors (
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT INTO meta VALUES ('log_id', '');
 """
+
+_STATUS = status_queries("attempts")
 
 
 def outbox_path(log: str | Path) -> Path:
@@ -209,14 +210,6 @@ class Outbox:
             (now, target, now),
         ).rowcount
 
-    def next_due(self) -> int | None:
-        row = (
-            self._conn()
-            .execute("SELECT min(next_at) FROM forwards WHERE state = 'pending'")
-            .fetchone()
-        )
-        return row[0] if row else None
-
     def record(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
@@ -256,54 +249,30 @@ class Outbox:
     # --- what screens and the CLI ask ----------------------------------------------------
 
     def status(self, now: int) -> list[TargetStatus]:
-        """Each target's outbox. Asked every second, so every count reads a partial index or a
-        counter, never every delivered row."""
-        db = self._conn()
+        """Each target's outbox."""
+        db, q = self._conn(), _STATUS
         top = db.execute("SELECT coalesce(max(id), 0) FROM log.events").fetchone()[0]
         out = []
         cursors = db.execute("SELECT target, after, rows FROM cursors ORDER BY target").fetchall()
         for target, after, rows in cursors:
-            pending = db.execute(
-                "SELECT count(*) FROM forwards WHERE state = 'pending' AND target = ?", (target,)
-            ).fetchone()[0]
-            by_status = tuple(
-                db.execute(
-                    "SELECT status, count(*) FROM forwards WHERE state = 'failed' AND target = ? "
-                    "GROUP BY status ORDER BY count(*) DESC, status",
-                    (target,),
-                ).fetchall()
-            )
-            failed = sum(n for _, n in by_status)
-            recent = db.execute(
-                "SELECT count(*) FROM forwards WHERE state = 'delivered' AND target = ? "
-                "AND delivered_at > ?",
-                (target, now - RECENT_S * 1_000_000),
-            ).fetchone()[0]
-            last_ok = db.execute(
-                "SELECT max(delivered_at) FROM forwards WHERE state = 'delivered' AND target = ?",
-                (target,),
-            ).fetchone()[0]
-            last_row = db.execute(
-                "SELECT event, target, at, status, error, ms FROM attempts WHERE target = ? "
-                "ORDER BY at DESC LIMIT 1",
-                (target,),
-            ).fetchone()
-            since, failed_attempts = db.execute(
-                "SELECT min(at), count(*) FROM attempts WHERE target = ? AND at > ? "
-                "AND (status IS NULL OR status < 200 OR status > 299)",
-                (target, last_ok or 0),
-            ).fetchone()
+            pending = db.execute(q.pending, (target,)).fetchone()[0]
+            by_status = tuple(db.execute(q.failed_by_status, (target,)).fetchall())
+            recent_after = now - RECENT_S * 1_000_000
+            recent = db.execute(q.delivered_since, (target, recent_after)).fetchone()[0]
+            last_ok = db.execute(q.last_delivered, (target,)).fetchone()[0]
+            last = db.execute(q.last_attempt, (target,)).fetchone()
+            since, failed_attempts = db.execute(q.failing_since, (target, last_ok or 0)).fetchone()
             out.append(
-                TargetStatus(
-                    target=target,
-                    backlog=pending + max(top - after, 0),
-                    failed=failed,
-                    delivered=rows - pending - failed,
-                    delivered_recent=recent,
-                    last=Attempt(*last_row) if last_row else None,
-                    failing_since=since,
-                    failed_attempts=failed_attempts,
-                    failures_by_status=by_status,
+                target_status(
+                    target,
+                    rows,
+                    max(top - after, 0),
+                    pending,
+                    by_status,
+                    recent,
+                    last,
+                    since,
+                    failed_attempts,
                 )
             )
         return out
@@ -415,24 +384,6 @@ class Outbox:
         return found
 
 
-def forwards_of(
-    events: Sequence[int],
-    targets: Sequence[str],
-    states: dict[tuple[int, str], str],
-    tried: dict[int, list[Attempt]],
-    without_row: Callable[[int, str], str],
-) -> dict[int, list[Forward]]:
-    """Each event's Forward to each target, from the rows' states and the attempts; the state
-    of an (event, target) with no row is `without_row`'s (the back ends differ there)."""
-    found: dict[int, list[Forward]] = {}
-    for event in events:
-        for target in targets:
-            state = states.get((event, target)) or without_row(event, target)
-            attempts = tuple(a for a in tried.get(event, ()) if a.target == target)
-            found.setdefault(event, []).append(Forward(event, target, state, attempts))
-    return found
-
-
 class AsyncOutbox:
     """The SQLite outbox behind the interface the forwarder and the engine use for both back
     ends (store/postgres/outbox.py is natively asynchronous): each call on a thread."""
@@ -473,8 +424,20 @@ class AsyncOutbox:
     async def attempts(self, events: Sequence[int]) -> dict[int, list[Attempt]]:
         return await asyncio.to_thread(self.outbox.attempts, events)
 
-    async def retry(self, now: int, **options: Any) -> int:
-        return await asyncio.to_thread(lambda: self.outbox.retry(now, **options))
+    async def retry(
+        self,
+        now: int,
+        *,
+        failed_only: bool = True,
+        since: int | None = None,
+        events: Sequence[int] | None = None,
+        targets: Sequence[Target] = (),
+    ) -> int:
+        return await asyncio.to_thread(
+            lambda: self.outbox.retry(
+                now, failed_only=failed_only, since=since, events=events, targets=targets
+            )
+        )
 
     async def forwards(
         self, events: Sequence[int], targets: Sequence[str]
@@ -483,15 +446,3 @@ class AsyncOutbox:
 
     async def log_ids(self, event_ids: Sequence[str]) -> dict[str, list[int]]:
         return await asyncio.to_thread(self.outbox.log_ids, event_ids)
-
-
-def open_outbox(db: str | Path, instance: str = "", lease_us: int = 30_000_000) -> Any:
-    """The outbox of `--db` (not yet opened): AsyncOutbox or store.postgres's PgOutbox. With
-    PostgreSQL, `instance` names this process's claims, held for `lease_us`."""
-    from smswatch.store.location import is_url
-
-    if is_url(db):
-        from smswatch.store.postgres.outbox import PgOutbox
-
-        return PgOutbox(str(db), instance, lease_us)
-    return AsyncOutbox(db)

@@ -5,11 +5,11 @@ event with its raw payload and the only table written before a webhook is answer
 `quarantine`, a bounded sample of rejected requests. Beside it, `PATH-state` holds what is
 derived from the log: `recipients` and `messages` (the folded state) and `timeline` (each
 recipient's events in event time), so that no screen ever has to scan the log. The state file
-is written at checkpoints (store/writer.py) by a thread of its own, which is why it is a file of
-its own: SQLite has one write lock per file, and a checkpoint must not hold up the commits that
-webhooks are waiting for. Its `meta.checkpoint` is the id of the last event it covers (the log
-after it is newer), and `meta.log_id` names the log it was derived from; a state file that does
-not match its log is rebuilt from the log.
+is written at checkpoints (store/sqlite/writer.py) by a thread of its own, which is why it is a
+file of its own: SQLite has one write lock per file, and a checkpoint must not hold up the
+commits that webhooks are waiting for. Its `meta.checkpoint` is the id of the last event it
+covers (the log after it is newer), and `meta.log_id` names the log it was derived from; a
+state file that does not match its log is rebuilt from the log.
 
 Each file's schema version lives in its `PRAGMA user_version`. `MIGRATIONS[n]` (and
 `STATE_MIGRATIONS[n]`) take a file from version n to n+1, so a file written by an older smswatch
