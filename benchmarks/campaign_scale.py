@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks.loadgen import percentile
 from smswatch.core.domain import Event, MessageInfo, State
-from smswatch.store import Writer
+from smswatch.store.sqlite.writer import Writer
 
 CAMPAIGN = "bulk-100k"
 PREFIXES = ("+26876", "+26878", "+2782", "+2783", "+2772")

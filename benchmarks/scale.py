@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from smswatch.core.domain import Event, MessageInfo, State
-from smswatch.store import Writer
+from smswatch.store.sqlite.writer import Writer
 
 BIG_MESSAGE = "big0000000000000000000000"
 CARRIERS = ("vodacom_drc", "airtel_drc", "orange_drc", "africell_drc")

@@ -17,7 +17,7 @@ from smswatch import store
 from smswatch.config import Credentials
 from smswatch.gateways.yebolink.webhook import sign
 from smswatch.live.engine import Engine, EngineConfig
-from smswatch.store import Reader
+from smswatch.store.sqlite.reader import Reader
 from tests.pg_server import PostgresServer, start_postgres
 
 SECRET = "whsec_test_0123456789"

@@ -222,7 +222,7 @@ def test_the_demo_keeps_a_port_it_was_given(busy_port: int) -> None:
 
 
 def test_the_demo_moves_off_a_busy_default_port_and_says_so(busy_port: int) -> None:
-    from smswatch.devtools.sandbox import SandboxKeys
+    from smswatch.gateways.sandboxing import SandboxKeys
     from smswatch.live.engine import EngineConfig
     from smswatch.live.monitor import demo_config
 

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from smswatch.devtools.replay import load
-from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys
+from smswatch.devtools.sandbox import SandboxAPI
 from smswatch.devtools.simulate import Sender, SimConfig
 from smswatch.exports.records import message_record
+from smswatch.gateways.sandboxing import SandboxKeys
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.store import open_reader
 from tests.conftest import running

@@ -26,7 +26,7 @@ from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.live.hub import Hub
 from smswatch.live.thread import EngineThread
-from smswatch.store import Reader
+from smswatch.store.sqlite.reader import Reader
 from tests.conftest import Client, running
 
 

@@ -18,10 +18,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from smswatch.core.domain import State
-from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys, SandboxLimits
+from smswatch.devtools.sandbox import SandboxAPI, SandboxLimits
 from smswatch.devtools.simulate import Sender, SimConfig, plan_campaign
 from smswatch.exports.records import write_jsonl
 from smswatch.exports.stats import gather, stats_record
+from smswatch.gateways.sandboxing import SandboxKeys
 from smswatch.reconcile.config import ApiConfig, ApiKey
 from smswatch.store import open_reader
 from tests.conftest import running

@@ -31,8 +31,8 @@ from smswatch.gateways.yebolink.webhook import STATES as YEBOLINK_TYPES
 from smswatch.gateways.yebolink.webhook import YeboLink
 from smswatch.live.engine import EngineConfig
 from smswatch.live.thread import EngineThread
-from smswatch.store import Reader
 from smswatch.store.queries.rows import EVENT_COLUMNS, event_row, placeholders
+from smswatch.store.sqlite.reader import Reader
 from smswatch.store.sqlite.schema import migrate
 from tests.conftest import Client, fill_until_503
 

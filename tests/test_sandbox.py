@@ -19,8 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smswatch.devtools.sandbox import ManualClock, SandboxAPI, SandboxKeys, SandboxLimits
+from smswatch.devtools.sandbox import ManualClock, SandboxAPI, SandboxLimits
 from smswatch.devtools.simulate import Plan, SimConfig, Truth, plan_campaign
+from smswatch.gateways.sandboxing import SandboxKeys
 from smswatch.live.engine import Engine
 from smswatch.timefmt import iso, to_us
 from tests.helpers import SMSWATCH, run

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from smswatch.core.domain import State
-from smswatch.store import Reader
+from smswatch.store.sqlite.reader import Reader
 from tests.conftest import Client
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
 

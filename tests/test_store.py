@@ -10,9 +10,11 @@ import pytest
 
 from smswatch.core.domain import Event, State
 from smswatch.core.records import Rejection
-from smswatch.store import Reader, StoreUnavailable, Unstorable, Writer
+from smswatch.store import StoreUnavailable, Unstorable
 from smswatch.store.errors import NoDatabase
 from smswatch.store.sqlite import schema
+from smswatch.store.sqlite.reader import Reader
+from smswatch.store.sqlite.writer import Writer
 
 
 def event(i: int, **kw) -> Event:

@@ -24,7 +24,6 @@ from smswatch.core.domain import UNATTRIBUTED, Event, MessageInfo, State
 from smswatch.core.records import Rejection
 from smswatch.store import (
     NoDatabase,
-    Reader,
     StoreUnavailable,
     Unstorable,
     is_url,
@@ -33,6 +32,7 @@ from smswatch.store import (
 )
 from smswatch.store.postgres import schema as pg_schema
 from smswatch.store.sqlite import schema as sqlite_schema
+from smswatch.store.sqlite.reader import Reader
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

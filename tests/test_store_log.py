@@ -21,11 +21,12 @@ import pytest
 from smswatch.core.domain import Event
 from smswatch.gateways.lisoloo.webhook import Lisoloo
 from smswatch.gateways.yebolink.webhook import YeboLink
-from smswatch.store import Reader, Writer
 from smswatch.store.errors import DatabaseInUse
 from smswatch.store.queries.rows import MESSAGE_COLUMNS, RECIPIENT_COLUMNS
 from smswatch.store.sqlite.files import connect_log, stored_after
+from smswatch.store.sqlite.reader import Reader
 from smswatch.store.sqlite.schema import read_checkpoint
+from smswatch.store.sqlite.writer import Writer
 from smswatch.store.state import StateCache, copy_message
 
 T0 = 1_795_400_000_000_000

@@ -30,7 +30,7 @@ from smswatch.ingest.http import TLSError
 from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.engine import Engine
 from smswatch.live.hub import Hub
-from smswatch.store import Reader
+from smswatch.store.sqlite.reader import Reader
 from tests.conftest import BASIC, SECRET, basic_header, running
 from tests.fixtures.seeds import LISOLOO, YEBOLINK
 from tests.helpers import SMSWATCH, free_port, run

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys
+from smswatch.devtools.sandbox import SandboxAPI
 from smswatch.devtools.simulate import Sender, SimConfig
+from smswatch.gateways.sandboxing import SandboxKeys
 from smswatch.live.datasource import LocalSource
 from smswatch.live.engine import EngineConfig
 from smswatch.live.thread import EngineThread

@@ -1085,7 +1085,8 @@ def simulate(**opts: Any) -> None:
         result = run_sender(plan.deliveries, config, opts["acked"], opts["quiet"], "simulate")
         sys.exit(0 if result.ok else 1)
 
-    from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys, SandboxLimits
+    from smswatch.devtools.sandbox import SandboxAPI, SandboxLimits
+    from smswatch.gateways.sandboxing import SandboxKeys
 
     sandbox = SandboxAPI(
         plan.ledger,

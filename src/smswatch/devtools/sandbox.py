@@ -34,19 +34,26 @@ import hmac
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from smswatch.devtools.simulate import GatewayRecord, Plan
+from smswatch.devtools.simulate import Plan
 from smswatch.gateways.registry import GATEWAYS as REGISTRY
+from smswatch.gateways.sandboxing import (
+    Bucket,
+    Clock,
+    GatewayRecord,
+    GatewaySandbox,
+    Refused,
+    SandboxKeys,
+    key_label,
+)
 from smswatch.timefmt import iso, now_us
 from smswatch.words import plural
-
-Clock = Callable[[], int]  # epoch microseconds
 
 STATS_PATH = "/_sandbox/stats"
 
@@ -65,14 +72,6 @@ class ManualClock:
 
 
 @dataclass(frozen=True)
-class SandboxKeys:
-    """The keys the sandbox accepts; None accepts any non-empty key."""
-
-    lisoloo_app_key: str | None = None
-    yebolink_api_key: str | None = None
-
-
-@dataclass(frozen=True)
 class SandboxLimits:
     lisoloo_per_window: int = 120  # GET /status per key (gateways.md §1.6)
     yebolink_per_window: int = 60  # not published: our guess for a polling endpoint
@@ -83,104 +82,6 @@ class SandboxLimits:
 
     def limit(self, gateway: str) -> int:
         return _sandbox_class(gateway).limit(self)
-
-
-def key_label(key: str) -> str:
-    """How stats name a key: enough to tell keys apart, not enough to reuse one."""
-    return key if len(key) <= 12 else f"{key[:8]}…{key[-4:]}"
-
-
-@dataclass
-class Bucket:
-    """One key's calls to one gateway's API."""
-
-    attempts: deque[int] = field(default_factory=deque)  # every call in the window
-    answered: deque[int] = field(default_factory=deque)  # calls within the limit, in the window
-    calls: int = 0
-    served: int = 0
-    limited: int = 0
-    burst: int = 0
-    not_found: int = 0
-    max_in_window: int = 0
-    max_served_in_window: int = 0
-    per_minute: Counter[int] = field(default_factory=Counter)  # minute since epoch → calls
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "served": self.served,
-            "limited": self.limited,
-            "burst": self.burst,
-            "not_found": self.not_found,
-            "max_in_window": self.max_in_window,
-            "max_served_in_window": self.max_served_in_window,
-            "per_minute": {iso(m * 60_000_000): n for m, n in sorted(self.per_minute.items())},
-        }
-
-
-class Refused(Exception):
-    """A call answered 429: by the rate limit, or by the burst fault."""
-
-    def __init__(self, retry_after: int, remaining: int = 0) -> None:
-        self.retry_after = retry_after
-        self.remaining = remaining
-
-
-def status_at(record: GatewayRecord, now: int, initial: str) -> tuple[str, int]:
-    """The gateway's status of one recipient as of `now`, and since when; `initial` before
-    its first step."""
-    status = initial
-    since = record.created_us
-    for at, step in record.steps:
-        if at > now:
-            break
-        status, since = step, at
-    return status, since
-
-
-class SandboxHost(Protocol):
-    """What a gateway's sandbox answers with: the clock, the keys, the limits, the counters."""
-
-    clock: Clock
-    limits: SandboxLimits
-    lock: threading.Lock
-
-    def key(self, gateway: str, given: str | None) -> str | None: ...
-
-    def admit(self, gateway: str, key: str, now: int) -> Bucket: ...
-
-    def remaining(self, gateway: str, bucket: Bucket) -> int: ...
-
-    def count_unauthorized(self, gateway: str) -> None: ...
-
-    def count_health(self) -> None: ...
-
-
-class GatewaySandbox(Protocol):
-    """One gateway's status API in the sandbox (`Gateway.sandbox`): its records, its routes
-    and its answers; the host counts and limits the calls."""
-
-    name: str
-    initial_status: str  # a recipient's status before its first step
-
-    def __init__(self, host: SandboxHost) -> None: ...
-
-    @staticmethod
-    def expected_key(keys: SandboxKeys) -> str | None: ...
-
-    @staticmethod
-    def limit(limits: SandboxLimits) -> int: ...
-
-    def add(self, record: GatewayRecord) -> None:
-        """Know one more recipient (under the host's lock)."""
-
-    def added(self) -> None:
-        """After a batch of `add`s (under the host's lock)."""
-
-    def route(self, app: web.Application) -> None: ...
-
-    def unrouted(self, request: web.Request, status: int) -> web.Response | None:
-        """Its own answer to an unknown path or method (404, 405), None if not its path."""
 
 
 def _sandbox_class(gateway: str) -> type[GatewaySandbox]:

@@ -43,6 +43,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from smswatch.gateways.registry import GATEWAYS, gateway
+from smswatch.gateways.sandboxing import GatewayRecord
 from smswatch.timefmt import iso, now_us
 
 PROVIDERS = tuple(GATEWAYS)
@@ -123,22 +124,6 @@ class Truth:
             "webhook_state": self.webhook_state or self.state,
             "final_at": self.final_at,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRecord:
-    """What the gateway itself knows of one recipient, whether or not its webhooks got through:
-    what its status API answers from (smswatch.devtools.sandbox)."""
-
-    truth: Truth
-    created_us: int  # the message's send: Lisoloo `sms.queued`, YeboLink `message.queued`
-    # (epoch µs, the gateway's status) in order from creation; before the first, a Lisoloo
-    # recipient is `pending`.
-    steps: tuple[tuple[int, str], ...]
-    total_recipients: int = 1  # of the message (Lisoloo sends to many)
-    # YeboLink: the message's own fields (channel, credits_used, provider_message_id,
-    # error_message, metadata) as its webhooks carry them.
-    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

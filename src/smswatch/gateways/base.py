@@ -39,7 +39,7 @@ from smswatch.core.rejected import Rejected
 from smswatch.timefmt import to_us
 
 if TYPE_CHECKING:
-    from smswatch.devtools.sandbox import GatewaySandbox
+    from smswatch.gateways.sandboxing import GatewaySandbox
     from smswatch.reconcile.api import GatewayApi
 
 # Normalized string columns are bounded; the full value stays in the stored payload.

@@ -1,19 +1,20 @@
 """The gateways smswatch knows, by name, in the order they are tried and listed.
 
 Adding a gateway is one package under `gateways/` (its `GATEWAY` implements
-`smswatch.gateways.base.Gateway`) and one line here.
+`smswatch.gateways.base.Gateway`), its import and its entry here.
 """
 
 from __future__ import annotations
 
-from smswatch.gateways import lisoloo, yebolink
 from smswatch.gateways.base import Gateway
+from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
+from smswatch.gateways.yebolink import GATEWAY as YEBOLINK
 
 GATEWAYS: dict[str, Gateway] = {
     g.name: g
     for g in (
-        lisoloo.GATEWAY,
-        yebolink.GATEWAY,
+        LISOLOO,
+        YEBOLINK,
     )
 }
 

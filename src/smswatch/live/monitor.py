@@ -99,7 +99,8 @@ def run_monitor(
     sandbox = None
     asked_port = config.port
     if demo:
-        from smswatch.devtools.sandbox import SandboxAPI, SandboxKeys
+        from smswatch.devtools.sandbox import SandboxAPI
+        from smswatch.gateways.sandboxing import SandboxKeys
 
         keys = SandboxKeys(
             lisoloo_app_key="sk_test_" + secrets.token_urlsafe(24),

@@ -18,9 +18,6 @@ from smswatch.campaigns.rule import own_name
 from smswatch.store.api import Backend, EventStore, StoreReader, WriterOptions
 from smswatch.store.errors import NoDatabase, StoreUnavailable, Unstorable
 from smswatch.store.location import describe, is_url
-from smswatch.store.sqlite.backend import SqliteBackend
-from smswatch.store.sqlite.reader import Reader
-from smswatch.store.sqlite.writer import Writer
 
 
 def backend_for(db: str | Path) -> Backend:
@@ -29,6 +26,10 @@ def backend_for(db: str | Path) -> Backend:
         from smswatch.store.postgres.backend import PostgresBackend
 
         return PostgresBackend(str(db))
+    # Imported here, as PostgreSQL's is: a program that never opens a store (the monitor
+    # attached to a remote feed) loads neither back end.
+    from smswatch.store.sqlite.backend import SqliteBackend
+
     return SqliteBackend(db)
 
 
@@ -64,11 +65,9 @@ __all__ = [
     "Backend",
     "EventStore",
     "NoDatabase",
-    "Reader",
     "StoreReader",
     "StoreUnavailable",
     "Unstorable",
-    "Writer",
     "WriterOptions",
     "backend_for",
     "describe",

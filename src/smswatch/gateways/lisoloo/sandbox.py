@@ -18,13 +18,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from smswatch.devtools.sandbox import Refused, SandboxHost, SandboxKeys, SandboxLimits, status_at
-from smswatch.devtools.simulate import GatewayRecord
+from smswatch.gateways.sandboxing import (
+    GatewayRecord,
+    Refused,
+    SandboxHost,
+    SandboxKeys,
+    status_at,
+)
 from smswatch.timefmt import iso
+
+if TYPE_CHECKING:
+    from smswatch.devtools.sandbox import SandboxLimits
 
 PREFIX = "/api/v1/lisoloo/sms-api"
 # How far along an unfinished Lisoloo recipient is, for the message's aggregate status.

@@ -24,20 +24,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from smswatch.devtools.sandbox import (
+from smswatch.gateways.sandboxing import (
     Bucket,
+    GatewayRecord,
     Refused,
     SandboxHost,
     SandboxKeys,
-    SandboxLimits,
     status_at,
 )
-from smswatch.devtools.simulate import GatewayRecord
 from smswatch.timefmt import iso, to_us
+
+if TYPE_CHECKING:
+    from smswatch.devtools.sandbox import SandboxLimits
 
 PREFIX = "/api/v1/messages"
 STATUSES = ("queued", "sent", "delivered", "failed")
