@@ -21,7 +21,7 @@ import pytest
 from smswatch import gateways, loops
 from smswatch.config import Credentials
 from smswatch.core.domain import Event
-from smswatch.core.live import Outcome
+from smswatch.core.live import Stored as Outcome
 from smswatch.ingest.webhooks import Listener, ListenerConfig
 from smswatch.live.engine import Engine, EngineConfig
 from smswatch.live.hub import Hub

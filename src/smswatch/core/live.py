@@ -55,7 +55,10 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Stored:
+    """What the store answers one event of a commit: its id, the message it belongs to (the
+    first one's, for a duplicate), and whether it was one."""
+
     event_id: str
     message_id: str
     duplicate: bool

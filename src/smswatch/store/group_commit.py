@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from smswatch.core.domain import Event
-from smswatch.core.live import Outcome
+from smswatch.core.live import Stored
 from smswatch.core.records import Rejection
 from smswatch.store.errors import StoreUnavailable
 
@@ -24,7 +24,7 @@ class QueuedRequest:
     """One request's events waiting in a writer's queue, and the future its handler awaits."""
 
     events: Sequence[Event]
-    future: asyncio.Future[list[Outcome]]
+    future: asyncio.Future[list[Stored]]
 
 
 class GroupCommit:
@@ -45,16 +45,16 @@ class GroupCommit:
         """Requests queued and not yet committed: the listener stops reading above a limit."""
         return self._queue.qsize()
 
-    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
+    async def submit(self, events: Sequence[Event]) -> list[Stored]:
         """Store events; returns once they are committed. Raises StoreUnavailable/Unstorable."""
         return await self.submit_nowait(events)
 
-    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Outcome]]:
+    def submit_nowait(self, events: Sequence[Event]) -> asyncio.Future[list[Stored]]:
         """Queue events for the next batch; the future is resolved once they are committed
         (or fails with StoreUnavailable/Unstorable). On the writer's loop."""
         if self._task is None or self._loop is None:
             raise StoreUnavailable("the store is not running")
-        future: asyncio.Future[list[Outcome]] = self._loop.create_future()
+        future: asyncio.Future[list[Stored]] = self._loop.create_future()
         self._queue.put_nowait(QueuedRequest(events, future))
         return future
 

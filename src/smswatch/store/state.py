@@ -33,7 +33,7 @@ from smswatch.core.domain import (
     apply_transition,
     fold,
 )
-from smswatch.core.live import MessageChanges, Outcome, Transition
+from smswatch.core.live import MessageChanges, Stored, Transition
 from smswatch.store.queries.rows import (
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
@@ -252,25 +252,25 @@ class StateCache:
         existing: dict[str, str],
         effects: BatchEffects,
         attribute: Callable[[Event], str],
-    ) -> list[list[Outcome]]:
+    ) -> list[list[Stored]]:
         """Dedupe and fold a batch, request by request, as both writers do: an event whose
         dedupe key is in `existing` (stored already, or earlier in this batch) is a duplicate
         answered with the message it was stored under; any other gets a message id from
         `attribute` if it has none, and is folded. One list of outcomes per request."""
-        outcomes: list[list[Outcome]] = []
+        outcomes: list[list[Stored]] = []
         for events in requests:
             result = []
             for ev in events:
                 if ev.dedupe_key in existing:
                     effects.duplicates += 1
-                    result.append(Outcome(ev.event_id, existing[ev.dedupe_key], True))
+                    result.append(Stored(ev.event_id, existing[ev.dedupe_key], True))
                     continue
                 if not ev.message_id:  # absent or blank: providers.base.absent_if_blank
                     ev = ev.with_message_id(attribute(ev))
                 existing[ev.dedupe_key] = ev.message_id
                 self.apply(ev, effects)
                 # The answer names the message the event was stored under, attributed or not.
-                result.append(Outcome(ev.event_id, ev.message_id, False))
+                result.append(Stored(ev.event_id, ev.message_id, False))
             outcomes.append(result)
         return outcomes
 

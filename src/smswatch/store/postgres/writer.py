@@ -42,7 +42,7 @@ from smswatch.campaigns.rule import CampaignRule
 from smswatch.core.domain import FUNNEL, UNATTRIBUTED, Event
 from smswatch.core.figures import Totals
 from smswatch.core.forwarding import Target
-from smswatch.core.live import Commit, MessageChanges, Outcome
+from smswatch.core.live import Commit, MessageChanges, Stored
 from smswatch.core.records import Rejection
 from smswatch.store.errors import CannotOpen, StoreUnavailable, Unstorable
 from smswatch.store.group_commit import GroupCommit, QueuedRequest
@@ -165,7 +165,7 @@ def instance_name() -> str:
 @dataclass(slots=True)
 class _Batch:
     effects: BatchEffects
-    outcomes: list[list[Outcome]]
+    outcomes: list[list[Stored]]
     changes: MessageChanges
 
 

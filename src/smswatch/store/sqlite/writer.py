@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 from smswatch.campaigns.rule import CampaignRule
 from smswatch.core.figures import Totals
-from smswatch.core.live import Commit, MessageChanges, Outcome
+from smswatch.core.live import Commit, MessageChanges, Stored
 from smswatch.core.records import Rejection
 from smswatch.store.errors import (
     CannotOpen,
@@ -493,7 +493,7 @@ class Writer(GroupCommit):
 
     def _transaction(
         self, batch: list[QueuedRequest], rejections: list[Rejection]
-    ) -> tuple[BatchEffects, list[list[Outcome]]]:
+    ) -> tuple[BatchEffects, list[list[Stored]]]:
         """One transaction for the whole batch: the new events appended to the log."""
         db = self._db
         assert db is not None
@@ -525,7 +525,7 @@ class Writer(GroupCommit):
 
     def _fold_batch(
         self, db: sqlite3.Connection, batch: list[QueuedRequest], effects: BatchEffects
-    ) -> list[list[Outcome]]:
+    ) -> list[list[Stored]]:
         events = [ev for pending in batch for ev in pending.events]
         existing = self._existing_keys(db, {ev.dedupe_key for ev in events})
         state_read = self._state_read
