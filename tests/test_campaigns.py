@@ -29,9 +29,9 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from smswatch.campaigns.analysis import campaign_view
 from smswatch.campaigns.model import BURST_GAP_US, Selector, burst_name
 from smswatch.campaigns.rule import MAX_NAME, CampaignRule
+from smswatch.campaigns.tally import campaign_view
 from smswatch.cli import main
 from smswatch.core.domain import FUNNEL, Event, MessageInfo, State
 from smswatch.devtools.simulate import SimConfig, plan_campaign

@@ -29,8 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smswatch.campaigns.model import BURST, BURST_GAP_US, Selector, Summary, burst_name
-from smswatch.campaigns.rows import (
+from smswatch.campaigns.columns import (
     M_CONFLICTS,
     M_FAILED,
     M_FIRST,
@@ -41,6 +40,7 @@ from smswatch.campaigns.rows import (
     R_MESSAGE,
     Row,
 )
+from smswatch.campaigns.model import BURST, BURST_GAP_US, Selector, Summary, burst_name
 from smswatch.campaigns.tally import Sums, Tally
 from smswatch.core.domain import UNATTRIBUTED, State
 from smswatch.store.reader import Reader
