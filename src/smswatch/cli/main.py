@@ -1,24 +1,20 @@
-"""`smswatch`: the root group (the live monitor when no subcommand is given), with every
-subcommand added from its own module. Each command module imports its heavy modules (aiohttp,
-textual, the store) inside the command, so loading them all costs `smswatch attach` nothing."""
+"""`smswatch`: the root group (the live monitor when no subcommand is given), and every
+subcommand, each from its own module, loaded when it is asked for: `smswatch attach` loads no
+other command's module. Each command module imports its heavy modules (aiohttp, textual, the
+store) inside the command, so even `smswatch --help`, which loads them all, starts quickly."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import click
 
 from smswatch import __version__
-from smswatch.cli.attach import attach
-from smswatch.cli.campaign import campaign
 from smswatch.cli.engine_config import engine_config
 from smswatch.cli.errors import fail, named_settings_errors
-from smswatch.cli.export import export, import_
-from smswatch.cli.forward import forward
-from smswatch.cli.inspect import inspect, stats
 from smswatch.cli.options import (
     CONTEXT,
     config_option,
@@ -27,15 +23,115 @@ from smswatch.cli.options import (
     loaded_settings,
     theme_option,
 )
-from smswatch.cli.reconcile import reconcile
-from smswatch.cli.report import report
-from smswatch.cli.serve import serve
-from smswatch.cli.simulate import replay, simulate
+
+
+def _serve() -> click.Command:
+    from smswatch.cli.serve import serve
+
+    return serve
+
+
+def _attach() -> click.Command:
+    from smswatch.cli.attach import attach
+
+    return attach
+
+
+def _simulate() -> click.Command:
+    from smswatch.cli.simulate import simulate
+
+    return simulate
+
+
+def _replay() -> click.Command:
+    from smswatch.cli.simulate import replay
+
+    return replay
+
+
+def _inspect() -> click.Command:
+    from smswatch.cli.inspect import inspect
+
+    return inspect
+
+
+def _stats() -> click.Command:
+    from smswatch.cli.inspect import stats
+
+    return stats
+
+
+def _export() -> click.Command:
+    from smswatch.cli.export import export
+
+    return export
+
+
+def _import() -> click.Command:
+    from smswatch.cli.export import import_
+
+    return import_
+
+
+def _forward() -> click.Command:
+    from smswatch.cli.forward import forward
+
+    return forward
+
+
+def _campaign() -> click.Command:
+    from smswatch.cli.campaign import campaign
+
+    return campaign
+
+
+def _report() -> click.Command:
+    from smswatch.cli.report import report
+
+    return report
+
+
+def _reconcile() -> click.Command:
+    from smswatch.cli.reconcile import reconcile
+
+    return reconcile
+
+
+COMMANDS: dict[str, Callable[[], click.Command]] = {
+    "serve": _serve,
+    "attach": _attach,
+    "simulate": _simulate,
+    "replay": _replay,
+    "inspect": _inspect,
+    "stats": _stats,
+    "export": _export,
+    "import": _import,
+    "forward": _forward,
+    "campaign": _campaign,
+    "report": _report,
+    "reconcile": _reconcile,
+}
+# Click would look these commands' defaults up under their names in the monitor's defaults,
+# where `campaign` is the monitor's --campaign from the config file (a string): each command
+# inside loads the file itself (--config).
+OWN_DEFAULTS = {"forward", "campaign", "report", "reconcile"}
 
 
 class Commands(click.Group):
-    """`smswatch`'s subcommands: settings errors named as such, and options typed before the
-    subcommand handed on to it."""
+    """`smswatch`'s subcommands: loaded when asked for, settings errors named as such, and
+    options typed before the subcommand handed on to it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        load = COMMANDS.get(name)
+        if load is None:
+            return super().get_command(ctx, name)
+        command = load()
+        if name in OWN_DEFAULTS and "default_map" not in command.context_settings:
+            command.context_settings = {**command.context_settings, "default_map": {}}
+        return command
 
     # A bad value from the environment or the config file is named as such, here and in every
     # subcommand (they are parsed inside invoke).
@@ -143,13 +239,3 @@ def main(ctx: click.Context, demo: bool, theme: str | None, no_listen: bool, **o
     except BindRefused as exc:
         fail(str(exc), 2)
     sys.exit(code)
-
-
-for command in (serve, attach, simulate, replay, inspect, export, import_, stats):
-    main.add_command(command)
-# Click would look these groups' defaults up under their names in the monitor's defaults, where
-# `campaign` is the monitor's --campaign from the config file (a string): each command inside
-# loads the file itself (--config).
-for command in (forward, campaign, report, reconcile):
-    command.context_settings = {**command.context_settings, "default_map": {}}
-    main.add_command(command)
