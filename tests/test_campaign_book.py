@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from smswatch.campaigns.analysis import campaign_view
+from smswatch.campaigns.tally import campaign_view
 from smswatch.config import stuck_deadlines
 from smswatch.live.datasource import StoreQueries
 from smswatch.store import open_reader, tag_messages

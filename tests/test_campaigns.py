@@ -29,8 +29,8 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from smswatch.campaigns.analysis import campaign_view
 from smswatch.campaigns.rule import MAX_NAME, CampaignRule
+from smswatch.campaigns.tally import campaign_view
 from smswatch.cli import main
 from smswatch.core.campaigns import BURST_GAP_US, Selector, burst_name
 from smswatch.core.domain import FUNNEL, Event, MessageInfo, State

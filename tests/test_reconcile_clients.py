@@ -26,7 +26,9 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from smswatch import cli
+from smswatch.cli import main
+from smswatch.cli.engine_config import engine_config
+from smswatch.cli.options import config_option, listener_options
 from smswatch.core.domain import State
 from smswatch.gateways.lisoloo.api import LisolooApi
 from smswatch.gateways.yebolink.api import YeboLinkApi
@@ -894,10 +896,10 @@ def probe_command(seen: list[EngineConfig]) -> click.Command:
     engine's config: the settings path without starting anything."""
 
     @click.command()
-    @cli.config_option
-    @cli.listener_options
+    @config_option
+    @listener_options
     def probe(**opts: Any) -> None:
-        seen.append(cli.engine_config(opts))
+        seen.append(engine_config(opts))
 
     return probe
 
@@ -993,7 +995,7 @@ def test_settings_from_flags_env_and_file(tmp_path: Path, monkeypatch: pytest.Mo
     ],
 )
 def test_serve_refuses_bad_api_settings(args: list[str], message: str) -> None:
-    result = CliRunner().invoke(cli.main, ["serve", "--port", "0", *args])
+    result = CliRunner().invoke(main, ["serve", "--port", "0", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not any(key in result.output for key in KEYS)

@@ -36,16 +36,16 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from smswatch.campaigns.report import (
-    gather_report,
+from smswatch.campaigns.report import gather_report
+from smswatch.campaigns.report_html import page
+from smswatch.campaigns.report_md import markdown
+from smswatch.campaigns.report_words import (
     milliseconds,
     number,
     open_count,
     percent,
     total_count,
 )
-from smswatch.campaigns.report_html import page
-from smswatch.campaigns.report_md import markdown
 from smswatch.core.domain import State
 from smswatch.exports.stats import gather, stats_record
 from smswatch.live.engine import Engine

@@ -11,7 +11,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
-from smswatch.core.domain import FUNNEL, State
+from smswatch.core.domain import FUNNEL
 from smswatch.core.figures import FailureGroup, Latency
 from smswatch.gateways.catalogue import ErrorInfo
 
@@ -157,17 +157,3 @@ async def database_summary(
 def by_size(rows: list[CarrierRow]) -> list[CarrierRow]:
     """Largest first; ties by name, so every reader lists them alike."""
     return sorted(rows, key=lambda r: (-r.recipients, r.key or ""))
-
-
-async def campaign_view(
-    reader: CampaignReportQueries, summary: Summary, now: int, deadlines: dict[State, int]
-) -> CampaignView:
-    """A campaign's figures from its rows as stored now (campaigns/rows.py computes them, for
-    the screen's rows kept in memory too)."""
-    from smswatch.campaigns.rows import M_ID, view_of
-
-    messages, recipients = await reader.campaign_rows(scope(summary))
-    view: CampaignView = view_of(
-        summary, {m[M_ID]: m for m in messages}, recipients, now, deadlines
-    )
-    return view

@@ -27,9 +27,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smswatch.campaigns.rows import (
+from smswatch.campaigns.columns import (
     M_CONFLICTS,
     M_FAILED,
     M_FIRST,
@@ -43,7 +43,9 @@ from smswatch.campaigns.rows import (
 from smswatch.campaigns.tally import Sums, Tally
 from smswatch.core.campaigns import BURST, BURST_GAP_US, Selector, Summary, burst_name
 from smswatch.core.domain import UNATTRIBUTED, State
-from smswatch.store.api import CampaignBookQueries
+
+if TYPE_CHECKING:
+    from smswatch.store.api import CampaignBookQueries
 
 LOOK_BACK_US = 10_000_000  # each refresh reads this far before the last one's time
 PREFETCH = 2  # the most recently active unfinished campaigns are watched before anyone asks

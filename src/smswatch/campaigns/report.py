@@ -1,41 +1,36 @@
 """`smswatch report`: one campaign (or the whole database) as one file an ops lead can forward.
 
-This module gathers what the report shows; report_html.py and report_md.py write it. The
-headline figures are `smswatch stats --json`'s own (`stats.gather` + `stats_record`), not
-recomputed here, so the report and stats cannot disagree; the rest comes from the campaign
-queries the TUI and `campaign show` use, plus what only a report asks: the whole span of the
-campaign, its silences, and the requests rejected while it ran.
+This module gathers what the report shows (a report_model.Report); report_html.py and
+report_md.py write it, in report_words.py's words. The headline figures are `smswatch stats
+--json`'s own (`stats.gather` + `stats_record`), not recomputed here, so the report and stats
+cannot disagree; the rest comes from the campaign queries the TUI and `campaign show` use, plus
+what only a report asks: the whole span of the campaign, its silences, and the requests
+rejected while it ran.
 """
 
 from __future__ import annotations
 
 import itertools
-import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from smswatch.campaigns.analysis import (
-    CampaignView,
-    campaign_view,
-    database_summary,
-    duration,
-    scope,
+from smswatch.campaigns.analysis import CampaignView, database_summary, scope
+from smswatch.campaigns.report_model import (
+    OPEN_STATES,
+    SILENCE_US,
+    Anomalies,
+    Report,
+    Silence,
+    Timeline,
 )
-from smswatch.core.campaigns import CarrierRow, Selector, Series, Summary
+from smswatch.campaigns.tally import campaign_view
+from smswatch.core.campaigns import Selector, Summary
 from smswatch.core.domain import State
-from smswatch.core.figures import FailureGroup
 from smswatch.exports.stats import NoCampaign, gather, stats_record
-from smswatch.gateways.catalogue import ErrorInfo, explain
-from smswatch.sanitize import safe
+from smswatch.gateways.catalogue import explain
 from smswatch.store import open_reader
 from smswatch.store.api import CampaignReportQueries
 from smswatch.store.location import describe
-from smswatch.timefmt import from_us
-from smswatch.words import plural
 
-SILENCE_US = 60_000_000  # nothing happening for this long while recipients wait is a silence
 TIMELINE_BUCKETS = 60  # about this many bars across the delivery chart
 MAX_SILENCES = 20  # the longest ones are listed; the count says how many there were
 # Bar widths a reader takes in at a glance (µs): the chart's step is the first that gives at
@@ -51,78 +46,6 @@ NICE_STEPS = tuple(
 # coarse enough that a campaign of weeks is a bounded number of rows.
 SILENCE_RESOLUTION = 1_000_000
 SILENCE_MAX_BUCKETS = 50_000
-OPEN_STATES = (State.QUEUED, State.PROCESSING, State.SENT)
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """Nothing happened to the campaign from `start` to `end` (event time) while `waiting`
-    recipients were not final; `end` None: nothing since, when the report was made."""
-
-    start: int
-    end: int | None
-    waiting: int
-
-    def length(self, now: int) -> int:
-        return (self.end if self.end is not None else now) - self.start
-
-
-@dataclass(frozen=True, slots=True)
-class Anomalies:
-    silences: tuple[Silence, ...]  # the longest MAX_SILENCES, in time order
-    silence_count: int
-    rejections: tuple[tuple[str, int], ...]  # (rejection code, requests), most first
-    conflicts: int  # recipients reported both delivered and failed
-    stuck: int  # recipients past their state's deadline
-    falling: tuple[CarrierRow, ...]  # carriers whose delivery rate fell mid-campaign
-
-    @property
-    def rejected(self) -> int:
-        return sum(n for _, n in self.rejections)
-
-    @property
-    def any(self) -> bool:
-        return bool(
-            self.silence_count or self.rejections or self.conflicts or self.stuck or self.falling
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """Over the campaign's whole span, per bucket: recipients sent (by when they were), and
-    delivered and failed (where each ended, by when it did)."""
-
-    sent: Series
-    delivered: Series
-    failed: Series
-
-    @property
-    def start(self) -> int:
-        return self.sent.start
-
-    @property
-    def step(self) -> int:
-        return self.sent.step
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    title: str  # the campaign's name (untrusted: it may come from a sender's metadata)
-    campaign: str | None  # as asked for; None: the whole database
-    database: str  # for the header: a path, or a URL without its password
-    generated_at: int
-    figures: dict[str, Any]  # `smswatch stats [--campaign NAME] --json`, exactly
-    view: CampaignView
-    failures: tuple[tuple[FailureGroup, ErrorInfo | None], ...]  # stats' failures + advice
-    timeline: Timeline | None  # None: nothing happened yet
-    latency: dict[str, list[int]]  # samples (µs) per leg, as the percentiles are made of
-    anomalies: Anomalies
-    first_event_at: int | None
-    last_event_at: int | None
-
-    @property
-    def summary(self) -> Summary:
-        return self.view.summary
 
 
 async def gather_report(
@@ -249,161 +172,6 @@ async def _anomalies(
         stuck=view.stuck,
         falling=tuple(view.falling),
     )
-
-
-# --- how figures read (both writers: the same number reads the same in both) ------------------
-
-
-def number(n: int | float) -> str:
-    return f"{n:,}"
-
-
-def percent(rate: float | None) -> str:
-    """A rate as stats rounds it (4 decimals), in percent: nothing lost, nothing invented."""
-    return "-" if rate is None else f"{rate * 100:.2f}%"
-
-
-def milliseconds(ms: float | None) -> str:
-    """A latency figure (stats' milliseconds) as a person reads it."""
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms:,.1f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return duration(ms / 1000)
-
-
-def microseconds(us: int) -> str:
-    return milliseconds(us / 1000)
-
-
-def when(us: int | None) -> str:
-    """A moment as a person reads it, to the second (UTC: the report travels)."""
-    if us is None:
-        return "-"
-    return from_us(us).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def money(amount: float, currency: str | None) -> str:
-    return f"{amount:,.2f} {currency or ''}".rstrip()
-
-
-def open_count(figures: dict[str, Any]) -> int:
-    """Recipients not final yet (queued, processing or sent): stats' own counts, summed."""
-    return sum(int(figures["recipients"][s.value]) for s in OPEN_STATES)
-
-
-def total_count(figures: dict[str, Any]) -> int:
-    return sum(int(n) for n in figures["recipients"].values())
-
-
-def _minutes(us: int) -> str:
-    return f"{us // 60_000_000} min" if us % 60_000_000 == 0 else microseconds(us)
-
-
-@dataclass(frozen=True, slots=True)
-class Attention:
-    """One item of "Needs attention", in words both writers use. Untrusted parts (carriers,
-    rejection codes) are already escaped by the writer's `escape`."""
-
-    tone: str  # bad | warn | fine
-    title: str
-    text: str
-    details: tuple[str, ...] = ()
-
-
-def attention(report: Report, escape: Callable[[object, int], str]) -> list[Attention]:
-    a = report.anomalies
-    now = report.generated_at
-    out = []
-    if a.silence_count:
-        longest = max((s.length(now) for s in a.silences), default=0)
-        shown = ""
-        if a.silence_count > len(a.silences):
-            shown = f" (the {len(a.silences)} longest listed)"
-        details = tuple(
-            f"{when(s.start)} → {'now' if s.end is None else when(s.end)}: "
-            f"{microseconds(s.length(now))}, {plural(s.waiting, 'recipient')} waiting"
-            for s in a.silences
-        )
-        out.append(
-            Attention(
-                "bad" if any(s.end is None for s in a.silences) else "warn",
-                "Silence",
-                f"{plural(a.silence_count, 'stretch', 'stretches')} of over "
-                f"{_minutes(SILENCE_US)} with no news from the gateway while recipients "
-                f"waited; the longest {microseconds(longest)}{shown}.",
-                details,
-            )
-        )
-    if a.stuck:
-        verb = "has" if a.stuck == 1 else "have"
-        out.append(
-            Attention(
-                "bad",
-                "Stuck",
-                f"{plural(a.stuck, 'recipient')} {verb} been queued, processing or sent for "
-                "longer than its state's deadline.",
-            )
-        )
-    if a.falling:
-        names = ", ".join(escape(c.key or "(no carrier)", 40) for c in a.falling)
-        out.append(
-            Attention(
-                "bad",
-                "Falling delivery",
-                f"the delivery rate fell mid-campaign on {names}: see the carrier table.",
-            )
-        )
-    if a.rejections:
-        codes = ", ".join(f"{escape(code, 40)} {number(n)}" for code, n in a.rejections)
-        out.append(
-            Attention(
-                "warn",
-                "Rejected webhooks",
-                f"{plural(a.rejected, 'request')} refused while the campaign ran ({codes}). "
-                "They belong to no message: check the gateway's credentials and the webhook "
-                "URL.",
-            )
-        )
-    if a.conflicts:
-        out.append(
-            Attention(
-                "warn",
-                "Conflicts",
-                f"{plural(a.conflicts, 'recipient was', 'recipients were')} reported both "
-                "delivered and failed; the later report is kept.",
-            )
-        )
-    return out or [
-        Attention(
-            "fine",
-            "Nothing unusual",
-            "no silences, no stuck recipients, no falling carrier, no rejected webhooks, no "
-            "conflicting reports.",
-        )
-    ]
-
-
-def pace(report: Report) -> str:
-    """Where a campaign in progress stands, in a clause."""
-    eta = report.view.eta
-    if eta.state == "stalled":
-        return "stalled: nothing became final in the last minute"
-    if eta.state == "waiting":
-        return "waiting for the first results"
-    if eta.state == "eta" and eta.seconds is not None:
-        left = "under a second" if eta.seconds < 1 else "about " + duration(eta.seconds)
-        return f"{left} to go at the last minute's pace"
-    return "every recipient final"
-
-
-def stats_command(report: Report) -> str:
-    """The command whose figures the report's are (shell-quoted, made one safe line)."""
-    if report.campaign is None:
-        return "smswatch stats --json"
-    return f"smswatch stats --campaign {shlex.quote(safe(report.campaign, 80))} --json"
 
 
 def default_out(fmt: str) -> str:

@@ -26,7 +26,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from smswatch.timefmt import from_us, span
 
 if TYPE_CHECKING:
-    from smswatch.campaigns.report import Report
+    from smswatch.campaigns.report_model import Report
 
 DELIVERED = "#2e7d32"
 FAILED = "#c62828"

@@ -15,8 +15,8 @@ from typing import Any
 
 from smswatch import __version__
 from smswatch.campaigns.analysis import region_of
-from smswatch.campaigns.report import (
-    Report,
+from smswatch.campaigns.report_model import Report
+from smswatch.campaigns.report_words import (
     attention,
     microseconds,
     milliseconds,

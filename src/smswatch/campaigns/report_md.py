@@ -13,8 +13,8 @@ import re
 
 from smswatch import __version__
 from smswatch.campaigns.analysis import region_of
-from smswatch.campaigns.report import (
-    Report,
+from smswatch.campaigns.report_model import Report
+from smswatch.campaigns.report_words import (
     attention,
     microseconds,
     milliseconds,

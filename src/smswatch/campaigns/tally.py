@@ -15,9 +15,10 @@ import itertools
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smswatch.campaigns.rows import (
+from smswatch.campaigns.analysis import CampaignView, by_country, by_size, estimate, scope
+from smswatch.campaigns.columns import (
     M_CONFLICTS,
     M_COST,
     M_CURRENCY,
@@ -25,6 +26,7 @@ from smswatch.campaigns.rows import (
     M_FAILED,
     M_FINISHED,
     M_FIRST,
+    M_ID,
     M_KNOWN,
     M_LAST,
     M_PROCESSING,
@@ -52,6 +54,9 @@ from smswatch.campaigns.rows import (
 from smswatch.core.campaigns import CarrierRow, CostRow, Selector, Series, Summary
 from smswatch.core.domain import FUNNEL, State
 from smswatch.core.figures import FailureGroup, Latency, ranked
+
+if TYPE_CHECKING:
+    from smswatch.store.api import CampaignReportQueries
 
 NANO = 1_000_000_000
 SPARK_BUCKETS = 30
@@ -300,8 +305,7 @@ class Tally:
 
     def view(
         self, summary: Summary, costs: list[CostRow], now: int, deadlines: Mapping[State, int]
-    ) -> Any:
-        from smswatch.campaigns.analysis import CampaignView, by_country, by_size, estimate
+    ) -> CampaignView:
         from smswatch.gateways.catalogue import explain
 
         start = now - SPARK_STEP * SPARK_BUCKETS
@@ -365,3 +369,26 @@ class Tally:
             stuck=stuck,
             recent_since=recent_since,
         )
+
+
+def view_of(
+    summary: Summary,
+    messages: Mapping[str, Row],
+    recipients: Iterable[Row],
+    now: int,
+    deadlines: Mapping[State, int],
+) -> CampaignView:
+    """The CampaignView of a campaign's message and recipient rows. `campaign show` and the
+    report (from rows just read: campaign_view) and the campaign screen (from rows it keeps in
+    memory, brought up to date a few at a time: see book.py) all read a Tally, so they cannot
+    disagree."""
+    costs = Sums.of(messages.values()).costs()
+    return Tally.of(messages, recipients).view(summary, costs, now, deadlines)
+
+
+async def campaign_view(
+    reader: CampaignReportQueries, summary: Summary, now: int, deadlines: dict[State, int]
+) -> CampaignView:
+    """A campaign's figures from its rows as stored now."""
+    messages, recipients = await reader.campaign_rows(scope(summary))
+    return view_of(summary, {m[M_ID]: m for m in messages}, recipients, now, deadlines)

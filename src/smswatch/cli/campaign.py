@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from smswatch.cli import CONTEXT, config_option, db_option, fail, handles_store_errors, print_json
-from smswatch.store.location import describe
+from smswatch.cli.errors import fail, handles_store_errors
+from smswatch.cli.options import CONTEXT, config_option, db_option, json_option
+from smswatch.cli.output import print_json
 from smswatch.words import plural
 
 
@@ -22,11 +22,13 @@ def campaign() -> None:
 @campaign.command("list", context_settings=CONTEXT)
 @config_option
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+@json_option()
 @handles_store_errors
 def list_(db: Path, as_json: bool) -> None:
     """Every campaign, the most recently active first."""
-    from smswatch.campaigns.records import summary_record
+    import asyncio
+
+    from smswatch.campaigns.json_shapes import summary_record
     from smswatch.campaigns.views import campaigns_table
     from smswatch.exports.console import console
     from smswatch.store import open_reader
@@ -46,14 +48,17 @@ def list_(db: Path, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+@json_option()
 @handles_store_errors
 def show(name: str, db: Path, as_json: bool) -> None:
     """One campaign: progress, rates, ETA, latency, cost, carriers, countries, failures, and
     its message ids."""
-    from smswatch.campaigns.records import view_record
+    import asyncio
+
+    from smswatch.campaigns.json_shapes import view_record
     from smswatch.campaigns.views import campaign_panel, message_list
     from smswatch.exports.console import console
+    from smswatch.store.location import describe
 
     view, ids = asyncio.run(load_view(db, name, settings_deadlines()))
     if view is None:
@@ -69,14 +74,14 @@ def show(name: str, db: Path, as_json: bool) -> None:
 
 def settings_deadlines() -> Any:
     from smswatch import config as settings
-    from smswatch.cli import loaded_settings
+    from smswatch.cli.options import loaded_settings
 
     return settings.stuck_deadlines(loaded_settings())
 
 
 async def load_view(db: Path | str, name: str, deadlines: Any, now: int | None = None) -> Any:
     """(CampaignView, every message id) of a campaign, or (None, [])."""
-    from smswatch.campaigns.analysis import campaign_view
+    from smswatch.campaigns.tally import campaign_view
     from smswatch.store import open_reader
     from smswatch.timefmt import now_us
 
@@ -107,6 +112,8 @@ def tag(name: str, message_ids: tuple[str, ...], db: Path, source: str | None) -
 
     MESSAGE_IDS may be unique prefixes. Works while smswatch is running on the database.
     """
+    import asyncio
+
     from smswatch.store import open_reader, tag_messages
     from smswatch.timefmt import now_us
 

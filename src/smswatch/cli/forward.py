@@ -9,28 +9,27 @@ through `sanitize.safe` as `rich.text.Text`, and target URLs are shown without t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
-from smswatch.cli import CONTEXT, config_option, db_option, fail, print_json
-from smswatch.core.forwarding import RECENT_S, Target, TargetStatus
-from smswatch.sanitize import without_password
-from smswatch.store import backend_for
-from smswatch.store.errors import NotOurs, location_problem
-from smswatch.store.location import describe
-from smswatch.store.sqlite.outbox import outbox_path
-from smswatch.store.sqlite.schema import refuse_foreign
+from smswatch.cli.errors import fail
+from smswatch.cli.options import CONTEXT, config_option, db_option, json_option
+from smswatch.cli.output import print_json
 from smswatch.timefmt import iso, now_us, span
 from smswatch.words import plural
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from smswatch.core.forwarding import Target, TargetStatus
+
+# rich and the store are imported inside the functions that use them: this module is loaded for
+# every command's --help (cli/main.py adds it to the root group).
 
 T = TypeVar("T")
 
@@ -71,12 +70,19 @@ class Refused(Exception):
 
 def store_errors(db: str | Path) -> tuple[type[BaseException], ...]:
     """What a broken, unreachable or foreign database raises."""
+    from smswatch.store import backend_for
+
     return backend_for(db).errors()
 
 
 def no_outbox(db: str | Path, *, create: bool = False) -> bool:
     """Whether forwarding was never turned on for a SQLite database: it has no outbox file,
     which opening one would make (only `retry --forward-to` does, as serve would)."""
+    from smswatch.store import backend_for
+    from smswatch.store.errors import NotOurs, location_problem
+    from smswatch.store.sqlite.outbox import outbox_path
+    from smswatch.store.sqlite.schema import refuse_foreign
+
     if backend_for(db).shared:
         return False
     if not Path(db).is_file():
@@ -93,6 +99,9 @@ def no_outbox(db: str | Path, *, create: bool = False) -> bool:
 async def opened(db: str | Path) -> AsyncIterator[Any]:
     """The outbox of `--db`, open: either back end's, with one interface (store/api.py Outbox).
     Store errors become `Refused`."""
+    from smswatch.store import backend_for
+    from smswatch.store.location import describe
+
     outbox = backend_for(db).open_outbox("smswatch-forward-cli")
     try:
         await outbox.open()
@@ -109,6 +118,8 @@ async def opened(db: str | Path) -> AsyncIterator[Any]:
 
 
 def run(work: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     try:
         return asyncio.run(work)
     except Refused as exc:
@@ -117,6 +128,8 @@ def run(work: Coroutine[Any, Any, T]) -> T:
 
 
 def never_on(db: str | Path) -> str:
+    from smswatch.store.location import describe
+
     return f"forwarding (--forward-to) was never turned on for {describe(db)}"
 
 
@@ -131,13 +144,14 @@ def forward() -> None:
 @forward.command(context_settings=CONTEXT)
 @config_option
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (shape in README).")
+@json_option("Machine-readable output (shape in README).")
 def status(db: str | Path, as_json: bool) -> None:
     """Each target: backlog, delivered, failed by HTTP status, and the app's last answer.
 
     Exit status 0, with a message, when forwarding was never turned on for the database
     (with --json: an empty list, and the message on stderr).
     """
+    from smswatch.store.location import describe
 
     async def work() -> list[TargetStatus]:
         async with opened(db) as outbox:
@@ -236,6 +250,8 @@ def retry(
 
 async def resolve(outbox: Any, db: str | Path, event_ids: Sequence[str]) -> list[int]:
     """The log ids of `--event` ids; every one must be stored, or nothing is queued."""
+    from smswatch.store.location import describe
+
     found: dict[str, list[int]] = await outbox.log_ids(event_ids)
     missing = [e for e in dict.fromkeys(event_ids) if e not in found]
     if missing:
@@ -281,6 +297,9 @@ def retry_summary(
 
 def status_record(t: TargetStatus) -> dict[str, Any]:
     """One target of `forward status --json` (the shape is in README.md)."""
+    from smswatch.core.forwarding import RECENT_S
+    from smswatch.sanitize import without_password
+
     last = t.last
     return {
         "target": without_password(t.target),
@@ -302,7 +321,13 @@ def _status_code(status: int | None) -> str:
 
 
 def status_view(targets: Sequence[TargetStatus]) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from smswatch.core.forwarding import RECENT_S
     from smswatch.exports.console import t as text
+    from smswatch.sanitize import without_password
 
     parts: list[Any] = []
     for target in targets:

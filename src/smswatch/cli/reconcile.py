@@ -4,7 +4,6 @@ webhooks that never came (docs/json.md: `reconcile --json: [{"message_id", "prov
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,17 +11,11 @@ from typing import Any
 
 import click
 
-from smswatch.cli import (
-    CONTEXT,
-    GATEWAY_API_OPTIONS,
-    config_option,
-    db_option,
-    fail,
-    gateway_api_config,
-    handles_store_errors,
-    one_message,
-    print_json,
-)
+from smswatch.cli.engine_config import gateway_api_config
+from smswatch.cli.errors import fail, handles_store_errors
+from smswatch.cli.lookup import one_message
+from smswatch.cli.options import CONTEXT, GATEWAY_API_OPTIONS, config_option, db_option, json_option
+from smswatch.cli.output import print_json
 
 DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -100,7 +93,7 @@ def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str,
     show_default=True,
     help="Unfinished messages with an event this recently (90s, 15m, 2h, 1d).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+@json_option()
 @handles_store_errors
 def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **opts: Any) -> None:
     """Ask the gateways' status APIs about unfinished messages now, store the answers as
@@ -111,6 +104,8 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
     on a SQLite database it holds the writer: the answers are shown, not stored (its own
     reconciler polls when given the same keys).
     """
+    import asyncio
+
     api = gateway_api_config(opts)
     if api is None:
         fail(

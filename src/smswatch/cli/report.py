@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import click
 
 from smswatch import files
-from smswatch.cli import CONTEXT, config_option, db_option, fail, handles_store_errors
+from smswatch.cli.errors import fail, handles_store_errors
+from smswatch.cli.options import CONTEXT, config_option, db_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -38,6 +38,8 @@ def report(campaign: str | None, db: Path, out: str | None, fmt: str) -> None:
     histogram, carriers and countries, failure codes with what to do, cost, and anomalies:
     silences, rejected webhooks, conflicts, stuck recipients.
     """
+    import asyncio
+
     from smswatch.campaigns.report import default_out, gather_report, render
     from smswatch.cli.campaign import settings_deadlines
     from smswatch.exports.stats import NoCampaign

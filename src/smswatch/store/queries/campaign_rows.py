@@ -1,4 +1,4 @@
-"""The rows a campaign's figures are computed from (campaigns/rows.py), read from either back
+"""The rows a campaign's figures are computed from (campaigns/columns.py), read from either back
 end, whole or only what changed since a point: the campaign book (campaigns/book.py) keeps them
 up to date in memory a few rows at a time instead of reading 100,000 again."""
 
