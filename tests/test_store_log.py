@@ -201,7 +201,7 @@ async def test_after_a_crash_the_log_tail_is_folded_again(tmp_path: Path) -> Non
 KILL_IN_CHECKPOINT = textwrap.dedent(
     """
     import asyncio, os, pickle, signal, sys
-    from smswatch.store import Writer
+    from smswatch.store.sqlite.writer import Writer
 
     class KillAtMarker:
         # SIGKILL once the checkpoint has written the state, before it records its marker.
