@@ -347,7 +347,8 @@ class _Connection(asyncio.Protocol):
             else:
                 r.respond(413, error(exc.code, exc.detail), close=True, linger=True)
             raise _Stop
-        self.body.append(chunk)
+        if r.taken:
+            self.body.append(chunk)
 
     def on_message_complete(self) -> None:
         r = self.req
@@ -375,7 +376,9 @@ class _Connection(asyncio.Protocol):
                     self._refused(r, exc)
                     return
             self.handler.body(r, body)
-        else:
+        else:  # a route that reads no body: one sent anyway is dropped, not left for the next
+            self.body = []
+            self.body_size = 0
             self.handler.body(r, b"")
 
     # --- answers ----------------------------------------------------------------------------
