@@ -177,6 +177,31 @@ async def test_an_event_without_a_message_id_joins_its_recipients_latest_message
     assert rec.state == State.DELIVERED
 
 
+async def test_attribution_looks_at_the_same_batch_first_then_the_tables(store) -> None:
+    """The whole rule, on both back ends: a recipient's latest message of the gateway; else the
+    gateway's latest message still in flight; else `unattributed`. Events earlier in the same
+    request count, before what the tables hold."""
+    # In the tables: an open message, and a finished one that has +7.
+    await store.submit(event(1, message_id="old-open", recipient="+1"))
+    await store.submit(event(2, State.DELIVERED, message_id="done", recipient="+7"))
+    # One request: a new open message, then events without a message id.
+    out = await store.submit(
+        event(3, message_id="new-open", recipient="+2"),
+        event(4, State.DELIVERED, message_id=None, recipient="+9"),  # unseen: latest open
+        event(5, State.DELIVERED, message_id=None, recipient="+7"),  # its latest, though done
+        event(6, message_id=None, recipient="+2"),  # seen earlier in this request
+        event(7, message_id=None, recipient="+8", provider="yebolink"),  # no open yebolink one
+    )
+    assert [o.message_id for o in out] == ["new-open", "new-open", "done", "new-open", UNATTRIBUTED]
+    r = await store.reader()
+    assert (await r.recipient("new-open", "+9")).state == State.DELIVERED
+    assert (await r.recipient("done", "+7")).state == State.DELIVERED
+    assert (await r.message("new-open")).events == 3
+    # Across requests the tables answer: the newest open message of the gateway.
+    later = await store.submit(event(8, message_id=None, recipient="+10"))
+    assert later[0].message_id == "new-open"
+
+
 # --- refusals, the quarantine, the size cap ---------------------------------------------------
 
 

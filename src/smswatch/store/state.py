@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from smswatch.core.domain import (
     FUNNEL,
@@ -110,6 +110,22 @@ def copy_message(m: MessageState) -> MessageState:
     )
 
 
+class StoredLatest(Protocol):
+    """What attribution asks of the tables (see StateCache.attribute)."""
+
+    def recipient_message(self, recipient: str, provider: str) -> str | None:
+        """The latest message of the gateway that has this recipient."""
+        ...
+
+    def open_message(self, provider: str) -> str | None:
+        """The gateway's latest message still in flight (not `unattributed`)."""
+        ...
+
+    def load(self, message_id: str, recipient: str | None) -> None:
+        """Make sure the cache holds the message (and its recipient) before the fold."""
+        ...
+
+
 class StateCache:
     def __init__(self, keep_recipients: int = 50_000, keep_messages: int = 20_000) -> None:
         self.recipients: dict[Key, RecipientState] = {}
@@ -197,17 +213,18 @@ class StateCache:
 
     # --- attribution ----------------------------------------------------------------------------
 
-    def attribute(self, db: sqlite3.Connection, ev: Event) -> str:
-        """Find the message an event without a message id belongs to.
+    def attribute(self, ev: Event, stored: StoredLatest) -> str:
+        """Find the message an event without a message id belongs to (both back ends' rule).
 
         Lisoloo's docs say to correlate on the recipient: the latest message of the same gateway
         that already has this recipient; else the latest of its messages still in flight; else
         the placeholder message `unattributed`. Without a recipient there is nothing to correlate
-        on, and guessing would overwrite another message's totals. Rare, so the in-memory part
-        is a plain scan of what changed since the last checkpoint (newer than the tables).
+        on, and guessing would overwrite another message's totals. What this cache folded since
+        the tables were last written is newer than they are, so it is looked at first: a plain
+        scan, as such events are rare. `stored` answers for the tables and loads what it names.
         """
         if not ev.recipient:
-            self._loaded_message(db, UNATTRIBUTED)
+            stored.load(UNATTRIBUTED, None)
             return UNATTRIBUTED
         mine = [
             self.recipients[k]
@@ -216,15 +233,10 @@ class StateCache:
         ]
         if mine:
             return max(mine, key=lambda r: r.updated_at or 0).message_id
-        sql = (
-            "SELECT message_id FROM recipients WHERE recipient = ? AND provider = ? "
-            "ORDER BY updated_at DESC LIMIT 1"
-        )
-        row = db.execute(sql, (ev.recipient, ev.provider)).fetchone()
-        if row:
-            self._loaded_message(db, row[0])
-            self._loaded_recipient(db, (row[0], ev.recipient))
-            return str(row[0])
+        found = stored.recipient_message(ev.recipient, ev.provider)
+        if found is not None:
+            stored.load(found, ev.recipient)
+            return found
         open_ = [
             self.messages[m]
             for m in self.dirty_messages
@@ -233,15 +245,10 @@ class StateCache:
             and not self.messages[m].finished
         ]
         if open_:
-            return max(open_, key=lambda m: m.last_received_at or 0).message_id
-        sql = (
-            "SELECT message_id FROM messages WHERE provider = ? AND finished_at IS NULL "
-            "AND message_id != ? ORDER BY last_received_at DESC LIMIT 1"
-        )
-        row = db.execute(sql, (ev.provider, UNATTRIBUTED)).fetchone()
-        mid = str(row[0]) if row else UNATTRIBUTED
-        self._loaded_message(db, mid)
-        self._loaded_recipient(db, (mid, ev.recipient))
+            mid = max(open_, key=lambda m: m.last_received_at or 0).message_id
+        else:
+            mid = stored.open_message(ev.provider) or UNATTRIBUTED
+        stored.load(mid, ev.recipient)
         return mid
 
     # --- folding --------------------------------------------------------------------------------
@@ -410,6 +417,34 @@ def _trim(entries: dict[Any, Any], keep: int, dirty: set[Any]) -> list[Any]:
     for key in dropped:
         del entries[key]
     return dropped
+
+
+class TablesLatest:
+    """StoredLatest over SQLite's state tables, loading what it names into the cache."""
+
+    def __init__(self, state: StateCache, db: sqlite3.Connection) -> None:
+        self.state, self.db = state, db
+
+    def recipient_message(self, recipient: str, provider: str) -> str | None:
+        sql = (
+            "SELECT message_id FROM recipients WHERE recipient = ? AND provider = ? "
+            "ORDER BY updated_at DESC LIMIT 1"
+        )
+        row = self.db.execute(sql, (recipient, provider)).fetchone()
+        return str(row[0]) if row else None
+
+    def open_message(self, provider: str) -> str | None:
+        sql = (
+            "SELECT message_id FROM messages WHERE provider = ? AND finished_at IS NULL "
+            "AND message_id != ? ORDER BY last_received_at DESC LIMIT 1"
+        )
+        row = self.db.execute(sql, (provider, UNATTRIBUTED)).fetchone()
+        return str(row[0]) if row else None
+
+    def load(self, message_id: str, recipient: str | None) -> None:
+        self.state._loaded_message(self.db, message_id)
+        if recipient:
+            self.state._loaded_recipient(self.db, (message_id, recipient))
 
 
 def pull_changes(

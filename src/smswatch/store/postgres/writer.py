@@ -8,12 +8,12 @@ advisory lock per message and per recipient (a 64-bit hash of its key), all take
 statement in ascending order, so two instances never wait for each other in a cycle. Unlike row
 locks they cover rows that do not exist yet, and cost no row writes.
 
-1. events with no message id are attributed (reads only);
-2. the messages and recipients the batch touches are locked, then read;
+1. for events with no message id, the tables' candidates are read (reads only);
+2. the messages and recipients the batch touches, or may be attributed to, are locked, then read;
 3. with those locks held, any other transaction that stored one of these events has committed,
    so the dedupe lookup sees it: an event retried to two instances is folded once;
-4. the new events are folded in memory with the same code as the SQLite back end
-   (store/state.py), then the events (with what each did to its recipient), the changed rows
+4. the new events are attributed and folded in memory with the same code as the SQLite back
+   end (store/state.py), then the events (with what each did to its recipient), the changed rows
    and this instance's counters are written.
 
 The unique dedupe key is the last guard: if it ever refuses an event the fold counted, the
@@ -148,8 +148,63 @@ class _Again(Exception):
     """The dedupe key refused an event the fold counted: run the batch again."""
 
 
-def _attributed_already(ev: Event) -> str:
-    raise AssertionError(f"event {ev.event_id} reached the fold without a message id")
+@dataclass
+class _Latest:
+    """StoredLatest for one transaction: the tables' answers for the batch's events that have no
+    message id, read before the locks so that every message the fold may pick is locked and
+    read (`load` has nothing left to do)."""
+
+    recipients: dict[tuple[str, str], str]
+    open: dict[str, str]
+
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection, events: Sequence[Event]) -> _Latest:
+        keys = {(ev.recipient, ev.provider) for ev in events if not ev.message_id and ev.recipient}
+        recipients = {}
+        for key in keys:
+            mid = await conn.fetchval(
+                "SELECT message_id FROM recipients WHERE recipient = $1 AND provider = $2 "
+                "ORDER BY updated_at DESC NULLS LAST LIMIT 1",
+                *key,
+            )
+            if mid is not None:
+                recipients[key] = str(mid)
+        open_ = {}
+        for provider in {p for _, p in keys}:
+            mid = await conn.fetchval(
+                "SELECT message_id FROM messages WHERE provider = $1 AND finished_at IS NULL "
+                "AND message_id != $2 ORDER BY last_received_at DESC NULLS LAST LIMIT 1",
+                provider,
+                UNATTRIBUTED,
+            )
+            if mid is not None:
+                open_[provider] = str(mid)
+        return cls(recipients, open_)
+
+    def recipient_message(self, recipient: str, provider: str) -> str | None:
+        return self.recipients.get((recipient, provider))
+
+    def open_message(self, provider: str) -> str | None:
+        return self.open.get(provider)
+
+    def load(self, message_id: str, recipient: str | None) -> None:
+        pass
+
+    def candidates(self, events: Sequence[Event]) -> dict[str, set[str]]:
+        """Per gateway, every message an event without a message id may be given: the batch's
+        own, those read here and `unattributed` (the rule may pick any of them)."""
+        out: dict[str, set[str]] = {}
+        for ev in events:
+            if not ev.message_id:
+                out.setdefault(ev.provider, {UNATTRIBUTED})
+        for ev in events:
+            if ev.message_id and ev.provider in out:
+                out[ev.provider].add(ev.message_id)
+        for (_, provider), mid in self.recipients.items():
+            out[provider].add(mid)
+        for provider, mid in self.open.items():
+            out[provider].add(mid)
+        return out
 
 
 def lock_key(*parts: str) -> int:
@@ -429,68 +484,38 @@ class PgWriter(GroupCommit):
         assert conn is not None
         events = [ev for pending in batch for ev in pending.events]
         async with conn.transaction():
-            attributed = await self._attribute(conn, events)
-            state = await self._lock(conn, attributed)
-            existing = await self._existing(conn, [ev.dedupe_key for ev in attributed])
+            latest = await _Latest.read(conn, events)
+            state = await self._lock(conn, events, latest)
+            existing = await self._existing(conn, [ev.dedupe_key for ev in events])
             effects = BatchEffects()
-            requests, start = [], 0
-            for pending in batch:
-                end = start + len(pending.events)
-                requests.append(attributed[start:end])
-                start = end
-            outcomes = state.fold_requests(requests, existing, effects, _attributed_already)
+            outcomes = state.fold_requests(
+                [pending.events for pending in batch],
+                existing,
+                effects,
+                lambda ev: state.attribute(ev, latest),
+            )
             changes = pull_changes(state, None, copies=False)
             await self._write(conn, state, effects, changes)
             if rejections:
                 await self._store_rejections(conn, rejections)
         return _Batch(effects, outcomes, changes)
 
-    async def _attribute(self, conn: asyncpg.Connection, events: list[Event]) -> list[Event]:
-        """Give every event a message id (see StateCache.attribute for the rule): a recipient's
-        latest message of the same gateway, else the gateway's latest unfinished message, else
-        `unattributed`. Earlier events of the same batch count as the latest."""
-        out: list[Event] = []
-        latest: dict[tuple[str, str], str] = {}
-        for ev in events:
-            mid = ev.message_id
-            if not mid:
-                mid = UNATTRIBUTED
-                if ev.recipient:
-                    mid = latest.get((ev.recipient, ev.provider)) or await self._attributed(
-                        conn, ev
-                    )
-                ev = ev.with_message_id(mid)
-            if ev.recipient:
-                latest[(ev.recipient, ev.provider)] = mid
-            out.append(ev)
-        return out
-
     @staticmethod
-    async def _attributed(conn: asyncpg.Connection, ev: Event) -> str:
-        mid = await conn.fetchval(
-            "SELECT message_id FROM recipients WHERE recipient = $1 AND provider = $2 "
-            "AND events > 0 ORDER BY updated_at DESC NULLS LAST LIMIT 1",
-            ev.recipient,
-            ev.provider,
-        )
-        if mid is None:
-            mid = await conn.fetchval(
-                "SELECT message_id FROM messages WHERE provider = $1 AND finished_at IS NULL "
-                "AND events > 0 AND message_id != $2 ORDER BY last_received_at DESC LIMIT 1",
-                ev.provider,
-                UNATTRIBUTED,
-            )
-        return str(mid) if mid is not None else UNATTRIBUTED
-
-    @staticmethod
-    async def _lock(conn: asyncpg.Connection, events: list[Event]) -> StateCache:
-        """Lock every message and recipient the events touch, then read those that exist
-        into a cache of this transaction's own."""
+    async def _lock(conn: asyncpg.Connection, events: list[Event], latest: _Latest) -> StateCache:
+        """Lock every message and recipient the events touch (for an event without a message id,
+        each it may be attributed to), then read those that exist into a cache of this
+        transaction's own."""
         state = StateCache()
         messages = {ev.message_id for ev in events if ev.message_id}
         recipients = {
             (ev.message_id, ev.recipient) for ev in events if ev.message_id and ev.recipient
         }
+        candidates = latest.candidates(events)
+        for mids in candidates.values():
+            messages |= mids
+        for ev in events:
+            if not ev.message_id and ev.recipient:
+                recipients.update((mid, ev.recipient) for mid in candidates[ev.provider])
         if not messages:
             return state
         keys = [lock_key(m) for m in messages] + [lock_key(m, r) for m, r in recipients]

@@ -76,7 +76,14 @@ from smswatch.store.sqlite.schema import (
     read_checkpoint,
     state_path,
 )
-from smswatch.store.state import CHUNK, BatchEffects, CheckpointRows, StateCache, pull_changes
+from smswatch.store.state import (
+    CHUNK,
+    BatchEffects,
+    CheckpointRows,
+    StateCache,
+    TablesLatest,
+    pull_changes,
+)
 from smswatch.timefmt import now_us
 
 log = logging.getLogger(__name__)
@@ -532,11 +539,12 @@ class Writer(GroupCommit):
         assert state_read is not None
         self.state.load(state_read, [ev for ev in events if ev.dedupe_key not in existing])
         state = self.state
+        tables = TablesLatest(state, state_read)
         return state.fold_requests(
             [pending.events for pending in batch],
             existing,
             effects,
-            lambda ev: state.attribute(state_read, ev),
+            lambda ev: state.attribute(ev, tables),
         )
 
     def _existing_keys(self, db: sqlite3.Connection, keys: set[str]) -> dict[str, str]:
