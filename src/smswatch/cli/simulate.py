@@ -11,6 +11,7 @@ import click
 
 from smswatch.cli.errors import fail
 from smswatch.cli.options import CONTEXT, FiniteRange, config_option, sender_options
+from smswatch.gateways.registry import GATEWAYS
 from smswatch.words import plural
 
 
@@ -83,8 +84,8 @@ def run_sender(
 @sender_options
 @click.option(
     "--provider",
-    type=click.Choice(["lisoloo", "yebolink", "mixed"]),
-    default="lisoloo",
+    type=click.Choice([*GATEWAYS, "mixed"]),
+    default=next(iter(GATEWAYS)),
     show_default=True,
     help="Gateway to imitate (mixed: alternate per message).",
 )

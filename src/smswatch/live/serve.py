@@ -94,14 +94,11 @@ def polled_apis(engine: Engine) -> dict[str, dict[str, str | None]]:
     if api is None:
         return {}
     polled: dict[str, dict[str, str | None]] = {}
-    if api.lisoloo_key is not None:
-        url = without_password(api.lisoloo_url) if api.lisoloo_url else None
-        polled["lisoloo"] = {"url": url, "key": api.lisoloo_key.masked}
-    if api.yebolink_key is not None:
-        polled["yebolink"] = {
-            "url": without_password(api.yebolink_url),
-            "key": api.yebolink_key.masked,
-        }
+    for name in api.gateways:
+        access = api.access(name)
+        assert access is not None
+        url = without_password(access.url) if access.url else None
+        polled[name] = {"url": url, "key": access.key.masked}
     return polled
 
 

@@ -219,15 +219,13 @@ class GatewayApi:
 
     @classmethod
     def from_config(cls, config: ApiConfig, **kwargs: Any) -> Self | None:
-        """The client, or None without a key: then nothing is ever polled. The settings are
-        the config's `<name>_key`, `<name>_url` and `<name>_rate`."""
-        key = getattr(config, f"{cls.name}_key")
-        url = getattr(config, f"{cls.name}_url")
-        if key is None or url is None:
+        """The client, or None without a key: then nothing is ever polled."""
+        access = config.access(cls.name)
+        if access is None or access.url is None:
             return None
-        kwargs.setdefault("rate", getattr(config, f"{cls.name}_rate"))
+        kwargs.setdefault("rate", access.rate)
         kwargs.setdefault("timeout", config.timeout)
-        return cls(key, url, **kwargs)
+        return cls(access.key, access.url, **kwargs)
 
     def rate_owner(self) -> int:
         """Who spends this client's rate limit, as a 32-bit number: the gateway and the key

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 LISOLOO_RATE = 120  # GET /status calls a minute per key (gateways.md §1.6)
@@ -118,6 +118,15 @@ def base_url(value: str, option: str) -> str:
 
 
 @dataclass(frozen=True)
+class GatewayAccess:
+    """What polling one gateway's status API takes."""
+
+    key: ApiKey
+    url: str | None  # None: the gateway has no default and none was given
+    rate: int  # calls in any rolling minute, per key
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     """Keys and base URLs of the gateways' status APIs. A gateway without a key is not polled,
     whatever else is set."""
@@ -131,7 +140,7 @@ class ApiConfig:
     timeout: float = 10.0  # seconds for one whole request
 
     def __post_init__(self) -> None:
-        for name in ("lisoloo_key", "yebolink_key"):
+        for name in (f.name for f in fields(self) if f.name.endswith("_key")):
             # A bare string would print itself in this object's repr.
             if not isinstance(getattr(self, name), ApiKey | None):
                 raise TypeError(f"ApiConfig.{name} must be an ApiKey")
@@ -143,7 +152,7 @@ class ApiConfig:
         if self.lisoloo_url is not None:
             object.__setattr__(self, "lisoloo_url", base_url(self.lisoloo_url, "--lisoloo-api-url"))
         object.__setattr__(self, "yebolink_url", base_url(self.yebolink_url, "--yebolink-api-url"))
-        for name in ("lisoloo_rate", "yebolink_rate"):
+        for name in (f.name for f in fields(self) if f.name.endswith("_rate")):
             if getattr(self, name) < 1:
                 raise ApiConfigError(f"{name} must be at least 1 call a minute")
         if self.timeout <= 0:
@@ -151,13 +160,17 @@ class ApiConfig:
 
     @property
     def gateways(self) -> tuple[str, ...]:
-        """The gateways that have a key, so will be polled."""
-        names = []
-        if self.lisoloo_key is not None:
-            names.append("lisoloo")
-        if self.yebolink_key is not None:
-            names.append("yebolink")
-        return tuple(names)
+        """The gateways that have a key, so will be polled (in the order of the fields)."""
+        named = (f.name.removesuffix("_key") for f in fields(self) if f.name.endswith("_key"))
+        return tuple(name for name in named if self.access(name) is not None)
+
+    def access(self, name: str) -> GatewayAccess | None:
+        """A gateway's key, base URL and rate (its `<name>_key`, `_url` and `_rate`); None
+        without a key: it is not polled."""
+        key = getattr(self, f"{name}_key", None)
+        if key is None:
+            return None
+        return GatewayAccess(key, getattr(self, f"{name}_url", None), getattr(self, f"{name}_rate"))
 
     @classmethod
     def from_settings(
