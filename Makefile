@@ -25,7 +25,7 @@ CHROMIUM := [ -x /usr/lib/chromium/chromium ] || command -v chromium >/dev/null 
 test: $(STAMP)
 	@$(HAPROXY)
 	@$(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 demo: $(STAMP)
 	exec $(BIN)/smswatch --demo

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,14 @@ async def fill_until_503(
             break
     return acked, refused
 
+
+# pytest-xdist's workers (make test runs them: -n auto) get COLUMNS=80 and LINES=24 in their
+# environment, which a serial run does not have. Children inherit it: the monitor in a 120x40
+# pty then draws 80x24, and rich sizes every command's output to it. Tests start from the
+# environment a serial run has.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked `both_stores` run against a SQLite file and a PostgreSQL database."""

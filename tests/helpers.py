@@ -62,6 +62,12 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def feed_port(self) -> tuple[str, ...]:
+        """A free feed port unless the test chose: `serve`'s default (8788) is one port for the
+        whole machine, and tests run side by side (pytest -n)."""
+        chosen = any(a in ("--feed-port", "--no-feed") for a in self.extra)
+        return () if chosen else ("--feed-port", "0")
+
     def start(self) -> Server:
         out = self.log.open("a")
         self.proc = subprocess.Popen(
@@ -75,6 +81,7 @@ class Server:
                 "--summary-interval",
                 "0.5",
                 *self.extra,
+                *self.feed_port(),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
