@@ -167,6 +167,9 @@ def measure(path: Path, rate: int, seconds: float) -> dict[str, Any]:
             down = True
             while time.perf_counter() < stop:
                 before = table.cursor
+                # At the top "up" cannot move: the cursor lands there when its row finishes
+                # and leaves the in-flight table.
+                down = down or before == 0
                 started = time.perf_counter()
                 app.simulate_key("down" if down else "up")
                 await until(lambda b=before: table.cursor != b, 5)
