@@ -105,6 +105,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
 
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked `both_stores` run against a SQLite file and a PostgreSQL database."""
     marked = metafunc.definition.get_closest_marker
