@@ -646,13 +646,26 @@ async def test_simulate_drop_rate_against_a_real_engine_and_its_sandbox_api(
 
         # Ctrl-C ends the linger early, with the run's own exit status and a summary.
         proc.send_signal(signal.SIGINT)
-        _, rest = await asyncio.wait_for(proc.communicate(), 30)
+        try:
+            _, rest = await asyncio.wait_for(proc.communicate(), 90)
+        except TimeoutError:
+            raise AssertionError(f"still running after Ctrl-C: {threads_of(proc.pid)}") from None
         assert proc.returncode == 0, rest
         assert b"sandbox API lisoloo: 3 calls" in rest
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def threads_of(pid: int) -> list[tuple[str, str, str]]:
+    """Each thread of a process: its name, state and what it waits in (to say where it hangs)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        out.append((name, state, (task / "wchan").read_text().strip()))
+    return out
 
 
 def by_message_dicts(truth: list[dict[str, Any]], provider: str) -> dict[str, list[dict]]:
