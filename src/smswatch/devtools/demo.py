@@ -96,6 +96,7 @@ class DemoTraffic:
             concurrency=8,
             basic_auth=self.credentials.basic_auth,
             yebolink_secret=self.credentials.yebolink_secret,
+            tokens=self.credentials.tokens,
             drop_rate=DROP_RATE if self.sandbox is not None else 0.0,
         )
 
@@ -147,10 +148,12 @@ class DemoTraffic:
             b'{"event":"message.delivered","timestamp":"2026-01-01T00:00:00Z","data":'
             b'{"message_id":"stale-sender","channel":"sms","recipient":"+26876000000","status":"delivered"}}'
         )
-        headers = request_headers("yebolink", body, None, "an-old-rotated-secret")
+        url = webhook_url(self.url, "yebolink")
+        stale = Credentials(yebolink_secret="an-old-rotated-secret")
+        headers = request_headers("yebolink", body, stale, url)
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-                session.post(webhook_url(self.url, "yebolink"), data=body, headers=headers) as resp,
+                session.post(url, data=body, headers=headers) as resp,
             ):
                 await resp.read()

@@ -73,8 +73,11 @@ class Forwarder:
         self._wake = asyncio.Event()
         self._trouble: str | None = None  # why the outbox failed last, until it works again
         self._failing: dict[str, bool] = {}  # a target whose last recorded attempt failed
+        self.credentials = config.credentials()
 
-    def _headers(self, job: Job, body: bytes, url_auth: tuple[str, str] | None) -> dict[str, str]:
+    def _headers(
+        self, job: Job, body: bytes, url: str, url_auth: tuple[str, str] | None
+    ) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"smswatch/{__version__} (forward)",
@@ -85,11 +88,7 @@ class Forwarder:
         # as it checks the gateway's); credentials in the target's URL are that app's own, and
         # win over a gateway's Basic auth for every forward.
         origin = gateway(job.provider)
-        signed = (
-            origin.resign(body, self.config.basic_auth, self.config.secret)
-            if origin is not None
-            else Resigned()
-        )
+        signed = origin.resign(body, self.credentials, url) if origin is not None else Resigned()
         basic = url_auth or signed.basic_auth
         if basic:
             token = base64.b64encode(":".join(basic).encode()).decode()
@@ -102,16 +101,17 @@ class Forwarder:
         return headers
 
     async def send(self, session: aiohttp.ClientSession, job: Job) -> Outcome:
-        body = job.payload.encode()
         at = self.clock()
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
         url, url_auth = split_credentials(job.target)
         try:
-            async with session.post(
-                url, data=body, headers=self._headers(job, body, url_auth), allow_redirects=False
-            ) as resp:
+            # As the gateway posts it: the stored JSON as it came, a form as a form.
+            origin = gateway(job.provider)
+            body = origin.post_body(job.payload) if origin is not None else job.payload.encode()
+            headers = self._headers(job, body, url, url_auth)
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 answer = await resp.content.read(EXCERPT * 4)
                 error = None if 200 <= status < 300 else answer.decode("utf-8", "replace")[:EXCERPT]
