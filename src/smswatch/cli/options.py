@@ -14,7 +14,7 @@ import click
 from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS
 from smswatch.cli.errors import SettingsError
-from smswatch.config import parse_basic_auth
+from smswatch.config import GATEWAY_CREDENTIALS, parse_basic_auth, parse_public_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,6 +75,15 @@ def _basic_auth(
 
 
 def credential_options(f: F) -> F:
+    # The other gateways' credentials, each as config.GATEWAY_CREDENTIALS declares it.
+    for credential in reversed(GATEWAY_CREDENTIALS):
+        f = click.option(
+            credential.flag,
+            credential.key,
+            envvar=credential.envvar,
+            metavar=credential.metavar,
+            help=credential.help,
+        )(f)
     f = click.option(
         "--yebolink-secret",
         envvar="SMSWATCH_YEBOLINK_SECRET",
@@ -207,7 +216,29 @@ GATEWAY_API_OPTIONS = [
         metavar="BASE",
         help="YeboLink API base URL (default: https://api.yebolink.com).",
     ),
+    click.option(
+        "--twilio-account-sid",
+        envvar="SMSWATCH_TWILIO_ACCOUNT_SID",
+        metavar="AC…",
+        help="Twilio account SID: with --twilio-auth-token, look messages up (GET "
+        "/2010-04-01/Accounts/SID/Messages/ID.json) to reconcile.",
+    ),
+    click.option(
+        "--twilio-api-url",
+        envvar="SMSWATCH_TWILIO_API_URL",
+        metavar="BASE",
+        help="Twilio API base URL (default: https://api.twilio.com).",
+    ),
 ]
+
+
+def _public_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return parse_public_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def listener_options(f: F) -> F:
@@ -233,6 +264,15 @@ def listener_options(f: F) -> F:
             "--insecure",
             is_flag=True,
             help="Accept unauthenticated webhooks on a non-loopback address.",
+        ),
+        click.option(
+            "--public-url",
+            envvar="SMSWATCH_PUBLIC_URL",
+            metavar="URL",
+            callback=_public_url,
+            help="The base URL the gateways call, behind a tunnel or proxy (https://HOST[:PORT]"
+            "[/PREFIX]): signatures over the URL (Twilio) are checked as PUBLIC_URL/webhooks/…, "
+            "and the status bar shows these URLs.",
         ),
         click.option(
             "--durability",

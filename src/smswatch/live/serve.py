@@ -102,6 +102,11 @@ def polled_apis(engine: Engine) -> dict[str, dict[str, str | None]]:
             "url": without_password(api.yebolink_url),
             "key": api.yebolink_key.masked,
         }
+    if api.twilio_key is not None:
+        polled["twilio"] = {
+            "url": without_password(api.twilio_url),
+            "key": f"{api.twilio_account_sid}:{api.twilio_key.masked}",
+        }
     return polled
 
 
@@ -115,7 +120,10 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     ]
     hosts = [engine.listener.base_url]
     scheme = engine.listener.base_url.split("://", 1)[0]
-    if is_wildcard(cfg.host):
+    if cfg.public_url:  # what the gateways call: the address of this listener is not it
+        hosts = [cfg.public_url]
+        scheme = cfg.public_url.split("://", 1)[0].lower()
+    elif is_wildcard(cfg.host):
         hosts += [f"{scheme}://{a}:{engine.listener.port}" for a in public_addresses()]
     for gw in engine.gateways():
         for i, base in enumerate(hosts):
