@@ -282,6 +282,20 @@ class GatewayApi:
         if answered.strip().lower() != asked.strip().lower():
             raise self.wrong_answer("the answer is about another message than the one asked about")
 
+    async def answer_recipient(
+        self, asked: str, answered: str, recipient: str | None, recipient_of: RecipientOf
+    ) -> str | None:
+        """For a gateway with one message per recipient: check that an answer is about the
+        message asked about and names its recipient (or none), and return the recipient to
+        store it under, the answer's or else the store's."""
+        self.check_answer(asked, answered)
+        ours = await recipient_of(asked)
+        if recipient and ours and not same_recipient(recipient, ours):
+            raise self.wrong_answer(
+                "the message answer names another recipient than the webhooks did"
+            )
+        return recipient or ours
+
     async def lookup(
         self, message_id: str, recipient_of: RecipientOf, received_at: Callable[[], int]
     ) -> Lookup:
@@ -325,7 +339,7 @@ class GatewayApi:
                 async with self._session_now().get(
                     url,
                     params=params,
-                    headers={self.key_header: self.key.reveal()},
+                    headers={self.key_header: self.key_value()},
                     allow_redirects=False,
                 ) as resp:
                     answer.status = resp.status
@@ -352,6 +366,10 @@ class GatewayApi:
             ms,
         )
         return answer
+
+    def key_value(self) -> str:
+        """What `key_header` carries: the key itself (a gateway taking Basic auth overrides)."""
+        return self.key.reveal()
 
     def _unkeyed(self, text: str) -> str:
         return text.replace(self.key.reveal(), self.key.masked)

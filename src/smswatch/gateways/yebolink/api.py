@@ -27,7 +27,6 @@ from smswatch.reconcile.api import (
     RecipientOf,
     path_segment,
     polled_payload,
-    same_recipient,
 )
 from smswatch.reconcile.config import YEBOLINK_RATE
 from smswatch.timefmt import iso, to_us
@@ -344,13 +343,10 @@ class YeboLinkApi(GatewayApi):
         msg = await self.message(message_id)
         if msg is None:
             return Lookup(found=False, final=False)
-        self.check_answer(message_id, msg.message_id)
-        ours = await recipient_of(message_id)
-        if msg.recipient and ours and not same_recipient(msg.recipient, ours):
-            raise self.wrong_answer(
-                "the message answer names another recipient than the webhooks did"
-            )
-        msg = replace(msg, message_id=message_id, recipient=msg.recipient or ours)
+        recipient = await self.answer_recipient(
+            message_id, msg.message_id, msg.recipient, recipient_of
+        )
+        msg = replace(msg, message_id=message_id, recipient=recipient)
         event = message_event(msg, received_at())
         return Lookup(True, msg.state is not None and msg.state.terminal, event)
 
