@@ -75,6 +75,9 @@ class ManualClock:
 class SandboxLimits:
     lisoloo_per_window: int = 120  # GET /status per key (gateways.md §1.6)
     yebolink_per_window: int = 60  # not published: our guess for a polling endpoint
+    # Twilio limits concurrent requests, not a rate (error 20429): a rate that a client
+    # pacing itself at reconcile.config.TWILIO_RATE stays within.
+    twilio_per_window: int = 60
     window_s: float = 60.0
     burst_429: int = 0  # fault: this many calls to each gateway's API get 429 ...
     burst_after: int = 3  # ... once this many have been made
