@@ -74,8 +74,9 @@ def _basic_auth(
         raise click.BadParameter(str(exc)) from None
 
 
-def credential_options(f: F) -> F:
-    # The other gateways' credentials, each as config.GATEWAY_CREDENTIALS declares it.
+def gateway_credential_options(f: F) -> F:
+    """The credentials of the gateways beyond the seeds, each as config.GATEWAY_CREDENTIALS
+    declares it (also `reconcile`'s: Twilio's API takes its webhook token)."""
     for credential in reversed(GATEWAY_CREDENTIALS):
         f = click.option(
             credential.flag,
@@ -84,6 +85,11 @@ def credential_options(f: F) -> F:
             metavar=credential.metavar,
             help=credential.help,
         )(f)
+    return f
+
+
+def credential_options(f: F) -> F:
+    f = gateway_credential_options(f)
     f = click.option(
         "--yebolink-secret",
         envvar="SMSWATCH_YEBOLINK_SECRET",

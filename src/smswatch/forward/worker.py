@@ -76,8 +76,12 @@ class Forwarder:
         self.credentials = config.credentials()
 
     def _headers(
-        self, job: Job, body: bytes, url: str, url_auth: tuple[str, str] | None
+        self, job: Job, body: bytes, url_auth: tuple[str, str] | None, url: str | None = None
     ) -> dict[str, str]:
+        """The headers of a forward of `body` to `url` (the job's target without its
+        credentials, by default)."""
+        if url is None:
+            url = split_credentials(job.target)[0]
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"smswatch/{__version__} (forward)",
@@ -110,7 +114,7 @@ class Forwarder:
             # As the gateway posts it: the stored JSON as it came, a form as a form.
             origin = gateway(job.provider)
             body = origin.post_body(job.payload) if origin is not None else job.payload.encode()
-            headers = self._headers(job, body, url, url_auth)
+            headers = self._headers(job, body, url_auth, url)
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 answer = await resp.content.read(EXCERPT * 4)

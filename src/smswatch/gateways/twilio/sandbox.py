@@ -6,9 +6,9 @@ simulator's truth. Base = `SandboxAPI.url`, Basic auth with the account SID and 
   (an integer, null unless failed or undelivered), `error_message`, `date_created`, `date_sent`
   (null until sent), `date_updated`, all times RFC 2822 in GMT as Twilio writes them.
 - Errors as Twilio's: `{"code", "message", "more_info", "status"}`. 401 (code 20003) without
-  Basic auth, with a token the sandbox does not take, or with a user other than the path's
-  account; 404 (20404) a message unknown on that account or not created yet; 429 (20429) over
-  the limit, with `Retry-After`.
+  Basic auth, with a token the sandbox does not take, with a user other than the path's
+  account, or an account the simulator did not send from; 404 (20404) a message unknown on
+  that account or not created yet; 429 (20429) over the limit, with `Retry-After`.
 
 Twilio limits concurrency, not a rate, so the limit here (`--api-twilio-limit`, 60 calls per
 account per rolling minute) is a guess that lets a test prove a client paces itself.
@@ -65,6 +65,7 @@ class TwilioSandbox:
     def __init__(self, host: SandboxHost) -> None:
         self.host = host
         self._records: dict[str, GatewayRecord] = {}
+        self._accounts: set[str] = set()  # a token opens its own account only
 
     @staticmethod
     def expected_key(keys: SandboxKeys) -> str | None:
@@ -76,6 +77,7 @@ class TwilioSandbox:
 
     def add(self, record: GatewayRecord) -> None:
         self._records[record.truth.message_id] = record
+        self._accounts.add(_account(record))
 
     def added(self) -> None:
         pass  # looked up by sid only: nothing to sort
@@ -91,7 +93,8 @@ class TwilioSandbox:
     def _auth(self, request: web.Request, account: str, now: int) -> Bucket | web.Response:
         host = self.host
         user, token = _basic(request.headers.get("Authorization"))
-        key = host.key(self.name, token) if user == account else None
+        mine = user == account and account in self._accounts
+        key = host.key(self.name, token) if mine else None
         if key is None:
             host.count_unauthorized(self.name)
             return _error(401, 20003, "Authenticate")
