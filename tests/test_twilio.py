@@ -26,7 +26,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from smswatch.config import GATEWAY_CREDENTIALS, Credentials
+from smswatch.config import Credentials
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.core.domain import State
 from smswatch.core.forwarding import Job, Target
 from smswatch.core.rejected import Rejected

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.core.domain import State
 from smswatch.paths import default_config_file
 
@@ -30,41 +31,6 @@ DEFAULT_STUCK = {State.QUEUED: 300, State.PROCESSING: 300, State.SENT: 900}
 
 class ConfigError(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class GatewayCredential:
-    """One gateway's webhook credential beyond the seeds' two: its setting (the config key, the
-    `--flag` with dashes, `SMSWATCH_` + the key in capitals), declared once here and read by the
-    command line, the config file's model, the engine, the simulator and the forwarder alike.
-    Its gateway finds it in `Credentials.tokens` by `key` (the gateway's `credential`)."""
-
-    gateway: str  # the provider name of the gateway that checks it
-    key: str  # e.g. "twilio_auth_token"
-    metavar: str
-    help: str
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.key.replace("_", "-")
-
-    @property
-    def envvar(self) -> str:
-        return "SMSWATCH_" + self.key.upper()
-
-
-# Here, not in the gateways' packages: the command line reads this table on every start, and
-# importing the gateways (pydantic, every adapter) would double the start-up time of each
-# command. tests/test_twilio.py checks each entry against its registered gateway.
-GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
-    GatewayCredential(
-        "twilio",
-        "twilio_auth_token",
-        "TOKEN",
-        "Twilio auth token: X-Twilio-Signature is verified with it (over the public URL, see "
-        "--public-url). Prefer SMSWATCH_TWILIO_AUTH_TOKEN (a flag shows in ps).",
-    ),
-)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import click
 from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS
 from smswatch.cli.errors import SettingsError
-from smswatch.config import GATEWAY_CREDENTIALS, parse_basic_auth, parse_public_url
+from smswatch.config import parse_basic_auth, parse_public_url
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
