@@ -166,7 +166,6 @@ class Twilio:
         if given is None:
             raise Rejected(401, "missing_signature", f"missing {SIGNATURE_HEADER} header")
         fields = parse_form(body)
-        self._parsed = (body, fields)
         signed = url or ""
         mine = given.strip().encode("ascii", "replace")
         # Both forms are always computed and compared, so the time taken says nothing of which
@@ -183,6 +182,7 @@ class Twilio:
                 "token right, and is that the URL Twilio calls (behind a tunnel or proxy, set "
                 "--public-url)?",
             )
+        self._parsed = (body, fields)  # verified: parse need not read the form again
 
     def claims_headers(self, headers: Mapping[str, str]) -> bool:
         return SIGNATURE_HEADER in headers
