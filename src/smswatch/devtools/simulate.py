@@ -220,6 +220,9 @@ class _Planner:
         events: (index in events, sim time, status)."""
         drop = self.drop_rng.random() < self.c.drop_rate
         also_previous = self.drop_rng.random() < ALSO_DROP_PREVIOUS
+        # A recipient whose only webhook is its final one (a Twilio message refused at once)
+        # keeps it: dropped, it would be unknown to the monitor, with nothing to reconcile.
+        drop = drop and len(marks) > 1
         kept = len(marks)
         if drop:
             kept -= 1
