@@ -30,7 +30,7 @@ from smswatch import __version__
 from smswatch.core.domain import POLLED_PREFIX
 from smswatch.core.forwarding import Attempt, Job, Outcome
 from smswatch.forward.config import ForwardConfig
-from smswatch.gateways.base import Resigned
+from smswatch.gateways.base import JSON, Gateway, Resigned
 from smswatch.gateways.registry import gateway
 from smswatch.store import backend_for
 from smswatch.store.queries.outbox import EXCERPT
@@ -51,6 +51,17 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
 
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _wired(job: Job) -> Gateway | None:
+    """The gateway whose own way a forward is posted and signed: the stored JSON as it came, a
+    form gateway's payload as a form again. None for a status API's answer to a form gateway
+    (JSON that gateway never posts, so nothing it could sign): that goes as the JSON it is."""
+    origin = gateway(job.provider)
+    polled = job.event_type.startswith(POLLED_PREFIX)
+    if origin is not None and polled and origin.adapter.body_format != JSON:
+        return None
+    return origin
 
 
 IDLE_POLL = 0.1  # seconds between looks at the outbox with nothing in flight
@@ -91,7 +102,7 @@ class Forwarder:
         # Each gateway re-signs its own forwards as its posts are signed (the app checks them
         # as it checks the gateway's); credentials in the target's URL are that app's own, and
         # win over a gateway's Basic auth for every forward.
-        origin = gateway(job.provider)
+        origin = _wired(job)
         signed = origin.resign(body, self.credentials, url) if origin is not None else Resigned()
         basic = url_auth or signed.basic_auth
         if basic:
@@ -111,8 +122,7 @@ class Forwarder:
         retry_after: float | None = None
         url, url_auth = split_credentials(job.target)
         try:
-            # As the gateway posts it: the stored JSON as it came, a form as a form.
-            origin = gateway(job.provider)
+            origin = _wired(job)
             body = origin.post_body(job.payload) if origin is not None else job.payload.encode()
             headers = self._headers(job, body, url_auth, url)
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
