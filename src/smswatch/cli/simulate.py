@@ -105,7 +105,7 @@ class GatewayChoice(click.Choice):
     type=GatewayChoice(),
     default="lisoloo",
     show_default=True,
-    help="Gateway to imitate (mixed: alternate per message).",
+    help="Gateway to imitate (mixed: alternate per message between Lisoloo and YeboLink).",
 )
 @click.option(
     "--messages",
