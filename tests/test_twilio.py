@@ -429,3 +429,33 @@ async def test_simulate_provider_twilio_end_to_end(
         assert rec is not None and rec.provider == "twilio"
         assert (rec.state.value, rec.error_code) == (t.state, t.error_code), t
     assert len([e async for e in r.iter_events()]) == plan.events
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "hooks.example.com",
+        "ftp://hooks.example.com",
+        "https://",
+        "https://h/?x=1",
+        "https://u:p@h",
+        "https://h:99999",
+        "https://h/a b",
+    ],
+)
+def test_a_public_url_that_cannot_be_one_is_a_usage_error(bad: str) -> None:
+    import click
+
+    from smswatch.cli.engine_config import public_url
+
+    with pytest.raises(click.BadParameter):
+        public_url(bad)
+
+
+def test_a_public_url_keeps_what_twilio_signs_but_the_trailing_slash() -> None:
+    from smswatch.cli.engine_config import public_url
+
+    assert (
+        public_url(" https://Hooks.Example.com:8443/sms/ ") == "https://Hooks.Example.com:8443/sms"
+    )
+    assert public_url("") is None

@@ -11,7 +11,7 @@ import click
 from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS, own_name
 from smswatch.cli.options import loaded_settings
-from smswatch.config import Credentials, tokens_from
+from smswatch.config import Credentials, parse_public_url, tokens_from
 
 if TYPE_CHECKING:
     from smswatch.forward.config import ForwardConfig
@@ -97,7 +97,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
             opts["basic_auth"], opts["yebolink_secret"] or None, tokens_from(opts)
         ),
         insecure=opts["insecure"],
-        public_url=opts.get("public_url") or None,
+        public_url=public_url(opts.get("public_url")),
         durability=opts["durability"],
         checkpoint_interval=opts["checkpoint_interval"],
         max_body=opts["max_body"],
@@ -114,6 +114,17 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         gateway_api=gateway_api_config(opts),
         stuck_deadlines=settings.stuck_deadlines(loaded_settings()),
     )
+
+
+def public_url(value: str | None) -> str | None:
+    """--public-url, checked once the command is known (as --forward-to is): a bad URL is a
+    usage error now, not signatures that never match later."""
+    if not value:
+        return None
+    try:
+        return parse_public_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--public-url'") from None
 
 
 def run_campaign(value: str | None) -> str | None:

@@ -14,7 +14,7 @@ import click
 from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS
 from smswatch.cli.errors import SettingsError
-from smswatch.config import parse_basic_auth, parse_public_url
+from smswatch.config import parse_basic_auth
 from smswatch.core.credentials import GATEWAY_CREDENTIALS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -239,15 +239,6 @@ GATEWAY_API_OPTIONS = [
 ]
 
 
-def _public_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return parse_public_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 def listener_options(f: F) -> F:
     options = [
         click.option(
@@ -276,7 +267,6 @@ def listener_options(f: F) -> F:
             "--public-url",
             envvar="SMSWATCH_PUBLIC_URL",
             metavar="URL",
-            callback=_public_url,
             help="The base URL the gateways call, behind a tunnel or proxy (https://HOST[:PORT]"
             "[/PREFIX]): signatures over the URL (Twilio) are checked as PUBLIC_URL/webhooks/…, "
             "and the status bar shows these URLs.",
