@@ -401,7 +401,9 @@ def form_payload(fields: list[tuple[str, str]]) -> str:
             seen.append(value)
         else:
             obj[name] = [seen, value]
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # The values are strictly decoded UTF-8 (no lone surrogates): pydantic-core writes them as
+    # json.dumps(ensure_ascii=False) does, several times faster.
+    return pydantic_core.to_json(obj).decode()
 
 
 def form_body(payload: str) -> bytes:

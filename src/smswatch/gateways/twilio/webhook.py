@@ -38,6 +38,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,13 +82,17 @@ def state_of(status: str | None) -> State:
     return STATES.get(status.strip().lower(), State.UNKNOWN) if status else State.UNKNOWN
 
 
-def signed_string(url: str, fields: Iterable[tuple[str, str]]) -> str:
-    """What Twilio signs: the URL, then each field sorted by name as name + value; the distinct
+def signed_fields(fields: Iterable[tuple[str, str]]) -> str:
+    """What Twilio signs after the URL: each field sorted by name as name + value; the distinct
     values of a name sent more than once, sorted (as twilio-python's compute_signature)."""
+    if not isinstance(fields, list):
+        fields = list(fields)
+    if len({name for name, _ in fields}) == len(fields):  # each name once: Twilio's callbacks
+        return "".join([name + value for name, value in sorted(fields)])
     by_name: dict[str, set[str]] = {}
     for name, value in fields:
         by_name.setdefault(name, set()).add(value)
-    parts = [url]
+    parts = []
     for name in sorted(by_name):
         for value in sorted(by_name[name]):
             parts.append(name)
@@ -95,17 +100,26 @@ def signed_string(url: str, fields: Iterable[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
-def _mac(key: bytes, url: str, fields: Iterable[tuple[str, str]]) -> bytes:
+def _mac(keyed: hmac.HMAC, url: str, tail: str) -> bytes:
+    """base64 HMAC-SHA1 of URL + fields, from a copy of the keyed state (the key's setup is
+    done once per token, not once per request)."""
+    mac = keyed.copy()
     # surrogateescape: a URL made from a target that was not UTF-8 signs its own bytes.
-    data = signed_string(url, fields).encode("utf-8", "surrogateescape")
-    return base64.b64encode(hmac.new(key, data, hashlib.sha1).digest())
+    mac.update((url + tail).encode("utf-8", "surrogateescape"))
+    return base64.b64encode(mac.digest())
+
+
+def _keyed(token: str | bytes) -> hmac.HMAC:
+    return hmac.new(token.encode() if isinstance(token, str) else token, digestmod=hashlib.sha1)
 
 
 def sign(token: str, url: str, fields: Iterable[tuple[str, str]]) -> str:
     """X-Twilio-Signature of a post of `fields` to `url` (the simulator's, the forwarder's)."""
-    return _mac(token.encode(), url, fields).decode("ascii")
+    return _mac(_keyed(token), url, signed_fields(fields)).decode("ascii")
 
 
+# A listener is called at one URL or a few: each one's two forms are worked out once.
+@lru_cache(maxsize=256)
 def url_variants(url: str) -> tuple[str, str]:
     """The URL without its port and with it (the scheme's default when none is written): the
     two forms twilio-python's validator accepts, since Twilio signs either."""
@@ -149,13 +163,13 @@ class Twilio:
     signs_url: ClassVar[bool] = True
 
     def __init__(self, auth_token: str | None = None) -> None:
-        self._key = auth_token.encode() if auth_token else None
+        self._key = _keyed(auth_token) if auth_token else None
         # The form of the body check_auth just parsed, for parse to reuse: the listener calls
         # one right after the other for the same bytes, on one thread.
         self._parsed: tuple[bytes, list[tuple[str, str]]] | None = None
 
     def auth_mode(self) -> AuthMode:
-        if self._key:
+        if self._key is not None:
             return AuthMode(True, "HMAC-SHA1 signature over the URL")
         return AuthMode(False, "no auth token configured")
 
@@ -170,8 +184,9 @@ class Twilio:
         mine = given.strip().encode("ascii", "replace")
         # Both forms are always computed and compared, so the time taken says nothing of which
         # one came close.
+        tail = signed_fields(fields)
         matches = [
-            hmac.compare_digest(mine, _mac(self._key, u, fields)) for u in url_variants(signed)
+            hmac.compare_digest(mine, _mac(self._key, u, tail)) for u in url_variants(signed)
         ]
         if not any(matches):
             shown = signed if len(signed) <= 200 else signed[:199] + "…"
