@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from smswatch.core.domain import POLLED_PREFIX, Event, State
+from smswatch.core.domain import Event, State
 from smswatch.gateways.base import Identifier, Text
 from smswatch.gateways.twilio.webhook import state_of
 from smswatch.reconcile.api import (
@@ -30,7 +30,7 @@ from smswatch.reconcile.api import (
     Lookup,
     RecipientOf,
     path_segment,
-    polled_payload,
+    polled_event,
 )
 from smswatch.reconcile.config import TWILIO_RATE, ApiConfig, ApiKey
 from smswatch.timefmt import to_us
@@ -114,25 +114,11 @@ def message_event(msg: TwilioMessage, received_at: int) -> Event | None:
     if state is State.UNKNOWN or not msg.to:
         return None
     at = (msg.date_sent if state is State.SENT else None) or msg.date_updated or msg.date_created
-    estimated = at is None
-    at = at or received_at
-    key = f"twilio|{POLLED_PREFIX}message|{msg.sid}|{msg.status}|{at}"
-    failed = state is State.FAILED
-    return Event(
-        provider="twilio",
-        event_id=f"poll:{msg.sid}:{state.value}",
-        dedupe_key=key,
-        event_type=f"{POLLED_PREFIX}message",
-        state=state,
-        message_id=msg.sid,
-        recipient=msg.to,
-        occurred_at=at,
-        received_at=received_at,
-        payload=polled_payload(msg.raw or {"sid": msg.sid, "status": msg.status}),
-        time_estimated=estimated,
-        error_code=msg.error_code if failed else None,
-        error_message=msg.error_message if failed else None,
-    )
+    raw = msg.raw or {"sid": msg.sid, "status": msg.status}
+    error = (msg.error_code, msg.error_message)
+    # Keyed by Twilio's own status: `partially_delivered` and `sent` are both our sent.
+    status = msg.status or state.value
+    return polled_event("twilio", msg.sid, msg.to, state, status, at, received_at, raw, error)
 
 
 class TwilioApi(GatewayApi):
