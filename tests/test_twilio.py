@@ -157,6 +157,16 @@ def test_a_repeated_field_signs_its_distinct_values_sorted_as_the_sdk_does() -> 
     assert sign("12345", DOC_URL, fields) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 
+def test_a_receipt_received_within_its_minute_is_timed_by_its_arrival() -> None:
+    fields = callback(A, "delivered", PHONE[A], ("RawDlrDoneDate", DLR))
+    body = urlencode(fields).encode()
+    [within] = Twilio().parse(body, DLR_US + 12_345_678)
+    assert (within.occurred_at, within.time_estimated) == (DLR_US + 12_345_678, False)
+    [late] = Twilio().parse(body, DLR_US + 3_600_000_000)  # a retry an hour on: the receipt's
+    assert (late.occurred_at, late.time_estimated) == (DLR_US, False)
+    assert within.dedupe_key == late.dedupe_key
+
+
 def test_its_credential_is_declared_once_and_read_by_its_gateway() -> None:
     [declared] = [c for c in GATEWAY_CREDENTIALS if c.gateway == "twilio"]
     assert (declared.key, declared.flag, declared.envvar) == (

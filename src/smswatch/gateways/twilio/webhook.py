@@ -27,7 +27,8 @@ a status of tomorrow) is stored as `unknown` and acknowledged, never dropped.
 Identity: message_id = MessageSid (Twilio makes one message per recipient), recipient = To.
 Twilio sends no event id, so the dedupe key is `twilio|MessageSid|MessageStatus`, with
 `|RawDlrDoneDate` when present (a second receipt of another time is another event); with no
-MessageSid, the body's digest. Event time: RawDlrDoneDate when present and readable, else the
+MessageSid, the body's digest. Event time: RawDlrDoneDate when present and readable (the receive
+time if that falls within RawDlrDoneDate's minute: the same time, to the microsecond), else the
 receive time with `time_estimated` (the callbacks carry no other time).
 """
 
@@ -61,6 +62,7 @@ from smswatch.timefmt import to_us
 SIGNATURE_HEADER = "X-Twilio-Signature"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_STATUS = 128
+_MINUTE = 60_000_000  # µs: RawDlrDoneDate's precision
 
 STATES = {
     "accepted": State.QUEUED,
@@ -236,6 +238,10 @@ class Twilio:
         else:
             key = f"twilio|sha256:{body_digest(body)}"
         occurred = dlr_time(done)
+        if occurred is not None and occurred <= received_at < occurred + _MINUTE:
+            # The receipt's time is to the minute; a callback received within that minute is
+            # timed by its arrival, or a delivery would seem to come before its `sent`.
+            occurred = received_at
         channel = "whatsapp" if recipient and recipient.startswith("whatsapp:") else "sms"
         return Event(
             provider=self.name,
