@@ -341,6 +341,21 @@ async def test_without_a_token_it_takes_posts_on_loopback_only(
         assert {g.name: g.accepting for g in public.gateways()}["twilio"] is False
 
 
+async def test_the_detecting_route_takes_a_twilio_callback_by_its_signature_header(
+    make_engine: Callable[..., Engine], session: aiohttp.ClientSession, reader: Any
+) -> None:
+    async with twilio_engine(make_engine) as engine:
+        url = f"{engine.listener.base_url}/webhooks"
+        fields = callback(A, "sent", PHONE[A])
+        assert (await post(session, url, fields))[0] == 200
+        # Without the header it is no gateway's: a form is not JSON.
+        status, answer = await post(session, url, fields, token=None)
+        assert (status, answer["error"]) == (415, "unsupported_media_type")
+        await asyncio.wrap_future(engine.writer.settle())
+    r = await reader()
+    assert [(e.provider, e.message_id) async for e in r.iter_events()] == [("twilio", A)]
+
+
 # --- the public URL ------------------------------------------------------------------------------
 
 
