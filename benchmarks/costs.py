@@ -3,7 +3,8 @@
     python -m benchmarks.costs [EVENTS]
 
 The ingest rows measure the whole server's CPU time per request; this splits smswatch's own
-part: the gateway adapter (credentials, JSON validation, normalisation) per request, and the
+part: the gateway adapter (credentials, JSON validation, normalisation) per request (and
+Twilio's, signed forms, beside it), and the
 store per event: the commit path (dedupe, fold into the in-memory state, the log insert and the
 fsync'd commit, in batches of 32 as the group commit forms them under 32 concurrent senders)
 and the checkpoints (the state and the timeline written once per CHECKPOINT_EVERY events, about
@@ -19,8 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 from smswatch.gateways.lisoloo.webhook import Lisoloo
+from smswatch.gateways.twilio.webhook import Twilio, sign
 from smswatch.store.group_commit import QueuedRequest
 from smswatch.store.sqlite.writer import Writer
 
@@ -44,6 +47,42 @@ def body(n: int) -> bytes:
             },
         }
     ).encode()
+
+
+TWILIO_TOKEN = "bench-twilio-token"
+TWILIO_URL = "http://127.0.0.1:8787/webhooks/twilio"
+
+
+def twilio_request(n: int) -> tuple[dict[str, str], bytes]:
+    """A Twilio status callback as Twilio posts it: a signed form (one message per recipient)."""
+    sid = f"SM{n:032x}"
+    fields = [
+        ("SmsSid", sid),
+        ("SmsStatus", "sent"),
+        ("MessageStatus", "sent"),
+        ("To", f"+1415{n:07d}"),
+        ("MessagingServiceSid", "MG" + "0" * 32),
+        ("MessageSid", sid),
+        ("AccountSid", "AC" + "0" * 32),
+        ("From", "+14155550100"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    headers = {"X-Twilio-Signature": sign(TWILIO_TOKEN, TWILIO_URL, fields)}
+    return headers, urlencode(fields).encode()
+
+
+def twilio_adapter_us(events: int) -> float:
+    """CPU per request of Twilio's adapter: form parsing, the HMAC-SHA1 over the URL (both port
+    forms), normalisation, against Lisoloo's `adapter_us` (Basic auth and JSON)."""
+    adapter = Twilio(TWILIO_TOKEN)
+    requests = [twilio_request(n) for n in range(events)]
+
+    def adapt() -> None:
+        for headers, raw in requests:
+            adapter.check_auth(headers, raw, TWILIO_URL)
+            adapter.parse(raw, 1_795_000_000_000_000)
+
+    return cpu_us_each(events, adapt)
 
 
 def cpu_us_each(count: int, work: object) -> float:
@@ -89,6 +128,7 @@ def measure(events: int) -> dict[str, float]:
     return {
         "events": events,
         "adapter_us": adapter_us,
+        "twilio_adapter_us": twilio_adapter_us(events),
         "store_us": store_us,
         "commit_path_us": store_us - checkpoint_us,
         "checkpoint_us": checkpoint_us,

@@ -440,7 +440,8 @@ def costs(events: int) -> Row:
     c = json.loads(done.stdout)
     return Row(
         "CPU per event of smswatch's own stages, each measured alone",
-        f"adapter {c['adapter_us']:.0f} µs per request; store {c['store_us']:.0f} µs per event "
+        f"adapter {c['adapter_us']:.0f} µs per request (Twilio's signed forms "
+        f"{c['twilio_adapter_us']:.0f} µs); store {c['store_us']:.0f} µs per event "
         f"({c['commit_path_us']:.0f} µs before the answer, {c['checkpoint_us']:.0f} µs in "
         "checkpoints)",
         "— (a breakdown of the ingest rows' CPU per request)",

@@ -308,7 +308,7 @@ CASES = [
     Case("delete", status=405, code="method_not_allowed", method="DELETE"),
     Case("patch", status=405, code="method_not_allowed", method="PATCH"),
     Case("wrong-path", status=404, code="not_found", path="/webhook"),
-    Case("unknown-gateway", status=404, code="unknown_gateway", path="/webhooks/twilio"),
+    Case("unknown-gateway", status=404, code="unknown_gateway", path="/webhooks/nosuchgw"),
     Case("deeper-path", status=404, code="not_found", path="/webhooks/lisoloo/extra"),
     Case("html", status=415, code="unsupported_media_type", content_type="text/html"),
     Case(

@@ -216,7 +216,7 @@ async def test_100_continue_only_when_the_headers_pass(eng: Engine) -> None:
             "unsupported_media_type",
         ),
         (b"POST /webhooks/lisoloo HTTP/1.1\r\nContent-Length: 5000\r\n", 413, "payload_too_large"),
-        (b"POST /webhooks/twilio HTTP/1.1\r\nContent-Length: 10\r\n", 404, "unknown_gateway"),
+        (b"POST /webhooks/nosuchgw HTTP/1.1\r\nContent-Length: 10\r\n", 404, "unknown_gateway"),
         (b"PUT /webhooks/lisoloo HTTP/1.1\r\nContent-Length: 10\r\n", 405, "method_not_allowed"),
         (
             b"POST /webhooks/lisoloo HTTP/1.1\r\nContent-Encoding: br\r\nContent-Length: 10\r\n",

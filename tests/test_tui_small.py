@@ -198,7 +198,8 @@ async def test_status_bar_on_a_short_terminal_takes_two_lines_and_names_the_data
         table, log = app.screen.query_one(MessagesTable), app.screen.query_one(TransitionLog)
         assert table.size.height >= log.size.height - 1 >= 4
         await pilot.resize_terminal(160, 45)
-        await until(pilot, lambda: bar.size.height == 3)  # a line per gateway again
+        # The pulse line and a line per gateway again.
+        await until(pilot, lambda: bar.size.height == 1 + len(info.gateways))
         await pilot.pause(1.2)  # the next tick redraws the pulse line for the new width
         assert drawn.content.plain.endswith(f"db {long_path}")  # type: ignore[attr-defined]
 

@@ -10,10 +10,13 @@ the keys it has. A `[stuck]` table sets the stuck-recipient deadlines in seconds
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.core.domain import State
 from smswatch.paths import default_config_file
 
@@ -32,14 +35,46 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """What the gateways authenticate with: Lisoloo Basic auth, the YeboLink HMAC secret."""
+    """What the gateways authenticate with: Lisoloo Basic auth, the YeboLink HMAC secret, and
+    the other gateways' credentials by setting (`tokens`, keys of GATEWAY_CREDENTIALS)."""
 
     basic_auth: tuple[str, str] | None = None
     yebolink_secret: str | None = None
+    tokens: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def any(self) -> bool:
-        return bool(self.basic_auth or self.yebolink_secret)
+        return bool(self.basic_auth or self.yebolink_secret or any(self.tokens.values()))
+
+    def token(self, key: str) -> str | None:
+        """The credential of setting `key`, None unless set (an empty value is unset)."""
+        return self.tokens.get(key) or None
+
+
+def tokens_from(values: Mapping[str, Any]) -> dict[str, str]:
+    """The gateways' credentials among parsed options or settings, by setting."""
+    return {c.key: str(values[c.key]) for c in GATEWAY_CREDENTIALS if values.get(c.key)}
+
+
+def parse_public_url(value: str) -> str:
+    """`--public-url`: the base URL the gateways call (scheme, host, port, optional path prefix),
+    without a trailing slash. Kept as written otherwise: a gateway that signs the URL signs it
+    as its console holds it, so even the host's case must stay. Raises ValueError."""
+    text = value.strip()
+    if not text.isprintable() or any(c.isspace() for c in text):
+        raise ValueError("it must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises on a port that is not a number or out of range
+    except ValueError:
+        raise ValueError(f"{text!r} is not a URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("it must be an http(s) URL with a host, like https://hooks.example.com")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("it must not contain credentials (user:password@)")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise ValueError("it is a base URL: no ?query or #fragment (the request's are added)")
+    return text.rstrip("/")
 
 
 def parse_basic_auth(value: str) -> tuple[str, str]:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Text = str | None
 
 
-class Settings(BaseModel):
+class _Settings(BaseModel):
     """Every key a config file may set: the accepted keys are this model's fields, so the
     documentation, the file and the commands cannot drift apart. Each key is read by the
     commands whose option has its name (click applies the file as their `default_map`), or by
@@ -40,6 +42,8 @@ class Settings(BaseModel):
     """YeboLink webhook secret (also what simulate and replay sign with)."""
     insecure: bool | None = None
     """Accept unauthenticated webhooks on a non-loopback address."""
+    public_url: Text = None
+    """The base URL the gateways call (behind a tunnel or proxy): signed URLs are checked as it."""
     max_body: Annotated[int, Field(ge=1024)] | None = None
     """Largest webhook body in bytes."""
     max_db_mb: Annotated[int, Field(ge=1)] | None = None
@@ -96,6 +100,10 @@ class Settings(BaseModel):
     """YeboLink API key: look messages up to reconcile."""
     yebolink_api_url: Text = None
     """YeboLink API base URL."""
+    twilio_account_sid: Text = None
+    """Twilio account SID (AC…): with twilio_auth_token, look messages up to reconcile."""
+    twilio_api_url: Text = None
+    """Twilio API base URL."""
     # The screens.
     theme: Text = None
     """Theme of the monitor and attach."""
@@ -106,3 +114,12 @@ class Settings(BaseModel):
     # The senders.
     url: Text = None
     """The listener simulate and replay post to."""
+
+
+# The gateways' own credentials (config.GATEWAY_CREDENTIALS) are keys too, each described there.
+Settings = create_model(
+    "Settings",
+    __base__=_Settings,
+    __doc__=_Settings.__doc__,
+    **{c.key: (Text, Field(None, description=c.help)) for c in GATEWAY_CREDENTIALS},  # type: ignore[call-overload]
+)

@@ -11,7 +11,7 @@ import click
 from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS, own_name
 from smswatch.cli.options import loaded_settings
-from smswatch.config import Credentials
+from smswatch.config import Credentials, parse_public_url, tokens_from
 
 if TYPE_CHECKING:
     from smswatch.forward.config import ForwardConfig
@@ -32,6 +32,9 @@ def forward_config(opts: dict[str, Any]) -> ForwardConfig | None:
         targets=targets,
         basic_auth=opts.get("forward_basic_auth") or opts.get("basic_auth"),
         secret=opts.get("forward_secret") or opts.get("yebolink_secret") or None,
+        # A gateway that signs with its account's token (Twilio) signs forwards with it too:
+        # the app checks them with the same token.
+        tokens=tokens_from(opts),
         timeout=opts["forward_timeout"],
         concurrency=opts["forward_concurrency"],
         max_attempts=opts["forward_max_attempts"],
@@ -54,6 +57,9 @@ def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
             lisoloo_api_url=text("lisoloo_api_url"),
             yebolink_api_key=text("yebolink_api_key"),
             yebolink_api_url=text("yebolink_api_url"),
+            twilio_account_sid=text("twilio_account_sid"),
+            twilio_auth_token=text("twilio_auth_token"),
+            twilio_api_url=text("twilio_api_url"),
         )
     except ApiConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -87,8 +93,11 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         db_path=opts["db"],
         host=opts["host"],
         port=opts["port"],
-        credentials=Credentials(opts["basic_auth"], opts["yebolink_secret"] or None),
+        credentials=Credentials(
+            opts["basic_auth"], opts["yebolink_secret"] or None, tokens_from(opts)
+        ),
         insecure=opts["insecure"],
+        public_url=public_url(opts.get("public_url")),
         durability=opts["durability"],
         checkpoint_interval=opts["checkpoint_interval"],
         max_body=opts["max_body"],
@@ -105,6 +114,17 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         gateway_api=gateway_api_config(opts),
         stuck_deadlines=settings.stuck_deadlines(loaded_settings()),
     )
+
+
+def public_url(value: str | None) -> str | None:
+    """--public-url, checked once the command is known (as --forward-to is): a bad URL is a
+    usage error now, not signatures that never match later."""
+    if not value:
+        return None
+    try:
+        return parse_public_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--public-url'") from None
 
 
 def run_campaign(value: str | None) -> str | None:

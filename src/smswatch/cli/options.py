@@ -15,6 +15,7 @@ from smswatch import config as settings
 from smswatch.campaigns.rule import DEFAULT_KEYS
 from smswatch.cli.errors import SettingsError
 from smswatch.config import parse_basic_auth
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,7 +75,22 @@ def _basic_auth(
         raise click.BadParameter(str(exc)) from None
 
 
+def gateway_credential_options(f: F) -> F:
+    """The credentials of the gateways beyond the seeds, each as config.GATEWAY_CREDENTIALS
+    declares it (also `reconcile`'s: Twilio's API takes its webhook token)."""
+    for credential in reversed(GATEWAY_CREDENTIALS):
+        f = click.option(
+            credential.flag,
+            credential.key,
+            envvar=credential.envvar,
+            metavar=credential.metavar,
+            help=credential.help,
+        )(f)
+    return f
+
+
 def credential_options(f: F) -> F:
+    f = gateway_credential_options(f)
     f = click.option(
         "--yebolink-secret",
         envvar="SMSWATCH_YEBOLINK_SECRET",
@@ -207,6 +223,19 @@ GATEWAY_API_OPTIONS = [
         metavar="BASE",
         help="YeboLink API base URL (default: https://api.yebolink.com).",
     ),
+    click.option(
+        "--twilio-account-sid",
+        envvar="SMSWATCH_TWILIO_ACCOUNT_SID",
+        metavar="AC…",
+        help="Twilio account SID: with --twilio-auth-token, look messages up (GET "
+        "/2010-04-01/Accounts/SID/Messages/ID.json) to reconcile.",
+    ),
+    click.option(
+        "--twilio-api-url",
+        envvar="SMSWATCH_TWILIO_API_URL",
+        metavar="BASE",
+        help="Twilio API base URL (default: https://api.twilio.com).",
+    ),
 ]
 
 
@@ -233,6 +262,14 @@ def listener_options(f: F) -> F:
             "--insecure",
             is_flag=True,
             help="Accept unauthenticated webhooks on a non-loopback address.",
+        ),
+        click.option(
+            "--public-url",
+            envvar="SMSWATCH_PUBLIC_URL",
+            metavar="URL",
+            help="The base URL the gateways call, behind a tunnel or proxy (https://HOST[:PORT]"
+            "[/PREFIX]): signatures over the URL (Twilio) are checked as PUBLIC_URL/webhooks/…, "
+            "and the status bar shows these URLs.",
         ),
         click.option(
             "--durability",

@@ -14,7 +14,14 @@ import click
 from smswatch.cli.engine_config import gateway_api_config
 from smswatch.cli.errors import fail, handles_store_errors
 from smswatch.cli.lookup import one_message
-from smswatch.cli.options import CONTEXT, GATEWAY_API_OPTIONS, config_option, db_option, json_option
+from smswatch.cli.options import (
+    CONTEXT,
+    GATEWAY_API_OPTIONS,
+    config_option,
+    db_option,
+    gateway_credential_options,
+    json_option,
+)
 from smswatch.cli.output import print_json
 
 DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -45,7 +52,7 @@ def parse_duration(text: str) -> int:
 def api_options(f: Any) -> Any:
     for option in reversed(GATEWAY_API_OPTIONS):
         f = option(f)
-    return f
+    return gateway_credential_options(f)
 
 
 def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str, Any]:
@@ -109,8 +116,9 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
     api = gateway_api_config(opts)
     if api is None:
         fail(
-            "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url) or "
-            "--yebolink-api-key (or SMSWATCH_LISOLOO_APP_KEY, SMSWATCH_YEBOLINK_API_KEY)",
+            "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
+            "--yebolink-api-key, or --twilio-account-sid with --twilio-auth-token (or "
+            "SMSWATCH_LISOLOO_APP_KEY, SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*)",
             2,
         )
     window = parse_duration(since)

@@ -11,7 +11,7 @@ import click
 
 from smswatch.cli.errors import fail
 from smswatch.cli.options import CONTEXT, FiniteRange, config_option, sender_options
-from smswatch.gateways.registry import GATEWAYS
+from smswatch.config import tokens_from
 from smswatch.words import plural
 
 
@@ -79,22 +79,40 @@ def run_sender(
     return result
 
 
+class GatewayChoice(click.Choice):
+    """The registry's gateways, and `mixed`: read from the registry when first asked for, since
+    the registry imports every gateway's adapter, which `smswatch --help` need not wait for."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from smswatch.gateways.registry import GATEWAYS
+
+        return (*GATEWAYS, "mixed")
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass  # click.Choice sets its list; this one is the registry's
+
+
 @click.command(context_settings=CONTEXT)
 @config_option
 @sender_options
 @click.option(
     "--provider",
-    type=click.Choice([*GATEWAYS, "mixed"]),
-    default=next(iter(GATEWAYS)),
+    type=GatewayChoice(),
+    default="lisoloo",
     show_default=True,
-    help="Gateway to imitate (mixed: alternate per message).",
+    help="Gateway to imitate (mixed: alternate per message between Lisoloo and YeboLink).",
 )
 @click.option(
     "--messages",
     type=click.IntRange(1),
     default=10,
     show_default=True,
-    help="Messages (Lisoloo) or bulk sends (YeboLink) to run.",
+    help="Messages (Lisoloo) or bulk sends (YeboLink, Twilio) to run.",
 )
 @click.option(
     "--recipients",
@@ -194,6 +212,14 @@ def run_sender(
     "a guess).",
 )
 @click.option(
+    "--api-twilio-limit",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Sandbox: Twilio Messages lookups per account per rolling minute (Twilio limits "
+    "concurrency, not a rate: a guess).",
+)
+@click.option(
     "--api-429-burst",
     type=click.IntRange(0),
     default=0,
@@ -204,7 +230,8 @@ def simulate(**opts: Any) -> None:
     """Send a realistic simulated campaign to a running smswatch over HTTP.
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
-    auth / signatures (from --basic-auth / --yebolink-secret or SMSWATCH_* variables). With
+    auth / signatures (from --basic-auth / --yebolink-secret / --twilio-auth-token or SMSWATCH_*
+    variables). With
     --api-port, a sandbox of the gateways' status APIs answers from the same truth, as of now
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
@@ -226,6 +253,7 @@ def simulate(**opts: Any) -> None:
         basic_auth=opts["basic_auth"],
         yebolink_secret=opts["yebolink_secret"] or None,
         drop_rate=opts["drop_rate"],
+        tokens=tokens_from(opts),
     )
     plan = plan_campaign(config)
     if opts["truth"]:
@@ -245,10 +273,16 @@ def simulate(**opts: Any) -> None:
 
     sandbox = SandboxAPI(
         plan.ledger,
-        keys=SandboxKeys(opts["lisoloo_app_key"] or None, opts["yebolink_api_key"] or None),
+        # Twilio's API takes the same auth token its callbacks are signed with.
+        keys=SandboxKeys(
+            opts["lisoloo_app_key"] or None,
+            opts["yebolink_api_key"] or None,
+            opts["twilio_auth_token"] or None,
+        ),
         limits=SandboxLimits(
             lisoloo_per_window=opts["api_lisoloo_limit"],
             yebolink_per_window=opts["api_yebolink_limit"],
+            twilio_per_window=opts["api_twilio_limit"],
             burst_429=opts["api_429_burst"],
         ),
     )
@@ -313,6 +347,7 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
         max_attempts=opts["max_attempts"],
         basic_auth=opts["basic_auth"],
         yebolink_secret=opts["yebolink_secret"] or None,
+        tokens=tokens_from(opts),
     )
     name = getattr(file, "name", None)
     result = run_sender(deliveries, config, opts["acked"], opts["quiet"], "replay", str(name))

@@ -1,7 +1,7 @@
 """Continuous simulated traffic for `smswatch --demo`, over real HTTP, from its own thread.
 
-New sends start every few seconds (both gateways, a few to 150 recipients, realistic delays),
-so the monitor always has something moving. They make named campaigns on both gateways: YeboLink
+New sends start every few seconds (every gateway, a few to 150 recipients, realistic delays),
+so the monitor always has something moving. They make named campaigns on the seeds: YeboLink
 bulk sends name theirs in their metadata, and Lisoloo multi-sends join the run's campaign, which
 the demo starts and ends in waves as an operator would from the palette (between waves, the
 untagged sends group into bursts). Now and then a request signed with a stale secret arrives, as
@@ -80,10 +80,13 @@ class DemoTraffic:
 
     def campaign(self) -> SimConfig:
         rng = self.rng
-        lisoloo = rng.random() < 0.6
+        draw = rng.random()
+        lisoloo = draw < 0.6
+        # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's.
+        bulk = "twilio" if draw >= 0.85 else "yebolink"
         return SimConfig(
             url=self.url,
-            provider="lisoloo" if lisoloo else "yebolink",
+            provider="lisoloo" if lisoloo else bulk,
             # A Lisoloo campaign is several sends (1,000 recipients at most each).
             messages=rng.randint(2, 4) if lisoloo else 1,
             spread=rng.uniform(2.0, 8.0) if lisoloo else 0.0,
@@ -96,6 +99,7 @@ class DemoTraffic:
             concurrency=8,
             basic_auth=self.credentials.basic_auth,
             yebolink_secret=self.credentials.yebolink_secret,
+            tokens=self.credentials.tokens,
             drop_rate=DROP_RATE if self.sandbox is not None else 0.0,
         )
 
@@ -147,10 +151,12 @@ class DemoTraffic:
             b'{"event":"message.delivered","timestamp":"2026-01-01T00:00:00Z","data":'
             b'{"message_id":"stale-sender","channel":"sms","recipient":"+26876000000","status":"delivered"}}'
         )
-        headers = request_headers("yebolink", body, None, "an-old-rotated-secret")
+        url = webhook_url(self.url, "yebolink")
+        stale = Credentials(yebolink_secret="an-old-rotated-secret")
+        headers = request_headers("yebolink", body, stale, url)
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-                session.post(webhook_url(self.url, "yebolink"), data=body, headers=headers) as resp,
+                session.post(url, data=body, headers=headers) as resp,
             ):
                 await resp.read()

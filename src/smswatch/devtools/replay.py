@@ -2,8 +2,9 @@
 
 Each JSONL line is either an `export` record (`provider`, `received_at`, `payload`) or a bare
 webhook body, whose gateway is told from its envelope. A line may give `payload_raw` (a string)
-to send bytes exactly as recorded. Replay signs YeboLink bodies and adds Lisoloo Basic auth when
-credentials are given, so traffic recorded elsewhere passes this listener's checks.
+to send bytes exactly as recorded. Replay signs YeboLink and Twilio bodies and adds Lisoloo Basic
+auth when credentials are given, so traffic recorded elsewhere passes this listener's checks; a
+Twilio payload (kept as the JSON object of its form) is posted as a form again.
 
 Replay is for traffic. To copy a database, `smswatch import` stores an export as it was: replay
 leaves out the events smswatch made by polling (no gateway posts those), and the listener stamps
@@ -75,19 +76,24 @@ def load_webhooks(lines: Iterable[str], speed: float = 1.0) -> tuple[list[Delive
         if "payload" in record and str(event_type).startswith(POLLED_PREFIX):
             polled += 1
             continue
+        raw: bytes | None = None
         if isinstance(record.get("payload_raw"), str):
             raw = record["payload_raw"].encode()
             body: Any = None
-        elif "payload" in record:
-            body = record["payload"]
-            raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         else:
-            body = record
-            raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            body = record.get("payload", record)
         try:
             provider = _provider_of(record, body)
         except ReplayError as exc:
             raise ReplayError(f"line {number}: {exc}") from None
+        if raw is None:
+            # As the gateway posts it: the JSON as recorded, a form gateway's as a form.
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+            origin = GATEWAYS.get(provider)
+            try:
+                raw = origin.post_body(text) if origin is not None else text.encode()
+            except ValueError as exc:
+                raise ReplayError(f"line {number}: {provider} payload: {exc}") from None
         kind = body.get("event_type") or body.get("event") if isinstance(body, dict) else "raw"
         parsed.append((_time_of(record), provider, raw, f"line {number} {kind}", number))
     times = [t for t, *_ in parsed if t is not None]

@@ -32,8 +32,8 @@ import asyncio
 import contextlib
 import hmac
 import math
+import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -75,6 +75,9 @@ class ManualClock:
 class SandboxLimits:
     lisoloo_per_window: int = 120  # GET /status per key (gateways.md §1.6)
     yebolink_per_window: int = 60  # not published: our guess for a polling endpoint
+    # Twilio limits concurrent requests, not a rate (error 20429): a rate that a client
+    # pacing itself at reconcile.config.TWILIO_RATE stays within.
+    twilio_per_window: int = 60
     window_s: float = 60.0
     burst_429: int = 0  # fault: this many calls to each gateway's API get 429 ...
     burst_after: int = 3  # ... once this many have been made
@@ -227,9 +230,18 @@ class SandboxAPI:
         """Block until `seconds` after the last known recipient settled, so a reconciler can
         poll after the run; Ctrl-C ends the wait early."""
         until_us = max(self.clock(), self._last_step_us) + int(seconds * 1_000_000)
-        with contextlib.suppress(KeyboardInterrupt):
-            while (left := until_us - self.clock()) > 0:
-                time.sleep(min(left / 1e6, 0.5))
+        # Ctrl-C gets a handler of its own for the wait: under the parallel test suite the
+        # process was once seen sleeping on after a SIGINT (its handler no longer Python's).
+        interrupted = threading.Event()
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if main else None
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                while (left := until_us - self.clock()) > 0 and not interrupted.is_set():
+                    interrupted.wait(min(left / 1e6, 0.5))
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
 
     # --- accounting ---------------------------------------------------------------------------
 

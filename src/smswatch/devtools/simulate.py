@@ -1,4 +1,4 @@
-"""Realistic campaign traffic for Lisoloo and YeboLink, sent over real HTTP.
+"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio), sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -7,6 +7,8 @@ can say exactly how every recipient must end:
   `sms.sent` → `sms.delivered`, or `sms.failed` (before or after sent) with 15xx codes.
 - YeboLink: a bulk send is one message per recipient, each `message.queued` → `message.sent` →
   `message.delivered | message.failed` with Twilio-style codes and the sender's `metadata`.
+- Twilio: a bulk send is one message per recipient, its status callbacks posted as signed forms
+  (`queued` → `sending` → `sent` → `delivered | undelivered`, or `failed`), with 30xxx codes.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
@@ -42,11 +44,16 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from smswatch.config import Credentials
 from smswatch.gateways.registry import GATEWAYS, gateway
 from smswatch.gateways.sandboxing import GatewayRecord
 from smswatch.timefmt import iso, now_us
 
 PROVIDERS = tuple(GATEWAYS)
+# What `--provider mixed` alternates over: the gateways that post JSON (the seeds), as it did
+# before Twilio. The suites that run mixed traffic check forwards byte for byte as JSON; a form
+# gateway joins `mixed` once they know forms (Twilio's traffic: `--provider twilio`).
+MIXED = tuple(name for name, g in GATEWAYS.items() if g.adapter.body_format == "json")
 
 # Of the recipients whose final webhook is dropped, the share that lost the one before it too
 # (the receiving end was down for a while, not for one request).
@@ -56,7 +63,7 @@ ALSO_DROP_PREVIOUS = 0.3
 @dataclass(frozen=True)
 class SimConfig:
     url: str = "http://127.0.0.1:8787"
-    provider: str = "lisoloo"  # lisoloo | yebolink | mixed
+    provider: str = "lisoloo"  # a gateway's name (the registry's), or mixed
     messages: int = 10
     recipients: int = 20
     rate: float = 500.0  # events per second at most
@@ -71,6 +78,14 @@ class SimConfig:
     basic_auth: tuple[str, str] | None = None
     yebolink_secret: str | None = None
     drop_rate: float = 0.0  # share of recipients whose final webhook the gateway gave up on
+    # The other gateways' credentials, by setting (config.GATEWAY_CREDENTIALS): what they sign
+    # with, like yebolink_secret.
+    tokens: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def credentials(self) -> Credentials:
+        """What each gateway signs the simulated posts with (`Gateway.resign`)."""
+        return Credentials(self.basic_auth, self.yebolink_secret, self.tokens)
 
 
 @dataclass(order=True)
@@ -209,6 +224,9 @@ class _Planner:
         events: (index in events, sim time, status)."""
         drop = self.drop_rng.random() < self.c.drop_rate
         also_previous = self.drop_rng.random() < ALSO_DROP_PREVIOUS
+        # A recipient whose only webhook is its final one (a Twilio message refused at once)
+        # keeps it: dropped, it would be unknown to the monitor, with nothing to reconcile.
+        drop = drop and len(marks) > 1
         kept = len(marks)
         if drop:
             kept -= 1
@@ -216,7 +234,7 @@ class _Planner:
             if also_previous and kept >= 2:
                 kept -= 1
             self.dropped.update(index for index, _, _ in marks[kept:])
-        final_at = self.events[marks[-1][0]][2]["timestamp"]  # the final event's own time
+        final_at = self.stamp(marks[-1][1])  # the final event's own time
         truth = Truth(*how, dropped=drop, webhook_state=marks[kept - 1][2], final_at=final_at)
         self.truth.append(truth)
         steps = tuple((self.us(at), status) for _, at, status in marks)
@@ -235,7 +253,7 @@ class _Planner:
         for i in range(self.c.messages):
             provider = self.c.provider
             if provider == "mixed":
-                provider = PROVIDERS[i % len(PROVIDERS)]
+                provider = MIXED[i % len(MIXED)]
             start = self.rng.uniform(0, self.c.spread) if self.c.spread else 0.0
             GATEWAYS[provider].simulate(self, start)
 
@@ -254,7 +272,8 @@ class _Planner:
             if index in self.dropped:
                 # Drawn for all the same, so every other event arrives as it would undropped.
                 continue
-            raw = json.dumps(body, separators=(",", ":")).encode()
+            # As the gateway posts it: the JSON as it is, a form gateway's fields as a form.
+            raw = GATEWAYS[provider].post_body(json.dumps(body, separators=(",", ":")))
             for when in copies:
                 out.append(Delivery(when / self.c.speed, seq, provider, raw, label))
                 seq += 1
@@ -287,14 +306,15 @@ def webhook_url(base: str, provider: str) -> str:
 
 
 def request_headers(
-    provider: str, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
+    provider: str, body: bytes, credentials: Credentials, url: str
 ) -> dict[str, str]:
+    """The headers of a post of `body` to `url` as `provider` posts it."""
     headers = {"Content-Type": "application/json", "User-Agent": "smswatch-simulate"}
     # Signed as the gateway signs its posts: the same re-signing as a forward's.
     origin = gateway(provider)
     if origin is None:
         return headers
-    signed = origin.resign(body, basic_auth, secret)
+    signed = origin.resign(body, credentials, url)
     if signed.basic_auth:
         token = base64.b64encode(":".join(signed.basic_auth).encode()).decode()
         headers["Authorization"] = f"Basic {token}"
@@ -331,6 +351,7 @@ class Sender:
         """`result` is filled in as the run goes, so a caller interrupted mid-run can still
         say what was acknowledged."""
         self.c = config
+        self.credentials = config.credentials
         self.acked_out = acked_out
         self.on_progress = on_progress
         self.result = result if result is not None else Result()
@@ -420,7 +441,7 @@ class Sender:
     async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
         """Send one delivery; True if it should be retried."""
         url = webhook_url(self.c.url, d.provider)
-        headers = request_headers(d.provider, d.body, self.c.basic_auth, self.c.yebolink_secret)
+        headers = request_headers(d.provider, d.body, self.credentials, url)
         try:
             async with session.post(url, data=d.body, headers=headers) as resp:
                 text = await resp.text()

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from smswatch import gateways as providers
+from smswatch.config import Credentials
 from smswatch.core.forwarding import Target
 
 
@@ -21,6 +22,7 @@ class ForwardConfig:
     # What the gateways re-sign their forwards with (each takes the one its posts carry).
     basic_auth: tuple[str, str] | None = None
     secret: str | None = None
+    tokens: dict[str, str] = field(default_factory=dict)  # the gateways' own, by setting
     timeout: float = 10.0  # seconds for the app's whole answer
     concurrency: int = 8  # requests in flight to one target
     max_attempts: int = 25  # then the forward is `failed` (resend by hand)
@@ -52,6 +54,10 @@ class ForwardConfig:
         if data.get("basic_auth"):
             data["basic_auth"] = tuple(data["basic_auth"])
         return cls(**data)
+
+    def credentials(self) -> Credentials:
+        """What each gateway re-signs its forwards with (`Gateway.resign`)."""
+        return Credentials(self.basic_auth, self.secret, self.tokens)
 
     def retryable(self, status: int | None) -> bool:
         """Whether an answer is worth another attempt (None: no answer at all)."""

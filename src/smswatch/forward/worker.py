@@ -30,7 +30,7 @@ from smswatch import __version__
 from smswatch.core.domain import POLLED_PREFIX
 from smswatch.core.forwarding import Attempt, Job, Outcome
 from smswatch.forward.config import ForwardConfig
-from smswatch.gateways.base import Resigned
+from smswatch.gateways.base import JSON, Gateway, Resigned
 from smswatch.gateways.registry import gateway
 from smswatch.store import backend_for
 from smswatch.store.queries.outbox import EXCERPT
@@ -53,6 +53,17 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _wired(job: Job) -> Gateway | None:
+    """The gateway whose own way a forward is posted and signed: the stored JSON as it came, a
+    form gateway's payload as a form again. None for a status API's answer to a form gateway
+    (JSON that gateway never posts, so nothing it could sign): that goes as the JSON it is."""
+    origin = gateway(job.provider)
+    polled = job.event_type.startswith(POLLED_PREFIX)
+    if origin is not None and polled and origin.adapter.body_format != JSON:
+        return None
+    return origin
+
+
 IDLE_POLL = 0.1  # seconds between looks at the outbox with nothing in flight
 RETRY_STORE = 1.0  # seconds before trying an outbox that failed again
 
@@ -73,8 +84,15 @@ class Forwarder:
         self._wake = asyncio.Event()
         self._trouble: str | None = None  # why the outbox failed last, until it works again
         self._failing: dict[str, bool] = {}  # a target whose last recorded attempt failed
+        self.credentials = config.credentials()
 
-    def _headers(self, job: Job, body: bytes, url_auth: tuple[str, str] | None) -> dict[str, str]:
+    def _headers(
+        self, job: Job, body: bytes, url_auth: tuple[str, str] | None, url: str | None = None
+    ) -> dict[str, str]:
+        """The headers of a forward of `body` to `url` (the job's target without its
+        credentials, by default)."""
+        if url is None:
+            url = split_credentials(job.target)[0]
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"smswatch/{__version__} (forward)",
@@ -84,12 +102,8 @@ class Forwarder:
         # Each gateway re-signs its own forwards as its posts are signed (the app checks them
         # as it checks the gateway's); credentials in the target's URL are that app's own, and
         # win over a gateway's Basic auth for every forward.
-        origin = gateway(job.provider)
-        signed = (
-            origin.resign(body, self.config.basic_auth, self.config.secret)
-            if origin is not None
-            else Resigned()
-        )
+        origin = _wired(job)
+        signed = origin.resign(body, self.credentials, url) if origin is not None else Resigned()
         basic = url_auth or signed.basic_auth
         if basic:
             token = base64.b64encode(":".join(basic).encode()).decode()
@@ -102,16 +116,16 @@ class Forwarder:
         return headers
 
     async def send(self, session: aiohttp.ClientSession, job: Job) -> Outcome:
-        body = job.payload.encode()
         at = self.clock()
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
         url, url_auth = split_credentials(job.target)
         try:
-            async with session.post(
-                url, data=body, headers=self._headers(job, body, url_auth), allow_redirects=False
-            ) as resp:
+            origin = _wired(job)
+            body = origin.post_body(job.payload) if origin is not None else job.payload.encode()
+            headers = self._headers(job, body, url_auth, url)
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 answer = await resp.content.read(EXCERPT * 4)
                 error = None if 200 <= status < 300 else answer.decode("utf-8", "replace")[:EXCERPT]

@@ -2,7 +2,10 @@
 
 An adapter turns the raw bytes of one webhook request into normalized `Event`s. It also says
 whether the request is authentic (on the raw bytes, before anything is parsed) and whether a
-JSON body has its envelope shape (for `POST /webhooks`, which detects the gateway).
+JSON body has its envelope shape (for `POST /webhooks`, which detects the gateway). Most gateways
+post JSON; one that posts forms (`application/x-www-form-urlencoded`, Twilio) says so by its
+`body_format`, and one that signs the URL it calls says so by `signs_url`: the listener then
+takes form bodies on its route and hands `check_auth` the public URL of the request.
 
 Parsing policy: the *envelope* is the contract. A body that is not a JSON object with the
 gateway's envelope is rejected (400). Inside a valid envelope we are lenient: an unknown event
@@ -14,6 +17,7 @@ made storable (finite numbers, 64-bit integers), so no body can poison a databas
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import re
@@ -21,7 +25,8 @@ import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
+from urllib.parse import parse_qsl, urlencode
 
 import pydantic_core
 from pydantic import (
@@ -46,6 +51,13 @@ if TYPE_CHECKING:
 MAX_FIELD = 512
 _INT64 = 2**63 - 1
 _ID_NAMESPACE = uuid.UUID("6c1f6bd0-8f1e-4f43-9a57-1c1b2f2d5e7a")
+# A gateway's webhook bodies: JSON (Lisoloo, YeboLink) or an HTML form (Twilio).
+BodyFormat = Literal["json", "form"]
+JSON: BodyFormat = "json"
+FORM: BodyFormat = "form"
+# Fields of one form body at most: Twilio's status callbacks carry about twenty; a body of
+# thousands of `&`s is refused before it costs a list of thousands of pairs.
+MAX_FORM_FIELDS = 256
 
 
 def malformed(detail: str, code: str = "malformed") -> Rejected:
@@ -63,11 +75,17 @@ class AuthMode:
 class Provider(Protocol):
     name: ClassVar[str]
     title: ClassVar[str]
+    # What its route takes: JSON bodies (415 for a form) or forms (415 for JSON).
+    body_format: ClassVar[BodyFormat]
+    # Its signature covers the URL it called: `check_auth` is given the request's public URL.
+    signs_url: ClassVar[bool]
 
     def auth_mode(self) -> AuthMode: ...
 
-    def check_auth(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise `Rejected(401, ...)` unless the request is authentic. Constant-time."""
+    def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
+        """Raise `Rejected(401, ...)` unless the request is authentic. Constant-time. `url`:
+        the URL the gateway called (`--public-url` + path and query, else scheme + Host +
+        path and query), given to a gateway that `signs_url`, None to the others."""
 
     def claims_headers(self, headers: Mapping[str, str]) -> bool:
         """True if the headers alone say the request comes from this gateway."""
@@ -141,6 +159,9 @@ class Gateway(Protocol):
     envelope_key: str
     # How long a message must have been quiet before its status API is asked about it (µs).
     reconcile_quiet_us: int
+    # Its webhook credential's setting in config.GATEWAY_CREDENTIALS (found in
+    # `Credentials.tokens`); None for the seeds, whose credentials are Credentials' own fields.
+    credential: str | None
 
     def provider(self, credentials: Credentials) -> Provider:
         """Its webhook adapter (verify + parse), with the credential it checks requests by."""
@@ -156,12 +177,15 @@ class Gateway(Protocol):
         """Its status API as the sandbox serves it, None if it has none. Imported on demand,
         like `status_api`."""
 
-    def resign(
-        self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
-    ) -> Resigned:
-        """How a post of `body` as this gateway is authenticated, from the poster's credentials
-        (the forwarder's `--forward-basic-auth` / `--forward-secret`, the simulator's
-        `--basic-auth` / `--yebolink-secret`): the gateway takes the one its own posts carry."""
+    def resign(self, body: bytes, credentials: Credentials, url: str) -> Resigned:
+        """How a post of `body` to `url` as this gateway is authenticated, from the poster's
+        credentials (the forwarder's `--forward-basic-auth` / `--forward-secret` and the
+        gateways' tokens, the simulator's `--basic-auth` / `--yebolink-secret` / ...): the
+        gateway takes the one its own posts carry, and signs over the URL if its posts do."""
+
+    def post_body(self, payload: str) -> bytes:
+        """The bytes of a post of a stored payload (the JSON text of `Event.payload`, or a
+        planned body as JSON): as this gateway posts it, a form for a gateway that posts forms."""
 
 
 # --- lenient field types: a wrong type becomes None instead of failing the whole event -------
@@ -340,3 +364,58 @@ def body_digest(body: bytes) -> str:
 def decode_payload(body: bytes) -> str:
     # Validation already proved the body is UTF-8 JSON.
     return body.decode("utf-8")
+
+
+# --- form bodies -------------------------------------------------------------------------------
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """The fields of an `application/x-www-form-urlencoded` body, in order, by the standard
+    library's parser: strict (a field without `=` is a malformed body, not a field named after
+    it), UTF-8 strictly (Twilio sends UTF-8; anything else would be stored as guesses), at most
+    MAX_FORM_FIELDS. Raises `Rejected(400)`."""
+    try:
+        text = body.decode("utf-8")  # percent-encoded ASCII as sent, raw UTF-8 as some send
+        return parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise malformed(f"body is not a URL-encoded form: {exc}", "malformed_form") from None
+
+
+def form_payload(fields: list[tuple[str, str]]) -> str:
+    """A form as the JSON object the store keeps as an event's payload (every export, screen and
+    campaign rule reads payloads as JSON): the fields in the order they came, a field sent
+    more than once as the list of its values."""
+    obj: dict[str, str | list[str]] = {}
+    for name, value in fields:
+        seen = obj.get(name)
+        if seen is None:
+            obj[name] = value
+        elif isinstance(seen, list):
+            seen.append(value)
+        else:
+            obj[name] = [seen, value]
+    # The values are strictly decoded UTF-8 (no lone surrogates): pydantic-core writes them as
+    # json.dumps(ensure_ascii=False) does, several times faster.
+    return pydantic_core.to_json(obj).decode()
+
+
+def form_body(payload: str) -> bytes:
+    """A payload kept by `form_payload` as the form it came as (for forwards and replays: the
+    same fields in the same order; the percent-encoding may differ, which no signature covers,
+    since signatures are over the decoded fields)."""
+    obj = json.loads(payload)
+    if not isinstance(obj, dict):
+        raise ValueError("a form's payload is a JSON object")
+    pairs = [
+        (str(name), str(v))
+        for name, value in obj.items()
+        for v in (value if isinstance(value, list) else [value])
+    ]
+    return urlencode(pairs).encode("ascii")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from smswatch.gateways.base import Gateway
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
+from smswatch.gateways.twilio import GATEWAY as TWILIO
 from smswatch.gateways.yebolink import GATEWAY as YEBOLINK
 
 GATEWAYS: dict[str, Gateway] = {
@@ -15,6 +16,7 @@ GATEWAYS: dict[str, Gateway] = {
     for g in (
         LISOLOO,
         YEBOLINK,
+        TWILIO,
     )
 }
 

@@ -22,6 +22,15 @@ def is_json_content_type(content_type: str) -> bool:
     return media in _JSON_TYPES or media.endswith("+json") or media == "*/*"
 
 
+# A form route (a gateway whose `body_format` is "form") takes HTML forms; no header, or one that
+# says nothing (`*/*`), is read as a form too. JSON there is clearly not what the gateway posts.
+_FORM_TYPES = {"", "application/x-www-form-urlencoded", "*/*"}
+
+
+def is_form_content_type(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in _FORM_TYPES
+
+
 def decode(body: bytes, encoding: str, limit: int) -> bytes:
     """A gzip (one or more members) or deflate (zlib-wrapped or raw) body, decoded to at most
     `limit` bytes. Raises Rejected: 413 past the limit, 400 unreadable_body if it does not

@@ -101,6 +101,7 @@ class Request:
     has_body = False  # a body follows the head
     content_length: int | None = None
     content_type: str | None = None  # read once the handler takes the request in
+    form = False  # the handler takes a form body (set in `head`): its content type is held to that
     encoding: str | None = None
 
     def __init__(
@@ -137,6 +138,20 @@ class Request:
     @property
     def query(self) -> bytes:
         return self.target.partition(b"?")[2].partition(b"#")[0]
+
+    def url(self, base: str | None = None) -> str:
+        """The URL the client called: `base` (a public URL, where a proxy or tunnel stands in
+        front) or else scheme and Host, then the path and query exactly as sent. Bytes that
+        are not UTF-8 survive as surrogates, so encoding it back with `surrogateescape` gives
+        the target's bytes again."""
+        target = self.target
+        if not target.startswith(b"/"):  # absolute form: its path and query only
+            scheme, _, rest = target.partition(b"://")
+            target = b"/" + rest.partition(b"/")[2] if scheme and rest else b"/"
+        path = target.partition(b"#")[0].decode("utf-8", "surrogateescape")
+        if base is None:
+            base = f"{self.scheme}://{self.host or ''}"
+        return base + path
 
     def refuse(self, status: int, code: str, detail: str, headers: bytes = b"") -> None:
         """Answer from its head a request the handler does not take in; its body, if any, is
@@ -208,6 +223,6 @@ class Handler(Protocol[R]):
 
     def refused(self, request: R, status: int, code: str, detail: str, close: bool = False) -> None:
         """A request taken in cannot be: its body is too large, too slow, in an encoding that
-        cannot be read, or not JSON. Answer it with this error, closing the connection after
-        it if `close`."""
+        cannot be read, or not JSON (not a form, for a request whose handler set `form`).
+        Answer it with this error, closing the connection after it if `close`."""
         ...

@@ -59,7 +59,12 @@ import httptools
 
 from smswatch.core.rejected import Rejected
 from smswatch.ingest.addresses import local_url
-from smswatch.ingest.codings import content_coding, decode, is_json_content_type
+from smswatch.ingest.codings import (
+    content_coding,
+    decode,
+    is_form_content_type,
+    is_json_content_type,
+)
 from smswatch.ingest.exchange import BadRequest, Handler, Headers, R, Request, error
 
 log = logging.getLogger(__name__)
@@ -305,9 +310,12 @@ class _Connection(asyncio.Protocol):
         r.content_type = content_type = _get(headers, "content-type")
         expect = _get(headers, "expect") if version == "1.1" else None
         try:
-            if content_type is not None and not server._is_json(content_type):
+            if content_type is not None and not (
+                is_form_content_type(content_type) if r.form else server._is_json(content_type)
+            ):
+                kind = "a form (application/x-www-form-urlencoded)" if r.form else "JSON"
                 raise Rejected(
-                    415, "unsupported_media_type", f"content type {content_type!r} is not JSON"
+                    415, "unsupported_media_type", f"content type {content_type!r} is not {kind}"
                 )
             length_n, limit = r.content_length, server._max_body
             if length_n is not None and length_n > limit:

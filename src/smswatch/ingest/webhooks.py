@@ -3,10 +3,11 @@
 through smswatch.gateways.
 
 Contract (the README, "What the listener answers"): 200 only once the event is committed, duplicates
-included; 400 malformed JSON or no gateway's envelope; 401 bad or missing credentials; 404/405 wrong
-path or method; 408 body not received in time; 413 body over the limit; 415 a content type that is
-clearly not JSON; 503 with Retry-After when the store cannot commit. Every answer has a small JSON
-body. Rejected requests go to the bounded quarantine and to the hub so the TUI can say why.
+included; 400 malformed JSON (or form) or no gateway's envelope; 401 bad or missing credentials;
+404/405 wrong path or method; 408 body not received in time; 413 body over the limit; 415 a content
+type that is clearly not JSON (not a form, on the route of a gateway that posts forms); 503 with
+Retry-After when the store cannot commit. Every answer has a small JSON body. Rejected requests
+go to the bounded quarantine and to the hub so the TUI can say why.
 
 Order of checks: path and method (here), then the HTTP server's on the headers and the body, then
 credentials on the raw bytes, then parsing (here). A webhook is answered once the writer has
@@ -28,6 +29,7 @@ from smswatch import __version__
 from smswatch.core.records import Rejection
 from smswatch.core.rejected import Rejected
 from smswatch.gateways import Provider, detect
+from smswatch.gateways.base import FORM
 from smswatch.ingest.exchange import Request, error, target_path
 from smswatch.ingest.http import Backpressure, Server, ServerConfig
 from smswatch.live.hub import Hub
@@ -50,6 +52,9 @@ class ListenerConfig(ServerConfig):
     # Gateways accepted without credentials (all of them on a loopback bind; on a public bind only
     # with --insecure). A gateway with credentials configured always checks them.
     open_gateways: frozenset[str] = frozenset()
+    # The base URL the gateways call (behind a tunnel or proxy): what a gateway that signs the
+    # URL (Twilio) signed, instead of this listener's scheme and the Host header.
+    public_url: str | None = None
 
 
 # Routes.
@@ -125,6 +130,10 @@ class Webhooks:
         self.backpressure = backpressure
         self.started_at = clock()
         self._max_queue = backpressure.limit
+        self._public_url = config.public_url
+        # Gateways that post forms: a request to `POST /webhooks` whose headers one of them
+        # claims (a signature header) is read as a form.
+        self._form_providers = [p for p in providers.values() if p.body_format == FORM]
         # Gateways whose requests are accepted once check_auth passes: credentials are fixed for
         # the life of the process, so this is decided once.
         self._accepting = frozenset(
@@ -170,6 +179,10 @@ class Webhooks:
         r.app = self
         r.path = path
         r.provider = provider
+        if provider is not None:
+            r.form = provider.body_format == FORM
+        elif self._form_providers:
+            r.form = any(p.claims_headers(r.headers) for p in self._form_providers)
         r.received_at = received_at = self.clock()
         self.hub.request_seen(received_at)
         self.requests[name] += 1
@@ -180,13 +193,17 @@ class Webhooks:
             r.respond(200, self._health())
             return
         if not body.strip():
-            self.refused(r, 400, "malformed_json", "empty body")  # kept without its body
+            code = "malformed_form" if r.form else "malformed_json"
+            self.refused(r, 400, code, "empty body")  # kept without its body
             return
         try:
             provider = r.provider
             if provider is None:
                 provider = r.provider = detect(self.providers, r.headers, body)
-            provider.check_auth(r.headers, body)
+            if provider.signs_url:
+                provider.check_auth(r.headers, body, r.url(self._public_url))
+            else:
+                provider.check_auth(r.headers, body)
             if provider.name not in self._accepting:
                 raise Rejected(
                     401,

@@ -64,6 +64,9 @@ class EngineConfig:
     port: int = 8787
     credentials: Credentials = field(default_factory=Credentials)
     insecure: bool = False
+    # The base URL the gateways call (a tunnel's, a proxy's): URL signatures are checked as
+    # it, and the status bar shows it (validated by config.parse_public_url).
+    public_url: str | None = None
     durability: str = "full"
     checkpoint_interval: float = 1.0  # seconds between writes of the folded state
     max_body: int = 1024 * 1024
@@ -101,8 +104,9 @@ def open_gateways(config: EngineConfig) -> frozenset[str]:
     if not config.credentials.any:
         raise BindRefused(
             f"refusing to listen on {config.host} with no credentials: anyone who can reach it "
-            "could post fake delivery reports. Set --basic-auth USER:PASS (Lisoloo) and/or "
-            "--yebolink-secret SECRET, bind to 127.0.0.1 behind a tunnel, or pass --insecure."
+            "could post fake delivery reports. Set --basic-auth USER:PASS (Lisoloo), "
+            "--yebolink-secret SECRET and/or a gateway's token (--twilio-auth-token), bind to "
+            "127.0.0.1 behind a tunnel, or pass --insecure."
         )
     return frozenset()
 
@@ -136,6 +140,7 @@ class Engine:
                 read_timeout=config.read_timeout,
                 idle_timeout=config.idle_timeout,
                 open_gateways=self.open,
+                public_url=config.public_url,
                 tls_cert=config.tls_cert,
                 tls_key=config.tls_key,
                 max_queue=config.max_queue,
@@ -307,10 +312,16 @@ class Engine:
                 auth, accepting = f"refusing: {mode.label} on a public bind", False
             result.append(
                 GatewayStatus(
-                    name, provider.title, self.listener.url(name), auth, mode.verified, accepting
+                    name, provider.title, self.webhook_url(name), auth, mode.verified, accepting
                 )
             )
         return result
+
+    def webhook_url(self, gateway: str) -> str:
+        """Where a gateway is to post: under --public-url when given (what its console needs,
+        and what its signature covers), else this listener's own address."""
+        base = self.config.public_url
+        return f"{base}/webhooks/{gateway}" if base else self.listener.url(gateway)
 
     # --- what the feed serves its viewers (smswatch.feed.server.FeedHost) ---------------------
 

@@ -46,16 +46,26 @@ def demo_config(
     keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon). Only
     the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
     not, and a busy one fails to bind like any other."""
+    from smswatch.gateways.twilio.sim import ACCOUNT_SID
     from smswatch.reconcile.config import ApiConfig, ApiKey
 
     workdir = Path(tempfile.mkdtemp(prefix="smswatch-demo-"))
-    credentials = Credentials(("demo", secrets.token_urlsafe(12)), secrets.token_urlsafe(24))
+    # Twilio's auth token both signs its callbacks and opens its API: the sandbox's, if any.
+    token = keys.twilio_auth_token or secrets.token_urlsafe(24)
+    credentials = Credentials(
+        ("demo", secrets.token_urlsafe(12)),
+        secrets.token_urlsafe(24),
+        {"twilio_auth_token": token},
+    )
     port = config.port if port_given or port_free(config.host, config.port) else 0
     api = ApiConfig(
         lisoloo_key=ApiKey(keys.lisoloo_app_key, "--lisoloo-app-key"),
         lisoloo_url=api_url,
         yebolink_key=ApiKey(keys.yebolink_api_key, "--yebolink-api-key"),
         yebolink_url=api_url,
+        twilio_key=ApiKey(token, "--twilio-auth-token"),
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_url=api_url,
     )
     return (
         replace(
@@ -64,7 +74,7 @@ def demo_config(
             credentials=credentials,
             port=port,
             gateway_api=api,
-            reconcile_quiet={"lisoloo": 30, "yebolink": 30},
+            reconcile_quiet={"lisoloo": 30, "yebolink": 30, "twilio": 30},
         ),
         workdir,
     )
@@ -105,6 +115,7 @@ def run_monitor(
         keys = SandboxKeys(
             lisoloo_app_key="sk_test_" + secrets.token_urlsafe(24),
             yebolink_api_key="ybk_" + secrets.token_hex(16),
+            twilio_auth_token=secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
         config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)

@@ -98,7 +98,8 @@ def polled_apis(engine: Engine) -> dict[str, dict[str, str | None]]:
         access = api.access(name)
         assert access is not None
         url = without_password(access.url) if access.url else None
-        polled[name] = {"url": url, "key": access.key.masked}
+        key = access.key.masked
+        polled[name] = {"url": url, "key": f"{access.user}:{key}" if access.user else key}
     return polled
 
 
@@ -112,7 +113,10 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     ]
     hosts = [engine.listener.base_url]
     scheme = engine.listener.base_url.split("://", 1)[0]
-    if is_wildcard(cfg.host):
+    if cfg.public_url:  # what the gateways call: the address of this listener is not it
+        hosts = [cfg.public_url]
+        scheme = cfg.public_url.split("://", 1)[0].lower()
+    elif is_wildcard(cfg.host):
         hosts += [f"{scheme}://{a}:{engine.listener.port}" for a in public_addresses()]
     for gw in engine.gateways():
         for i, base in enumerate(hosts):

@@ -47,7 +47,7 @@ import aiohttp
 from yarl import URL
 
 from smswatch import __version__
-from smswatch.core.domain import Event, State
+from smswatch.core.domain import POLLED_PREFIX, Event, State
 from smswatch.reconcile.config import ApiConfig, ApiKey, base_url
 from smswatch.reconcile.ratelimit import Clock, RollingWindow, Sleep
 from smswatch.sanitize import safe
@@ -157,6 +157,42 @@ def polled_payload(raw: dict[str, Any]) -> str:
     its dedupe key is the answer itself, so asking again and getting the same answer stores
     nothing."""
     return json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def polled_event(
+    provider: str,
+    message_id: str,
+    recipient: str,
+    state: State,
+    status: str,
+    at: int | None,
+    received_at: int,
+    raw: dict[str, Any],
+    error: tuple[str | None, str | None] = (None, None),
+) -> Event:
+    """A status API's answer about one message to one recipient (the gateways with a message
+    per recipient) as that recipient's event: `status` as the answer says it, `at` its time
+    (None: unknown, the receive time stands in), `error` its code and text (kept for a
+    failure only). Folded like a webhook's, except that a final state a webhook pushed is never
+    replaced by a polled one (domain.fold); the same answer twice is stored once."""
+    estimated = at is None
+    at = at or received_at
+    failed = state == State.FAILED
+    return Event(
+        provider=provider,
+        event_id=f"poll:{message_id}:{state.value}",
+        dedupe_key=f"{provider}|{POLLED_PREFIX}message|{message_id}|{status}|{at}",
+        event_type=f"{POLLED_PREFIX}message",
+        state=state,
+        message_id=message_id,
+        recipient=recipient,
+        occurred_at=at,
+        received_at=received_at,
+        payload=polled_payload(raw),
+        time_estimated=estimated,
+        error_code=error[0] if failed else None,
+        error_message=error[1] if failed else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +316,20 @@ class GatewayApi:
         if answered.strip().lower() != asked.strip().lower():
             raise self.wrong_answer("the answer is about another message than the one asked about")
 
+    async def answer_recipient(
+        self, asked: str, answered: str, recipient: str | None, recipient_of: RecipientOf
+    ) -> str | None:
+        """For a gateway with one message per recipient: check that an answer is about the
+        message asked about and names its recipient (or none), and return the recipient to
+        store it under, the answer's or else the store's."""
+        self.check_answer(asked, answered)
+        ours = await recipient_of(asked)
+        if recipient and ours and not same_recipient(recipient, ours):
+            raise self.wrong_answer(
+                "the message answer names another recipient than the webhooks did"
+            )
+        return recipient or ours
+
     async def lookup(
         self, message_id: str, recipient_of: RecipientOf, received_at: Callable[[], int]
     ) -> Lookup:
@@ -323,7 +373,7 @@ class GatewayApi:
                 async with self._session_now().get(
                     url,
                     params=params,
-                    headers={self.key_header: self.key.reveal()},
+                    headers={self.key_header: self.key_value()},
                     allow_redirects=False,
                 ) as resp:
                     answer.status = resp.status
@@ -350,6 +400,10 @@ class GatewayApi:
             ms,
         )
         return answer
+
+    def key_value(self) -> str:
+        """What `key_header` carries: the key itself (a gateway taking Basic auth overrides)."""
+        return self.key.reveal()
 
     def _unkeyed(self, text: str) -> str:
         return text.replace(self.key.reveal(), self.key.masked)

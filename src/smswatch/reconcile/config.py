@@ -21,6 +21,14 @@ LISOLOO_RATE = 120  # GET /status calls a minute per key (gateways.md §1.6)
 # hour.
 YEBOLINK_RATE = 60
 YEBOLINK_URL = "https://api.yebolink.com"
+# Twilio publishes no per-minute limit for its REST API: it limits how many requests an account
+# has in flight at once and answers the rest 429, error 20429 (twilio.com/docs/api/errors/20429).
+# One call a second in all, from a client that waits for each answer before the next, is far
+# inside any concurrency limit and still looks up 3,600 messages an hour.
+TWILIO_RATE = 60
+TWILIO_URL = "https://api.twilio.com"
+# An account SID: "AC" and 32 hexadecimal digits (it goes into the request path).
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 # Prefixes the gateways document, kept visible in the redacted form: they say which environment
 # a key is for (sk_test_ is Lisoloo's sandbox), which is what someone reading a log needs to know.
@@ -124,6 +132,7 @@ class GatewayAccess:
     key: ApiKey
     url: str | None  # None: the gateway has no default and none was given
     rate: int  # calls in any rolling minute, per key
+    user: str | None = None  # who the key is of, where the API asks for both (Twilio's SID)
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,11 @@ class ApiConfig:
     lisoloo_rate: int = LISOLOO_RATE  # calls in any rolling minute, per key
     yebolink_rate: int = YEBOLINK_RATE
     timeout: float = 10.0  # seconds for one whole request
+    # Twilio: the key is the account's auth token, Basic auth's password; the SID is its user.
+    twilio_key: ApiKey | None = None
+    twilio_account_sid: str | None = None
+    twilio_url: str = TWILIO_URL
+    twilio_rate: int = TWILIO_RATE
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(self) if f.name.endswith("_key")):
@@ -152,6 +166,20 @@ class ApiConfig:
         if self.lisoloo_url is not None:
             object.__setattr__(self, "lisoloo_url", base_url(self.lisoloo_url, "--lisoloo-api-url"))
         object.__setattr__(self, "yebolink_url", base_url(self.yebolink_url, "--yebolink-api-url"))
+        object.__setattr__(self, "twilio_url", base_url(self.twilio_url, "--twilio-api-url"))
+        if self.twilio_key is not None and self.twilio_account_sid is None:
+            raise ApiConfigError(
+                "--twilio-auth-token polls Twilio only with --twilio-account-sid (AC…, on the "
+                "Twilio console's dashboard): the Messages resource is the account's"
+            )
+        if self.twilio_account_sid is not None:
+            if not _ACCOUNT_SID.fullmatch(self.twilio_account_sid):
+                raise ApiConfigError("--twilio-account-sid must be AC and 32 hexadecimal digits")
+            if self.twilio_key is None:
+                raise ApiConfigError(
+                    "--twilio-account-sid needs --twilio-auth-token: Twilio's API takes the "
+                    "account SID and its auth token (Basic auth)"
+                )
         for name in (f.name for f in fields(self) if f.name.endswith("_rate")):
             if getattr(self, name) < 1:
                 raise ApiConfigError(f"{name} must be at least 1 call a minute")
@@ -170,7 +198,8 @@ class ApiConfig:
         key = getattr(self, f"{name}_key", None)
         if key is None:
             return None
-        return GatewayAccess(key, getattr(self, f"{name}_url", None), getattr(self, f"{name}_rate"))
+        url, rate = getattr(self, f"{name}_url", None), getattr(self, f"{name}_rate")
+        return GatewayAccess(key, url, rate, getattr(self, f"{name}_account_sid", None))
 
     @classmethod
     def from_settings(
@@ -179,6 +208,9 @@ class ApiConfig:
         lisoloo_api_url: str | None = None,
         yebolink_api_key: str | None = None,
         yebolink_api_url: str | None = None,
+        twilio_account_sid: str | None = None,
+        twilio_auth_token: str | None = None,
+        twilio_api_url: str | None = None,
     ) -> ApiConfig | None:
         """From the flags, environment or config file. None when no key is set: nothing is
         polled. A URL alone is still checked, so a typo shows now rather than with the key."""
@@ -188,11 +220,27 @@ class ApiConfig:
         yebolink_url = (
             base_url(yebolink_api_url, "--yebolink-api-url") if yebolink_api_url else YEBOLINK_URL
         )
-        if lisoloo_key is None and yebolink_key is None:
+        twilio_url = base_url(twilio_api_url, "--twilio-api-url") if twilio_api_url else TWILIO_URL
+        # The auth token alone checks webhooks; with the account SID it also polls.
+        twilio_sid = twilio_account_sid.strip() if twilio_account_sid else None
+        twilio_key = (
+            ApiKey(twilio_auth_token, "--twilio-auth-token")
+            if twilio_auth_token and twilio_sid
+            else None
+        )
+        if twilio_sid and twilio_key is None:
+            raise ApiConfigError(
+                "--twilio-account-sid needs --twilio-auth-token: Twilio's API takes the "
+                "account SID and its auth token (Basic auth)"
+            )
+        if lisoloo_key is None and yebolink_key is None and twilio_key is None:
             return None
         return cls(
             lisoloo_key=lisoloo_key,
             lisoloo_url=lisoloo_url,
             yebolink_key=yebolink_key,
             yebolink_url=yebolink_url,
+            twilio_key=twilio_key,
+            twilio_account_sid=twilio_sid,
+            twilio_url=twilio_url,
         )

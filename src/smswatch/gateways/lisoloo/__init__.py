@@ -18,6 +18,7 @@ class LisolooGateway:
     name = Lisoloo.name
     title = Lisoloo.title
     adapter = Lisoloo
+    credential = None  # Credentials' own field
     envelope_key = "event_type"
     # Lisoloo retries a webhook for over an hour, but its first retries come within minutes.
     reconcile_quiet_us = 300_000_000
@@ -38,11 +39,12 @@ class LisolooGateway:
 
         return LisolooSandbox
 
-    def resign(
-        self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
-    ) -> Resigned:
+    def resign(self, body: bytes, credentials: Credentials, url: str) -> Resigned:
         # The app already expects Lisoloo's Basic auth; Lisoloo signs nothing.
-        return Resigned(basic_auth=basic_auth)
+        return Resigned(basic_auth=credentials.basic_auth)
+
+    def post_body(self, payload: str) -> bytes:
+        return payload.encode()
 
 
 GATEWAY = LisolooGateway()

@@ -30,7 +30,9 @@ from pydantic import (
 from smswatch.core.domain import Event, MessageInfo, State
 from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import (
+    JSON,
     AuthMode,
+    BodyFormat,
     EnvelopeTime,
     FastFloat,
     FastInt,
@@ -203,6 +205,8 @@ FAST: TypeAdapter[Any] = TypeAdapter(
 class Lisoloo:
     name: ClassVar[str] = "lisoloo"
     title: ClassVar[str] = "Lisoloo"
+    body_format: ClassVar[BodyFormat] = JSON
+    signs_url: ClassVar[bool] = False  # its check is over the body alone
 
     def __init__(self, basic_auth: tuple[str, str] | None = None) -> None:
         self._credentials = basic_auth
@@ -215,7 +219,7 @@ class Lisoloo:
             return AuthMode(True, f"Basic auth (user {self._credentials[0]})")
         return AuthMode(False, "no auth configured")
 
-    def check_auth(self, headers: Mapping[str, str], body: bytes) -> None:
+    def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
         if not self._credentials:
             return
         header = headers.get("Authorization")

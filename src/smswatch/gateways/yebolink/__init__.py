@@ -18,6 +18,7 @@ class YeboLinkGateway:
     name = YeboLink.name
     title = YeboLink.title
     adapter = YeboLink
+    credential = None  # Credentials' own field
     envelope_key = "event"
     # YeboLink's docs say to poll a message with no final state after ten minutes.
     reconcile_quiet_us = 600_000_000
@@ -38,11 +39,13 @@ class YeboLinkGateway:
 
         return YeboLinkSandbox
 
-    def resign(
-        self, body: bytes, basic_auth: tuple[str, str] | None, secret: str | None
-    ) -> Resigned:
+    def resign(self, body: bytes, credentials: Credentials, url: str) -> Resigned:
         # Signed over the body as forwarded, with the secret the app verifies YeboLink's by.
+        secret = credentials.yebolink_secret
         return Resigned(headers={SIGNATURE_HEADER: sign(secret, body)} if secret else {})
+
+    def post_body(self, payload: str) -> bytes:
+        return payload.encode()
 
 
 GATEWAY = YeboLinkGateway()

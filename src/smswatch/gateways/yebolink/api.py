@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
-from smswatch.core.domain import POLLED_PREFIX, Event, State
+from smswatch.core.domain import Event, State
 from smswatch.gateways.base import Flag, Identifier, Integer, Number, Text, Time
 from smswatch.reconcile.api import (
     NOT_FOUND,
@@ -26,8 +26,7 @@ from smswatch.reconcile.api import (
     Lookup,
     RecipientOf,
     path_segment,
-    polled_payload,
-    same_recipient,
+    polled_event,
 )
 from smswatch.reconcile.config import YEBOLINK_RATE
 from smswatch.timefmt import iso, to_us
@@ -257,23 +256,10 @@ def message_event(msg: YeboLinkMessage, received_at: int) -> Event | None:
         or msg.updated_at
         or msg.created_at
     )
-    estimated = at is None
-    at = at or received_at
-    key = f"yebolink|{POLLED_PREFIX}message|{msg.message_id}|{state.value}|{at}"
-    return Event(
-        provider="yebolink",
-        event_id=f"poll:{msg.message_id}:{state.value}",
-        dedupe_key=key,
-        event_type=f"{POLLED_PREFIX}message",
-        state=state,
-        message_id=msg.message_id,
-        recipient=msg.recipient,
-        occurred_at=at,
-        received_at=received_at,
-        payload=polled_payload(msg.raw or {"message_id": msg.message_id, "status": msg.status}),
-        time_estimated=estimated,
-        error_code=msg.error_code if state == State.FAILED else None,
-        error_message=msg.error_message if state == State.FAILED else None,
+    raw = msg.raw or {"message_id": msg.message_id, "status": msg.status}
+    error = (msg.error_code, msg.error_message)
+    return polled_event(
+        "yebolink", msg.message_id, msg.recipient, state, state.value, at, received_at, raw, error
     )
 
 
@@ -344,13 +330,10 @@ class YeboLinkApi(GatewayApi):
         msg = await self.message(message_id)
         if msg is None:
             return Lookup(found=False, final=False)
-        self.check_answer(message_id, msg.message_id)
-        ours = await recipient_of(message_id)
-        if msg.recipient and ours and not same_recipient(msg.recipient, ours):
-            raise self.wrong_answer(
-                "the message answer names another recipient than the webhooks did"
-            )
-        msg = replace(msg, message_id=message_id, recipient=msg.recipient or ours)
+        recipient = await self.answer_recipient(
+            message_id, msg.message_id, msg.recipient, recipient_of
+        )
+        msg = replace(msg, message_id=message_id, recipient=recipient)
         event = message_event(msg, received_at())
         return Lookup(True, msg.state is not None and msg.state.terminal, event)
 

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, Vali
 from smswatch.core.domain import Event, MessageInfo, State
 from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import (
+    JSON,
     AuthMode,
+    BodyFormat,
     EnvelopeTime,
     FastFloat,
     FastText,
@@ -108,6 +110,8 @@ def sign(secret: str | bytes, body: bytes) -> str:
 class YeboLink:
     name: ClassVar[str] = "yebolink"
     title: ClassVar[str] = "YeboLink"
+    body_format: ClassVar[BodyFormat] = JSON
+    signs_url: ClassVar[bool] = False  # its check is over the body alone
 
     def __init__(self, secret: str | None = None) -> None:
         self._key = secret.encode() if secret else None
@@ -117,7 +121,7 @@ class YeboLink:
             return AuthMode(True, "HMAC-SHA256 signature")
         return AuthMode(False, "no secret configured")
 
-    def check_auth(self, headers: Mapping[str, str], body: bytes) -> None:
+    def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
         if self._key is None:
             return
         given = headers.get(SIGNATURE_HEADER)

@@ -56,7 +56,9 @@ def gateway_line(info: SourceInfo, palette: Palette) -> Text:
     base = first[: first.rfind("/") + 1]
     for n, gw in enumerate(info.gateways):
         if n:
-            text.append(" · ", style="dim")
+            # Two spaces, not " · ": a third gateway must still fit 80 columns, and "·" is
+            # also the mark of a gateway that is open.
+            text.append("  ")
         shown = gw.url if not n or not gw.url.startswith(base) else "…/" + gw.url[len(base) :]
         text.append(shown, style="underline")
         if gw.verified:

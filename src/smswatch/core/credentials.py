@@ -1,0 +1,45 @@
+"""The webhook credentials of the gateways beyond the seeds, declared once as settings: each
+gateway's flag, `SMSWATCH_*` variable and config key, which the command line, the config
+file's model (smswatch.settings), `config.Credentials.tokens`, the simulator and the forwarder
+read. Plain values: no I/O, nothing of ours imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GatewayCredential:
+    """One gateway's webhook credential beyond the seeds' two: its setting (the config key, the
+    `--flag` with dashes, `SMSWATCH_` + the key in capitals), declared once here and read by the
+    command line, the config file's model, the engine, the simulator and the forwarder alike.
+    Its gateway finds it in `Credentials.tokens` by `key` (the gateway's `credential`)."""
+
+    gateway: str  # the provider name of the gateway that checks it
+    key: str  # e.g. "twilio_auth_token"
+    metavar: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def envvar(self) -> str:
+        return "SMSWATCH_" + self.key.upper()
+
+
+# Here, not in the gateways' packages: the command line reads this table on every start, and
+# importing the gateways (pydantic, every adapter) would double the start-up time of each
+# command; and in core, as plain values, so that both the settings' model (settings.py) and
+# the settings' reader (config.py) use it without importing each other.
+# tests/test_twilio.py checks each entry against its registered gateway.
+GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
+    GatewayCredential(
+        "twilio",
+        "twilio_auth_token",
+        "TOKEN",
+        "Twilio auth token: X-Twilio-Signature is verified with it (over the public URL, see "
+        "--public-url). Prefer SMSWATCH_TWILIO_AUTH_TOKEN (a flag shows in ps).",
+    ),
+)
