@@ -116,7 +116,8 @@ class _Settings(BaseModel):
     """The listener simulate and replay post to."""
 
 
-# The gateways' own credentials (config.GATEWAY_CREDENTIALS) are keys too, each described there.
+# The gateways' own credentials (core/credentials.py GATEWAY_CREDENTIALS) are keys too, each
+# described there.
 Settings = create_model(
     "Settings",
     __base__=_Settings,

@@ -76,8 +76,9 @@ def _basic_auth(
 
 
 def gateway_credential_options(f: F) -> F:
-    """The credentials of the gateways beyond the seeds, each as config.GATEWAY_CREDENTIALS
-    declares it (also `reconcile`'s: Twilio's API takes its webhook token)."""
+    """The credentials of the gateways beyond the seeds, each as GATEWAY_CREDENTIALS
+    (core/credentials.py) declares it (also `reconcile`'s: Twilio's API takes its webhook
+    token)."""
     for credential in reversed(GATEWAY_CREDENTIALS):
         f = click.option(
             credential.flag,

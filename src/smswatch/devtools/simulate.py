@@ -78,8 +78,8 @@ class SimConfig:
     basic_auth: tuple[str, str] | None = None
     yebolink_secret: str | None = None
     drop_rate: float = 0.0  # share of recipients whose final webhook the gateway gave up on
-    # The other gateways' credentials, by setting (config.GATEWAY_CREDENTIALS): what they sign
-    # with, like yebolink_secret.
+    # The other gateways' credentials, by setting (core/credentials.py GATEWAY_CREDENTIALS):
+    # what they sign with, like yebolink_secret.
     tokens: Mapping[str, str] = field(default_factory=dict)
 
     @property

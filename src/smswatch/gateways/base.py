@@ -159,7 +159,7 @@ class Gateway(Protocol):
     envelope_key: str
     # How long a message must have been quiet before its status API is asked about it (µs).
     reconcile_quiet_us: int
-    # Its webhook credential's setting in config.GATEWAY_CREDENTIALS (found in
+    # Its webhook credential's setting in core.credentials.GATEWAY_CREDENTIALS (found in
     # `Credentials.tokens`); None for the seeds, whose credentials are Credentials' own fields.
     credential: str | None
 
@@ -186,6 +186,14 @@ class Gateway(Protocol):
     def post_body(self, payload: str) -> bytes:
         """The bytes of a post of a stored payload (the JSON text of `Event.payload`, or a
         planned body as JSON): as this gateway posts it, a form for a gateway that posts forms."""
+
+
+def signature_header(headers: Mapping[str, str], name: str) -> str:
+    """The signature a gateway's request carries in header `name`; without it, 401."""
+    given = headers.get(name)
+    if given is None:
+        raise Rejected(401, "missing_signature", f"missing {name} header")
+    return given
 
 
 # --- lenient field types: a wrong type becomes None instead of failing the whole event -------

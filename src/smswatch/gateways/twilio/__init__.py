@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from smswatch.gateways.twilio.api import TwilioApi
     from smswatch.gateways.twilio.sandbox import TwilioSandbox
 
-# Its setting in config.GATEWAY_CREDENTIALS: the account's auth token, which signs the
+# Its setting in core.credentials.GATEWAY_CREDENTIALS: the account's auth token, which signs the
 # callbacks and, with the account SID, opens the Messages resource.
 CREDENTIAL = "twilio_auth_token"
 

@@ -56,6 +56,7 @@ from smswatch.gateways.base import (
     form_payload,
     malformed,
     parse_form,
+    signature_header,
 )
 from smswatch.timefmt import to_us
 
@@ -178,9 +179,7 @@ class Twilio:
     def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
         if self._key is None:
             return
-        given = headers.get(SIGNATURE_HEADER)
-        if given is None:
-            raise Rejected(401, "missing_signature", f"missing {SIGNATURE_HEADER} header")
+        given = signature_header(headers, SIGNATURE_HEADER)
         fields = parse_form(body)
         signed = url or ""
         mine = given.strip().encode("ascii", "replace")

@@ -39,6 +39,7 @@ from smswatch.gateways.base import (
     derived_id,
     json_text,
     reject_non_json_numbers,
+    signature_header,
     us,
     validation_detail,
 )
@@ -124,9 +125,7 @@ class YeboLink:
     def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
         if self._key is None:
             return
-        given = headers.get(SIGNATURE_HEADER)
-        if given is None:
-            raise Rejected(401, "missing_signature", f"missing {SIGNATURE_HEADER} header")
+        given = signature_header(headers, SIGNATURE_HEADER)
         given = given.strip().lower().removeprefix("sha256=")
         expected = hmac.new(self._key, body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(given.encode(errors="replace"), expected.encode()):
