@@ -46,6 +46,10 @@ CAMPAIGNS_EVERY_S = 2.0
 # Fewer rows than this: the status bar takes two lines, not four or more, and the in-flight
 # table as many rows as the live log.
 SHORT_BELOW = 30
+# The whole status bar (a line per gateway, the pulse and the polling lines) may take at most
+# this share of the rows: past it, the short form, however tall the terminal, so that each new
+# gateway does not take its line from the panels.
+STATUS_SHARE = 1 / 7
 
 # Whole in the box at 80 columns (cut, it lost "esc clears"); esc is in the footer too.
 FILTER_HELP = "any part of id, phone, state, code, carrier, gateway, campaign · esc clear"
@@ -179,7 +183,9 @@ class DashboardScreen(AppScreen):
 
     def on_resize(self) -> None:
         narrow = self.size.width < 110
-        short = self.size.height < SHORT_BELOW
+        height = self.size.height
+        whole = len(self.sw.source.info.gateways) + 2
+        short = height < SHORT_BELOW or whole > height * STATUS_SHARE
         self.set_class(narrow, "-narrow")
         self.set_class(short, "-short")
         status = self.query_one(StatusBar)
