@@ -64,6 +64,23 @@ def test_a_tie_between_terminal_states_goes_to_failed_whatever_the_order() -> No
     assert folded(a).state == folded(a[::-1]).state == State.FAILED
 
 
+def test_unconfirmed_gives_way_to_an_outcome_in_any_order_without_a_conflict() -> None:
+    for outcome in (State.DELIVERED, State.FAILED):
+        # The gateway gave up (unknown at 9 s), then the real receipt came (earlier or later).
+        for at in (3 * S, 12 * S):
+            events = [ev(State.SENT, 1 * S), ev(State.UNCONFIRMED, 9 * S), ev(outcome, at)]
+            for order in itertools.permutations(events):
+                rec = folded(list(order))
+                assert (rec.state, rec.state_at, rec.conflict) == (outcome, at, False)
+                assert rec.first_at[State.UNCONFIRMED] == 9 * S
+
+
+def test_unconfirmed_is_final_and_no_lower_state_replaces_it() -> None:
+    rec = folded([ev(State.UNCONFIRMED, 5 * S), ev(State.SENT, 7 * S), ev(State.QUEUED, 8 * S)])
+    assert (rec.state, rec.state_at, rec.conflict) == (State.UNCONFIRMED, 5 * S, False)
+    assert State.UNCONFIRMED.terminal and not State.UNCONFIRMED.outcome
+
+
 def test_unknown_events_count_but_change_no_state() -> None:
     rec = folded([ev(State.SENT, 1 * S), ev(State.UNKNOWN, 2 * S)])
     assert rec.state == State.SENT
@@ -76,7 +93,15 @@ def test_carrier_comes_from_the_latest_event_that_has_one() -> None:
 
 
 states = st.sampled_from(
-    [State.QUEUED, State.PROCESSING, State.SENT, State.DELIVERED, State.FAILED, State.UNKNOWN]
+    [
+        State.QUEUED,
+        State.PROCESSING,
+        State.SENT,
+        State.DELIVERED,
+        State.FAILED,
+        State.UNCONFIRMED,
+        State.UNKNOWN,
+    ]
 )
 
 

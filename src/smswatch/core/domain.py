@@ -19,6 +19,9 @@ class State(StrEnum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
+    # Final as far as the gateway will ever say (Vonage `unknown`, Telnyx
+    # `delivery_unconfirmed`), but no outcome: a delivered or failed replaces it, in any order.
+    UNCONFIRMED = "unconfirmed"
     UNKNOWN = "unknown"
 
     @property
@@ -27,6 +30,11 @@ class State(StrEnum):
 
     @property
     def terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def outcome(self) -> bool:
+        """A final answer (delivered or failed), which `unconfirmed` is not."""
         return self in (State.DELIVERED, State.FAILED)
 
 
@@ -36,8 +44,10 @@ _RANK = {
     State.SENT: 2,
     State.DELIVERED: 3,
     State.FAILED: 3,
+    State.UNCONFIRMED: 3,
     State.UNKNOWN: -1,
 }
+_TERMINAL = frozenset((State.DELIVERED, State.FAILED, State.UNCONFIRMED))
 
 # The states a recipient can be counted in, in funnel order.
 FUNNEL: tuple[State, ...] = (
@@ -46,6 +56,7 @@ FUNNEL: tuple[State, ...] = (
     State.SENT,
     State.DELIVERED,
     State.FAILED,
+    State.UNCONFIRMED,
 )
 
 # Where no message id came with a per-recipient event and none could be inferred.
@@ -157,7 +168,7 @@ def fold(rec: RecipientState, ev: Event) -> State | None:
     - The current state is the highest-ranked one seen; terminal states are never replaced by a
       lower one, whatever the arrival order.
     - If both delivered and failed arrive, the later one by event time is kept and the conflict
-      is flagged.
+      is flagged. `unconfirmed` (final, but no outcome) gives way to either, without a conflict.
     - Each state's first time is kept for timings; carrier comes from the latest event that had
       one; error fields from the latest failure.
     - A final state a webhook pushed beats one a poll found, whatever their times and order: a
@@ -190,6 +201,12 @@ def fold(rec: RecipientState, ev: Event) -> State | None:
         rec.state_at = at if new.terminal else rec.first_at[new]
         rec.polled = polled and new.terminal
     elif new.terminal and cur.terminal:
+        if new.outcome != cur.outcome:
+            # `unconfirmed` is no answer: an outcome replaces it (pushed or polled, earlier or
+            # later), is never replaced by it, and the two never conflict.
+            if new.outcome:
+                rec.state, rec.state_at, rec.polled = new, at, polled
+            return before
         if new != cur:
             rec.conflict = True
         assert rec.state_at is not None
@@ -249,7 +266,11 @@ class MessageState:
 
     @property
     def terminal(self) -> int:
-        return self.counts[State.DELIVERED] + self.counts[State.FAILED]
+        return (
+            self.counts[State.DELIVERED]
+            + self.counts[State.FAILED]
+            + self.counts[State.UNCONFIRMED]
+        )
 
     @property
     def has_failures(self) -> bool:
