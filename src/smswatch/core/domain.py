@@ -76,6 +76,10 @@ class MessageInfo:
     metadata: str | None = None  # compact JSON, for display
     # A poll of the gateway's status API (Lisoloo's aggregate): delivered, failed, pending.
     gateway_counts: tuple[int, int, int] | None = None
+    # The gateway's own grouping of messages into one send (Twilio MessagingServiceSid, Vonage
+    # client-ref): a message's campaign when nothing more specific names one (campaigns/rule.py).
+    # Last: the log keeps these fields by position.
+    group: str | None = None
 
 
 # Events smswatch made by polling a gateway's status API, not pushed by its webhooks.
