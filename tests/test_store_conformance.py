@@ -152,6 +152,58 @@ async def test_a_final_state_is_never_replaced_by_a_lower_one(store) -> None:
     assert (await r.totals()).funnel[State.DELIVERED] == 1
 
 
+async def test_unconfirmed_is_counted_apart_and_an_outcome_replaces_it_without_a_conflict(
+    store,
+) -> None:
+    await store.submit(*(event(n, State.SENT, recipient=f"+{n}") for n in (1, 2, 3)))
+    await store.submit(
+        event(4, State.UNCONFIRMED, recipient="+1"),
+        event(5, State.UNCONFIRMED, recipient="+2"),
+        event(6, State.DELIVERED, recipient="+3"),
+    )
+    r = await store.reader()
+    msg = await r.message("m")
+    assert (msg.counts[State.UNCONFIRMED], msg.counts[State.DELIVERED], msg.counts[State.SENT]) == (
+        2,
+        1,
+        0,
+    )
+    assert msg.finished  # the gateway will say no more of any of them
+    assert (await r.totals()).funnel[State.UNCONFIRMED] == 2
+    # The real receipt of +2 comes after all (timed before its `unknown`), and a late
+    # `unknown` of +3 after its delivery: neither conflicts, and the outcomes stand.
+    await store.submit(
+        event(7, State.FAILED, recipient="+2", occurred_at=4_500_000, error_code="1"),
+        event(8, State.UNCONFIRMED, recipient="+3"),
+    )
+    r = await store.reader()
+    msg = await r.message("m")
+    counts = {s: msg.counts[s] for s in (State.DELIVERED, State.FAILED, State.UNCONFIRMED)}
+    assert counts == {State.DELIVERED: 1, State.FAILED: 1, State.UNCONFIRMED: 1}
+    assert msg.conflicts == 0 and msg.finished
+    two = await r.recipient("m", "+2")
+    assert (two.state, two.state_at, two.conflict, two.error_code) == (
+        State.FAILED,
+        4_500_000,
+        False,
+        "1",
+    )
+    assert two.first_at[State.UNCONFIRMED] == 5_000_000
+    three = await r.recipient("m", "+3")
+    assert (three.state, three.conflict, three.first_at[State.UNCONFIRMED]) == (
+        State.DELIVERED,
+        False,
+        8_000_000,
+    )
+    totals = await r.totals()
+    assert [totals.funnel[s] for s in (State.DELIVERED, State.FAILED, State.UNCONFIRMED)] == [
+        1,
+        1,
+        1,
+    ]
+    assert totals.conflicts == 0
+
+
 async def test_message_facts_and_unseen_recipients_count_as_queued(store) -> None:
     info = MessageInfo(total_recipients=5, total_cost=1.25, currency="USD")
     await store.submit(event(1, State.QUEUED, recipient=None, message_info=info))
@@ -439,6 +491,7 @@ async def test_totals_failures_stuck_and_latency(campaign: Reader) -> None:
         State.SENT: 1,
         State.DELIVERED: 2,
         State.FAILED: 3,
+        State.UNCONFIRMED: 0,
     }
     assert (totals.first_received_at, totals.last_received_at) == (1_000_000, 9_000_000)
     groups = await r.failures()

@@ -21,12 +21,13 @@ from typing import Any
     M_SENT,
     M_DELIVERED,
     M_FAILED,
+    M_UNCONFIRMED,
     M_FINISHED,
     M_CONFLICTS,
     M_FIRST,
     M_LAST,
     M_QUEUED_AT,
-) = range(16)
+) = range(17)
 # A recipient row (store/campaign_rows.py RECIPIENT_ROW).
 (
     R_MESSAGE,

@@ -34,6 +34,7 @@ from smswatch.campaigns.columns import (
     M_QUEUED,
     M_QUEUED_AT,
     M_SENT,
+    M_UNCONFIRMED,
     R_CARRIER,
     R_CODE,
     R_DELIVERED_AT,
@@ -76,7 +77,7 @@ class Sums:
     """The message-level sums of a campaign (Summary and cost)."""
 
     def __init__(self) -> None:
-        self.n = [0] * 9  # messages, recipients, 5 counts, in flight, conflicts
+        self.n = [0] * 10  # messages, recipients, 6 counts (FUNNEL), in flight, conflicts
         self.providers: Counter[str] = Counter()
         self.spent: Counter[tuple[str, Any]] = Counter()  # billionths, per gateway and currency
         self.wasted: Counter[tuple[str, Any]] = Counter()
@@ -104,8 +105,9 @@ class Sums:
         n[4] += sign * m[M_SENT]
         n[5] += sign * m[M_DELIVERED]
         n[6] += sign * m[M_FAILED]
-        n[7] += sign * (0 if m[M_FINISHED] else 1)
-        n[8] += sign * m[M_CONFLICTS]
+        n[7] += sign * m[M_UNCONFIRMED]
+        n[8] += sign * (0 if m[M_FINISHED] else 1)
+        n[9] += sign * m[M_CONFLICTS]
         self.providers[m[M_PROVIDER]] += sign
         cost = m[M_COST]
         if cost is not None:
@@ -141,9 +143,9 @@ class Sums:
             source,
             n[0],
             n[1],
-            dict(zip(FUNNEL, n[2:7], strict=True)),
-            n[7],
+            dict(zip(FUNNEL, n[2:8], strict=True)),
             n[8],
+            n[9],
             {c: round(v / NANO, 6) for c, v in cost.items()},
             self.first[0] if self.first else None,
             self.last[-1] if self.last else None,

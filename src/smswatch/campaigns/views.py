@@ -9,7 +9,7 @@ from rich.text import Text
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.core.campaigns import CarrierRow, Summary
-from smswatch.core.domain import FUNNEL
+from smswatch.core.domain import shown_states
 from smswatch.exports.console import STATE_STYLE, Fit, pct, t
 from smswatch.sanitize import safe
 from smswatch.timefmt import iso
@@ -33,10 +33,10 @@ SHORT = {
     "processing": "proc",
     "delivered": "dlvd",
     "failed": "fail",
+    "unconfirmed": "unconf",
     "delivery": "rate",
     "last seen": "seen",
 }
-_FIGURES = ("messages", "recipients", "progress", *(s.value for s in FUNNEL), "delivery")
 
 
 def campaigns_table(found: list[Summary]) -> Fit:
@@ -45,8 +45,9 @@ def campaigns_table(found: list[Summary]) -> Fit:
         table.add_column(name, no_wrap=True, overflow="ellipsis")
     for name in ("messages", "recipients", "progress"):
         table.add_column(name, justify="right")
-    for s in FUNNEL:
-        table.add_column(s.value, justify="right", style=STATE_STYLE[s])
+    states = shown_states(lambda st: sum(s.counts[st] for s in found))
+    for st in states:
+        table.add_column(st.value, justify="right", style=STATE_STYLE[st])
     table.add_column("delivery", justify="right")
     table.add_column("last seen", no_wrap=True, overflow="ellipsis")
     for s in found:
@@ -57,7 +58,7 @@ def campaigns_table(found: list[Summary]) -> Fit:
             Text(f"{s.messages:,}"),
             Text(f"{s.recipients:,}"),
             Text("done" if s.finished else percent(s.progress)),
-            *(Text(f"{s.counts[st]:,}") for st in FUNNEL),
+            *(Text(f"{s.counts[st]:,}") for st in states),
             Text(percent(s.delivery_rate)),
             Text(iso(s.last_received_at) or "-"),
         )
@@ -65,7 +66,8 @@ def campaigns_table(found: list[Summary]) -> Fit:
         table.caption = "no campaigns yet"
     # The name tells bursts of one day apart (lisoloo-20261207-031245): never cut either.
     drop = ("last seen", "from", "gateway", "processing", "queued", "progress")
-    return Fit(table, ("campaign", *_FIGURES), SHORT, drop)
+    figures = ("messages", "recipients", "progress", *(st.value for st in states), "delivery")
+    return Fit(table, ("campaign", *figures), SHORT, drop)
 
 
 def _delivery_table(title: str, label: str, rows: list[CarrierRow], regions: bool) -> Fit:
@@ -100,7 +102,7 @@ def campaign_panel(view: CampaignView) -> Group:
     head.add_row("grouped by", Text(f"{s.source}   gateways {', '.join(s.providers)}"))
     head.add_row("messages", Text(f"{s.messages:,}   recipients {s.recipients:,}"))
     counts = Text()
-    for st in FUNNEL:
+    for st in shown_states(s.counts.__getitem__):
         counts.append(f"{st.value} {s.counts[st]:,}  ", style=STATE_STYLE[st])
     head.add_row("states", counts)
     head.add_row("progress", Text(f"{percent(s.progress)}   ETA {view.eta.label()}"))

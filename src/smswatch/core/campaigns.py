@@ -64,7 +64,9 @@ class Summary:
 
     @property
     def done(self) -> int:
-        return self.counts[State.DELIVERED] + self.counts[State.FAILED]
+        """Recipients in a final state, `unconfirmed` included: the gateway will say no more."""
+        c = self.counts
+        return c[State.DELIVERED] + c[State.FAILED] + c[State.UNCONFIRMED]
 
     @property
     def progress(self) -> float:
@@ -72,7 +74,9 @@ class Summary:
 
     @property
     def delivery_rate(self) -> float | None:
-        return self.counts[State.DELIVERED] / self.done if self.done else None
+        """Delivered of the recipients with an outcome: an unconfirmed one has none."""
+        answered = self.counts[State.DELIVERED] + self.counts[State.FAILED]
+        return self.counts[State.DELIVERED] / answered if answered else None
 
     @property
     def finished(self) -> bool:
@@ -96,21 +100,22 @@ class SummaryBuilder:
     last: int | None = None
 
     def add(self, provider: str, currency: str | None, row: tuple) -> None:  # type: ignore[type-arg]
-        """`row`: messages, recipients, the five counts, in flight, conflicts, cost, first,
-        last (the columns of store/queries/campaigns.py's _SUMS)."""
+        """`row`: messages, recipients, a count per FUNNEL state, in flight, conflicts, cost,
+        first, last (the columns of store/queries/campaigns.py's _SUMS)."""
         if provider not in self.providers:
             self.providers.append(provider)
-        messages, recipients, *counts = row[:7]
+        end = 2 + len(FUNNEL)
+        messages, recipients, *counts = row[:end]
         self.messages += int(messages)
         self.recipients += int(recipients or 0)
         for state, n in zip(FUNNEL, counts, strict=True):
             self.counts[state] += int(n or 0)
-        self.in_flight += int(row[7] or 0)
-        self.conflicts += int(row[8] or 0)
-        if row[9] is not None:
+        in_flight, conflicts, cost, first, last = row[end : end + 5]
+        self.in_flight += int(in_flight or 0)
+        self.conflicts += int(conflicts or 0)
+        if cost is not None:
             key = currency or "?"
-            self.cost[key] = self.cost.get(key, 0.0) + float(row[9])
-        first, last = row[10], row[11]
+            self.cost[key] = self.cost.get(key, 0.0) + float(cost)
         if first is not None:
             self.first = first if self.first is None else min(self.first, first)
         if last is not None:

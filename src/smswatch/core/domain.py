@@ -9,6 +9,7 @@ same. That is what lets us accept the gateways' unordered, retried deliveries as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -58,6 +59,15 @@ FUNNEL: tuple[State, ...] = (
     State.FAILED,
     State.UNCONFIRMED,
 )
+
+
+def shown_states(count: Callable[[State], int]) -> tuple[State, ...]:
+    """The FUNNEL states a screen or a report gives a figure to: `unconfirmed` only once some
+    recipient is in it, since most gateways never say it (JSON output keeps every state)."""
+    if count(State.UNCONFIRMED):
+        return FUNNEL
+    return FUNNEL[:-1]
+
 
 # Where no message id came with a per-recipient event and none could be inferred.
 UNATTRIBUTED = "unattributed"

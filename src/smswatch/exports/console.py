@@ -16,7 +16,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.core.domain import MessageState, RecipientState, State, shown_states
 from smswatch.core.figures import FailureGroup, Latency, Percentiles, Totals
 from smswatch.gateways.catalogue import explain
 from smswatch.sanitize import safe
@@ -29,6 +29,7 @@ STATE_STYLE = {
     State.SENT: "yellow",
     State.DELIVERED: "green",
     State.FAILED: "red",
+    State.UNCONFIRMED: "dark_orange",
     State.UNKNOWN: "magenta",
 }
 
@@ -160,7 +161,7 @@ def message_view(msg: MessageState, recipients: list[RecipientState], latency: L
     cost = "-" if msg.total_cost is None else f"{msg.total_cost:g} {safe(msg.currency, 12)}"
     head.add_row("recipients", Text(f"{msg.expected_recipients}   cost {cost}"))
     counts = Text()
-    for s in FUNNEL:
+    for s in shown_states(msg.count):
         counts.append(f"{s.value} {msg.count(s)}  ", style=STATE_STYLE[s])
     head.add_row("states", counts)
     if msg.conflicts:
@@ -224,7 +225,7 @@ def stats_view(
     head.add_row("events", Text(f"{totals.events}   ({gateways})"))
     head.add_row("messages", Text(f"{totals.messages:,}   in flight {totals.in_flight:,}"))
     counts = Text()
-    for s in FUNNEL:
+    for s in shown_states(totals.funnel.__getitem__):
         counts.append(f"{s.value} {totals.funnel[s]}  ", style=STATE_STYLE[s])
     head.add_row("recipients", counts)
     done = totals.funnel[State.DELIVERED] + totals.funnel[State.FAILED]

@@ -179,7 +179,9 @@ def summary(c: Counters, previous_events: int, seconds: float) -> str:
     rate_text = f" ({c.delivery_rate:.1%})" if c.delivery_rate is not None else ""
     parts.append(
         f"| queued {f['queued']} processing {f['processing']} sent {f['sent']} "
-        f"delivered {f['delivered']} failed {f['failed']}{rate_text}"
+        f"delivered {f['delivered']} failed {f['failed']}"
+        + (f" unconfirmed {f['unconfirmed']}" if f["unconfirmed"] else "")
+        + rate_text
     )
     if c.store_error:
         parts.append(f"| STORE FAILING: {c.store_error}")

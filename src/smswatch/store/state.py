@@ -77,6 +77,7 @@ def baseline(msg: MessageState) -> Baseline:
         c[State.SENT],
         c[State.DELIVERED],
         c[State.FAILED],
+        c[State.UNCONFIRMED],
     )
     return counts, msg.finished, msg.conflicts
 

@@ -156,7 +156,8 @@ def cost(msg: MessageState) -> str:
 
 
 def state_bar(msg: MessageState, width: int, palette: Palette) -> Text:
-    """A bar split by recipient state: delivered, failed, sent, processing, then queued."""
+    """A bar split by recipient state: delivered, failed, unconfirmed, sent, processing, then
+    queued."""
     return counts_bar(msg.count, msg.expected_recipients, width, palette)
 
 
@@ -165,7 +166,7 @@ def counts_bar(count: Callable[[State], int], total: int, width: int, palette: P
     total = max(total, 1)
     bar = Text()
     used = 0
-    order = (State.DELIVERED, State.FAILED, State.SENT, State.PROCESSING)
+    order = (State.DELIVERED, State.FAILED, State.UNCONFIRMED, State.SENT, State.PROCESSING)
     for state in order:
         cells = round(count(state) / total * width)
         cells = min(cells, width - used)

@@ -45,6 +45,7 @@ _FALLBACK_STATES = {
     State.SENT: "#E6C75A",
     State.DELIVERED: "#5CC98A",
     State.FAILED: "#F0605D",
+    State.UNCONFIRMED: "#E8A15C",
     State.UNKNOWN: "#C792EA",
 }
 

@@ -43,8 +43,10 @@ _TOTALS = (
     "SELECT coalesce(sum(events), 0), coalesce(sum(duplicates), 0), coalesce(sum(messages), 0), "
     "coalesce(sum(in_flight), 0), coalesce(sum(conflicts), 0), coalesce(sum(n_queued), 0), "
     "coalesce(sum(n_processing), 0), coalesce(sum(n_sent), 0), coalesce(sum(n_delivered), 0), "
-    "coalesce(sum(n_failed), 0), min(first_received_at), max(last_received_at) FROM totals"
+    "coalesce(sum(n_failed), 0), coalesce(sum(n_unconfirmed), 0), min(first_received_at), "
+    "max(last_received_at) FROM totals"
 )
+_END = 5 + len(FUNNEL)  # the funnel's counts in a _TOTALS row: [5:_END]
 _EVENTS = (
     f"SELECT id, xid::text::bigint, {LOG_COLUMNS}, t_before, t_after, t_since FROM events "
     "WHERE xid >= $1::text::xid8 AND NOT (id = ANY($2::int8[])) ORDER BY id LIMIT $3"
@@ -63,7 +65,7 @@ class Follower:
         self._conn: asyncpg.Connection | None = None
         self._xmin = "0"
         self._seen: dict[int, int] = {}  # event id -> its transaction, for ids at or past xmin
-        self._totals: tuple[Any, ...] = (0,) * 10 + (None, None)
+        self._totals: tuple[Any, ...] = (0,) * (5 + len(FUNNEL)) + (None, None)
         self.start_totals = Totals(0, 0, 0, dict.fromkeys(FUNNEL, 0), 0, None, None, {})
 
     async def _connection(self) -> asyncpg.Connection:
@@ -96,10 +98,10 @@ class Follower:
             events=int(t[0]),
             messages=int(t[2]),
             in_flight=int(t[3]),
-            funnel={s: int(n) for s, n in zip(FUNNEL, t[5:10], strict=True)},
+            funnel={s: int(n) for s, n in zip(FUNNEL, t[5:_END], strict=True)},
             conflicts=int(t[4]),
-            first_received_at=t[10],
-            last_received_at=t[11],
+            first_received_at=t[_END],
+            last_received_at=t[_END + 1],
             by_provider={},
         )
 
@@ -144,7 +146,7 @@ class Follower:
         before = self._totals
         funnel = {
             s: int(now - then)
-            for s, now, then in zip(FUNNEL, totals[5:10], before[5:10], strict=True)
+            for s, now, then in zip(FUNNEL, totals[5:_END], before[5:_END], strict=True)
         }
         copies: tuple[MessageState, ...] = tuple(message_from_row(tuple(r)) for r in messages)
         deltas = (totals[2] - before[2], totals[3] - before[3], totals[4] - before[4])

@@ -28,7 +28,7 @@ from typing import Any
 
 from smswatch.store.errors import CannotOpen
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ADVISORY_LOCK = 0x736D7377  # "smsw": serializes migrations across instances
 
 _V1 = """
@@ -219,8 +219,15 @@ ALTER TABLE messages ADD COLUMN gateway_at BIGINT;
 CREATE INDEX recipients_polled ON recipients (message_id) WHERE polled = 1;
 """
 
+# Version 5: the terminal state `unconfirmed` (core/domain.py), as in the SQLite state.
+_V5 = """
+ALTER TABLE messages ADD COLUMN n_unconfirmed BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE recipients ADD COLUMN unconfirmed_at BIGINT;
+ALTER TABLE totals ADD COLUMN n_unconfirmed BIGINT NOT NULL DEFAULT 0;
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1; version 0 is an empty database.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4, 4: _V5}
 
 
 class SchemaError(CannotOpen):

@@ -74,8 +74,8 @@ _EVENT_TYPES = (
     [_TEXT] * 7 + [_INT, _INT, _INT] + [_TEXT] * 4 + [_INT, _TEXT] + [_TEXT, _TEXT, _INT, _TEXT]
 )
 _EVENT_COLUMNS = LOG_COLUMNS + ", t_before, t_after, t_since, instance"
-_RECIPIENT_TYPES = [_TEXT] * 4 + [_INT] * 6 + [_TEXT, _INT, _TEXT, _TEXT] + [_INT] * 7
-_MESSAGE_TYPES = [_TEXT, _TEXT, _INT, _INT, _REAL, _TEXT, _INT, _TEXT, _TEXT] + [_INT] * 18
+_RECIPIENT_TYPES = [_TEXT] * 4 + [_INT] * 6 + [_TEXT, _INT, _TEXT, _TEXT] + [_INT] * 8
+_MESSAGE_TYPES = [_TEXT, _TEXT, _INT, _INT, _REAL, _TEXT, _INT, _TEXT, _TEXT] + [_INT] * 19
 
 
 def _names(columns: str) -> list[str]:
@@ -128,8 +128,8 @@ _TOTALS = (
     "messages = messages + $4, in_flight = in_flight + $5, conflicts = conflicts + $6, "
     "n_queued = n_queued + $7, n_processing = n_processing + $8, n_sent = n_sent + $9, "
     "n_delivered = n_delivered + $10, n_failed = n_failed + $11, "
-    "first_received_at = least(first_received_at, $12), "
-    "last_received_at = greatest(last_received_at, $13) WHERE instance = $1"
+    "n_unconfirmed = n_unconfirmed + $12, first_received_at = least(first_received_at, $13), "
+    "last_received_at = greatest(last_received_at, $14) WHERE instance = $1"
 )
 # Connection trouble: answer 503 and reconnect. Anything else from the server that is not about
 # the data (disk full, out of connections, a read-only standby) is a 503 too.

@@ -15,8 +15,8 @@ from smswatch.store.queries.rows import MESSAGE_COLUMNS, message_from_row
 MESSAGE_ROW = (
     "m.message_id, m.provider, m.currency, m.total_cost, m.total_recipients, "
     "m.known_recipients, m.n_queued, m.n_processing, m.n_sent, m.n_delivered, m.n_failed, "
-    "CASE WHEN m.finished_at IS NULL THEN 0 ELSE 1 END, m.conflicts, m.first_received_at, "
-    "m.last_received_at, m.queued_at"
+    "m.n_unconfirmed, CASE WHEN m.finished_at IS NULL THEN 0 ELSE 1 END, m.conflicts, "
+    "m.first_received_at, m.last_received_at, m.queued_at"
 )
 RECIPIENT_ROW = (
     "r.message_id, r.recipient, r.state, r.state_at, r.carrier, r.provider, r.error_code, "

@@ -32,7 +32,7 @@ _EXPECTED = (
 _SUMS = (
     f"count(*), sum({_EXPECTED}), "
     f"sum(m.n_queued + {_EXPECTED} - m.known_recipients), sum(m.n_processing), sum(m.n_sent), "
-    "sum(m.n_delivered), sum(m.n_failed), "
+    "sum(m.n_delivered), sum(m.n_failed), sum(m.n_unconfirmed), "
     "sum(CASE WHEN m.finished_at IS NULL THEN 1 ELSE 0 END), sum(m.conflicts), "
     "sum(m.total_cost), min(m.first_received_at), max(m.last_received_at)"
 )

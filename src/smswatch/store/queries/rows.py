@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from smswatch.core.domain import FUNNEL, Event, MessageInfo, MessageState, RecipientState, State
+from smswatch.core.domain import Event, MessageInfo, MessageState, RecipientState, State
 from smswatch.core.records import StoredEvent
 
 EVENT_COLUMNS = (
@@ -105,11 +105,14 @@ def stored_event(row: tuple[Any, ...]) -> StoredEvent:
 
 
 _FIRST = (State.QUEUED, State.PROCESSING, State.SENT, State.DELIVERED, State.FAILED)
+# The columns of each state (first times, counts) in the order the tables have them: the five of
+# the first schema, then `unconfirmed`, appended by a migration at the end of the row.
+_COUNTED = (*_FIRST, State.UNCONFIRMED)
 
 RECIPIENT_COLUMNS = (
     "message_id, recipient, provider, state, state_at, queued_at, processing_at, sent_at, "
     "delivered_at, failed_at, carrier, carrier_at, error_code, error_message, retryable, "
-    "error_at, conflict, events, last_event_at, updated_at, polled"
+    "error_at, conflict, events, last_event_at, updated_at, polled, unconfirmed_at"
 )
 
 
@@ -137,11 +140,13 @@ def recipient_row(r: RecipientState) -> tuple[Any, ...]:
         r.last_event_at,
         r.updated_at,
         int(r.polled),
+        first(State.UNCONFIRMED),
     )
 
 
 def recipient_from_row(row: tuple[Any, ...]) -> RecipientState:
-    first = {s: t for s, t in zip(_FIRST, row[5:10], strict=True) if t is not None}
+    times = (*row[5:10], row[21])
+    first = {s: t for s, t in zip(_COUNTED, times, strict=True) if t is not None}
     return RecipientState(
         message_id=row[0],
         recipient=row[1],
@@ -167,7 +172,7 @@ MESSAGE_COLUMNS = (
     "message_id, provider, total_recipients, total_messages, total_cost, currency, scheduled_at, "
     "channel, metadata, n_queued, n_processing, n_sent, n_delivered, n_failed, known_recipients, "
     "conflicts, events, queued_at, first_at, last_at, first_received_at, last_received_at, "
-    "finished_at, gateway_delivered, gateway_failed, gateway_pending, gateway_at"
+    "finished_at, gateway_delivered, gateway_failed, gateway_pending, gateway_at, n_unconfirmed"
 )
 
 
@@ -200,6 +205,7 @@ def message_row(m: MessageState) -> tuple[Any, ...]:
         m.gateway_failed,
         m.gateway_pending,
         m.gateway_at,
+        m.counts[State.UNCONFIRMED],
     )
 
 
@@ -214,7 +220,7 @@ def message_from_row(row: tuple[Any, ...]) -> MessageState:
         scheduled_at=row[6],
         channel=row[7],
         metadata=row[8],
-        counts=dict(zip(FUNNEL, row[9:14], strict=True)),
+        counts=dict(zip(_COUNTED, (*row[9:14], row[27]), strict=True)),
         known_recipients=row[14],
         conflicts=row[15],
         events=row[16],

@@ -151,7 +151,7 @@ CREATE INDEX campaigns_by_name ON campaigns (campaign, message_id);
 # MIGRATIONS[n] upgrades a version-n log file to n+1. Version 0 is an empty file.
 MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 
-STATE_SCHEMA_VERSION = 2
+STATE_SCHEMA_VERSION = 3
 _STATE_V1 = (
     _V1[_V1.index("CREATE TABLE messages") : _V1.index("CREATE TABLE quarantine")]
     + """
@@ -176,7 +176,13 @@ ALTER TABLE messages ADD COLUMN gateway_pending INTEGER;
 ALTER TABLE messages ADD COLUMN gateway_at INTEGER;
 CREATE INDEX recipients_polled ON recipients (message_id) WHERE polled = 1;
 """
-STATE_MIGRATIONS: dict[int, str] = {0: _STATE_V1, 1: _STATE_V2}
+# State version 3: the terminal state `unconfirmed` (core/domain.py): a message's count of it
+# and a recipient's first time in it. Appended, as every reader names its columns.
+_STATE_V3 = """
+ALTER TABLE messages ADD COLUMN n_unconfirmed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE recipients ADD COLUMN unconfirmed_at INTEGER;
+"""
+STATE_MIGRATIONS: dict[int, str] = {0: _STATE_V1, 1: _STATE_V2, 2: _STATE_V3}
 
 
 class SchemaError(CannotOpen):

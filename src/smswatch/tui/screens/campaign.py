@@ -20,7 +20,7 @@ from textual.widgets import Input, Sparkline, Static
 
 from smswatch.campaigns.analysis import CampaignView, region_of
 from smswatch.core.campaigns import CarrierRow, Summary
-from smswatch.core.domain import FUNNEL, MessageState, State
+from smswatch.core.domain import MessageState, State, shown_states
 from smswatch.core.figures import FailureGroup, Percentiles
 from smswatch.gateways.catalogue import ErrorInfo
 from smswatch.sanitize import safe
@@ -307,7 +307,10 @@ class CampaignScreen(AppScreen):
             eta = Text(view.eta.label(), style="bold" if view.eta.state == "eta" else "")
         grouped = Text(f"{s.source}", style="dim")
         grouped.append(f" · {', '.join(s.providers)}")
-        states = [Text(f"{st.value} {s.counts[st]:,}", style=pal.state(st)) for st in FUNNEL]
+        states = [
+            Text(f"{st.value} {s.counts[st]:,}", style=pal.state(st))
+            for st in shown_states(s.counts.__getitem__)
+        ]
         rate = Text(percent(s.delivery_rate), "bold")
         counts = Text(
             f"{s.messages:,} · {plural(s.recipients, 'recipient')} · {s.in_flight:,} in flight"

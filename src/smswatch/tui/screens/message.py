@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from smswatch.core.domain import FUNNEL, MessageState, RecipientState, State
+from smswatch.core.domain import MessageState, RecipientState, State, shown_states
 from smswatch.core.figures import Percentiles
 from smswatch.core.live import Delta
 from smswatch.gateways.catalogue import explain
@@ -245,7 +245,9 @@ class MessageScreen(AppScreen):
             if m.finished
             else Text("in flight", style="bold")
         )
-        states = [Text(f"{s.value} {m.count(s):,}", style=pal.state(s)) for s in FUNNEL]
+        states = [
+            Text(f"{s.value} {m.count(s):,}", style=pal.state(s)) for s in shown_states(m.count)
+        ]
         if m.conflicts:
             states.append(Text(f"⚡ {plural(m.conflicts, 'conflict')}", pal.state(State.UNKNOWN)))
         now = self.sw.clock()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from smswatch.core.domain import FUNNEL, State
+from smswatch.core.domain import State, shown_states
 from smswatch.core.live import Counters
 from smswatch.tui.themes import Palette
 from smswatch.words import plural
@@ -29,8 +29,8 @@ class Funnel(Static):
         if old is not None and shown == (old.funnel, old.in_flight, old.messages, old.conflicts):
             return
         self.counters = counters
-        # The height changes only when the conflicts line appears.
-        relayout = old is None or bool(old.conflicts) != bool(counters.conflicts)
+        # The height changes only when the conflicts line or the unconfirmed row appears.
+        relayout = old is None or _lines(old) != _lines(counters)
         self.update(self.table(), layout=relayout)
 
     def table(self) -> Text:
@@ -44,7 +44,7 @@ class Funnel(Static):
             return text
         total = max(sum(c.funnel.values()), 1)
         bar_width = max(self.size.width - 20, 4)
-        for state in FUNNEL:
+        for state in shown_states(c.funnel.__getitem__):
             n = c.funnel[state]
             cells = round(n / total * bar_width)
             style = pal.state(state)
@@ -52,10 +52,10 @@ class Funnel(Static):
             text.append(f" {n:>7,} ")
             text.append("█" * cells + "·" * (bar_width - cells) + " ", style=style)
             text.append("\n")
-        done = c.funnel[State.DELIVERED] + c.funnel[State.FAILED]
+        answered = c.funnel[State.DELIVERED] + c.funnel[State.FAILED]
         rate = f"{c.delivery_rate:.1%}" if c.delivery_rate is not None else "-"
         text.append(rate, style=f"bold {pal.state(State.DELIVERED)}")
-        text.append(f" delivered of {done:,} done\n", style="dim")
+        text.append(f" delivered of {answered:,} done\n", style="dim")
         text.append(f"{c.in_flight:,}", style="bold")
         text.append(f" in flight of {plural(c.messages, 'message')}", style="dim")
         if c.conflicts:
@@ -66,3 +66,8 @@ class Funnel(Static):
     def on_resize(self) -> None:
         if self.counters is not None:
             self.update(self.table())
+
+
+def _lines(c: Counters) -> tuple[bool, bool]:
+    """What decides the funnel's height."""
+    return bool(c.conflicts), bool(c.funnel[State.UNCONFIRMED])
