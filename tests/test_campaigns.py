@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import pytest
@@ -87,6 +88,14 @@ class Sent:
         return dict(out)
 
 
+def _fields(body: bytes) -> dict[str, Any]:
+    """A planned body's fields: JSON, or a form (Twilio)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return dict(parse_qsl(body.decode()))
+
+
 async def simulate(
     url: str,
     tmp: Path,
@@ -133,7 +142,7 @@ async def simulate(
     )
     metadata: dict[str, dict[str, Any]] = {}
     for d in plan.deliveries:
-        data = json.loads(d.body).get("data", {})
+        data = _fields(d.body).get("data", {})
         if "metadata" in data:
             metadata[data["message_id"]] = data["metadata"]
     assert {t["message_id"] for t in rows} == (
@@ -314,6 +323,43 @@ async def test_a_yebolink_bulk_send_is_one_campaign_by_its_metadata(
     assert [c["provider"] for c in shown["costs"]] == ["yebolink"]
     assert sum(c["recipients"] for c in shown["countries"]) == 12
     await assert_show_and_stats_agree(db_path, burst, other.ids)
+
+
+# --- 1b. Twilio sends through a messaging service, by the gateway's own grouping ---------------
+
+
+async def test_twilio_sends_through_a_messaging_service_are_a_campaign_each_by_its_sid(
+    make_engine: Callable[..., Engine], db_path: Path | str, tmp_path: Path
+) -> None:
+    async with running(make_engine()) as engine:
+        url = engine.listener.base_url
+        sent = await simulate(url, tmp_path, "twilio", 6, 3, seed=1, process=True)
+        listed = await campaign_list(db_path, process=True)
+
+    plan = plan_campaign(SimConfig(provider="twilio", messages=6, recipients=3, seed=1, **SIM))
+    by_service: dict[str | None, set[str]] = collections.defaultdict(set)
+    for d in plan.deliveries:
+        f = _fields(d.body)
+        by_service[f.get("MessagingServiceSid")].add(f["MessageSid"])
+    services = {k: v for k, v in by_service.items() if k is not None}
+    assert services and None in by_service, "the seed should plan sends with and without one"
+    for service, sids in services.items():
+        entry = listed[service]
+        assert_listed(entry)
+        assert (entry["source"], entry["kind"], entry["providers"]) == (
+            "gateway",
+            "named",
+            ["twilio"],
+        )
+        assert (entry["messages"], entry["recipients"]) == (len(sids), len(sids))
+        truth = [t for t in sent.truth if t["message_id"] in sids]
+        assert entry["counts"] == {s: sum(t["state"] == s for t in truth) for s in STATES}, (
+            "the campaign's counts are not its messages' truth"
+        )
+    # Sends from a bare number have no grouping of their own: a send burst.
+    bursts = [c for c in listed.values() if c["kind"] == "burst"]
+    assert [b["providers"] for b in bursts] == [["twilio"]]
+    assert bursts[0]["messages"] == len(by_service[None])
 
 
 # --- 2. a Lisoloo multi-send campaign, by --campaign ---------------------------------------------

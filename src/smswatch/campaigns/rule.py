@@ -14,7 +14,7 @@ DEFAULT_KEYS: tuple[str, ...] = ("campaign", "campaign_id", "batch_id")
 MAX_NAME = 120  # a name longer than this is cut: it is shown in narrow columns and filenames
 
 # Where a message's campaign came from; stored with it.
-TAG, METADATA, RUN = "tag", "metadata", "run"
+TAG, METADATA, RUN, GATEWAY = "tag", "metadata", "run", "gateway"
 
 
 def clean_name(value: Any) -> str | None:
@@ -84,7 +84,9 @@ class CampaignRule:
     def assign(self, first: Event) -> tuple[str, str] | None:
         """(campaign, source) for a message whose first stored event is `first`, or None: it
         will be grouped by burst. The sender's metadata is more specific than the run's
-        blanket tag, so it wins."""
+        blanket tag, so it wins; the gateway's own grouping (Twilio's messaging service, Vonage's
+        client-ref) is how the account sends, often the same for many campaigns, so the run's
+        tag, which the operator gave this one, wins over it."""
         info = first.message_info
         if info is not None and info.metadata:
             name = from_metadata(info.metadata, self.keys, first.payload)
@@ -92,6 +94,8 @@ class CampaignRule:
                 return name, METADATA
         if self.active:
             return self.active, RUN
+        if info is not None and (name := clean_name(info.group)):
+            return name, GATEWAY
         return None
 
     def tags(self, firsts: Iterable[Event]) -> list[tuple[str, str, str, int]]:

@@ -25,6 +25,8 @@ undelivered, failed and canceled: failed, with Twilio's ErrorCode. Any other sta
 a status of tomorrow) is stored as `unknown` and acknowledged, never dropped.
 
 Identity: message_id = MessageSid (Twilio makes one message per recipient), recipient = To.
+MessagingServiceSid, when the message was sent through a messaging service, groups the messages
+into one campaign (campaigns/rule.py).
 Twilio sends no event id, so the dedupe key is `twilio|MessageSid|MessageStatus`, with
 `|RawDlrDoneDate` when present (a second receipt of another time is another event); with no
 MessageSid, the body's digest. Event time: RawDlrDoneDate when present and readable (the receive
@@ -256,5 +258,9 @@ class Twilio:
             payload=form_payload(pairs),
             error_code=absent_if_blank(_field(fields, "ErrorCode")),
             error_message=absent_if_blank(_field(fields, "ErrorMessage")),
-            message_info=MessageInfo(total_recipients=1, channel=channel),
+            message_info=MessageInfo(
+                total_recipients=1,
+                channel=channel,
+                group=absent_if_blank(_field(fields, "MessagingServiceSid")),
+            ),
         )

@@ -14,7 +14,13 @@ from smswatch.tui.format import counts_bar, untrusted
 from smswatch.tui.themes import Palette
 from smswatch.tui.widgets.rowtable import Column, RowTable
 
-SOURCE_LABEL = {"metadata": "meta", "run": "run", "tag": "tag", "burst": "burst"}
+SOURCE_LABEL = {
+    "metadata": "meta",
+    "run": "run",
+    "tag": "tag",
+    "gateway": "gw",
+    "burst": "burst",
+}
 
 
 def percent(v: float | None) -> str:
