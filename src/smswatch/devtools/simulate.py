@@ -1,4 +1,5 @@
-"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio), sent over real HTTP.
+"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage), sent over
+real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -9,6 +10,10 @@ can say exactly how every recipient must end:
   `message.delivered | message.failed` with Twilio-style codes and the sender's `metadata`.
 - Twilio: a bulk send is one message per recipient, its status callbacks posted as signed forms
   (`queued` → `sending` → `sent` → `delivered | undelivered`, or `failed`), with 30xxx codes.
+- Vonage: a send is one message id per SMS part and recipient, sharing a `client-ref`, with
+  signed receipts (GET queries by default, or forms or JSON: `accepted | buffered` →
+  `delivered | expired | failed | rejected | undelivered | unknown`) and err-codes; or through
+  the Messages API, one message per recipient with JWT-signed JSON callbacks.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
@@ -43,8 +48,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+from yarl import URL
 
 from smswatch.config import Credentials
+from smswatch.gateways.base import outgoing
 from smswatch.gateways.registry import GATEWAYS, gateway
 from smswatch.gateways.sandboxing import GatewayRecord
 from smswatch.timefmt import iso, now_us
@@ -305,21 +312,31 @@ def webhook_url(base: str, provider: str) -> str:
     return f"{base}/webhooks/{provider}"
 
 
+def signed_request(
+    provider: str, body: bytes, credentials: Credentials, url: str
+) -> tuple[str, str, dict[str, str], bytes | None]:
+    """A post of `body` to `url` as `provider` posts it: (method, URL, headers, data), signed as
+    the gateway signs its posts (the same re-signing as a forward's), a GET for a query body."""
+    headers = {"Content-Type": "application/json", "User-Agent": "smswatch-simulate"}
+    origin = gateway(provider)
+    if origin is not None:
+        signed = origin.resign(body, credentials, url)
+        if signed.basic_auth:
+            token = base64.b64encode(":".join(signed.basic_auth).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        headers.update(signed.headers)
+        body = signed.body if signed.body is not None else body
+    method, target, data = outgoing(url, body)
+    if data is None:
+        headers.pop("Content-Type", None)  # a GET has no body to type
+    return method, target, headers, data
+
+
 def request_headers(
     provider: str, body: bytes, credentials: Credentials, url: str
 ) -> dict[str, str]:
     """The headers of a post of `body` to `url` as `provider` posts it."""
-    headers = {"Content-Type": "application/json", "User-Agent": "smswatch-simulate"}
-    # Signed as the gateway signs its posts: the same re-signing as a forward's.
-    origin = gateway(provider)
-    if origin is None:
-        return headers
-    signed = origin.resign(body, credentials, url)
-    if signed.basic_auth:
-        token = base64.b64encode(":".join(signed.basic_auth).encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    headers.update(signed.headers)
-    return headers
+    return signed_request(provider, body, credentials, url)[2]
 
 
 # Before anything has answered, refused connections are retried this long (a listener that is
@@ -441,9 +458,11 @@ class Sender:
     async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
         """Send one delivery; True if it should be retried."""
         url = webhook_url(self.c.url, d.provider)
-        headers = request_headers(d.provider, d.body, self.credentials, url)
+        method, target, headers, data = signed_request(d.provider, d.body, self.credentials, url)
         try:
-            async with session.post(url, data=d.body, headers=headers) as resp:
+            # Encoded already: the query a gateway signs must go as it is.
+            request = session.request(method, URL(target, encoded=True), data=data, headers=headers)
+            async with request as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -25,12 +25,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
+from yarl import URL
 
 from smswatch import __version__
 from smswatch.core.domain import POLLED_PREFIX
 from smswatch.core.forwarding import Attempt, Job, Outcome
 from smswatch.forward.config import ForwardConfig
-from smswatch.gateways.base import JSON, Gateway, Resigned
+from smswatch.gateways.base import JSON, Gateway, Resigned, outgoing
 from smswatch.gateways.registry import gateway
 from smswatch.store import backend_for
 from smswatch.store.queries.outbox import EXCERPT
@@ -91,6 +92,13 @@ class Forwarder:
     ) -> dict[str, str]:
         """The headers of a forward of `body` to `url` (the job's target without its
         credentials, by default)."""
+        return self._request(job, body, url_auth, url)[0]
+
+    def _request(
+        self, job: Job, body: bytes, url_auth: tuple[str, str] | None, url: str | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        """The headers and the body of a forward of `body` to `url`: the body as given, or
+        as its gateway re-signed it (a signature inside the fields, Vonage's)."""
         if url is None:
             url = split_credentials(job.target)[0]
         headers = {
@@ -113,7 +121,7 @@ class Forwarder:
             # A status API's answer (only with --forward-polled): the gateway never sent it as
             # a webhook, so the app can tell it apart. The auth stays, so the app's route takes it.
             headers["X-Smswatch-Polled"] = "1"
-        return headers
+        return headers, signed.body if signed.body is not None else body
 
     async def send(self, session: aiohttp.ClientSession, job: Job) -> Outcome:
         at = self.clock()
@@ -124,8 +132,14 @@ class Forwarder:
         try:
             origin = _wired(job)
             body = origin.post_body(job.payload) if origin is not None else job.payload.encode()
-            headers = self._headers(job, body, url_auth, url)
-            async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+            headers, body = self._request(job, body, url_auth, url)
+            # A query body goes as a GET, as its gateway sent it (Vonage's receipts).
+            method, target, data = outgoing(url, body)
+            if data is None:
+                headers.pop("Content-Type", None)
+            async with session.request(
+                method, URL(target, encoded=True), data=data, headers=headers, allow_redirects=False
+            ) as resp:
                 status = resp.status
                 answer = await resp.content.read(EXCERPT * 4)
                 error = None if 200 <= status < 300 else answer.decode("utf-8", "replace")[:EXCERPT]

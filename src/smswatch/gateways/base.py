@@ -5,7 +5,11 @@ whether the request is authentic (on the raw bytes, before anything is parsed) a
 JSON body has its envelope shape (for `POST /webhooks`, which detects the gateway). Most gateways
 post JSON; one that posts forms (`application/x-www-form-urlencoded`, Twilio) says so by its
 `body_format`, and one that signs the URL it calls says so by `signs_url`: the listener then
-takes form bodies on its route and hands `check_auth` the public URL of the request.
+takes form bodies on its route and hands `check_auth` the public URL of the request. A gateway
+whose account chooses how its fields come (Vonage: a GET with a query, a form or JSON) says
+`QUERY_FORM_JSON`: its route also takes GET, and a GET's query is handed to the adapter as its
+body, `?` first (`QUERY_MARK`), so that one `bytes` says both what the fields are and that they
+came in the URL; a forward or a simulated post of such a body goes as a GET again (`outgoing`).
 
 Parsing policy: the *envelope* is the contract. A body that is not a JSON object with the
 gateway's envelope is rejected (400). Inside a valid envelope we are lenient: an unknown event
@@ -26,7 +30,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_from_bytes, urlencode, urlsplit
 
 import pydantic_core
 from pydantic import (
@@ -51,10 +55,15 @@ if TYPE_CHECKING:
 MAX_FIELD = 512
 _INT64 = 2**63 - 1
 _ID_NAMESPACE = uuid.UUID("6c1f6bd0-8f1e-4f43-9a57-1c1b2f2d5e7a")
-# A gateway's webhook bodies: JSON (Lisoloo, YeboLink) or an HTML form (Twilio).
-BodyFormat = Literal["json", "form"]
+# A gateway's webhook bodies: JSON (Lisoloo, YeboLink), an HTML form (Twilio), or whichever of
+# a GET's query, a form or JSON its account is set to (Vonage), told apart per request.
+BodyFormat = Literal["json", "form", "query_form_json"]
 JSON: BodyFormat = "json"
 FORM: BodyFormat = "form"
+QUERY_FORM_JSON: BodyFormat = "query_form_json"
+# The first byte of a body that is a GET's query (see the module docstring): no JSON body starts
+# with it, and no form body does either (urlencode escapes it).
+QUERY_MARK = b"?"
 # Fields of one form body at most: Twilio's status callbacks carry about twenty; a body of
 # thousands of `&`s is refused before it costs a list of thousands of pairs.
 MAX_FORM_FIELDS = 256
@@ -75,7 +84,8 @@ class AuthMode:
 class Provider(Protocol):
     name: ClassVar[str]
     title: ClassVar[str]
-    # What its route takes: JSON bodies (415 for a form) or forms (415 for JSON).
+    # What its route takes: JSON bodies (415 for a form), forms (415 for JSON), or either and
+    # GET with a query (QUERY_FORM_JSON: the query comes as the body, `?` first).
     body_format: ClassVar[BodyFormat]
     # Its signature covers the URL it called: `check_auth` is given the request's public URL.
     signs_url: ClassVar[bool]
@@ -104,6 +114,23 @@ class Resigned:
 
     basic_auth: tuple[str, str] | None = None  # unless the target's URL carries its own
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The body to send instead, for a gateway whose signature rides in the fields themselves
+    # (Vonage's `sig`, `timestamp`, `nonce`): freshly signed. None: the body as it was given.
+    body: bytes | None = None
+
+
+def outgoing(url: str, body: bytes) -> tuple[str, str, bytes | None]:
+    """How a post of a gateway's body to `url` goes: (method, URL, data). A query body
+    (`QUERY_MARK` first) is a GET with its fields added to the URL's query and no body, as the
+    gateway sent it; anything else is a POST of the body."""
+    if not body.startswith(QUERY_MARK):
+        return "POST", url, body
+    # As sent when it came from a query (urlencode's output is all safe); a byte a URL cannot
+    # hold (a hand-written replay line) is escaped rather than sent raw.
+    query = quote_from_bytes(body[len(QUERY_MARK) :], safe="&=+%-._~!$'()*,;:@/?")
+    if not query:
+        return "GET", url, None
+    return "GET", url + ("&" if urlsplit(url).query else "?") + query, None
 
 
 class SimPlanner(Protocol):
@@ -185,7 +212,8 @@ class Gateway(Protocol):
 
     def post_body(self, payload: str) -> bytes:
         """The bytes of a post of a stored payload (the JSON text of `Event.payload`, or a
-        planned body as JSON): as this gateway posts it, a form for a gateway that posts forms."""
+        planned body as JSON): as this gateway posts it, a form for a gateway that posts forms,
+        `QUERY_MARK` + a query for a request that came as a GET (sent as one: `outgoing`)."""
 
 
 def signature_header(headers: Mapping[str, str], name: str) -> str:

@@ -102,6 +102,7 @@ class Request:
     content_length: int | None = None
     content_type: str | None = None  # read once the handler takes the request in
     form = False  # the handler takes a form body (set in `head`): its content type is held to that
+    form_or_json = False  # ... or either, told by its content type (set in `head`)
     encoding: str | None = None
 
     def __init__(
@@ -223,6 +224,7 @@ class Handler(Protocol[R]):
 
     def refused(self, request: R, status: int, code: str, detail: str, close: bool = False) -> None:
         """A request taken in cannot be: its body is too large, too slow, in an encoding that
-        cannot be read, or not JSON (not a form, for a request whose handler set `form`).
+        cannot be read, or not JSON (not a form, for a request whose handler set `form`; neither,
+        for one whose handler set `form_or_json`).
         Answer it with this error, closing the connection after it if `close`."""
         ...

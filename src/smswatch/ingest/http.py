@@ -310,10 +310,14 @@ class _Connection(asyncio.Protocol):
         r.content_type = content_type = _get(headers, "content-type")
         expect = _get(headers, "expect") if version == "1.1" else None
         try:
-            if content_type is not None and not (
-                is_form_content_type(content_type) if r.form else server._is_json(content_type)
-            ):
-                kind = "a form (application/x-www-form-urlencoded)" if r.form else "JSON"
+            if content_type is not None and not server._takes(r, content_type):
+                kind = (
+                    "a form (application/x-www-form-urlencoded) or JSON"
+                    if r.form_or_json
+                    else "a form (application/x-www-form-urlencoded)"
+                    if r.form
+                    else "JSON"
+                )
                 raise Rejected(
                     415, "unsupported_media_type", f"content type {content_type!r} is not {kind}"
                 )
@@ -615,6 +619,13 @@ class Server(Generic[R]):
         return local_url("https" if self.tls else "http", self.config.host, self.port)
 
     # --- used by the connections ----------------------------------------------------------
+
+    def _takes(self, r: Request, content_type: str) -> bool:
+        """Whether a request's content type is one its handler takes (`form`, `form_or_json`,
+        else JSON)."""
+        if r.form_or_json:
+            return is_form_content_type(content_type) or self._is_json(content_type)
+        return is_form_content_type(content_type) if r.form else self._is_json(content_type)
 
     def _is_json(self, content_type: str) -> bool:
         known = self._json_types.get(content_type)

@@ -10,7 +10,9 @@ Retry-After when the store cannot commit. Every answer has a small JSON body. Re
 go to the bounded quarantine and to the hub so the TUI can say why.
 
 Order of checks: path and method (here), then the HTTP server's on the headers and the body, then
-credentials on the raw bytes, then parsing (here). A webhook is answered once the writer has
+credentials on the raw bytes, then parsing (here). A gateway whose fields may come in a GET's
+query (Vonage) also takes GET on its own route: the query, as sent, is its body (`QUERY_MARK`
+first); GET anywhere else is 405. A webhook is answered once the writer has
 committed its events; while the writer's queue is deep, the connections that feed it are held
 (`Backpressure`).
 """
@@ -29,7 +31,7 @@ from smswatch import __version__
 from smswatch.core.records import Rejection
 from smswatch.core.rejected import Rejected
 from smswatch.gateways import Provider, detect
-from smswatch.gateways.base import FORM
+from smswatch.gateways.base import FORM, QUERY_FORM_JSON, QUERY_MARK
 from smswatch.ingest.exchange import Request, error, target_path
 from smswatch.ingest.http import Backpressure, Server, ServerConfig
 from smswatch.live.hub import Hub
@@ -45,6 +47,7 @@ _WWW_AUTHENTICATE = b'WWW-Authenticate: Basic realm="smswatch", charset="UTF-8"\
 _RETRY_AFTER = b"Retry-After: %d\r\n" % RETRY_AFTER_S
 _ALLOW_HEALTH = b"Allow: GET, HEAD\r\n"
 _ALLOW_WEBHOOK = b"Allow: POST\r\n"
+_ALLOW_QUERY = b"Allow: GET, POST\r\n"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Webhook(Request):
     body: bytes | None = None  # kept for the quarantine once it is submitted
     task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
     submitted = 0.0  # perf_counter() at the submit, when the commit latency is measured
+    via_query = False  # a GET: its fields are its query
 
     def stored(self, task: asyncio.Future[Any]) -> None:
         """The writer is done with this request's events: answer it."""
@@ -167,8 +171,14 @@ class Webhooks:
             r.refuse(404, "not_found", detail)
             return False
         if method != b"POST":
-            r.refuse(405, "method_not_allowed", f"use POST on {path}", _ALLOW_WEBHOOK)
-            return False
+            takes_get = provider is not None and provider.body_format == QUERY_FORM_JSON
+            if method != b"GET" or not takes_get:
+                allowed, allow = (
+                    ("GET or POST", _ALLOW_QUERY) if takes_get else ("POST", _ALLOW_WEBHOOK)
+                )
+                r.refuse(405, "method_not_allowed", f"use {allowed} on {path}", allow)
+                return False
+            r.via_query = True
         if kind == _UNKNOWN_GATEWAY:
             known = ", ".join(f"/webhooks/{n}" for n in self.providers)
             r.refuse(404, "unknown_gateway", f"no gateway {name!r}; use one of {known}")
@@ -181,6 +191,7 @@ class Webhooks:
         r.provider = provider
         if provider is not None:
             r.form = provider.body_format == FORM
+            r.form_or_json = provider.body_format == QUERY_FORM_JSON
         elif self._form_providers:
             r.form = any(p.claims_headers(r.headers) for p in self._form_providers)
         r.received_at = received_at = self.clock()
@@ -192,6 +203,15 @@ class Webhooks:
         if not r.taken:  # the health check
             r.respond(200, self._health())
             return
+        if r.via_query:
+            query = r.query
+            if not query:
+                # A URL being tried out (Vonage checks that a receipt URL answers 200 before
+                # it saves it): nothing to store, nothing to refuse.
+                title = r.provider.title if r.provider is not None else "gateway"
+                r.respond(200, {"status": "ok", "detail": f"{title} webhooks go here"})
+                return
+            body = QUERY_MARK + query  # a body a GET carried anyway is not its fields
         if not body.strip():
             code = "malformed_form" if r.form else "malformed_json"
             self.refused(r, 400, code, "empty body")  # kept without its body
@@ -251,7 +271,7 @@ class Webhooks:
             code=code,
             reason=detail,
             remote=r.peer,
-            method="POST",
+            method=r.method.decode("latin-1"),
             path=r.path,
             provider=r.provider.name if r.provider else None,
             content_type=r.content_type,
