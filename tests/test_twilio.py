@@ -175,7 +175,8 @@ def test_its_credential_is_declared_once_and_read_by_its_gateway() -> None:
         "SMSWATCH_TWILIO_AUTH_TOKEN",
     )
     for credential in GATEWAY_CREDENTIALS:
-        assert GATEWAYS[credential.gateway].credential == credential.key
+        # A gateway's credential is its secret; a setting beside it (a method) is not one.
+        assert (GATEWAYS[credential.gateway].credential == credential.key) is credential.secret
     adapter = GATEWAYS["twilio"].provider(Credentials(tokens={declared.key: "t"}))
     assert adapter.auth_mode().verified
     assert not GATEWAYS["twilio"].provider(Credentials()).auth_mode().verified

@@ -44,11 +44,17 @@ class Credentials:
 
     @property
     def any(self) -> bool:
-        return bool(self.basic_auth or self.yebolink_secret or any(self.tokens.values()))
+        """Whether any webhook is authenticated (a setting such as a signature method alone
+        authenticates nothing)."""
+        secrets = (v for k, v in self.tokens.items() if k in SECRET_SETTINGS)
+        return bool(self.basic_auth or self.yebolink_secret or any(secrets))
 
     def token(self, key: str) -> str | None:
         """The credential of setting `key`, None unless set (an empty value is unset)."""
         return self.tokens.get(key) or None
+
+
+SECRET_SETTINGS = frozenset(c.key for c in GATEWAY_CREDENTIALS if c.secret)
 
 
 def tokens_from(values: Mapping[str, Any]) -> dict[str, str]:

@@ -104,6 +104,12 @@ class _Settings(BaseModel):
     """Twilio account SID (AC…): with twilio_auth_token, look messages up to reconcile."""
     twilio_api_url: Text = None
     """Twilio API base URL."""
+    vonage_api_key: Text = None
+    """Vonage API key (the account id): with vonage_api_secret, look messages up to reconcile."""
+    vonage_api_secret: Text = None
+    """Vonage API secret, for the Reports API (not the signature secret)."""
+    vonage_api_url: Text = None
+    """Vonage Reports API base URL."""
     # The screens.
     theme: Text = None
     """Theme of the monitor and attach."""
@@ -116,11 +122,19 @@ class _Settings(BaseModel):
     """The listener simulate and replay post to."""
 
 
+def _credential_type(choices: tuple[str, ...]) -> Any:
+    """A credential's value: any text, or one of its few choices (any other is refused)."""
+    return Literal[choices] | None if choices else Text  # type: ignore[valid-type]
+
+
 # The gateways' own credentials (core/credentials.py GATEWAY_CREDENTIALS) are keys too, each
 # described there.
 Settings = create_model(
     "Settings",
     __base__=_Settings,
     __doc__=_Settings.__doc__,
-    **{c.key: (Text, Field(None, description=c.help)) for c in GATEWAY_CREDENTIALS},  # type: ignore[call-overload]
+    **{
+        c.key: (_credential_type(c.choices), Field(None, description=c.help))
+        for c in GATEWAY_CREDENTIALS
+    },  # type: ignore[call-overload]
 )

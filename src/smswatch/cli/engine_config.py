@@ -60,6 +60,9 @@ def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
             twilio_account_sid=text("twilio_account_sid"),
             twilio_auth_token=text("twilio_auth_token"),
             twilio_api_url=text("twilio_api_url"),
+            vonage_api_key=text("vonage_api_key"),
+            vonage_api_secret=text("vonage_api_secret"),
+            vonage_api_url=text("vonage_api_url"),
         )
     except ApiConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -85,7 +85,13 @@ def gateway_credential_options(f: F) -> F:
             credential.key,
             envvar=credential.envvar,
             metavar=credential.metavar,
-            help=credential.help,
+            # A setting of a few values (a signature method): a bad one is refused at start.
+            type=click.Choice(credential.choices) if credential.choices else None,
+            default=credential.default,
+            show_default=credential.default is not None,
+            help=f"{credential.help} One of {'|'.join(credential.choices)}."
+            if credential.choices
+            else credential.help,
         )(f)
     return f
 
@@ -236,6 +242,26 @@ GATEWAY_API_OPTIONS = [
         envvar="SMSWATCH_TWILIO_API_URL",
         metavar="BASE",
         help="Twilio API base URL (default: https://api.twilio.com).",
+    ),
+    click.option(
+        "--vonage-api-key",
+        envvar="SMSWATCH_VONAGE_API_KEY",
+        metavar="KEY",
+        help="Vonage API key (the account id, 8 characters): with --vonage-api-secret, look "
+        "messages up in the Reports API (GET /v2/reports/records) to reconcile.",
+    ),
+    click.option(
+        "--vonage-api-secret",
+        envvar="SMSWATCH_VONAGE_API_SECRET",
+        metavar="SECRET",
+        help="Vonage API secret (not the signature secret). Prefer SMSWATCH_VONAGE_API_SECRET "
+        "(a flag shows in ps).",
+    ),
+    click.option(
+        "--vonage-api-url",
+        envvar="SMSWATCH_VONAGE_API_URL",
+        metavar="BASE",
+        help="Vonage Reports API base URL (default: https://api.nexmo.com).",
     ),
 ]
 

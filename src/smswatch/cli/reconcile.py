@@ -117,8 +117,9 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
     if api is None:
         fail(
             "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
-            "--yebolink-api-key, or --twilio-account-sid with --twilio-auth-token (or "
-            "SMSWATCH_LISOLOO_APP_KEY, SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*)",
+            "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, or "
+            "--vonage-api-key with --vonage-api-secret (or SMSWATCH_LISOLOO_APP_KEY, "
+            "SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*)",
             2,
         )
     window = parse_duration(since)

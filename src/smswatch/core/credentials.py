@@ -19,6 +19,11 @@ class GatewayCredential:
     key: str  # e.g. "twilio_auth_token"
     metavar: str
     help: str
+    # A setting of how the credential is checked rather than a credential (Vonage's signature
+    # method): it opens nothing, so on its own it does not make a public bind safe.
+    secret: bool = True
+    choices: tuple[str, ...] = ()  # the values it takes, when a fixed few; any other is refused
+    default: str | None = None  # what the gateway takes when it is not set
 
     @property
     def flag(self) -> str:
@@ -42,4 +47,3 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         "Twilio auth token: X-Twilio-Signature is verified with it (over the public URL, see "
         "--public-url). Prefer SMSWATCH_TWILIO_AUTH_TOKEN (a flag shows in ps).",
     ),
-)

@@ -29,6 +29,16 @@ TWILIO_RATE = 60
 TWILIO_URL = "https://api.twilio.com"
 # An account SID: "AC" and 32 hexadecimal digits (it goes into the request path).
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+# Vonage's Reports API answers 10 synchronous requests a second (developer.vonage.com/api-errors/
+# reports, "rate-limit"), but it is a paid product, charged per record returned: one lookup a
+# second is plenty for messages whose receipts never came, and cheap.
+VONAGE_RATE = 60
+VONAGE_URL = "https://api.nexmo.com"
+# A Vonage API key, which the Reports API takes as `account_id`: 8 characters (its spec).
+_VONAGE_ACCOUNT = re.compile(r"[0-9A-Za-z]{8}")
+# Who a key is of, where an API asks for both (Basic auth's user): `<name>_account_sid`
+# (Twilio), `<name>_account_id` (Vonage's API key).
+_USERS = ("account_sid", "account_id")
 
 # Prefixes the gateways document, kept visible in the redacted form: they say which environment
 # a key is for (sk_test_ is Lisoloo's sandbox), which is what someone reading a log needs to know.
@@ -152,6 +162,11 @@ class ApiConfig:
     twilio_account_sid: str | None = None
     twilio_url: str = TWILIO_URL
     twilio_rate: int = TWILIO_RATE
+    # Vonage: the key is the API secret, Basic auth's password; the API key (account id) its user.
+    vonage_key: ApiKey | None = None
+    vonage_account_id: str | None = None
+    vonage_url: str = VONAGE_URL
+    vonage_rate: int = VONAGE_RATE
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(self) if f.name.endswith("_key")):
@@ -180,6 +195,18 @@ class ApiConfig:
                     "--twilio-account-sid needs --twilio-auth-token: Twilio's API takes the "
                     "account SID and its auth token (Basic auth)"
                 )
+        object.__setattr__(self, "vonage_url", base_url(self.vonage_url, "--vonage-api-url"))
+        if (self.vonage_key is None) != (self.vonage_account_id is None):
+            raise ApiConfigError(
+                "Vonage's Reports API takes the API key and the API secret together (Basic "
+                "auth): set both --vonage-api-key and --vonage-api-secret"
+            )
+        if self.vonage_account_id is not None and not _VONAGE_ACCOUNT.fullmatch(
+            self.vonage_account_id
+        ):
+            raise ApiConfigError(
+                "--vonage-api-key must be the 8 letters and digits of the account's API key"
+            )
         for name in (f.name for f in fields(self) if f.name.endswith("_rate")):
             if getattr(self, name) < 1:
                 raise ApiConfigError(f"{name} must be at least 1 call a minute")
@@ -199,7 +226,8 @@ class ApiConfig:
         if key is None:
             return None
         url, rate = getattr(self, f"{name}_url", None), getattr(self, f"{name}_rate")
-        return GatewayAccess(key, url, rate, getattr(self, f"{name}_account_sid", None))
+        user = next((u for s in _USERS if (u := getattr(self, f"{name}_{s}", None))), None)
+        return GatewayAccess(key, url, rate, user)
 
     @classmethod
     def from_settings(
@@ -211,6 +239,9 @@ class ApiConfig:
         twilio_account_sid: str | None = None,
         twilio_auth_token: str | None = None,
         twilio_api_url: str | None = None,
+        vonage_api_key: str | None = None,
+        vonage_api_secret: str | None = None,
+        vonage_api_url: str | None = None,
     ) -> ApiConfig | None:
         """From the flags, environment or config file. None when no key is set: nothing is
         polled. A URL alone is still checked, so a typo shows now rather than with the key."""
@@ -233,7 +264,21 @@ class ApiConfig:
                 "--twilio-account-sid needs --twilio-auth-token: Twilio's API takes the "
                 "account SID and its auth token (Basic auth)"
             )
-        if lisoloo_key is None and yebolink_key is None and twilio_key is None:
+        vonage_url = base_url(vonage_api_url, "--vonage-api-url") if vonage_api_url else VONAGE_URL
+        vonage_key = ApiKey(vonage_api_secret, "--vonage-api-secret") if vonage_api_secret else None
+        vonage_account = vonage_api_key.strip() if vonage_api_key else None
+        if (vonage_key is None) != (vonage_account is None):
+            given, missing = (
+                ("--vonage-api-key", "--vonage-api-secret")
+                if vonage_key is None
+                else ("--vonage-api-secret", "--vonage-api-key")
+            )
+            raise ApiConfigError(
+                f"{given} needs {missing}: Vonage's Reports API takes the API key and its "
+                "secret together (Basic auth)"
+            )
+        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key)
+        if all(key is None for key in keys):
             return None
         return cls(
             lisoloo_key=lisoloo_key,
@@ -243,4 +288,7 @@ class ApiConfig:
             twilio_key=twilio_key,
             twilio_account_sid=twilio_sid,
             twilio_url=twilio_url,
+            vonage_key=vonage_key,
+            vonage_account_id=vonage_account,
+            vonage_url=vonage_url,
         )
