@@ -105,14 +105,15 @@ class GatewayChoice(click.Choice):
     type=GatewayChoice(),
     default="lisoloo",
     show_default=True,
-    help="Gateway to imitate (mixed: alternate per message between Lisoloo and YeboLink).",
+    help="Gateway to imitate (mixed: alternate per message between the gateways that post "
+    "JSON, Lisoloo and YeboLink).",
 )
 @click.option(
     "--messages",
     type=click.IntRange(1),
     default=10,
     show_default=True,
-    help="Messages (Lisoloo) or bulk sends (YeboLink, Twilio) to run.",
+    help="Messages (Lisoloo) or bulk sends (YeboLink, Twilio, Vonage) to run.",
 )
 @click.option(
     "--recipients",
@@ -197,6 +198,14 @@ class GatewayChoice(click.Choice):
     "key; SMSWATCH_YEBOLINK_API_KEY keeps it out of ps).",
 )
 @click.option(
+    "--vonage-api-secret",
+    envvar="SMSWATCH_VONAGE_API_SECRET",
+    metavar="SECRET",
+    default=None,
+    help="The API secret the sandbox's Vonage Reports API accepts, with the simulator's API key "
+    "as the user (default: any non-empty secret; SMSWATCH_VONAGE_API_SECRET keeps it out of ps).",
+)
+@click.option(
     "--api-lisoloo-limit",
     type=click.IntRange(1),
     default=120,
@@ -220,6 +229,13 @@ class GatewayChoice(click.Choice):
     "concurrency, not a rate: a guess).",
 )
 @click.option(
+    "--api-vonage-limit",
+    type=click.IntRange(1),
+    default=600,
+    show_default=True,
+    help="Sandbox: Vonage Reports API lookups per key per rolling minute (Vonage's 10 a second).",
+)
+@click.option(
     "--api-429-burst",
     type=click.IntRange(0),
     default=0,
@@ -230,8 +246,8 @@ def simulate(**opts: Any) -> None:
     """Send a realistic simulated campaign to a running smswatch over HTTP.
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
-    auth / signatures (from --basic-auth / --yebolink-secret / --twilio-auth-token or SMSWATCH_*
-    variables). With
+    auth / signatures (from --basic-auth / --yebolink-secret / --twilio-auth-token /
+    --vonage-signature-secret or SMSWATCH_* variables). With
     --api-port, a sandbox of the gateways' status APIs answers from the same truth, as of now
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
@@ -278,11 +294,13 @@ def simulate(**opts: Any) -> None:
             opts["lisoloo_app_key"] or None,
             opts["yebolink_api_key"] or None,
             opts["twilio_auth_token"] or None,
+            opts["vonage_api_secret"] or None,
         ),
         limits=SandboxLimits(
             lisoloo_per_window=opts["api_lisoloo_limit"],
             yebolink_per_window=opts["api_yebolink_limit"],
             twilio_per_window=opts["api_twilio_limit"],
+            vonage_per_window=opts["api_vonage_limit"],
             burst_429=opts["api_429_burst"],
         ),
     )

@@ -47,3 +47,21 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         "Twilio auth token: X-Twilio-Signature is verified with it (over the public URL, see "
         "--public-url). Prefer SMSWATCH_TWILIO_AUTH_TOKEN (a flag shows in ps).",
     ),
+    GatewayCredential(
+        "vonage",
+        "vonage_signature_secret",
+        "SECRET",
+        "Vonage signature secret: SMS receipts' `sig` (timestamp within 5 min) and Messages API "
+        "callbacks' Bearer JWT are verified with it. Prefer SMSWATCH_VONAGE_SIGNATURE_SECRET.",
+    ),
+    GatewayCredential(
+        "vonage",
+        "vonage_signature_method",
+        "METHOD",
+        "How Vonage signs SMS receipts, as the dashboard's signature method says (the Messages "
+        "API's JWT is always HS256).",
+        secret=False,
+        choices=("md5hash", "md5", "sha1", "sha256", "sha512"),
+        default="md5hash",
+    ),
+)

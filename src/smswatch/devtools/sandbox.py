@@ -78,6 +78,8 @@ class SandboxLimits:
     # Twilio limits concurrent requests, not a rate (error 20429): a rate that a client
     # pacing itself at reconcile.config.TWILIO_RATE stays within.
     twilio_per_window: int = 60
+    # Vonage's Reports API answers 10 synchronous requests a second.
+    vonage_per_window: int = 600
     window_s: float = 60.0
     burst_429: int = 0  # fault: this many calls to each gateway's API get 429 ...
     burst_after: int = 3  # ... once this many have been made

@@ -9,6 +9,7 @@ from __future__ import annotations
 from smswatch.gateways.base import Gateway
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
 from smswatch.gateways.twilio import GATEWAY as TWILIO
+from smswatch.gateways.vonage import GATEWAY as VONAGE
 from smswatch.gateways.yebolink import GATEWAY as YEBOLINK
 
 GATEWAYS: dict[str, Gateway] = {
@@ -17,6 +18,7 @@ GATEWAYS: dict[str, Gateway] = {
         LISOLOO,
         YEBOLINK,
         TWILIO,
+        VONAGE,
     )
 }
 

@@ -46,6 +46,7 @@ class SandboxKeys:
     lisoloo_app_key: str | None = None
     yebolink_api_key: str | None = None
     twilio_auth_token: str | None = None  # Basic auth's password, the account SID its user
+    vonage_api_secret: str | None = None  # Basic auth's password, the API key its user
 
 
 def key_label(key: str) -> str:
