@@ -81,9 +81,10 @@ class DemoTraffic:
     def campaign(self) -> SimConfig:
         rng = self.rng
         draw = rng.random()
-        lisoloo = draw < 0.6
-        # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's.
-        bulk = "twilio" if draw >= 0.85 else "yebolink"
+        lisoloo = draw < 0.55
+        # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's or
+        # Vonage's (one message per SMS part and recipient).
+        bulk = "vonage" if draw >= 0.88 else "twilio" if draw >= 0.76 else "yebolink"
         return SimConfig(
             url=self.url,
             provider="lisoloo" if lisoloo else bulk,

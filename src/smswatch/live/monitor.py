@@ -47,15 +47,18 @@ def demo_config(
     the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
     not, and a busy one fails to bind like any other."""
     from smswatch.gateways.twilio.sim import ACCOUNT_SID
+    from smswatch.gateways.vonage.sim import API_KEY as VONAGE_API_KEY
     from smswatch.reconcile.config import ApiConfig, ApiKey
 
     workdir = Path(tempfile.mkdtemp(prefix="smswatch-demo-"))
     # Twilio's auth token both signs its callbacks and opens its API: the sandbox's, if any.
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
+    # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
+    vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
-        {"twilio_auth_token": token},
+        {"twilio_auth_token": token, "vonage_signature_secret": secrets.token_urlsafe(32)},
     )
     port = config.port if port_given or port_free(config.host, config.port) else 0
     api = ApiConfig(
@@ -66,6 +69,9 @@ def demo_config(
         twilio_key=ApiKey(token, "--twilio-auth-token"),
         twilio_account_sid=ACCOUNT_SID,
         twilio_url=api_url,
+        vonage_key=ApiKey(vonage_secret, "--vonage-api-secret"),
+        vonage_account_id=VONAGE_API_KEY,
+        vonage_url=api_url,
     )
     return (
         replace(
@@ -74,7 +80,7 @@ def demo_config(
             credentials=credentials,
             port=port,
             gateway_api=api,
-            reconcile_quiet={"lisoloo": 30, "yebolink": 30, "twilio": 30},
+            reconcile_quiet={"lisoloo": 30, "yebolink": 30, "twilio": 30, "vonage": 30},
         ),
         workdir,
     )
@@ -116,6 +122,7 @@ def run_monitor(
             lisoloo_app_key="sk_test_" + secrets.token_urlsafe(24),
             yebolink_api_key="ybk_" + secrets.token_hex(16),
             twilio_auth_token=secrets.token_hex(16),
+            vonage_api_secret=secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
         config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)
