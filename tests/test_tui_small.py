@@ -179,9 +179,12 @@ async def test_status_bar_on_a_short_terminal_takes_two_lines_and_names_the_data
         await started(app, pilot)
         bar = app.screen.query_one(StatusBar)
         assert bar.size.height == 2
-        gateways = str(app.screen.query_one("#gateways", Static).render())
+        line = app.screen.query_one("#gateways", Static)
+        gateways = str(line.render())
         assert "/webhooks/lisoloo ✓" in gateways and "…/yebolink ✓" in gateways
-        assert len(gateways) <= bar.size.width - 2
+        # Four gateways do not fit 80 columns: the line is cut (the tooltip has them all),
+        # never wrapped onto a third line of the bar.
+        assert line.size.height == 1
         drawn = app.screen.query_one("#pulse")
         text = drawn.content.plain  # type: ignore[attr-defined]
         assert text.endswith("db campaign.db"), text

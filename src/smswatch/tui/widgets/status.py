@@ -268,6 +268,9 @@ class StatusBar(Vertical):
     DEFAULT_CSS = """
     StatusBar { height: auto; background: $panel; padding: 0 1; }
     StatusBar #gateways { height: auto; }
+    /* One line on a short terminal, however many gateways: what does not fit is cut with an
+       ellipsis (the whole lines are the tooltip), never wrapped onto a line of its own. */
+    StatusBar.-short #gateways { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     StatusBar #pulse-row { height: 1; }
     StatusBar #pulse { width: 1fr; }
     StatusBar #forwarding { height: auto; }
