@@ -626,6 +626,33 @@ async def test_forwards_are_resigned_as_vonage_signs_them(tmp_path: Path) -> Non
     assert abs(claims["iat"] - time.time()) < 60
 
 
+def test_a_replayed_export_goes_the_way_it_came() -> None:
+    """An exported receipt that came as a GET is replayed as a GET (its payload says so), one
+    that came as JSON as JSON, each signed afresh for this listener."""
+    from smswatch.devtools.replay import load
+    from smswatch.devtools.simulate import signed_request
+
+    adapter = Vonage()
+    query = b"?" + urlencode(signed(receipt(M[0], "delivered"))).encode()
+    as_json = json.dumps(dict(signed(receipt(M[1], "delivered")))).encode()
+    lines = [
+        json.dumps({"provider": "vonage", "payload": json.loads(adapter.parse(raw, 1)[0].payload)})
+        for raw in (query, as_json)
+    ]
+    got, via_json = load(lines, speed=0)
+    credentials = Credentials(tokens=tokens("sha256"))
+    method, url, _, data = signed_request(
+        "vonage", got.body, credentials, "http://h/webhooks/vonage"
+    )
+    fields = parse_qsl(url.split("?", 1)[1])
+    assert (method, data) == ("GET", None)
+    assert dict(fields)["sig"] == sig(SECRET, "sha256", fields)
+    method, _, headers, data = signed_request("vonage", via_json.body, credentials, "http://h/x")
+    assert (method, headers["Content-Type"]) == ("POST", "application/json")
+    obj = json.loads(data or b"")
+    assert obj["sig"] == sig(SECRET, "sha256", [(k, v) for k, v in obj.items()])
+
+
 # --- the simulator end to end --------------------------------------------------------------------
 
 

@@ -2,9 +2,10 @@
 
 Each JSONL line is either an `export` record (`provider`, `received_at`, `payload`) or a bare
 webhook body, whose gateway is told from its envelope. A line may give `payload_raw` (a string)
-to send bytes exactly as recorded. Replay signs YeboLink and Twilio bodies and adds Lisoloo Basic
-auth when credentials are given, so traffic recorded elsewhere passes this listener's checks; a
-Twilio payload (kept as the JSON object of its form) is posted as a form again.
+to send bytes exactly as recorded. Replay signs YeboLink, Twilio and Vonage bodies and adds
+Lisoloo Basic auth when credentials are given, so traffic recorded elsewhere passes this
+listener's checks; a Twilio payload (kept as the JSON object of its form) is posted as a form
+again, and a Vonage receipt the way it came (a GET's query, a form or JSON).
 
 Replay is for traffic. To copy a database, `smswatch import` stores an export as it was: replay
 leaves out the events smswatch made by polling (no gateway posts those), and the listener stamps
