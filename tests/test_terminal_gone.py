@@ -132,7 +132,8 @@ def test_hangup_stops_the_monitor_and_keeps_every_acknowledged_event(
     term = Terminal(argv, tmp_path)
     sim = None
     try:
-        term.wait_for(b"Lisoloo")
+        # Drawn: the status bar's first URL, in its long form or (four gateways at 120x40) short.
+        term.wait_for(b"webhooks/lisoloo")
         sim = start_simulate(
             "--url",
             f"http://127.0.0.1:{port}",
