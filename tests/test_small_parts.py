@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smswatch import config
 from smswatch.core.domain import State
+from smswatch.core.rejected import Rejected
+from smswatch.gateways.base import parse_form
 from smswatch.gateways.catalogue import catalogue, explain
 from smswatch.sanitize import safe, safe_block
 from smswatch.timefmt import age, iso, span
@@ -166,3 +171,34 @@ def test_no_output_hedges_a_plural_or_hand_rolls_one() -> None:
         if hedged.search(line) or hand_rolled.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+_FORM_PIECES = ("a", "b", "=", "&", "+", "%2B", "%", "é", ";", "%C3%A9", "%ZZ", "%FF", "%e9")
+_FORM_TEXT = st.lists(st.sampled_from(_FORM_PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=3000)
+@given(_FORM_TEXT | st.binary(max_size=40))
+def test_parse_form_reads_what_parse_qsl_reads_strictly(raw: str | bytes) -> None:
+    """gateways.base.parse_form splits by itself and decodes only the encoded fields: it must
+    agree with the standard library's strict reading on every body, refusals included."""
+    body = raw.encode() if isinstance(raw, str) else raw
+    try:
+        text = body.decode("utf-8")
+        expected = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=256
+        )
+    except ValueError:
+        expected = None
+    try:
+        got = parse_form(body)
+    except Rejected as exc:
+        assert exc.status == 400 and exc.code == "malformed_form"
+        got = None
+    assert got == expected
+
+
+def test_parse_form_refuses_more_fields_than_its_bound() -> None:
+    assert len(parse_form(b"&".join([b"a=1"] * 256))) == 256
+    with pytest.raises(Rejected):
+        parse_form(b"&".join([b"a=1"] * 257))

@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import pydantic_core
 from pydantic import (
@@ -378,20 +378,32 @@ def decode_payload(body: bytes) -> str:
 
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:
-    """The fields of an `application/x-www-form-urlencoded` body, in order, by the standard
-    library's parser: strict (a field without `=` is a malformed body, not a field named after
-    it), UTF-8 strictly (Twilio sends UTF-8; anything else would be stored as guesses), at most
-    MAX_FORM_FIELDS. Raises `Rejected(400)`."""
+    """The fields of an `application/x-www-form-urlencoded` body, in order, as the standard
+    library's `parse_qsl` reads it strictly: a field without `=` (or an empty one) is a
+    malformed body, not a field named after it; UTF-8 strictly (Twilio sends UTF-8; anything
+    else would be stored as guesses); at most MAX_FORM_FIELDS. Raises `Rejected(400)`.
+
+    The split on `&` and `=` is done here and only the fields that are percent- or
+    plus-encoded go through `unquote_plus` (Twilio's: two or three in twenty): `parse_qsl`
+    decodes every name and value, which made it most of a callback's CPU.
+    tests/test_small_parts.py checks the two agree on every body."""
     try:
         text = body.decode("utf-8")  # percent-encoded ASCII as sent, raw UTF-8 as some send
-        return parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FORM_FIELDS,
-        )
+        if not text:
+            return []
+        if text.count("&") >= MAX_FORM_FIELDS:
+            raise ValueError("Max number of fields exceeded")
+        fields = []
+        for piece in text.split("&"):
+            name, sep, value = piece.partition("=")
+            if not sep:
+                raise ValueError(f"bad query field: {piece!r}")
+            if "%" in name or "+" in name:
+                name = unquote_plus(name, errors="strict")
+            if "%" in value or "+" in value:
+                value = unquote_plus(value, errors="strict")
+            fields.append((name, value))
+        return fields
     except ValueError as exc:  # UnicodeDecodeError is one
         raise malformed(f"body is not a URL-encoded form: {exc}", "malformed_form") from None
 
