@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -14,8 +15,9 @@ from smswatch.core.domain import State
 from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import parse_form
 from smswatch.gateways.catalogue import catalogue, explain
+from smswatch.gateways.twilio.webhook import dlr_time
 from smswatch.sanitize import safe, safe_block
-from smswatch.timefmt import age, iso, span
+from smswatch.timefmt import age, iso, span, to_us
 
 
 def test_catalogue_named_grouped_and_unknown_codes() -> None:
@@ -202,3 +204,15 @@ def test_parse_form_refuses_more_fields_than_its_bound() -> None:
     assert len(parse_form(b"&".join([b"a=1"] * 256))) == 256
     with pytest.raises(Rejected):
         parse_form(b"&".join([b"a=1"] * 257))
+
+
+@settings(max_examples=2000)
+@given(st.text(alphabet="0123456789", min_size=10, max_size=10) | st.text(max_size=12))
+def test_twilio_dlr_time_reads_what_strptime_reads(value: str) -> None:
+    """RawDlrDoneDate (YYMMDDhhmm, UTC), read by fields: the same as strptime's %y%m%d%H%M."""
+    try:
+        ok = len(value) == 10 and value.isascii() and value.isdigit()
+        expected = to_us(datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)) if ok else None
+    except ValueError:
+        expected = None
+    assert dlr_time(value) == expected
