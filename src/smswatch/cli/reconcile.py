@@ -52,7 +52,7 @@ def parse_duration(text: str) -> int:
 def api_options(f: Any) -> Any:
     for option in reversed(GATEWAY_API_OPTIONS):
         f = option(f)
-    return gateway_credential_options(f)
+    return gateway_credential_options(f, api_only=True)
 
 
 def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str, Any]:
