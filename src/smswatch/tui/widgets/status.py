@@ -203,7 +203,7 @@ def forwarding_lines(targets: tuple[TargetStatus, ...], now: int, palette: Palet
 
 def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
     """The gateways' status APIs being polled (reconcile/): each keyed gateway's queue, the
-    calls made, a 429's wait, the last error."""
+    calls made, a 429's wait, the last error, and the gateways that have no status API."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{'Polling':<9}", style="bold")
     for n, gateway in enumerate(status.gateways):
@@ -225,6 +225,12 @@ def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
     if status.last_error:
         text.append("  last error: ", style="dim")
         text.append(safe(status.last_error, 80), style=palette.state(State.FAILED))
+    # Last: the line's news (calls, a 429, an error) comes first when the width runs out.
+    for gateway in status.unpolled:
+        adapter = ADAPTERS.get(gateway)
+        text.append("   ")
+        text.append(adapter.title if adapter else gateway, style="bold")
+        text.append(" no status API: not polled", style="dim")
     return text
 
 
