@@ -51,4 +51,13 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         "--public-url). Prefer SMSWATCH_TWILIO_AUTH_TOKEN (a flag shows in ps).",
         opens_api=True,
     ),
+    GatewayCredential(
+        "africastalking",
+        "africastalking_token",
+        "TOKEN",
+        "Africa's Talking callback token: the delivery-report URL set in its dashboard ends in "
+        "?token=TOKEN, compared in constant time (Africa's Talking signs nothing). Use a "
+        "URL-safe token and prefer SMSWATCH_AFRICASTALKING_TOKEN (a flag shows in ps).",
+        query="token",
+    ),
 )

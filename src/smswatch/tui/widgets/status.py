@@ -33,7 +33,8 @@ def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
     for n, gw in enumerate(info.gateways):
         if n:
             text.append("\n")
-        text.append(f"{gw.title:<9}", style="bold")
+        # A title longer than the column (Africa's Talking) still gets its space.
+        text.append(f"{gw.title:<8} ", style="bold")
         text.append(gw.url, style="underline")
         if gw.verified:
             text.append(f"  ✓ {gw.auth}", style=palette.state(State.DELIVERED))
