@@ -57,8 +57,9 @@ def gateway_line(info: SourceInfo, palette: Palette) -> Text:
     base = first[: first.rfind("/") + 1]
     for n, gw in enumerate(info.gateways):
         if n:
-            # Two spaces, not " · ": a third gateway must still fit 80 columns, and "·" is
-            # also the mark of a gateway that is open.
+            # Two spaces, not " · ": "·" is also the mark of a gateway that is open. From the
+            # fourth gateway on, 80 columns cut the line (CSS: no wrap, an ellipsis): a line
+            # more for each gateway would take the panels' rows, and the tooltip has them all.
             text.append("  ")
         shown = gw.url if not n or not gw.url.startswith(base) else "…/" + gw.url[len(base) :]
         text.append(shown, style="underline")
@@ -274,7 +275,7 @@ class Pulse(Widget):
 class StatusBar(Vertical):
     DEFAULT_CSS = """
     StatusBar { height: auto; background: $panel; padding: 0 1; }
-    StatusBar #gateways { height: auto; }
+    StatusBar #gateways { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     StatusBar #pulse-row { height: 1; }
     StatusBar #pulse { width: 1fr; }
     StatusBar #forwarding { height: auto; }
