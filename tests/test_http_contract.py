@@ -256,7 +256,12 @@ async def test_401_for_a_gateway_without_credentials_on_a_public_bind(make_engin
         assert (status, answer["error"]) == (401, "auth_required")
         assert (await c.yebolink(YEBOLINK["message.sent"], SECRET))[0] == 200
         status = {g.name: g.accepting for g in eng.gateways()}
-        assert status == {"lisoloo": False, "yebolink": True, "twilio": False}
+        assert status == {
+            "lisoloo": False,
+            "yebolink": True,
+            "twilio": False,
+            "africastalking": False,
+        }
     finally:
         await eng.stop()
 

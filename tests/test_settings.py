@@ -36,6 +36,7 @@ SAMPLES: dict[str, Any] = {
     "basic_auth": "ops:secret",
     "yebolink_secret": "yebo-secret",
     "twilio_auth_token": "twilio-token",
+    "africastalking_token": "at-token",
     "public_url": "https://hooks.example.com",
     "insecure": True,
     "max_body": 4096,

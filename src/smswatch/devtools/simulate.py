@@ -1,4 +1,5 @@
-"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio), sent over real HTTP.
+"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Africa's Talking),
+sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -9,6 +10,9 @@ can say exactly how every recipient must end:
   `message.delivered | message.failed` with Twilio-style codes and the sender's `metadata`.
 - Twilio: a bulk send is one message per recipient, its status callbacks posted as signed forms
   (`queued` → `sending` → `sent` → `delivered | undelivered`, or `failed`), with 30xxx codes.
+- Africa's Talking: a bulk send is one message (one `id`) per recipient, its delivery reports
+  posted as forms to the callback URL with its `?token=` (`Sent` → `Submitted` → `Buffered` →
+  `Success | Failed | Rejected`), with its `failureReason`s.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
@@ -440,7 +444,8 @@ class Sender:
 
     async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
         """Send one delivery; True if it should be retried."""
-        url = webhook_url(self.c.url, d.provider)
+        # As the gateway calls it: with the token its callback URL carries (Africa's Talking).
+        url = self.credentials.in_url(d.provider, webhook_url(self.c.url, d.provider))
         headers = request_headers(d.provider, d.body, self.credentials, url)
         try:
             async with session.post(url, data=d.body, headers=headers) as resp:

@@ -4,8 +4,9 @@ An adapter turns the raw bytes of one webhook request into normalized `Event`s. 
 whether the request is authentic (on the raw bytes, before anything is parsed) and whether a
 JSON body has its envelope shape (for `POST /webhooks`, which detects the gateway). Most gateways
 post JSON; one that posts forms (`application/x-www-form-urlencoded`, Twilio) says so by its
-`body_format`, and one that signs the URL it calls says so by `signs_url`: the listener then
-takes form bodies on its route and hands `check_auth` the public URL of the request.
+`body_format`, and one whose check needs the URL it called (Twilio signs it, Africa's Talking
+carries a token in its query) says so by `checks_url`: the listener then takes form bodies on
+its route and hands `check_auth` the public URL of the request.
 
 Parsing policy: the *envelope* is the contract. A body that is not a JSON object with the
 gateway's envelope is rejected (400). Inside a valid envelope we are lenient: an unknown event
@@ -77,15 +78,16 @@ class Provider(Protocol):
     title: ClassVar[str]
     # What its route takes: JSON bodies (415 for a form) or forms (415 for JSON).
     body_format: ClassVar[BodyFormat]
-    # Its signature covers the URL it called: `check_auth` is given the request's public URL.
-    signs_url: ClassVar[bool]
+    # Its check needs the URL it called (a signature over it, a token in its query):
+    # `check_auth` is given the request's public URL.
+    checks_url: ClassVar[bool]
 
     def auth_mode(self) -> AuthMode: ...
 
     def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
         """Raise `Rejected(401, ...)` unless the request is authentic. Constant-time. `url`:
         the URL the gateway called (`--public-url` + path and query, else scheme + Host +
-        path and query), given to a gateway that `signs_url`, None to the others."""
+        path and query), given to a gateway that `checks_url`, None to the others."""
 
     def claims_headers(self, headers: Mapping[str, str]) -> bool:
         """True if the headers alone say the request comes from this gateway."""

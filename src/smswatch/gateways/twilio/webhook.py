@@ -169,7 +169,7 @@ class Twilio:
     name: ClassVar[str] = "twilio"
     title: ClassVar[str] = "Twilio"
     body_format: ClassVar[BodyFormat] = FORM
-    signs_url: ClassVar[bool] = True
+    checks_url: ClassVar[bool] = True  # it signs the URL
 
     def __init__(self, auth_token: str | None = None) -> None:
         self._key = _keyed(auth_token) if auth_token else None
