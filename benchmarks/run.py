@@ -84,6 +84,7 @@ def server(
     viewer: bool = False,
     cpu: str | None = SERVER_CPU,
     extra: tuple[str, ...] = (),
+    route: str = "lisoloo",
 ) -> Iterator[Running]:
     """Start `bare`, `serve` or `tui` on CPU 0 (or `cpu`; None: unpinned); yields it once it
     answers; stops it gracefully. `serve` runs with its viewers' feed (as by default); `viewer`
@@ -139,7 +140,8 @@ def server(
                 time.sleep(0.1)
         time.sleep(1.0)  # let it settle (the TUI's first paint, the hub's first tick)
         held = stuck_viewer(feed_port) if viewer else None
-        yield Running(url, proc.pid)  # taskset execs the server: same pid
+        # taskset execs the server: same pid
+        yield Running(url.replace("/webhooks/lisoloo", f"/webhooks/{route}"), proc.pid)
         if held is not None:
             held.close()
     finally:
@@ -151,19 +153,16 @@ def server(
             proc.wait()
 
 
-def wrk(url: str, seconds: int, connections: int, acked: Path | None = None) -> dict[str, Any]:
-    cmd = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "-s",
-        str(HERE / "wrk_unique.lua"),
-        url,
-    ]
-    if acked:
-        cmd += ["--", str(acked)]
+def wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    acked: Path | None = None,
+    script: str = "wrk_unique.lua",
+    args: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / script)]
+    cmd += [url, "--", *args, *([str(acked)] if acked else [])]
     out = subprocess.run(pinned(LOAD_CPU, cmd), capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     data = json.loads(line[len("WRKJSON ") :])
@@ -180,10 +179,15 @@ def loadgen(mode: str, url: str, *args: Any) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def throughput(srv: Running, seconds: int, acked: Path | None) -> dict[str, Any]:
-    """Requests answered per second, and the server's CPU time per answered request."""
+def throughput(
+    srv: Running, seconds: int, acked: Path | None, twilio: Path | None = None
+) -> dict[str, Any]:
+    """Requests answered per second, and the server's CPU time per answered request.
+    `twilio`: post the signed Twilio callbacks of that file (`twilio_requests`), with wrk."""
     cpu = srv.cpu_seconds()
-    if shutil.which("wrk"):
+    if twilio is not None:
+        data = wrk(srv.url, seconds, 32, acked, "wrk_twilio.lua", (str(twilio),))
+    elif shutil.which("wrk"):
         data = wrk(srv.url, seconds, 32, acked)
     else:
         data = loadgen("closed", srv.url, seconds, 32)
@@ -215,10 +219,54 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
 
+TWILIO_TOKEN = "bench-twilio-auth-token"
+# The URL the callbacks are signed over, whatever port the server gets (`--public-url`).
+TWILIO_PUBLIC = "https://smswatch.example"
+TWILIO_PER_SECOND = 25_000  # callbacks made per second of a round: more than serve answers
+
+
+def twilio_requests(path: Path, count: int) -> None:
+    """`count` Twilio status callbacks as Twilio posts them for messages sent through a
+    messaging service: each MessageSid calls back `queued`, `sent`, then `delivered` (with the
+    carrier's RawDlrDoneDate), the three stages of three messages interleaved, as a bulk send's
+    callbacks arrive; each form in Twilio's order, signed over the public URL. One
+    `signature<TAB>body` a line."""
+    from urllib.parse import urlencode
+
+    from smswatch.gateways.twilio.webhook import sign
+
+    url = f"{TWILIO_PUBLIC}/webhooks/twilio"
+    stages = ("queued", "sent", "delivered")
+    written = 0
+    with path.open("w") as out:
+        for k in range(count):
+            for stage in range(min(k + 1, 3)):  # queued of message k, sent of k-1, ...
+                if written == count:
+                    return
+                n, status = k - stage, stages[stage]
+                sid = f"SM{n:032x}"
+                fields = [("SmsSid", sid), ("SmsStatus", status), ("MessageStatus", status)]
+                fields += [("To", f"+1415{n % 10**7:07d}")]
+                fields += [("MessagingServiceSid", "MG" + "0" * 32), ("MessageSid", sid)]
+                fields += [("AccountSid", "AC" + "0" * 32), ("From", "+14155550100")]
+                if status == "delivered":
+                    fields.append(("RawDlrDoneDate", "2612071500"))
+                fields.append(("ApiVersion", "2010-04-01"))
+                out.write(f"{sign(TWILIO_TOKEN, url, fields)}\t{urlencode(fields)}\n")
+                written += 1
+
+
 def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
     """Throughput of `serve` (or the TUI) against the bare aiohttp server, best of `rounds`
-    each; headless, also against the do-nothing server on smswatch's own HTTP stack."""
+    each; headless, also against the do-nothing server on smswatch's own HTTP stack, and the
+    same `serve` taking Twilio's signed forms (with wrk) against itself taking Lisoloo's JSON."""
     bare, lean, ours, checks = [], [], [], []
+    twilio: list[dict[str, Any]] = []
+    twilio_checks: list[tuple[int, int]] = []
+    forms = None
+    if kind == "serve" and shutil.which("wrk"):
+        forms = Path(tempfile.mkdtemp()) / "twilio.tsv"
+        twilio_requests(forms, seconds * TWILIO_PER_SECOND)
     for _ in range(rounds):
         with server("bare") as srv:
             bare.append(throughput(srv, seconds, None))
@@ -231,6 +279,17 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
                 ours.append(throughput(srv, seconds, acked))
             got, stored = acked_ids(acked), stored_ids(db)
             checks.append((len(got), len(got - stored)))
+        if forms is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            db, acked = Path(tmp) / "t.db", Path(tmp) / "acked"
+            signed = ("--twilio-auth-token", TWILIO_TOKEN, "--public-url", TWILIO_PUBLIC)
+            with server(kind, db, extra=signed, route="twilio") as srv:
+                twilio.append(throughput(srv, seconds, acked, forms))
+            got, stored = acked_ids(acked), stored_ids(db)
+            twilio_checks.append((len(got), len(got - stored)))
+    if forms is not None:
+        shutil.rmtree(forms.parent)
     best_bare = max(r["rps"] for r in bare)
     best = max(r["rps"] for r in ours)
     ratio = best / best_bare
@@ -273,6 +332,20 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
             notes,
         )
     ]
+    if twilio:
+        rows.append(twilio_row(twilio, twilio_checks, best, cpu_ours, seconds))
+    elif headless:
+        rows.append(
+            Row(
+                TWILIO_ROW,
+                "not measured",
+                "-",
+                None,
+                ">= 0.9x Lisoloo",
+                None,
+                ["needs wrk (Lua posts the pre-signed forms): apt-get install wrk"],
+            )
+        )
     if lean:
         best_lean = max(r["rps"] for r in lean)
         cpu_lean = statistics.median(r["cpu_us"] for r in lean)
@@ -293,6 +366,40 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
             )
         )
     return rows
+
+
+TWILIO_ROW = "Ingest of Twilio status callbacks, headless (signed forms, `serve`, durability full)"
+
+
+def twilio_row(
+    results: list[dict[str, Any]],
+    checks: list[tuple[int, int]],
+    lisoloo: float,
+    lisoloo_cpu: float,
+    seconds: int,
+) -> Row:
+    """Twilio's forms (parse, HMAC-SHA1 over the public URL, normalise) against the Lisoloo
+    row of the same rounds: a gateway that posts forms must not be second-class."""
+    best = max(r["rps"] for r in results)
+    cpu = statistics.median(r["cpu_us"] for r in results)
+    non2xx = sum(r["non2xx"] for r in results)
+    lost = sum(missing for _, missing in checks)
+    ratio = best / lisoloo
+    return Row(
+        TWILIO_ROW,
+        f"{best:,.0f} req/s, {cpu:,.0f} µs CPU a request",
+        f"{lisoloo:,.0f} req/s, {lisoloo_cpu:,.0f} µs CPU a request (Lisoloo JSON, same rounds)",
+        ratio,
+        ">= 0.9x Lisoloo",
+        ratio >= 0.9 and lost == 0 and non2xx == 0,
+        [
+            f"rounds (req/s): {rps(results)} (wrk, 32 connections, {seconds}s; each MessageSid "
+            "calls back queued, sent, delivered, interleaved; signed with the auth token over "
+            "--public-url; the Lisoloo row: each event a new recipient of one of 2,000 messages)",
+            f"2xx answers checked against the database: {sum(n for n, _ in checks):,}, "
+            f"missing {lost}; answers other than 2xx: {non2xx}",
+        ],
+    )
 
 
 def rps(results: list[dict[str, Any]]) -> str:

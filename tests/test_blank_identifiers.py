@@ -109,16 +109,22 @@ EXPECTED_MESSAGES: dict[str, tuple[dict[str, str], dict[str, int]]] = {
     REAL: (
         {"+243820000001": "delivered", "+243820000002": "sent", "+243820000003": "failed"},
         # sms.queued announced 4 recipients and 3 were named: the one not named yet is queued.
-        {"queued": 1, "processing": 0, "sent": 1, "delivered": 1, "failed": 1},
+        {"queued": 1, "processing": 0, "sent": 1, "delivered": 1, "failed": 1, "unconfirmed": 0},
     ),
     YEBO_OPEN: (
         {"thandi@example.org": "sent", "+26876000009": "queued"},
-        {"queued": 1, "processing": 0, "sent": 1, "delivered": 0, "failed": 0},
+        {"queued": 1, "processing": 0, "sent": 1, "delivered": 0, "failed": 0, "unconfirmed": 0},
     ),
     # A YeboLink message is for one recipient; its events named none, so it is not named yet.
-    YEBO: ({}, {"queued": 1, "processing": 0, "sent": 0, "delivered": 0, "failed": 0}),
+    YEBO: (
+        {},
+        {"queued": 1, "processing": 0, "sent": 0, "delivered": 0, "failed": 0, "unconfirmed": 0},
+    ),
     # Body 7 announced 2, then body 14 (YeboLink: one recipient a message) 1; none named.
-    NONE: ({}, {"queued": 1, "processing": 0, "sent": 0, "delivered": 0, "failed": 0}),
+    NONE: (
+        {},
+        {"queued": 1, "processing": 0, "sent": 0, "delivered": 0, "failed": 0, "unconfirmed": 0},
+    ),
 }
 
 

@@ -603,7 +603,14 @@ async def test_hostile_text_is_escaped_and_anomalies_found(
         "events_by_provider": {"lisoloo": 8},
         "messages": 1,
         "in_flight": 1,
-        "recipients": {"queued": 0, "processing": 0, "sent": 1, "delivered": 1, "failed": 1},
+        "recipients": {
+            "queued": 0,
+            "processing": 0,
+            "sent": 1,
+            "delivered": 1,
+            "failed": 1,
+            "unconfirmed": 0,
+        },
         "delivery_rate": 0.5,
         "conflicts": 1,
         "latency": {

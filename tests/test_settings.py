@@ -38,6 +38,7 @@ SAMPLES: dict[str, Any] = {
     "twilio_auth_token": "twilio-token",
     "vonage_signature_secret": "vonage-signature-secret",
     "vonage_signature_method": "sha256",
+    "africastalking_token": "at-token",
     "public_url": "https://hooks.example.com",
     "insecure": True,
     "max_body": 4096,

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smswatch import config
 from smswatch.core.domain import State
+from smswatch.core.rejected import Rejected
+from smswatch.gateways.base import parse_form
 from smswatch.gateways.catalogue import catalogue, explain
+from smswatch.gateways.twilio.webhook import dlr_time
 from smswatch.sanitize import safe, safe_block
-from smswatch.timefmt import age, iso, span
+from smswatch.timefmt import age, iso, span, to_us
 
 
 def test_catalogue_named_grouped_and_unknown_codes() -> None:
@@ -166,3 +173,46 @@ def test_no_output_hedges_a_plural_or_hand_rolls_one() -> None:
         if hedged.search(line) or hand_rolled.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+_FORM_PIECES = ("a", "b", "=", "&", "+", "%2B", "%", "é", ";", "%C3%A9", "%ZZ", "%FF", "%e9")
+_FORM_TEXT = st.lists(st.sampled_from(_FORM_PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=3000)
+@given(_FORM_TEXT | st.binary(max_size=40))
+def test_parse_form_reads_what_parse_qsl_reads_strictly(raw: str | bytes) -> None:
+    """gateways.base.parse_form splits by itself and decodes only the encoded fields: it must
+    agree with the standard library's strict reading on every body, refusals included."""
+    body = raw.encode() if isinstance(raw, str) else raw
+    try:
+        text = body.decode("utf-8")
+        expected = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=256
+        )
+    except ValueError:
+        expected = None
+    try:
+        got = parse_form(body)
+    except Rejected as exc:
+        assert exc.status == 400 and exc.code == "malformed_form"
+        got = None
+    assert got == expected
+
+
+def test_parse_form_refuses_more_fields_than_its_bound() -> None:
+    assert len(parse_form(b"&".join([b"a=1"] * 256))) == 256
+    with pytest.raises(Rejected):
+        parse_form(b"&".join([b"a=1"] * 257))
+
+
+@settings(max_examples=2000)
+@given(st.text(alphabet="0123456789", min_size=10, max_size=10) | st.text(max_size=12))
+def test_twilio_dlr_time_reads_what_strptime_reads(value: str) -> None:
+    """RawDlrDoneDate (YYMMDDhhmm, UTC), read by fields: the same as strptime's %y%m%d%H%M."""
+    try:
+        ok = len(value) == 10 and value.isascii() and value.isdigit()
+        expected = to_us(datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)) if ok else None
+    except ValueError:
+        expected = None
+    assert dlr_time(value) == expected

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.core.domain import State
@@ -52,6 +52,23 @@ class Credentials:
     def token(self, key: str) -> str | None:
         """The credential of setting `key`, None unless set (an empty value is unset)."""
         return self.tokens.get(key) or None
+
+    def in_url(self, gateway: str, url: str, shown: bool = False) -> str:
+        """`url` as `gateway` is to call it: with the credential it carries in the query
+        (GatewayCredential.query, Africa's Talking's `?token=`), when that is set; else `url`.
+        `shown`: for a screen or a log, the value elided (`token=…`), never the secret. A URL
+        that already carries the parameter (a `--url` pasted whole) is left as it is."""
+        for c in GATEWAY_CREDENTIALS:
+            value = self.token(c.key)
+            if c.gateway != gateway or c.query is None or value is None:
+                continue
+            parts = urlsplit(url)
+            if any(name == c.query for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
+                return url
+            given = f"{c.query}=" + ("…" if shown else quote(value, safe=""))
+            query = f"{parts.query}&{given}" if parts.query else given
+            return urlunsplit(parts._replace(query=query))
+        return url
 
 
 SECRET_SETTINGS = frozenset(c.key for c in GATEWAY_CREDENTIALS if c.secret)

@@ -19,6 +19,7 @@ import re
 import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.words import plural
 
 # C0 controls, DEL and C1 controls; every format character (Unicode category Cf: bidi marks and
@@ -108,14 +109,27 @@ def safe_block(text: str, limit: int = 20_000) -> str:
     return "\n".join(safe(line, limit) for line in text.split("\n"))
 
 
+# Query parameters that carry a gateway's shared secret (Africa's Talking's `token`): a URL
+# shown anywhere shows their values as ***, as it does a password.
+_SECRET_NAMES = "|".join(re.escape(c.query) for c in GATEWAY_CREDENTIALS if c.query)
+_SECRET_QUERY = re.compile(f"([?&;]|^)({_SECRET_NAMES})=[^&;#]*") if _SECRET_NAMES else None
+
+
+def _secrets_hidden(text: str) -> str:
+    return _SECRET_QUERY.sub(r"\1\2=***", text) if _SECRET_QUERY is not None else text
+
+
 def without_password(url: str) -> str:
-    """Any URL with its password (if it has one) shown as ***."""
+    """Any URL with its password (if it has one), and the value of any query parameter a
+    gateway's credential travels in (`token`), shown as ***."""
     try:
         parts = urlsplit(url)
     except ValueError:  # not a URL urllib can split: hide whatever sits between ':' and '@'
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+        return _secrets_hidden(re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url))
+    query = _secrets_hidden(parts.query)
     if parts.password is None:
-        return url
+        # Rebuilt only when something is hidden: urlunsplit drops an empty `?` or `#`.
+        return url if query == parts.query else urlunsplit(parts._replace(query=query))
     host = parts.netloc.rpartition("@")[2]  # as written: never raises on a bad port
     netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

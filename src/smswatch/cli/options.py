@@ -75,11 +75,13 @@ def _basic_auth(
         raise click.BadParameter(str(exc)) from None
 
 
-def gateway_credential_options(f: F) -> F:
+def gateway_credential_options(f: F, api_only: bool = False) -> F:
     """The credentials of the gateways beyond the seeds, each as GATEWAY_CREDENTIALS
-    (core/credentials.py) declares it (also `reconcile`'s: Twilio's API takes its webhook
-    token)."""
+    (core/credentials.py) declares it. `api_only`: those a status API takes too (`reconcile`'s:
+    Twilio's API takes its webhook token)."""
     for credential in reversed(GATEWAY_CREDENTIALS):
+        if api_only and not credential.opens_api:
+            continue
         f = click.option(
             credential.flag,
             credential.key,

@@ -52,7 +52,18 @@ def parse_duration(text: str) -> int:
 def api_options(f: Any) -> Any:
     for option in reversed(GATEWAY_API_OPTIONS):
         f = option(f)
-    return gateway_credential_options(f)
+    return gateway_credential_options(f, api_only=True)
+
+
+def unpolled() -> str:
+    """What is said of the gateways with no status API, which no key makes polled."""
+    from smswatch.gateways.registry import GATEWAYS
+    from smswatch.reconcile.clients import UNPOLLED
+
+    if not UNPOLLED:
+        return ""
+    names = " and ".join(GATEWAYS[name].title for name in UNPOLLED)
+    return f". {names}: no status API: not polled (its webhooks are all there is)"
 
 
 def record(m: Any, result: Any, recovered: int, answer: Any = None) -> dict[str, Any]:
@@ -119,7 +130,7 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
             "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
             "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, or "
             "--vonage-api-key with --vonage-api-secret (or SMSWATCH_LISOLOO_APP_KEY, "
-            "SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*)",
+            f"SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*){unpolled()}",
             2,
         )
     window = parse_duration(since)
@@ -311,6 +322,8 @@ def print_table(rows: list[dict[str, Any]], stored: bool) -> None:
     failed = [r for r in rows if r["error"]]
     if failed:
         out.print(f"{plural(len(failed), 'poll')} failed (why: the lines above)")
+    if said := unpolled():
+        out.print(said.removeprefix(". "))
     if not stored:
         out.print(
             "Not stored: another smswatch is writing this database, so what the gateways said is "

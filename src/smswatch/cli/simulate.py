@@ -113,7 +113,7 @@ class GatewayChoice(click.Choice):
     type=click.IntRange(1),
     default=10,
     show_default=True,
-    help="Messages (Lisoloo) or bulk sends (YeboLink, Twilio, Vonage) to run.",
+    help="Messages (Lisoloo) or bulk sends (YeboLink, Twilio, Vonage, Africa's Talking) to run.",
 )
 @click.option(
     "--recipients",
@@ -246,8 +246,8 @@ def simulate(**opts: Any) -> None:
     """Send a realistic simulated campaign to a running smswatch over HTTP.
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
-    auth / signatures (from --basic-auth / --yebolink-secret / --twilio-auth-token /
-    --vonage-signature-secret or SMSWATCH_* variables). With
+    auth / signatures / URL token (from --basic-auth / --yebolink-secret / --twilio-auth-token /
+    --vonage-signature-secret / --africastalking-token or SMSWATCH_* variables). With
     --api-port, a sandbox of the gateways' status APIs answers from the same truth, as of now
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """

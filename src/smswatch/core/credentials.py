@@ -24,6 +24,14 @@ class GatewayCredential:
     secret: bool = True
     choices: tuple[str, ...] = ()  # the values it takes, when a fixed few; any other is refused
     default: str | None = None  # what the gateway takes when it is not set
+    # The query parameter it travels in, for a gateway that signs nothing and is called at a
+    # URL carrying a shared secret (Africa's Talking: `?token=`): the simulator posts to the
+    # URL with it, and screens and logs show that URL with the value elided. None: it never
+    # appears in a URL.
+    query: str | None = None
+    # Its gateway's status API takes it too (Twilio's auth token): `smswatch reconcile` has
+    # the option.
+    opens_api: bool = False
 
     @property
     def flag(self) -> str:
@@ -46,6 +54,16 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         "TOKEN",
         "Twilio auth token: X-Twilio-Signature is verified with it (over the public URL, see "
         "--public-url). Prefer SMSWATCH_TWILIO_AUTH_TOKEN (a flag shows in ps).",
+        opens_api=True,
+    ),
+    GatewayCredential(
+        "africastalking",
+        "africastalking_token",
+        "TOKEN",
+        "Africa's Talking callback token: the delivery-report URL set in its dashboard ends in "
+        "?token=TOKEN, compared in constant time (Africa's Talking signs nothing). Use a "
+        "URL-safe token and prefer SMSWATCH_AFRICASTALKING_TOKEN (a flag shows in ps).",
+        query="token",
     ),
     GatewayCredential(
         "vonage",

@@ -18,6 +18,8 @@ class ReconcileStatus:
     paused_until: int | None = None  # a 429 asked us to wait until then (µs)
     # Gateways another instance sharing the database polls (it holds their key's lease).
     standby: tuple[str, ...] = ()
+    # Gateways with no status API (Africa's Talking): never polled, said so beside the others.
+    unpolled: tuple[str, ...] = ()
 
     @property
     def waiting(self) -> int:

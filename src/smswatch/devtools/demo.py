@@ -27,6 +27,7 @@ from smswatch.devtools.simulate import (
     request_headers,
     webhook_url,
 )
+from smswatch.gateways.registry import GATEWAYS
 
 MAX_CAMPAIGNS = 10
 STALE_SECRET_EVERY_S = 40.0
@@ -82,12 +83,24 @@ class DemoTraffic:
         rng = self.rng
         draw = rng.random()
         lisoloo = draw < 0.55
-        # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's or
-        # Vonage's (one message per SMS part and recipient).
-        bulk = "vonage" if draw >= 0.88 else "twilio" if draw >= 0.76 else "yebolink"
+        # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
+        # Vonage's (one message per SMS part and recipient) or Africa's Talking's.
+        bulk = (
+            "vonage"
+            if draw >= 0.89
+            else "twilio"
+            if draw >= 0.79
+            else "africastalking"
+            if draw >= 0.68
+            else "yebolink"
+        )
+        provider = "lisoloo" if lisoloo else bulk
+        # A final webhook is dropped only where a status API can bring it back: a gateway with
+        # none (Africa's Talking) would leave its recipient stuck for good.
+        polled = self.sandbox is not None and GATEWAYS[provider].sandbox() is not None
         return SimConfig(
             url=self.url,
-            provider="lisoloo" if lisoloo else bulk,
+            provider=provider,
             # A Lisoloo campaign is several sends (1,000 recipients at most each).
             messages=rng.randint(2, 4) if lisoloo else 1,
             spread=rng.uniform(2.0, 8.0) if lisoloo else 0.0,
@@ -101,7 +114,7 @@ class DemoTraffic:
             basic_auth=self.credentials.basic_auth,
             yebolink_secret=self.credentials.yebolink_secret,
             tokens=self.credentials.tokens,
-            drop_rate=DROP_RATE if self.sandbox is not None else 0.0,
+            drop_rate=DROP_RATE if polled else 0.0,
         )
 
     async def run(self) -> None:

@@ -140,9 +140,11 @@ class SandboxAPI:
         with self.lock:
             touched = set()
             for r in records:
+                sandbox = self._sandboxes.get(r.truth.provider)
+                if sandbox is None:  # a gateway with no status API (Africa's Talking)
+                    continue
                 if r.steps:
                     self._last_step_us = max(self._last_step_us, r.steps[-1][0])
-                sandbox = self._sandboxes[r.truth.provider]
                 sandbox.add(r)
                 touched.add(sandbox.name)
             for name in self.gateways:

@@ -1,5 +1,5 @@
-"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage), sent over
-real HTTP.
+"""Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage, Africa's
+Talking), sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -14,6 +14,9 @@ can say exactly how every recipient must end:
   signed receipts (GET queries by default, or forms or JSON: `accepted | buffered` →
   `delivered | expired | failed | rejected | undelivered | unknown`) and err-codes; or through
   the Messages API, one message per recipient with JWT-signed JSON callbacks.
+- Africa's Talking: a bulk send is one message (one `id`) per recipient, its delivery reports
+  posted as forms to the callback URL with its `?token=` (`Sent` → `Submitted` → `Buffered` →
+  `Success | Failed | Rejected`), with its `failureReason`s.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
@@ -457,7 +460,8 @@ class Sender:
 
     async def _post(self, session: aiohttp.ClientSession, d: Delivery) -> bool:
         """Send one delivery; True if it should be retried."""
-        url = webhook_url(self.c.url, d.provider)
+        # As the gateway calls it: with the token its callback URL carries (Africa's Talking).
+        url = self.credentials.in_url(d.provider, webhook_url(self.c.url, d.provider))
         method, target, headers, data = signed_request(d.provider, d.body, self.credentials, url)
         try:
             # Encoded already: the query a gateway signs must go as it is.

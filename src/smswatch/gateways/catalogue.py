@@ -5,7 +5,8 @@ Each gateway's catalogue ships as `errors.toml` in its package (`gateways/<provi
 new gateway brings its codes with it and this module knows none by name. A user can add or
 override codes by putting a file of the same shape in `<config dir>/catalogue/<provider>.toml`
 (an entry there replaces the shipped entry for that code as a whole). Unknown codes pass through
-with their group's meaning when the code falls in a known range.
+with their group's meaning when the code falls in a known range. Codes are numbers (Twilio's,
+in ranges) or words (Africa's Talking's `failureReason`s, matched in any case).
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ class Catalogue:
     codes: dict[str, dict[str, Any]]
     groups: tuple[dict[str, Any], ...]
 
+    def entry(self, code: str) -> dict[str, Any] | None:
+        """A code's entry: as written, else, for a code that is a word, in any case (Africa's
+        Talking documents `UserInBlackList`, its send API says `UserInBlacklist`)."""
+        found = self.codes.get(code)
+        if found is None and not code.isdigit():
+            folded = code.casefold()
+            found = next((v for k, v in self.codes.items() if k.casefold() == folded), None)
+        return found
+
     def group_of(self, code: str) -> dict[str, Any] | None:
         if not code.isdigit():
             return None
@@ -86,7 +96,7 @@ def explain(provider: str, code: str | None, retryable: bool | None = None) -> E
     if not code:
         return None
     cat = catalogue(provider)
-    entry = cat.codes.get(code)
+    entry = cat.entry(code)
     group = cat.group_of(code)
     group_name = group["name"] if group else None
     if entry:

@@ -6,6 +6,7 @@ Adding a gateway is one package under `gateways/` (its `GATEWAY` implements
 
 from __future__ import annotations
 
+from smswatch.gateways.africastalking import GATEWAY as AFRICASTALKING
 from smswatch.gateways.base import Gateway
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
 from smswatch.gateways.twilio import GATEWAY as TWILIO
@@ -19,6 +20,7 @@ GATEWAYS: dict[str, Gateway] = {
         YEBOLINK,
         TWILIO,
         VONAGE,
+        AFRICASTALKING,
     )
 }
 

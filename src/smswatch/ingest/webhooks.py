@@ -220,7 +220,7 @@ class Webhooks:
             provider = r.provider
             if provider is None:
                 provider = r.provider = detect(self.providers, r.headers, body)
-            if provider.signs_url:
+            if provider.checks_url:
                 provider.check_auth(r.headers, body, r.url(self._public_url))
             else:
                 provider.check_auth(r.headers, body)

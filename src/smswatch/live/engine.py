@@ -320,9 +320,11 @@ class Engine:
 
     def webhook_url(self, gateway: str) -> str:
         """Where a gateway is to post: under --public-url when given (what its console needs,
-        and what its signature covers), else this listener's own address."""
+        and what its signature covers), else this listener's own address; with the token it
+        carries in the query elided (`?token=…`: the URL to paste, never the secret)."""
         base = self.config.public_url
-        return f"{base}/webhooks/{gateway}" if base else self.listener.url(gateway)
+        url = f"{base}/webhooks/{gateway}" if base else self.listener.url(gateway)
+        return self.config.credentials.in_url(gateway, url, shown=True)
 
     # --- what the feed serves its viewers (smswatch.feed.server.FeedHost) ---------------------
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from smswatch.config import Credentials
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.devtools.demo import DemoTraffic
 from smswatch.live.datasource import LocalSource
 from smswatch.live.engine import CannotListen, EngineConfig
@@ -51,14 +52,17 @@ def demo_config(
     from smswatch.reconcile.config import ApiConfig, ApiKey
 
     workdir = Path(tempfile.mkdtemp(prefix="smswatch-demo-"))
-    # Twilio's auth token both signs its callbacks and opens its API: the sandbox's, if any.
+    # Every gateway's webhook credential is made up for the run, so each shows as verified
+    # (settings, like Vonage's signature method, keep their defaults). Twilio's auth token
+    # also opens its API: the sandbox's, if any.
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
+    tokens = {c.key: secrets.token_urlsafe(24) for c in GATEWAY_CREDENTIALS if c.secret}
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
-        {"twilio_auth_token": token, "vonage_signature_secret": secrets.token_urlsafe(32)},
+        tokens | {"twilio_auth_token": token},
     )
     port = config.port if port_given or port_free(config.host, config.port) else 0
     api = ApiConfig(

@@ -17,6 +17,7 @@ import sys
 from typing import Any, TextIO
 
 from smswatch import __version__
+from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.core.live import Counters, Delta
 from smswatch.ingest.addresses import is_wildcard
 from smswatch.live.engine import CannotListen, Engine, bind_problem
@@ -103,6 +104,19 @@ def polled_apis(engine: Engine) -> dict[str, dict[str, str | None]]:
     return polled
 
 
+NOT_POLLED = "no status API: not polled"
+
+
+def unpolled(engine: Engine) -> tuple[str, ...]:
+    """The gateways that have no status API, said so wherever polling is (only then: it is
+    where the reconciler's clients are loaded anyway)."""
+    if engine.config.gateway_api is None:
+        return ()
+    from smswatch.reconcile.clients import UNPOLLED
+
+    return UNPOLLED
+
+
 def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
     cfg = engine.config
     lines = [
@@ -118,11 +132,13 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
         scheme = cfg.public_url.split("://", 1)[0].lower()
     elif is_wildcard(cfg.host):
         hosts += [f"{scheme}://{a}:{engine.listener.port}" for a in public_addresses()]
+    credentials = cfg.credentials
     for gw in engine.gateways():
         for i, base in enumerate(hosts):
             name = gw.title if i == 0 else ""
             auth = gw.auth if i == 0 else ""
-            lines.append(f"    {name:<9} {base}/webhooks/{gw.name:<10} {auth}".rstrip())
+            url = credentials.in_url(gw.name, f"{base}/webhooks/{gw.name}", shown=True)
+            lines.append(f"    {name:<9} {url:<{len(base) + 20}} {auth}".rstrip())
     if engine.feed is not None:
         lines += [
             "",
@@ -143,6 +159,7 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
             lines.append(
                 f"    {titles.get(name, name):<9} {safe(api['url'] or '', 200)}   key {api['key']}"
             )
+        lines += [f"    {titles.get(name, name):<9} {NOT_POLLED}" for name in unpolled(engine)]
     if metrics_url is not None:
         lines += [
             "",
@@ -156,6 +173,13 @@ def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:
             "  (--tls-cert/--tls-key), or put a TLS reverse proxy or tunnel in front of this",
             "  address and give the gateway its public https URL with the same path.",
         ]
+        carried = {c.gateway for c in GATEWAY_CREDENTIALS if c.query and credentials.token(c.key)}
+        in_urls = [gw.title for gw in engine.gateways() if gw.name in carried]
+        if in_urls:
+            lines.append(
+                f"  {' and '.join(in_urls)}: the token is in the URL, readable by anyone on the "
+                "way over plain http."
+            )
     lines += [
         "",
         f"  Health check: {engine.listener.base_url}/healthz    Stop: Ctrl-C",
@@ -304,6 +328,7 @@ async def run(
             metrics=metrics.url if metrics else None,
             forward=forward_targets(engine),
             polling=polled_apis(engine),
+            not_polled={name: NOT_POLLED for name in unpolled(engine)},
         )
     else:
         with contextlib.suppress(OSError):

@@ -20,6 +20,9 @@ def _clients() -> dict[str, type[GatewayApi]]:
 
 
 CLIENTS: dict[str, type[GatewayApi]] = _clients()
+# The gateways with no status API at all (Africa's Talking): never polled, whatever the keys;
+# what screens and `reconcile` say of them, so that none seems polled when it cannot be.
+UNPOLLED: tuple[str, ...] = tuple(name for name in GATEWAYS if name not in CLIENTS)
 
 
 def build(config: ApiConfig | None, **kwargs: Any) -> dict[str, GatewayApi]:
@@ -37,6 +40,7 @@ def build(config: ApiConfig | None, **kwargs: Any) -> dict[str, GatewayApi]:
 
 __all__ = [
     "CLIENTS",
+    "UNPOLLED",
     "ApiConfig",
     "ApiConfigError",
     "ApiError",

@@ -51,6 +51,7 @@ from smswatch.reconcile.api import (
     ListingApi,
     same_recipient,
 )
+from smswatch.reconcile.clients import UNPOLLED
 from smswatch.store.api import ReconcileQueries
 from smswatch.store.errors import StoreUnavailable, Unstorable
 
@@ -124,7 +125,7 @@ class Reconciler:
         self._reader: ReconcileQueries | None = None
         self._lease = lease  # None: this instance is the only one, it always polls
         self.leading = {name: lease is None for name in clients}
-        self.status = ReconcileStatus(gateways=tuple(sorted(clients)))
+        self.status = ReconcileStatus(gateways=tuple(sorted(clients)), unpolled=UNPOLLED)
 
     # --- life cycle -----------------------------------------------------------------------------
 
@@ -436,7 +437,9 @@ class Reconciler:
         about (whatever id the answer names). Never raises."""
         client = self.clients.get(gateway)
         if client is None:
-            return PollResult(message_id, gateway, False, False, False, f"no key for {gateway}")
+            # Said apart from a missing key: no key would make such a gateway answer.
+            why = "no status API: not polled" if gateway in UNPOLLED else f"no key for {gateway}"
+            return PollResult(message_id, gateway, False, False, False, why)
         try:
             answer = await client.lookup(message_id, self._recipient_of, self.clock)
         except ApiError as exc:

@@ -206,7 +206,7 @@ class Lisoloo:
     name: ClassVar[str] = "lisoloo"
     title: ClassVar[str] = "Lisoloo"
     body_format: ClassVar[BodyFormat] = JSON
-    signs_url: ClassVar[bool] = False  # its check is over the body alone
+    checks_url: ClassVar[bool] = False  # its check is over the body alone
 
     def __init__(self, basic_auth: tuple[str, str] | None = None) -> None:
         self._credentials = basic_auth

@@ -126,8 +126,8 @@ def sign(token: str, url: str, fields: Iterable[tuple[str, str]]) -> str:
 # A listener is called at one URL or a few: each one's two forms are worked out once.
 @lru_cache(maxsize=256)
 def url_variants(url: str) -> tuple[str, str]:
-    """The URL without its port and with it (the scheme's default when none is written): the
-    two forms twilio-python's validator accepts, since Twilio signs either."""
+    """The URL as it is, then with its port taken off or (the scheme's default) added: the two
+    forms twilio-python's validator accepts, since Twilio signs either."""
     parts = urlsplit(url)
     try:
         port = parts.port
@@ -136,7 +136,7 @@ def url_variants(url: str) -> tuple[str, str]:
     netloc = parts.netloc
     if port is not None:
         bare = netloc[: netloc.rfind(":")]
-        return urlunsplit(parts._replace(netloc=bare)), urlunsplit(parts)
+        return urlunsplit(parts), urlunsplit(parts._replace(netloc=bare))
     default = 443 if parts.scheme.lower() == "https" else 80
     with_port = urlunsplit(parts._replace(netloc=f"{netloc}:{default}"))
     return urlunsplit(parts), with_port
@@ -144,12 +144,16 @@ def url_variants(url: str) -> tuple[str, str]:
 
 def dlr_time(value: str | None) -> int | None:
     """RawDlrDoneDate (YYMMDDhhmm, UTC) in microseconds; None if absent or unreadable."""
-    if not value or len(value) != 10 or not value.isdigit():
+    if not value or len(value) != 10 or not (value.isascii() and value.isdigit()):
         return None
+    yy = int(value[:2])
+    # strptime's %y, by fields: it was a tenth of a callback's CPU.
+    year = yy + (1900 if yy >= 69 else 2000)
     try:
-        return to_us(datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC))
-    except ValueError:
+        at = datetime(year, int(value[2:4]), int(value[4:6]), int(value[6:8]), int(value[8:]))
+    except ValueError:  # a month 13, an hour 25
         return None
+    return to_us(at.replace(tzinfo=UTC))
 
 
 def _field(fields: Mapping[str, str], *names: str) -> str | None:
@@ -165,7 +169,7 @@ class Twilio:
     name: ClassVar[str] = "twilio"
     title: ClassVar[str] = "Twilio"
     body_format: ClassVar[BodyFormat] = FORM
-    signs_url: ClassVar[bool] = True
+    checks_url: ClassVar[bool] = True  # it signs the URL
 
     def __init__(self, auth_token: str | None = None) -> None:
         self._key = _keyed(auth_token) if auth_token else None
@@ -185,13 +189,12 @@ class Twilio:
         fields = parse_form(body)
         signed = url or ""
         mine = given.strip().encode("ascii", "replace")
-        # Both forms are always computed and compared, so the time taken says nothing of which
-        # one came close.
+        # The form the request was made to first; the other (port added or taken off) only if
+        # that fails. Each comparison is constant-time; which form matched is no secret.
         tail = signed_fields(fields)
-        matches = [
+        if not any(
             hmac.compare_digest(mine, _mac(self._key, u, tail)) for u in url_variants(signed)
-        ]
-        if not any(matches):
+        ):
             shown = signed if len(signed) <= 200 else signed[:199] + "…"
             raise Rejected(
                 401,

@@ -375,10 +375,7 @@ class Vonage:
     name: ClassVar[str] = "vonage"
     title: ClassVar[str] = "Vonage"
     body_format: ClassVar[BodyFormat] = QUERY_FORM_JSON
-    signs_url: ClassVar[bool] = False  # `sig` and the JWT cover the fields, not the URL
-    # The same, under the name main gives it since Africa's Talking (`checks_url`), so the
-    # adapter needs no change when this branch meets it.
-    checks_url: ClassVar[bool] = False
+    checks_url: ClassVar[bool] = False  # `sig` and the JWT cover the fields, not the URL
 
     def __init__(
         self,

@@ -112,7 +112,7 @@ class YeboLink:
     name: ClassVar[str] = "yebolink"
     title: ClassVar[str] = "YeboLink"
     body_format: ClassVar[BodyFormat] = JSON
-    signs_url: ClassVar[bool] = False  # its check is over the body alone
+    checks_url: ClassVar[bool] = False  # its check is over the body alone
 
     def __init__(self, secret: str | None = None) -> None:
         self._key = secret.encode() if secret else None

@@ -33,7 +33,8 @@ def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
     for n, gw in enumerate(info.gateways):
         if n:
             text.append("\n")
-        text.append(f"{gw.title:<9}", style="bold")
+        # A title longer than the column (Africa's Talking) still gets its space.
+        text.append(f"{gw.title:<8} ", style="bold")
         text.append(gw.url, style="underline")
         if gw.verified:
             text.append(f"  ✓ {gw.auth}", style=palette.state(State.DELIVERED))
@@ -56,8 +57,9 @@ def gateway_line(info: SourceInfo, palette: Palette) -> Text:
     base = first[: first.rfind("/") + 1]
     for n, gw in enumerate(info.gateways):
         if n:
-            # Two spaces, not " · ": a third gateway must still fit 80 columns, and "·" is
-            # also the mark of a gateway that is open.
+            # Two spaces, not " · ": "·" is also the mark of a gateway that is open. From the
+            # fourth gateway on, 80 columns cut the line (CSS: no wrap, an ellipsis): a line
+            # more for each gateway would take the panels' rows, and the tooltip has them all.
             text.append("  ")
         shown = gw.url if not n or not gw.url.startswith(base) else "…/" + gw.url[len(base) :]
         text.append(shown, style="underline")
@@ -203,7 +205,7 @@ def forwarding_lines(targets: tuple[TargetStatus, ...], now: int, palette: Palet
 
 def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
     """The gateways' status APIs being polled (reconcile/): each keyed gateway's queue, the
-    calls made, a 429's wait, the last error."""
+    calls made, a 429's wait, the last error, and the gateways that have no status API."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{'Polling':<9}", style="bold")
     for n, gateway in enumerate(status.gateways):
@@ -225,6 +227,12 @@ def reconcile_line(status: ReconcileStatus, now: int, palette: Palette) -> Text:
     if status.last_error:
         text.append("  last error: ", style="dim")
         text.append(safe(status.last_error, 80), style=palette.state(State.FAILED))
+    # Last: the line's news (calls, a 429, an error) comes first when the width runs out.
+    for gateway in status.unpolled:
+        adapter = ADAPTERS.get(gateway)
+        text.append("   ")
+        text.append(adapter.title if adapter else gateway, style="bold")
+        text.append(" no status API: not polled", style="dim")
     return text
 
 
@@ -267,10 +275,7 @@ class Pulse(Widget):
 class StatusBar(Vertical):
     DEFAULT_CSS = """
     StatusBar { height: auto; background: $panel; padding: 0 1; }
-    StatusBar #gateways { height: auto; }
-    /* One line on a short terminal, however many gateways: what does not fit is cut with an
-       ellipsis (the whole lines are the tooltip), never wrapped onto a line of its own. */
-    StatusBar.-short #gateways { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    StatusBar #gateways { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     StatusBar #pulse-row { height: 1; }
     StatusBar #pulse { width: 1fr; }
     StatusBar #forwarding { height: auto; }
