@@ -107,7 +107,8 @@ def test_its_credential_is_declared_once_and_read_by_its_gateway() -> None:
     )
     assert not declared.opens_api
     for credential in GATEWAY_CREDENTIALS:
-        assert GATEWAYS[credential.gateway].credential == credential.key
+        if credential.secret:  # a setting (Vonage's method) is no gateway's credential
+            assert GATEWAYS[credential.gateway].credential == credential.key
     gateway = GATEWAYS["africastalking"]
     assert gateway.provider(Credentials(tokens={declared.key: "t"})).auth_mode().verified
     assert not gateway.provider(Credentials()).auth_mode().verified
