@@ -43,12 +43,14 @@ class Funnel(Static):
         if c is None:
             return text
         total = max(sum(c.funnel.values()), 1)
-        bar_width = max(self.size.width - 20, 4)
-        for state in shown_states(c.funnel.__getitem__):
+        states = shown_states(c.funnel.__getitem__)
+        label = max(len(s.value) for s in states)  # "unconfirmed", when shown, is the longest
+        bar_width = max(self.size.width - 10 - label, 4)
+        for state in states:
             n = c.funnel[state]
             cells = round(n / total * bar_width)
             style = pal.state(state)
-            text.append(f"{state.value:<10}", style=style)
+            text.append(state.value.ljust(label), style=style)
             text.append(f" {n:>7,} ")
             text.append("█" * cells + "·" * (bar_width - cells) + " ", style=style)
             text.append("\n")
