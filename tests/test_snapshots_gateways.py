@@ -6,8 +6,6 @@ Update after looking at the report: `pytest tests/test_snapshots_gateways.py --s
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,24 +19,12 @@ from smswatch.live.datasource import LocalSource
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.screens.dashboard import DashboardScreen
 from smswatch.tui.screens.message import MessageScreen
+from tests.test_snapshots import _utc  # noqa: F401  (autouse: the snapshots' times in UTC)
 from tests.tui_support import T0, Env
 
 NOW = T0 + 90_000_000
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 UNCONFIRMED = "0B00000012345678"  # the Vonage message whose recipient Vonage gave up on
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _utc() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 def twilio(env: Env, sid: str, status: str, to: str, **extra: str) -> None:
