@@ -145,3 +145,17 @@ class GatewaySandbox(Protocol):
 
     def unrouted(self, request: web.Request, status: int) -> web.Response | None:
         """Its own answer to an unknown path or method (404, 405), None if not its path."""
+
+
+def basic_credentials(header: str | None) -> tuple[str | None, str | None]:
+    """(user, password) of a Basic Authorization header, (None, None) if it is not one: how the
+    sandbox's status APIs that take Basic auth (Twilio's, Vonage's) read who is asking."""
+    from aiohttp import BasicAuth  # the sandbox's own server is aiohttp's; the listener is not
+
+    if not header:
+        return None, None
+    try:
+        auth = BasicAuth.decode(header, encoding="utf-8")
+    except ValueError:  # not Basic, bad base64, no colon, not UTF-8
+        return None, None
+    return auth.login, auth.password

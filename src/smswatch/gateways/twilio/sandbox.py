@@ -16,8 +16,6 @@ account per rolling minute) is a guess that lets a test prove a client paces its
 
 from __future__ import annotations
 
-import base64
-import binascii
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +27,7 @@ from smswatch.gateways.sandboxing import (
     Refused,
     SandboxHost,
     SandboxKeys,
+    basic_credentials,
     status_at,
 )
 from smswatch.gateways.twilio.api import API_VERSION
@@ -92,7 +91,7 @@ class TwilioSandbox:
 
     def _auth(self, request: web.Request, account: str, now: int) -> Bucket | web.Response:
         host = self.host
-        user, token = _basic(request.headers.get("Authorization"))
+        user, token = basic_credentials(request.headers.get("Authorization"))
         mine = user == account and account in self._accounts
         key = host.key(self.name, token) if mine else None
         if key is None:
@@ -122,17 +121,6 @@ class TwilioSandbox:
 
 def _account(record: GatewayRecord) -> str:
     return str(record.fields.get("account_sid", ACCOUNT_SID))
-
-
-def _basic(header: str | None) -> tuple[str | None, str | None]:
-    """(user, password) of a Basic Authorization header, (None, None) if it is not one."""
-    if not header or not header.startswith("Basic "):
-        return None, None
-    try:
-        user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, None
-    return (user, password) if sep else (None, None)
 
 
 def view(record: GatewayRecord, now: int) -> dict[str, Any]:

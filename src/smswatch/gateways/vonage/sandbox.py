@@ -20,14 +20,19 @@ spread over the sandbox's minute.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from smswatch.gateways.sandboxing import Bucket, GatewayRecord, Refused, SandboxHost, SandboxKeys
+from smswatch.gateways.sandboxing import (
+    Bucket,
+    GatewayRecord,
+    Refused,
+    SandboxHost,
+    SandboxKeys,
+    basic_credentials,
+)
 from smswatch.gateways.vonage.api import RECORDS_PATH
 from smswatch.gateways.vonage.sim import API_KEY
 from smswatch.timefmt import from_us
@@ -105,7 +110,7 @@ class VonageSandbox:
         return _error(status, "not-found", "Not found", f"no resource {request.path}")
 
     def _auth(self, request: web.Request, now: int) -> tuple[str, Bucket] | web.Response:
-        user, secret = _basic(request.headers.get("Authorization"))
+        user, secret = basic_credentials(request.headers.get("Authorization"))
         key = self.host.key(self.name, secret) if user in self._accounts else None
         if key is None or user is None:
             self.host.count_unauthorized(self.name)
@@ -189,17 +194,6 @@ def _invalid(name: str, reason: str) -> web.Response:
 
 def _account(record: GatewayRecord) -> str:
     return str(record.fields.get("account", API_KEY))
-
-
-def _basic(header: str | None) -> tuple[str | None, str | None]:
-    """(user, password) of a Basic Authorization header, (None, None) if it is not one."""
-    if not header or not header.startswith("Basic "):
-        return None, None
-    try:
-        user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, None
-    return (user, password) if sep else (None, None)
 
 
 def view(record: GatewayRecord, now: int) -> dict[str, Any]:
