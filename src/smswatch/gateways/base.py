@@ -44,7 +44,7 @@ from pydantic import (
 )
 
 from smswatch.config import Credentials
-from smswatch.core.domain import Event
+from smswatch.core.domain import Event, State
 from smswatch.core.rejected import Rejected
 from smswatch.timefmt import to_us
 
@@ -298,6 +298,13 @@ def json_text(value: Any) -> str | None:
     except (pydantic_core.PydanticSerializationError, ValueError):
         return None
     return text if len(text) <= 2048 else text[:2047] + "…"
+
+
+def mapped_state(table: Mapping[str, State], status: str | None) -> State:
+    """Our state for a gateway's status word by its table (lower-case keys): case and
+    surrounding blanks do not matter; absent or not in the table is `unknown`, stored and
+    acknowledged (a status of tomorrow is never dropped)."""
+    return table.get(status.strip().lower(), State.UNKNOWN) if status else State.UNKNOWN
 
 
 def absent_if_blank(value: str | None) -> str | None:

@@ -60,6 +60,7 @@ from smswatch.gateways.base import (
     derived_id,
     form_payload,
     malformed,
+    mapped_state,
     parse_form,
 )
 
@@ -111,7 +112,7 @@ NETWORKS = {
 
 def state_of(status: str | None) -> State:
     """Our state for one of Africa's Talking's delivery-report statuses."""
-    return STATES.get(status.strip().lower(), State.UNKNOWN) if status else State.UNKNOWN
+    return mapped_state(STATES, status)
 
 
 def _field(fields: Mapping[str, str], name: str) -> str | None:

@@ -57,6 +57,7 @@ from smswatch.gateways.base import (
     derived_id,
     form_payload,
     malformed,
+    mapped_state,
     parse_form,
     signature_header,
 )
@@ -84,7 +85,7 @@ STATES = {
 
 def state_of(status: str | None) -> State:
     """Our state for one of Twilio's statuses (the callbacks' and the Messages resource's)."""
-    return STATES.get(status.strip().lower(), State.UNKNOWN) if status else State.UNKNOWN
+    return mapped_state(STATES, status)
 
 
 def signed_fields(fields: Iterable[tuple[str, str]]) -> str:

@@ -91,6 +91,7 @@ from smswatch.gateways.base import (
     derived_id,
     form_payload,
     malformed,
+    mapped_state,
     parse_form,
     parse_object,
     signature_header,
@@ -134,12 +135,12 @@ MESSAGE_STATES = {
 
 def sms_state(status: str | None) -> State:
     """Our state for an SMS API status (a receipt's, the Reports API's product SMS)."""
-    return SMS_STATES.get(status.strip().lower(), State.UNKNOWN) if status else State.UNKNOWN
+    return mapped_state(SMS_STATES, status)
 
 
 def message_state(status: str | None) -> State:
     """Our state for a Messages API status (a callback's, the Reports API's product MESSAGES)."""
-    return MESSAGE_STATES.get(status.strip().lower(), State.UNKNOWN) if status else State.UNKNOWN
+    return mapped_state(MESSAGE_STATES, status)
 
 
 # --- the SMS API's signature -------------------------------------------------------------------
