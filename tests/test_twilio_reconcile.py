@@ -4,7 +4,6 @@ reconciler finding the final statuses whose callbacks Twilio gave up on, within 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -13,10 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smswatch.config import Credentials
 from smswatch.core.domain import State
 from smswatch.devtools.sandbox import ManualClock, SandboxAPI, SandboxLimits
-from smswatch.devtools.simulate import Sender, SimConfig, plan_campaign
+from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.gateways.sandboxing import SandboxKeys
 from smswatch.gateways.twilio.api import TwilioApi
 from smswatch.gateways.twilio.sim import ACCOUNT_SID
@@ -24,8 +22,7 @@ from smswatch.live.engine import Engine
 from smswatch.reconcile.api import AuthError
 from smswatch.reconcile.clients import build
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
-from smswatch.store import open_reader
-from tests.conftest import running
+from tests.reconciling import reconcile_dropped_finals
 
 TOKEN = "tw_token_5b0e9a1c7d3f2e4a6b8c"
 TOKENS = {"twilio_auth_token": TOKEN}
@@ -168,36 +165,16 @@ async def test_reconciling_finds_the_final_statuses_twilio_gave_up_on(
     assert dropped, "the plan drops some final callbacks"
     # The client paces itself at its rate; the sandbox counts every call it makes.
     limits = SandboxLimits(twilio_per_window=20)
-    sandbox = SandboxAPI(planned.ledger, keys=SandboxKeys(twilio_auth_token=TOKEN), limits=limits)
-    url = await sandbox.start()
-    engine = make_engine(
-        credentials=Credentials(tokens=TOKENS),
-        gateway_api=replace(api_config(url), twilio_rate=20),
-        reconcile_quiet={"twilio": 2},
-        reconcile_every=0.5,
+    stats = await reconcile_dropped_finals(
+        make_engine,
+        db_path,
+        planned,
+        "twilio",
+        SandboxKeys(twilio_auth_token=TOKEN),
+        limits,
+        TOKENS,
+        lambda url: replace(api_config(url), twilio_rate=20),
     )
-    try:
-        async with running(engine):
-            config = SimConfig(url=engine.listener.base_url, concurrency=16, tokens=TOKENS)
-            result = await Sender(config).run(planned.deliveries)
-            assert result.ok
-
-            async def settled() -> bool:
-                await asyncio.wrap_future(engine.writer.settle())
-                async with await open_reader(db_path, current=True) as reader:
-                    for t in planned.truth:
-                        r = await reader.recipient(t.message_id, t.recipient)
-                        if r is None or r.state != State(t.state) or r.polled != t.dropped:
-                            return False
-                return True
-
-            deadline = asyncio.get_running_loop().time() + 180
-            while not await settled():
-                assert asyncio.get_running_loop().time() < deadline, "not reconciled in time"
-                await asyncio.sleep(0.25)
-    finally:
-        stats = sandbox.stats()["twilio"]
-        await sandbox.stop()
     # Every dropped final found by polling, and never more calls than the limit allows.
     assert stats["served"] >= len(dropped)
     assert stats["max_in_window"] <= limits.twilio_per_window

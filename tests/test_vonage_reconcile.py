@@ -5,7 +5,6 @@ Vonage gave up on, within the limit."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -14,10 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smswatch.config import Credentials
 from smswatch.core.domain import State
 from smswatch.devtools.sandbox import ManualClock, SandboxAPI, SandboxLimits
-from smswatch.devtools.simulate import Sender, SimConfig, plan_campaign
+from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.gateways.sandboxing import SandboxKeys
 from smswatch.gateways.vonage.api import VonageApi, product_of
 from smswatch.gateways.vonage.sim import API_KEY
@@ -25,8 +23,7 @@ from smswatch.live.engine import Engine
 from smswatch.reconcile.api import AuthError
 from smswatch.reconcile.clients import build
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
-from smswatch.store import open_reader
-from tests.conftest import running
+from tests.reconciling import reconcile_dropped_finals
 
 API_SECRET = "vonage-api-secret-7d3f2e4a"
 SIGNING = {"vonage_signature_secret": "vonage-signature-secret-0123456789abcdef"}
@@ -196,36 +193,16 @@ async def test_reconciling_finds_the_final_statuses_vonage_gave_up_on(
     # The client paces itself at its rate; the sandbox counts every call it makes.
     limits = SandboxLimits(vonage_per_window=20)
     keys = SandboxKeys(vonage_api_secret=API_SECRET)
-    sandbox = SandboxAPI(planned.ledger, keys=keys, limits=limits)
-    url = await sandbox.start()
-    engine = make_engine(
-        credentials=Credentials(tokens=SIGNING),
-        gateway_api=replace(api_config(url), vonage_rate=20),
-        reconcile_quiet={"vonage": 2},
-        reconcile_every=0.5,
+    stats = await reconcile_dropped_finals(
+        make_engine,
+        db_path,
+        planned,
+        "vonage",
+        keys,
+        limits,
+        SIGNING,
+        lambda url: replace(api_config(url), vonage_rate=20),
     )
-    try:
-        async with running(engine):
-            config = SimConfig(url=engine.listener.base_url, concurrency=16, tokens=SIGNING)
-            result = await Sender(config).run(planned.deliveries)
-            assert result.ok
-
-            async def settled() -> bool:
-                await asyncio.wrap_future(engine.writer.settle())
-                async with await open_reader(db_path, current=True) as reader:
-                    for t in planned.truth:
-                        r = await reader.recipient(t.message_id, t.recipient)
-                        if r is None or r.state != State(t.state) or r.polled != t.dropped:
-                            return False
-                return True
-
-            deadline = asyncio.get_running_loop().time() + 180
-            while not await settled():
-                assert asyncio.get_running_loop().time() < deadline, "not reconciled in time"
-                await asyncio.sleep(0.25)
-    finally:
-        stats = sandbox.stats()["vonage"]
-        await sandbox.stop()
     # Every dropped final found by polling, and never more calls than the limit allows.
     assert stats["served"] >= len(dropped)
     assert stats["max_in_window"] <= limits.vonage_per_window

@@ -1,0 +1,63 @@
+"""The end-to-end reconciliation check each polled gateway's tests run: a plan with dropped final
+webhooks sent over real HTTP into a real engine, which polls the sandbox's status API until
+every recipient matches the truth (the dropped ones by poll). Returns the sandbox's counters of
+that gateway, for the test to check the calls against the limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from smswatch.config import Credentials
+from smswatch.core.domain import State
+from smswatch.devtools.sandbox import SandboxAPI, SandboxLimits
+from smswatch.devtools.simulate import Sender, SimConfig
+from smswatch.gateways.sandboxing import SandboxKeys
+from smswatch.live.engine import Engine
+from smswatch.reconcile.config import ApiConfig
+from smswatch.store import open_reader
+from tests.conftest import running
+
+
+async def reconcile_dropped_finals(
+    make_engine: Callable[..., Engine],
+    db_path: Any,
+    planned: Any,
+    provider: str,
+    keys: SandboxKeys,
+    limits: SandboxLimits,
+    tokens: dict[str, str],
+    api: Callable[[str], ApiConfig],
+) -> dict[str, Any]:
+    sandbox = SandboxAPI(planned.ledger, keys=keys, limits=limits)
+    url = await sandbox.start()
+    engine = make_engine(
+        credentials=Credentials(tokens=tokens),
+        gateway_api=api(url),
+        reconcile_quiet={provider: 2},
+        reconcile_every=0.5,
+    )
+    try:
+        async with running(engine):
+            config = SimConfig(url=engine.listener.base_url, concurrency=16, tokens=tokens)
+            result = await Sender(config).run(planned.deliveries)
+            assert result.ok
+
+            async def settled() -> bool:
+                await asyncio.wrap_future(engine.writer.settle())
+                async with await open_reader(db_path, current=True) as reader:
+                    for t in planned.truth:
+                        r = await reader.recipient(t.message_id, t.recipient)
+                        if r is None or r.state != State(t.state) or r.polled != t.dropped:
+                            return False
+                return True
+
+            deadline = asyncio.get_running_loop().time() + 180
+            while not await settled():
+                assert asyncio.get_running_loop().time() < deadline, "not reconciled in time"
+                await asyncio.sleep(0.25)
+    finally:
+        stats = sandbox.stats()[provider]
+        await sandbox.stop()
+    return stats
