@@ -110,6 +110,10 @@ class _Settings(BaseModel):
     """Vonage API secret, for the Reports API (not the signature secret)."""
     vonage_api_url: Text = None
     """Vonage Reports API base URL."""
+    telnyx_api_key: Text = None
+    """Telnyx API key: look messages up to reconcile (not the webhooks' public key)."""
+    telnyx_api_url: Text = None
+    """Telnyx API base URL."""
     # The screens.
     theme: Text = None
     """Theme of the monitor and attach."""

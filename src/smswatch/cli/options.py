@@ -265,6 +265,19 @@ GATEWAY_API_OPTIONS = [
         metavar="BASE",
         help="Vonage Reports API base URL (default: https://api.nexmo.com).",
     ),
+    click.option(
+        "--telnyx-api-key",
+        envvar="SMSWATCH_TELNYX_API_KEY",
+        metavar="KEY",
+        help="Telnyx API key (KEY…, not the webhooks' public key): look messages up (GET "
+        "/v2/messages/ID) to reconcile. Prefer SMSWATCH_TELNYX_API_KEY (a flag shows in ps).",
+    ),
+    click.option(
+        "--telnyx-api-url",
+        envvar="SMSWATCH_TELNYX_API_URL",
+        metavar="BASE",
+        help="Telnyx API base URL (default: https://api.telnyx.com).",
+    ),
 ]
 
 

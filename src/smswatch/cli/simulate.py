@@ -113,7 +113,7 @@ class GatewayChoice(click.Choice):
     type=click.IntRange(1),
     default=10,
     show_default=True,
-    help="Messages (Lisoloo) or bulk sends (YeboLink, Twilio, Vonage, Africa's Talking) to run.",
+    help="Messages (Lisoloo) or bulk sends (the other gateways) to run.",
 )
 @click.option(
     "--recipients",
@@ -206,6 +206,14 @@ class GatewayChoice(click.Choice):
     "as the user (default: any non-empty secret; SMSWATCH_VONAGE_API_SECRET keeps it out of ps).",
 )
 @click.option(
+    "--telnyx-api-key",
+    envvar="SMSWATCH_TELNYX_API_KEY",
+    metavar="KEY",
+    default=None,
+    help="The Bearer key the sandbox's Telnyx message records accept (default: any non-empty "
+    "key; SMSWATCH_TELNYX_API_KEY keeps it out of ps).",
+)
+@click.option(
     "--api-lisoloo-limit",
     type=click.IntRange(1),
     default=120,
@@ -236,6 +244,14 @@ class GatewayChoice(click.Choice):
     help="Sandbox: Vonage Reports API lookups per key per rolling minute (Vonage's 10 a second).",
 )
 @click.option(
+    "--api-telnyx-limit",
+    type=click.IntRange(1),
+    default=600,
+    show_default=True,
+    help="Sandbox: Telnyx GET /v2/messages/ID calls per key per rolling minute (Telnyx "
+    "publishes none: a guess).",
+)
+@click.option(
     "--api-429-burst",
     type=click.IntRange(0),
     default=0,
@@ -247,7 +263,8 @@ def simulate(**opts: Any) -> None:
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
     auth / signatures / URL token (from --basic-auth / --yebolink-secret / --twilio-auth-token /
-    --vonage-signature-secret / --africastalking-token or SMSWATCH_* variables). With
+    --vonage-signature-secret / --africastalking-token / --telnyx-signing-key or SMSWATCH_*
+    variables). With
     --api-port, a sandbox of the gateways' status APIs answers from the same truth, as of now
     (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
     """
@@ -295,12 +312,14 @@ def simulate(**opts: Any) -> None:
             opts["yebolink_api_key"] or None,
             opts["twilio_auth_token"] or None,
             opts["vonage_api_secret"] or None,
+            opts["telnyx_api_key"] or None,
         ),
         limits=SandboxLimits(
             lisoloo_per_window=opts["api_lisoloo_limit"],
             yebolink_per_window=opts["api_yebolink_limit"],
             twilio_per_window=opts["api_twilio_limit"],
             vonage_per_window=opts["api_vonage_limit"],
+            telnyx_per_window=opts["api_telnyx_limit"],
             burst_429=opts["api_429_burst"],
         ),
     )

@@ -82,4 +82,23 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         choices=("md5hash", "md5", "sha1", "sha256", "sha512"),
         default="md5hash",
     ),
+    GatewayCredential(
+        "telnyx",
+        "telnyx_public_key",
+        "BASE64",
+        "Telnyx public key (the portal's, base64): telnyx-signature-ed25519 is verified with it "
+        "over telnyx-timestamp|body (timestamp within 5 min).",
+    ),
+    GatewayCredential(
+        "telnyx",
+        "telnyx_signing_key",
+        "BASE64",
+        "An Ed25519 private key of your own (base64 of 32 bytes; Telnyx never gives out its "
+        "own): what simulate, replay and the forwarder sign Telnyx posts with; without "
+        "--telnyx-public-key, webhooks are verified by its public half. Prefer "
+        "SMSWATCH_TELNYX_SIGNING_KEY (a flag shows in ps).",
+        # Not the gateway's credential (Telnyx's is its public key): a key of smswatch's own
+        # for what it signs, so on its own it does not make a public bind safe.
+        secret=False,
+    ),
 )

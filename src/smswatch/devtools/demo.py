@@ -84,14 +84,17 @@ class DemoTraffic:
         draw = rng.random()
         lisoloo = draw < 0.55
         # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
-        # Vonage's (one message per SMS part and recipient) or Africa's Talking's.
+        # Vonage's (one message per SMS part and recipient), Africa's Talking's or Telnyx's
+        # (now and then a group MMS, several recipients to one message).
         bulk = (
-            "vonage"
-            if draw >= 0.89
+            "telnyx"
+            if draw >= 0.91
+            else "vonage"
+            if draw >= 0.83
             else "twilio"
-            if draw >= 0.79
+            if draw >= 0.75
             else "africastalking"
-            if draw >= 0.68
+            if draw >= 0.66
             else "yebolink"
         )
         provider = "lisoloo" if lisoloo else bulk

@@ -1,5 +1,5 @@
 """Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage, Africa's
-Talking), sent over real HTTP.
+Talking, Telnyx), sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -17,6 +17,10 @@ can say exactly how every recipient must end:
 - Africa's Talking: a bulk send is one message (one `id`) per recipient, its delivery reports
   posted as forms to the callback URL with its `?token=` (`Sent` → `Submitted` → `Buffered` →
   `Success | Failed | Rejected`), with its `failureReason`s.
+- Telnyx: a bulk send is one message (one `payload.id`) per recipient, or now and then a group
+  MMS to several, its `message.sent` and `message.finalized` signed with Ed25519 by
+  `--telnyx-signing-key` (`queued | sending | sent` → `delivered | delivery_failed | expired |
+  sending_failed | delivery_unconfirmed`), with its 40xxx codes.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for

@@ -9,6 +9,7 @@ from __future__ import annotations
 from smswatch.gateways.africastalking import GATEWAY as AFRICASTALKING
 from smswatch.gateways.base import Gateway
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
+from smswatch.gateways.telnyx import GATEWAY as TELNYX
 from smswatch.gateways.twilio import GATEWAY as TWILIO
 from smswatch.gateways.vonage import GATEWAY as VONAGE
 from smswatch.gateways.yebolink import GATEWAY as YEBOLINK
@@ -21,6 +22,7 @@ GATEWAYS: dict[str, Gateway] = {
         TWILIO,
         VONAGE,
         AFRICASTALKING,
+        TELNYX,
     )
 }
 

@@ -47,6 +47,7 @@ def demo_config(
     keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon). Only
     the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
     not, and a busy one fails to bind like any other."""
+    from smswatch.gateways.telnyx.keys import new_pair as new_telnyx_pair
     from smswatch.gateways.twilio.sim import ACCOUNT_SID
     from smswatch.gateways.vonage.sim import API_KEY as VONAGE_API_KEY
     from smswatch.reconcile.config import ApiConfig, ApiKey
@@ -59,6 +60,9 @@ def demo_config(
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
     tokens = {c.key: secrets.token_urlsafe(24) for c in GATEWAY_CREDENTIALS if c.secret}
+    # Telnyx's is a public key, not any text: a pair, its private half signing the traffic.
+    telnyx_signing, telnyx_public = new_telnyx_pair()
+    tokens |= {"telnyx_public_key": telnyx_public, "telnyx_signing_key": telnyx_signing}
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
@@ -76,6 +80,8 @@ def demo_config(
         vonage_key=ApiKey(vonage_secret, "--vonage-api-secret"),
         vonage_account_id=VONAGE_API_KEY,
         vonage_url=api_url,
+        telnyx_key=ApiKey(keys.telnyx_api_key or secrets.token_hex(16), "--telnyx-api-key"),
+        telnyx_url=api_url,
     )
     return (
         replace(
@@ -84,7 +90,7 @@ def demo_config(
             credentials=credentials,
             port=port,
             gateway_api=api,
-            reconcile_quiet={"lisoloo": 30, "yebolink": 30, "twilio": 30, "vonage": 30},
+            reconcile_quiet={g: 30 for g in ("lisoloo", "yebolink", "twilio", "vonage", "telnyx")},
         ),
         workdir,
     )
@@ -127,6 +133,7 @@ def run_monitor(
             yebolink_api_key="ybk_" + secrets.token_hex(16),
             twilio_auth_token=secrets.token_hex(16),
             vonage_api_secret=secrets.token_hex(16),
+            telnyx_api_key="KEY" + secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
         config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)

@@ -36,6 +36,11 @@ VONAGE_RATE = 60
 VONAGE_URL = "https://api.nexmo.com"
 # A Vonage API key, which the Reports API takes as `account_id`: 8 characters (its spec).
 _VONAGE_ACCOUNT = re.compile(r"[0-9A-Za-z]{8}")
+# Telnyx publishes no per-minute limit for its message detail records; past its limits it
+# answers 429, code 10011 (developers.telnyx.com, API errors). One call a second, as for the
+# others: messages whose final webhook never came are few.
+TELNYX_RATE = 60
+TELNYX_URL = "https://api.telnyx.com"
 # Who a key is of, where an API asks for both (Basic auth's user): `<name>_account_sid`
 # (Twilio), `<name>_account_id` (Vonage's API key).
 _USERS = ("account_sid", "account_id")
@@ -167,6 +172,10 @@ class ApiConfig:
     vonage_account_id: str | None = None
     vonage_url: str = VONAGE_URL
     vonage_rate: int = VONAGE_RATE
+    # Telnyx: the key is the account's API key (a Bearer token), not its webhooks' public key.
+    telnyx_key: ApiKey | None = None
+    telnyx_url: str = TELNYX_URL
+    telnyx_rate: int = TELNYX_RATE
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(self) if f.name.endswith("_key")):
@@ -207,6 +216,7 @@ class ApiConfig:
             raise ApiConfigError(
                 "--vonage-api-key must be the 8 letters and digits of the account's API key"
             )
+        object.__setattr__(self, "telnyx_url", base_url(self.telnyx_url, "--telnyx-api-url"))
         for name in (f.name for f in fields(self) if f.name.endswith("_rate")):
             if getattr(self, name) < 1:
                 raise ApiConfigError(f"{name} must be at least 1 call a minute")
@@ -242,6 +252,8 @@ class ApiConfig:
         vonage_api_key: str | None = None,
         vonage_api_secret: str | None = None,
         vonage_api_url: str | None = None,
+        telnyx_api_key: str | None = None,
+        telnyx_api_url: str | None = None,
     ) -> ApiConfig | None:
         """From the flags, environment or config file. None when no key is set: nothing is
         polled. A URL alone is still checked, so a typo shows now rather than with the key."""
@@ -277,7 +289,9 @@ class ApiConfig:
                 f"{given} needs {missing}: Vonage's Reports API takes the API key and its "
                 "secret together (Basic auth)"
             )
-        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key)
+        telnyx_url = base_url(telnyx_api_url, "--telnyx-api-url") if telnyx_api_url else TELNYX_URL
+        telnyx_key = ApiKey(telnyx_api_key, "--telnyx-api-key") if telnyx_api_key else None
+        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key, telnyx_key)
         if all(key is None for key in keys):
             return None
         return cls(
@@ -291,4 +305,6 @@ class ApiConfig:
             vonage_key=vonage_key,
             vonage_account_id=vonage_account,
             vonage_url=vonage_url,
+            telnyx_key=telnyx_key,
+            telnyx_url=telnyx_url,
         )
