@@ -89,6 +89,22 @@ def tls_files(opts: dict[str, Any]) -> tuple[Path | None, Path | None]:
     return cert, key
 
 
+def checked_credentials(opts: dict[str, Any]) -> Credentials:
+    """The webhooks' credentials, each gateway's adapter made from them once, so that one that
+    cannot be (a Telnyx key that is not a key) is a usage error now, not a failed start or
+    every webhook refused later."""
+    from smswatch import gateways
+
+    credentials = Credentials(
+        opts.get("basic_auth"), opts.get("yebolink_secret") or None, tokens_from(opts)
+    )
+    try:
+        gateways.build(credentials)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return credentials
+
+
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.live.engine import EngineConfig
 
@@ -98,9 +114,7 @@ def engine_config(opts: dict[str, Any]) -> EngineConfig:
         db_path=opts["db"],
         host=opts["host"],
         port=opts["port"],
-        credentials=Credentials(
-            opts["basic_auth"], opts["yebolink_secret"] or None, tokens_from(opts)
-        ),
+        credentials=checked_credentials(opts),
         insecure=opts["insecure"],
         public_url=public_url(opts.get("public_url")),
         durability=opts["durability"],

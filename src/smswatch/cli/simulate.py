@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from smswatch.cli.engine_config import checked_credentials
 from smswatch.cli.errors import fail
 from smswatch.cli.options import CONTEXT, FiniteRange, config_option, sender_options
 from smswatch.config import tokens_from
@@ -270,6 +271,7 @@ def simulate(**opts: Any) -> None:
     """
     from smswatch.devtools.simulate import SimConfig, plan_campaign, write_truth
 
+    checked_credentials(opts)  # a key that is no key: a usage error, not a failed run
     config = SimConfig(
         url=opts["url"],
         provider=opts["provider"],
@@ -377,6 +379,7 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
             "API, not webhooks (`smswatch import` copies a database whole)",
             err=True,
         )
+    checked_credentials(opts)
     config = SimConfig(
         url=opts["url"],
         rate=opts["rate"],

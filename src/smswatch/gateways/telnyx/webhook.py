@@ -260,11 +260,13 @@ class Telnyx:
         self.clock = clock
         self._key: Ed25519PublicKey | None = None
         self._by = ""
+        # Read even beside a public key: a signing key that is no key would fail every post
+        # the simulator or the forwarder signs, so it is refused at start too.
+        signer = read_signing(signing_key) if signing_key else None
         if public_key:
             self._key, self._by = read_public(public_key), "the public key"
-        elif signing_key:
-            self._key = read_signing(signing_key).public_key()
-            self._by = "the signing key's public half"
+        elif signer is not None:
+            self._key, self._by = signer.public_key(), "the signing key's public half"
 
     def auth_mode(self) -> AuthMode:
         if self._key is not None:
