@@ -170,6 +170,8 @@ def test_the_attached_monitor_loads_no_server_driver_or_writer() -> None:
         "smswatch.store.writer",
         "smswatch.store.sqlite.writer",
         "smswatch.store.postgres",
+        # Telnyx's Ed25519: only a listener with a Telnyx key, or a sender signing, needs it.
+        "cryptography",
     )
     code = (
         "import sys, smswatch.tui.app, smswatch.feed.client\n"

@@ -68,10 +68,11 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from types import ModuleType
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlencode
 
-import jwt
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from smswatch.core.domain import Event, MessageInfo, State
@@ -99,9 +100,19 @@ from smswatch.gateways.base import (
 )
 from smswatch.timefmt import to_us
 
-# The key of the secret short enough to draw PyJWT's warning is Vonage's to choose, not the
-# user's, and a warning printed from the listener would write over the monitor's screen.
-warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
+
+@cache
+def _jwt() -> ModuleType:
+    """PyJWT, imported when a JWT is first checked or made: it loads `cryptography` whole, which
+    the monitor attached to a remote feed (`smswatch attach`), importing the registry, does not
+    need (tests/test_layers.py)."""
+    import jwt
+
+    # The key of the secret short enough to draw PyJWT's warning is Vonage's to choose, not
+    # the user's, and a warning printed from the listener would write over the monitor's screen.
+    warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
+    return jwt
+
 
 VIA = "smswatch:via"  # how a stored query or form came (see the module docstring)
 QUERY, FORM, JSON = "query", "form", "json"
@@ -187,7 +198,7 @@ def bearer(secret: str, body: bytes, now: float) -> str:
         "iss": "Vonage",
         "payload_hash": payload_hash(body),
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return _jwt().encode(claims, secret, algorithm="HS256")
 
 
 # --- what a request brought --------------------------------------------------------------------
@@ -463,6 +474,7 @@ class Vonage:
         scheme, _, token = given.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejected(401, "bad_signature", "Authorization is not a Bearer JWT")
+        jwt = _jwt()
         try:
             claims = jwt.decode(
                 token.strip(),
