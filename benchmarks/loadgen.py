@@ -2,6 +2,9 @@
 
     python -m benchmarks.loadgen closed URL SECONDS CONNECTIONS   as many requests as answered
     python -m benchmarks.loadgen open URL RATE SECONDS [ACKED]     a fixed rate, open loop
+    python -m benchmarks.loadgen open URL RATE SECONDS [ACKED] --requests FILE
+        the same, request n being line n of FILE (`headers<TAB>body`, the headers as JSON):
+        requests signed beforehand (Telnyx's Ed25519), so the generator times no signing
 
 Open loop: request i is due at start + i/RATE whatever happened before, and its latency counts
 from that due time (no coordinated omission). Each request goes out on an idle keep-alive
@@ -108,32 +111,51 @@ class _Connection(asyncio.Protocol):
         return self.waiter
 
 
+def signed_requests(path: str) -> list[tuple[bytes, bytes]]:
+    """The requests of a `--requests` file: (header lines, body) each."""
+    out = []
+    with open(path, "rb") as f:
+        for line in f:
+            headers, _, data = line.rstrip(b"\n").partition(b"\t")
+            lines = "".join(f"{k}: {v}\r\n" for k, v in json.loads(headers).items())
+            out.append((lines.encode(), data))
+    return out
+
+
 async def open_loop(
-    url: str, rate: float, seconds: float, acked_path: str | None
+    url: str,
+    rate: float,
+    seconds: float,
+    acked_path: str | None,
+    requests: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, object]:
     latencies: list[float] = []
     errors = 0
     acked = open(acked_path, "w") if acked_path else None  # noqa: SIM115 - closed below
     total = int(rate * seconds)
+    if requests is not None and len(requests) < total:
+        raise SystemExit(f"the requests file has {len(requests)} requests, {total} are due")
     target = urllib.parse.urlsplit(url)
     host, port = target.hostname or "127.0.0.1", target.port or 80
-    head = (
-        f"POST {target.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        "Content-Type: application/json\r\nContent-Length: "
-    ).encode()
+    start_line = f"POST {target.path} HTTP/1.1\r\nHost: {host}:{port}\r\n".encode()
+    head = start_line + b"Content-Type: application/json\r\nContent-Length: "
     loop = asyncio.get_running_loop()
     idle: list[_Connection] = []
 
     async def one(n: int, due: float) -> None:
         nonlocal errors
-        data = body("o", n)
+        if requests is None:
+            data, first = body("o", n), head
+        else:
+            extra, data = requests[n]
+            first = start_line + extra + b"Content-Length: "
         try:
             if idle:
                 conn = idle.pop()
             else:
                 _, conn = await loop.create_connection(lambda: _Connection(idle), host, port)
             status, answer = await asyncio.wait_for(
-                conn.send(head + str(len(data)).encode() + b"\r\n\r\n" + data), 30
+                conn.send(first + str(len(data)).encode() + b"\r\n\r\n" + data), 30
             )
         except (OSError, TimeoutError):
             errors += 1
@@ -177,13 +199,19 @@ def main() -> None:
     # during a stall is counted as server latency: at 2,000/s they moved the p99 between 9 and
     # 26 ms from run to run, against both servers. A run holds a few hundred MB at most.
     gc.disable()
-    mode, url = sys.argv[1], sys.argv[2]
+    argv = sys.argv[1:]
+    requests = None
+    if "--requests" in argv:
+        at = argv.index("--requests")
+        requests = signed_requests(argv[at + 1])  # read before the schedule starts
+        del argv[at : at + 2]
+    mode, url = argv[0], argv[1]
     if mode == "closed":
-        result = asyncio.run(closed(url, float(sys.argv[3]), int(sys.argv[4])))
+        result = asyncio.run(closed(url, float(argv[2]), int(argv[3])))
     else:
-        acked = sys.argv[5] if len(sys.argv) > 5 else None
+        acked = argv[4] if len(argv) > 4 else None
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            result = runner.run(open_loop(url, float(sys.argv[3]), float(sys.argv[4]), acked))
+            result = runner.run(open_loop(url, float(argv[2]), float(argv[3]), acked, requests))
     print(json.dumps(result))
 
 
