@@ -64,10 +64,12 @@ from smswatch.gateways.sandboxing import GatewayRecord
 from smswatch.timefmt import iso, now_us
 
 PROVIDERS = tuple(GATEWAYS)
-# What `--provider mixed` alternates over: the gateways that post JSON (the seeds), as it did
-# before Twilio. The suites that run mixed traffic check forwards byte for byte as JSON; a form
-# gateway joins `mixed` once they know forms (Twilio's traffic: `--provider twilio`).
-MIXED = tuple(name for name, g in GATEWAYS.items() if g.adapter.body_format == "json")
+# What `--provider mixed` alternates over: the seeds, as it did before Twilio. The suites that
+# run mixed traffic check forwards byte for byte as JSON and count the seeds' messages; posting
+# JSON is not enough to join (Telnyx does, signed by a key those suites do not set): a gateway's
+# own traffic is `--provider NAME`. The seeds are the gateways whose credentials are
+# Credentials' own fields.
+MIXED = tuple(name for name, g in GATEWAYS.items() if g.credential is None)
 
 # Of the recipients whose final webhook is dropped, the share that lost the one before it too
 # (the receiving end was down for a while, not for one request).

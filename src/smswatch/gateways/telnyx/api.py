@@ -19,7 +19,7 @@ Rate: see reconcile.config.TELNYX_RATE; 429 (code 10011) and Retry-After are han
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -176,14 +176,5 @@ class TelnyxApi(GatewayApi):
         if rec is None:
             return Lookup(found=False, final=False)
         self.check_answer(message_id, rec.message_id)
-        rec = TelnyxRecipient(
-            message_id,
-            rec.phone_number or ours,
-            rec.status,
-            rec.state,
-            rec.error_code,
-            rec.error_text,
-            rec.at,
-            rec.raw,
-        )
+        rec = replace(rec, message_id=message_id, phone_number=rec.phone_number or ours)
         return Lookup(True, rec.state.terminal, recipient_event(rec, received_at()))
