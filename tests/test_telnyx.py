@@ -290,7 +290,10 @@ EXPECTED = {
 
 @pytest.mark.both_stores
 async def test_every_status_folds_right_per_recipient_whatever_the_order(
-    make_engine: Callable[..., Engine], session: aiohttp.ClientSession, reader: Any
+    make_engine: Callable[..., Engine],
+    session: aiohttp.ClientSession,
+    reader: Any,
+    db_path: Path | str,
 ) -> None:
     async with telnyx_engine(make_engine) as engine:
         answers = []
@@ -325,6 +328,16 @@ async def test_every_status_folds_right_per_recipient_whatever_the_order(
     assert await r.campaign_of(M[9]) == PROFILE  # else the messaging profile
     # The payload is the body as received, byte for byte.
     assert by[(M[0], PHONE[M[0]], "delivered")].payload == DUPLICATE.decode()
+    # `smswatch inspect` shows the group's recipients, the unconfirmed one apart.
+    from smswatch.cli import main
+
+    args = ["inspect", "--db", str(db_path), GROUP, "--json"]
+    shown = await asyncio.to_thread(CliRunner().invoke, main, args)  # it runs its own loop
+    assert shown.exit_code == 0, shown.output
+    inspected = json.loads(shown.output)
+    assert inspected["provider"] == "telnyx" and len(inspected["recipients"]) == 3
+    counts = inspected["counts"]
+    assert (counts["delivered"], counts["failed"], counts["unconfirmed"]) == (1, 1, 1)
 
 
 @pytest.mark.both_stores
@@ -514,6 +527,24 @@ async def test_forwards_are_signed_by_the_teams_own_key_or_not_at_all(tmp_path: 
     )
     assert h1["Content-Type"] == "application/json"
     assert "telnyx-signature-ed25519" not in {k.lower() for k in h2}
+
+
+def test_a_replayed_export_is_signed_afresh_by_the_signing_key() -> None:
+    """An exported webhook replayed goes as the JSON it came as, signed as Telnyx signs by the
+    signing key, with a fresh timestamp: the listener given that key's public half takes it."""
+    from smswatch.devtools.replay import load
+    from smswatch.devtools.simulate import signed_request
+
+    events = Telnyx().parse(GROUP_FINAL, 1)
+    lines = [json.dumps({"provider": "telnyx", "payload": json.loads(e.payload)}) for e in events]
+    got = load(lines, speed=0)
+    assert len(got) == 3 and {d.provider for d in got} == {"telnyx"}
+    credentials = Credentials(tokens={"telnyx_signing_key": SIGNING})
+    method, _, headers, data = signed_request("telnyx", got[0].body, credentials, "http://h/x")
+    assert method == "POST" and data is not None and json.loads(data) == json.loads(GROUP_FINAL)
+    Telnyx(PUBLIC).check_auth({k.lower(): v for k, v in headers.items()}, data)
+    # The same event each time (one per recipient exported): stored once, then duplicates.
+    assert {e.dedupe_key for e in Telnyx().parse(data, 2)} == {e.dedupe_key for e in events}
 
 
 # --- the simulator end to end --------------------------------------------------------------------
