@@ -265,9 +265,9 @@ def simulate(**opts: Any) -> None:
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
     auth / signatures / URL token (from --basic-auth / --yebolink-secret / --twilio-auth-token /
     --vonage-signature-secret / --africastalking-token / --telnyx-signing-key or SMSWATCH_*
-    variables). With
-    --api-port, a sandbox of the gateways' status APIs answers from the same truth, as of now
-    (GET /_sandbox/stats counts the calls). Exit status 1 if any event was rejected or given up.
+    variables). With --api-port, a sandbox of the gateways' status APIs answers from the same
+    truth, as of now (GET /_sandbox/stats counts the calls). Exit status 1 if any event was
+    rejected or given up.
     """
     from smswatch.devtools.simulate import SimConfig, plan_campaign, write_truth
 

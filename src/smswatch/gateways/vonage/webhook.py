@@ -400,6 +400,8 @@ class Vonage:
             raise ValueError(f"unknown Vonage signature method {method!r}")
         self.secret = secret
         self.method = method
+        if secret is not None:
+            _jwt()  # now, not in the middle of the first callback that carries a JWT
         self.clock = clock
         # What check_auth read of the body, for parse to reuse: the listener calls one right
         # after the other for the same bytes, on one thread.
