@@ -117,6 +117,27 @@ def test_a_key_that_is_no_key_is_refused_at_start(tmp_path: Path) -> None:
     assert "--telnyx-public-key" in help_text and "--telnyx-api-key" in help_text
 
 
+# RFC 8032, section 7.1, TEST 1: the raw 32-byte seed and public key Telnyx's base64 keys are.
+RFC_SEED = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+RFC_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+RFC_SIGNATURE = (
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065"
+    "224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
+
+
+def test_the_keys_are_read_as_rfc_8032s_raw_bytes() -> None:
+    from smswatch.gateways.telnyx.keys import public_of, read_public, read_signing
+
+    seed = b64(bytes.fromhex(RFC_SEED))
+    assert public_of(read_signing(seed)) == b64(bytes.fromhex(RFC_PUBLIC))
+    assert read_signing(seed).sign(b"") == bytes.fromhex(RFC_SIGNATURE)
+    read_public(b64(bytes.fromhex(RFC_PUBLIC))).verify(bytes.fromhex(RFC_SIGNATURE), b"")
+    # The URL-safe alphabet and missing padding read the same.
+    urlsafe = base64.urlsafe_b64encode(bytes.fromhex(RFC_PUBLIC)).decode().rstrip("=")
+    read_public(urlsafe).verify(bytes.fromhex(RFC_SIGNATURE), b"")
+
+
 def test_the_signature_is_over_the_timestamp_bar_and_raw_body() -> None:
     body = b'{"data":{"event_type":"message.sent","id":"e","payload":{"id":"m","to":[]}}}'
     now = 1_800_000_000.0
