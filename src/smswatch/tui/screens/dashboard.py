@@ -79,6 +79,13 @@ class MessagesTable(RowTable):
                 Column("sent", 5, align="right", priority=3),
                 Column("deliv", 6, align="right"),
                 Column("failed", 6, align="right"),
+                Column(
+                    "unconf",
+                    6,
+                    align="right",
+                    priority=1,
+                    shown_if=lambda m: m.count(State.UNCONFIRMED) > 0,
+                ),
                 Column("age", 6, align="right", priority=1),
                 Column("cost", 10, align="right", priority=7),
             ],
@@ -112,6 +119,7 @@ class MessagesTable(RowTable):
             n(State.SENT),
             n(State.DELIVERED),
             n(State.FAILED),
+            n(State.UNCONFIRMED),
             Text(self._age(m), style="dim"),
             Text(cost(m), style="dim"),
         ]
