@@ -75,6 +75,14 @@ def _basic_auth(
         raise click.BadParameter(str(exc)) from None
 
 
+def _user_pass(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A gateway's Basic auth credential, checked at start but kept as the text it was given
+    (the gateways' credentials are settings' strings)."""
+    if value:
+        _basic_auth(_ctx, _param, value)
+    return value
+
+
 def gateway_credential_options(f: F, api_only: bool = False) -> F:
     """The credentials of the gateways beyond the seeds, each as GATEWAY_CREDENTIALS
     (core/credentials.py) declares it. `api_only`: those a status API takes too (`reconcile`'s:
@@ -89,6 +97,7 @@ def gateway_credential_options(f: F, api_only: bool = False) -> F:
             metavar=credential.metavar,
             # A setting of a few values (a signature method): a bad one is refused at start.
             type=click.Choice(credential.choices) if credential.choices else None,
+            callback=_user_pass if credential.basic_auth else None,
             default=credential.default,
             show_default=credential.default is not None,
             help=f"{credential.help} One of {'|'.join(credential.choices)}."

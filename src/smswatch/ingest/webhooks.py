@@ -31,7 +31,7 @@ from smswatch import __version__
 from smswatch.core.records import Rejection
 from smswatch.core.rejected import Rejected
 from smswatch.gateways import Provider, detect
-from smswatch.gateways.base import FORM, QUERY_FORM_JSON, QUERY_MARK
+from smswatch.gateways.base import FORM, QUERY_FORM_JSON, QUERY_MARK, Batch
 from smswatch.ingest.exchange import Request, error, target_path
 from smswatch.ingest.http import Backpressure, Server, ServerConfig
 from smswatch.live.hub import Hub
@@ -77,6 +77,10 @@ class Webhook(Request):
     task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
     submitted = 0.0  # perf_counter() at the submit, when the commit latency is measured
     via_query = False  # a GET: its fields are its query
+    # A batch (Infobip's results[]): its reports quarantined on their own, and whether the
+    # answer counts its reports (a post of one event is answered as always).
+    quarantined = 0
+    batch = False
 
     def stored(self, task: asyncio.Future[Any]) -> None:
         """The writer is done with this request's events: answer it."""
@@ -101,12 +105,28 @@ class Webhook(Request):
             self.respond(500, error("internal_error", "unexpected error; the event was not stored"))
         else:
             first = outcomes[0]
+            if not self.batch:
+                self.respond(
+                    200,
+                    {
+                        "status": "duplicate" if first.duplicate else "stored",
+                        "event_id": first.event_id,
+                        "message_id": first.message_id,
+                    },
+                )
+                return
+            # A batch is a duplicate only if every report of it was: a re-sent batch.
+            duplicates = sum(1 for o in outcomes if o.duplicate)
             self.respond(
                 200,
                 {
-                    "status": "duplicate" if first.duplicate else "stored",
+                    "status": "duplicate" if duplicates == len(outcomes) else "stored",
                     "event_id": first.event_id,
                     "message_id": first.message_id,
+                    "reports": len(outcomes) + self.quarantined,
+                    "stored": len(outcomes) - duplicates,
+                    "duplicates": duplicates,
+                    "quarantined": self.quarantined,
                 },
             )
 
@@ -240,6 +260,15 @@ class Webhooks:
             log.exception("unexpected error handling a webhook")
             r.respond(500, error("internal_error", "unexpected error; the event was not stored"))
             return
+        if isinstance(events, Batch):
+            r.batch = True
+            for part in events.refused:
+                # Kept, as a refused request would be, and the valid reports still stored: the
+                # gateway retries the whole post or none of it.
+                self.keep(
+                    r, part.rejected.status, part.rejected.code, part.rejected.detail, part.body
+                )
+            r.quarantined = len(events.refused)
         r.body = body
         writer = self.writer
         # A future, not a task: no coroutine to run per request, only a callback when the
@@ -265,6 +294,14 @@ class Webhooks:
         body: bytes | None = None,
     ) -> None:
         """Answer a webhook request the contract refuses; keep it in the quarantine."""
+        self.keep(r, status, code, detail, body)
+        extra = _WWW_AUTHENTICATE if status == 401 and code == "unauthorized" else b""
+        # The rest of the body may still be on its way, or be garbage.
+        close = close or status in (408, 413, 417) or code == "unreadable_body"
+        r.respond(status, error(code, detail), extra, close, close)
+
+    def keep(self, r: Webhook, status: int, code: str, detail: str, body: bytes | None) -> None:
+        """Keep a refused request, or a refused part of a batch, in the quarantine and show it."""
         rejection = Rejection(
             received_at=r.received_at,
             status=status,
@@ -280,10 +317,6 @@ class Webhooks:
         )
         self.hub.rejected_request(rejection)
         self.writer.quarantine(rejection)
-        extra = _WWW_AUTHENTICATE if status == 401 and code == "unauthorized" else b""
-        # The rest of the body may still be on its way, or be garbage.
-        close = close or status in (408, 413, 417) or code == "unreadable_body"
-        r.respond(status, error(code, detail), extra, close, close)
 
     # --- its parts --------------------------------------------------------------------------
 

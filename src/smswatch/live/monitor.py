@@ -58,7 +58,11 @@ def demo_config(
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
-    tokens = {c.key: secrets.token_urlsafe(24) for c in GATEWAY_CREDENTIALS if c.secret}
+    tokens = {
+        c.key: ("demo:" if c.basic_auth else "") + secrets.token_urlsafe(24)
+        for c in GATEWAY_CREDENTIALS
+        if c.secret
+    }
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
