@@ -274,6 +274,21 @@ GATEWAY_API_OPTIONS = [
         metavar="BASE",
         help="Vonage Reports API base URL (default: https://api.nexmo.com).",
     ),
+    click.option(
+        "--infobip-api-key",
+        envvar="SMSWATCH_INFOBIP_API_KEY",
+        metavar="KEY",
+        help="Infobip API key: with --infobip-api-url, look messages up in the delivery "
+        "reports and logs (GET /sms/3/reports, /sms/3/logs) to reconcile. Prefer "
+        "SMSWATCH_INFOBIP_API_KEY (a flag shows in ps).",
+    ),
+    click.option(
+        "--infobip-api-url",
+        envvar="SMSWATCH_INFOBIP_API_URL",
+        metavar="BASE",
+        help="Infobip API base URL: the account's own (https://XXXXX.api.infobip.com, on the "
+        "Infobip portal's home page).",
+    ),
 ]
 
 

@@ -80,7 +80,7 @@ def stamp(planner: SimPlanner, sim_s: float) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
 
 
-def _status(row: tuple[Any, ...]) -> dict[str, Any]:
+def status_object(row: tuple[Any, ...]) -> dict[str, Any]:
     group_id, group, status_id, name, description = row
     return {
         "groupId": group_id,
@@ -91,7 +91,7 @@ def _status(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _error(row: tuple[Any, ...]) -> dict[str, Any]:
+def error_object(row: tuple[Any, ...]) -> dict[str, Any]:
     group_id, group, error_id, name, description, permanent = row
     return {
         "groupId": group_id,
@@ -116,8 +116,8 @@ def _report(
         **base,
         "doneAt": stamp(planner, at),
         "price": {"pricePerMessage": price, "currency": "EUR"},
-        "status": _status(status),
-        "error": _error(error),
+        "status": status_object(status),
+        "error": error_object(error),
     }
     label = f"{status[3]} {base['to']}"
     return planner.emit(at, "infobip", body, label, batch=("results", MAX_REPORTS))
