@@ -215,8 +215,9 @@ def report_event(
         error_message=(error.description if error is not None and error_name else None)
         if failed
         else None,
+        # `permanent` of NO_ERROR says nothing: only a named error's is the gateway's verdict.
         retryable=(not error.permanent)
-        if failed and error is not None and error.permanent is not None
+        if failed and error is not None and error_name and error.permanent is not None
         else None,
         message_info=MessageInfo(
             total_recipients=1,
