@@ -3,7 +3,9 @@
 through smswatch.gateways.
 
 Contract (the README, "What the listener answers"): 200 only once the event is committed, duplicates
-included; 400 malformed JSON (or form) or no gateway's envelope; 401 bad or missing credentials;
+included; for a batch (Infobip's), once all its valid reports are, in one transaction, its
+malformed ones quarantined each on its own (a 4xx for the post would drop the valid ones with
+them); 400 malformed JSON (or form) or no gateway's envelope; 401 bad or missing credentials;
 404/405 wrong path or method; 408 body not received in time; 413 body over the limit; 415 a content
 type that is clearly not JSON (not a form, on the route of a gateway that posts forms); 503 with
 Retry-After when the store cannot commit. Every answer has a small JSON body. Rejected requests
