@@ -33,7 +33,7 @@ from smswatch.gateways.infobip.webhook import Infobip, state_of
 from smswatch.gateways.registry import GATEWAYS
 from smswatch.live.engine import Engine
 from tests.conftest import running
-from tests.helpers import Server, export_records, free_port, start_simulate
+from tests.helpers import Server, export_records, free_port, run, start_simulate
 
 USER, PASSWORD = "infobip-hooks", "s3cr:et-Kq8vW2"  # a colon in the password: split on the first
 TOKENS = {"infobip_basic_auth": f"{USER}:{PASSWORD}"}
@@ -146,6 +146,22 @@ def test_its_credential_is_declared_once_and_read_by_its_gateway() -> None:
     assert mode.verified and USER in mode.label and PASSWORD not in mode.label
     assert not gateway.provider(Credentials()).auth_mode().verified
     assert gateway.status_api() is not None and gateway.sandbox() is not None
+
+
+def test_a_credential_without_its_colon_is_refused_at_start(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from smswatch.cli import main
+
+    db = str(tmp_path / "x.db")
+    for args, env in (
+        (["serve", "--db", db, "--infobip-basic-auth", "no-colon"], {}),
+        (["serve", "--db", db], {"SMSWATCH_INFOBIP_BASIC_AUTH": ":no-user"}),
+    ):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 2, result.output
+        assert "USER:PASS" in result.output
+    assert not (tmp_path / "x.db").exists()
 
 
 @pytest.mark.parametrize(
@@ -505,5 +521,12 @@ def test_kill_9_mid_commit_keeps_every_report_of_an_acknowledged_post_and_halves
             assert stored == reports, label  # acknowledged: every report on disk
         else:
             assert stored in (set(), reports), label  # never half a post
-    final = {(r["message_id"], r["event_type"]) for r in export_records(db)}
+    records = export_records(db)
+    final = {(r["message_id"], r["event_type"]) for r in records}
     assert set().union(*posts.values()) == final
+    # Shown by `inspect` as any gateway's message is, its state the truth's.
+    truth = plan.truth[0]
+    shown = json.loads(run("inspect", truth.message_id, "--db", str(db), "--json").stdout)
+    assert shown["provider"] == "infobip"
+    [recipient] = shown["recipients"]
+    assert (recipient["recipient"], recipient["state"]) == (truth.recipient, truth.state)

@@ -173,10 +173,8 @@ def read_report(item: Any) -> Report:
     return report
 
 
-def report_event(
-    report: Report, payload: str, received_at: int, event_type_prefix: str = ""
-) -> Event:
-    """One report as its recipient's event (the webhooks' and, prefixed, the reports API's)."""
+def report_event(report: Report, payload: str, received_at: int) -> Event:
+    """One report of a webhook's batch as its recipient's event."""
     status = report.status
     name = absent_if_blank(status.name) or absent_if_blank(status.groupName) or "unknown"
     state = state_of(status.name, status.groupName)
@@ -202,7 +200,7 @@ def report_event(
         provider=Infobip.name,
         event_id=derived_id(key),
         dedupe_key=key,
-        event_type=event_type_prefix + name,
+        event_type=name,
         state=state,
         message_id=message_id,
         recipient=report.to,
