@@ -17,6 +17,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -530,3 +531,33 @@ def test_kill_9_mid_commit_keeps_every_report_of_an_acknowledged_post_and_halves
     assert shown["provider"] == "infobip"
     [recipient] = shown["recipients"]
     assert (recipient["recipient"], recipient["state"]) == (truth.recipient, truth.state)
+
+
+async def test_the_demo_sends_infobip_traffic_its_listener_verifies(
+    make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    import shutil
+
+    from smswatch.devtools.demo import DemoTraffic
+    from smswatch.gateways.sandboxing import SandboxKeys
+    from smswatch.live.engine import EngineConfig
+    from smswatch.live.monitor import demo_config
+
+    keys = SandboxKeys("sk_test_0123456789abcdefghij", "ybk_0123456789abcdef", "tw")
+    config, workdir = demo_config(EngineConfig(port=0), "http://127.0.0.1:9", keys)
+    shutil.rmtree(workdir, ignore_errors=True)
+    credential = config.credentials.token("infobip_basic_auth")
+    assert credential is not None and credential.startswith("demo:")
+    assert config.gateway_api is not None and "infobip" in config.gateway_api.gateways
+    traffic = DemoTraffic("http://127.0.0.1:9", config.credentials, seed=5, sandbox=object())
+    try:
+        sends = [traffic.campaign() for _ in range(200)]
+    finally:
+        traffic.loop.close()
+    [send, *_] = [s for s in sends if s.provider == "infobip"]
+    assert send.drop_rate > 0  # its reports API brings the dropped ones back
+    async with running(make_engine(credentials=config.credentials)) as engine:
+        send = replace(send, url=engine.listener.base_url, speed=50.0, rate=4000.0)
+        plan = plan_campaign(send)
+        result = await Sender(send).run(plan.deliveries)
+        assert result.ok and result.acked == len(plan.deliveries)
