@@ -12,7 +12,10 @@ ones' both read): `bulkId` (the send, when it had several destinations), `messag
 A batch is one post: every valid report in it becomes an event, all committed in one
 transaction before the 2xx (`Batch`); a report that is not one (not an object, no status, no
 message id and no destination) is quarantined on its own and its neighbours are still stored.
-A body that is not `{"results": [...]}`, or whose reports are all malformed, is 400.
+A body that is not `{"results": [...]}`, or whose reports are all malformed, is 400. So the
+body is read as JSON once and each report validated on its own (`REPORT.validate_python`),
+rather than the whole envelope by one `validate_json`, which would refuse every report for one
+bad one.
 
 Mapping onto our states, by `status.name` first and else by `status.groupName` (a status name
 of tomorrow in a known group still folds): PENDING_ACCEPTED and PENDING_APPROVAL: queued;
