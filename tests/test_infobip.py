@@ -561,3 +561,32 @@ async def test_the_demo_sends_infobip_traffic_its_listener_verifies(
         plan = plan_campaign(send)
         result = await Sender(send).run(plan.deliveries)
         assert result.ok and result.acked == len(plan.deliveries)
+
+
+async def test_a_forward_passes_the_apps_own_infobip_check(
+    make_engine: Callable[..., Engine], tmp_path: Path, reader: Any
+) -> None:
+    """The forwarder posts a stored report to the app as Infobip would, with the Infobip Basic
+    auth: here the app is another smswatch that checks it, and stores the report."""
+    from smswatch.core.forwarding import Job, Target
+    from smswatch.forward.config import ForwardConfig
+    from smswatch.forward.worker import Forwarder
+    from smswatch.store.sqlite.files import connect_log
+
+    db = tmp_path / "fwd.db"
+    with contextlib.closing(connect_log(db)):
+        pass
+    body = json.dumps({"results": FIRST[:2]}).encode()
+    [first, _] = Infobip().parse(body, 1)
+    async with infobip_engine(make_engine) as app, aiohttp.ClientSession() as session:
+        target = hook(app)
+        job = Job(1, target, 0, "infobip", first.event_id, A, first.payload, first.event_type)
+        refused = ForwardConfig(targets=(Target(target),), tokens={})
+        assert not (await Forwarder(db, refused).send(session, job)).delivered  # no credential
+        config = ForwardConfig(targets=(Target(target),), tokens=TOKENS)
+        assert (await Forwarder(db, config).send(session, job)).delivered
+        await asyncio.wrap_future(app.writer.settle())
+    r = await reader()
+    [stored] = [e async for e in r.iter_events()]
+    assert (stored.message_id, stored.event_type) == (A, "PENDING_ENROUTE")
+    assert json.loads(stored.payload) == FIRST[0]
