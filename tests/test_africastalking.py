@@ -637,9 +637,10 @@ def test_the_demo_sends_its_traffic_verified_and_drops_none_of_it(tmp_path: Path
 
 
 def test_the_demo_opens_with_a_campaign_on_every_gateway(tmp_path: Path) -> None:
-    """Before its first wave, the demo sends once on each gateway over real HTTP: Twilio's and
-    Vonage's sends are grouped by their messaging service and client-ref, YeboLink's by its
-    metadata, the others' by burst, and the run's campaign has tagged nothing yet."""
+    """Before its first wave, the demo sends once on each gateway over real HTTP: Twilio's,
+    Vonage's and Infobip's sends are grouped by their messaging service, client-ref and bulkId,
+    YeboLink's by its metadata, the others' by burst, and the run's campaign has tagged
+    nothing yet."""
     import sqlite3
     import time
 
@@ -679,5 +680,6 @@ def test_the_demo_opens_with_a_campaign_on_every_gateway(tmp_path: Path) -> None
         shutil.rmtree(workdir, ignore_errors=True)
     assert {provider for provider, _ in found} >= set(GATEWAYS), found
     assert {("twilio", "gateway"), ("vonage", "gateway"), ("yebolink", "metadata")} <= found
+    assert ("infobip", "gateway") in found  # its bulkId
     assert ("lisoloo", None) in found and ("africastalking", None) in found  # bursts
     assert not any(source == "run" for _, source in found)

@@ -129,8 +129,9 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
         fail(
             "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
             "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, or "
-            "--vonage-api-key with --vonage-api-secret (or SMSWATCH_LISOLOO_APP_KEY, "
-            f"SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*){unpolled()}",
+            "--vonage-api-key with --vonage-api-secret, or --infobip-api-key with "
+            "--infobip-api-url (or SMSWATCH_LISOLOO_APP_KEY, SMSWATCH_YEBOLINK_API_KEY, "
+            f"SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*, SMSWATCH_INFOBIP_API_*){unpolled()}",
             2,
         )
     window = parse_duration(since)

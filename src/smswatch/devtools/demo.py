@@ -87,7 +87,8 @@ class DemoTraffic:
         draw = rng.random()
         lisoloo = draw < 0.55 if provider is None else provider == "lisoloo"
         # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
-        # Vonage's (one message per SMS part and recipient) or Africa's Talking's.
+        # Vonage's (one message per SMS part and recipient), Africa's Talking's or Infobip's
+        # (its reports batched).
         bulk = (
             "vonage"
             if draw >= 0.89
@@ -95,6 +96,8 @@ class DemoTraffic:
             if draw >= 0.79
             else "africastalking"
             if draw >= 0.68
+            else "infobip"
+            if draw >= 0.63
             else "yebolink"
         )
         if provider is None:

@@ -80,6 +80,8 @@ class SandboxLimits:
     twilio_per_window: int = 60
     # Vonage's Reports API answers 10 synchronous requests a second.
     vonage_per_window: int = 600
+    # Infobip publishes no limit for its reports and logs: the client's own pace.
+    infobip_per_window: int = 60
     window_s: float = 60.0
     burst_429: int = 0  # fault: this many calls to each gateway's API get 429 ...
     burst_after: int = 3  # ... once this many have been made

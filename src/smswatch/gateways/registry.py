@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from smswatch.gateways.africastalking import GATEWAY as AFRICASTALKING
 from smswatch.gateways.base import Gateway
+from smswatch.gateways.infobip import GATEWAY as INFOBIP
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
 from smswatch.gateways.twilio import GATEWAY as TWILIO
 from smswatch.gateways.vonage import GATEWAY as VONAGE
@@ -21,6 +22,7 @@ GATEWAYS: dict[str, Gateway] = {
         TWILIO,
         VONAGE,
         AFRICASTALKING,
+        INFOBIP,
     )
 }
 

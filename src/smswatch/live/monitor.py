@@ -58,7 +58,11 @@ def demo_config(
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
-    tokens = {c.key: secrets.token_urlsafe(24) for c in GATEWAY_CREDENTIALS if c.secret}
+    tokens = {
+        c.key: ("demo:" if c.basic_auth else "") + secrets.token_urlsafe(24)
+        for c in GATEWAY_CREDENTIALS
+        if c.secret
+    }
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
@@ -76,6 +80,8 @@ def demo_config(
         vonage_key=ApiKey(vonage_secret, "--vonage-api-secret"),
         vonage_account_id=VONAGE_API_KEY,
         vonage_url=api_url,
+        infobip_key=ApiKey(keys.infobip_api_key or secrets.token_urlsafe(24), "--infobip-api-key"),
+        infobip_url=api_url,
     )
     return (
         replace(
@@ -84,7 +90,13 @@ def demo_config(
             credentials=credentials,
             port=port,
             gateway_api=api,
-            reconcile_quiet={"lisoloo": 30, "yebolink": 30, "twilio": 30, "vonage": 30},
+            reconcile_quiet={
+                "lisoloo": 30,
+                "yebolink": 30,
+                "twilio": 30,
+                "vonage": 30,
+                "infobip": 30,
+            },
         ),
         workdir,
     )
@@ -127,6 +139,7 @@ def run_monitor(
             yebolink_api_key="ybk_" + secrets.token_hex(16),
             twilio_auth_token=secrets.token_hex(16),
             vonage_api_secret=secrets.token_hex(16),
+            infobip_api_key=secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
         config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)
