@@ -194,9 +194,11 @@ class DashboardScreen(AppScreen):
         narrow = self.size.width < 110
         height = self.size.height
         whole = len(self.sw.source.info.gateways) + 2
-        short = height < SHORT_BELOW or whole > height * STATUS_SHARE
+        # A short screen shortens its panels; many gateways only the status bar (one line for
+        # all their routes), so the panels keep their rows.
         self.set_class(narrow, "-narrow")
-        self.set_class(short, "-short")
+        self.set_class(height < SHORT_BELOW, "-short")
+        short = height < SHORT_BELOW or whole > height * STATUS_SHARE
         status = self.query_one(StatusBar)
         status.set_class(narrow, "-narrow")
         if status.short != short:
