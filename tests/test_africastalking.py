@@ -634,3 +634,52 @@ def test_the_demo_sends_its_traffic_verified_and_drops_none_of_it(tmp_path: Path
     sandbox = SandboxAPI(plan.ledger)
     assert "africastalking" not in sandbox.gateways and sandbox.settled_us == 0
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_demo_opens_with_a_campaign_on_every_gateway(tmp_path: Path) -> None:
+    """Before its first wave, the demo sends once on each gateway over real HTTP: Twilio's,
+    Vonage's and Infobip's sends are grouped by their messaging service, client-ref and bulkId,
+    YeboLink's by its metadata, the others' by burst, and the run's campaign has tagged
+    nothing yet."""
+    import sqlite3
+    import time
+
+    from smswatch.devtools.demo import DemoTraffic
+    from smswatch.gateways.registry import GATEWAYS
+    from smswatch.gateways.sandboxing import SandboxKeys
+    from smswatch.live.engine import EngineConfig
+    from smswatch.live.monitor import demo_config
+    from smswatch.live.thread import EngineThread
+
+    keys = SandboxKeys("sk_test_0123456789abcdefghij", "ybk_0123456789abcdef", "tw")
+    config, workdir = demo_config(EngineConfig(port=0), "http://127.0.0.1:9", keys)
+    thread = EngineThread(config).start()
+    engine = thread.engine
+    traffic = DemoTraffic(
+        # Seed 1: its opening Twilio send goes through a Messaging Service (most sends do).
+        engine.listener.base_url,
+        config.credentials,
+        seed=1,
+        campaigns=engine.campaigns,
+    ).start()
+    query = (
+        "SELECT DISTINCT e.provider, c.source FROM events e "
+        "LEFT JOIN campaigns c ON c.message_id = e.message_id"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.closing(sqlite3.connect(config.db_path)) as db:
+                found = set(db.execute(query).fetchall())
+            if {provider for provider, _ in found} >= set(GATEWAYS):
+                break
+            time.sleep(0.2)
+    finally:
+        traffic.stop()
+        thread.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert {provider for provider, _ in found} >= set(GATEWAYS), found
+    assert {("twilio", "gateway"), ("vonage", "gateway"), ("yebolink", "metadata")} <= found
+    assert ("infobip", "gateway") in found  # its bulkId
+    assert ("lisoloo", None) in found and ("africastalking", None) in found  # bursts
+    assert not any(source == "run" for _, source in found)

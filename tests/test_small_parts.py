@@ -175,7 +175,10 @@ def test_no_output_hedges_a_plural_or_hand_rolls_one() -> None:
     assert not found, "\n".join(found)
 
 
+# Raw non-ASCII beside halves of a percent-encoded character ("%C3", "%A9" beside "é", "©"):
+# parse_form decodes a field's bytes in one go, parse_qsl each ASCII run apart.
 _FORM_PIECES = ("a", "b", "=", "&", "+", "%2B", "%", "é", ";", "%C3%A9", "%ZZ", "%FF", "%e9")
+_FORM_PIECES += ("%C3", "%A9", "©", "%E2%82", "€")
 _FORM_TEXT = st.lists(st.sampled_from(_FORM_PIECES), max_size=30).map("".join)
 
 
@@ -198,6 +201,18 @@ def test_parse_form_reads_what_parse_qsl_reads_strictly(raw: str | bytes) -> Non
         assert exc.status == 400 and exc.code == "malformed_form"
         got = None
     assert got == expected
+
+
+@settings(max_examples=2000)
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=4))
+def test_a_derived_event_id_is_the_uuid5_of_its_parts(parts: list[str]) -> None:
+    """Ids stored by earlier versions must stay the ids of the same events."""
+    import uuid
+
+    from smswatch.gateways import base
+
+    expected = str(uuid.uuid5(base._ID_NAMESPACE, "\x1f".join(parts)))
+    assert base.derived_id(*parts) == expected
 
 
 def test_parse_form_refuses_more_fields_than_its_bound() -> None:

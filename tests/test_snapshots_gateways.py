@@ -126,3 +126,28 @@ def test_message_screen_of_an_unconfirmed_recipient(snap_compare, make_app) -> N
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(), terminal_size=(140, 36), run_before=run_before)
+
+
+async def test_the_unconfirmed_column_appears_where_some_row_has_one(make_app) -> None:
+    """Campaigns and messages tables give unconfirmed a column of its own once a row needs it,
+    and not before: a filter that leaves only outcomes takes it away again."""
+    from smswatch.tui.screens.dashboard import MessagesTable
+    from smswatch.tui.widgets.campaigns import CampaignsTable
+
+    def titles(table: Any) -> list[str]:
+        return [table.columns[i].title for i, _ in table.layout_columns(table.size.width)]
+
+    app = make_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settled(pilot)
+        assert "unconf" in titles(app.screen.query_one(CampaignsTable))
+        messages = app.screen.query_one(MessagesTable)
+        assert "unconf" not in titles(messages)  # nothing in flight
+        for query, shown in (("0B000000123456", True), ("0B0000001234567A", False)):
+            await pilot.press("slash", *query, "enter")
+            for _ in range(100):
+                if messages.rows and ("unconf" in titles(messages)) == shown:
+                    break
+                await pilot.pause(0.05)
+            assert messages.rows and ("unconf" in titles(messages)) == shown, query
+            await pilot.press("escape")

@@ -110,6 +110,10 @@ class _Settings(BaseModel):
     """Vonage API secret, for the Reports API (not the signature secret)."""
     vonage_api_url: Text = None
     """Vonage Reports API base URL."""
+    infobip_api_key: Text = None
+    """Infobip API key: with infobip_api_url, look messages up to reconcile."""
+    infobip_api_url: Text = None
+    """Infobip API base URL (the account's own, https://XXXXX.api.infobip.com)."""
     telnyx_api_key: Text = None
     """Telnyx API key: look messages up to reconcile (not the webhooks' public key)."""
     telnyx_api_url: Text = None

@@ -63,6 +63,8 @@ def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
             vonage_api_key=text("vonage_api_key"),
             vonage_api_secret=text("vonage_api_secret"),
             vonage_api_url=text("vonage_api_url"),
+            infobip_api_key=text("infobip_api_key"),
+            infobip_api_url=text("infobip_api_url"),
             telnyx_api_key=text("telnyx_api_key"),
             telnyx_api_url=text("telnyx_api_url"),
         )

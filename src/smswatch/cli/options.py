@@ -75,6 +75,14 @@ def _basic_auth(
         raise click.BadParameter(str(exc)) from None
 
 
+def _user_pass(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A gateway's Basic auth credential, checked at start but kept as the text it was given
+    (the gateways' credentials are settings' strings)."""
+    if value:
+        _basic_auth(_ctx, _param, value)
+    return value
+
+
 def gateway_credential_options(f: F, api_only: bool = False) -> F:
     """The credentials of the gateways beyond the seeds, each as GATEWAY_CREDENTIALS
     (core/credentials.py) declares it. `api_only`: those a status API takes too (`reconcile`'s:
@@ -89,6 +97,7 @@ def gateway_credential_options(f: F, api_only: bool = False) -> F:
             metavar=credential.metavar,
             # A setting of a few values (a signature method): a bad one is refused at start.
             type=click.Choice(credential.choices) if credential.choices else None,
+            callback=_user_pass if credential.basic_auth else None,
             default=credential.default,
             show_default=credential.default is not None,
             help=f"{credential.help} One of {'|'.join(credential.choices)}."
@@ -264,6 +273,21 @@ GATEWAY_API_OPTIONS = [
         envvar="SMSWATCH_VONAGE_API_URL",
         metavar="BASE",
         help="Vonage Reports API base URL (default: https://api.nexmo.com).",
+    ),
+    click.option(
+        "--infobip-api-key",
+        envvar="SMSWATCH_INFOBIP_API_KEY",
+        metavar="KEY",
+        help="Infobip API key: with --infobip-api-url, look messages up in the delivery "
+        "reports and logs (GET /sms/3/reports, /sms/3/logs) to reconcile. Prefer "
+        "SMSWATCH_INFOBIP_API_KEY (a flag shows in ps).",
+    ),
+    click.option(
+        "--infobip-api-url",
+        envvar="SMSWATCH_INFOBIP_API_URL",
+        metavar="BASE",
+        help="Infobip API base URL: the account's own (https://XXXXX.api.infobip.com, on the "
+        "Infobip portal's home page).",
     ),
     click.option(
         "--telnyx-api-key",

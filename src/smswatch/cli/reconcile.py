@@ -129,9 +129,10 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
         fail(
             "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
             "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, or "
-            "--vonage-api-key with --vonage-api-secret, or --telnyx-api-key (or "
-            "SMSWATCH_LISOLOO_APP_KEY, SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, "
-            f"SMSWATCH_VONAGE_API_*, SMSWATCH_TELNYX_API_KEY){unpolled()}",
+            "--vonage-api-key with --vonage-api-secret, --infobip-api-key with "
+            "--infobip-api-url, or --telnyx-api-key (or SMSWATCH_LISOLOO_APP_KEY, "
+            "SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*, "
+            f"SMSWATCH_INFOBIP_API_*, SMSWATCH_TELNYX_API_KEY){unpolled()}",
             2,
         )
     window = parse_duration(since)

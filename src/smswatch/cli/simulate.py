@@ -207,6 +207,14 @@ class GatewayChoice(click.Choice):
     "as the user (default: any non-empty secret; SMSWATCH_VONAGE_API_SECRET keeps it out of ps).",
 )
 @click.option(
+    "--infobip-api-key",
+    envvar="SMSWATCH_INFOBIP_API_KEY",
+    metavar="KEY",
+    default=None,
+    help="The API key the sandbox's Infobip reports and logs accept (`Authorization: App KEY`; "
+    "default: any non-empty key; SMSWATCH_INFOBIP_API_KEY keeps it out of ps).",
+)
+@click.option(
     "--telnyx-api-key",
     envvar="SMSWATCH_TELNYX_API_KEY",
     metavar="KEY",
@@ -243,6 +251,14 @@ class GatewayChoice(click.Choice):
     default=600,
     show_default=True,
     help="Sandbox: Vonage Reports API lookups per key per rolling minute (Vonage's 10 a second).",
+)
+@click.option(
+    "--api-infobip-limit",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Sandbox: Infobip reports and logs calls per key per rolling minute (not published; "
+    "a guess).",
 )
 @click.option(
     "--api-telnyx-limit",
@@ -314,6 +330,7 @@ def simulate(**opts: Any) -> None:
             opts["yebolink_api_key"] or None,
             opts["twilio_auth_token"] or None,
             opts["vonage_api_secret"] or None,
+            opts["infobip_api_key"] or None,
             opts["telnyx_api_key"] or None,
         ),
         limits=SandboxLimits(
@@ -321,6 +338,7 @@ def simulate(**opts: Any) -> None:
             yebolink_per_window=opts["api_yebolink_limit"],
             twilio_per_window=opts["api_twilio_limit"],
             vonage_per_window=opts["api_vonage_limit"],
+            infobip_per_window=opts["api_infobip_limit"],
             telnyx_per_window=opts["api_telnyx_limit"],
             burst_429=opts["api_429_burst"],
         ),

@@ -32,6 +32,9 @@ class GatewayCredential:
     # Its gateway's status API takes it too (Twilio's auth token): `smswatch reconcile` has
     # the option.
     opens_api: bool = False
+    # Its value is Basic auth's `USER:PASS` (Infobip's): refused at start without the colon,
+    # and split on the first one by `config.parse_basic_auth`.
+    basic_auth: bool = False
 
     @property
     def flag(self) -> str:
@@ -81,6 +84,15 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         secret=False,
         choices=("md5hash", "md5", "sha1", "sha256", "sha512"),
         default="md5hash",
+    ),
+    GatewayCredential(
+        "infobip",
+        "infobip_basic_auth",
+        "USER:PASS",
+        "Infobip webhook Basic auth: the username and password set as BASIC security on the "
+        "delivery-report subscription (or in the notify URL). Prefer SMSWATCH_INFOBIP_BASIC_AUTH "
+        "(a flag shows in ps).",
+        basic_auth=True,
     ),
     GatewayCredential(
         "telnyx",

@@ -1,10 +1,12 @@
 """Continuous simulated traffic for `smswatch --demo`, over real HTTP, from its own thread.
 
 New sends start every few seconds (every gateway, a few to 150 recipients, realistic delays),
-so the monitor always has something moving. They make named campaigns on the seeds: YeboLink
-bulk sends name theirs in their metadata, and Lisoloo multi-sends join the run's campaign, which
-the demo starts and ends in waves as an operator would from the palette (between waves, the
-untagged sends group into bursts). Now and then a request signed with a stale secret arrives, as
+so the monitor always has something moving. They make named campaigns: YeboLink bulk sends
+name theirs in their metadata, Twilio's and Vonage's group by messaging service and client-ref,
+and every new message joins the run's campaign while one is on, which the demo starts and ends
+in waves as an operator would from the palette (between waves, the untagged sends, Africa's
+Talking's and Lisoloo's, group into bursts). It opens with one send on each gateway, before the
+first wave. Now and then a request signed with a stale secret arrives, as
 from a sender whose secret was rotated, so the rejection alert can be seen.
 """
 
@@ -34,8 +36,8 @@ STALE_SECRET_EVERY_S = 40.0
 # The run's campaign: on for a wave, then off for a pause (bursts), then the next one.
 WAVES = ("loan-reminder", "airtime-promo", "school-fees")
 DROP_RATE = 0.04  # final webhooks the gateways give up on, with the sandbox API running
-WAVE_S = 90.0
-PAUSE_S = 20.0
+WAVE_S = 60.0
+PAUSE_S = 30.0
 
 
 class DemoTraffic:
@@ -79,25 +81,30 @@ class DemoTraffic:
             self.loop.run_until_complete(self._task)
         self.loop.close()
 
-    def campaign(self) -> SimConfig:
+    def campaign(self, provider: str | None = None) -> SimConfig:
+        """A send on `provider`, or on a gateway drawn by how often teams send through each."""
         rng = self.rng
         draw = rng.random()
-        lisoloo = draw < 0.55
+        lisoloo = draw < 0.55 if provider is None else provider == "lisoloo"
         # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
-        # Vonage's (one message per SMS part and recipient), Africa's Talking's or Telnyx's
-        # (now and then a group MMS, several recipients to one message).
+        # Vonage's (one message per SMS part and recipient), Africa's Talking's, Infobip's (its
+        # reports batched) or Telnyx's (now and then a group MMS, several recipients to one
+        # message).
         bulk = (
             "telnyx"
-            if draw >= 0.91
+            if draw >= 0.92
             else "vonage"
-            if draw >= 0.83
+            if draw >= 0.85
             else "twilio"
-            if draw >= 0.75
+            if draw >= 0.78
             else "africastalking"
-            if draw >= 0.66
+            if draw >= 0.71
+            else "infobip"
+            if draw >= 0.64
             else "yebolink"
         )
-        provider = "lisoloo" if lisoloo else bulk
+        if provider is None:
+            provider = "lisoloo" if lisoloo else bulk
         # A final webhook is dropped only where a status API can bring it back: a gateway with
         # none (Africa's Talking) would leave its recipient stuck for good.
         polled = self.sandbox is not None and GATEWAYS[provider].sandbox() is not None
@@ -126,8 +133,11 @@ class DemoTraffic:
         next_stale = loop.time() + 12.0
         waves = None if self.campaigns is None else asyncio.create_task(self.waves())
         try:
-            for _ in range(3):
-                self._launch(running)
+            # One send on each gateway first, in the pause before the first wave: each one's
+            # campaign (its metadata, its messaging service or client-ref, or a burst) is on
+            # screen from the start, not only once the draw comes to it.
+            for name in GATEWAYS:
+                self._launch(running, name)
             while True:
                 await asyncio.sleep(self.rng.uniform(2.0, 6.0))
                 if len(running) < MAX_CAMPAIGNS:
@@ -146,6 +156,7 @@ class DemoTraffic:
     async def waves(self) -> None:
         assert self.campaigns is not None
         n = 0
+        await asyncio.sleep(PAUSE_S)
         while True:
             # Written from this thread, read by the writer's at each batch: an attribute.
             self.campaigns.active = WAVES[n % len(WAVES)] + ("" if n < len(WAVES) else f"-{n}")
@@ -154,8 +165,8 @@ class DemoTraffic:
             await asyncio.sleep(PAUSE_S)
             n += 1
 
-    def _launch(self, running: set[asyncio.Task[object]]) -> None:
-        config = self.campaign()
+    def _launch(self, running: set[asyncio.Task[object]], provider: str | None = None) -> None:
+        config = self.campaign(provider)
         plan = plan_campaign(config)
         if self.sandbox is not None:
             self.sandbox.add_plan(plan)

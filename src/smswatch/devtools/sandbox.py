@@ -80,6 +80,8 @@ class SandboxLimits:
     twilio_per_window: int = 60
     # Vonage's Reports API answers 10 synchronous requests a second.
     vonage_per_window: int = 600
+    # Infobip publishes no limit for its reports and logs: the client's own pace.
+    infobip_per_window: int = 60
     # Telnyx publishes none for its detail records: one that keeps a runaway client in check.
     telnyx_per_window: int = 600
     window_s: float = 60.0

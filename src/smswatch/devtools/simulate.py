@@ -17,6 +17,10 @@ can say exactly how every recipient must end:
 - Africa's Talking: a bulk send is one message (one `id`) per recipient, its delivery reports
   posted as forms to the callback URL with its `?token=` (`Sent` → `Submitted` → `Buffered` →
   `Success | Failed | Rejected`), with its `failureReason`s.
+- Infobip: a bulk send (one `bulkId`) is one message per destination, its delivery reports
+  batched as Infobip posts them: every report ready within the same second, up to 100 a post,
+  in one `{"results": [...]}` with Basic auth (`PENDING_ENROUTE` → `DELIVERED_TO_OPERATOR` →
+  `DELIVERED_TO_HANDSET`, or `UNDELIVERABLE_*`, `EXPIRED_*`, `REJECTED_*` with their errors).
 - Telnyx: a bulk send is one message (one `payload.id`) per recipient, or now and then a group
   MMS to several, its `message.sent` and `message.finalized` signed with Ed25519 by
   `--telnyx-signing-key` (`queued | sending | sent` → `delivered | delivery_failed | expired |
@@ -25,7 +29,8 @@ can say exactly how every recipient must end:
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for
 seconds, so arrival order differs from event order as the Lisoloo docs warn; `--duplicate-rate`
-resends some events with the same bytes (same event_id), as a gateway retry would. Like a
+resends some events with the same bytes (same event_id), as a gateway retry would; for a
+gateway that batches, the whole post is sent again. Like a
 gateway, the sender retries on 5xx, timeouts and refused connections with backoff, and gives up
 after `--max-attempts`; a 4xx is not retried. Until something has answered, though, refused
 connections mean nothing listens at the URL: the run stops within seconds and says so.
@@ -68,12 +73,16 @@ PROVIDERS = tuple(GATEWAYS)
 # run mixed traffic check forwards byte for byte as JSON and count the seeds' messages; posting
 # JSON is not enough to join (Telnyx does, signed by a key those suites do not set): a gateway's
 # own traffic is `--provider NAME`. The seeds are the gateways whose credentials are
-# Credentials' own fields.
+# Credentials' own fields. (Infobip posts JSON too, but in batches, which a forward, one a
+# report, does not copy byte for byte.)
 MIXED = tuple(name for name, g in GATEWAYS.items() if g.credential is None)
 
 # Of the recipients whose final webhook is dropped, the share that lost the one before it too
 # (the receiving end was down for a while, not for one request).
 ALSO_DROP_PREVIOUS = 0.3
+# A gateway that batches (Infobip) posts the reports that became ready within this many
+# simulated seconds of the first one together, up to its own most per post.
+BATCH_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -195,9 +204,9 @@ class _Planner:
         self.c = config
         self.rng = random.Random(config.seed)
         self.t0 = t0_us
-        self.events: list[
-            tuple[float, str, dict[str, Any], str]
-        ] = []  # (sim time, provider, body, label)
+        # (sim time, provider, body, label, batch): `batch`, for a report a gateway posts in
+        # batches, is (the batch's list key, its most reports a post).
+        self.events: list[tuple[float, str, dict[str, Any], str, tuple[str, int] | None]] = []
         self.truth: list[Truth] = []
         self.ledger: list[GatewayRecord] = []
         self.dropped: set[int] = set()  # indexes into `events` that are never sent
@@ -213,8 +222,15 @@ class _Planner:
     def fail_rate(self) -> float:
         return self.c.fail_rate
 
-    def emit(self, at: float, provider: str, body: dict[str, Any], label: str) -> int:
-        self.events.append((at, provider, body, label))
+    def emit(
+        self,
+        at: float,
+        provider: str,
+        body: dict[str, Any],
+        label: str,
+        batch: tuple[str, int] | None = None,
+    ) -> int:
+        self.events.append((at, provider, body, label, batch))
         return len(self.events) - 1
 
     def uuid4(self) -> str:
@@ -278,7 +294,13 @@ class _Planner:
     def deliveries(self) -> list[Delivery]:
         out: list[Delivery] = []
         seq = 0
-        for index, (at, provider, body, label) in enumerate(self.events):
+        batched: dict[tuple[str, str, int], list[tuple[float, int, dict[str, Any], str]]] = {}
+        for index, (at, provider, body, label, batch) in enumerate(self.events):
+            if batch is not None:
+                # Posted with its neighbours (below); a dropped one is in no post.
+                if index not in self.dropped:
+                    batched.setdefault((provider, *batch), []).append((at, index, body, label))
+                continue
             arrive = at + self.rng.expovariate(1 / 0.15)
             if self.rng.random() < 0.05:  # held back: a slow response upstream
                 arrive += self.rng.uniform(0.5, 4.0)
@@ -293,6 +315,28 @@ class _Planner:
             for when in copies:
                 out.append(Delivery(when / self.c.speed, seq, provider, raw, label))
                 seq += 1
+        for (provider, key, most), reports in batched.items():
+            reports.sort()
+            posts = 0
+            while reports:
+                first = reports[0][0]
+                size = 0
+                while size < min(most, len(reports)) and reports[size][0] <= first + BATCH_WINDOW_S:
+                    size += 1
+                group, reports = reports[:size], reports[size:]
+                posts += 1
+                arrive = group[-1][0] + self.rng.expovariate(1 / 0.15)
+                if self.rng.random() < 0.05:
+                    arrive += self.rng.uniform(0.5, 4.0)
+                copies = [arrive]
+                if self.rng.random() < self.c.duplicate_rate:  # the whole post, sent again
+                    copies.append(arrive + self.rng.uniform(0.05, 2.0))
+                post = {key: [body for _, _, body, _ in group]}
+                raw = GATEWAYS[provider].post_body(json.dumps(post, separators=(",", ":")))
+                label = f"batch {posts} of {len(group)} ({group[0][3]}, ...)"
+                for when in copies:
+                    out.append(Delivery(when / self.c.speed, seq, provider, raw, label))
+                    seq += 1
         out.sort()
         return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from smswatch.gateways.africastalking import GATEWAY as AFRICASTALKING
 from smswatch.gateways.base import Gateway
+from smswatch.gateways.infobip import GATEWAY as INFOBIP
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
 from smswatch.gateways.telnyx import GATEWAY as TELNYX
 from smswatch.gateways.twilio import GATEWAY as TWILIO
@@ -22,6 +23,7 @@ GATEWAYS: dict[str, Gateway] = {
         TWILIO,
         VONAGE,
         AFRICASTALKING,
+        INFOBIP,
         TELNYX,
     )
 }

@@ -47,6 +47,7 @@ class SandboxKeys:
     yebolink_api_key: str | None = None
     twilio_auth_token: str | None = None  # Basic auth's password, the account SID its user
     vonage_api_secret: str | None = None  # Basic auth's password, the API key its user
+    infobip_api_key: str | None = None  # `Authorization: App KEY`
     telnyx_api_key: str | None = None  # a Bearer token
 
 

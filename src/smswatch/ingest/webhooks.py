@@ -3,7 +3,9 @@
 through smswatch.gateways.
 
 Contract (the README, "What the listener answers"): 200 only once the event is committed, duplicates
-included; 400 malformed JSON (or form) or no gateway's envelope; 401 bad or missing credentials;
+included; for a batch (Infobip's), once all its valid reports are, in one transaction, its
+malformed ones quarantined each on its own (a 4xx for the post would drop the valid ones with
+them); 400 malformed JSON (or form) or no gateway's envelope; 401 bad or missing credentials;
 404/405 wrong path or method; 408 body not received in time; 413 body over the limit; 415 a content
 type that is clearly not JSON (not a form, on the route of a gateway that posts forms); 503 with
 Retry-After when the store cannot commit. Every answer has a small JSON body. Rejected requests
@@ -31,7 +33,7 @@ from smswatch import __version__
 from smswatch.core.records import Rejection
 from smswatch.core.rejected import Rejected
 from smswatch.gateways import Provider, detect
-from smswatch.gateways.base import FORM, QUERY_FORM_JSON, QUERY_MARK
+from smswatch.gateways.base import FORM, QUERY_FORM_JSON, QUERY_MARK, Batch
 from smswatch.ingest.exchange import Request, error, target_path
 from smswatch.ingest.http import Backpressure, Server, ServerConfig
 from smswatch.live.hub import Hub
@@ -77,6 +79,10 @@ class Webhook(Request):
     task: asyncio.Future[Any] | None = None  # the submit, held until it is answered
     submitted = 0.0  # perf_counter() at the submit, when the commit latency is measured
     via_query = False  # a GET: its fields are its query
+    # A batch (Infobip's results[]): its reports quarantined on their own, and whether the
+    # answer counts its reports (a post of one event is answered as always).
+    quarantined = 0
+    batch = False
 
     def stored(self, task: asyncio.Future[Any]) -> None:
         """The writer is done with this request's events: answer it."""
@@ -101,12 +107,28 @@ class Webhook(Request):
             self.respond(500, error("internal_error", "unexpected error; the event was not stored"))
         else:
             first = outcomes[0]
+            if not self.batch:
+                self.respond(
+                    200,
+                    {
+                        "status": "duplicate" if first.duplicate else "stored",
+                        "event_id": first.event_id,
+                        "message_id": first.message_id,
+                    },
+                )
+                return
+            # A batch is a duplicate only if every report of it was: a re-sent batch.
+            duplicates = sum(1 for o in outcomes if o.duplicate)
             self.respond(
                 200,
                 {
-                    "status": "duplicate" if first.duplicate else "stored",
+                    "status": "duplicate" if duplicates == len(outcomes) else "stored",
                     "event_id": first.event_id,
                     "message_id": first.message_id,
+                    "reports": len(outcomes) + self.quarantined,
+                    "stored": len(outcomes) - duplicates,
+                    "duplicates": duplicates,
+                    "quarantined": self.quarantined,
                 },
             )
 
@@ -240,6 +262,15 @@ class Webhooks:
             log.exception("unexpected error handling a webhook")
             r.respond(500, error("internal_error", "unexpected error; the event was not stored"))
             return
+        if isinstance(events, Batch):
+            r.batch = True
+            for part in events.refused:
+                # Kept, as a refused request would be, and the valid reports still stored: the
+                # gateway retries the whole post or none of it.
+                self.keep(
+                    r, part.rejected.status, part.rejected.code, part.rejected.detail, part.body
+                )
+            r.quarantined = len(events.refused)
         r.body = body
         writer = self.writer
         # A future, not a task: no coroutine to run per request, only a callback when the
@@ -265,6 +296,14 @@ class Webhooks:
         body: bytes | None = None,
     ) -> None:
         """Answer a webhook request the contract refuses; keep it in the quarantine."""
+        self.keep(r, status, code, detail, body)
+        extra = _WWW_AUTHENTICATE if status == 401 and code == "unauthorized" else b""
+        # The rest of the body may still be on its way, or be garbage.
+        close = close or status in (408, 413, 417) or code == "unreadable_body"
+        r.respond(status, error(code, detail), extra, close, close)
+
+    def keep(self, r: Webhook, status: int, code: str, detail: str, body: bytes | None) -> None:
+        """Keep a refused request, or a refused part of a batch, in the quarantine and show it."""
         rejection = Rejection(
             received_at=r.received_at,
             status=status,
@@ -280,10 +319,6 @@ class Webhooks:
         )
         self.hub.rejected_request(rejection)
         self.writer.quarantine(rejection)
-        extra = _WWW_AUTHENTICATE if status == 401 and code == "unauthorized" else b""
-        # The rest of the body may still be on its way, or be garbage.
-        close = close or status in (408, 413, 417) or code == "unreadable_body"
-        r.respond(status, error(code, detail), extra, close, close)
 
     # --- its parts --------------------------------------------------------------------------
 

@@ -59,7 +59,11 @@ def demo_config(
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
-    tokens = {c.key: secrets.token_urlsafe(24) for c in GATEWAY_CREDENTIALS if c.secret}
+    tokens = {
+        c.key: ("demo:" if c.basic_auth else "") + secrets.token_urlsafe(24)
+        for c in GATEWAY_CREDENTIALS
+        if c.secret
+    }
     # Telnyx's is a public key, not any text: a pair, its private half signing the traffic.
     telnyx_signing, telnyx_public = new_telnyx_pair()
     tokens |= {"telnyx_public_key": telnyx_public, "telnyx_signing_key": telnyx_signing}
@@ -80,6 +84,8 @@ def demo_config(
         vonage_key=ApiKey(vonage_secret, "--vonage-api-secret"),
         vonage_account_id=VONAGE_API_KEY,
         vonage_url=api_url,
+        infobip_key=ApiKey(keys.infobip_api_key or secrets.token_urlsafe(24), "--infobip-api-key"),
+        infobip_url=api_url,
         telnyx_key=ApiKey(keys.telnyx_api_key or secrets.token_hex(16), "--telnyx-api-key"),
         telnyx_url=api_url,
     )
@@ -90,7 +96,14 @@ def demo_config(
             credentials=credentials,
             port=port,
             gateway_api=api,
-            reconcile_quiet={g: 30 for g in ("lisoloo", "yebolink", "twilio", "vonage", "telnyx")},
+            reconcile_quiet={
+                "lisoloo": 30,
+                "yebolink": 30,
+                "twilio": 30,
+                "vonage": 30,
+                "infobip": 30,
+                "telnyx": 30,
+            },
         ),
         workdir,
     )
@@ -133,6 +146,7 @@ def run_monitor(
             yebolink_api_key="ybk_" + secrets.token_hex(16),
             twilio_auth_token=secrets.token_hex(16),
             vonage_api_secret=secrets.token_hex(16),
+            infobip_api_key=secrets.token_hex(16),
             telnyx_api_key="KEY" + secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)

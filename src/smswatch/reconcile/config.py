@@ -36,6 +36,10 @@ VONAGE_RATE = 60
 VONAGE_URL = "https://api.nexmo.com"
 # A Vonage API key, which the Reports API takes as `account_id`: 8 characters (its spec).
 _VONAGE_ACCOUNT = re.compile(r"[0-9A-Za-z]{8}")
+# Infobip publishes no rate for its reports and logs endpoints (its send API takes hundreds a
+# second); every lookup may cost two calls (the report queue, then the log), and one a second in
+# all is far inside anything it would refuse.
+INFOBIP_RATE = 60
 # Telnyx publishes no per-minute limit for its message detail records; past its limits it
 # answers 429, code 10011 (developers.telnyx.com, API errors). One call a second, as for the
 # others: messages whose final webhook never came are few.
@@ -172,6 +176,10 @@ class ApiConfig:
     vonage_account_id: str | None = None
     vonage_url: str = VONAGE_URL
     vonage_rate: int = VONAGE_RATE
+    # Infobip: the account's API key (`Authorization: App KEY`), at the account's own base URL.
+    infobip_key: ApiKey | None = None
+    infobip_url: str | None = None  # per account, on the Infobip portal: no default
+    infobip_rate: int = INFOBIP_RATE
     # Telnyx: the key is the account's API key (a Bearer token), not its webhooks' public key.
     telnyx_key: ApiKey | None = None
     telnyx_url: str = TELNYX_URL
@@ -205,6 +213,13 @@ class ApiConfig:
                     "account SID and its auth token (Basic auth)"
                 )
         object.__setattr__(self, "vonage_url", base_url(self.vonage_url, "--vonage-api-url"))
+        if self.infobip_key is not None and self.infobip_url is None:
+            raise ApiConfigError(
+                "--infobip-api-key needs --infobip-api-url: each Infobip account has its own "
+                "base URL (https://XXXXX.api.infobip.com, on the Infobip portal's home page)"
+            )
+        if self.infobip_url is not None:
+            object.__setattr__(self, "infobip_url", base_url(self.infobip_url, "--infobip-api-url"))
         if (self.vonage_key is None) != (self.vonage_account_id is None):
             raise ApiConfigError(
                 "Vonage's Reports API takes the API key and the API secret together (Basic "
@@ -252,6 +267,8 @@ class ApiConfig:
         vonage_api_key: str | None = None,
         vonage_api_secret: str | None = None,
         vonage_api_url: str | None = None,
+        infobip_api_key: str | None = None,
+        infobip_api_url: str | None = None,
         telnyx_api_key: str | None = None,
         telnyx_api_url: str | None = None,
     ) -> ApiConfig | None:
@@ -289,9 +306,11 @@ class ApiConfig:
                 f"{given} needs {missing}: Vonage's Reports API takes the API key and its "
                 "secret together (Basic auth)"
             )
+        infobip_key = ApiKey(infobip_api_key, "--infobip-api-key") if infobip_api_key else None
+        infobip_url = base_url(infobip_api_url, "--infobip-api-url") if infobip_api_url else None
         telnyx_url = base_url(telnyx_api_url, "--telnyx-api-url") if telnyx_api_url else TELNYX_URL
         telnyx_key = ApiKey(telnyx_api_key, "--telnyx-api-key") if telnyx_api_key else None
-        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key, telnyx_key)
+        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key, infobip_key, telnyx_key)
         if all(key is None for key in keys):
             return None
         return cls(
@@ -305,6 +324,8 @@ class ApiConfig:
             vonage_key=vonage_key,
             vonage_account_id=vonage_account,
             vonage_url=vonage_url,
+            infobip_key=infobip_key,
+            infobip_url=infobip_url,
             telnyx_key=telnyx_key,
             telnyx_url=telnyx_url,
         )

@@ -9,9 +9,6 @@ time, and a missing `message_id` is resolved by the store from the recipient.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -28,10 +25,10 @@ from pydantic import (
 )
 
 from smswatch.core.domain import Event, MessageInfo, State
-from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import (
     JSON,
     AuthMode,
+    BasicAuth,
     BodyFormat,
     EnvelopeTime,
     FastFloat,
@@ -210,9 +207,7 @@ class Lisoloo:
 
     def __init__(self, basic_auth: tuple[str, str] | None = None) -> None:
         self._credentials = basic_auth
-        if basic_auth:
-            self._user = basic_auth[0].encode()
-            self._password = basic_auth[1].encode()
+        self._basic = BasicAuth(*basic_auth) if basic_auth else None
 
     def auth_mode(self) -> AuthMode:
         if self._credentials:
@@ -220,24 +215,8 @@ class Lisoloo:
         return AuthMode(False, "no auth configured")
 
     def check_auth(self, headers: Mapping[str, str], body: bytes, url: str | None = None) -> None:
-        if not self._credentials:
-            return
-        header = headers.get("Authorization")
-        if header is None:
-            raise Rejected(401, "unauthorized", "missing Basic auth (Authorization header)")
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            raise Rejected(401, "unauthorized", f"Authorization scheme is not Basic: {scheme!r}")
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise Rejected(401, "unauthorized", "Basic auth token is not base64") from None
-        user, sep, password = decoded.partition(b":")
-        # Both comparisons always run, so timing does not tell which part was wrong.
-        user_ok = hmac.compare_digest(user, self._user)
-        password_ok = hmac.compare_digest(password, self._password)
-        if not (sep and user_ok and password_ok):
-            raise Rejected(401, "unauthorized", "wrong Basic auth username or password")
+        if self._basic is not None:
+            self._basic.check(headers)
 
     def claims_headers(self, headers: Mapping[str, str]) -> bool:
         return False  # Basic auth is not specific to Lisoloo

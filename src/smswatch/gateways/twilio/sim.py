@@ -23,6 +23,8 @@ from smswatch.gateways.base import SimPlanner
 ACCOUNT_SID = "AC" + "5a1e" * 8
 SENDERS = ("+14155550100", "+14155550101", "+12125550142")
 SERVICE_SHARE = 0.7  # of sends through a Messaging Service
+# An account's few Messaging Services, which its sends reuse: each one is a campaign on screen.
+SERVICES = ("MG" + "9e1c" * 8, "MG" + "b07a" * 8)
 AREAS = ("212", "312", "415", "617", "646", "718", "917")
 # (final status, ErrorCode, ErrorMessage, permanent, weight). `failed` ones never reached a
 # carrier; `permanent`: the number is bad for good (what `export --suppression` must list),
@@ -50,7 +52,7 @@ def _dlr(stamp: str) -> str:
 
 
 def plan_message(planner: SimPlanner, start: float) -> None:
-    service = _sid(planner, "MG") if planner.rng.random() < SERVICE_SHARE else None
+    service = planner.rng.choice(SERVICES) if planner.rng.random() < SERVICE_SHARE else None
     sender = planner.rng.choice(SENDERS)
     taken: set[str] = set()
     for _ in range(planner.recipients):

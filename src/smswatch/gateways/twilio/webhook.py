@@ -143,6 +143,8 @@ def url_variants(url: str) -> tuple[str, str]:
     return urlunsplit(parts), with_port
 
 
+# The carrier's receipt times are to the minute: a send's callbacks share a few of them.
+@lru_cache(maxsize=1024)
 def dlr_time(value: str | None) -> int | None:
     """RawDlrDoneDate (YYMMDDhhmm, UTC) in microseconds; None if absent or unreadable."""
     if not value or len(value) != 10 or not (value.isascii() and value.isdigit()):
@@ -262,9 +264,14 @@ class Twilio:
             payload=form_payload(pairs),
             error_code=absent_if_blank(_field(fields, "ErrorCode")),
             error_message=absent_if_blank(_field(fields, "ErrorMessage")),
-            message_info=MessageInfo(
-                total_recipients=1,
-                channel=channel,
-                group=absent_if_blank(_field(fields, "MessagingServiceSid")),
+            message_info=_message_info(
+                channel, absent_if_blank(_field(fields, "MessagingServiceSid"))
             ),
         )
+
+
+# One for each messaging service: the same value serves each of its callbacks, and the log
+# writes the JSON of each distinct one once (store/queries/rows.py).
+@lru_cache(maxsize=256)
+def _message_info(channel: str, group: str | None) -> MessageInfo:
+    return MessageInfo(total_recipients=1, channel=channel, group=group)

@@ -44,8 +44,24 @@ def log_row(ev: Event) -> tuple[Any, ...]:
     return (
         *event_row(ev),
         None if ev.retryable is None else int(ev.retryable),
-        None if info is None else json.dumps(info_fields(info), separators=(",", ":")),
+        None if info is None else _info_json(info),
     )
+
+
+# A gateway with one message per recipient (Twilio) gives every event of a send the same
+# MessageInfo object: its JSON is made again only when the object changes. By identity, not
+# equality: 1 == 1.0 == True, and the log must keep each value's own type.
+_last_info: tuple[MessageInfo, str] | None = None
+
+
+def _info_json(info: MessageInfo) -> str:
+    global _last_info
+    last = _last_info
+    if last is not None and last[0] is info:
+        return last[1]
+    text = json.dumps(info_fields(info), separators=(",", ":"))
+    _last_info = (info, text)  # one tuple, swapped whole: safe from any writer thread
+    return text
 
 
 _INFO_FIELDS = tuple(f.name for f in fields(MessageInfo))

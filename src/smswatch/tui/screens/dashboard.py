@@ -79,6 +79,13 @@ class MessagesTable(RowTable):
                 Column("sent", 5, align="right", priority=3),
                 Column("deliv", 6, align="right"),
                 Column("failed", 6, align="right"),
+                Column(
+                    "unconf",
+                    6,
+                    align="right",
+                    priority=1,
+                    shown_if=lambda m: m.count(State.UNCONFIRMED) > 0,
+                ),
                 Column("age", 6, align="right", priority=1),
                 Column("cost", 10, align="right", priority=7),
             ],
@@ -112,6 +119,7 @@ class MessagesTable(RowTable):
             n(State.SENT),
             n(State.DELIVERED),
             n(State.FAILED),
+            n(State.UNCONFIRMED),
             Text(self._age(m), style="dim"),
             Text(cost(m), style="dim"),
         ]
@@ -186,9 +194,11 @@ class DashboardScreen(AppScreen):
         narrow = self.size.width < 110
         height = self.size.height
         whole = len(self.sw.source.info.gateways) + 2
-        short = height < SHORT_BELOW or whole > height * STATUS_SHARE
+        # A short screen shortens its panels; many gateways only the status bar (one line for
+        # all their routes), so the panels keep their rows.
         self.set_class(narrow, "-narrow")
-        self.set_class(short, "-short")
+        self.set_class(height < SHORT_BELOW, "-short")
+        short = height < SHORT_BELOW or whole > height * STATUS_SHARE
         status = self.query_one(StatusBar)
         status.set_class(narrow, "-narrow")
         if status.short != short:

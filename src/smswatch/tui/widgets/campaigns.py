@@ -49,6 +49,13 @@ class CampaignsTable(RowTable):
                 Column("done", 6, align="right", priority=1),
                 Column("deliv", 6, align="right"),
                 Column("failed", 6, align="right"),
+                Column(
+                    "unconf",
+                    6,
+                    align="right",
+                    priority=1,
+                    shown_if=lambda s: s.counts[State.UNCONFIRMED] > 0,
+                ),
                 Column("rate", 6, align="right", priority=1),
                 Column("active", 6, align="right", priority=6),
             ],
@@ -66,6 +73,7 @@ class CampaignsTable(RowTable):
         pal = self.palette()
         name = untrusted(s.name, 60, "bold" if not s.finished else "dim")
         failed = s.counts[State.FAILED]
+        unconfirmed = s.counts[State.UNCONFIRMED]
         return [
             name,
             Text(SOURCE_LABEL.get(s.source, s.source), style="dim"),
@@ -77,6 +85,10 @@ class CampaignsTable(RowTable):
             Text(f"{s.counts[State.DELIVERED]:,}", style=pal.state(State.DELIVERED)),
             Text(
                 f"{failed:,}" if failed else "·", style=pal.state(State.FAILED) if failed else "dim"
+            ),
+            Text(
+                f"{unconfirmed:,}" if unconfirmed else "·",
+                style=pal.state(State.UNCONFIRMED) if unconfirmed else "dim",
             ),
             Text(percent(s.delivery_rate)),
             Text(self._active(s), style="dim"),

@@ -44,6 +44,8 @@ class Column:
     align: str = "left"
     priority: int = 0  # higher numbers are dropped first when the table is narrow
     cut: str = "end"
+    # Shown only while some row needs it (an "unconfirmed" count most gateways never give).
+    shown_if: Callable[[Any], bool] | None = None
 
 
 class RowTable(LineView, can_focus=True):
@@ -116,6 +118,8 @@ class RowTable(LineView, can_focus=True):
         self._lines: dict[tuple[Hashable, int], tuple[Any, tuple[Any, ...], Strip]] = {}
         self._header: tuple[tuple[Any, ...], Strip] | None = None
         self._setting_rows = False
+        # Columns left out whatever the width, until some row needs them (`Column.shown_if`).
+        self._hidden = {i for i, c in enumerate(self.columns) if c.shown_if is not None}
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -133,6 +137,7 @@ class RowTable(LineView, can_focus=True):
         keys = [self.key(row) for row in self.rows]
         self._keys = set(keys)
         self._lines = {k: v for k, v in self._lines.items() if k[0] in self._keys}
+        self._show_columns()
         index = self.cursor
         if current_key in self._keys:
             index = keys.index(current_key)
@@ -251,6 +256,20 @@ class RowTable(LineView, can_focus=True):
             if event.chain >= 2:
                 self.action_select()
 
+    def _show_columns(self) -> None:
+        """Leave out each column with `shown_if` that no row needs (a count that is zero
+        everywhere), so it leaves its width to the others."""
+        hidden = {
+            i
+            for i, c in enumerate(self.columns)
+            if c.shown_if is not None and not any(map(c.shown_if, self.rows))
+        }
+        if hidden != self._hidden:
+            self._hidden = hidden
+            self._lines.clear()  # every line was laid out with the other columns
+            self._header = None
+            self.refresh()
+
     def on_resize(self, event: events.Resize) -> None:
         set_virtual_size(self, Size(event.size.width, self._height()))
 
@@ -262,7 +281,7 @@ class RowTable(LineView, can_focus=True):
         the first, which is narrowed if it alone is too wide. A line wider than the table
         would be cut at its edge, and a figure cut there reads as another (141 as 14)."""
         columns = self.columns
-        shown = list(range(len(columns)))
+        shown = [i for i in range(len(columns)) if i not in self._hidden]
 
         def needed(idx: list[int]) -> int:
             return sum(columns[i].width or columns[i].min_width for i in idx) + len(idx) - 1
