@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from smswatch.live.datasource import LocalSource
 from smswatch.tui.app import SmsWatchApp
 from smswatch.tui.format import Flow, flow, moments
 from smswatch.tui.screens.campaign import CampaignScreen
-from smswatch.tui.screens.dashboard import DashboardScreen, MessagesTable
+from smswatch.tui.screens.dashboard import STATUS_SHARE, DashboardScreen, MessagesTable
 from smswatch.tui.screens.lists import RejectionsScreen, StuckScreen
 from smswatch.tui.screens.message import MessageScreen
 from smswatch.tui.screens.recipient import RecipientScreen
@@ -201,8 +202,10 @@ async def test_status_bar_on_a_short_terminal_takes_two_lines_and_names_the_data
         # In flight has as many rows as the live log (it had 2 of them).
         table, log = app.screen.query_one(MessagesTable), app.screen.query_one(TransitionLog)
         assert table.size.height >= log.size.height - 1 >= 4
-        await pilot.resize_terminal(160, 45)
-        # The pulse line and a line per gateway again.
+        # The pulse line and a line per gateway again, on a screen where they take no more
+        # than their share of the rows (with more gateways than that, one line of routes).
+        rows = math.ceil((len(info.gateways) + 2) / STATUS_SHARE)
+        await pilot.resize_terminal(160, max(rows, 45))
         await until(pilot, lambda: bar.size.height == 1 + len(info.gateways))
         await pilot.pause(1.2)  # the next tick redraws the pulse line for the new width
         assert drawn.content.plain.endswith(f"db {long_path}")  # type: ignore[attr-defined]
