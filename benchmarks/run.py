@@ -11,6 +11,7 @@ Load: wrk with unique bodies (keep-alive) if installed, else the built-in asynci
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -374,17 +375,118 @@ def telnyx_latency(rate: int, seconds: int, rounds: int) -> Row:
     )
 
 
+INFOBIP_AUTH = ("bench", "infobip-bench-password")
+INFOBIP_BATCH = 100  # reports a post: Infobip's most
+INFOBIP_PER_SECOND = 600  # batches made per second of a round: more than serve answers
+
+
+def infobip_requests(path: Path, count: int) -> None:
+    """`count` Infobip posts of INFOBIP_BATCH final delivery reports each, as a bulk send's
+    arrive: one `bulkId` a post, each report a message of its own (mostly DELIVERED_TO_HANDSET,
+    one in ten UNDELIVERABLE with its error), with the fields Infobip writes. One body a line."""
+    delivered = {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"}
+    failed = {
+        "groupId": 2,
+        "groupName": "UNDELIVERABLE",
+        "id": 9,
+        "name": "UNDELIVERABLE_NOT_DELIVERED",
+    }
+    no_error = {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "permanent": False}
+    absent = {
+        "groupId": 1,
+        "groupName": "HANDSET_ERRORS",
+        "id": 27,
+        "name": "EC_ABSENT_SUBSCRIBER",
+        "permanent": False,
+    }
+    with path.open("w") as out:
+        for b in range(count):
+            results = []
+            for r in range(INFOBIP_BATCH):
+                n = b * INFOBIP_BATCH + r
+                fail = n % 10 == 9
+                results.append(
+                    {
+                        "bulkId": f"bench-bulk-{b:08d}",
+                        "messageId": f"bench-{n:012d}",
+                        "to": f"4915{n % 10**8:08d}",
+                        "sentAt": "2026-12-07T15:00:00.000+0000",
+                        "doneAt": "2026-12-07T15:00:04.000+0000",
+                        "smsCount": 1,
+                        "mccMnc": "26201",
+                        "price": {"pricePerMessage": 0.0075, "currency": "EUR"},
+                        "status": failed if fail else delivered,
+                        "error": absent if fail else no_error,
+                    }
+                )
+            out.write(json.dumps({"results": results}, separators=(",", ":")) + "\n")
+
+
+def infobip_row(
+    results: list[dict[str, Any]], checks: list[tuple[int, int, int]], lisoloo: float, seconds: int
+) -> Row:
+    """Events/s of `serve` taking Infobip's batches against the Lisoloo row of the same rounds
+    (one event a post): a batch of 100 is one request, one auth check, one commit."""
+    best = max(r["rps"] for r in results) * INFOBIP_BATCH
+    non2xx = sum(r["non2xx"] for r in results)
+    lost = sum(missing for _, missing, _ in checks)
+    short = sum(gap for _, _, gap in checks)
+    ratio = best / lisoloo
+    events = ", ".join(f"{r['rps'] * INFOBIP_BATCH:,.0f}" for r in results)
+    return Row(
+        INFOBIP_ROW,
+        f"{best:,.0f} events/s ({best / INFOBIP_BATCH:,.0f} posts/s)",
+        f"{lisoloo:,.0f} events/s (Lisoloo JSON, one a post, same rounds)",
+        ratio,
+        ">= 1.0x Lisoloo",
+        ratio >= 1.0 and lost == 0 and short == 0 and non2xx == 0,
+        [
+            f"rounds (events/s): {events}"
+            f" (wrk, 8 connections, {seconds}s; {INFOBIP_BATCH} final reports a post, each a new "
+            "message of one bulkId a post, Basic auth)",
+            f"2xx answers checked against the database: {sum(n for n, _, _ in checks):,} posts, "
+            f"first event of each missing: {lost}; reports the answers said stored but the "
+            f"database lacks: {short}; answers other than 2xx: {non2xx}",
+        ],
+    )
+
+
+INFOBIP_ROW = (
+    "Ingest of Infobip batches of 100 reports, headless (Basic auth, `serve`, durability full)"
+)
+
+
+def stored_count(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def acked_stored(prefix: Path) -> int:
+    """The sum of what the acknowledged batches said they stored (wrk_batches.lua's files)."""
+    return sum(
+        int(line.split()[0])
+        for path in prefix.parent.glob(prefix.name + "*")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    )
+
+
 def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
     """Throughput of `serve` (or the TUI) against the bare aiohttp server, best of `rounds`
     each; headless, also against the do-nothing server on smswatch's own HTTP stack, and the
-    same `serve` taking Twilio's signed forms (with wrk) against itself taking Lisoloo's JSON."""
+    same `serve` taking Twilio's signed forms and Infobip's batches (with wrk) against itself
+    taking Lisoloo's JSON."""
     bare, lean, ours, checks = [], [], [], []
     twilio: list[dict[str, Any]] = []
     twilio_checks: list[tuple[int, int]] = []
-    forms = None
+    forms = batches = None
+    infobip: list[dict[str, Any]] = []
+    infobip_checks: list[tuple[int, int, int]] = []
     if kind == "serve" and shutil.which("wrk"):
         forms = Path(tempfile.mkdtemp()) / "twilio.tsv"
         twilio_requests(forms, seconds * TWILIO_PER_SECOND)
+        batches = forms.parent / "infobip.jsonl"
+        infobip_requests(batches, seconds * INFOBIP_PER_SECOND)
     for _ in range(rounds):
         with server("bare") as srv:
             bare.append(throughput(srv, seconds, None))
@@ -406,6 +508,19 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
                 twilio.append(throughput(srv, seconds, acked, forms))
             got, stored = acked_ids(acked), stored_ids(db)
             twilio_checks.append((len(got), len(got - stored)))
+        with tempfile.TemporaryDirectory() as tmp:
+            db, acked = Path(tmp) / "i.db", Path(tmp) / "acked"
+            user, password = INFOBIP_AUTH
+            auth = ("--infobip-basic-auth", f"{user}:{password}")
+            header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            with server(kind, db, extra=auth, route="infobip") as srv:
+                cpu = srv.cpu_seconds()
+                data = wrk(srv.url, seconds, 8, acked, "wrk_batches.lua", (str(batches), header))
+                data["cpu_us"] = (srv.cpu_seconds() - cpu) / max(data["requests"], 1) * 1e6
+                infobip.append(data)
+            got, stored = acked_ids(acked), stored_ids(db)
+            gap = max(acked_stored(acked) - stored_count(db), 0)
+            infobip_checks.append((len(got), len(got - stored), gap))
     if forms is not None:
         shutil.rmtree(forms.parent)
     best_bare = max(r["rps"] for r in bare)
@@ -452,6 +567,8 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
     ]
     if twilio:
         rows.append(twilio_row(twilio, twilio_checks, best, cpu_ours, seconds))
+    if infobip:
+        rows.append(infobip_row(infobip, infobip_checks, best, seconds))
     elif headless:
         rows.append(
             Row(

@@ -54,3 +54,21 @@ class _Keep:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_the_infobip_bench_posts_batches_the_gateway_reads_whole(tmp_path) -> None:
+    """Each line of the bench's requests is a post Infobip could make: 100 final reports, each a
+    message of its own, every one read (none quarantined), the tenth failed."""
+    from smswatch.core.domain import State
+    from smswatch.gateways.infobip.webhook import Infobip
+
+    path = tmp_path / "batches.jsonl"
+    run.infobip_requests(path, 2)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    batches = [Infobip().parse(line.encode(), 1_800_000_000_000_000) for line in lines]
+    assert not any(batch.refused for batch in batches)  # type: ignore[attr-defined]
+    events = [ev for batch in batches for ev in batch]
+    assert len(events) == 2 * run.INFOBIP_BATCH
+    assert len({ev.message_id for ev in events}) == len(events)
+    assert [ev.state for ev in events[:10]] == [State.DELIVERED] * 9 + [State.FAILED]
