@@ -1,7 +1,8 @@
 """The end-to-end reconciliation check each polled gateway's tests run: a plan with dropped final
 webhooks sent over real HTTP into a real engine, which polls the sandbox's status API until
 every recipient matches the truth (the dropped ones by poll). Returns the sandbox's counters of
-that gateway, for the test to check the calls against the limit."""
+that gateway, once it has checked them: every dropped final found by polling, never more calls
+than the limit allows, none refused."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ async def reconcile_dropped_finals(
     tokens: dict[str, str],
     api: Callable[[str], ApiConfig],
 ) -> dict[str, Any]:
+    dropped = [t for t in planned.truth if t.dropped]
+    assert dropped, "the plan drops some final webhooks"
     sandbox = SandboxAPI(planned.ledger, keys=keys, limits=limits)
     url = await sandbox.start()
     engine = make_engine(
@@ -60,4 +63,7 @@ async def reconcile_dropped_finals(
     finally:
         stats = sandbox.stats()[provider]
         await sandbox.stop()
+    assert stats["served"] >= len(dropped)
+    assert stats["max_in_window"] <= getattr(limits, f"{provider}_per_window")
+    assert stats["unauthorized"] == 0
     return stats
