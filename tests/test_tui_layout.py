@@ -375,3 +375,18 @@ def test_a_table_never_lays_out_wider_than_it_is() -> None:
         assert layout[0][0] == 0
     titles = [table.columns[i].title for i, _ in table.layout_columns(40)]
     assert "failed" in titles and "rcpts" in titles
+
+
+def test_a_cost_under_a_cent_is_not_shown_as_free() -> None:
+    from smswatch.core.domain import MessageState
+    from smswatch.tui.format import cost
+
+    def shown(value: float, currency: str = "USD") -> str:
+        m = MessageState(message_id="m", provider="telnyx")
+        m.total_cost, m.currency = value, currency
+        return cost(m)
+
+    assert shown(0.004) == "0.004 USD"
+    assert shown(0.0475, "EUR") == "0.05 EUR"
+    assert shown(0.16) == "0.16 USD"
+    assert shown(0.0) == "0.00 USD"

@@ -152,7 +152,11 @@ def cost(msg: MessageState) -> str:
     currency = safe(msg.currency, 8) if msg.currency else ""
     if currency == "credits":
         return f"{msg.total_cost:g} cr"
-    return f"{msg.total_cost:.2f} {currency}".strip()
+    value = msg.total_cost
+    # A message to one recipient can cost less than a cent (Telnyx's 0.004 USD): shown as
+    # 0.00 it would read as free.
+    amount = f"{value:.2f}" if value == 0 or abs(value) >= 0.005 else f"{value:.2g}"
+    return f"{amount} {currency}".strip()
 
 
 def state_bar(msg: MessageState, width: int, palette: Palette) -> Text:
