@@ -118,6 +118,12 @@ class _Settings(BaseModel):
     """Telnyx API key: look messages up to reconcile (not the webhooks' public key)."""
     telnyx_api_url: Text = None
     """Telnyx API base URL."""
+    sinch_service_plan_id: Text = None
+    """Sinch service plan id: with sinch_api_token, read delivery reports to reconcile."""
+    sinch_api_token: Text = None
+    """Sinch API token of the service plan (a Bearer token; not the webhook secret)."""
+    sinch_api_url: Text = None
+    """Sinch SMS API base URL of the plan's region (https://us.sms.api.sinch.com)."""
     # The screens.
     theme: Text = None
     """Theme of the monitor and attach."""

@@ -67,6 +67,9 @@ def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
             infobip_api_url=text("infobip_api_url"),
             telnyx_api_key=text("telnyx_api_key"),
             telnyx_api_url=text("telnyx_api_url"),
+            sinch_service_plan_id=text("sinch_service_plan_id"),
+            sinch_api_token=text("sinch_api_token"),
+            sinch_api_url=text("sinch_api_url"),
         )
     except ApiConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -302,6 +302,27 @@ GATEWAY_API_OPTIONS = [
         metavar="BASE",
         help="Telnyx API base URL (default: https://api.telnyx.com).",
     ),
+    click.option(
+        "--sinch-service-plan-id",
+        envvar="SMSWATCH_SINCH_SERVICE_PLAN_ID",
+        metavar="ID",
+        help="Sinch service plan id (dashboard: SMS → APIs): with --sinch-api-token, read "
+        "batches' delivery reports to reconcile.",
+    ),
+    click.option(
+        "--sinch-api-token",
+        envvar="SMSWATCH_SINCH_API_TOKEN",
+        metavar="TOKEN",
+        help="Sinch API token of the service plan (a Bearer token, not the webhook secret). "
+        "Prefer SMSWATCH_SINCH_API_TOKEN (a flag shows in ps).",
+    ),
+    click.option(
+        "--sinch-api-url",
+        envvar="SMSWATCH_SINCH_API_URL",
+        metavar="BASE",
+        help="Sinch SMS API base URL of the plan's region (default: https://us.sms.api.sinch.com; "
+        "eu., au., br., ca.).",
+    ),
 ]
 
 

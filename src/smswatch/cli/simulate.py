@@ -223,6 +223,14 @@ class GatewayChoice(click.Choice):
     "key; SMSWATCH_TELNYX_API_KEY keeps it out of ps).",
 )
 @click.option(
+    "--sinch-api-token",
+    envvar="SMSWATCH_SINCH_API_TOKEN",
+    metavar="TOKEN",
+    default=None,
+    help="The Bearer token the sandbox's Sinch delivery reports accept, for the simulator's "
+    "service plan (default: any non-empty token; SMSWATCH_SINCH_API_TOKEN keeps it out of ps).",
+)
+@click.option(
     "--api-lisoloo-limit",
     type=click.IntRange(1),
     default=120,
@@ -269,6 +277,14 @@ class GatewayChoice(click.Choice):
     "publishes none: a guess).",
 )
 @click.option(
+    "--api-sinch-limit",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Sandbox: Sinch delivery report calls per token per rolling minute (not published: "
+    "a guess).",
+)
+@click.option(
     "--api-429-burst",
     type=click.IntRange(0),
     default=0,
@@ -280,7 +296,8 @@ def simulate(**opts: Any) -> None:
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
     auth / signatures / URL token (from --basic-auth / --yebolink-secret / --twilio-auth-token /
-    --vonage-signature-secret / --africastalking-token / --telnyx-signing-key or SMSWATCH_*
+    --vonage-signature-secret / --africastalking-token / --telnyx-signing-key /
+    --sinch-webhook-secret / --sinch-basic-auth or SMSWATCH_*
     variables). With --api-port, a sandbox of the gateways' status APIs answers from the same
     truth, as of now (GET /_sandbox/stats counts the calls). Exit status 1 if any event was
     rejected or given up.
@@ -332,6 +349,7 @@ def simulate(**opts: Any) -> None:
             opts["vonage_api_secret"] or None,
             opts["infobip_api_key"] or None,
             opts["telnyx_api_key"] or None,
+            opts["sinch_api_token"] or None,
         ),
         limits=SandboxLimits(
             lisoloo_per_window=opts["api_lisoloo_limit"],
@@ -340,6 +358,7 @@ def simulate(**opts: Any) -> None:
             vonage_per_window=opts["api_vonage_limit"],
             infobip_per_window=opts["api_infobip_limit"],
             telnyx_per_window=opts["api_telnyx_limit"],
+            sinch_per_window=opts["api_sinch_limit"],
             burst_429=opts["api_429_burst"],
         ),
     )

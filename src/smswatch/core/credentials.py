@@ -113,4 +113,21 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         # for what it signs, so on its own it does not make a public bind safe.
         secret=False,
     ),
+    GatewayCredential(
+        "sinch",
+        "sinch_webhook_secret",
+        "SECRET",
+        "Sinch webhook secret (the HMAC secret Sinch signs callbacks with): "
+        "x-sinch-webhook-signature is verified over body.nonce.timestamp (timestamp within "
+        "5 min). Prefer SMSWATCH_SINCH_WEBHOOK_SECRET (a flag shows in ps).",
+    ),
+    GatewayCredential(
+        "sinch",
+        "sinch_basic_auth",
+        "USER:PASS",
+        "Sinch webhook Basic auth: the user and password written in the callback URL "
+        "(https://USER:PASS@host/webhooks/sinch). Prefer SMSWATCH_SINCH_BASIC_AUTH (a flag "
+        "shows in ps).",
+        basic_auth=True,
+    ),
 )

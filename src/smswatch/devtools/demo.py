@@ -88,11 +88,13 @@ class DemoTraffic:
         lisoloo = draw < 0.55 if provider is None else provider == "lisoloo"
         # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
         # Vonage's (one message per SMS part and recipient), Africa's Talking's, Infobip's (its
-        # reports batched) or Telnyx's (now and then a group MMS, several recipients to one
-        # message).
+        # reports batched), Telnyx's (now and then a group MMS, several recipients to one
+        # message) or Sinch's (a batch: one id, many recipients).
         bulk = (
-            "telnyx"
-            if draw >= 0.92
+            "sinch"
+            if draw >= 0.95
+            else "telnyx"
+            if draw >= 0.90
             else "vonage"
             if draw >= 0.85
             else "twilio"

@@ -1,5 +1,5 @@
 """Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage, Africa's
-Talking, Telnyx), sent over real HTTP.
+Talking, Infobip, Telnyx, Sinch), sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -25,6 +25,10 @@ can say exactly how every recipient must end:
   MMS to several, its `message.sent` and `message.finalized` signed with Ed25519 by
   `--telnyx-signing-key` (`queued | sending | sent` → `delivered | delivery_failed | expired |
   sending_failed | delivery_unconfirmed`), with its 40xxx codes.
+- Sinch: a batch (one `batch_id`) to many recipients, its reports signed with HMAC-SHA256 by
+  `--sinch-webhook-secret` (or sent with `--sinch-basic-auth`): per recipient (`Queued` →
+  `Dispatched` → `Delivered | Failed | Rejected | Expired | Deleted | Aborted | Unknown`), or
+  one `full` batch report listing the recipients of each status.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for

@@ -47,6 +47,7 @@ def demo_config(
     keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon). Only
     the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
     not, and a busy one fails to bind like any other."""
+    from smswatch.gateways.sinch.sim import SERVICE_PLAN_ID as SINCH_PLAN
     from smswatch.gateways.telnyx.keys import new_pair as new_telnyx_pair
     from smswatch.gateways.twilio.sim import ACCOUNT_SID
     from smswatch.gateways.vonage.sim import API_KEY as VONAGE_API_KEY
@@ -88,6 +89,9 @@ def demo_config(
         infobip_url=api_url,
         telnyx_key=ApiKey(keys.telnyx_api_key or secrets.token_hex(16), "--telnyx-api-key"),
         telnyx_url=api_url,
+        sinch_key=ApiKey(keys.sinch_api_token or secrets.token_hex(16), "--sinch-api-token"),
+        sinch_service_plan_id=SINCH_PLAN,
+        sinch_url=api_url,
     )
     return (
         replace(
@@ -103,6 +107,7 @@ def demo_config(
                 "vonage": 30,
                 "infobip": 30,
                 "telnyx": 30,
+                "sinch": 30,
             },
         ),
         workdir,
@@ -148,6 +153,7 @@ def run_monitor(
             vonage_api_secret=secrets.token_hex(16),
             infobip_api_key=secrets.token_hex(16),
             telnyx_api_key="KEY" + secrets.token_hex(16),
+            sinch_api_token=secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
         config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)

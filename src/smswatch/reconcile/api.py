@@ -203,6 +203,9 @@ class Lookup:
     found: bool
     final: bool
     event: Event | None = None
+    # The answer's other events, for a gateway whose message has many recipients and whose
+    # API answers for all of them at once (Sinch's batch report): stored with `event`.
+    more: tuple[Event, ...] = ()
 
 
 # The recipient the store has for a message (gateways with one message per recipient check the

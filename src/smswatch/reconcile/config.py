@@ -45,9 +45,17 @@ INFOBIP_RATE = 60
 # others: messages whose final webhook never came are few.
 TELNYX_RATE = 60
 TELNYX_URL = "https://api.telnyx.com"
+# Sinch limits each service plan's API calls and answers 429 past the limit; its delivery
+# reports are read a batch at a time, so one call a second covers many recipients.
+SINCH_RATE = 60
+SINCH_URL = "https://us.sms.api.sinch.com"
+# A service plan id goes into the request path: the dashboard shows 32 hexadecimal digits;
+# letters and digits are what a path segment can carry unescaped.
+_SERVICE_PLAN = re.compile(r"[0-9A-Za-z]{8,64}")
 # Who a key is of, where an API asks for both (Basic auth's user): `<name>_account_sid`
-# (Twilio), `<name>_account_id` (Vonage's API key).
-_USERS = ("account_sid", "account_id")
+# (Twilio), `<name>_account_id` (Vonage's API key), `<name>_service_plan_id` (Sinch's, in its
+# paths).
+_USERS = ("account_sid", "account_id", "service_plan_id")
 
 # Prefixes the gateways document, kept visible in the redacted form: they say which environment
 # a key is for (sk_test_ is Lisoloo's sandbox), which is what someone reading a log needs to know.
@@ -184,6 +192,12 @@ class ApiConfig:
     telnyx_key: ApiKey | None = None
     telnyx_url: str = TELNYX_URL
     telnyx_rate: int = TELNYX_RATE
+    # Sinch: the service plan's API token (a Bearer token), its service plan id in the paths,
+    # at the plan's region (us, eu, au, br, ca).
+    sinch_key: ApiKey | None = None
+    sinch_service_plan_id: str | None = None
+    sinch_url: str = SINCH_URL
+    sinch_rate: int = SINCH_RATE
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(self) if f.name.endswith("_key")):
@@ -232,6 +246,19 @@ class ApiConfig:
                 "--vonage-api-key must be the 8 letters and digits of the account's API key"
             )
         object.__setattr__(self, "telnyx_url", base_url(self.telnyx_url, "--telnyx-api-url"))
+        object.__setattr__(self, "sinch_url", base_url(self.sinch_url, "--sinch-api-url"))
+        if (self.sinch_key is None) != (self.sinch_service_plan_id is None):
+            raise ApiConfigError(
+                "Sinch's delivery reports take the service plan id and its API token together: "
+                "set both --sinch-service-plan-id and --sinch-api-token"
+            )
+        if self.sinch_service_plan_id is not None and not _SERVICE_PLAN.fullmatch(
+            self.sinch_service_plan_id
+        ):
+            raise ApiConfigError(
+                "--sinch-service-plan-id must be the letters and digits of the service plan id "
+                "(on the Sinch dashboard, SMS → APIs)"
+            )
         for name in (f.name for f in fields(self) if f.name.endswith("_rate")):
             if getattr(self, name) < 1:
                 raise ApiConfigError(f"{name} must be at least 1 call a minute")
@@ -271,6 +298,9 @@ class ApiConfig:
         infobip_api_url: str | None = None,
         telnyx_api_key: str | None = None,
         telnyx_api_url: str | None = None,
+        sinch_service_plan_id: str | None = None,
+        sinch_api_token: str | None = None,
+        sinch_api_url: str | None = None,
     ) -> ApiConfig | None:
         """From the flags, environment or config file. None when no key is set: nothing is
         polled. A URL alone is still checked, so a typo shows now rather than with the key."""
@@ -310,7 +340,28 @@ class ApiConfig:
         infobip_url = base_url(infobip_api_url, "--infobip-api-url") if infobip_api_url else None
         telnyx_url = base_url(telnyx_api_url, "--telnyx-api-url") if telnyx_api_url else TELNYX_URL
         telnyx_key = ApiKey(telnyx_api_key, "--telnyx-api-key") if telnyx_api_key else None
-        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key, infobip_key, telnyx_key)
+        sinch_url = base_url(sinch_api_url, "--sinch-api-url") if sinch_api_url else SINCH_URL
+        sinch_key = ApiKey(sinch_api_token, "--sinch-api-token") if sinch_api_token else None
+        sinch_plan = sinch_service_plan_id.strip() if sinch_service_plan_id else None
+        if (sinch_key is None) != (sinch_plan is None):
+            given, missing = (
+                ("--sinch-service-plan-id", "--sinch-api-token")
+                if sinch_key is None
+                else ("--sinch-api-token", "--sinch-service-plan-id")
+            )
+            raise ApiConfigError(
+                f"{given} needs {missing}: Sinch's delivery reports are the service plan's, "
+                "read with its API token"
+            )
+        keys = (
+            lisoloo_key,
+            yebolink_key,
+            twilio_key,
+            vonage_key,
+            infobip_key,
+            telnyx_key,
+            sinch_key,
+        )
         if all(key is None for key in keys):
             return None
         return cls(
@@ -328,4 +379,7 @@ class ApiConfig:
             infobip_url=infobip_url,
             telnyx_key=telnyx_key,
             telnyx_url=telnyx_url,
+            sinch_key=sinch_key,
+            sinch_service_plan_id=sinch_plan,
+            sinch_url=sinch_url,
         )

@@ -457,10 +457,10 @@ class Reconciler:
             # Known, in a status smswatch cannot fold (not one of the documented ones): ask again.
             return PollResult(message_id, gateway, True, False, False)
         try:
-            outcome = await self._submit([event])
+            outcome = await self._submit([event, *answer.more])
         except (StoreUnavailable, Unstorable) as exc:
             return PollResult(message_id, gateway, True, False, False, f"not stored: {exc}")
-        stored = not outcome[0].duplicate
+        stored = any(not o.duplicate for o in outcome)
         return PollResult(message_id, gateway, True, final, stored)
 
     async def _recipient_of(self, message_id: str) -> str | None:
