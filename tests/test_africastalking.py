@@ -36,6 +36,7 @@ from smswatch.core.rejected import Rejected
 from smswatch.forward.config import ForwardConfig
 from smswatch.forward.worker import Forwarder
 from smswatch.gateways.africastalking.webhook import TOKEN_PARAMETER, AfricasTalking, state_of
+from smswatch.gateways.base import credentials_of
 from smswatch.gateways.catalogue import catalogue, explain, suppressible
 from smswatch.gateways.registry import GATEWAYS
 from smswatch.live.engine import Engine
@@ -110,9 +111,7 @@ def test_its_credential_is_declared_once_and_read_by_its_gateway() -> None:
         if credential.secret:  # a setting (Vonage's method) is no gateway's credential
             # A gateway that takes either of two (Sinch: a signature or Basic auth) names its
             # main one and the others.
-            gateway = GATEWAYS[credential.gateway]
-            also = getattr(gateway, "also_credentials", ())
-            assert credential.key in (gateway.credential, *also), credential.key
+            assert credential.key in credentials_of(GATEWAYS[credential.gateway]), credential.key
     gateway = GATEWAYS["africastalking"]
     assert gateway.provider(Credentials(tokens={declared.key: "t"})).auth_mode().verified
     assert not gateway.provider(Credentials()).auth_mode().verified

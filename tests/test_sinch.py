@@ -19,9 +19,12 @@ import contextlib
 import hashlib
 import hmac
 import json
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,6 +35,7 @@ from smswatch.core.credentials import GATEWAY_CREDENTIALS
 from smswatch.core.domain import State
 from smswatch.core.rejected import Rejected
 from smswatch.devtools.simulate import Sender, SimConfig, plan_campaign
+from smswatch.gateways.base import credentials_of
 from smswatch.gateways.catalogue import explain, suppressible
 from smswatch.gateways.registry import GATEWAYS
 from smswatch.gateways.sinch.webhook import FRESH_S, Sinch, state_of
@@ -150,7 +154,8 @@ def test_its_credentials_are_declared_once_and_read_by_its_gateway() -> None:
         True,
     )
     gateway = GATEWAYS["sinch"]
-    assert gateway.credential == secret.key and pair.key in gateway.also_credentials
+    assert gateway.credential == secret.key
+    assert credentials_of(gateway) == (secret.key, pair.key)
     assert list(GATEWAYS).index("sinch") > list(GATEWAYS).index("telnyx")
     for tokens in (TOKENS, BASIC):
         mode = gateway.provider(Credentials(tokens=tokens)).auth_mode()
@@ -572,3 +577,80 @@ async def test_simulate_provider_sinch_end_to_end(
         assert (rec.state.value, rec.error_code) == (t.state, t.error_code), t
         if t.error_code:
             assert suppressible("sinch", t.error_code, None, rec.retryable) is t.permanent, t
+
+
+# --- the command line, the demo, the forwarder ----------------------------------------------------
+
+
+def test_a_basic_auth_pair_without_its_colon_is_refused_at_start(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from smswatch.cli import main
+
+    db = str(tmp_path / "x.db")
+    for args, env in (
+        (["serve", "--db", db, "--sinch-basic-auth", "no-colon"], {}),
+        (["serve", "--db", db], {"SMSWATCH_SINCH_BASIC_AUTH": ":no-user"}),
+    ):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 2, result.output
+        assert "USER:PASS" in result.output
+    assert not (tmp_path / "x.db").exists()
+
+
+async def test_the_demo_sends_sinch_traffic_its_listener_takes(
+    make_engine: Callable[..., Engine],
+) -> None:
+    from smswatch.devtools.demo import DemoTraffic
+    from smswatch.gateways.sandboxing import SandboxKeys
+    from smswatch.live.engine import EngineConfig
+    from smswatch.live.monitor import demo_config
+
+    keys = SandboxKeys("sk_test_0123456789abcdefghij", "ybk_0123456789abcdef", "tw")
+    config, workdir = demo_config(EngineConfig(port=0), "http://127.0.0.1:9", keys)
+    shutil.rmtree(workdir, ignore_errors=True)
+    assert config.credentials.token("sinch_webhook_secret")
+    assert (config.credentials.token("sinch_basic_auth") or "").startswith("demo:")
+    assert config.gateway_api is not None and "sinch" in config.gateway_api.gateways
+    traffic = DemoTraffic("http://127.0.0.1:9", config.credentials, seed=5, sandbox=object())
+    try:
+        sends = [traffic.campaign() for _ in range(200)]
+    finally:
+        traffic.loop.close()
+    [send, *_] = [s for s in sends if s.provider == "sinch"]
+    assert send.drop_rate > 0  # its delivery reports API brings the dropped ones back
+    async with running(make_engine(credentials=config.credentials)) as engine:
+        send = replace(send, url=engine.listener.base_url, speed=50.0, rate=4000.0)
+        plan = plan_campaign(send)
+        result = await Sender(send).run(plan.deliveries)
+        assert result.ok and result.acked == len(plan.deliveries)
+
+
+async def test_a_forward_passes_the_apps_own_sinch_check(
+    make_engine: Callable[..., Engine], tmp_path: Path, reader: Any
+) -> None:
+    """The forwarder posts a stored report to the app as Sinch would, signed afresh with the
+    team's secret: here the app is another smswatch that checks it, and stores the report."""
+    from smswatch.core.forwarding import Job, Target
+    from smswatch.forward.config import ForwardConfig
+    from smswatch.forward.worker import Forwarder
+    from smswatch.store.sqlite.files import connect_log
+
+    db = tmp_path / "fwd.db"
+    with contextlib.closing(connect_log(db)):
+        pass
+    [first] = Sinch().parse(json.dumps(REPORTS[2]).encode(), 1)
+    async with sinch_engine(make_engine) as app, aiohttp.ClientSession() as session:
+        target = hook(app)
+        job = Job(1, target, 0, "sinch", first.event_id, BATCH, first.payload, first.event_type)
+        unsigned = ForwardConfig(targets=(Target(target),), tokens={})
+        assert not (await Forwarder(db, unsigned).send(session, job)).delivered
+        wrong = ForwardConfig(targets=(Target(target),), tokens={"sinch_webhook_secret": "x"})
+        assert not (await Forwarder(db, wrong).send(session, job)).delivered
+        config = ForwardConfig(targets=(Target(target),), tokens=TOKENS)
+        assert (await Forwarder(db, config).send(session, job)).delivered
+        await asyncio.wrap_future(app.writer.settle())
+    r = await reader()
+    [stored] = [e async for e in r.iter_events()]
+    assert (stored.message_id, stored.recipient, stored.event_type) == (BATCH, C, "Delivered")
+    assert json.loads(stored.payload) == REPORTS[2]

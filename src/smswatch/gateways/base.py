@@ -250,6 +250,14 @@ class Gateway(Protocol):
         `QUERY_MARK` + a query for a request that came as a GET (sent as one: `outgoing`)."""
 
 
+def credentials_of(gateway: Gateway) -> tuple[str, ...]:
+    """Every webhook credential setting a gateway takes: its `credential`, and the others it
+    takes instead (`also_credentials`: Sinch's Basic auth beside its HMAC secret), any one of
+    which makes its route safe on a public bind."""
+    main = () if gateway.credential is None else (gateway.credential,)
+    return main + tuple(getattr(gateway, "also_credentials", ()))
+
+
 class BasicAuth:
     """HTTP Basic auth as a gateway's webhooks carry it (Lisoloo's, Infobip's), checked on the
     raw header bytes in constant time: both halves are always compared, so timing does not tell
