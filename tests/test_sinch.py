@@ -406,12 +406,41 @@ async def test_batch_reports_give_each_listed_recipient_and_the_gateways_counts(
     assert await r.recipients(OTHER) == []
     events = [e async for e in r.iter_events()]
     narrowed = next(e for e in events if e.recipient == B)
-    # A listed recipient's payload is the report of that recipient alone.
-    assert json.loads(narrowed.payload)["statuses"] == [
-        {"code": 402, "count": 1, "recipients": [B], "status": "Rejected"}
-    ]
+    # A listed recipient's payload is its own report (without `at`, which the batch's lacks).
+    assert json.loads(narrowed.payload) == {
+        "batch_id": BATCH,
+        "client_reference": REFERENCE,
+        "code": 402,
+        "recipient": B,
+        "status": "Rejected",
+        "type": "recipient_delivery_report_sms",
+    }
     counts = [e for e in events if e.recipient is None and e.message_id == BATCH]
     assert len(counts) == 1 and json.loads(counts[0].payload) == FULL
+
+
+@pytest.mark.both_stores
+async def test_a_batch_reports_stored_events_posted_again_store_nothing_twice(
+    make_engine: Callable[..., Engine], session: aiohttp.ClientSession, reader: Any
+) -> None:
+    """What a forward to another smswatch, or a replay of an export, posts of a batch report:
+    each stored event's payload. Every one is a duplicate of what the report stored, and none
+    brings counts that would pass for the batch's."""
+    async with sinch_engine(make_engine) as engine:
+        code, answer, _ = await post(session, hook(engine), FULL)
+        assert (code, answer["stored"]) == (200, 5)
+        await asyncio.wrap_future(engine.writer.settle())
+        r = await reader()
+        payloads = [e.payload async for e in r.iter_events()]
+        for payload in payloads:
+            body = GATEWAYS["sinch"].post_body(payload)
+            code, again, _ = await post(session, hook(engine), body)
+            assert (code, again["status"]) == (200, "duplicate"), payload
+        await asyncio.wrap_future(engine.writer.settle())
+    message = await (await reader()).message(BATCH)
+    assert message is not None
+    assert (message.gateway_delivered, message.gateway_failed) == (2, 1)
+    assert len([e async for e in (await reader()).iter_events()]) == 5
 
 
 @pytest.mark.both_stores

@@ -23,8 +23,9 @@ Identity: message_id = `batch_id` (a batch is one send), recipient = `recipient`
 `operator` (informational), `client_reference` groups batches into a campaign
 (`MessageInfo.group`). Event time: `at`, else the receive time, marked estimated.
 
-A batch report is stored as: one event per recipient it lists (a `full` report), and always one
-message-level event carrying the per-status counts (`MessageInfo.gateway_counts`: delivered,
+A batch report is stored as: one event per recipient it lists (a `full` report; its payload is
+that recipient's own report, without `at`), and always one message-level event (its payload the
+report as received) carrying the per-status counts (`MessageInfo.gateway_counts`: delivered,
 failed, not final yet; Unknown is in none of the three), which the message screen shows beside
 the webhooks' own counts and `missing` is computed from, as for a polled Lisoloo status. So a
 `summary` report, which names no recipient, is kept as the gateway's counts of that batch. An
@@ -33,7 +34,9 @@ entry of `statuses[]` that is not one is quarantined on its own and the others a
 Dedupe keys, from Sinch's own fields (Sinch sends no event id):
 - a recipient report: `sinch|batch_id|recipient|status|code|at` (a retry of the callback is the
   same report; Dispatched and Delivered are two);
-- a recipient listed in a batch report: `sinch|batch_id|recipient|status|code|batch`;
+- a recipient listed in a batch report: `sinch|batch_id|recipient|status|code|` (no `at`), which
+  its payload, the recipient's own report without `at`, gives again when it is forwarded to
+  another smswatch or replayed;
 - a batch report's counts: `sinch|batch_id|counts|` + the SHA-256 of its (status, code, count)s;
 - anything else: `sinch|sha256:` + the body's digest.
 
@@ -217,13 +220,13 @@ def recipient_event(report: RecipientReport, payload: str, received_at: int) -> 
     word = absent_if_blank(report.status) or "unknown"
     code = report.code
     at = report.at
+    # Without `at` (a batch report's recipient, forwarded or replayed as its own report) the
+    # key is the batch report's: a recipient's status and code are one fact, however told.
     stamp = "" if at is None else str(at)
     key = (
         f"sinch|{report.batch_id}|{report.recipient}|{word.lower()}|"
         f"{'' if code is None else code}|{stamp}"
     )
-    if at is None:
-        key += f"|sha256:{body_digest(payload.encode())}"
     return Event(
         provider=Sinch.name,
         event_id=derived_id(key),
@@ -249,15 +252,16 @@ def recipient_event(report: RecipientReport, payload: str, received_at: int) -> 
 
 
 def _narrowed(report: BatchReport, entry: StatusEntry, recipient: str) -> str:
-    # What Sinch said of one recipient, as a batch report of that recipient alone: a forward
-    # of the event is then a report the app reads as Sinch's, about that recipient only.
-    one = {"code": entry.code, "count": 1, "recipients": [recipient], "status": entry.status}
+    # What Sinch said of one recipient, as that recipient's report (without the `at` a batch
+    # report does not give): forwarded or replayed, it is read as Sinch's own recipient report,
+    # with the same dedupe key, and brings no counts of its own that would pass for the batch's.
     own = {
         "batch_id": report.batch_id,
         "client_reference": report.client_reference,
-        "statuses": [one],
-        "total_message_count": report.total_message_count,
-        "type": report.type,
+        "code": entry.code,
+        "recipient": recipient,
+        "status": entry.status,
+        "type": "recipient_" + report.type,
     }
     return _json({k: v for k, v in own.items() if v is not None})
 
@@ -279,7 +283,7 @@ def batch_events(
             if recipient is None or recipient in seen:
                 continue  # listed twice: the first entry's is kept
             seen.add(recipient)
-            key = f"sinch|{batch}|{recipient}|{word.lower()}|{code}|batch"
+            key = f"sinch|{batch}|{recipient}|{word.lower()}|{code}|"
             events.append(
                 Event(
                     provider=Sinch.name,
