@@ -41,6 +41,7 @@ from smswatch.gateways.registry import GATEWAYS
 from smswatch.gateways.sinch.webhook import FRESH_S, Sinch, state_of
 from smswatch.live.engine import Engine
 from tests.conftest import running
+from tests.helpers import Server, free_port, run
 
 SECRET = "sinch-hook-secret-Kq8vW2"
 USER, PASSWORD = "sinch-hooks", "pa:ss-7f3a"  # a colon in the password: split on the first
@@ -740,3 +741,37 @@ async def test_a_forward_passes_the_apps_own_sinch_check(
     [stored] = [e async for e in r.iter_events()]
     assert (stored.message_id, stored.recipient, stored.event_type) == (BATCH, C, "Delivered")
     assert json.loads(stored.payload) == REPORTS[2]
+
+
+def test_the_command_line_simulates_signed_sinch_traffic_into_serve(tmp_path: Path) -> None:
+    """`smswatch serve --sinch-webhook-secret S` and `smswatch simulate --provider sinch` with
+    the same secret, as the docs say to try it: every recipient ends as the truth says, and
+    `inspect` shows a batch as one message of its recipients."""
+    db, truth_file = tmp_path / "cli.db", tmp_path / "truth.jsonl"
+    server = Server(db, free_port(), "--sinch-webhook-secret", SECRET).start()
+    try:
+        result = run(
+            "simulate",
+            *("--url", server.url, "--provider", "sinch", "--sinch-webhook-secret", SECRET),
+            *("--messages", "3", "--recipients", "8", "--speed", "40", "--seed", "4"),
+            *("--truth", str(truth_file), "-q"),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        # A wrong secret is refused: the simulator says so and exits 1.
+        wrong = run(
+            "simulate",
+            *("--url", server.url, "--provider", "sinch", "--sinch-webhook-secret", "wrong"),
+            *("--messages", "1", "--recipients", "2", "--speed", "40", "-q"),
+            check=False,
+        )
+        assert wrong.returncode == 1
+    finally:
+        server.stop()
+    truth = [json.loads(line) for line in truth_file.read_text().splitlines() if line.strip()]
+    assert len(truth) == 24
+    for batch in {t["message_id"] for t in truth}:
+        shown = json.loads(run("inspect", batch, "--db", str(db), "--json").stdout)
+        assert shown["provider"] == "sinch"
+        expected = {t["recipient"]: t["state"] for t in truth if t["message_id"] == batch}
+        assert {r["recipient"]: r["state"] for r in shown["recipients"]} == expected
