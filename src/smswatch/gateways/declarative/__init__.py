@@ -1,0 +1,139 @@
+"""Gateways described in TOML files (`--gateway-file`, the `gateway_files` setting): a team's
+own gateway without code. `load` reads and checks the files; `install` puts their gateways in
+the registry beside the built-ins, where the listener, the screens, campaigns, exports and the
+forwarder find them as they find a built-in one. They have no status API and no simulator
+profile; their error codes can be explained by a catalogue in `<config dir>/catalogue/NAME.toml`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from smswatch.config import Credentials
+from smswatch.gateways.base import (
+    QUERY_MARK,
+    Resigned,
+    SimPlanner,
+    form_body,
+)
+from smswatch.gateways.declarative.spec import GatewaySpec, SpecError, load_file, loads
+from smswatch.gateways.declarative.webhook import VIA, DeclaredProvider, adapter_class
+
+__all__ = [
+    "DeclaredGateway",
+    "GatewaySpec",
+    "SpecError",
+    "install",
+    "load",
+    "load_file",
+    "loads",
+]
+
+
+class DeclaredGateway:
+    """The `Gateway` (gateways/base.py) of one described gateway."""
+
+    credential = None  # its secrets are in its file's [verify] (or the variables it names)
+    reconcile_quiet_us = 300_000_000  # never polled: it has no status API
+
+    def __init__(self, spec: GatewaySpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.title = spec.title
+        self.adapter: type[DeclaredProvider] = adapter_class(spec)
+        # What replay recognizes its recorded bodies by when a record names no provider: the
+        # first key of its batch or its status path (built-ins are tried first).
+        first = spec.batch or spec.paths["status"][0]
+        self.envelope_key = first[1] if first[0] == "^" else first[0]
+        self._provider = self.adapter()  # made once: a bad key fails at load, not per request
+
+    def provider(self, credentials: Credentials) -> DeclaredProvider:
+        return self._provider
+
+    def status_api(self) -> None:
+        return None
+
+    def simulate(self, planner: SimPlanner, start: float) -> None:
+        raise NotImplementedError(f"{self.title} is described in a file: it has no simulator")
+
+    def sandbox(self) -> None:
+        return None
+
+    def resign(self, body: bytes, credentials: Credentials, url: str) -> Resigned:
+        """As the gateway's own posts are checked by the file's verifier, when the file holds
+        what signs them (a shared secret); an Ed25519 file holds only the public key, and a URL
+        token travels in the target's URL, which is the team's to write."""
+        spec = self.spec
+        params = spec.verify.params
+        method = spec.verify.method
+        check = self._provider._check
+        if method == "basic-auth":
+            return Resigned(basic_auth=(params["user"], params["secret"]))
+        if method == "hmac":
+            if params.get("over", "body") == "body":
+                signed = body
+            else:
+                from smswatch.gateways import verifiers
+
+                pairs = self._provider.signed_pairs(body)
+                signed = (url + verifiers.sorted_params(pairs)).encode("utf-8", "surrogateescape")
+            return Resigned(headers={check.header: check.header_value(signed)})
+        if method == "jwt-hs256":
+            raw = b"" if body.startswith(QUERY_MARK) else body
+            full = url if not body.startswith(QUERY_MARK) else _with_query(url, body)
+            return Resigned(headers={check.header: check.sign(full, raw)})
+        return Resigned()
+
+    def post_body(self, payload: str) -> bytes:
+        if self.spec.body == "json":
+            return payload.encode()
+        if self.spec.body == "form":
+            return form_body(payload)
+        obj = json.loads(payload)
+        if not isinstance(obj, dict) or VIA not in obj:
+            return payload.encode()  # it came as JSON
+        via = obj.pop(VIA)
+        form = form_body(json.dumps(obj))
+        return QUERY_MARK + form if via == "query" else form
+
+
+def _with_query(url: str, body: bytes) -> str:
+    from smswatch.gateways.base import outgoing
+
+    return outgoing(url, body)[1]
+
+
+def load(paths: Iterable[Path]) -> list[DeclaredGateway]:
+    """The gateways of these files, in order, each checked; two of one name are refused, and so
+    is one named as a built-in. Raises SpecError (`FILE:LINE: reason`)."""
+    from smswatch.gateways.registry import BUILT_IN
+
+    out: list[DeclaredGateway] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        spec = load_file(Path(path))
+        if spec.name in BUILT_IN:
+            raise SpecError(f"{path}:1: name: {spec.name!r} is a built-in gateway's name")
+        if spec.name in seen:
+            raise SpecError(f"{path}:1: name: {spec.name!r} is {seen[spec.name]}'s too")
+        seen[spec.name] = Path(path)
+        try:
+            out.append(DeclaredGateway(spec))
+        except ValueError as exc:
+            raise SpecError(f"{path}:1: verify: {exc}") from None
+    return out
+
+
+def install(paths: Iterable[Path]) -> list[DeclaredGateway]:
+    """Load these files and put their gateways in the registry (after the built-ins), in
+    place of any gateways from files installed before."""
+    from smswatch.gateways import registry
+
+    loaded = load(paths)
+    for name in registry.file_gateways():
+        registry.unregister(name)
+    for gateway in loaded:
+        registry.register(gateway)
+    return loaded
