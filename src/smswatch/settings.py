@@ -58,6 +58,8 @@ class _Settings(BaseModel):
     """Campaign of every message first seen while serve or the monitor runs."""
     campaign_keys: str | list[str] | None = None
     """YeboLink metadata keys that name a message's campaign (a list, or comma-separated)."""
+    gateway_files: str | list[str] | None = None
+    """Gateways described in TOML files (a list; relative to the config file's directory)."""
     # The viewers' feed.
     feed_host: Text = None
     """Address of the viewers' feed."""

@@ -107,9 +107,25 @@ def checked_credentials(opts: dict[str, Any]) -> Credentials:
     return credentials
 
 
+def install_gateway_files(values: Any) -> None:
+    """The gateways of --gateway-file (or `gateway_files`), checked and registered beside the
+    built-ins before anything is built from the registry: a bad file stops the start with
+    its line and the reason."""
+    if not values:
+        return
+    from smswatch.gateways.declarative import SpecError, install
+
+    paths = [Path(values)] if isinstance(values, str | Path) else [Path(v) for v in values]
+    try:
+        install(paths)
+    except SpecError as exc:
+        raise click.UsageError(f"--gateway-file {exc}") from None
+
+
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.live.engine import EngineConfig
 
+    install_gateway_files(opts.get("gateway_files"))
     feed_port = None if opts.get("no_feed") else opts.get("feed_port")
     tls_cert, tls_key = tls_files(opts)
     return EngineConfig(

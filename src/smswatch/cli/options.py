@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The subcommands whose table of the config file holds their defaults.
-SUBCOMMANDS = ["serve", "attach", "simulate", "replay", "inspect", "export", "stats"]
+SUBCOMMANDS = ["serve", "attach", "simulate", "replay", "inspect", "export", "stats", "gateways"]
 
 
 class FiniteRange(click.FloatRange):
@@ -305,6 +305,20 @@ GATEWAY_API_OPTIONS = [
 ]
 
 
+def gateway_file_option(f: F) -> F:
+    """--gateway-file: a gateway described in TOML (docs/gateways.md, "Your own gateway")."""
+    return click.option(
+        "--gateway-file",
+        "gateway_files",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="SMSWATCH_GATEWAY_FILES",
+        metavar="FILE.toml",
+        help="A gateway of your own, described in TOML: its route, body, fields, status table "
+        "and verifier (repeatable; docs/gateways.md). A bad file is refused at start.",
+    )(f)
+
+
 def listener_options(f: F) -> F:
     options = [
         click.option(
@@ -324,6 +338,7 @@ def listener_options(f: F) -> F:
         ),
         db_option,
         credential_options,
+        gateway_file_option,
         click.option(
             "--insecure",
             is_flag=True,

@@ -101,7 +101,7 @@ def open_gateways(config: EngineConfig) -> frozenset[str]:
     unless --insecure. With no credentials at all, a public bind is refused outright."""
     if is_loopback(config.host) or config.insecure:
         return frozenset(gateways.NAMES)
-    if not config.credentials.any:
+    if not config.credentials.any and not _file_gateway_verified():
         raise BindRefused(
             f"refusing to listen on {config.host} with no credentials: anyone who can reach it "
             "could post fake delivery reports. Set --basic-auth USER:PASS (Lisoloo), "
@@ -110,6 +110,16 @@ def open_gateways(config: EngineConfig) -> frozenset[str]:
             "127.0.0.1 behind a tunnel, or pass --insecure."
         )
     return frozenset()
+
+
+def _file_gateway_verified() -> bool:
+    """A gateway from a file verifies its requests (its secret is in its file's [verify], not
+    in the credentials): that authenticates some webhooks, as a credential would."""
+    from smswatch.gateways.registry import GATEWAYS, file_gateways
+
+    return any(
+        GATEWAYS[name].provider(Credentials()).auth_mode().verified for name in file_gateways()
+    )
 
 
 class Engine:
