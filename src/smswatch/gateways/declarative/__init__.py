@@ -69,8 +69,10 @@ class DeclaredGateway:
         params = spec.verify.params
         method = spec.verify.method
         check = self._provider._check
+        # A form goes as a form (the poster's default type is JSON); a query goes as a GET.
+        typed = {} if body.startswith(QUERY_MARK) or _json_like(body) else dict(FORM_HEADER)
         if method == "basic-auth":
-            return Resigned(basic_auth=(params["user"], params["secret"]))
+            return Resigned(basic_auth=(params["user"], params["secret"]), headers=typed)
         if method == "hmac":
             if params.get("over", "body") == "body":
                 signed = body
@@ -79,12 +81,12 @@ class DeclaredGateway:
 
                 pairs = self._provider.signed_pairs(body)
                 signed = (url + verifiers.sorted_params(pairs)).encode("utf-8", "surrogateescape")
-            return Resigned(headers={check.header: check.header_value(signed)})
+            return Resigned(headers={**typed, check.header: check.header_value(signed)})
         if method == "jwt-hs256":
             raw = b"" if body.startswith(QUERY_MARK) else body
             full = url if not body.startswith(QUERY_MARK) else _with_query(url, body)
-            return Resigned(headers={check.header: check.sign(full, raw)})
-        return Resigned()
+            return Resigned(headers={**typed, check.header: check.sign(full, raw)})
+        return Resigned(headers=typed)
 
     def post_body(self, payload: str) -> bytes:
         if self.spec.body == "json":
@@ -97,6 +99,13 @@ class DeclaredGateway:
         via = obj.pop(VIA)
         form = form_body(json.dumps(obj))
         return QUERY_MARK + form if via == "query" else form
+
+
+FORM_HEADER = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _json_like(body: bytes) -> bool:
+    return body.lstrip()[:1] in (b"{", b"[")
 
 
 def _with_query(url: str, body: bytes) -> str:

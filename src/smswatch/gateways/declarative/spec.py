@@ -63,6 +63,8 @@ FIELDS = (
     "cost",
     "currency",
     "total_recipients",
+    "total_messages",
+    "retryable",
 )
 DEDUPE_FIELDS = ("message_id", "recipient", "status", "time", "error_code")
 METHODS = ("none", "url-token", "basic-auth", "hmac", "ed25519", "jwt-hs256")

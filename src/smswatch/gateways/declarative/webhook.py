@@ -33,6 +33,7 @@ from smswatch.gateways.base import (
     Batch,
     BodyFormat,
     RefusedPart,
+    _flag,
     _integer,
     _number,
     _text,
@@ -294,22 +295,25 @@ class DeclaredProvider:
             carrier=f.text("carrier"),
             error_code=values["error_code"] if errors else None,
             error_message=f.text("error_message") if errors else None,
+            retryable=_flag(f.raw("retryable")) if errors else None,
             message_info=self.message_info(f),
         )
 
     def message_info(self, f: Fields) -> MessageInfo | None:
         spec = self.spec
         total = _integer(f.raw("total_recipients"))
+        messages = _integer(f.raw("total_messages"))
         cost = _number(f.raw("cost"))
         currency = f.text("currency")
         group = f.text("group")
         per_message = spec.recipients_per_message
         if total is None and per_message is not None:
             total = per_message
-        if total is None and cost is None and currency is None and group is None:
+        if all(v is None for v in (total, messages, cost, currency, group)):
             return None
         return MessageInfo(
             total_recipients=total,
+            total_messages=messages,
             total_cost=cost,
             currency=currency,
             channel=spec.channel,
