@@ -51,6 +51,7 @@ SAMPLES: dict[str, Any] = {
     "tls_key": "PLACEHOLDER",
     "campaign": "spring-sale",
     "campaign_keys": ["batch", "campaign"],
+    "gateway_files": ["gateways/acme.toml"],
     "feed_host": "127.0.0.1",
     "feed_port": 0,
     "feed_token": "feed-token-123",

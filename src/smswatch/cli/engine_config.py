@@ -119,7 +119,12 @@ def install_gateway_files(values: Any) -> None:
     try:
         install(paths)
     except SpecError as exc:
-        raise click.UsageError(f"--gateway-file {exc}") from None
+        # A BadParameter of the option, so that one from SMSWATCH_GATEWAY_FILES or the config
+        # file is named as such (cli/errors.py).
+        ctx = click.get_current_context(silent=True)
+        params = ctx.command.params if ctx is not None else []
+        param = next((p for p in params if p.name == "gateway_files"), None)
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
