@@ -1010,3 +1010,52 @@ def test_the_time_formats(tmp_path: Path) -> None:
         ("yesterday", "iso"),
     ):
         assert read_time(value, fmt) is None, (value, fmt)
+
+
+async def test_an_exported_file_gateway_replays_into_another_smswatch_as_it_came(
+    acme: DeclaredGateway,
+    make_engine: Callable[..., Engine],
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`export` then `replay --gateway-file`: each report posted as a batch of its own, signed
+    by the file's verifier, folds to the same states in a second database."""
+    from click.testing import CliRunner
+
+    from smswatch import store
+    from smswatch.cli import main
+
+    async with running(make_engine()) as engine:
+        hook = f"{engine.listener.base_url}/webhooks/acme"
+        for reports in ACME_POSTS:
+            body = acme_body(reports)
+            assert (await post(session, hook, body, acme_signed(body)))[0] == 200
+        await asyncio.wrap_future(engine.writer.settle())
+    exported = tmp_path / "acme.jsonl"
+    export = ["export", "--db", str(db_path), "--out", str(exported)]
+    result = await asyncio.to_thread(CliRunner().invoke, main, export)  # it runs its own loop
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "second.db"
+    async with running(make_engine(db_path=second)) as engine:
+        args = [
+            "replay",
+            str(exported),
+            "--url",
+            engine.listener.base_url,
+            "--speed",
+            "0",
+            "-q",
+            "--gateway-file",
+            str(tmp_path / "acme.toml"),
+        ]
+        replayed = await asyncio.to_thread(CliRunner().invoke, main, args)
+        assert replayed.exit_code == 0, replayed.output
+        await asyncio.wrap_future(engine.writer.settle())
+    async with await store.open_reader(second, current=True) as r:
+        for mid, (state, code) in ACME_TRUTH.items():
+            rec = await r.recipient(mid, PHONE[mid])
+            assert rec is not None and (rec.state, rec.error_code) == (state, code), mid
+        events = [e async for e in r.iter_events()]
+    assert len(events) == sum(len(p) for p in ACME_POSTS) - 1

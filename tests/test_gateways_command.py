@@ -150,7 +150,10 @@ def test_a_bad_file_stops_the_start_with_its_line(tmp_path: Path) -> None:
         assert f"{bad}:5: status.ok: must be one of our states" in result.output
     assert not registry.file_gateways()
     missing = CliRunner().invoke(main, ["gateways", "--gateway-file", str(tmp_path / "no.toml")])
-    assert missing.exit_code == 2 and "cannot read" in missing.output
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    from_env = CliRunner().invoke(main, ["gateways"], env={"SMSWATCH_GATEWAY_FILES": str(bad)})
+    assert from_env.exit_code == 2
+    assert from_env.output.startswith("smswatch: SMSWATCH_GATEWAY_FILES: "), from_env.output
     unset = run(
         "--gateway-file", str(EXAMPLES / "bird.toml"), env={"SMSWATCH_BIRD_SIGNING_KEY": ""}
     )

@@ -51,7 +51,7 @@ SAMPLES: dict[str, Any] = {
     "tls_key": "PLACEHOLDER",
     "campaign": "spring-sale",
     "campaign_keys": ["batch", "campaign"],
-    "gateway_files": ["gateways/acme.toml"],
+    "gateway_files": "PLACEHOLDER",
     "feed_host": "127.0.0.1",
     "feed_port": 0,
     "feed_token": "feed-token-123",
@@ -163,7 +163,10 @@ def every_key_file(tmp_path: Path, db: Path) -> Path:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("not read by the parser\n")
     key.write_text("not read by the parser\n")
+    gateway = tmp_path / "acme.toml"
+    gateway.write_text("# not read by the parser\n")
     values = {**SAMPLES, "db": str(db), "tls_cert": str(cert), "tls_key": str(key)}
+    values["gateway_files"] = [str(gateway)]
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if k != "stuck"]
     lines += ["[stuck]", *(f"{k} = {v}" for k, v in values["stuck"].items())]
     cfg = tmp_path / "every-key.toml"

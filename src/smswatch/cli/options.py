@@ -311,7 +311,7 @@ def gateway_file_option(f: F) -> F:
         "--gateway-file",
         "gateway_files",
         multiple=True,
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
         envvar="SMSWATCH_GATEWAY_FILES",
         metavar="FILE.toml",
         help="A gateway of your own, described in TOML: its route, body, fields, status table "

@@ -9,9 +9,15 @@ from typing import Any
 
 import click
 
-from smswatch.cli.engine_config import checked_credentials
+from smswatch.cli.engine_config import checked_credentials, install_gateway_files
 from smswatch.cli.errors import fail
-from smswatch.cli.options import CONTEXT, FiniteRange, config_option, sender_options
+from smswatch.cli.options import (
+    CONTEXT,
+    FiniteRange,
+    config_option,
+    gateway_file_option,
+    sender_options,
+)
 from smswatch.config import tokens_from
 from smswatch.words import plural
 
@@ -371,6 +377,7 @@ def simulate(**opts: Any) -> None:
 @config_option
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @sender_options
+@gateway_file_option
 @click.option(
     "--speed",
     type=FiniteRange(0),
@@ -387,6 +394,8 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
     from smswatch.devtools.replay import ReplayError, load_webhooks
     from smswatch.devtools.simulate import SimConfig
 
+    # A gateway from a file posts (and signs) its recorded events as its own, like a built-in.
+    install_gateway_files(opts.pop("gateway_files", None))
     try:
         deliveries, polled = load_webhooks(file, speed)
     except ReplayError as exc:

@@ -89,16 +89,30 @@ class DeclaredGateway:
         return Resigned(headers=typed)
 
     def post_body(self, payload: str) -> bytes:
-        if self.spec.body == "json":
-            return payload.encode()
+        """A stored event's payload as the gateway posts it: a report of a batch in a batch of
+        its own (fields the batch had outside its reports, `^.` paths, are not in it), a form
+        as a form, a query as the GET it came as."""
         if self.spec.body == "form":
             return form_body(payload)
-        obj = json.loads(payload)
-        if not isinstance(obj, dict) or VIA not in obj:
-            return payload.encode()  # it came as JSON
-        via = obj.pop(VIA)
-        form = form_body(json.dumps(obj))
-        return QUERY_MARK + form if via == "query" else form
+        if self.spec.body == "query" and _via(payload):
+            obj = json.loads(payload)
+            via = obj.pop(VIA)
+            form = form_body(json.dumps(obj))
+            return QUERY_MARK + form if via == "query" else form
+        if self.spec.batch is None:
+            return payload.encode()
+        wrapped: object = [json.loads(payload)]
+        for part in reversed(self.spec.batch):
+            wrapped = {part: wrapped}
+        return json.dumps(wrapped, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _via(payload: str) -> bool:
+    """A `query` gateway's payload that came as a query or a form (not as JSON)."""
+    if VIA not in payload:
+        return False
+    obj = json.loads(payload)
+    return isinstance(obj, dict) and VIA in obj
 
 
 FORM_HEADER = {"Content-Type": "application/x-www-form-urlencoded"}
