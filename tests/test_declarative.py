@@ -1059,3 +1059,78 @@ async def test_an_exported_file_gateway_replays_into_another_smswatch_as_it_came
             assert rec is not None and (rec.state, rec.error_code) == (state, code), mid
         events = [e async for e in r.iter_events()]
     assert len(events) == sum(len(p) for p in ACME_POSTS) - 1
+
+
+async def test_the_forwarder_posts_a_file_gateways_events_as_that_gateway_does(
+    acme: DeclaredGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acme's report goes as a batch of its own, its HMAC over the bytes sent made by the
+    file's secret; Kannel's as the GET it came as, without the token that rode in its URL."""
+    import contextlib
+
+    from aiohttp import web
+
+    from smswatch.core.forwarding import Job, Target
+    from smswatch.forward.config import ForwardConfig
+    from smswatch.forward.worker import Forwarder
+    from smswatch.store.sqlite.files import connect_log
+
+    monkeypatch.setenv("SMSWATCH_KANNEL_TOKEN", KANNEL_TOKEN)
+    [_, kannel] = install([tmp_path / "acme.toml", EXAMPLES / "kannel.toml"])
+    got: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    async def app_hook(request: web.Request) -> web.Response:
+        got.append((request.method, request.path_qs, dict(request.headers), await request.read()))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/in", app_hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    target = f"http://127.0.0.1:{runner.addresses[0][1]}/in"
+    db = tmp_path / "fwd.db"
+    with contextlib.closing(connect_log(db)):
+        pass
+    report = acme_report(M[0], "DELIVERED", T0)
+    [acme_event] = acme.provider(Credentials()).parse(acme_body([report]), 1)
+    query = urlencode({"id": "k-9", "status": "1", "to": "+2547", "token": KANNEL_TOKEN})
+    [kannel_event] = kannel.provider(Credentials()).parse(b"?" + query.encode(), 1)
+    jobs = [
+        Job(1, target, 0, "acme", acme_event.event_id, M[0], acme_event.payload, "DELIVERED"),
+        Job(2, target, 0, "kannel", kannel_event.event_id, "k-9", kannel_event.payload, "1"),
+    ]
+    try:
+        async with aiohttp.ClientSession() as session:
+            forwarder = Forwarder(db, ForwardConfig(targets=(Target(target),)))
+            for job in jobs:
+                assert (await forwarder.send(session, job)).delivered
+    finally:
+        await runner.cleanup()
+    (m1, path1, h1, b1), (m2, path2, _, b2) = got
+    assert (m1, path1) == ("POST", "/in")
+    assert json.loads(b1) == {"data": {"reports": [report]}}
+    mac = hmac.new(ACME_SECRET.encode(), b1, hashlib.sha512).digest()
+    assert h1["X-Acme-Signature"] == "v1=" + b64(mac)
+    assert (m2, b2) == ("GET", b"")
+    assert path2.startswith("/in?id=k-9&status=1&to=") and KANNEL_TOKEN not in path2
+
+
+def test_a_verifying_file_gateway_makes_a_public_bind_safe(
+    registered: Callable[..., list[DeclaredGateway]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smswatch.live.engine import BindRefused, EngineConfig, open_gateways
+
+    public = EngineConfig(db_path=tmp_path / "x.db", host="0.0.0.0", port=0)
+    with pytest.raises(BindRefused):
+        open_gateways(public)
+    registered(write(tmp_path, MINIMAL, "open.toml"))  # verifies nothing: still refused
+    with pytest.raises(BindRefused):
+        open_gateways(public)
+    monkeypatch.setenv("ACME_TEST_SECRET", ACME_SECRET)
+    registered(write(tmp_path, ACME, "acme.toml"))
+    assert open_gateways(public) == frozenset()  # none is open: the others are refused
+    loopback = EngineConfig(db_path=tmp_path / "x.db", host="127.0.0.1", port=0)
+    assert "acme" in open_gateways(loopback)
