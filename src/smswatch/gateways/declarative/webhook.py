@@ -7,7 +7,8 @@ and quarantined; inside a report, a field of an unexpected type is absent, not a
 status word the table does not know is stored as `unknown` and acknowledged. Every normalized
 field is bounded as base's types bound it.
 
-Identity: the event id at `report.event_id` when present (dedupe key NAME|ID); else, when the
+Identity: the event id at `report.event_id` when present (dedupe key NAME|ID; an id from
+outside the report, a `^.` path, is the post's, so NAME|ID|RECIPIENT); else, when the
 report has a message id, the `report.dedupe` fields' values (NAME|v1|v2..., absent ones left
 out) and an id derived from that key; else the digest of the report's bytes.
 """
@@ -84,11 +85,15 @@ class Fields:
         self.item = item
 
     def raw(self, name: str) -> Any:
+        return self.found(name)[0]
+
+    def found(self, name: str) -> tuple[Any, Path_ | None]:
+        """The first present value of a field, and the path it was at."""
         for path in self.spec.paths.get(name, ()):
             value = lookup(self.root, self.item, path)
             if value is not _MISSING and value is not None:
-                return value
-        return None
+                return value, path
+        return None, None
 
     def text(self, name: str) -> str | None:
         return absent_if_blank(_text(self.raw(name)))
@@ -262,7 +267,8 @@ class DeclaredProvider:
         recipient = f.text("recipient")
         time_raw = f.raw("time")
         occurred = read_time(time_raw, spec.time_format)
-        given_id = f.text("event_id")
+        given, id_path = f.found("event_id")
+        given_id = absent_if_blank(_text(given))
         values = {
             "message_id": message_id,
             "recipient": recipient,
@@ -270,7 +276,12 @@ class DeclaredProvider:
             "time": _text(time_raw) if occurred is not None else None,
             "error_code": f.text("error_code"),
         }
-        if given_id:
+        if given_id and id_path is not None and id_path[0] == "^":
+            # The post's id, shared by every report of the batch (Telnyx's `data.id` over its
+            # `to[]`): each recipient's event is that id and the recipient.
+            key = f"{self.name}|{given_id}|{recipient or ''}"
+            event_id = derived_id(key)
+        elif given_id:
             event_id, key = given_id, f"{self.name}|{given_id}"
         elif message_id is not None:
             key = "|".join([self.name, *(v for d in spec.dedupe if (v := values[d]) is not None)])
