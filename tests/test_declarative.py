@@ -1196,3 +1196,48 @@ def test_a_verifying_file_gateway_makes_a_public_bind_safe(
     assert open_gateways(public) == frozenset()  # none is open: the others are refused
     loopback = EngineConfig(db_path=tmp_path / "x.db", host="127.0.0.1", port=0)
     assert "acme" in open_gateways(loopback)
+
+
+def test_a_query_or_form_field_is_named_as_it_is_dots_and_brackets_included(
+    tmp_path: Path,
+) -> None:
+    text = """
+name = "dots"
+body = "query"
+[report]
+message_id = "msg.id"
+status = "status[code]"
+cost = "price.amount"
+required = ["account.sid"]
+[status]
+ok = "delivered"
+"""
+    [gateway] = load([write(tmp_path, text)])
+    adapter = gateway.provider(Credentials())
+    query = urlencode(
+        {"msg.id": "m1", "status[code]": "OK", "price.amount": "0.5", "account.sid": "A"}
+    )
+    for body in (b"?" + query.encode(), query.encode()):  # a GET's query, a POSTed form
+        [event] = adapter.parse(body, 1)
+        assert (event.message_id, event.state, event.message_info.total_cost) == (  # type: ignore[union-attr]
+            "m1",
+            State.DELIVERED,
+            0.5,
+        )
+    # The same paths walk a JSON body of a `query` gateway.
+    [event] = adapter.parse(
+        b'{"msg": {"id": "m2"}, "status[code]": "ok", "account": {"sid": "A"}}', 1
+    )
+    assert event.message_id == "m2"
+    with pytest.raises(Rejected) as refused:
+        adapter.parse(b"?msg.id=m3&status%5Bcode%5D=ok", 1)  # no account.sid
+    assert (refused.value.status, refused.value.code) == (400, "unknown_envelope")
+
+
+def test_a_url_that_is_not_utf_8_is_refused_not_a_crash() -> None:
+    check = verifiers.JwtCheck("s" * 32)
+    odd = "https://h/webhooks/bird?id=\udcff"
+    token = check.sign(odd, b"")
+    check.check({"MessageBird-Signature-JWT": token}, b"", [odd])
+    with pytest.raises(Rejected):
+        check.check({"MessageBird-Signature-JWT": token}, b"", ["https://h/webhooks/bird?id=%FF"])

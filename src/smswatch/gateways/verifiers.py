@@ -231,7 +231,11 @@ class JwtCheck:
         if self.url_claim is not None:
             claimed = claims.get(self.url_claim)
             if not isinstance(claimed, str) or not any(
-                hmac.compare_digest(claimed.encode("ascii", "replace"), _sha256(u.encode()))
+                hmac.compare_digest(
+                    claimed.encode("ascii", "replace"),
+                    # A target that was not UTF-8 hashes as its own bytes (Request.url).
+                    _sha256(u.encode("utf-8", "surrogateescape")),
+                )
                 for u in urls
             ):
                 raise Rejected(
@@ -264,7 +268,7 @@ class JwtCheck:
         if self.issuer:
             claims["iss"] = self.issuer
         if self.url_claim is not None:
-            claims[self.url_claim] = _sha256(url.encode()).decode()
+            claims[self.url_claim] = _sha256(url.encode("utf-8", "surrogateescape")).decode()
         if self.body_claim is not None and body:
             claims[self.body_claim] = _sha256(body).decode()
         return self._jwt.encode(claims, self._secret, algorithm="HS256")

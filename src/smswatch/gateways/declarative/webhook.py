@@ -79,10 +79,17 @@ class Fields:
     """One report's fields by the spec's paths: a JSON object, or a form's or query's fields
     (each path names one field, its first value)."""
 
-    def __init__(self, spec: GatewaySpec, root: Any, item: Any) -> None:
+    def __init__(self, spec: GatewaySpec, root: Any, item: Any, flat: bool = False) -> None:
         self.spec = spec
         self.root = root
         self.item = item
+        # A form's or a query's fields: a path is one field's name, dots and all.
+        self.flat = flat
+
+    def at(self, path: Path_) -> Any:
+        if self.flat:
+            return self.item.get(".".join(path), _MISSING)
+        return lookup(self.root, self.item, path)
 
     def raw(self, name: str) -> Any:
         return self.found(name)[0]
@@ -90,7 +97,7 @@ class Fields:
     def found(self, name: str) -> tuple[Any, Path_ | None]:
         """The first present value of a field, and the path it was at."""
         for path in self.spec.paths.get(name, ()):
-            value = lookup(self.root, self.item, path)
+            value = self.at(path)
             if value is not _MISSING and value is not None:
                 return value, path
         return None, None
@@ -215,7 +222,7 @@ class DeclaredProvider:
             root = _flat(pairs)
             extra = [(VIA, via)] if spec.body == "query" else []
             payload = form_payload([*pairs, *extra])
-            return [self.event(root, root, payload, body, received_at)]
+            return [self.event(root, root, payload, body, received_at, flat=True)]
         root = parse_object(body) if spec.batch is None else _json_value(body)
         if spec.batch is None:
             return [self.event(root, root, body.decode("utf-8"), body, received_at)]
@@ -248,11 +255,13 @@ class DeclaredProvider:
             )
         return Batch(events, tuple(refused))
 
-    def event(self, root: Any, item: Any, payload: str, raw: bytes, received_at: int) -> Event:
+    def event(
+        self, root: Any, item: Any, payload: str, raw: bytes, received_at: int, flat: bool = False
+    ) -> Event:
         spec = self.spec
-        f = Fields(spec, root, item)
+        f = Fields(spec, root, item, flat)
         for path in spec.required:
-            if lookup(root, item, path) in (_MISSING, None):
+            if f.at(path) in (_MISSING, None):
                 raise malformed(
                     f"not a {spec.title} report: it has no {'.'.join(path)}", "unknown_envelope"
                 )
@@ -396,7 +405,9 @@ def adapter_class(spec: GatewaySpec) -> type[DeclaredProvider]:
             "name": spec.name,
             "title": spec.title,
             "body_format": BODY_FORMATS[spec.body],
-            "checks_url": spec.verify.method in ("url-token", "hmac", "jwt-hs256"),
+            # Its check needs the URL called: a token in it, a signature over it.
+            "checks_url": spec.verify.method in ("url-token", "jwt-hs256")
+            or spec.verify.params.get("over") == "url-and-params",
             "spec": spec,
         },
     )
