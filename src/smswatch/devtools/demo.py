@@ -29,7 +29,7 @@ from smswatch.devtools.simulate import (
     request_headers,
     webhook_url,
 )
-from smswatch.gateways.registry import GATEWAYS
+from smswatch.gateways.registry import BUILT_IN, GATEWAYS
 
 MAX_CAMPAIGNS = 10
 STALE_SECRET_EVERY_S = 40.0
@@ -137,7 +137,8 @@ class DemoTraffic:
             # campaign (its metadata, its messaging service or client-ref, or a burst) is on
             # screen from the start, not only once the draw comes to it.
             for name in GATEWAYS:
-                self._launch(running, name)
+                if name in BUILT_IN:  # a gateway from a file has no simulated traffic
+                    self._launch(running, name)
             while True:
                 await asyncio.sleep(self.rng.uniform(2.0, 6.0))
                 if len(running) < MAX_CAMPAIGNS:

@@ -56,7 +56,8 @@ class DeclaredGateway:
         return None
 
     def simulate(self, planner: SimPlanner, start: float) -> None:
-        raise NotImplementedError(f"{self.title} is described in a file: it has no simulator")
+        """Plans nothing: a gateway described in a file has no simulator profile (the demo
+        and `simulate` play the built-ins' traffic)."""
 
     def sandbox(self) -> None:
         return None
