@@ -1290,3 +1290,25 @@ async def test_a_twin_over_http_ends_each_recipient_where_the_simulators_truth_s
         assert rec.state.value == truth.state, truth
         if name == "twilio":  # Telnyx's error is matched by pointer: not in its file
             assert rec.error_code == truth.error_code, truth
+
+
+def test_without_an_event_id_the_dedupe_fields_tell_events_apart(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        'status = "s"', 'status = "s"\nmessage_id = "m"\ntime = "t"\ntime_format = "unix"'
+    )
+    [gateway] = load([write(tmp_path, text)])
+    adapter = gateway.provider(Credentials())
+    keys = [
+        adapter.parse(body, 1)[0].dedupe_key
+        for body in (
+            b'{"m": "a", "s": "ok", "t": 1796700000.25}',
+            b'{"m": "a", "s": "ok", "t": 1796700000.5}',  # a float: no text, its microseconds
+            b'{"m": "a", "s": "ok", "t": "1796700000"}',
+            b'{"m": "a", "s": "ok"}',
+            b'{"s": "ok", "t": 1}',  # no message id: the bytes' digest
+        )
+    ]
+    assert len(set(keys)) == len(keys)
+    assert keys[3] == "acme|a|ok" and keys[4].startswith("acme|sha256:")
+    again = adapter.parse(b'{"m": "a", "s": "ok", "t": 1796700000.25}', 2)[0]
+    assert again.dedupe_key == keys[0]

@@ -187,10 +187,9 @@ class DeclaredProvider:
         elif method == "ed25519":
             self._check.check(headers, b"" if body.startswith(QUERY_MARK) else body)
         elif method == "jwt-hs256":
-            from smswatch.gateways.twilio.webhook import url_variants
-
+            # The URL exactly as called, as MessageBird's RequestValidator hashes it.
             raw = b"" if body.startswith(QUERY_MARK) else body
-            self._check.check(headers, raw, url_variants(url or ""))
+            self._check.check(headers, raw, [url or ""])
 
     def signed_pairs(self, body: bytes) -> list[tuple[str, str]]:
         """The parameters an HMAC over the URL covers after it: a POSTed form's fields (a GET's
@@ -282,7 +281,8 @@ class DeclaredProvider:
             "message_id": message_id,
             "recipient": recipient,
             "status": status,
-            "time": _text(time_raw) if occurred is not None else None,
+            # As written; a time written as a float (no text of ours) by its microseconds.
+            "time": (_text(time_raw) or str(occurred)) if occurred is not None else None,
             "error_code": f.text("error_code"),
         }
         if given_id and id_path is not None and id_path[0] == "^":
