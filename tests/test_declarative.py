@@ -496,6 +496,15 @@ async def test_a_gateway_only_in_toml_folds_every_status_right_whatever_the_orde
     assert "acme" in gateways.NAMES and gateways.ADAPTERS["acme"].title == "Acme SMS"
     async with running(make_engine()) as engine:
         hook = f"{engine.listener.base_url}/webhooks/acme"
+        # The screens' status bar and serve's banner name it as any gateway.
+        shown = {g.name: g for g in engine.info().gateways}["acme"]
+        assert (shown.title, shown.url, shown.verified, shown.accepting) == (
+            "Acme SMS",
+            hook,
+            True,
+            True,
+        )
+        assert "HMAC-SHA-512" in shown.auth and ACME_SECRET not in shown.auth
         answers = []
         for reports in ACME_POSTS:
             body = acme_body(reports)
@@ -738,6 +747,8 @@ async def test_birds_status_reports_and_kannels_dlrs_come_in_as_gets(
     # The token that rode in Kannel's query is no field of the report: it is never stored.
     assert not any(KANNEL_TOKEN in e.payload for e in events)
     kannel_event = next(e for e in events if e.provider == "kannel" and e.event_type == "1")
+    urls = {g.name: g.url for g in engine.gateways()}
+    assert urls["kannel"] == f"{base}/webhooks/kannel?token=…"  # to paste, the token elided
     assert kannel_event.occurred_at == 1_796_700_030 * 1_000_000
     # Replayed or forwarded, a query goes out as the GET it came as.
     wire = GATEWAYS["kannel"].post_body(kannel_event.payload)

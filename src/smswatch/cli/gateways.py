@@ -84,6 +84,7 @@ def listen_base(host: str, port: int, tls: bool) -> str:
 
 def gateway_records(credentials: Any, base: str) -> list[dict[str, Any]]:
     """One record per registered gateway, in the registry's order."""
+    from smswatch.gateways.declarative import shown_url
     from smswatch.gateways.registry import GATEWAYS, file_gateways
 
     from_files = set(file_gateways())
@@ -92,13 +93,9 @@ def gateway_records(credentials: Any, base: str) -> list[dict[str, Any]]:
         provider = gateway.provider(credentials)
         mode = provider.auth_mode()
         route = f"/webhooks/{name}"
-        url = credentials.in_url(name, base + route, shown=True)
+        url = shown_url(name, credentials.in_url(name, base + route, shown=True))
         spec = getattr(gateway, "spec", None)
-        console_hint = None
-        if spec is not None:
-            if spec.verify.method == "url-token":
-                url += f"?{spec.verify.params.get('param', 'token')}=…"
-            console_hint = spec.console
+        console_hint = spec.console if spec is not None else None
         out.append(
             {
                 "name": name,

@@ -333,8 +333,10 @@ class Engine:
         and what its signature covers), else this listener's own address; with the token it
         carries in the query elided (`?token=…`: the URL to paste, never the secret)."""
         base = self.config.public_url
+        from smswatch.gateways.declarative import shown_url
+
         url = f"{base}/webhooks/{gateway}" if base else self.listener.url(gateway)
-        return self.config.credentials.in_url(gateway, url, shown=True)
+        return shown_url(gateway, self.config.credentials.in_url(gateway, url, shown=True))
 
     # --- what the feed serves its viewers (smswatch.feed.server.FeedHost) ---------------------
 

@@ -29,6 +29,7 @@ __all__ = [
     "load",
     "load_file",
     "loads",
+    "shown_url",
 ]
 
 
@@ -127,6 +128,18 @@ def _with_query(url: str, body: bytes) -> str:
     from smswatch.gateways.base import outgoing
 
     return outgoing(url, body)[1]
+
+
+def shown_url(name: str, url: str) -> str:
+    """`url` as a gateway from a file checked by a token in the URL is to call it, the token
+    elided (`?token=…`), for a screen or a log; any other gateway's as it is."""
+    from smswatch.gateways.registry import gateway
+
+    found = gateway(name)
+    if not isinstance(found, DeclaredGateway) or found.spec.verify.method != "url-token":
+        return url
+    param = found.spec.verify.params.get("param", "token")
+    return f"{url}{'&' if '?' in url else '?'}{param}=…"
 
 
 def load(paths: Iterable[Path]) -> list[DeclaredGateway]:
