@@ -34,6 +34,9 @@ class _Adapters(Mapping[str, type[Provider]]):
 ADAPTERS: Mapping[str, type[Provider]] = _Adapters()
 
 
+NAMES: tuple[str, ...]  # read through __getattr__ below: never a stale copy
+
+
 def __getattr__(name: str) -> Any:
     # NAMES is the registry's names as they are now (gateways from files join at start).
     if name == "NAMES":
