@@ -524,6 +524,13 @@ async def test_without_a_token_it_takes_posts_on_loopback_only(
         status, answer = await post(session, url, fields, token=None)
         assert (status, answer["error"]) == (401, "auth_required")
         assert {g.name: g.accepting for g in public.gateways()}["plivo"] is False
+    # Its token alone makes a public bind safe: its route verifies, the open ones refuse.
+    signed = make_engine(host="0.0.0.0", credentials=Credentials(tokens=TOKENS))
+    async with running(signed):
+        accepting = {g.name: g.accepting for g in signed.gateways()}
+        assert accepting["plivo"] is True and accepting["twilio"] is False
+        url = f"http://127.0.0.1:{signed.listener.port}/webhooks/plivo"
+        assert (await post(session, url, fields))[0] == 200
 
 
 async def test_the_detecting_route_takes_a_plivo_callback_by_its_signature_header(

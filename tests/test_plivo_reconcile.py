@@ -192,6 +192,24 @@ def test_the_settings_poll_only_with_auth_id_and_token() -> None:
     assert api_config("https://api.plivo.com", auth_id="SA" + "B" * 18).gateways == ("plivo",)
 
 
+def test_an_auth_id_that_is_none_is_refused_at_start(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from smswatch.cli import main
+
+    db = str(tmp_path / "x.db")
+    for args, flag in (
+        (["--plivo-auth-id", "MA123", "--plivo-auth-token", TOKEN], "--plivo-auth-id"),
+        (["--plivo-auth-id", AUTH_ID], "--plivo-auth-token"),
+    ):
+        result = CliRunner().invoke(main, ["serve", "--db", db, *args])
+        assert result.exit_code == 2 and flag in result.output, result.output
+        assert TOKEN not in result.output  # the token is never repeated
+    for command in ("serve", "reconcile"):
+        help_text = CliRunner().invoke(main, [command, "--help"]).output
+        assert "--plivo-auth-id" in help_text and "--plivo-auth-token" in help_text
+
+
 @pytest.mark.both_stores
 @pytest.mark.timeout(240)
 async def test_reconciling_finds_the_final_statuses_plivo_gave_up_on(
