@@ -19,9 +19,10 @@ each of its values, sorted), the query is the URL's own, decoded and sorted, and
 older helper joins the fields with `.` where the others write `?`, and is not followed). The
 query's values are read as UTF-8 (plivo-python reads a non-ASCII one byte by byte, as Latin-1:
 a callback URL with such a query would not verify the same). The header may hold several
-signatures, comma-separated: as in every Plivo SDK, any one matching is enough. The older `X-Plivo-Signature-V2` (+ `-V2-Nonce`), base64 HMAC-SHA256 over scheme://host/path + nonce,
-is accepted when no V3 header came; it covers no field of the body, so a team that can should
-keep V3 (the default for Plivo's messaging callbacks). The URL is `--public-url` + the request's
+signatures, comma-separated: as in every Plivo SDK, any one matching is enough. The older
+`X-Plivo-Signature-V2` (+ `-V2-Nonce`), base64 HMAC-SHA256 over scheme://host/path + nonce, is
+accepted when no V3 header came; it covers no field of the body, so a team that can should
+keep V3. The URL is `--public-url` + the request's
 path and query when set, else the listener's scheme + Host + path and query (`Request.url`).
 The nonce is random, not a time: a replayed callback is caught by its dedupe key, not refused.
 
