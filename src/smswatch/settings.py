@@ -120,6 +120,10 @@ class _Settings(BaseModel):
     """Telnyx API key: look messages up to reconcile (not the webhooks' public key)."""
     telnyx_api_url: Text = None
     """Telnyx API base URL."""
+    plivo_auth_id: Text = None
+    """Plivo Auth ID (MA… or SA…): with plivo_auth_token, look messages up to reconcile."""
+    plivo_api_url: Text = None
+    """Plivo API base URL."""
     # The screens.
     theme: Text = None
     """Theme of the monitor and attach."""

@@ -67,6 +67,9 @@ def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
             infobip_api_url=text("infobip_api_url"),
             telnyx_api_key=text("telnyx_api_key"),
             telnyx_api_url=text("telnyx_api_url"),
+            plivo_auth_id=text("plivo_auth_id"),
+            plivo_auth_token=text("plivo_auth_token"),
+            plivo_api_url=text("plivo_api_url"),
         )
     except ApiConfigError as exc:
         raise click.UsageError(str(exc)) from None

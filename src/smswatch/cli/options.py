@@ -302,6 +302,19 @@ GATEWAY_API_OPTIONS = [
         metavar="BASE",
         help="Telnyx API base URL (default: https://api.telnyx.com).",
     ),
+    click.option(
+        "--plivo-auth-id",
+        envvar="SMSWATCH_PLIVO_AUTH_ID",
+        metavar="MA…",
+        help="Plivo Auth ID: with --plivo-auth-token, look messages up (GET "
+        "/v1/Account/ID/Message/UUID/) to reconcile.",
+    ),
+    click.option(
+        "--plivo-api-url",
+        envvar="SMSWATCH_PLIVO_API_URL",
+        metavar="BASE",
+        help="Plivo API base URL (default: https://api.plivo.com).",
+    ),
 ]
 
 

@@ -128,11 +128,12 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
     if api is None:
         fail(
             "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
-            "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, or "
+            "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, "
             "--vonage-api-key with --vonage-api-secret, --infobip-api-key with "
-            "--infobip-api-url, or --telnyx-api-key (or SMSWATCH_LISOLOO_APP_KEY, "
+            "--infobip-api-url, --telnyx-api-key, or --plivo-auth-id with --plivo-auth-token "
+            "(or SMSWATCH_LISOLOO_APP_KEY, "
             "SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*, "
-            f"SMSWATCH_INFOBIP_API_*, SMSWATCH_TELNYX_API_KEY){unpolled()}",
+            f"SMSWATCH_INFOBIP_API_*, SMSWATCH_TELNYX_API_KEY, SMSWATCH_PLIVO_*){unpolled()}",
             2,
         )
     window = parse_duration(since)

@@ -275,6 +275,14 @@ class GatewayChoice(click.Choice):
     "publishes none: a guess).",
 )
 @click.option(
+    "--api-plivo-limit",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Sandbox: Plivo Message API lookups per account per rolling minute (Plivo publishes "
+    "none: a guess).",
+)
+@click.option(
     "--api-429-burst",
     type=click.IntRange(0),
     default=0,
@@ -286,10 +294,10 @@ def simulate(**opts: Any) -> None:
 
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
     auth / signatures / URL token (from --basic-auth / --yebolink-secret / --twilio-auth-token /
-    --vonage-signature-secret / --africastalking-token / --telnyx-signing-key or SMSWATCH_*
-    variables). With --api-port, a sandbox of the gateways' status APIs answers from the same
-    truth, as of now (GET /_sandbox/stats counts the calls). Exit status 1 if any event was
-    rejected or given up.
+    --vonage-signature-secret / --africastalking-token / --telnyx-signing-key /
+    --plivo-auth-token or SMSWATCH_* variables). With --api-port, a sandbox of the gateways'
+    status APIs answers from the same truth, as of now (GET /_sandbox/stats counts the calls).
+    Exit status 1 if any event was rejected or given up.
     """
     from smswatch.devtools.simulate import SimConfig, plan_campaign, write_truth
 
@@ -338,6 +346,8 @@ def simulate(**opts: Any) -> None:
             opts["vonage_api_secret"] or None,
             opts["infobip_api_key"] or None,
             opts["telnyx_api_key"] or None,
+            # Plivo's Message API, like Twilio's, takes the token its callbacks are signed with.
+            opts["plivo_auth_token"] or None,
         ),
         limits=SandboxLimits(
             lisoloo_per_window=opts["api_lisoloo_limit"],
@@ -346,6 +356,7 @@ def simulate(**opts: Any) -> None:
             vonage_per_window=opts["api_vonage_limit"],
             infobip_per_window=opts["api_infobip_limit"],
             telnyx_per_window=opts["api_telnyx_limit"],
+            plivo_per_window=opts["api_plivo_limit"],
             burst_429=opts["api_429_burst"],
         ),
     )

@@ -113,4 +113,12 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         # for what it signs, so on its own it does not make a public bind safe.
         secret=False,
     ),
+    GatewayCredential(
+        "plivo",
+        "plivo_auth_token",
+        "TOKEN",
+        "Plivo auth token: X-Plivo-Signature-V3 (or V2) is verified with it (over the public "
+        "URL, see --public-url). Prefer SMSWATCH_PLIVO_AUTH_TOKEN (a flag shows in ps).",
+        opens_api=True,
+    ),
 )

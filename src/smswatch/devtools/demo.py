@@ -3,6 +3,7 @@
 New sends start every few seconds (every gateway, a few to 150 recipients, realistic delays),
 so the monitor always has something moving. They make named campaigns: YeboLink bulk sends
 name theirs in their metadata, Twilio's and Vonage's group by messaging service and client-ref,
+Plivo's by Powerpack or sender,
 and every new message joins the run's campaign while one is on, which the demo starts and ends
 in waves as an operator would from the palette (between waves, the untagged sends, Africa's
 Talking's and Lisoloo's, group into bursts). It opens with one send on each gateway, before the
@@ -88,10 +89,12 @@ class DemoTraffic:
         lisoloo = draw < 0.55 if provider is None else provider == "lisoloo"
         # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
         # Vonage's (one message per SMS part and recipient), Africa's Talking's, Infobip's (its
-        # reports batched) or Telnyx's (now and then a group MMS, several recipients to one
-        # message).
+        # reports batched), Telnyx's (now and then a group MMS, several recipients to one
+        # message) or Plivo's (through a Powerpack or from one number).
         bulk = (
-            "telnyx"
+            "plivo"
+            if draw >= 0.955
+            else "telnyx"
             if draw >= 0.92
             else "vonage"
             if draw >= 0.85

@@ -84,6 +84,8 @@ class SandboxLimits:
     infobip_per_window: int = 60
     # Telnyx publishes none for its detail records: one that keeps a runaway client in check.
     telnyx_per_window: int = 600
+    # Plivo limits per account and publishes no figure for its Message API: a guess.
+    plivo_per_window: int = 60
     window_s: float = 60.0
     burst_429: int = 0  # fault: this many calls to each gateway's API get 429 ...
     burst_after: int = 3  # ... once this many have been made

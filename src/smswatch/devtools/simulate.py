@@ -1,5 +1,5 @@
 """Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage, Africa's
-Talking, Telnyx), sent over real HTTP.
+Talking, Infobip, Telnyx, Plivo), sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -25,6 +25,10 @@ can say exactly how every recipient must end:
   MMS to several, its `message.sent` and `message.finalized` signed with Ed25519 by
   `--telnyx-signing-key` (`queued | sending | sent` → `delivered | delivery_failed | expired |
   sending_failed | delivery_unconfirmed`), with its 40xxx codes.
+- Plivo: a bulk send is one message (one `MessageUUID`) per destination, from a number or a
+  Powerpack, its status callbacks posted as forms signed with X-Plivo-Signature-V3 and a fresh
+  nonce (`queued` → `sent` → `delivered | undelivered`, or `failed`, each with its Sequence),
+  with its ErrorCodes.
 
 Delays follow what the gateways describe (seconds to reach the carrier, a long tail to the
 handset), divided by `--speed`. Each delivery gets network jitter and a few get held back for

@@ -12,6 +12,7 @@ from smswatch.gateways.africastalking import GATEWAY as AFRICASTALKING
 from smswatch.gateways.base import Gateway
 from smswatch.gateways.infobip import GATEWAY as INFOBIP
 from smswatch.gateways.lisoloo import GATEWAY as LISOLOO
+from smswatch.gateways.plivo import GATEWAY as PLIVO
 from smswatch.gateways.telnyx import GATEWAY as TELNYX
 from smswatch.gateways.twilio import GATEWAY as TWILIO
 from smswatch.gateways.vonage import GATEWAY as VONAGE
@@ -27,6 +28,7 @@ GATEWAYS: dict[str, Gateway] = {
         AFRICASTALKING,
         INFOBIP,
         TELNYX,
+        PLIVO,
     )
 }
 

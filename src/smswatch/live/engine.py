@@ -106,7 +106,7 @@ def open_gateways(config: EngineConfig) -> frozenset[str]:
             f"refusing to listen on {config.host} with no credentials: anyone who can reach it "
             "could post fake delivery reports. Set --basic-auth USER:PASS (Lisoloo), "
             "--yebolink-secret SECRET and/or a gateway's own (--twilio-auth-token, "
-            "--vonage-signature-secret, --telnyx-public-key), bind to "
+            "--vonage-signature-secret, --telnyx-public-key, --plivo-auth-token), bind to "
             "127.0.0.1 behind a tunnel, or pass --insecure."
         )
     return frozenset()

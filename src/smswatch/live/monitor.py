@@ -47,6 +47,7 @@ def demo_config(
     keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon). Only
     the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
     not, and a busy one fails to bind like any other."""
+    from smswatch.gateways.plivo.sim import AUTH_ID as PLIVO_AUTH_ID
     from smswatch.gateways.telnyx.keys import new_pair as new_telnyx_pair
     from smswatch.gateways.twilio.sim import ACCOUNT_SID
     from smswatch.gateways.vonage.sim import API_KEY as VONAGE_API_KEY
@@ -57,6 +58,8 @@ def demo_config(
     # (settings, like Vonage's signature method, keep their defaults). Twilio's auth token
     # also opens its API: the sandbox's, if any.
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
+    # Plivo's, like Twilio's, signs its callbacks and opens its Message API.
+    plivo_token = keys.plivo_auth_token or secrets.token_urlsafe(24)
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
     tokens = {
@@ -70,7 +73,7 @@ def demo_config(
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
-        tokens | {"twilio_auth_token": token},
+        tokens | {"twilio_auth_token": token, "plivo_auth_token": plivo_token},
     )
     port = config.port if port_given or port_free(config.host, config.port) else 0
     api = ApiConfig(
@@ -88,6 +91,9 @@ def demo_config(
         infobip_url=api_url,
         telnyx_key=ApiKey(keys.telnyx_api_key or secrets.token_hex(16), "--telnyx-api-key"),
         telnyx_url=api_url,
+        plivo_key=ApiKey(plivo_token, "--plivo-auth-token"),
+        plivo_auth_id=PLIVO_AUTH_ID,
+        plivo_url=api_url,
     )
     return (
         replace(
@@ -103,6 +109,7 @@ def demo_config(
                 "vonage": 30,
                 "infobip": 30,
                 "telnyx": 30,
+                "plivo": 30,
             },
         ),
         workdir,
@@ -148,6 +155,7 @@ def run_monitor(
             vonage_api_secret=secrets.token_hex(16),
             infobip_api_key=secrets.token_hex(16),
             telnyx_api_key="KEY" + secrets.token_hex(16),
+            plivo_auth_token=secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)
         config, workdir = demo_config(config, sandbox.start_background(), keys, port_given)

@@ -45,13 +45,26 @@ INFOBIP_RATE = 60
 # others: messages whose final webhook never came are few.
 TELNYX_RATE = 60
 TELNYX_URL = "https://api.telnyx.com"
+# Plivo limits its API per account and answers 429 past it; one lookup a second in all is far
+# inside that, for the messages whose final callback never came.
+PLIVO_RATE = 60
+PLIVO_URL = "https://api.plivo.com"
+# A Plivo Auth ID: MA (an account) or SA (a subaccount) and 18 letters and digits (it goes into
+# the request path).
+_AUTH_ID = re.compile(r"(MA|SA)[0-9A-Z]{18}")
 # Who a key is of, where an API asks for both (Basic auth's user): `<name>_account_sid`
-# (Twilio), `<name>_account_id` (Vonage's API key).
-_USERS = ("account_sid", "account_id")
+# (Twilio), `<name>_account_id` (Vonage's API key), `<name>_auth_id` (Plivo).
+_USERS = ("account_sid", "account_id", "auth_id")
 
 # Prefixes the gateways document, kept visible in the redacted form: they say which environment
 # a key is for (sk_test_ is Lisoloo's sandbox), which is what someone reading a log needs to know.
 _KNOWN_PREFIX = re.compile(r"^(sk_(?:test|live)_|ybk_(?:test_|live_)?)")
+
+
+PLIVO_BOTH = (
+    "--plivo-auth-id needs --plivo-auth-token: Plivo's Message API takes the Auth ID and its "
+    "auth token together (Basic auth)"
+)
 
 
 class ApiConfigError(ValueError):
@@ -184,6 +197,11 @@ class ApiConfig:
     telnyx_key: ApiKey | None = None
     telnyx_url: str = TELNYX_URL
     telnyx_rate: int = TELNYX_RATE
+    # Plivo: the key is the account's auth token, Basic auth's password; the Auth ID its user.
+    plivo_key: ApiKey | None = None
+    plivo_auth_id: str | None = None
+    plivo_url: str = PLIVO_URL
+    plivo_rate: int = PLIVO_RATE
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(self) if f.name.endswith("_key")):
@@ -232,6 +250,14 @@ class ApiConfig:
                 "--vonage-api-key must be the 8 letters and digits of the account's API key"
             )
         object.__setattr__(self, "telnyx_url", base_url(self.telnyx_url, "--telnyx-api-url"))
+        object.__setattr__(self, "plivo_url", base_url(self.plivo_url, "--plivo-api-url"))
+        if (self.plivo_key is None) != (self.plivo_auth_id is None):
+            raise ApiConfigError(PLIVO_BOTH)
+        if self.plivo_auth_id is not None and not _AUTH_ID.fullmatch(self.plivo_auth_id):
+            raise ApiConfigError(
+                "--plivo-auth-id must be MA or SA and 18 letters and digits (the Auth ID on "
+                "the Plivo console's overview)"
+            )
         for name in (f.name for f in fields(self) if f.name.endswith("_rate")):
             if getattr(self, name) < 1:
                 raise ApiConfigError(f"{name} must be at least 1 call a minute")
@@ -271,6 +297,9 @@ class ApiConfig:
         infobip_api_url: str | None = None,
         telnyx_api_key: str | None = None,
         telnyx_api_url: str | None = None,
+        plivo_auth_id: str | None = None,
+        plivo_auth_token: str | None = None,
+        plivo_api_url: str | None = None,
     ) -> ApiConfig | None:
         """From the flags, environment or config file. None when no key is set: nothing is
         polled. A URL alone is still checked, so a typo shows now rather than with the key."""
@@ -310,7 +339,25 @@ class ApiConfig:
         infobip_url = base_url(infobip_api_url, "--infobip-api-url") if infobip_api_url else None
         telnyx_url = base_url(telnyx_api_url, "--telnyx-api-url") if telnyx_api_url else TELNYX_URL
         telnyx_key = ApiKey(telnyx_api_key, "--telnyx-api-key") if telnyx_api_key else None
-        keys = (lisoloo_key, yebolink_key, twilio_key, vonage_key, infobip_key, telnyx_key)
+        plivo_url = base_url(plivo_api_url, "--plivo-api-url") if plivo_api_url else PLIVO_URL
+        # The auth token alone checks webhooks; with the Auth ID it also polls.
+        plivo_id = plivo_auth_id.strip() if plivo_auth_id else None
+        plivo_key = (
+            ApiKey(plivo_auth_token, "--plivo-auth-token")
+            if plivo_auth_token and plivo_id
+            else None
+        )
+        if plivo_id and plivo_key is None:
+            raise ApiConfigError(PLIVO_BOTH)
+        keys = (
+            lisoloo_key,
+            yebolink_key,
+            twilio_key,
+            vonage_key,
+            infobip_key,
+            telnyx_key,
+            plivo_key,
+        )
         if all(key is None for key in keys):
             return None
         return cls(
@@ -328,4 +375,7 @@ class ApiConfig:
             infobip_url=infobip_url,
             telnyx_key=telnyx_key,
             telnyx_url=telnyx_url,
+            plivo_key=plivo_key,
+            plivo_auth_id=plivo_id,
+            plivo_url=plivo_url,
         )
