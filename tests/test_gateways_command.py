@@ -50,9 +50,36 @@ def test_every_built_in_is_listed_in_order_with_its_route_and_url() -> None:
         assert r["url"] == f"http://127.0.0.1:9000/webhooks/{r['name']}"
         assert r["verified"] is False  # no credentials given
         assert r["polls"] is (GATEWAYS[r["name"]].status_api() is not None)
+        assert r["polled"] is False  # no API key given
     by = {r["name"]: r for r in records}
     assert by["twilio"]["body"] == "form" and by["lisoloo"]["body"] == "json"
     assert by["lisoloo"]["polls"] and not by["africastalking"]["polls"]
+
+
+def test_the_api_keys_given_say_which_gateways_are_polled(tmp_path: Path) -> None:
+    # A key as a flag, one in the environment, one in the config file: as `serve` takes them.
+    config = tmp_path / "smswatch.toml"
+    config.write_text('vonage_api_key = "abcd1234"\nvonage_api_secret = "vonage-secret"\n')
+    shown = listed(
+        "--config",
+        str(config),
+        "--telnyx-api-key",
+        "KEY-telnyx-0001",
+        env={
+            "SMSWATCH_LISOLOO_APP_KEY": "lisoloo-key",
+            "SMSWATCH_LISOLOO_API_URL": "https://api.lisoloo.example",
+        },
+    )
+    by = {r["name"]: r for r in shown["gateways"]}
+    assert {n for n, r in by.items() if r["polled"]} == {"telnyx", "lisoloo", "vonage"}
+    assert not by["africastalking"]["polls"] and not by["africastalking"]["polled"]
+    assert "KEY-telnyx-0001" not in json.dumps(shown) and "vonage-secret" not in json.dumps(shown)
+    table = run("--telnyx-api-key", "KEY-telnyx-0001", env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    lines = {line.split("│")[1].strip(): line for line in table.output.splitlines() if "│" in line}
+    assert "│ yes " in lines["Telnyx (telnyx)"]
+    assert "no key given" in lines["Infobip (infobip)"]
+    assert "no status API" in lines["Africa's Talking (africastalking)"]
 
 
 def test_credentials_make_gateways_verified_and_a_token_shows_elided() -> None:

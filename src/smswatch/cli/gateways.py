@@ -12,12 +12,22 @@ import click
 
 from smswatch.cli.options import (
     CONTEXT,
+    GATEWAY_API_OPTIONS,
     config_option,
     credential_options,
     gateway_file_option,
     json_option,
 )
 from smswatch.cli.output import print_json
+
+
+def api_options(f: Any) -> Any:
+    # The status APIs' keys as `serve` takes them (flag, environment, config file): whether a
+    # gateway is polled depends on them, and the credentials above already hold the webhook
+    # tokens that open an API too (Twilio's, Plivo's).
+    for option in reversed(GATEWAY_API_OPTIONS):
+        f = option(f)
+    return f
 
 
 @click.command(context_settings=CONTEXT)
@@ -51,6 +61,7 @@ from smswatch.cli.output import print_json
     help="The listener serves HTTPS (the URLs are https://).",
 )
 @credential_options
+@api_options
 @gateway_file_option
 @json_option("Machine-readable output (shape in docs/json.md).")
 def gateways(
@@ -62,13 +73,18 @@ def gateways(
     **opts: Any,
 ) -> None:
     """List every gateway: route, verification, polling, and the URL for its console."""
-    from smswatch.cli.engine_config import checked_credentials, install_gateway_files
+    from smswatch.cli.engine_config import (
+        checked_credentials,
+        gateway_api_config,
+        install_gateway_files,
+    )
     from smswatch.cli.engine_config import public_url as checked_public_url
 
     install_gateway_files(opts.get("gateway_files"))
     credentials = checked_credentials(opts)
+    api = gateway_api_config(opts)
     base = checked_public_url(public_url) or listen_base(host, port, tls_cert is not None)
-    records = gateway_records(credentials, base)
+    records = gateway_records(credentials, base, set(api.gateways) if api else set())
     if as_json:
         print_json({"base_url": base, "gateways": records})
         return
@@ -82,8 +98,11 @@ def listen_base(host: str, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-def gateway_records(credentials: Any, base: str) -> list[dict[str, Any]]:
-    """One record per registered gateway, in the registry's order."""
+def gateway_records(
+    credentials: Any, base: str, polled: set[str] | frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """One record per registered gateway, in the registry's order; `polled`: the gateways
+    whose status API has its keys."""
     from smswatch.gateways.declarative import shown_url
     from smswatch.gateways.registry import GATEWAYS, file_gateways
 
@@ -106,6 +125,7 @@ def gateway_records(credentials: Any, base: str) -> list[dict[str, Any]]:
                 "verified": mode.verified,
                 "verification": mode.label,
                 "polls": gateway.status_api() is not None,
+                "polled": name in polled,
                 "url": url,
                 "console": console_hint,
             }
@@ -132,7 +152,17 @@ def gateways_view(records: list[dict[str, Any]], base: str) -> Any:
             Text(f"{r['title']} ({r['name']})"),
             Text(r["source"] if r["source"] == "built-in" else Path(r["source"]).name),
             verified,
-            Text("yes" if r["polls"] else "no"),
+            polling(r),
             url,
         )
     return table
+
+
+def polling(record: dict[str, Any]) -> Any:
+    from rich.text import Text
+
+    if record["polled"]:
+        return Text("yes", style="green")
+    if record["polls"]:
+        return Text("no key given", style="dim")  # docs/gateways.md names each gateway's
+    return Text("no status API", style="dim")
