@@ -477,6 +477,11 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
     same `serve` taking Twilio's signed forms and Infobip's batches (with wrk) against itself
     taking Lisoloo's JSON."""
     bare, lean, ours, checks = [], [], [], []
+    # As users run it: neither server pinned (the load still on CPU 1), so the loop and the
+    # writer thread may run on both cores and hand the GIL over between them.
+    loose_bare: list[dict[str, Any]] = []
+    loose: list[dict[str, Any]] = []
+    loose_checks: list[tuple[int, int]] = []
     twilio: list[dict[str, Any]] = []
     twilio_checks: list[tuple[int, int]] = []
     forms = batches = None
@@ -499,6 +504,15 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
                 ours.append(throughput(srv, seconds, acked))
             got, stored = acked_ids(acked), stored_ids(db)
             checks.append((len(got), len(got - stored)))
+        if kind == "serve":
+            with server("bare", cpu=None) as srv:
+                loose_bare.append(throughput(srv, seconds, None))
+            with tempfile.TemporaryDirectory() as tmp:
+                db, acked = Path(tmp) / "u.db", Path(tmp) / "acked"
+                with server(kind, db, cpu=None) as srv:
+                    loose.append(throughput(srv, seconds, acked))
+                got, stored = acked_ids(acked), stored_ids(db)
+                loose_checks.append((len(got), len(got - stored)))
         if forms is None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -551,7 +565,8 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
             f"missing {lost}"
         )
     headless = kind == "serve"
-    goal = 0.6 if headless else 0.4
+    goal = 1.0 if headless else 0.7
+    goal_text = f">= {goal}x bare aiohttp" + (" (aim 2.0x)" if headless else "")
     rows = [
         Row(
             "Ingest throughput, headless (`serve`, durability full)"
@@ -560,11 +575,36 @@ def ingest(kind: str, seconds: int, rounds: int) -> list[Row]:
             f"{best:,.0f} req/s",
             f"{best_bare:,.0f} req/s (bare aiohttp)",
             ratio,
-            f">= {goal}x bare aiohttp" + (" (aim 1.0x)" if headless else ""),
+            goal_text,
             ratio >= goal and lost == 0,
             notes,
         )
     ]
+    if loose:
+        best_loose, best_loose_bare = (
+            max(r["rps"] for r in loose),
+            max(r["rps"] for r in loose_bare),
+        )
+        loose_lost = sum(missing for _, missing in loose_checks)
+        rows.append(
+            Row(
+                "Ingest throughput, headless, unpinned (`serve` as users run it)",
+                f"{best_loose:,.0f} req/s",
+                f"{best_loose_bare:,.0f} req/s (bare aiohttp, unpinned)",
+                best_loose / best_loose_bare,
+                goal_text,
+                best_loose / best_loose_bare >= goal and loose_lost == 0,
+                [
+                    f"rounds (req/s): smswatch {rps(loose)}; bare aiohttp {rps(loose_bare)} "
+                    f"({loose[0]['tool']}, 32 connections, {seconds}s, the load on CPU 1, "
+                    "the servers on either core); server CPU time per request (median): "
+                    f"smswatch {statistics.median(r['cpu_us'] for r in loose):,.0f} µs, bare "
+                    f"aiohttp {statistics.median(r['cpu_us'] for r in loose_bare):,.0f} µs; "
+                    f"2xx answers checked against the database: "
+                    f"{sum(n for n, _ in loose_checks):,}, missing {loose_lost}",
+                ],
+            )
+        )
     if twilio:
         rows.append(twilio_row(twilio, twilio_checks, best, cpu_ours, seconds))
     if infobip:
@@ -821,7 +861,9 @@ def event_to_screen(rate: int, seconds: int) -> tuple[float, int]:
 
 def monitor_cpu(rate: int, seconds: int, rounds: int) -> Row:
     """What leaving the monitor open costs: CPU of the TUI against `serve` at a campaign's rate."""
-    shares: dict[str, list[float]] = {"tui": [], "serve": []}
+    # bare: what this machine charges for answering at that rate at all (each request wakes an
+    # idle process: at 50/s a request costs several times what it does under load).
+    shares: dict[str, list[float]] = {"tui": [], "serve": [], "bare": []}
     for _ in range(rounds):
         for kind in shares:
             with tempfile.TemporaryDirectory() as tmp, server(kind, Path(tmp) / "c.db") as srv:
@@ -830,20 +872,21 @@ def monitor_cpu(rate: int, seconds: int, rounds: int) -> Row:
                 loadgen("open", srv.url, rate, seconds)
                 used = srv.cpu_seconds() - cpu
                 shares[kind].append(100 * used / (time.monotonic() - started))
-    tui, serve = min(shares["tui"]), min(shares["serve"])
+    tui, serve, bare = min(shares["tui"]), min(shares["serve"]), min(shares["bare"])
     return Row(
         f"CPU of the live monitor at {rate} events/s (dashboard drawing, 160x45)",
         f"{tui:.0f}% of a core",
         f"`serve` at the same rate: {serve:.0f}% of a core",
         tui / serve if serve else None,
-        "<= 10% of a core",
-        tui <= 10,
+        "<= 8% of a core",
+        tui <= 8,
         [
             f"open loop, {rounds} rounds of {seconds}s, the lowest of each shown; "
             f"rounds (% of a core): monitor "
             + ", ".join(f"{x:.0f}" for x in shares["tui"])
             + "; serve "
             + ", ".join(f"{x:.0f}" for x in shares["serve"])
+            + f"; a bare aiohttp server at the same rate: {bare:.1f}%"
         ],
     )
 

@@ -42,6 +42,7 @@ SAMPLES: dict[str, Any] = {
     "infobip_basic_auth": "hooks:infobip-pw",
     "telnyx_public_key": "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=",
     "telnyx_signing_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    "plivo_auth_token": "plivo-token",
     "sinch_webhook_secret": "sinch-webhook-secret",
     "sinch_basic_auth": "hooks:sinch-pw",
     "public_url": "https://hooks.example.com",
@@ -53,6 +54,7 @@ SAMPLES: dict[str, Any] = {
     "tls_key": "PLACEHOLDER",
     "campaign": "spring-sale",
     "campaign_keys": ["batch", "campaign"],
+    "gateway_files": "PLACEHOLDER",
     "feed_host": "127.0.0.1",
     "feed_port": 0,
     "feed_token": "feed-token-123",
@@ -81,6 +83,8 @@ SAMPLES: dict[str, Any] = {
     "infobip_api_url": "http://127.0.0.1:9",
     "telnyx_api_key": "KEY0123456789abcdef",
     "telnyx_api_url": "http://127.0.0.1:9",
+    "plivo_auth_id": "MA" + "0" * 18,
+    "plivo_api_url": "http://127.0.0.1:9",
     "sinch_service_plan_id": "5a1e0b7c5a1e0b7c5a1e0b7c5a1e0b7c",
     "sinch_api_token": "sinch-api-token-0123456789",
     "sinch_api_url": "http://127.0.0.1:9",
@@ -167,7 +171,10 @@ def every_key_file(tmp_path: Path, db: Path) -> Path:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("not read by the parser\n")
     key.write_text("not read by the parser\n")
+    gateway = tmp_path / "acme.toml"
+    gateway.write_text("# not read by the parser\n")
     values = {**SAMPLES, "db": str(db), "tls_cert": str(cert), "tls_key": str(key)}
+    values["gateway_files"] = [str(gateway)]
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if k != "stuck"]
     lines += ["[stuck]", *(f"{k} = {v}" for k, v in values["stuck"].items())]
     cfg = tmp_path / "every-key.toml"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smswatch import config
+from smswatch.campaigns.analysis import country_of
 from smswatch.core.domain import State
 from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import parse_form
@@ -231,3 +232,24 @@ def test_twilio_dlr_time_reads_what_strptime_reads(value: str) -> None:
     except ValueError:
         expected = None
     assert dlr_time(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "country"),
+    [
+        ("+2782", "+27"),
+        ("27821", "+27"),  # Infobip, Plivo and Sinch write E.164 without the '+'
+        ("41793", "+41"),
+        ("14155", "+1"),
+        ("00447", "+44"),
+        ("08212", "other"),  # national: the country is not in the number
+        ("", "other"),
+        (None, "other"),
+        ("+999x", "other"),
+        ("abc", "other"),
+    ],
+)
+def test_a_recipients_country_is_read_with_or_without_the_plus(
+    prefix: str | None, country: str
+) -> None:
+    assert country_of(prefix) == country

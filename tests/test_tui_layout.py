@@ -390,3 +390,42 @@ def test_a_cost_under_a_cent_is_not_shown_as_free() -> None:
     assert shown(0.0475, "EUR") == "0.05 EUR"
     assert shown(0.16) == "0.16 USD"
     assert shown(0.0) == "0.00 USD"
+
+
+async def test_a_table_of_two_line_rows_scrolled_by_a_line_repaints_every_moved_line() -> None:
+    """Scrolled by one line, each row's detail line stands where its cells were: the same row
+    at that line is not the same line, and it must be drawn again (the alerts panel once showed
+    every detail line twice after its rows changed and scrolled back)."""
+    from textual.app import App, ComposeResult
+    from textual.geometry import Region
+
+    from smswatch.tui.themes import Palette
+
+    palette = Palette(dict.fromkeys(State, "#ffffff"), dark=True)
+
+    def alert(n: int, count: int) -> Alert:
+        return Alert("failure", f"a{n}", "error", f"title {n}", f"detail {n}", count)
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AlertsPanel(lambda: palette, id="alerts")
+
+    app = One()
+    async with app.run_test(size=(40, 6)) as pilot:
+        panel = app.query_one(AlertsPanel)
+        panel.set_rows([alert(n, 1) for n in range(4)])
+        await pilot.pause()
+        panel.scroll_to(y=1, animate=False, immediate=True)  # a wheel's line
+        await pilot.pause()
+        assert panel.scroll_y == 1
+        # A tick's new rows bring the cursor's row (the first) back into view.
+        panel.set_rows([alert(n, 2 if n == 3 else 1) for n in range(4)])
+        await pilot.pause()
+        assert panel.scroll_y == 0
+        # What the screen holds of the panel (Textual keeps its lines by position) against
+        # each line drawn afresh; the scrollbar's columns left out.
+        width = panel.scrollable_content_region.width
+        drawn = panel.render_lines(Region(0, 0, panel.size.width, panel.size.height))
+        want = [panel.render_line(y).text for y in range(panel.size.height)]
+        assert [line.text[:width] for line in drawn] == want
+        assert "detail 0" in want[2] and "title 1" in want[3]

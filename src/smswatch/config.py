@@ -125,6 +125,12 @@ def load(path: Path | None) -> dict[str, Any]:
     spelled = {key.replace("-", "_"): key for key in raw}
     settings = {key.replace("-", "_"): value for key, value in raw.items()}
     check(path, settings, spelled)
+    if isinstance(settings.get("gateway_files"), str | list):
+        files = settings["gateway_files"]
+        settings["gateway_files"] = [
+            str(path.parent / Path(str(f)).expanduser())
+            for f in ([files] if isinstance(files, str) else files)
+        ]
     try:
         stuck_deadlines(settings)  # validate early
     except ConfigError as exc:

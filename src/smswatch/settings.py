@@ -58,6 +58,8 @@ class _Settings(BaseModel):
     """Campaign of every message first seen while serve or the monitor runs."""
     campaign_keys: str | list[str] | None = None
     """YeboLink metadata keys that name a message's campaign (a list, or comma-separated)."""
+    gateway_files: str | list[str] | None = None
+    """Gateways described in TOML files (a list; relative to the config file's directory)."""
     # The viewers' feed.
     feed_host: Text = None
     """Address of the viewers' feed."""
@@ -118,6 +120,10 @@ class _Settings(BaseModel):
     """Telnyx API key: look messages up to reconcile (not the webhooks' public key)."""
     telnyx_api_url: Text = None
     """Telnyx API base URL."""
+    plivo_auth_id: Text = None
+    """Plivo Auth ID (MA… or SA…): with plivo_auth_token, look messages up to reconcile."""
+    plivo_api_url: Text = None
+    """Plivo API base URL."""
     sinch_service_plan_id: Text = None
     """Sinch service plan id: with sinch_api_token, read delivery reports to reconcile."""
     sinch_api_token: Text = None

@@ -61,12 +61,23 @@ def estimate(summary: Summary, finals_per_s: float) -> Eta:
 
 @cache
 def country_of(prefix: str | None) -> str:
-    """The calling code ('+27') a number's first characters start with, or 'other'."""
+    """The calling code ('+27') a number's first characters start with, or 'other'.
+
+    Several gateways (Infobip, Plivo, Sinch) write international numbers without the '+'
+    ('27821234567'), and some dial out with '00': both are read as international. A number
+    that starts with a single 0 is national, and its country cannot be told from it."""
     from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE as codes
 
-    if not prefix or not prefix.startswith("+"):
+    if not prefix:
         return "other"
-    digits = prefix[1:]
+    if prefix.startswith("+"):
+        digits = prefix[1:]
+    elif prefix.startswith("00"):
+        digits = prefix[2:]
+    elif prefix[0] in "123456789":
+        digits = prefix
+    else:
+        return "other"
     for n in (1, 2, 3):
         if len(digits) >= n and digits[:n].isdigit() and int(digits[:n]) in codes:
             return "+" + digits[:n]

@@ -67,6 +67,9 @@ def gateway_api_config(opts: dict[str, Any]) -> ApiConfig | None:
             infobip_api_url=text("infobip_api_url"),
             telnyx_api_key=text("telnyx_api_key"),
             telnyx_api_url=text("telnyx_api_url"),
+            plivo_auth_id=text("plivo_auth_id"),
+            plivo_auth_token=text("plivo_auth_token"),
+            plivo_api_url=text("plivo_api_url"),
             sinch_service_plan_id=text("sinch_service_plan_id"),
             sinch_api_token=text("sinch_api_token"),
             sinch_api_url=text("sinch_api_url"),
@@ -110,9 +113,30 @@ def checked_credentials(opts: dict[str, Any]) -> Credentials:
     return credentials
 
 
+def install_gateway_files(values: Any) -> None:
+    """The gateways of --gateway-file (or `gateway_files`), checked and registered beside the
+    built-ins before anything is built from the registry: a bad file stops the start with
+    its line and the reason."""
+    if not values:
+        return
+    from smswatch.gateways.declarative import SpecError, install
+
+    paths = [Path(values)] if isinstance(values, str | Path) else [Path(v) for v in values]
+    try:
+        install(paths)
+    except SpecError as exc:
+        # A BadParameter of the option, so that one from SMSWATCH_GATEWAY_FILES or the config
+        # file is named as such (cli/errors.py).
+        ctx = click.get_current_context(silent=True)
+        params = ctx.command.params if ctx is not None else []
+        param = next((p for p in params if p.name == "gateway_files"), None)
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def engine_config(opts: dict[str, Any]) -> EngineConfig:
     from smswatch.live.engine import EngineConfig
 
+    install_gateway_files(opts.get("gateway_files"))
     feed_port = None if opts.get("no_feed") else opts.get("feed_port")
     tls_cert, tls_key = tls_files(opts)
     return EngineConfig(

@@ -91,6 +91,12 @@ def _report() -> click.Command:
     return report
 
 
+def _gateways() -> click.Command:
+    from smswatch.cli.gateways import gateways
+
+    return gateways
+
+
 def _reconcile() -> click.Command:
     from smswatch.cli.reconcile import reconcile
 
@@ -110,6 +116,7 @@ COMMANDS: dict[str, Callable[[], click.Command]] = {
     "campaign": _campaign,
     "report": _report,
     "reconcile": _reconcile,
+    "gateways": _gateways,
 }
 # Click would look these commands' defaults up under their names in the monitor's defaults,
 # where `campaign` is the monitor's --campaign from the config file (a string): each command

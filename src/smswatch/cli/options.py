@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The subcommands whose table of the config file holds their defaults.
-SUBCOMMANDS = ["serve", "attach", "simulate", "replay", "inspect", "export", "stats"]
+SUBCOMMANDS = ["serve", "attach", "simulate", "replay", "inspect", "export", "stats", "gateways"]
 
 
 class FiniteRange(click.FloatRange):
@@ -303,6 +303,19 @@ GATEWAY_API_OPTIONS = [
         help="Telnyx API base URL (default: https://api.telnyx.com).",
     ),
     click.option(
+        "--plivo-auth-id",
+        envvar="SMSWATCH_PLIVO_AUTH_ID",
+        metavar="MA…",
+        help="Plivo Auth ID: with --plivo-auth-token, look messages up (GET "
+        "/v1/Account/ID/Message/UUID/) to reconcile.",
+    ),
+    click.option(
+        "--plivo-api-url",
+        envvar="SMSWATCH_PLIVO_API_URL",
+        metavar="BASE",
+        help="Plivo API base URL (default: https://api.plivo.com).",
+    ),
+    click.option(
         "--sinch-service-plan-id",
         envvar="SMSWATCH_SINCH_SERVICE_PLAN_ID",
         metavar="ID",
@@ -326,6 +339,20 @@ GATEWAY_API_OPTIONS = [
 ]
 
 
+def gateway_file_option(f: F) -> F:
+    """--gateway-file: a gateway described in TOML (docs/gateways.md, "Your own gateway")."""
+    return click.option(
+        "--gateway-file",
+        "gateway_files",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        envvar="SMSWATCH_GATEWAY_FILES",
+        metavar="FILE.toml",
+        help="A gateway of your own, described in TOML: its route, body, fields, status table "
+        "and verifier (repeatable; docs/gateways.md). A bad file is refused at start.",
+    )(f)
+
+
 def listener_options(f: F) -> F:
     options = [
         click.option(
@@ -345,6 +372,7 @@ def listener_options(f: F) -> F:
         ),
         db_option,
         credential_options,
+        gateway_file_option,
         click.option(
             "--insecure",
             is_flag=True,

@@ -128,13 +128,13 @@ def reconcile(db: Path, messages: tuple[str, ...], since: str, as_json: bool, **
     if api is None:
         fail(
             "no gateway API key: set --lisoloo-app-key (with --lisoloo-api-url), "
-            "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, or "
+            "--yebolink-api-key, --twilio-account-sid with --twilio-auth-token, "
             "--vonage-api-key with --vonage-api-secret, --infobip-api-key with "
-            "--infobip-api-url, --telnyx-api-key, or --sinch-service-plan-id with "
-            "--sinch-api-token (or SMSWATCH_LISOLOO_APP_KEY, "
+            "--infobip-api-url, --telnyx-api-key, --plivo-auth-id with --plivo-auth-token, "
+            "or --sinch-service-plan-id with --sinch-api-token (or SMSWATCH_LISOLOO_APP_KEY, "
             "SMSWATCH_YEBOLINK_API_KEY, SMSWATCH_TWILIO_*, SMSWATCH_VONAGE_API_*, "
-            "SMSWATCH_INFOBIP_API_*, SMSWATCH_TELNYX_API_KEY, SMSWATCH_SINCH_*)"
-            f"{unpolled()}",
+            "SMSWATCH_INFOBIP_API_*, SMSWATCH_TELNYX_API_KEY, SMSWATCH_PLIVO_*, "
+            f"SMSWATCH_SINCH_*){unpolled()}",
             2,
         )
     window = parse_duration(since)

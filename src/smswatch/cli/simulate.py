@@ -9,9 +9,15 @@ from typing import Any
 
 import click
 
-from smswatch.cli.engine_config import checked_credentials
+from smswatch.cli.engine_config import checked_credentials, install_gateway_files
 from smswatch.cli.errors import fail
-from smswatch.cli.options import CONTEXT, FiniteRange, config_option, sender_options
+from smswatch.cli.options import (
+    CONTEXT,
+    FiniteRange,
+    config_option,
+    gateway_file_option,
+    sender_options,
+)
 from smswatch.config import tokens_from
 from smswatch.words import plural
 
@@ -277,6 +283,14 @@ class GatewayChoice(click.Choice):
     "publishes none: a guess).",
 )
 @click.option(
+    "--api-plivo-limit",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Sandbox: Plivo Message API lookups per account per rolling minute (Plivo publishes "
+    "none: a guess).",
+)
+@click.option(
     "--api-sinch-limit",
     type=click.IntRange(1),
     default=60,
@@ -297,7 +311,7 @@ def simulate(**opts: Any) -> None:
     Out-of-order arrival, duplicate retries, failures with realistic codes, and the right Basic
     auth / signatures / URL token (from --basic-auth / --yebolink-secret / --twilio-auth-token /
     --vonage-signature-secret / --africastalking-token / --telnyx-signing-key /
-    --sinch-webhook-secret / --sinch-basic-auth or SMSWATCH_*
+    --plivo-auth-token / --sinch-webhook-secret / --sinch-basic-auth or SMSWATCH_*
     variables). With --api-port, a sandbox of the gateways' status APIs answers from the same
     truth, as of now (GET /_sandbox/stats counts the calls). Exit status 1 if any event was
     rejected or given up.
@@ -349,6 +363,8 @@ def simulate(**opts: Any) -> None:
             opts["vonage_api_secret"] or None,
             opts["infobip_api_key"] or None,
             opts["telnyx_api_key"] or None,
+            # Plivo's Message API, like Twilio's, takes the token its callbacks are signed with.
+            opts["plivo_auth_token"] or None,
             opts["sinch_api_token"] or None,
         ),
         limits=SandboxLimits(
@@ -358,6 +374,7 @@ def simulate(**opts: Any) -> None:
             vonage_per_window=opts["api_vonage_limit"],
             infobip_per_window=opts["api_infobip_limit"],
             telnyx_per_window=opts["api_telnyx_limit"],
+            plivo_per_window=opts["api_plivo_limit"],
             sinch_per_window=opts["api_sinch_limit"],
             burst_429=opts["api_429_burst"],
         ),
@@ -390,6 +407,7 @@ def simulate(**opts: Any) -> None:
 @config_option
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @sender_options
+@gateway_file_option
 @click.option(
     "--speed",
     type=FiniteRange(0),
@@ -406,6 +424,8 @@ def replay(file: Any, speed: float, **opts: Any) -> None:
     from smswatch.devtools.replay import ReplayError, load_webhooks
     from smswatch.devtools.simulate import SimConfig
 
+    # A gateway from a file posts (and signs) its recorded events as its own, like a built-in.
+    install_gateway_files(opts.pop("gateway_files", None))
     try:
         deliveries, polled = load_webhooks(file, speed)
     except ReplayError as exc:

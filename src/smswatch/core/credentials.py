@@ -114,6 +114,14 @@ GATEWAY_CREDENTIALS: tuple[GatewayCredential, ...] = (
         secret=False,
     ),
     GatewayCredential(
+        "plivo",
+        "plivo_auth_token",
+        "TOKEN",
+        "Plivo auth token: X-Plivo-Signature-V3 (or V2) is verified with it (over the public "
+        "URL, see --public-url). Prefer SMSWATCH_PLIVO_AUTH_TOKEN (a flag shows in ps).",
+        opens_api=True,
+    ),
+    GatewayCredential(
         "sinch",
         "sinch_webhook_secret",
         "SECRET",

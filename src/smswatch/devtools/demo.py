@@ -3,6 +3,7 @@
 New sends start every few seconds (every gateway, a few to 150 recipients, realistic delays),
 so the monitor always has something moving. They make named campaigns: YeboLink bulk sends
 name theirs in their metadata, Twilio's and Vonage's group by messaging service and client-ref,
+Plivo's by Powerpack or sender,
 and every new message joins the run's campaign while one is on, which the demo starts and ends
 in waves as an operator would from the palette (between waves, the untagged sends, Africa's
 Talking's and Lisoloo's, group into bursts). It opens with one send on each gateway, before the
@@ -29,7 +30,7 @@ from smswatch.devtools.simulate import (
     request_headers,
     webhook_url,
 )
-from smswatch.gateways.registry import GATEWAYS
+from smswatch.gateways.registry import BUILT_IN, GATEWAYS
 
 MAX_CAMPAIGNS = 10
 STALE_SECRET_EVERY_S = 40.0
@@ -89,10 +90,13 @@ class DemoTraffic:
         # A bulk send of one message per recipient: YeboLink's, or now and then Twilio's,
         # Vonage's (one message per SMS part and recipient), Africa's Talking's, Infobip's (its
         # reports batched), Telnyx's (now and then a group MMS, several recipients to one
-        # message) or Sinch's (a batch: one id, many recipients).
+        # message), Plivo's (through a Powerpack or from one number) or Sinch's (a batch: one
+        # id, many recipients).
         bulk = (
             "sinch"
-            if draw >= 0.95
+            if draw >= 0.965
+            else "plivo"
+            if draw >= 0.93
             else "telnyx"
             if draw >= 0.90
             else "vonage"
@@ -139,7 +143,8 @@ class DemoTraffic:
             # campaign (its metadata, its messaging service or client-ref, or a burst) is on
             # screen from the start, not only once the draw comes to it.
             for name in GATEWAYS:
-                self._launch(running, name)
+                if name in BUILT_IN:  # a gateway from a file has no simulated traffic
+                    self._launch(running, name)
             while True:
                 await asyncio.sleep(self.rng.uniform(2.0, 6.0))
                 if len(running) < MAX_CAMPAIGNS:

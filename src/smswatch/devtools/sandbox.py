@@ -84,6 +84,8 @@ class SandboxLimits:
     infobip_per_window: int = 60
     # Telnyx publishes none for its detail records: one that keeps a runaway client in check.
     telnyx_per_window: int = 600
+    # Plivo limits per account and publishes no figure for its Message API: a guess.
+    plivo_per_window: int = 60
     # Sinch's limit is per service plan and not published for these endpoints: one a second.
     sinch_per_window: int = 60
     window_s: float = 60.0

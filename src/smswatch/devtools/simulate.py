@@ -1,5 +1,5 @@
 """Realistic campaign traffic for each gateway (Lisoloo, YeboLink, Twilio, Vonage, Africa's
-Talking, Infobip, Telnyx, Sinch), sent over real HTTP.
+Talking, Infobip, Telnyx, Plivo, Sinch), sent over real HTTP.
 
 A campaign is planned up front from a seeded RNG, so `--seed` makes it repeatable and `--truth`
 can say exactly how every recipient must end:
@@ -25,6 +25,10 @@ can say exactly how every recipient must end:
   MMS to several, its `message.sent` and `message.finalized` signed with Ed25519 by
   `--telnyx-signing-key` (`queued | sending | sent` → `delivered | delivery_failed | expired |
   sending_failed | delivery_unconfirmed`), with its 40xxx codes.
+- Plivo: a bulk send is one message (one `MessageUUID`) per destination, from a number or a
+  Powerpack, its status callbacks posted as forms signed with X-Plivo-Signature-V3 and a fresh
+  nonce (`queued` → `sent` → `delivered | undelivered`, or `failed`, each with its Sequence),
+  with its ErrorCodes.
 - Sinch: a batch (one `batch_id`) to many recipients, its reports signed with HMAC-SHA256 by
   `--sinch-webhook-secret` (or sent with `--sinch-basic-auth`): per recipient (`Queued` →
   `Dispatched` → `Delivered | Failed | Rejected | Expired | Deleted | Aborted | Unknown`), or

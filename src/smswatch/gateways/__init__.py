@@ -8,15 +8,40 @@ registry for the code that only needs the webhook side.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from smswatch.config import Credentials
 from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import Gateway, Provider, parse_object
 from smswatch.gateways.registry import GATEWAYS
 
-ADAPTERS: dict[str, type[Provider]] = {name: g.adapter for name, g in GATEWAYS.items()}
-NAMES: tuple[str, ...] = tuple(GATEWAYS)
+
+class _Adapters(Mapping[str, type[Provider]]):
+    """Each gateway's adapter class by name, read from the registry when asked: a gateway
+    from a file registered at start is among them."""
+
+    def __getitem__(self, name: str) -> type[Provider]:
+        return GATEWAYS[name].adapter
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(GATEWAYS)
+
+    def __len__(self) -> int:
+        return len(GATEWAYS)
+
+
+ADAPTERS: Mapping[str, type[Provider]] = _Adapters()
+
+
+NAMES: tuple[str, ...]  # read through __getattr__ below: never a stale copy
+
+
+def __getattr__(name: str) -> Any:
+    # NAMES is the registry's names as they are now (gateways from files join at start).
+    if name == "NAMES":
+        return tuple(GATEWAYS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build(credentials: Credentials) -> dict[str, Provider]:

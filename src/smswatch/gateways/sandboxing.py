@@ -49,6 +49,7 @@ class SandboxKeys:
     vonage_api_secret: str | None = None  # Basic auth's password, the API key its user
     infobip_api_key: str | None = None  # `Authorization: App KEY`
     telnyx_api_key: str | None = None  # a Bearer token
+    plivo_auth_token: str | None = None  # Basic auth's password, the Auth ID its user
     sinch_api_token: str | None = None  # a Bearer token
 
 

@@ -101,15 +101,26 @@ def open_gateways(config: EngineConfig) -> frozenset[str]:
     unless --insecure. With no credentials at all, a public bind is refused outright."""
     if is_loopback(config.host) or config.insecure:
         return frozenset(gateways.NAMES)
-    if not config.credentials.any:
+    if not config.credentials.any and not _file_gateway_verified():
         raise BindRefused(
             f"refusing to listen on {config.host} with no credentials: anyone who can reach it "
             "could post fake delivery reports. Set --basic-auth USER:PASS (Lisoloo), "
             "--yebolink-secret SECRET and/or a gateway's own (--twilio-auth-token, "
-            "--vonage-signature-secret, --telnyx-public-key, --sinch-webhook-secret), bind to "
+            "--vonage-signature-secret, --telnyx-public-key, --plivo-auth-token, "
+            "--sinch-webhook-secret), bind to "
             "127.0.0.1 behind a tunnel, or pass --insecure."
         )
     return frozenset()
+
+
+def _file_gateway_verified() -> bool:
+    """A gateway from a file verifies its requests (its secret is in its file's [verify], not
+    in the credentials): that authenticates some webhooks, as a credential would."""
+    from smswatch.gateways.registry import GATEWAYS, file_gateways
+
+    return any(
+        GATEWAYS[name].provider(Credentials()).auth_mode().verified for name in file_gateways()
+    )
 
 
 class Engine:
@@ -323,8 +334,10 @@ class Engine:
         and what its signature covers), else this listener's own address; with the token it
         carries in the query elided (`?token=…`: the URL to paste, never the secret)."""
         base = self.config.public_url
+        from smswatch.gateways.declarative import shown_url
+
         url = f"{base}/webhooks/{gateway}" if base else self.listener.url(gateway)
-        return self.config.credentials.in_url(gateway, url, shown=True)
+        return shown_url(gateway, self.config.credentials.in_url(gateway, url, shown=True))
 
     # --- what the feed serves its viewers (smswatch.feed.server.FeedHost) ---------------------
 

@@ -47,6 +47,7 @@ def demo_config(
     keys for the sandbox's status APIs (a short quiet time, so reconciling shows soon). Only
     the default port gives way to a free one: a port asked for (`port_given`) is kept, busy or
     not, and a busy one fails to bind like any other."""
+    from smswatch.gateways.plivo.sim import AUTH_ID as PLIVO_AUTH_ID
     from smswatch.gateways.sinch.sim import SERVICE_PLAN_ID as SINCH_PLAN
     from smswatch.gateways.telnyx.keys import new_pair as new_telnyx_pair
     from smswatch.gateways.twilio.sim import ACCOUNT_SID
@@ -58,6 +59,8 @@ def demo_config(
     # (settings, like Vonage's signature method, keep their defaults). Twilio's auth token
     # also opens its API: the sandbox's, if any.
     token = keys.twilio_auth_token or secrets.token_urlsafe(24)
+    # Plivo's, like Twilio's, signs its callbacks and opens its Message API.
+    plivo_token = keys.plivo_auth_token or secrets.token_urlsafe(24)
     # Vonage's signature secret signs its receipts and JWTs; its API secret is another one.
     vonage_secret = keys.vonage_api_secret or secrets.token_urlsafe(24)
     tokens = {
@@ -71,7 +74,7 @@ def demo_config(
     credentials = Credentials(
         ("demo", secrets.token_urlsafe(12)),
         secrets.token_urlsafe(24),
-        tokens | {"twilio_auth_token": token},
+        tokens | {"twilio_auth_token": token, "plivo_auth_token": plivo_token},
     )
     port = config.port if port_given or port_free(config.host, config.port) else 0
     api = ApiConfig(
@@ -89,6 +92,9 @@ def demo_config(
         infobip_url=api_url,
         telnyx_key=ApiKey(keys.telnyx_api_key or secrets.token_hex(16), "--telnyx-api-key"),
         telnyx_url=api_url,
+        plivo_key=ApiKey(plivo_token, "--plivo-auth-token"),
+        plivo_auth_id=PLIVO_AUTH_ID,
+        plivo_url=api_url,
         sinch_key=ApiKey(keys.sinch_api_token or secrets.token_hex(16), "--sinch-api-token"),
         sinch_service_plan_id=SINCH_PLAN,
         sinch_url=api_url,
@@ -107,6 +113,7 @@ def demo_config(
                 "vonage": 30,
                 "infobip": 30,
                 "telnyx": 30,
+                "plivo": 30,
                 "sinch": 30,
             },
         ),
@@ -153,6 +160,7 @@ def run_monitor(
             vonage_api_secret=secrets.token_hex(16),
             infobip_api_key=secrets.token_hex(16),
             telnyx_api_key="KEY" + secrets.token_hex(16),
+            plivo_auth_token=secrets.token_hex(16),
             sinch_api_token=secrets.token_hex(16),
         )
         sandbox = SandboxAPI(keys=keys)

@@ -112,9 +112,10 @@ def unpolled(engine: Engine) -> tuple[str, ...]:
     where the reconciler's clients are loaded anyway)."""
     if engine.config.gateway_api is None:
         return ()
+    from smswatch.gateways.registry import file_gateways
     from smswatch.reconcile.clients import UNPOLLED
 
-    return UNPOLLED
+    return (*UNPOLLED, *file_gateways())  # a gateway from a file has no status API
 
 
 def banner(engine: Engine, metrics_url: str | None = None) -> list[str]:

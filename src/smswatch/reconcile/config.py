@@ -45,6 +45,13 @@ INFOBIP_RATE = 60
 # others: messages whose final webhook never came are few.
 TELNYX_RATE = 60
 TELNYX_URL = "https://api.telnyx.com"
+# Plivo limits its API per account and answers 429 past it; one lookup a second in all is far
+# inside that, for the messages whose final callback never came.
+PLIVO_RATE = 60
+PLIVO_URL = "https://api.plivo.com"
+# A Plivo Auth ID: MA (an account) or SA (a subaccount) and 18 letters and digits (it goes into
+# the request path).
+_AUTH_ID = re.compile(r"(MA|SA)[0-9A-Z]{18}")
 # Sinch limits each service plan's API calls and answers 429 past the limit; its delivery
 # reports are read a batch at a time, so one call a second covers many recipients.
 SINCH_RATE = 60
@@ -53,13 +60,19 @@ SINCH_URL = "https://us.sms.api.sinch.com"
 # letters and digits are what a path segment can carry unescaped.
 _SERVICE_PLAN = re.compile(r"[0-9A-Za-z]{8,64}")
 # Who a key is of, where an API asks for both (Basic auth's user): `<name>_account_sid`
-# (Twilio), `<name>_account_id` (Vonage's API key), `<name>_service_plan_id` (Sinch's, in its
-# paths).
-_USERS = ("account_sid", "account_id", "service_plan_id")
+# (Twilio), `<name>_account_id` (Vonage's API key), `<name>_auth_id` (Plivo),
+# `<name>_service_plan_id` (Sinch's, in its paths).
+_USERS = ("account_sid", "account_id", "auth_id", "service_plan_id")
 
 # Prefixes the gateways document, kept visible in the redacted form: they say which environment
 # a key is for (sk_test_ is Lisoloo's sandbox), which is what someone reading a log needs to know.
 _KNOWN_PREFIX = re.compile(r"^(sk_(?:test|live)_|ybk_(?:test_|live_)?)")
+
+
+PLIVO_BOTH = (
+    "--plivo-auth-id needs --plivo-auth-token: Plivo's Message API takes the Auth ID and its "
+    "auth token together (Basic auth)"
+)
 
 
 class ApiConfigError(ValueError):
@@ -192,6 +205,11 @@ class ApiConfig:
     telnyx_key: ApiKey | None = None
     telnyx_url: str = TELNYX_URL
     telnyx_rate: int = TELNYX_RATE
+    # Plivo: the key is the account's auth token, Basic auth's password; the Auth ID its user.
+    plivo_key: ApiKey | None = None
+    plivo_auth_id: str | None = None
+    plivo_url: str = PLIVO_URL
+    plivo_rate: int = PLIVO_RATE
     # Sinch: the service plan's API token (a Bearer token), its service plan id in the paths,
     # at the plan's region (us, eu, au, br, ca).
     sinch_key: ApiKey | None = None
@@ -246,6 +264,14 @@ class ApiConfig:
                 "--vonage-api-key must be the 8 letters and digits of the account's API key"
             )
         object.__setattr__(self, "telnyx_url", base_url(self.telnyx_url, "--telnyx-api-url"))
+        object.__setattr__(self, "plivo_url", base_url(self.plivo_url, "--plivo-api-url"))
+        if (self.plivo_key is None) != (self.plivo_auth_id is None):
+            raise ApiConfigError(PLIVO_BOTH)
+        if self.plivo_auth_id is not None and not _AUTH_ID.fullmatch(self.plivo_auth_id):
+            raise ApiConfigError(
+                "--plivo-auth-id must be MA or SA and 18 letters and digits (the Auth ID on "
+                "the Plivo console's overview)"
+            )
         object.__setattr__(self, "sinch_url", base_url(self.sinch_url, "--sinch-api-url"))
         if (self.sinch_key is None) != (self.sinch_service_plan_id is None):
             raise ApiConfigError(
@@ -298,6 +324,9 @@ class ApiConfig:
         infobip_api_url: str | None = None,
         telnyx_api_key: str | None = None,
         telnyx_api_url: str | None = None,
+        plivo_auth_id: str | None = None,
+        plivo_auth_token: str | None = None,
+        plivo_api_url: str | None = None,
         sinch_service_plan_id: str | None = None,
         sinch_api_token: str | None = None,
         sinch_api_url: str | None = None,
@@ -340,6 +369,16 @@ class ApiConfig:
         infobip_url = base_url(infobip_api_url, "--infobip-api-url") if infobip_api_url else None
         telnyx_url = base_url(telnyx_api_url, "--telnyx-api-url") if telnyx_api_url else TELNYX_URL
         telnyx_key = ApiKey(telnyx_api_key, "--telnyx-api-key") if telnyx_api_key else None
+        plivo_url = base_url(plivo_api_url, "--plivo-api-url") if plivo_api_url else PLIVO_URL
+        # The auth token alone checks webhooks; with the Auth ID it also polls.
+        plivo_id = plivo_auth_id.strip() if plivo_auth_id else None
+        plivo_key = (
+            ApiKey(plivo_auth_token, "--plivo-auth-token")
+            if plivo_auth_token and plivo_id
+            else None
+        )
+        if plivo_id and plivo_key is None:
+            raise ApiConfigError(PLIVO_BOTH)
         sinch_url = base_url(sinch_api_url, "--sinch-api-url") if sinch_api_url else SINCH_URL
         sinch_key = ApiKey(sinch_api_token, "--sinch-api-token") if sinch_api_token else None
         sinch_plan = sinch_service_plan_id.strip() if sinch_service_plan_id else None
@@ -360,6 +399,7 @@ class ApiConfig:
             vonage_key,
             infobip_key,
             telnyx_key,
+            plivo_key,
             sinch_key,
         )
         if all(key is None for key in keys):
@@ -379,6 +419,9 @@ class ApiConfig:
             infobip_url=infobip_url,
             telnyx_key=telnyx_key,
             telnyx_url=telnyx_url,
+            plivo_key=plivo_key,
+            plivo_auth_id=plivo_id,
+            plivo_url=plivo_url,
             sinch_key=sinch_key,
             sinch_service_plan_id=sinch_plan,
             sinch_url=sinch_url,

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from smswatch.config import stuck_deadlines
 from smswatch.core.domain import State
 from smswatch.core.reconciling import PollResult, ReconcileStatus
-from smswatch.gateways.registry import GATEWAYS
+from smswatch.gateways.registry import GATEWAYS, file_gateways
 from smswatch.reconcile.api import (
     ApiError,
     AuthError,
@@ -125,7 +125,9 @@ class Reconciler:
         self._reader: ReconcileQueries | None = None
         self._lease = lease  # None: this instance is the only one, it always polls
         self.leading = {name: lease is None for name in clients}
-        self.status = ReconcileStatus(gateways=tuple(sorted(clients)), unpolled=UNPOLLED)
+        self.status = ReconcileStatus(
+            gateways=tuple(sorted(clients)), unpolled=(*UNPOLLED, *file_gateways())
+        )
 
     # --- life cycle -----------------------------------------------------------------------------
 

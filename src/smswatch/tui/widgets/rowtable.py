@@ -157,17 +157,19 @@ class RowTable(LineView, can_focus=True):
         # While the rows are set, the lines that show something else are repainted after.
         scrolled_y(self, old, new, repaint=not self._setting_rows)
 
-    def _on_screen(self) -> list[tuple[Any, bool] | None]:
-        """What each line under the header shows now: (its row, under the cursor), or None."""
+    def _on_screen(self) -> list[tuple[Any, bool, int] | None]:
+        """What each line under the header shows now: (its row, under the cursor, which of the
+        row's lines), or None. The part matters: scrolled by one line, a row's detail line is
+        where its cells were, and the same row there is not the same line."""
         top = int(self.scroll_y)
         rows, per, cursor = self.rows, self.lines_per_row, self.cursor
-        shown: list[tuple[Any, bool] | None] = []
+        shown: list[tuple[Any, bool, int] | None] = []
         for y in range(1, self.size.height):
-            index = (top + y - 1) // per
-            shown.append((rows[index], index == cursor) if index < len(rows) else None)
+            index, part = divmod(top + y - 1, per)
+            shown.append((rows[index], index == cursor, part) if index < len(rows) else None)
         return shown
 
-    def _refresh_changed(self, before: list[tuple[Any, bool] | None]) -> None:
+    def _refresh_changed(self, before: list[tuple[Any, bool, int] | None]) -> None:
         """Repaint only the lines whose row changed. A live table updates a few rows a tick, and
         a whole repaint sends every line (borders included) through Textual's compositor again:
         measured, that was most of the dashboard's drawing time."""
@@ -182,7 +184,7 @@ class RowTable(LineView, can_focus=True):
             if (
                 old is None
                 or new is None
-                or old[1] != new[1]
+                or old[1:] != new[1:]
                 or not (old[0] is new[0] or old[0] == new[0])
             ):
                 self.refresh(Region(0, y, width, 1))

@@ -46,8 +46,9 @@ def gateway_lines(info: SourceInfo, palette: Palette) -> Text:
 
 
 def gateway_line(info: SourceInfo, palette: Palette) -> Text:
-    """The gateways on one line, for a short terminal: the first URL whole, the others from
-    where they differ from it, each with its check's mark (the full lines are the tooltip)."""
+    """The gateways on one line, for a short terminal: the first URL whole, the others by what
+    follows the path they share with it, each with its check's mark (the full lines are the
+    tooltip, `smswatch gateways` prints them)."""
     text = Text(no_wrap=True, overflow="ellipsis")
     if not info.gateways:
         text.append(f"viewer of {info.label}: not connected yet", style="dim")
@@ -57,11 +58,12 @@ def gateway_line(info: SourceInfo, palette: Palette) -> Text:
     base = first[: first.rfind("/") + 1]
     for n, gw in enumerate(info.gateways):
         if n:
-            # Two spaces, not " · ": "·" is also the mark of a gateway that is open. From the
-            # fourth gateway on, 80 columns cut the line (CSS: no wrap, an ellipsis): a line
-            # more for each gateway would take the panels' rows, and the tooltip has them all.
+            # Two spaces, not " · ": "·" is also the mark of a gateway that is open. No "…/"
+            # before the shared path's tail: nine built-in gateways then fit 160 columns. From
+            # the fourth on, 80 columns cut the line (CSS: no wrap, an ellipsis): a line more
+            # for each gateway would take the panels' rows, and the tooltip has them all.
             text.append("  ")
-        shown = gw.url if not n or not gw.url.startswith(base) else "…/" + gw.url[len(base) :]
+        shown = gw.url if not n or not gw.url.startswith(base) else gw.url[len(base) :]
         text.append(shown, style="underline")
         if gw.verified:
             text.append(" ✓", style=palette.state(State.DELIVERED))
