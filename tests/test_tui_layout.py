@@ -429,3 +429,49 @@ async def test_a_table_of_two_line_rows_scrolled_by_a_line_repaints_every_moved_
         want = [panel.render_line(y).text for y in range(panel.size.height)]
         assert [line.text[:width] for line in drawn] == want
         assert "detail 0" in want[2] and "title 1" in want[3]
+
+
+async def test_a_live_table_nobody_is_in_keeps_its_top_and_scrolls_by_whole_rows() -> None:
+    """An alert that comes in above the others is shown: the cursor of a panel that has no
+    focus stays on the first row instead of following its old row out of view. Focused, the
+    cursor follows its row; and however far a two-line table scrolls, its top line is a row's
+    cells, never a detail line without them."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import Input
+
+    from smswatch.tui.themes import Palette
+
+    palette = Palette(dict.fromkeys(State, "#ffffff"), dark=True)
+
+    def alert(n: int) -> Alert:
+        return Alert("failure", f"a{n}", "error", f"title {n}", f"detail {n}", n)
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Input()
+            yield AlertsPanel(lambda: palette, id="alerts")
+
+    app = One()
+    async with app.run_test(size=(40, 9)) as pilot:  # the panel shorter than its rows
+        panel = app.query_one(AlertsPanel)
+        assert not panel.has_focus
+        panel.set_rows([alert(n) for n in range(1, 9)])
+        await pilot.pause()
+        panel.set_rows([alert(0)] + [alert(n) for n in range(1, 9)])  # a new one on top
+        await pilot.pause()
+        assert panel.cursor == 0 and panel.scroll_y == 0
+        assert "title 0" in panel.render_line(1).text
+        panel.focus()
+        panel.cursor = 2  # title 2, focused: the cursor follows it when rows come above
+        await pilot.pause()
+        panel.set_rows([alert(10), alert(0)] + [alert(n) for n in range(1, 9)])
+        await pilot.pause()
+        assert panel.current.key == "a2"
+        for row in range(10):
+            panel.cursor = row
+            await pilot.pause()
+            assert int(panel.scroll_y) % 2 == 0, (row, panel.scroll_y)
+            assert "title" in panel.render_line(1).text
+        panel.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        assert int(panel.scroll_y) % 2 == 0 and "title" in panel.render_line(1).text

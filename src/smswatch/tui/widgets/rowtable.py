@@ -124,7 +124,9 @@ class RowTable(LineView, can_focus=True):
     # --- data ---------------------------------------------------------------------------------
 
     def set_rows(self, rows: Sequence[Any]) -> None:
-        """Replace the rows; the cursor stays on the row with the same key if it is still there.
+        """Replace the rows; the cursor stays on the row with the same key if it is still there,
+        but a table nobody is in, its cursor on the first row, stays at the top: a live panel
+        must show what comes in first (a new error alert), not follow a row down out of view.
         Unchanged rows (the same objects, or equal ones) cost nothing: no redraw."""
         if len(rows) == len(self.rows) and all(
             a is b or a == b for a, b in zip(rows, self.rows, strict=True)
@@ -139,7 +141,7 @@ class RowTable(LineView, can_focus=True):
         self._lines = {k: v for k, v in self._lines.items() if k[0] in self._keys}
         self._show_columns()
         index = self.cursor
-        if current_key in self._keys:
+        if current_key in self._keys and (self.cursor or self.has_focus):
             index = keys.index(current_key)
         # Scrolled at once, not after the next frame: that frame would show the rows moved and
         # the cursor's row off its place, and the scroll would take another.
@@ -211,7 +213,11 @@ class RowTable(LineView, can_focus=True):
         return None
 
     def _height(self) -> int:
-        return len(self.rows) * self.lines_per_row + 1
+        lines = len(self.rows) * self.lines_per_row + 1
+        # Scrolled to the end, the top line is a row's first: a blank line or so at the bottom
+        # makes the furthest scroll a whole number of rows.
+        over = lines - self.size.height
+        return lines + (-over % self.lines_per_row if over > 0 else 0)
 
     def _clamp(self, index: int) -> int:
         return max(0, min(index, len(self.rows) - 1)) if self.rows else 0
@@ -242,12 +248,15 @@ class RowTable(LineView, can_focus=True):
     def _scroll_cursor_into_view(self, immediate: bool = False) -> None:
         visible = max(self.size.height - 1, 1)
         top = int(self.scroll_y)
-        first = self.cursor * self.lines_per_row
-        last = first + self.lines_per_row - 1
+        per = self.lines_per_row
+        first = self.cursor * per
+        last = first + per - 1
         if first < top:
             self.scroll_to(y=first, animate=False, immediate=immediate)
         elif last >= top + visible:
-            self.scroll_to(y=last - visible + 1, animate=False, immediate=immediate)
+            # To a row's first line, so the top line is never a row's detail without its cells.
+            y = min(-(-(last - visible + 1) // per) * per, first)
+            self.scroll_to(y=y, animate=False, immediate=immediate)
 
     async def _on_click(self, event: events.Click) -> None:
         if event.y == 0:
