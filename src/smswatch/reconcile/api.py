@@ -29,6 +29,7 @@ exception (whose request info holds the headers) rides along as `__context__`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -465,6 +466,34 @@ class GatewayApi:
                     continue
                 raise self._fail(f"{words}, after {attempt} attempts", status, code)
             raise self._fail(words, status, code)
+
+
+class BasicAuthApi(GatewayApi):
+    """A status API that takes HTTP Basic auth: the account's user (Twilio's account SID,
+    Vonage's API key, Plivo's Auth ID: `ApiConfig`'s `<name>_<user>`) and the key as the
+    password. No client without the user."""
+
+    key_header: ClassVar[str] = "Authorization"
+
+    def __init__(self, key: ApiKey, base: str, *, user: str, **kwargs: Any) -> None:
+        super().__init__(key, base, **kwargs)
+        self.user = user
+        self._basic = base64.b64encode(f"{user}:{key.reveal()}".encode()).decode("ascii")
+
+    @classmethod
+    def from_config(cls, config: ApiConfig, **kwargs: Any) -> Self | None:
+        access = config.access(cls.name)
+        if access is None or access.user is None:
+            return None
+        kwargs.setdefault("user", access.user)
+        return super().from_config(config, **kwargs)
+
+    def key_value(self) -> str:
+        return f"Basic {self._basic}"
+
+    def _unkeyed(self, text: str) -> str:
+        # The encoded pair holds the key too: masked wherever an answer might echo it.
+        return super()._unkeyed(text).replace(self._basic, self.key.masked)
 
 
 @dataclass(slots=True)

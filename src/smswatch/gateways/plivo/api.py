@@ -14,10 +14,9 @@ Rate: Plivo limits its API per account and answers 429 past it (reconcile.config
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -26,13 +25,13 @@ from smswatch.gateways.base import Identifier, Text
 from smswatch.gateways.plivo.webhook import error_of, plivo_time, state_of
 from smswatch.reconcile.api import (
     NOT_FOUND,
-    GatewayApi,
+    BasicAuthApi,
     Lookup,
     RecipientOf,
     path_segment,
     polled_event,
 )
-from smswatch.reconcile.config import PLIVO_RATE, ApiConfig, ApiKey
+from smswatch.reconcile.config import PLIVO_RATE
 
 API_VERSION = "v1"
 
@@ -108,37 +107,15 @@ def message_event(msg: PlivoMessage, received_at: int) -> Event | None:
     )
 
 
-class PlivoApi(GatewayApi):
+class PlivoApi(BasicAuthApi):
     name: ClassVar[str] = "plivo"
     title: ClassVar[str] = "Plivo"
-    key_header: ClassVar[str] = "Authorization"
     default_rate: ClassVar[int] = PLIVO_RATE
-
-    def __init__(self, key: ApiKey, base: str, *, auth_id: str, **kwargs: Any) -> None:
-        super().__init__(key, base, **kwargs)
-        self.auth_id = auth_id
-        # Basic auth: the Auth ID is the user, the auth token (the key) the password.
-        pair = f"{auth_id}:{key.reveal()}".encode()
-        self._basic = base64.b64encode(pair).decode("ascii")
-
-    @classmethod
-    def from_config(cls, config: ApiConfig, **kwargs: Any) -> Self | None:
-        if config.plivo_auth_id is None:
-            return None
-        kwargs.setdefault("auth_id", config.plivo_auth_id)
-        return super().from_config(config, **kwargs)
-
-    def key_value(self) -> str:
-        return f"Basic {self._basic}"
-
-    def _unkeyed(self, text: str) -> str:
-        # The encoded pair holds the token too: masked wherever an answer might echo it.
-        return super()._unkeyed(text).replace(self._basic, self.key.masked)
 
     async def message(self, uuid: str) -> PlivoMessage | None:
         """One message; None if Plivo does not know it on this account. Raises ApiError,
         AuthError or RateLimited."""
-        body = await self._get(message_path(self.auth_id, uuid), lookup=True)
+        body = await self._get(message_path(self.user, uuid), lookup=True)
         if body is NOT_FOUND:
             return None
         found = parse_message(body, uuid)

@@ -13,11 +13,10 @@ Rate: Twilio limits concurrency, not calls a minute (reconcile.config.TWILIO_RAT
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -26,13 +25,13 @@ from smswatch.gateways.base import Identifier, Text
 from smswatch.gateways.twilio.webhook import state_of
 from smswatch.reconcile.api import (
     NOT_FOUND,
-    GatewayApi,
+    BasicAuthApi,
     Lookup,
     RecipientOf,
     path_segment,
     polled_event,
 )
-from smswatch.reconcile.config import TWILIO_RATE, ApiConfig, ApiKey
+from smswatch.reconcile.config import TWILIO_RATE
 from smswatch.timefmt import to_us
 
 API_VERSION = "2010-04-01"
@@ -121,37 +120,15 @@ def message_event(msg: TwilioMessage, received_at: int) -> Event | None:
     return polled_event("twilio", msg.sid, msg.to, state, status, at, received_at, raw, error)
 
 
-class TwilioApi(GatewayApi):
+class TwilioApi(BasicAuthApi):
     name: ClassVar[str] = "twilio"
     title: ClassVar[str] = "Twilio"
-    key_header: ClassVar[str] = "Authorization"
     default_rate: ClassVar[int] = TWILIO_RATE
-
-    def __init__(self, key: ApiKey, base: str, *, account_sid: str, **kwargs: Any) -> None:
-        super().__init__(key, base, **kwargs)
-        self.account_sid = account_sid
-        # Basic auth: the SID is the user, the auth token (the key) the password.
-        pair = f"{account_sid}:{key.reveal()}".encode()
-        self._basic = base64.b64encode(pair).decode("ascii")
-
-    @classmethod
-    def from_config(cls, config: ApiConfig, **kwargs: Any) -> Self | None:
-        if config.twilio_account_sid is None:
-            return None
-        kwargs.setdefault("account_sid", config.twilio_account_sid)
-        return super().from_config(config, **kwargs)
-
-    def key_value(self) -> str:
-        return f"Basic {self._basic}"
-
-    def _unkeyed(self, text: str) -> str:
-        # The encoded pair holds the token too: masked wherever an answer might echo it.
-        return super()._unkeyed(text).replace(self._basic, self.key.masked)
 
     async def message(self, sid: str) -> TwilioMessage | None:
         """One message; None if Twilio does not know it on this account. Raises ApiError,
         AuthError or RateLimited."""
-        body = await self._get(message_path(self.account_sid, sid), lookup=True)
+        body = await self._get(message_path(self.user, sid), lookup=True)
         if body is NOT_FOUND:
             return None
         found = parse_message(body, sid)

@@ -18,20 +18,19 @@ but each record is charged: see reconcile.config.VONAGE_RATE. 429 and Retry-Afte
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from smswatch.core.domain import Event, State
 from smswatch.gateways.base import Identifier, Text
 from smswatch.gateways.vonage.webhook import message_state, sms_state
-from smswatch.reconcile.api import NOT_FOUND, GatewayApi, Lookup, RecipientOf, polled_event
-from smswatch.reconcile.config import VONAGE_RATE, ApiConfig, ApiKey
+from smswatch.reconcile.api import NOT_FOUND, BasicAuthApi, Lookup, RecipientOf, polled_event
+from smswatch.reconcile.config import VONAGE_RATE
 from smswatch.timefmt import to_us
 
 RECORDS_PATH = "/v2/reports/records"
@@ -124,32 +123,10 @@ def record_event(rec: VonageRecord, received_at: int) -> Event | None:
     )
 
 
-class VonageApi(GatewayApi):
+class VonageApi(BasicAuthApi):
     name: ClassVar[str] = "vonage"
     title: ClassVar[str] = "Vonage"
-    key_header: ClassVar[str] = "Authorization"
     default_rate: ClassVar[int] = VONAGE_RATE
-
-    def __init__(self, key: ApiKey, base: str, *, account_id: str, **kwargs: Any) -> None:
-        super().__init__(key, base, **kwargs)
-        self.account_id = account_id
-        # Basic auth: the API key is the user, its secret (the key here) the password.
-        pair = f"{account_id}:{key.reveal()}".encode()
-        self._basic = base64.b64encode(pair).decode("ascii")
-
-    @classmethod
-    def from_config(cls, config: ApiConfig, **kwargs: Any) -> Self | None:
-        if config.vonage_account_id is None:
-            return None
-        kwargs.setdefault("account_id", config.vonage_account_id)
-        return super().from_config(config, **kwargs)
-
-    def key_value(self) -> str:
-        return f"Basic {self._basic}"
-
-    def _unkeyed(self, text: str) -> str:
-        # The encoded pair holds the secret too: masked wherever an answer might echo it.
-        return super()._unkeyed(text).replace(self._basic, self.key.masked)
 
     async def record(self, message_id: str) -> VonageRecord | None:
         """One message's record; None if Vonage does not know it on this account. Raises
@@ -159,7 +136,7 @@ class VonageApi(GatewayApi):
             raise ValueError(f"not one Vonage message id: {asked[:80]!r}")
         product = product_of(asked)
         params = {
-            "account_id": self.account_id,
+            "account_id": self.user,
             "product": product,
             "direction": "outbound",
             "id": asked,
