@@ -324,6 +324,12 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def number(value: Any) -> float | None:
+    """A value read as the lenient `Number` reads it (a JSON number or a numeric string; else
+    None): for a fast path that keeps a field as it came, to read it where it is used."""
+    return _number(value)
+
+
 def _integer(value: Any) -> int | None:
     # An integer is kept exactly: through a float, those just under 2**63 rounded up past the
     # bound and were dropped, where the fast path (FastInt) keeps them.
