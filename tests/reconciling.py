@@ -72,3 +72,25 @@ async def reconcile_dropped_finals(
     assert stats["max_in_window"] <= getattr(limits, f"{provider}_per_window")
     assert stats["unauthorized"] == 0
     return stats
+
+
+async def looked_up(client: Any, planned: Any, *message_ids: str) -> list[Any]:
+    """Each message looked up through a gateway's API client, its recipient taken from the
+    plan (as the store would give it); the client closed after."""
+
+    async def recipient_of(message_id: str) -> str:
+        return next(t.recipient for t in planned.truth if t.message_id == message_id)
+
+    try:
+        return [await client.lookup(m, recipient_of, lambda: 1) for m in message_ids]
+    finally:
+        await client.close()
+
+
+def assert_polled_failure(found: Any, failed: Any, provider: str) -> None:
+    """A lookup of a failed recipient: found, final, and a polled event of that recipient with
+    the gateway's error code."""
+    assert found.found and found.final and found.event is not None
+    ev = found.event
+    assert (ev.provider, ev.state, ev.error_code) == (provider, State.FAILED, failed.error_code)
+    assert ev.polled and ev.message_id == failed.message_id and ev.recipient == failed.recipient

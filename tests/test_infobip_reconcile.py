@@ -21,7 +21,7 @@ from smswatch.live.engine import Engine
 from smswatch.reconcile.api import AuthError
 from smswatch.reconcile.clients import build
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
-from tests.reconciling import reconcile_dropped_finals
+from tests.reconciling import assert_polled_failure, looked_up, reconcile_dropped_finals
 
 API_KEY = "0f3c9a7e5b1d4c2a8e6f0b9d7c5a3e1f-4a2b8c6d"
 TOKENS = {"infobip_basic_auth": "hooks:infobip-webhook-password"}
@@ -97,20 +97,10 @@ async def test_the_lookup_is_a_polled_event_of_the_recipient(
     [client] = build(api_config(api.url)).values()
     failed = next(t for t in planned.truth if t.state == "failed" and t.error_code)
     unconfirmed = next(t for t in planned.truth if t.state == "unconfirmed")
-
-    async def recipient_of(message_id: str) -> str:
-        return next(t.recipient for t in planned.truth if t.message_id == message_id)
-
-    try:
-        found = await client.lookup(failed.message_id, recipient_of, lambda: 1)
-        later = await client.lookup(unconfirmed.message_id, recipient_of, lambda: 1)
-        unknown = await client.lookup("no-such-message", recipient_of, lambda: 1)
-    finally:
-        await client.close()
-    assert found.found and found.final and found.event is not None
-    ev = found.event
-    assert (ev.provider, ev.state, ev.error_code) == ("infobip", State.FAILED, failed.error_code)
-    assert ev.polled and ev.message_id == failed.message_id and ev.recipient == failed.recipient
+    found, later, unknown = await looked_up(
+        client, planned, failed.message_id, unconfirmed.message_id, "no-such-message"
+    )
+    assert_polled_failure(found, failed, "infobip")
     # EXPIRED_DLR_UNKNOWN: as final as Infobip will say, no outcome.
     assert later.final and later.event is not None and later.event.state is State.UNCONFIRMED
     assert not unknown.found

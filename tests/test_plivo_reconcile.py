@@ -24,7 +24,7 @@ from smswatch.reconcile.api import AuthError
 from smswatch.reconcile.clients import build
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
 from smswatch.timefmt import to_us
-from tests.reconciling import reconcile_dropped_finals
+from tests.reconciling import assert_polled_failure, looked_up, reconcile_dropped_finals
 
 TOKEN = "pl_token_9c2e4a6b8d0f1e3a5c7b"
 TOKENS = {"plivo_auth_token": TOKEN}
@@ -124,18 +124,8 @@ async def test_the_lookup_is_a_polled_event_of_the_recipient(
     api, planned = sandbox
     [client] = build(api_config(api.url)).values()
     failed = next(t for t in planned.truth if t.state == "failed")
-
-    async def recipient_of(_: str) -> str:
-        return failed.recipient
-
-    try:
-        found = await client.lookup(failed.message_id, recipient_of, lambda: 1)
-    finally:
-        await client.close()
-    assert found.found and found.final and found.event is not None
-    ev = found.event
-    assert (ev.provider, ev.state, ev.error_code) == ("plivo", State.FAILED, failed.error_code)
-    assert ev.polled and ev.message_id == failed.message_id and ev.recipient == failed.recipient
+    [found] = await looked_up(client, planned, failed.message_id)
+    assert_polled_failure(found, failed, "plivo")
 
 
 @pytest.mark.parametrize(

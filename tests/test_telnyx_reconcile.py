@@ -22,7 +22,7 @@ from smswatch.live.engine import Engine
 from smswatch.reconcile.api import AuthError
 from smswatch.reconcile.clients import build
 from smswatch.reconcile.config import ApiConfig, ApiKey
-from tests.reconciling import reconcile_dropped_finals
+from tests.reconciling import assert_polled_failure, looked_up, reconcile_dropped_finals
 
 API_KEY = "KEY0123456789ABCDEF_telnyx"
 SIGNING_KEY, PUBLIC_KEY = new_pair()
@@ -97,19 +97,8 @@ async def test_the_lookup_is_a_polled_event_of_the_recipient(
     [client] = build(api_config(api.url)).values()
     failed = next(t for t in planned.truth if t.state == "failed")
     unconfirmed = next(t for t in planned.truth if t.state == "unconfirmed")
-
-    async def recipient_of(message_id: str) -> str:
-        return next(t.recipient for t in planned.truth if t.message_id == message_id)
-
-    try:
-        found = await client.lookup(failed.message_id, recipient_of, lambda: 1)
-        later = await client.lookup(unconfirmed.message_id, recipient_of, lambda: 1)
-    finally:
-        await client.close()
-    assert found.found and found.final and found.event is not None
-    ev = found.event
-    assert (ev.provider, ev.state, ev.error_code) == ("telnyx", State.FAILED, failed.error_code)
-    assert ev.polled and ev.message_id == failed.message_id and ev.recipient == failed.recipient
+    found, later = await looked_up(client, planned, failed.message_id, unconfirmed.message_id)
+    assert_polled_failure(found, failed, "telnyx")
     # delivery_unconfirmed: as final as Telnyx will say, no outcome.
     assert later.final and later.event is not None and later.event.state is State.UNCONFIRMED
 

@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smswatch.core.domain import State
 from smswatch.devtools.sandbox import ManualClock, SandboxAPI, SandboxLimits
 from smswatch.devtools.simulate import SimConfig, plan_campaign
 from smswatch.gateways.sandboxing import SandboxKeys
@@ -22,7 +21,7 @@ from smswatch.live.engine import Engine
 from smswatch.reconcile.api import AuthError
 from smswatch.reconcile.clients import build
 from smswatch.reconcile.config import ApiConfig, ApiConfigError, ApiKey
-from tests.reconciling import reconcile_dropped_finals
+from tests.reconciling import assert_polled_failure, looked_up, reconcile_dropped_finals
 
 TOKEN = "tw_token_5b0e9a1c7d3f2e4a6b8c"
 TOKENS = {"twilio_auth_token": TOKEN}
@@ -91,18 +90,8 @@ async def test_the_lookup_is_a_polled_event_of_the_recipient(
     api, planned = sandbox
     [client] = build(api_config(api.url)).values()
     failed = next(t for t in planned.truth if t.state == "failed")
-
-    async def recipient_of(_: str) -> str:
-        return failed.recipient
-
-    try:
-        found = await client.lookup(failed.message_id, recipient_of, lambda: 1)
-    finally:
-        await client.close()
-    assert found.found and found.final and found.event is not None
-    ev = found.event
-    assert (ev.provider, ev.state, ev.error_code) == ("twilio", State.FAILED, failed.error_code)
-    assert ev.polled and ev.message_id == failed.message_id and ev.recipient == failed.recipient
+    [found] = await looked_up(client, planned, failed.message_id)
+    assert_polled_failure(found, failed, "twilio")
 
 
 @pytest.mark.parametrize(
