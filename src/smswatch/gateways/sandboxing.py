@@ -94,6 +94,33 @@ class Refused(Exception):
         self.remaining = remaining
 
 
+def admitted(
+    host: SandboxHost,
+    gateway: str,
+    given: str | None,
+    now: int,
+    unauthorized: Callable[[], web.Response],
+    limited: Callable[[Refused], web.Response],
+) -> Bucket | web.Response:
+    """The caller's bucket when `given` is the gateway's key and the call is within its limit;
+    else the gateway's own 401 (counted as unauthorized) or 429, in its own words."""
+    key = host.key(gateway, given)
+    if key is None:
+        host.count_unauthorized(gateway)
+        return unauthorized()
+    try:
+        return host.admit(gateway, key, now)
+    except Refused as refused:
+        return limited(refused)
+
+
+def scheme_token(header: str | None, scheme: str) -> str | None:
+    """The credential of an `Authorization: SCHEME TOKEN` header (the scheme in any case), or
+    None when the header names another scheme or none."""
+    name, _, token = (header or "").strip().partition(" ")
+    return token.strip() if name.lower() == scheme else None
+
+
 def status_at(record: GatewayRecord, now: int, initial: str) -> tuple[str, int]:
     """The gateway's status of one recipient as of `now`, and since when; `initial` before
     its first step."""

@@ -33,9 +33,10 @@ from smswatch.gateways.infobip.sim import (
 from smswatch.gateways.sandboxing import (
     Bucket,
     GatewayRecord,
-    Refused,
     SandboxHost,
     SandboxKeys,
+    admitted,
+    scheme_token,
     status_at,
 )
 from smswatch.timefmt import from_us
@@ -122,20 +123,19 @@ class InfobipSandbox:
         return _refusal(status, "NOT_FOUND", f"no resource {request.path}")
 
     def _auth(self, request: web.Request, now: int) -> Bucket | web.Response:
-        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-        key = self.host.key(self.name, given.strip()) if scheme.lower() == "app" else None
-        if key is None:
-            self.host.count_unauthorized(self.name)
-            return _refusal(401, "UNAUTHORIZED", "Invalid login details")
-        try:
-            return self.host.admit(self.name, key, now)
-        except Refused as refused:
-            return _refusal(
+        return admitted(
+            self.host,
+            self.name,
+            scheme_token(request.headers.get("Authorization"), "app"),
+            now,
+            lambda: _refusal(401, "UNAUTHORIZED", "Invalid login details"),
+            lambda refused: _refusal(
                 429,
                 "TOO_MANY_REQUESTS",
                 "Too many requests",
                 {"Retry-After": str(refused.retry_after)},
-            )
+            ),
+        )
 
     def _asked(
         self, request: web.Request, now: int

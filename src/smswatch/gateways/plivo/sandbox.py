@@ -28,9 +28,9 @@ from smswatch.gateways.plivo.sim import AUTH_ID
 from smswatch.gateways.sandboxing import (
     Bucket,
     GatewayRecord,
-    Refused,
     SandboxHost,
     SandboxKeys,
+    admitted,
     basic_credentials,
     status_at,
 )
@@ -87,17 +87,18 @@ class PlivoSandbox:
         return _error(status, "not found" if status == 404 else "method not allowed")
 
     def _auth(self, request: web.Request, account: str, now: int) -> Bucket | web.Response:
-        host = self.host
         user, token = basic_credentials(request.headers.get("Authorization"))
         mine = user == account and account in self._accounts
-        key = host.key(self.name, token) if mine else None
-        if key is None:
-            host.count_unauthorized(self.name)
-            return _error(401, "authentication failed")
-        try:
-            return host.admit(self.name, key, now)
-        except Refused as refused:
-            return _error(429, "too many requests", {"Retry-After": str(refused.retry_after)})
+        return admitted(
+            self.host,
+            self.name,
+            token if mine else None,
+            now,
+            lambda: _error(401, "authentication failed"),
+            lambda refused: _error(
+                429, "too many requests", {"Retry-After": str(refused.retry_after)}
+            ),
+        )
 
     async def _message(self, request: web.Request) -> web.Response:
         now = self.host.clock()

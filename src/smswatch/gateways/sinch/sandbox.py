@@ -29,6 +29,7 @@ from smswatch.gateways.sandboxing import (
     Refused,
     SandboxHost,
     SandboxKeys,
+    scheme_token,
     status_at,
 )
 from smswatch.gateways.sinch.api import API_ROOT
@@ -98,8 +99,8 @@ class SinchSandbox:
         return _error(status, "not_found", f"no resource {request.path}")
 
     def _auth(self, request: web.Request, now: int) -> Bucket | web.Response:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        key = self.host.key(self.name, token.strip()) if scheme.lower() == "bearer" else None
+        token = scheme_token(request.headers.get("Authorization"), "bearer")
+        key = self.host.key(self.name, token)
         if key is None:
             self.host.count_unauthorized(self.name)
             return _error(401, "unauthorized", "Invalid or missing credentials")

@@ -23,9 +23,10 @@ from aiohttp import web
 from smswatch.gateways.sandboxing import (
     Bucket,
     GatewayRecord,
-    Refused,
     SandboxHost,
     SandboxKeys,
+    admitted,
+    scheme_token,
     status_at,
 )
 from smswatch.gateways.telnyx.api import MESSAGES_PATH
@@ -85,26 +86,25 @@ class TelnyxSandbox:
         return _error(status, "10005", "Resource not found", f"no resource {request.path}")
 
     def _auth(self, request: web.Request, now: int) -> Bucket | web.Response:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        key = self.host.key(self.name, token.strip()) if scheme.lower() == "bearer" else None
-        if key is None:
-            self.host.count_unauthorized(self.name)
-            return _error(
+        return admitted(
+            self.host,
+            self.name,
+            scheme_token(request.headers.get("Authorization"), "bearer"),
+            now,
+            lambda: _error(
                 401,
                 "10009",
                 "Authentication failed",
                 "The required authentication headers were either invalid or not included.",
-            )
-        try:
-            return self.host.admit(self.name, key, now)
-        except Refused as refused:
-            return _error(
+            ),
+            lambda refused: _error(
                 429,
                 "10011",
                 "Too many requests",
                 "You have exceeded the maximum number of allowed requests.",
                 {"Retry-After": str(refused.retry_after)},
-            )
+            ),
+        )
 
     async def _message(self, request: web.Request) -> web.Response:
         now = self.host.clock()

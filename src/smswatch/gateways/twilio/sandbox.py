@@ -24,9 +24,9 @@ from aiohttp import web
 from smswatch.gateways.sandboxing import (
     Bucket,
     GatewayRecord,
-    Refused,
     SandboxHost,
     SandboxKeys,
+    admitted,
     basic_credentials,
     status_at,
 )
@@ -90,19 +90,18 @@ class TwilioSandbox:
         return _error(status, 20404, f"The requested resource {request.path} was not found")
 
     def _auth(self, request: web.Request, account: str, now: int) -> Bucket | web.Response:
-        host = self.host
         user, token = basic_credentials(request.headers.get("Authorization"))
         mine = user == account and account in self._accounts
-        key = host.key(self.name, token) if mine else None
-        if key is None:
-            host.count_unauthorized(self.name)
-            return _error(401, 20003, "Authenticate")
-        try:
-            return host.admit(self.name, key, now)
-        except Refused as refused:
-            return _error(
+        return admitted(
+            self.host,
+            self.name,
+            token if mine else None,
+            now,
+            lambda: _error(401, 20003, "Authenticate"),
+            lambda refused: _error(
                 429, 20429, "Too Many Requests", {"Retry-After": str(refused.retry_after)}
-            )
+            ),
+        )
 
     async def _message(self, request: web.Request) -> web.Response:
         now = self.host.clock()
