@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from smswatch.gateways.base import SimPlanner
+from smswatch.gateways.sinch.webhook import error_code, state_of
 
 # (country code, digits after it, operator as Sinch names it (MCCMNC), weight).
 PLACES = (
@@ -63,8 +64,6 @@ def stamp(planner: SimPlanner, at: float) -> str:
 
 
 def our_state(status: str) -> str:
-    from smswatch.gateways.sinch.webhook import state_of
-
     return state_of(status).value
 
 
@@ -115,9 +114,9 @@ def plan_batch(planner: SimPlanner, start: float) -> None:
         if not failing:
             status, code, permanent, refused = "Delivered", 0, False, False
         state = our_state(status)
-        error = None
-        if state == "failed":
-            error = str(code) if code not in (0, 400, 401) else status
+        # The parser's own rule (a code that names no error gives the status), so the truth
+        # never disagrees with what smswatch stores.
+        error = error_code(status, code, state_of(status))
         how = ("sinch", batch, phone, state, error, operator, permanent)
         fields = {"status": status, "code": code, "operator": operator, "reference": reference}
         if refused:
