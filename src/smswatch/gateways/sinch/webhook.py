@@ -273,12 +273,14 @@ def batch_events(
     payload the report as received)."""
     batch = report.batch_id
     channel = "mms" if report.type.endswith("_mms") else "sms"
+    info = _info(channel, report.client_reference)  # one for the batch's listed recipients
     events: list[Event] = []
     seen: set[str] = set()
     for entry in entries:
         state = state_of(entry.status)
         word = absent_if_blank(entry.status) or "unknown"
         code = "" if entry.code is None else entry.code
+        failure = error_code(entry.status, entry.code, state)
         for recipient in entry.recipients or ():
             if recipient is None or recipient in seen:
                 continue  # listed twice: the first entry's is kept
@@ -297,8 +299,8 @@ def batch_events(
                     received_at=received_at,
                     payload=_narrowed(report, entry, recipient),
                     time_estimated=True,
-                    error_code=error_code(entry.status, entry.code, state),
-                    message_info=_info(channel, report.client_reference),
+                    error_code=failure,
+                    message_info=info,
                 )
             )
     tally = sorted(
@@ -310,7 +312,7 @@ def batch_events(
         for e in entries
     )
     key = f"sinch|{batch}|counts|{body_digest(_json(tally).encode())}"
-    counts = counts_of([(s, c, n) for s, c, n in tally])
+    counts = counts_of(tally)
     events.append(
         Event(
             provider=Sinch.name,
