@@ -1323,3 +1323,22 @@ def test_without_an_event_id_the_dedupe_fields_tell_events_apart(tmp_path: Path)
     assert keys[3] == "acme|a|ok" and keys[4].startswith("acme|sha256:")
     again = adapter.parse(b'{"m": "a", "s": "ok", "t": 1796700000.25}', 2)[0]
     assert again.dedupe_key == keys[0]
+
+
+def test_an_ed25519_timestamp_that_is_no_number_is_refused_even_when_signed() -> None:
+    """'nan' compares false with any window: a signed 'nan' must not pass as fresh."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from smswatch.core.rejected import Rejected
+    from smswatch.gateways.verifiers import Ed25519Check
+
+    key = Ed25519PrivateKey.generate()
+    public = base64.b64encode(key.public_key().public_bytes_raw()).decode()
+    check = Ed25519Check(public, "x-sig", timestamp_header="x-ts")
+    for stamp in ("nan", "inf"):
+        signed = base64.b64encode(key.sign(stamp.encode() + b"|" + b"{}")).decode()
+        with pytest.raises(Rejected) as refused:
+            check.check({"x-sig": signed, "x-ts": stamp}, b"{}")
+        assert refused.value.status == 401

@@ -17,13 +17,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from smswatch.core.rejected import Rejected
-from smswatch.gateways.base import BasicAuth
+from smswatch.gateways.base import MAX_FORM_FIELDS, BasicAuth
 
 Digest = Literal["sha1", "sha256", "sha512"]
 Encoding = Literal["base64", "hex"]
@@ -43,14 +44,27 @@ __all__ = [
 ]
 
 
+def query_values(url: str | None, param: str) -> list[str]:
+    """Every `param` value in a URL's query, percent-decoded; bytes that are not UTF-8 kept as
+    surrogates, so they compare as the bytes they were. Raises ValueError on a query with more
+    parameters than a form may have fields."""
+    query = urlsplit(url).query if url else ""
+    pairs = parse_qsl(
+        query,
+        keep_blank_values=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        max_num_fields=MAX_FORM_FIELDS,
+    )
+    return [value for name, value in pairs if name == param]
+
+
 def check_query_token(url: str | None, param: str, token: bytes) -> None:
     """The URL's `param` query parameter must be `token`, once: a shared secret in the callback
     URL, for a gateway that signs nothing (Africa's Talking's `?token=`). Details never repeat
     what was given: a near miss is most of the secret."""
     try:
-        given = [
-            v for k, v in parse_qsl(urlsplit(url or "").query, keep_blank_values=True) if k == param
-        ]
+        given = query_values(url, param)
     except ValueError:
         given = []
     if not given:
@@ -175,7 +189,9 @@ class Ed25519Check:
             try:
                 at = float(stamp)  # verified: it is what the gateway signed
             except ValueError:
-                raise Rejected(401, "bad_signature", "the signed timestamp is no time") from None
+                at = math.nan
+            if not math.isfinite(at):  # "nan" would pass any window
+                raise Rejected(401, "bad_signature", "the signed timestamp is no time")
             if abs(self.clock() - at) > self.tolerance_s:
                 raise Rejected(
                     401, "stale_signature", f"signed {abs(self.clock() - at):.0f} s from now"

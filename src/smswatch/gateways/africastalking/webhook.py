@@ -46,14 +46,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
 
 from smswatch.core.domain import Event, MessageInfo, State
 from smswatch.core.rejected import Rejected
 from smswatch.gateways.base import (
     FORM,
     MAX_FIELD,
-    MAX_FORM_FIELDS,
     AuthMode,
     BodyFormat,
     absent_if_blank,
@@ -63,6 +61,7 @@ from smswatch.gateways.base import (
     mapped_state,
     parse_form,
 )
+from smswatch.gateways.verifiers import query_values
 
 TOKEN_PARAMETER = "token"  # core.credentials declares the same (GatewayCredential.query)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -125,15 +124,7 @@ def query_tokens(url: str | None) -> list[str]:
     """Every `token` value in a URL's query, percent-decoded; bytes that are not UTF-8 kept as
     surrogates, so they compare as the bytes they were. Raises ValueError on a query with more
     parameters than a form may have fields."""
-    query = urlsplit(url).query if url else ""
-    pairs = parse_qsl(
-        query,
-        keep_blank_values=True,
-        encoding="utf-8",
-        errors="surrogateescape",
-        max_num_fields=MAX_FORM_FIELDS,
-    )
-    return [value for name, value in pairs if name == TOKEN_PARAMETER]
+    return query_values(url, TOKEN_PARAMETER)
 
 
 class AfricasTalking:
